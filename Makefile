@@ -1,0 +1,23 @@
+# The README's two commands are `make sweep` and `make test`; both set up the machine first (idempotent).
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup sweep test lint type
+
+setup:
+	@bash scripts/setup.sh
+
+sweep: setup
+	$(VENV)/splitbed sweep
+
+# pytest exit code 5 means no test ran: that must fail, never pass silently.
+test: setup
+	@$(VENV)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): failing" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: setup
+	$(VENV)/ruff check netem splitbed tests conftest.py
+
+type: setup
+	$(VENV)/mypy

@@ -1,0 +1,2 @@
+"""Repo-level pytest configuration. The options (--model, --profile, --backend, --full) come from the
+splitbed plugin (splitbed/pytest_plugin.py), installed as an entry point so other projects get them too."""

@@ -1,0 +1,1 @@
+"""One module per `splitbed` sub-command; each exposes `register(app)`."""
