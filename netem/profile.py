@@ -1,0 +1,485 @@
+"""Link profiles: what an emulated link must do, per direction, as plain frozen data.
+
+A profile is the single source of truth shared by the kernel backend, the userspace link process (which gets it
+as JSON), the metrics records (which embed it) and the docs (docs/PROFILES.md). Profiles live in TOML files; the
+built-in ones are in `netem/profiles/`, each citing the source of its numbers.
+
+Directions: **uplink = ue -> edge**, **downlink = edge -> ue**.
+
+Units and meanings (every backend must honour exactly these):
+
+- `rate_mbit`: link capacity in Mbit/s (10^6 bit/s). The bits counted are the Ethernet frame as it sits on the
+  veth: 14-byte Ethernet header + IP packet; no preamble, FCS or inter-frame gap (the same bytes Linux's tbf
+  counts). `None` = not shaped (as fast as the backend forwards).
+- `delay_ms`: constant one-way delay added to every packet of this direction, milliseconds.
+- `jitter_ms` with `jitter_distribution` (the same meaning as netem's `delay D J [distribution X]`):
+  `uniform` = delay drawn uniformly from [D - J, D + J]; `normal` = normal with mean D and standard deviation J;
+  `pareto` = heavy-tailed (netem's pareto table) scaled by J around D. A drawn delay below 0 counts as 0.
+- `loss`: `RandomLoss(p)` drops each packet independently with probability p; `GilbertElliott(p, r, h, k)` is a
+  two-state Markov chain (see its docstring; note h/k are LOSS probabilities here). `None` = no random loss.
+- `queue_packets` / `queue_bytes`: the bottleneck queue limit in packets and/or bytes (either or both; when both
+  are `None` the backend uses `DEFAULT_QUEUE_PACKETS`, the Linux txqueuelen/netem default). `queue_discipline`
+  says which packet to drop when full: `droptail` (the arriving one), `drophead` (the oldest), `codel`.
+  A backend that cannot do something raises `UnsupportedProfileError`; it never silently approximates.
+- `trace`: a capacity trace the link follows over time (`TraceRef(path, kind)`; kinds `mahimahi` =
+  packet-delivery opportunities, one integer ms per line, and `throughput` = Mbit/s per interval; parsed by
+  `netem.trace`). A trace replaces `rate_mbit` (setting both is an error).
+- `seed`: seeds every random draw of this direction (jitter, loss), so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from netem.errors import ProfileError, ProfileNotFoundError
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
+"""Where the built-in profiles live (package data)."""
+
+JitterDistribution = Literal["uniform", "normal", "pareto"]
+JITTER_DISTRIBUTIONS: tuple[str, ...] = ("uniform", "normal", "pareto")
+QueueDiscipline = Literal["droptail", "drophead", "codel"]
+QUEUE_DISCIPLINES: tuple[str, ...] = ("droptail", "drophead", "codel")
+TraceKind = Literal["mahimahi", "throughput"]
+TRACE_KINDS: tuple[str, ...] = ("mahimahi", "throughput")
+
+DEFAULT_QUEUE_PACKETS = 1000
+"""Queue limit when a profile sets none: Linux's default txqueuelen and netem's default limit."""
+
+# Caps: every number is bounded so a hostile or mistyped file cannot ask for absurd resources.
+MAX_RATE_MBIT = 100_000.0
+MAX_DELAY_MS = 60_000.0
+MAX_QUEUE_PACKETS = 1_000_000
+MAX_QUEUE_BYTES = 1 << 30
+MAX_SEED = (1 << 63) - 1
+MAX_PROFILE_FILE_BYTES = 1 << 20
+MAX_TEXT_CHARS = 4000
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class RandomLoss:
+    """Bernoulli loss: each packet is dropped independently with probability `p` (0..1)."""
+
+    p: float
+
+    def __post_init__(self) -> None:
+        _check_probability("loss.p", self.p)
+
+    @property
+    def mean_loss(self) -> float:
+        """Long-run share of packets dropped."""
+        return self.p
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": "random", "p": self.p}
+
+
+@dataclass(frozen=True)
+class GilbertElliott:
+    """Gilbert-Elliott bursty loss: a Good/Bad Markov chain stepped once per packet.
+
+    - `p`: probability of moving Good -> Bad at a packet,
+    - `r`: probability of moving Bad -> Good at a packet,
+    - `h`: probability that a packet is LOST while in the Good state,
+    - `k`: probability that a packet is LOST while in the Bad state.
+
+    Careful: in the classic papers (and in `tc ... loss gemodel p r 1-h 1-k`) h and k are the probabilities of
+    *delivery*; in this contract they are loss probabilities, so `GilbertElliott(p, r, h=0, k=1)` is the
+    simple Gilbert model (no loss in Good, all lost in Bad). The chain starts in Good. Steady state:
+    P(Bad) = p / (p + r), mean loss = (1 - P(Bad)) * h + P(Bad) * k, mean burst length in Bad = 1 / r.
+    """
+
+    p: float
+    r: float
+    h: float = 0.0
+    k: float = 1.0
+
+    def __post_init__(self) -> None:
+        for field_name in ("p", "r", "h", "k"):
+            _check_probability(f"loss.{field_name}", getattr(self, field_name))
+        if self.p > 0 and self.r == 0:
+            raise ProfileError(
+                "loss.r = 0 with loss.p > 0 traps the Gilbert-Elliott chain in the Bad state forever; "
+                "set r > 0 (mean bad-burst length is 1/r packets)"
+            )
+
+    @property
+    def bad_state_share(self) -> float:
+        """Steady-state probability of being in the Bad state."""
+        return 0.0 if self.p == 0 else self.p / (self.p + self.r)
+
+    @property
+    def mean_loss(self) -> float:
+        """Long-run share of packets dropped."""
+        bad = self.bad_state_share
+        return (1.0 - bad) * self.h + bad * self.k
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": "gilbert-elliott", "p": self.p, "r": self.r, "h": self.h, "k": self.k}
+
+
+LossModel = RandomLoss | GilbertElliott
+
+
+@dataclass(frozen=True)
+class TraceRef:
+    """A capacity trace file and its kind (`mahimahi` or `throughput`); parsed by `netem.trace`."""
+
+    path: str
+    kind: TraceKind
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path:
+            raise ProfileError("trace.path must be a non-empty string (a file path)")
+        if self.kind not in TRACE_KINDS:
+            raise ProfileError(f"trace.kind is {self.kind!r}; it must be one of {', '.join(TRACE_KINDS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class DirectionProfile:
+    """What one direction of the link does to packets (see the module docstring for exact meanings)."""
+
+    rate_mbit: float | None = None
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    jitter_distribution: JitterDistribution = "uniform"
+    loss: LossModel | None = None
+    queue_packets: int | None = None
+    queue_bytes: int | None = None
+    queue_discipline: QueueDiscipline = "droptail"
+    trace: TraceRef | None = None
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.rate_mbit is not None:
+            _check_number("rate_mbit", self.rate_mbit, low=0.0, high=MAX_RATE_MBIT, low_inclusive=False)
+        _check_number("delay_ms", self.delay_ms, low=0.0, high=MAX_DELAY_MS)
+        _check_number("jitter_ms", self.jitter_ms, low=0.0, high=MAX_DELAY_MS)
+        if self.jitter_distribution not in JITTER_DISTRIBUTIONS:
+            raise ProfileError(
+                f"jitter_distribution is {self.jitter_distribution!r}; it must be one of "
+                f"{', '.join(JITTER_DISTRIBUTIONS)}"
+            )
+        if self.loss is not None and not isinstance(self.loss, (RandomLoss, GilbertElliott)):
+            raise ProfileError(f"loss must be RandomLoss, GilbertElliott or None, not {type(self.loss).__name__}")
+        if self.queue_packets is not None:
+            _check_int("queue_packets", self.queue_packets, low=1, high=MAX_QUEUE_PACKETS)
+        if self.queue_bytes is not None:
+            _check_int("queue_bytes", self.queue_bytes, low=1514, high=MAX_QUEUE_BYTES)
+        if self.queue_discipline not in QUEUE_DISCIPLINES:
+            raise ProfileError(
+                f"queue_discipline is {self.queue_discipline!r}; it must be one of {', '.join(QUEUE_DISCIPLINES)}"
+            )
+        if self.trace is not None and not isinstance(self.trace, TraceRef):
+            raise ProfileError(f"trace must be a TraceRef or None, not {type(self.trace).__name__}")
+        if self.trace is not None and self.rate_mbit is not None:
+            raise ProfileError("a trace sets the link capacity over time; leave rate_mbit unset when trace is set")
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
+
+    @property
+    def effective_queue_packets(self) -> int | None:
+        """Packet limit the backend applies: the profile's, or the default when no limit at all is set."""
+        if self.queue_packets is None and self.queue_bytes is None:
+            return DEFAULT_QUEUE_PACKETS
+        return self.queue_packets
+
+    @property
+    def is_impaired(self) -> bool:
+        """True when this direction changes packets at all (an ideal direction can take a fast path)."""
+        return (
+            self.rate_mbit is not None
+            or self.delay_ms > 0
+            or self.jitter_ms > 0
+            or (self.loss is not None and self.loss.mean_loss > 0)
+            or self.trace is not None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form; `from_dict(to_dict())` gives an equal object."""
+        return {
+            "rate_mbit": self.rate_mbit,
+            "delay_ms": self.delay_ms,
+            "jitter_ms": self.jitter_ms,
+            "jitter_distribution": self.jitter_distribution,
+            "loss": None if self.loss is None else self.loss.to_dict(),
+            "queue_packets": self.queue_packets,
+            "queue_bytes": self.queue_bytes,
+            "queue_discipline": self.queue_discipline,
+            "trace": None if self.trace is None else self.trace.to_dict(),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, where: str = "direction", base_dir: Path | None = None, default_seed: int = 1
+    ) -> DirectionProfile:
+        """Build from a TOML/JSON table; relative trace paths resolve against `base_dir` (the profile's folder)."""
+        if not isinstance(data, Mapping):
+            raise ProfileError(f"[{where}] must be a table, not {type(data).__name__}")
+        _reject_unknown_keys(where, data, _DIRECTION_KEYS)
+        kwargs: dict[str, Any] = {}
+        for key in ("rate_mbit", "delay_ms", "jitter_ms"):
+            if data.get(key) is not None:
+                kwargs[key] = _as_float(f"{where}.{key}", data[key])
+        for key in ("queue_packets", "queue_bytes", "seed"):
+            if data.get(key) is not None:
+                kwargs[key] = _as_int(f"{where}.{key}", data[key])
+        for key in ("jitter_distribution", "queue_discipline"):
+            if data.get(key) is not None:
+                kwargs[key] = _as_str(f"{where}.{key}", data[key])
+        kwargs.setdefault("seed", default_seed)
+        if data.get("loss") is not None:
+            kwargs["loss"] = loss_from_dict(data["loss"], where=f"{where}.loss")
+        if data.get("trace") is not None:
+            kwargs["trace"] = trace_from_dict(data["trace"], where=f"{where}.trace", base_dir=base_dir)
+        try:
+            return cls(**kwargs)
+        except ProfileError as exc:
+            raise ProfileError(f"[{where}] {exc}") from None
+
+
+@dataclass(frozen=True)
+class LinkProfile:
+    """A named two-direction link: uplink (ue -> edge) and downlink (edge -> ue), with the source of its figures."""
+
+    name: str
+    description: str
+    source: str
+    uplink: DirectionProfile
+    downlink: DirectionProfile
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            raise ProfileError(
+                f"profile name {self.name!r} must be 1-64 chars of lowercase letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        for key in ("description", "source"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value.strip():
+                raise ProfileError(f"profile {self.name!r}: {key} must be a non-empty string")
+            if len(value) > MAX_TEXT_CHARS:
+                raise ProfileError(f"profile {self.name!r}: {key} is longer than {MAX_TEXT_CHARS} characters")
+        for key in ("uplink", "downlink"):
+            if not isinstance(getattr(self, key), DirectionProfile):
+                raise ProfileError(f"profile {self.name!r}: {key} must be a DirectionProfile")
+
+    def direction(self, which: str) -> DirectionProfile:
+        """The `uplink` or `downlink` profile by name."""
+        if which == "uplink":
+            return self.uplink
+        if which == "downlink":
+            return self.downlink
+        raise ProfileError(f"direction must be 'uplink' or 'downlink', not {which!r}")
+
+    def replace(self, **changes: Any) -> LinkProfile:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (trace paths absolute when loaded from a file); `from_dict` inverts it."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "uplink": self.uplink.to_dict(),
+            "downlink": self.downlink.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: Path | None = None) -> LinkProfile:
+        """Build and validate from a TOML/JSON mapping.
+
+        A top-level `seed` (default 1) seeds the uplink; the downlink gets `seed + 1` so the two directions do not
+        draw the same random sequence. A `seed` inside a direction table wins over both.
+        """
+        if not isinstance(data, Mapping):
+            raise ProfileError(f"a profile must be a table/object, not {type(data).__name__}")
+        _reject_unknown_keys("profile", data, _PROFILE_KEYS)
+        for key in ("name", "description", "source"):
+            if key not in data:
+                raise ProfileError(f"profile is missing the required key {key!r}")
+        for key in ("uplink", "downlink"):
+            if key not in data:
+                raise ProfileError(f"profile {data.get('name')!r} is missing the [{key}] table (use {{}} for ideal)")
+        seed = _as_int("seed", data["seed"]) if data.get("seed") is not None else 1
+        if not 0 <= seed < MAX_SEED:
+            raise ProfileError(f"seed must be in 0..{MAX_SEED - 1}, got {seed}")
+        return cls(
+            name=_as_str("name", data["name"]),
+            description=_as_str("description", data["description"]),
+            source=_as_str("source", data["source"]),
+            uplink=DirectionProfile.from_dict(data["uplink"], where="uplink", base_dir=base_dir, default_seed=seed),
+            downlink=DirectionProfile.from_dict(
+                data["downlink"], where="downlink", base_dir=base_dir, default_seed=seed + 1
+            ),
+        )
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> LinkProfile:
+        """A built-in profile by name (`5g-embb`) or a TOML file by path (`./my.toml`)."""
+        path = _locate(name_or_path)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise ProfileNotFoundError(f"cannot read profile file {path}: {exc.strerror}") from None
+        if size > MAX_PROFILE_FILE_BYTES:
+            raise ProfileError(f"profile file {path} is {size} bytes; the limit is {MAX_PROFILE_FILE_BYTES}")
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.loads(handle.read(MAX_PROFILE_FILE_BYTES).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ProfileError(f"profile file {path} is not UTF-8 text: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ProfileError(f"profile file {path} is not valid TOML: {exc}") from None
+        try:
+            return cls.from_dict(data, base_dir=path.parent)
+        except ProfileError as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+
+
+def loss_from_dict(data: Any, *, where: str = "loss") -> LossModel:
+    """`{model = "random", p = ...}` or `{model = "gilbert-elliott", p, r, h, k}` -> a loss model."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"[{where}] must be a table with a 'model' key, not {type(data).__name__}")
+    model = data.get("model")
+    try:
+        if model == "random":
+            _reject_unknown_keys(where, data, {"model", "p"})
+            if "p" not in data:
+                raise ProfileError(f"[{where}] random loss needs p (drop probability 0..1)")
+            return RandomLoss(p=_as_float(f"{where}.p", data["p"]))
+        if model == "gilbert-elliott":
+            _reject_unknown_keys(where, data, {"model", "p", "r", "h", "k"})
+            for key in ("p", "r"):
+                if key not in data:
+                    raise ProfileError(f"[{where}] gilbert-elliott loss needs {key}")
+            return GilbertElliott(
+                p=_as_float(f"{where}.p", data["p"]),
+                r=_as_float(f"{where}.r", data["r"]),
+                h=_as_float(f"{where}.h", data.get("h", 0.0)),
+                k=_as_float(f"{where}.k", data.get("k", 1.0)),
+            )
+    except ProfileError as exc:
+        if str(exc).startswith("["):
+            raise
+        raise ProfileError(f"[{where}] {exc}") from None
+    raise ProfileError(f"[{where}] model is {model!r}; it must be 'random' or 'gilbert-elliott'")
+
+
+def trace_from_dict(data: Any, *, where: str = "trace", base_dir: Path | None = None) -> TraceRef:
+    """`{path = "...", kind = "throughput"}` -> TraceRef; a relative path resolves against `base_dir`."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"[{where}] must be a table with 'path' and 'kind', not {type(data).__name__}")
+    _reject_unknown_keys(where, data, {"path", "kind"})
+    for key in ("path", "kind"):
+        if key not in data:
+            raise ProfileError(f"[{where}] needs {key!r}")
+    raw_path = Path(_as_str(f"{where}.path", data["path"]))
+    if not raw_path.is_absolute() and base_dir is not None:
+        raw_path = (base_dir / raw_path).resolve()
+    try:
+        return TraceRef(path=str(raw_path), kind=_as_str(f"{where}.kind", data["kind"]))  # type: ignore[arg-type]
+    except ProfileError as exc:
+        raise ProfileError(f"[{where}] {exc}") from None
+
+
+def builtin_names() -> list[str]:
+    """Names of the profiles shipped in `netem/profiles/`, sorted."""
+    return sorted(path.stem for path in BUILTIN_DIR.glob("*.toml"))
+
+
+def builtin_profiles() -> list[LinkProfile]:
+    """Every built-in profile, loaded and validated, sorted by name."""
+    return [LinkProfile.load(name) for name in builtin_names()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+_DIRECTION_KEYS = {field.name for field in dataclasses.fields(DirectionProfile)}
+_PROFILE_KEYS = {"name", "description", "source", "uplink", "downlink", "seed"}
+
+
+def _locate(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    looks_like_path = isinstance(name_or_path, Path) or "/" in text or text.endswith(".toml")
+    if looks_like_path:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ProfileNotFoundError(f"profile file {path} does not exist")
+        return path
+    if not NAME_PATTERN.match(text):
+        raise ProfileNotFoundError(f"{text!r} is neither a built-in profile name nor a path to a .toml file")
+    path = BUILTIN_DIR / f"{text}.toml"
+    if not path.is_file():
+        raise ProfileNotFoundError(
+            f"no built-in profile named {text!r}; built-ins: {', '.join(builtin_names())} (or give a .toml path)"
+        )
+    return path
+
+
+def _reject_unknown_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ProfileError(
+            f"[{where}] has unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _as_float(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProfileError(f"{where} must be a number, not {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _as_int(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ProfileError(f"{where} must be an integer, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _as_str(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ProfileError(f"{where} must be a string, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_probability(where: str, value: Any) -> None:
+    _check_number(where, value, low=0.0, high=1.0)
+
+
+def _check_number(
+    where: str, value: Any, *, low: float, high: float, low_inclusive: bool = True
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProfileError(f"{where} must be a number, not {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ProfileError(f"{where} must be finite, got {value}")
+    too_low = value < low if low_inclusive else value <= low
+    if too_low or value > high:
+        bracket = "[" if low_inclusive else "("
+        raise ProfileError(f"{where} = {value} is outside {bracket}{low:g}, {high:g}]")
+
+
+def _check_int(where: str, value: Any, *, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProfileError(f"{where} must be an integer, not {type(value).__name__} {value!r}")
+    if not low <= value <= high:
+        raise ProfileError(f"{where} = {value} is outside [{low}, {high}]")
