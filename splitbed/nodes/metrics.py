@@ -1,0 +1,157 @@
+"""The metrics record: one JSON object per inference, every field documented in docs/METRICS.md.
+
+Field names carry their units (`_ms`, `_bytes`, `_pct`, `_mj`, `_ns`). `SCHEMA_VERSION` changes whenever a field
+is renamed, removed or changes meaning; adding a field bumps the minor part. A test keeps this TypedDict and
+docs/METRICS.md in lockstep: every key here is documented there and nothing else is.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+from typing import Any, TypedDict
+
+from splitbed.nodes.clock import ClockRecord
+from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
+
+SCHEMA_VERSION = "1.0"
+
+
+class TensorFigures(TypedDict):
+    tensor_id: int
+    name: str
+    dtype: str
+    shape: list[int]
+    raw_bytes: int
+    serialized_bytes: int
+
+
+class Prediction(TypedDict):
+    rank: int
+    class_index: int
+    wnid: str
+    label: str
+    score: float
+
+
+class ErrorInfo(TypedDict):
+    code: str
+    message: str
+    fatal: bool
+    where: str
+
+
+class InferenceRecord(TypedDict):
+    # identity
+    schema_version: str
+    record_type: str
+    status: str
+    error: ErrorInfo | None
+    session_id: str
+    session_inference_index: int
+    job_id: str | None
+    repetition: int
+    tags: dict[str, Any]
+    started_at_utc: str
+    # what ran
+    model: str
+    partition_name: str
+    partition_id: int
+    encoding: str
+    compression_profile: str | None
+    compression_profile_id: int | None
+    image: str
+    input_shape: list[int]
+    # sizes
+    input_data_bytes: int
+    preprocessed_input_bytes: int
+    raw_intermediate_bytes: int
+    serialized_intermediate_bytes: int
+    aips_sent: bool
+    aips_reason: str
+    aips_id: int | None
+    aips_bytes: int
+    uplink_bytes: int
+    compression_ratio: float | None
+    tensors: list[TensorFigures]
+    downlink_bytes: int
+    # times
+    preprocess_ms: float
+    local_inference_ms: float
+    encode_ms: float
+    send_ms: float
+    delivery_ms: float | None
+    delivery_uncertainty_ms: float | None
+    remote_decode_ms: float | None
+    remote_queue_wait_ms: float | None
+    remote_inference_ms: float | None
+    total_inference_ms: float | None
+    remote_processing_ms: float | None
+    downlink_ms: float | None
+    round_trip_ms: float | None
+    result_decode_ms: float | None
+    e2e_latency_ms: float | None
+    timestamps_ns: dict[str, int | None]
+    # results
+    result_mode: str
+    predictions: list[Prediction]
+    aips_events: list[dict[str, Any]]
+    # resources (the seed's "not yet implemented" figures)
+    local_resources: ResourceFigures | None
+    remote_resources: ResourceFigures | None
+    local_gpu: GpuInfo | None
+    remote_gpu: GpuInfo | None
+    remote_concurrent_sessions: int | None
+    # how it was measured
+    inference_call: str
+    weights: dict[str, Any] | None
+    remote_weights: dict[str, Any] | None
+    link: dict[str, Any]
+    clock: ClockRecord | None
+    versions: dict[str, Any]
+    host: dict[str, HostInfo | None]
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(InferenceRecord.__annotations__)
+
+
+def ns_to_ms(ns: int | None) -> float | None:
+    return None if ns is None else ns / 1e6
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of everything that can change a figure; TensorFlow/Keras only if this process loaded them."""
+    versions = {
+        "python": platform.python_version(),
+        "numpy": _dist_version("numpy"),
+        "splitbed": _dist_version("splitbed"),
+        "tensorflow": _dist_version("tensorflow-cpu") or _dist_version("tensorflow"),
+        "keras": _dist_version("keras"),
+        "zstandard": _dist_version("zstandard"),
+        "lz4": _dist_version("lz4"),
+        "platform": platform.platform(),
+    }
+    from splitbed.nodes import protocol
+
+    versions["protocol_version"] = str(protocol.PROTOCOL_VERSION)
+    versions["format_version"] = str(protocol.format_version())
+    if "keras" in sys.modules:
+        versions["keras_backend"] = str(sys.modules["keras"].backend.backend())
+    return versions
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Raise ValueError unless `record` has exactly the schema's fields (used by tests and the driven mode)."""
+    keys = set(record)
+    missing = [f for f in RECORD_FIELDS if f not in keys]
+    extra = sorted(keys - set(RECORD_FIELDS))
+    if missing or extra:
+        raise ValueError(f"metrics record does not match schema {SCHEMA_VERSION}: missing {missing}, extra {extra}")

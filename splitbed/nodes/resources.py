@@ -1,0 +1,286 @@
+"""What one inference costs a node's process: CPU time and utilisation, peak memory, energy, GPU.
+
+A `ResourceMeter` measures a *window* (start() ... stop()) of the calling process:
+- CPU time: `time.process_time_ns()` (CLOCK_PROCESS_CPUTIME_ID: user + system of every thread, so TensorFlow's
+  worker threads count). Utilisation = CPU time / wall time of the window, in percent of one core (it can exceed
+  100 on several cores; the record also gives it divided by the usable core count).
+- Peak memory: `ru_maxrss` is a lifetime peak, useless per inference. Where the kernel allows it (Linux >= 4.0,
+  /proc/self/clear_refs writable) the window resets the process's high-water mark (write "5" to clear_refs)
+  at start and reads VmHWM at stop: an exact per-window peak of resident memory, taken by the kernel. Otherwise
+  a sampler thread reads RSS every SAMPLER_INTERVAL_S and keeps the maximum (it can miss spikes shorter than the
+  interval; the record names the method). Both are process-wide: overlapping windows in one process (concurrent
+  sessions on the remote node) share them, so the remote serialises its measured windows.
+- Energy: Intel/AMD RAPL package counters under /sys/class/powercap where readable (whole package, every
+  process); otherwise null with the reason, plus an estimate labelled as such: CPU time x a per-core power
+  figure read from splitbed/nodes/data/power.toml.
+- GPU: devices as TensorFlow lists them; none here (tensorflow-cpu), recorded with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
+
+import psutil
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+POWERCAP_ROOT = Path("/sys/class/powercap")
+CLEAR_REFS = Path("/proc/self/clear_refs")
+PROC_STATUS = Path("/proc/self/status")
+POWER_DATA = Path(__file__).with_name("data") / "power.toml"
+SAMPLER_INTERVAL_S = 0.002
+_HWM_RE = re.compile(rb"VmHWM:\s+(\d+) kB")
+_RSS_RE = re.compile(rb"VmRSS:\s+(\d+) kB")
+
+
+class ResourceFigures(TypedDict):
+    """One window's figures, as they appear (prefixed local_/remote_) in the metrics record."""
+
+    wall_ms: float
+    cpu_time_ms: float
+    cpu_utilisation_pct: float
+    cpu_utilisation_of_host_pct: float
+    usable_cores: int
+    rss_start_bytes: int
+    peak_rss_bytes: int
+    peak_rss_increase_bytes: int
+    peak_rss_method: str
+    energy_rapl_mj: float | None
+    energy_rapl_reason: str
+    energy_estimate_mj: float
+    energy_estimate_method: str
+
+
+@dataclass(frozen=True)
+class PowerFigure:
+    """The per-core power used for the labelled energy estimate, with where it comes from."""
+
+    watts_per_busy_core: float
+    basis: str
+    source: str
+
+
+def load_power_figure(path: Path = POWER_DATA) -> PowerFigure:
+    data = tomllib.loads(path.read_text())["cpu_estimate"]
+    return PowerFigure(float(data["watts_per_busy_core"]), str(data["basis"]), str(data["source"]))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity), which bounds its utilisation."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _read_status_kb(pattern: re.Pattern[bytes]) -> int | None:
+    try:
+        match = pattern.search(PROC_STATUS.read_bytes())
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+def current_rss_bytes() -> int:
+    rss = _read_status_kb(_RSS_RE)
+    return rss if rss is not None else int(psutil.Process().memory_info().rss)
+
+
+def _reset_hwm() -> bool:
+    """Reset this process's resident high-water mark; False where the kernel or sandbox refuses."""
+    try:
+        with CLEAR_REFS.open("w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _read_status_kb(_HWM_RE) is not None
+
+
+class _RssSampler(threading.Thread):
+    """Fallback peak-RSS method: poll RSS every SAMPLER_INTERVAL_S until stopped."""
+
+    def __init__(self) -> None:
+        super().__init__(name="rss-sampler", daemon=True)
+        self.peak = current_rss_bytes()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(SAMPLER_INTERVAL_S):
+            self.peak = max(self.peak, current_rss_bytes())
+
+    def finish(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return max(self.peak, current_rss_bytes())
+
+
+@dataclass
+class RaplReading:
+    """Package energy counters (uJ) by zone path, or why there are none."""
+
+    counters_uj: dict[Path, int]
+    reason: str
+
+
+def _rapl_zones(root: Path) -> list[Path]:
+    # Top-level zones are packages (intel-rapl:0); sub-zones (intel-rapl:0:0) are inside them: do not add them.
+    return sorted(p for p in root.glob("*rapl:*") if p.name.count(":") == 1 and (p / "energy_uj").exists())
+
+
+def read_rapl(root: Path = POWERCAP_ROOT) -> RaplReading:
+    if not root.exists():
+        return RaplReading({}, f"RAPL not available: {root} does not exist (no powercap driver, or a VM)")
+    zones = _rapl_zones(root)
+    if not zones:
+        return RaplReading({}, f"RAPL not available: no package zone with energy_uj under {root}")
+    counters: dict[Path, int] = {}
+    for zone in zones:
+        try:
+            counters[zone] = int((zone / "energy_uj").read_text())
+        except (OSError, ValueError) as exc:
+            return RaplReading({}, f"RAPL not readable: {zone / 'energy_uj'}: {exc} (reading needs root on "
+                                   "kernels since 5.10)")
+    return RaplReading(counters, "")
+
+
+def rapl_delta_mj(start: RaplReading, stop: RaplReading) -> tuple[float | None, str]:
+    """Energy between two readings in millijoules, handling counter wrap-around, or None and the reason."""
+    if not start.counters_uj or not stop.counters_uj:
+        return None, start.reason or stop.reason
+    total_uj = 0
+    for zone, begin in start.counters_uj.items():
+        end = stop.counters_uj.get(zone)
+        if end is None:
+            return None, f"RAPL zone {zone} disappeared during the window"
+        if end < begin:
+            try:
+                wrap = int((zone / "max_energy_range_uj").read_text())
+            except (OSError, ValueError):
+                return None, f"RAPL counter {zone} wrapped and max_energy_range_uj is unreadable"
+            end += wrap
+        total_uj += end - begin
+    return total_uj / 1000.0, "RAPL package energy over the window (whole package: every process on it)"
+
+
+@dataclass
+class WindowStart:
+    wall_ns: int
+    cpu_ns: int
+    rss_bytes: int
+    hwm_reset: bool
+    sampler: _RssSampler | None
+    rapl: RaplReading
+
+
+class ResourceMeter:
+    """Measures CPU, peak memory and energy of this process over start()/stop() windows."""
+
+    def __init__(self, power: PowerFigure | None = None, *, peak_method: str = "auto") -> None:
+        if peak_method not in ("auto", "vmhwm-reset", "sampler"):
+            raise ValueError(f"peak_method must be auto, vmhwm-reset or sampler, not {peak_method!r}")
+        self.power = power or load_power_figure()
+        self.peak_method = peak_method
+        self.cores = usable_cores()
+
+    def start(self) -> WindowStart:
+        rss = current_rss_bytes()
+        hwm_reset = self.peak_method != "sampler" and _reset_hwm()
+        if self.peak_method == "vmhwm-reset" and not hwm_reset:
+            raise OSError(f"cannot reset the resident high-water mark through {CLEAR_REFS}")
+        sampler = None
+        if not hwm_reset:
+            sampler = _RssSampler()
+            sampler.start()
+        rapl = read_rapl()
+        return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl)
+
+    def stop(self, start: WindowStart) -> ResourceFigures:
+        cpu_ns = time.process_time_ns() - start.cpu_ns
+        wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
+        rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, read_rapl())
+        if start.sampler is not None:
+            peak = start.sampler.finish()
+            method = f"sampler: RSS polled every {SAMPLER_INTERVAL_S * 1000:g} ms (may miss shorter spikes)"
+        else:
+            peak = _read_status_kb(_HWM_RE) or current_rss_bytes()
+            method = "vmhwm-reset: kernel high-water mark of resident memory, reset at window start"
+        cpu_ms = cpu_ns / 1e6
+        utilisation = 100.0 * cpu_ns / wall_ns
+        return ResourceFigures(
+            wall_ms=wall_ns / 1e6,
+            cpu_time_ms=cpu_ms,
+            cpu_utilisation_pct=utilisation,
+            cpu_utilisation_of_host_pct=utilisation / self.cores,
+            usable_cores=self.cores,
+            rss_start_bytes=start.rss_bytes,
+            peak_rss_bytes=max(peak, start.rss_bytes),
+            peak_rss_increase_bytes=max(peak - start.rss_bytes, 0),
+            peak_rss_method=method,
+            energy_rapl_mj=rapl_mj,
+            energy_rapl_reason=rapl_reason,
+            energy_estimate_mj=cpu_ms * self.power.watts_per_busy_core,
+            energy_estimate_method=(f"ESTIMATE, not a measurement: cpu_time_ms x {self.power.watts_per_busy_core} W "
+                                    f"per busy core ({self.power.source})"),
+        )
+
+
+class GpuInfo(TypedDict):
+    count: int
+    devices: list[str]
+    utilisation_pct: float | None
+    reason: str
+
+
+def gpu_info() -> GpuInfo:
+    """GPUs TensorFlow can use (the seed's `server_physical_gpus`). No utilisation sampling is implemented."""
+    if "tensorflow" not in sys.modules:
+        import tensorflow  # noqa: F401  (nodes load TensorFlow anyway; this only asks it)
+    tf = sys.modules["tensorflow"]
+    devices = [d.name for d in tf.config.list_physical_devices("GPU")]
+    reason = ("no GPU: TensorFlow lists no GPU device (tensorflow-cpu build or no driver)" if not devices else
+              "GPU present; per-inference GPU utilisation and energy are not sampled by this version")
+    return GpuInfo(count=len(devices), devices=devices, utilisation_pct=None, reason=reason)
+
+
+class HostInfo(TypedDict):
+    hostname: str
+    cpu_model: str
+    cpu_count: int
+    usable_cores: int
+    memory_total_bytes: int
+    kernel: str
+    machine: str
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def host_info() -> HostInfo:
+    return HostInfo(
+        hostname=socket.gethostname(),
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count() or 0,
+        usable_cores=usable_cores(),
+        memory_total_bytes=int(psutil.virtual_memory().total),
+        kernel=platform.release(),
+        machine=platform.machine(),
+    )

@@ -1,0 +1,99 @@
+"""Socket helpers shared by both nodes: zero-copy sends with a deadline, and deadline-bounded unit reads."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Sequence
+
+from splitbed.nodes.clock import now_ns
+from splitbed.nodes.errors import NodeTimeout, PeerClosed, ProtocolError, RemoteError
+from splitbed.nodes.protocol import (
+    DOWNLINK_CONTROL,
+    HEADER_SIZE,
+    MAX_CONTROL_BYTES,
+    ControlUnit,
+    MsgType,
+    UnitFramer,
+    decode_control,
+)
+
+RECV_CHUNK = 256 * 1024
+IOV_MAX = 1024
+
+
+def send_pieces(sock: socket.socket, pieces: Sequence[bytes | bytearray | memoryview], timeout_s: float) -> int:
+    """Send every piece in order with sendmsg (scatter/gather: no joining copy); returns bytes sent.
+    The whole send must finish within timeout_s, however the kernel splits it."""
+    views = [memoryview(p).cast("B") for p in pieces if len(p)]
+    total = sum(len(v) for v in views)
+    deadline = time.monotonic() + timeout_s
+    while views:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise NodeTimeout(f"sending {total} bytes did not finish within {timeout_s:g} s")
+        sock.settimeout(remaining)
+        try:
+            sent = sock.sendmsg(views[:IOV_MAX])
+        except TimeoutError:
+            raise NodeTimeout(f"sending {total} bytes did not finish within {timeout_s:g} s") from None
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise PeerClosed(f"peer closed the connection while we were sending: {exc}") from None
+        while sent and views:
+            if sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
+    return total
+
+
+class ControlReader:
+    """Reads whole control units from a blocking socket, each within a deadline (the local node's downlink)."""
+
+    def __init__(self, sock: socket.socket, *, max_control_bytes: int = MAX_CONTROL_BYTES) -> None:
+        self.sock = sock
+        self.framer = UnitFramer(max_unit_bytes=max_control_bytes, max_control_bytes=max_control_bytes,
+                                 accepted_control=DOWNLINK_CONTROL)
+        self._pending: list[tuple[ControlUnit, int, int]] = []
+        self._buf = bytearray(RECV_CHUNK)
+        self.bytes_received = 0
+
+    def read(self, timeout_s: float) -> tuple[ControlUnit, int, int]:
+        """The next control unit, its size on the wire and the CLOCK_MONOTONIC ns when its last byte was read."""
+        deadline = time.monotonic() + timeout_s
+        while not self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NodeTimeout(f"no complete message from the remote node within {timeout_s:g} s")
+            self.sock.settimeout(remaining)
+            try:
+                n = self.sock.recv_into(self._buf)
+            except TimeoutError:
+                raise NodeTimeout(f"no complete message from the remote node within {timeout_s:g} s") from None
+            except ConnectionResetError as exc:
+                raise PeerClosed(f"remote node reset the connection: {exc}") from None
+            t_read = now_ns()
+            if n == 0:
+                raise PeerClosed("remote node closed the connection"
+                                 + (" in the middle of a message" if self.framer.mid_unit else ""))
+            self.bytes_received += n
+            for frame in self.framer.feed(memoryview(self._buf)[:n]):
+                if not isinstance(frame, ControlUnit):
+                    raise ProtocolError("unexpected_message",
+                                        f"unit of type {frame.unit_type} on the downlink; only control messages "
+                                        "are valid there")
+                self._pending.append((frame, HEADER_SIZE + len(frame.payload), t_read))
+        return self._pending.pop(0)
+
+    def expect(self, wanted: MsgType, timeout_s: float) -> tuple[ControlUnit, int, int]:
+        """Like read(), but an ERROR reply raises RemoteError and any other type is a protocol error."""
+        unit, size, t_read = self.read(timeout_s)
+        if unit.unit_type == MsgType.ERROR:
+            body = decode_control(unit.unit_type, unit.payload)
+            raise RemoteError(str(body.get("code", "unknown")), str(body.get("message", "")),
+                              fatal=bool(body.get("fatal", True)), aips_events=list(body.get("aips_events") or []))
+        if unit.unit_type != wanted:
+            raise ProtocolError("unexpected_message", f"expected {wanted.name}, the remote sent {unit.unit_type.name}")
+        return unit, size, t_read

@@ -1,0 +1,108 @@
+"""Per-window CPU, memory and energy figures of the calling process, measured for real."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from splitbed.nodes.resources import (
+    PowerFigure,
+    ResourceMeter,
+    host_info,
+    load_power_figure,
+    rapl_delta_mj,
+    read_rapl,
+)
+
+POWER = PowerFigure(4.0, "test", "test figure")
+
+
+def _burn_cpu(seconds: float) -> None:
+    start = time.process_time()
+    x = 0
+    while time.process_time() - start < seconds:
+        x += 1
+
+
+def test_cpu_time_of_a_busy_window() -> None:
+    meter = ResourceMeter(POWER)
+    window = meter.start()
+    _burn_cpu(0.2)
+    figures = meter.stop(window)
+    assert figures["cpu_time_ms"] >= 200
+    assert figures["wall_ms"] >= figures["cpu_time_ms"] * 0.9  # one thread cannot use more CPU than wall time
+    assert 0 < figures["cpu_utilisation_pct"] <= 100 * figures["usable_cores"] + 5
+    assert figures["cpu_utilisation_of_host_pct"] == pytest.approx(
+        figures["cpu_utilisation_pct"] / figures["usable_cores"])
+    assert figures["energy_estimate_mj"] == pytest.approx(figures["cpu_time_ms"] * 4.0)
+    assert "ESTIMATE" in figures["energy_estimate_method"]
+
+
+def test_idle_window_uses_little_cpu() -> None:
+    meter = ResourceMeter(POWER)
+    window = meter.start()
+    time.sleep(0.3)
+    figures = meter.stop(window)
+    assert figures["wall_ms"] >= 300
+    assert figures["cpu_utilisation_pct"] < 50
+
+
+@pytest.mark.parametrize("method", ["vmhwm-reset", "sampler"])
+def test_peak_rss_sees_a_freed_allocation(method: str) -> None:
+    meter = ResourceMeter(POWER, peak_method=method)
+    window = meter.start()
+    block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB, touched
+    time.sleep(0.05)  # let the sampler see it
+    del block
+    figures = meter.stop(window)
+    assert figures["peak_rss_increase_bytes"] >= 60 << 20
+    assert figures["peak_rss_bytes"] >= figures["rss_start_bytes"] + (60 << 20)
+    assert figures["peak_rss_method"].startswith(method)
+
+
+def test_windows_do_not_inherit_an_earlier_peak() -> None:
+    meter = ResourceMeter(POWER, peak_method="vmhwm-reset")
+    block = np.ones(64 << 20, dtype=np.uint8)
+    del block
+    figures = meter.stop(meter.start())
+    assert figures["peak_rss_increase_bytes"] < 16 << 20
+
+
+def _zone(root: Path, name: str, energy: int, max_range: int) -> None:
+    zone = root / name
+    zone.mkdir(parents=True)
+    (zone / "energy_uj").write_text(f"{energy}\n")
+    (zone / "max_energy_range_uj").write_text(f"{max_range}\n")
+
+
+def test_rapl_reads_package_zones_and_handles_wrap(tmp_path: Path) -> None:
+    _zone(tmp_path, "intel-rapl:0", 1_000_000, 10_000_000)
+    _zone(tmp_path, "intel-rapl:0:0", 5, 10_000_000)  # a sub-zone inside package 0: must not be added
+    _zone(tmp_path, "intel-rapl:1", 9_999_000, 10_000_000)
+    start = read_rapl(tmp_path)
+    assert len(start.counters_uj) == 2
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("1500000\n")
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("1000\n")  # wrapped
+    mj, reason = rapl_delta_mj(start, read_rapl(tmp_path))
+    assert mj == pytest.approx((500_000 + 2_000) / 1000)
+    assert "whole package" in reason
+
+
+def test_rapl_absent_gives_null_and_reason(tmp_path: Path) -> None:
+    reading = read_rapl(tmp_path / "nope")
+    assert rapl_delta_mj(reading, reading) == (None, reading.reason)
+    assert "does not exist" in reading.reason
+
+
+def test_power_figure_comes_from_the_data_file() -> None:
+    figure = load_power_figure()
+    assert 0 < figure.watts_per_busy_core < 50 and figure.source
+
+
+def test_host_info() -> None:
+    info = host_info()
+    assert info["cpu_count"] >= 1 and 1 <= info["usable_cores"] <= info["cpu_count"]
+    assert info["memory_total_bytes"] > 0 and info["cpu_model"]
