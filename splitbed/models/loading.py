@@ -1,0 +1,114 @@
+"""Build a registered model with resolved weights: `load(name, weights="auto") -> LoadedModel`."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from splitbed.models import registry
+from splitbed.models import weights as wts
+from splitbed.models.errors import WeightsError
+from splitbed.models.registry import ModelSpec, Partition
+
+if TYPE_CHECKING:
+    from splitbed.models.splitter import SplitModel
+
+INPUT_NAME = "input_layer"  # Keras 3's name; given explicitly so a second model in the process keeps it
+
+
+@dataclass
+class LoadedModel:
+    """A full Keras model, its registry entry and the record of its weights; caches its splits."""
+
+    keras_model: Any
+    spec: ModelSpec
+    weights: wts.WeightsInfo
+    _splits: dict[int, SplitModel] = field(default_factory=dict, repr=False)
+    _graph: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def partition(self, key: Partition | int | str) -> Partition:
+        return self.spec.partition(key)
+
+    def split(self, key: Partition | int | str) -> SplitModel:
+        """Head and tail for a partition; built once per partition and then reused."""
+        from splitbed.models.splitter import split
+
+        return split(self, key)
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter hides real messages; keep errors only (unless the user chose)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _build(spec: ModelSpec, keras_weights: str | None) -> Any:
+    quiet_tensorflow()
+    import keras
+
+    module = getattr(keras.applications, spec.keras_module)
+    constructor = getattr(module, spec.constructor)
+    input_tensor = keras.Input(shape=spec.input_shape, name=INPUT_NAME)
+    built = constructor(weights=keras_weights, input_tensor=input_tensor)
+    # Applications built on an input_tensor take a list of one input; re-wrap (same layers, same graph) so
+    # that model(x) takes a plain array without Keras's structure warning.
+    return keras.Model(inputs=input_tensor, outputs=built.outputs[0], name=built.name)
+
+
+def _build_random(spec: ModelSpec, seed: int) -> Any:
+    """Seeded initialisers give bit-identical weights in every process (tested with real subprocesses).
+
+    keras.utils.set_random_seed also seeds Python's and NumPy's global generators: put those back after.
+    """
+    import keras
+    import numpy as np
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        keras.utils.set_random_seed(seed)
+        return _build(spec, None)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def _build_from_file(spec: ModelSpec, path: str) -> Any:
+    model = _build(spec, None)
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # Keras raises ValueError/OSError/KeyError depending on what is wrong
+        raise WeightsError(f"cannot load {spec.name} weights from {path}: {type(exc).__name__}: {exc} "
+                           "(expected a Keras weights file saved from this architecture: .weights.h5, or the "
+                           "legacy .h5 that Keras applications download)") from exc
+    return model
+
+
+def _build_imagenet(spec: ModelSpec, info: wts.WeightsInfo) -> tuple[Any, wts.WeightsInfo]:
+    try:
+        model = _build(spec, "imagenet")
+    except Exception as exc:  # download refused, corrupt cache file (hash mismatch), ...
+        raise WeightsError(f"cannot get ImageNet weights for {spec.name} ({spec.imagenet_weights_file}): "
+                           f"{type(exc).__name__}: {exc}. Offline, put the file in ~/.keras/models/, pass a "
+                           "local weights file, or use random:SEED") from exc
+    cached = wts.keras_cache_file(spec.imagenet_weights_file)
+    return model, wts.WeightsInfo(source="imagenet", requested=info.requested,
+                                  path=str(cached) if cached else info.path)
+
+
+def load(name: str, weights: str = "auto") -> LoadedModel:
+    """Build model `name` with the given weights (auto, imagenet, random:SEED or a file path)."""
+    spec = registry.get(name)
+    info = wts.resolve(weights, spec.imagenet_weights_file)
+    if info.source == "random":
+        assert info.seed is not None
+        model = _build_random(spec, info.seed)
+    elif info.source == "file":
+        assert info.path is not None
+        model = _build_from_file(spec, info.path)
+    else:
+        model, info = _build_imagenet(spec, info)
+    wts.announce(info, spec.name)
+    return LoadedModel(keras_model=model, spec=spec, weights=info)

@@ -1,0 +1,152 @@
+"""Model registry: one TOML file per model in splitbed/models/data/ holds its constructor and candidate partitions.
+
+The data files are the single source of truth for partition ids and names: code, tests and docs/MODELS.md all
+read them. Reading the registry never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from splitbed.models.errors import PartitionDataError, UnknownModelError, UnknownPartitionError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# Partition ids are carried in the AIPS; keep them small so any reasonable field width holds them.
+MAX_PARTITION_ID = 255
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODEL_KEYS = {"model", "keras_module", "constructor", "input_shape", "imagenet_weights_file", "partition"}
+_PARTITION_KEYS = {"id", "name", "aliases", "tensors", "seed_example", "stage_output", "note"}
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One candidate partition: the head computes layer `name` and everything it depends on."""
+
+    partition_id: int
+    name: str
+    aliases: tuple[str, ...] = ()
+    tensors: int = 1  # declared number of crossing tensors (tests check it against the graph)
+    seed_example: bool = False
+    stage_output: bool = False
+    note: str = ""
+
+    def matches(self, key: str) -> bool:
+        return key == self.name or key in self.aliases
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What splitbed knows about a model without building it."""
+
+    name: str
+    keras_module: str
+    constructor: str
+    input_shape: tuple[int, int, int]
+    imagenet_weights_file: str
+    partitions: tuple[Partition, ...] = field(repr=False)
+
+    @property
+    def target_size(self) -> tuple[int, int]:
+        """(height, width) that images are resized to."""
+        return (self.input_shape[0], self.input_shape[1])
+
+    def partition(self, key: Partition | int | str) -> Partition:
+        """Look a partition up by Partition, id, name or alias (a numeric string counts as an id)."""
+        if isinstance(key, Partition):
+            if key not in self.partitions:
+                raise UnknownPartitionError(f"partition {key.name!r} (id {key.partition_id}) is not one of "
+                                            f"{self.name}'s candidates")
+            return key
+        if isinstance(key, bool):
+            raise UnknownPartitionError(f"partition key must be an id or a name, not {key!r}")
+        if isinstance(key, str) and key.strip().isdigit():
+            key = int(key.strip())
+        for part in self.partitions:
+            if (isinstance(key, int) and part.partition_id == key) or (isinstance(key, str) and part.matches(key)):
+                return part
+        known = ", ".join(f"{p.partition_id}={p.name}" for p in self.partitions)
+        raise UnknownPartitionError(f"{self.name} has no candidate partition {key!r}; candidates: {known} "
+                                    f"(see splitbed/models/data/{self.name}.toml)")
+
+
+def _require(cond: bool, source: str, message: str) -> None:
+    if not cond:
+        raise PartitionDataError(f"{source}: {message}")
+
+
+def _parse_partition(raw: Any, source: str) -> Partition:
+    _require(isinstance(raw, dict), source, "each [[partition]] must be a table")
+    unknown = set(raw) - _PARTITION_KEYS
+    _require(not unknown, source, f"unknown partition keys {sorted(unknown)}")
+    pid, name = raw.get("id"), raw.get("name")
+    _require(isinstance(pid, int) and not isinstance(pid, bool) and 0 <= pid <= MAX_PARTITION_ID, source,
+             f"partition id must be an integer 0..{MAX_PARTITION_ID}, got {pid!r}")
+    _require(isinstance(name, str) and bool(_NAME_RE.match(name)), source, f"bad partition name {name!r}")
+    aliases = raw.get("aliases", [])
+    _require(isinstance(aliases, list) and all(isinstance(a, str) and _NAME_RE.match(a) for a in aliases),
+             source, f"aliases of {name!r} must be a list of names")
+    tensors = raw.get("tensors", 1)
+    _require(isinstance(tensors, int) and not isinstance(tensors, bool) and tensors >= 1, source,
+             f"tensors of {name!r} must be a positive integer")
+    return Partition(partition_id=pid, name=name, aliases=tuple(aliases), tensors=tensors,
+                     seed_example=bool(raw.get("seed_example", False)),
+                     stage_output=bool(raw.get("stage_output", False)), note=str(raw.get("note", "")))
+
+
+def parse_spec(data: dict[str, Any], source: str) -> ModelSpec:
+    """Validate one parsed data file; `source` names it in error messages."""
+    unknown = set(data) - _MODEL_KEYS
+    _require(not unknown, source, f"unknown keys {sorted(unknown)}")
+    for key in ("model", "keras_module", "constructor", "imagenet_weights_file"):
+        _require(isinstance(data.get(key), str) and bool(data[key]), source, f"missing or empty {key!r}")
+    shape = data.get("input_shape")
+    _require(isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and 0 < d <= 4096
+                                                                 for d in shape),
+             source, f"input_shape must be [height, width, channels], got {shape!r}")
+    raw_parts = data.get("partition")
+    _require(isinstance(raw_parts, list) and bool(raw_parts), source, "no [[partition]] entries")
+    parts = tuple(_parse_partition(raw, source) for raw in raw_parts)
+    ids = [p.partition_id for p in parts]
+    _require(len(set(ids)) == len(ids), source, f"duplicate partition ids {sorted({i for i in ids if ids.count(i) > 1})}")
+    keys = [k for p in parts for k in (p.name, *p.aliases)]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    _require(not dupes, source, f"names or aliases used twice: {dupes}")
+    return ModelSpec(name=data["model"], keras_module=data["keras_module"], constructor=data["constructor"],
+                     input_shape=(shape[0], shape[1], shape[2]),
+                     imagenet_weights_file=data["imagenet_weights_file"], partitions=parts)
+
+
+def _data_dir() -> Any:
+    return resources.files("splitbed.models") / "data"
+
+
+@cache
+def names() -> tuple[str, ...]:
+    """Registered model names (one per data file), sorted."""
+    return tuple(sorted(p.name[: -len(".toml")] for p in _data_dir().iterdir() if p.name.endswith(".toml")))
+
+
+@cache
+def get(name: str) -> ModelSpec:
+    """The ModelSpec of a registered model; UnknownModelError lists the registered names."""
+    if name not in names():
+        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(names())}")
+    path = _data_dir() / f"{name}.toml"
+    source = f"splitbed/models/data/{name}.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PartitionDataError(f"{source}: not valid TOML: {exc}") from exc
+    spec = parse_spec(data, source)
+    if spec.name != name:
+        raise PartitionDataError(f"{source}: model = {spec.name!r} does not match the file name")
+    return spec

@@ -1,0 +1,158 @@
+"""Which weights a model gets, and the small JSON-able record of that choice (embedded in every metrics record).
+
+Specs: `imagenet` (Keras download + cache, for users online), a path to a local weights file (`file:` prefix
+optional), `random:SEED` (seeded initialisers: bit-identical in every process, so the UE and the edge get the
+same model), or `auto`: ImageNet if the Keras cache has the file or the download host answers within a short
+timeout, else `random:0` with a loud warning that every result records. Set SPLITBED_OFFLINE=1 to skip the
+network check (tests do, so that no run ever reaches outside the machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import warnings
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from splitbed.models.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+WeightsSource = Literal["imagenet", "file", "random"]
+# Where Keras downloads application weights from (keras/src/applications/*.py, WEIGHTS_PATH).
+KERAS_WEIGHTS_HOST = "storage.googleapis.com"
+NETWORK_PROBE_TIMEOUT_S = 2.0
+MAX_SEED = 2**32 - 1
+OFFLINE_ENV = "SPLITBED_OFFLINE"
+
+
+class RandomWeightsWarning(UserWarning):
+    """Results were computed with random weights: sizes and times hold, predictions and accuracy do not."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """How a model's weights were obtained; `warning` is set whenever predictions are meaningless."""
+
+    source: WeightsSource
+    requested: str  # what the caller asked for, e.g. "auto"
+    seed: int | None = None
+    path: str | None = None
+    sha256: str | None = None
+    warning: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeightsInfo:
+        fields = {"source", "requested", "seed", "path", "sha256", "warning"}
+        unknown = set(data) - fields
+        if unknown:
+            raise WeightsError(f"unknown WeightsInfo fields {sorted(unknown)}")
+        if data.get("source") not in ("imagenet", "file", "random"):
+            raise WeightsError(f"WeightsInfo source must be imagenet, file or random, got {data.get('source')!r}")
+        return cls(**data)
+
+
+def keras_cache_file(filename: str) -> Path | None:
+    """The ImageNet weights file in the Keras cache (KERAS_HOME or ~/.keras, then /tmp/.keras), if present."""
+    homes = [Path(os.environ["KERAS_HOME"])] if os.environ.get("KERAS_HOME") else []
+    homes += [Path.home() / ".keras", Path("/tmp/.keras")]
+    for home in homes:
+        candidate = home / "models" / filename
+        if candidate.is_file() and candidate.stat().st_size > 0:
+            return candidate
+    return None
+
+
+@cache
+def network_reachable(host: str = KERAS_WEIGHTS_HOST, port: int = 443,
+                      timeout_s: float = NETWORK_PROBE_TIMEOUT_S) -> bool:
+    """Whether `host` accepts a TCP connection within `timeout_s` (DNS included; never blocks longer)."""
+    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, name="splitbed-net-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return bool(result and result[0])
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _parse_seed(text: str, spec: str) -> int:
+    try:
+        seed = int(text, 10)
+    except ValueError:
+        raise WeightsError(f"bad weights spec {spec!r}: the seed after 'random:' must be an integer") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise WeightsError(f"bad weights spec {spec!r}: seed must be in 0..{MAX_SEED}")
+    return seed
+
+
+def random_warning(seed: int, why: str) -> str:
+    return (f"RANDOM WEIGHTS (random:{seed}): {why}. Tensor sizes, byte counts and timings are valid; "
+            "predictions, labels and accuracy figures are meaningless.")
+
+
+def resolve(spec: str, imagenet_file: str) -> WeightsInfo:
+    """Decide where weights come from (no TensorFlow); `imagenet_file` is the model's Keras cache file name.
+
+    For `imagenet` the record's path is the cached file when present (else Keras downloads it on load).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise WeightsError(f"weights spec must be a non-empty string (auto, imagenet, random:SEED or a path), "
+                           f"got {spec!r}")
+    spec = spec.strip()
+    if spec == "auto":
+        cached = keras_cache_file(imagenet_file)
+        if cached is not None:
+            return WeightsInfo(source="imagenet", requested=spec, path=str(cached))
+        if network_reachable():
+            return WeightsInfo(source="imagenet", requested=spec)
+        why = (f"ImageNet weights {imagenet_file} are not in the Keras cache (KERAS_HOME or ~/.keras/models) "
+               f"and {KERAS_WEIGHTS_HOST} is not reachable")
+        return WeightsInfo(source="random", requested=spec, seed=0, warning=random_warning(0, why))
+    if spec == "imagenet":
+        cached = keras_cache_file(imagenet_file)
+        return WeightsInfo(source="imagenet", requested=spec, path=str(cached) if cached else None)
+    if spec == "random" or spec.startswith("random:"):
+        seed = _parse_seed(spec.partition(":")[2], spec) if ":" in spec else 0
+        return WeightsInfo(source="random", requested=spec, seed=seed,
+                           warning=random_warning(seed, "random weights were requested"))
+    path = Path(spec[len("file:"):] if spec.startswith("file:") else spec).expanduser()
+    if not path.exists():
+        raise WeightsError(f"weights file not found: {path} (weights must be auto, imagenet, random:SEED or the "
+                           "path of a Keras weights file, .weights.h5 or legacy .h5)")
+    if not path.is_file():
+        raise WeightsError(f"weights path is not a regular file: {path}")
+    resolved = path.resolve()
+    return WeightsInfo(source="file", requested=spec, path=str(resolved), sha256=file_sha256(resolved))
+
+
+def announce(info: WeightsInfo, model: str) -> None:
+    """Make random weights loud: a Python warning (pytest shows it) and a log record."""
+    if info.warning:
+        warnings.warn(f"{model}: {info.warning}", RandomWeightsWarning, stacklevel=3)
+        log.warning("%s: %s", model, info.warning)
