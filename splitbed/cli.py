@@ -8,6 +8,12 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
+
+@app.callback()
+def _group() -> None:
+    """Keeps `splitbed` a group of sub-commands even while only one is registered (typer would otherwise make
+    that single command the whole program and reject its name as an extra argument)."""
+
 # Each module in splitbed/commands registers its own sub-commands.
 COMMAND_MODULES = ["doctor", "partitions", "nodes", "sweep", "report", "advise", "scenario"]
 
