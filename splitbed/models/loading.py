@@ -58,6 +58,11 @@ def _build(spec: ModelSpec, keras_weights: str | None) -> Any:
     return keras.Model(inputs=input_tensor, outputs=built.outputs[0], name=built.name)
 
 
+def build_architecture(name: str) -> Any:
+    """The model's graph with untrained (unseeded) weights: for shapes, sizes, parameter and MAC counts only."""
+    return _build(registry.get(name), None)
+
+
 def _build_random(spec: ModelSpec, seed: int) -> Any:
     """Seeded initialisers give bit-identical weights in every process (tested with real subprocesses).
 

@@ -1,0 +1,84 @@
+"""`splitbed partitions [MODEL]`: each candidate partition's crossing tensors, raw bytes, params and MACs."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def _human(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def partitions(
+        model: str = typer.Argument(None, help="registered model (omit to list models)"),
+        json_output: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+        layers: bool = typer.Option(False, "--layers", help="per-layer output sizes, params and MACs instead"),
+    ) -> None:
+        """Candidate partitions of MODEL (224x224, float32, one sample): crossing tensors (name, shape, dtype,
+        raw bytes), head/tail parameters and multiply-accumulates (FLOPs = 2 x MACs)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from splitbed.models import ModelError, registry
+
+        console = Console(width=max(Console().width, 150))
+        if model is None:
+            table = Table(title="registered models")
+            for col in ("model", "input", "partitions", "data file"):
+                table.add_column(col)
+            for name in registry.names():
+                spec = registry.get(name)
+                table.add_row(name, "x".join(map(str, spec.input_shape)), str(len(spec.partitions)),
+                              f"splitbed/models/data/{name}.toml")
+            console.print(table)
+            return
+        from splitbed.models import summary
+
+        try:
+            if layers:
+                rows = summary.layer_rows(model)
+            else:
+                spec, prow = summary.partition_rows(model)
+        except ModelError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        if layers:
+            if json_output:
+                typer.echo(json.dumps({"model": model, "layers": rows}, indent=1))
+                return
+            table = Table(title=f"{model}: layers (topological order)")
+            for col in ("layer", "kind", "output shape", "output bytes", "params", "MACs"):
+                table.add_column(col, justify="right" if col in ("output bytes", "params", "MACs") else "left")
+            for r in rows:
+                table.add_row(r["name"], r["kind"], str(tuple(r["output_shape"])), f"{r['output_bytes']:,}",
+                              f"{r['params']:,}", f"{r['macs']:,}")
+            console.print(table)
+            return
+        data = [r.to_dict() for r in prow]
+        if json_output:
+            typer.echo(json.dumps({"model": spec.name, "input_shape": list(spec.input_shape), "partitions": data},
+                                  indent=1))
+            return
+        table = Table(title=f"{spec.name}: candidate partitions (per sample, "
+                            f"{spec.input_shape[0]}x{spec.input_shape[1]}; MACs: FLOPs = 2 x MACs)")
+        for col in ("id", "partition", "crossing tensor", "dtype shape", "raw bytes", "head params",
+                    "tail params", "head MACs", "tail MACs"):
+            table.add_column(col, justify="left" if col in ("partition", "crossing tensor", "dtype shape")
+                             else "right")
+        for d in data:
+            for k, t in enumerate(d["tensors"]):
+                first = k == 0
+                table.add_row(str(d["partition_id"]) if first else "", d["name"] if first else "", t["name"],
+                              f"{t['dtype']} {tuple(t['shape'])}", f"{t['raw_bytes']:,}",
+                              f"{d['head_params']:,}" if first else "", f"{d['tail_params']:,}" if first else "",
+                              _human(d["head_macs"]) if first else "", _human(d["tail_macs"]) if first else "")
+            if len(d["tensors"]) > 1:
+                table.add_row("", "", "(all crossing tensors)", "", f"{d['raw_bytes']:,}", "", "", "", "")
+        console.print(table)
