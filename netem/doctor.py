@@ -395,6 +395,8 @@ def probe_docker(timeout_s: float = 2.0) -> Probe:
             client.close()
     except (DockerException, OSError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Permission denied" in first_line:
+            fix = "run as root, or add this user to the docker group"
         return Probe(name, False, DOCKER_MUST_HAVE, f"no engine reachable: {first_line[:160]}", fix=fix,
                      meaning=meaning_no)
     return Probe(name, True, DOCKER_MUST_HAVE, f"engine {version} answers ping",
@@ -539,11 +541,14 @@ def render(probes: Sequence[Probe], title: str = "netem doctor", console: object
     out.print(table)
     out.print("* must-have: the testbed cannot give correct numbers without it")
     missing = missing_must_haves(probes)
-    for p in missing:
-        out.print(f"[bold red]missing must-have {p.name}[/]: fix: {p.fix}")
-    for p in probes:
-        if not p.ok and not p.must_have and p.fix:
-            out.print(f"optional {p.name}: {p.fix}")
+    for label, group in (("[bold red]missing must-have[/]", missing),
+                         ("optional", [p for p in probes if not p.ok and not p.must_have])):
+        by_fix: dict[str, list[str]] = {}
+        for p in group:
+            if p.fix:
+                by_fix.setdefault(p.fix, []).append(p.name)
+        for fix, names in by_fix.items():
+            out.print(f"{label} {', '.join(names)}: fix: {fix}", soft_wrap=True)
     if not missing:
         out.print("[green]all must-haves present[/]")
 

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod)
+# python3-venv: Debian's python3 cannot create a venv without it; util-linux: unshare (non-root sandbox).
+APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod util-linux python3 python3-venv)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -23,8 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "setup: need Python >= 3.10 as '$PY' (found: $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+if ! .venv/bin/python -c 'pass' 2>/dev/null; then   # missing, or its interpreter was removed
   echo "setup: creating .venv"
+  rm -rf .venv
   "$PY" -m venv .venv
 fi
 stamp=.venv/.splitbed-installed

@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from netem import doctor as netem_doctor
 from netem.doctor import Probe
 
-# The seed's two models and where Keras keeps their ImageNet weights (read from Keras when it still names them).
-_WEIGHT_URLS_FALLBACK = {
-    "vgg16": "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-    "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-    "resnet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-    "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-}
-REACHABILITY_TIMEOUT_S = 3.0
 RAPL_ENERGY_FILE = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
 
@@ -76,71 +65,28 @@ def probe_cpus() -> Probe:
                  meaning=f"inference times are measured on {usable} shared cores{busy}")
 
 
-def weight_urls() -> dict[str, str]:
-    """ImageNet weight URLs of the seed's models, as this Keras version names them."""
-    urls = dict(_WEIGHT_URLS_FALLBACK)
-    try:
-        from keras.src.applications import resnet, vgg16
-
-        urls["vgg16"] = vgg16.WEIGHTS_PATH
-        urls["resnet50"] = resnet.BASE_WEIGHTS_PATH + "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
-    except (ImportError, AttributeError):
-        pass
-    return urls
-
-
-def keras_cache_dirs() -> list[Path]:
-    """Where keras.utils.get_file keeps downloads: $KERAS_HOME or ~/.keras, or /tmp/.keras when not writable."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return [Path(home) / "models", Path("/tmp/.keras/models")]
-
-
-def cached_weights() -> dict[str, Path]:
-    found = {}
-    for model, url in weight_urls().items():
-        for folder in keras_cache_dirs():
-            path = folder / url.rsplit("/", 1)[-1]
-            if path.is_file() and path.stat().st_size > 0:
-                found[model] = path
-                break
-    return found
-
-
-def reachable(url: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> tuple[bool, str]:
-    """A HEAD request bounded in time (DNS included: it runs in a thread we stop waiting for)."""
-    answer: list[tuple[bool, str]] = []
-
-    def ask() -> None:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s) as r:
-                answer.append((200 <= r.status < 400, f"HTTP {r.status}"))
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            answer.append((False, str(getattr(exc, "reason", exc))))
-
-    worker = threading.Thread(target=ask, daemon=True)
-    worker.start()
-    worker.join(timeout_s + 0.5)
-    return answer[0] if answer else (False, f"no answer within {timeout_s:g} s")
-
-
 def probe_imagenet_weights() -> Probe:
+    """Asks the same questions as `weights="auto"` (splitbed.models.weights), so the doctor and a run agree."""
+    from splitbed.models import registry
+    from splitbed.models.weights import KERAS_WEIGHTS_HOST, OFFLINE_ENV, keras_cache_file, network_reachable
+
     name = "imagenet_weights"
-    _quiet_tensorflow()
-    urls = weight_urls()
-    cached = cached_weights()
-    if len(cached) == len(urls):
-        return Probe(name, True, False, "cached: " + ", ".join(f"{m} {p}" for m, p in cached.items()),
+    files = {model: registry.get(model).imagenet_weights_file for model in registry.names()}
+    cached = {model: path for model, file in files.items() if (path := keras_cache_file(file)) is not None}
+    if len(cached) == len(files):
+        return Probe(name, True, False, "cached: " + ", ".join(f"{m} ({p})" for m, p in cached.items()),
                      meaning="predictions are real ImageNet classifications")
-    missing = [m for m in urls if m not in cached]
-    ok, why = reachable(urls[missing[0]])
+    missing = [m for m in files if m not in cached]
     cached_text = f"cached: {', '.join(cached)}; " if cached else "none cached; "
-    if ok:
-        return Probe(name, True, False, f"{cached_text}{', '.join(missing)} downloadable ({why})",
+    if network_reachable():
+        return Probe(name, True, False, f"{cached_text}{', '.join(missing)} downloadable from {KERAS_WEIGHTS_HOST}",
                      meaning="Keras downloads the weights on first use (VGG16: 553 MB)")
+    offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+    why = f"{OFFLINE_ENV} is set" if offline else f"{KERAS_WEIGHTS_HOST}:443 not reachable"
     return Probe(
-        name, False, False, f"{cached_text}not obtainable: {why}",
-        fix=f"copy the Keras .h5 weight files into {keras_cache_dirs()[0]} (file names as in {urls[missing[0]]})",
-        meaning="models use seeded random weights (every record says so): sizes and times are valid, "
+        name, False, False, f"{cached_text}{why}",
+        fix="copy the Keras weight files (" + ", ".join(files[m] for m in missing) + ") into ~/.keras/models/",
+        meaning="weights=auto uses seeded random weights (every record says so): sizes and times are valid, "
         "predictions and accuracy are not",
     )
 
