@@ -1,0 +1,179 @@
+"""Element transforms of the compression profiles: identity, float16/bfloat16 casts, int8 affine, byte shuffle.
+
+A transform maps a tensor (C-contiguous, little-endian) to a flat byte buffer whose length the AIPS fixes
+(`encoded_length`), plus a few parameter bytes that travel in the data unit's tensor entry. `inverse` turns
+those bytes back into a read-only array of the AIPS dtype and shape. Error bounds are in docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+from splitbed.format.dtypes import BIG_ENDIAN_HOST, DType
+from splitbed.format.errors import ErrorCode, FormatError
+
+Buffer = bytes | bytearray | memoryview
+
+_INT8_PARAMS = struct.Struct(">db")  # scale float64, zero_point int8
+_FLOATS = frozenset({DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32, DType.FLOAT64})
+
+
+def byte_view(arr: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array as a flat memoryview, without copying."""
+    return memoryview(arr.reshape(-1).view(np.uint8))
+
+
+def to_wire_order(arr: np.ndarray) -> np.ndarray:
+    """The array as the wire carries it: little-endian (a copy only on big-endian hosts) and C-contiguous."""
+    if BIG_ENDIAN_HOST and arr.dtype.itemsize > 1:
+        arr = arr.byteswap()
+    return np.ascontiguousarray(arr)
+
+
+def from_wire_order(arr: np.ndarray) -> np.ndarray:
+    return arr.byteswap() if BIG_ENDIAN_HOST and arr.dtype.itemsize > 1 else arr
+
+
+def frozen(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    """Base: identity. Subclasses override the four methods below."""
+
+    name: str = "identity"
+    lossless: bool = True
+    param_length: int = 0
+    dtypes: frozenset[DType] = frozenset(DType)
+
+    def encoded_length(self, dtype: DType, num_elements: int) -> int:
+        """Bytes the transform produces for a tensor of this dtype and element count."""
+        return num_elements * dtype.itemsize
+
+    def forward(self, arr: np.ndarray, dtype: DType) -> tuple[bytes, memoryview]:
+        """(parameter bytes, transformed bytes) for a C-contiguous little-endian array."""
+        if dtype is DType.BOOL and arr.size and int(arr.view(np.uint8).max()) > 1:
+            raise FormatError(ErrorCode.VALUE_OUT_OF_RANGE, "bool array holds bytes other than 0 and 1")
+        return b"", byte_view(arr)
+
+    def check_params(self, params: bytes) -> None:
+        """FormatError(bad_params) when the per-inference parameters are unusable."""
+
+    def inverse(self, data: Buffer, params: bytes, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
+        arr = np.frombuffer(data, dtype=dtype.numpy, count=math.prod(shape))
+        if dtype is DType.BOOL and arr.size and int(arr.view(np.uint8).max()) > 1:
+            raise FormatError(ErrorCode.INVALID_BOOL, "bool tensor holds bytes other than 0x00 and 0x01")
+        return frozen(from_wire_order(arr).reshape(shape))
+
+
+@dataclass(frozen=True, slots=True)
+class CastTransform(Transform):
+    """Round to a 2-byte float (round to nearest even); finite values that would overflow are refused."""
+
+    target: np.dtype = np.dtype("<f2")
+
+    def encoded_length(self, dtype: DType, num_elements: int) -> int:
+        return num_elements * 2
+
+    def forward(self, arr: np.ndarray, dtype: DType) -> tuple[bytes, memoryview]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = arr.astype(self.target)
+        overflow = np.isinf(cast)
+        if overflow.any() and np.isfinite(arr[overflow]).any():
+            worst = float(np.max(np.abs(arr[overflow & np.isfinite(arr)])))
+            raise FormatError(ErrorCode.VALUE_OUT_OF_RANGE,
+                              f"profile {self.name}: finite value of magnitude {worst:g} overflows "
+                              f"{np.dtype(self.target).name} (largest finite {float(_finfo_max(self.target)):g})")
+        return b"", byte_view(to_wire_order(cast))
+
+    def inverse(self, data: Buffer, params: bytes, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
+        half = from_wire_order(np.frombuffer(data, dtype=self.target, count=math.prod(shape)))
+        return frozen(half.astype(dtype.numpy).reshape(shape))
+
+
+def _finfo_max(dtype: np.dtype) -> float:
+    return float(ml_dtypes.finfo(dtype).max)
+
+
+@dataclass(frozen=True, slots=True)
+class Int8AffineTransform(Transform):
+    """Per-tensor affine quantisation q = clip(rint(x/scale) + zero_point, -128, 127).
+
+    The range [lo, hi] always includes 0 (so zero_point is an int8 and 0.0 is exact); scale = (hi-lo)/255.
+    Parameters in the tensor entry: scale (float64 big-endian), zero_point (int8).
+    """
+
+    def encoded_length(self, dtype: DType, num_elements: int) -> int:
+        return num_elements
+
+    def forward(self, arr: np.ndarray, dtype: DType) -> tuple[bytes, memoryview]:
+        x = arr.astype(np.float64)
+        if not np.isfinite(x).all():
+            raise FormatError(ErrorCode.VALUE_OUT_OF_RANGE, "profile int8 needs finite values (NaN/inf found)")
+        lo = min(float(x.min()), 0.0) if x.size else 0.0
+        hi = max(float(x.max()), 0.0) if x.size else 0.0
+        span = hi - lo
+        if not math.isfinite(span):
+            raise FormatError(ErrorCode.VALUE_OUT_OF_RANGE, f"profile int8: range {lo:g}..{hi:g} overflows")
+        scale = span / 255.0 if span > 0 else 1.0
+        scale = max(scale, float(np.finfo(np.float64).tiny))
+        zero_point = int(np.clip(round(-128.0 - lo / scale), -128, 127))
+        q = np.rint(x / scale)
+        q += zero_point
+        np.clip(q, -128, 127, out=q)
+        return _INT8_PARAMS.pack(scale, zero_point), byte_view(q.astype(np.int8))
+
+    def check_params(self, params: bytes) -> None:
+        scale, _ = _INT8_PARAMS.unpack(params)
+        if not (math.isfinite(scale) and scale > 0):
+            raise FormatError(ErrorCode.BAD_PARAMS, f"int8 scale must be finite and > 0, got {scale!r}")
+
+    def inverse(self, data: Buffer, params: bytes, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
+        scale, zero_point = _INT8_PARAMS.unpack(params)
+        q = np.frombuffer(data, dtype=np.int8, count=math.prod(shape))
+        x = q.astype(np.float64)
+        x -= zero_point
+        x *= scale
+        # Keep dequantised values finite in narrow dtypes: rounding at the range ends may step past max.
+        limit = _finfo_max(dtype.numpy)
+        if max(128 + zero_point, 127 - zero_point) * scale > limit:
+            np.clip(x, -limit, limit, out=x)
+        return frozen(x.astype(dtype.numpy).reshape(shape))
+
+
+@dataclass(frozen=True, slots=True)
+class ShuffleTransform(Transform):
+    """Byte shuffle: byte k of every element, then byte k+1, ... (groups exponents together for zstd)."""
+
+    def forward(self, arr: np.ndarray, dtype: DType) -> tuple[bytes, memoryview]:
+        _, raw = Transform.forward(self, arr, dtype)
+        size = dtype.itemsize
+        if size == 1:
+            return b"", raw
+        grid = np.frombuffer(raw, dtype=np.uint8).reshape(-1, size)
+        return b"", byte_view(np.ascontiguousarray(grid.T))
+
+    def inverse(self, data: Buffer, params: bytes, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
+        size = dtype.itemsize
+        if size == 1:
+            return Transform.inverse(self, data, params, dtype, shape)
+        count = math.prod(shape)
+        planes = np.frombuffer(data, dtype=np.uint8, count=count * size).reshape(size, count)
+        flat = np.ascontiguousarray(planes.T).reshape(-1)
+        return Transform.inverse(self, memoryview(flat), params, dtype, shape)
+
+
+IDENTITY = Transform()
+FLOAT16 = CastTransform(name="fp16", lossless=False, target=np.dtype("<f2"),
+                        dtypes=frozenset({DType.FLOAT16, DType.FLOAT32, DType.FLOAT64}))
+BFLOAT16 = CastTransform(name="bf16", lossless=False, target=np.dtype(ml_dtypes.bfloat16),
+                         dtypes=frozenset({DType.BFLOAT16, DType.FLOAT32}))
+INT8_AFFINE = Int8AffineTransform(name="int8", lossless=False, param_length=_INT8_PARAMS.size, dtypes=_FLOATS)
+SHUFFLE = ShuffleTransform(name="shuffle")
