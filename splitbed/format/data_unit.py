@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from splitbed.format.aips import Aips
-from splitbed.format.dtypes import DType
 from splitbed.format.errors import ErrorCode, FormatError
 from splitbed.format.limits import MAX_TENSORS, PAYLOAD_ALIGNMENT
 from splitbed.format.profiles import get_profile
@@ -35,8 +34,7 @@ def padding(offset: int) -> int:
     return -offset % PAYLOAD_ALIGNMENT
 
 
-@dataclass(frozen=True, slots=True)
-class TensorEntry:
+class TensorEntry(NamedTuple):
     """One row of a data unit's tensor table, with where its payload sits in the unit's value."""
 
     tensor_id: int
@@ -47,59 +45,120 @@ class TensorEntry:
     payload_offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class DataTable:
+class DataTable(NamedTuple):
     aips_id: int
     entries: tuple[TensorEntry, ...]
 
 
-def _wire_array(arr: np.ndarray, aips: Aips, index: int) -> np.ndarray:
-    spec = aips.tensors[index]
-    arr = np.asarray(arr)
-    try:
-        dtype = DType.from_numpy(arr.dtype)
-    except FormatError:
-        dtype = None
-    if dtype is not spec.dtype or arr.shape != spec.shape:
-        raise FormatError(ErrorCode.ARRAY_MISMATCH,
-                          f"array #{index} is {arr.dtype}{list(arr.shape)} but AIPS {aips.aips_id} tensor "
-                          f"{spec.tensor_id} is {spec.dtype.name.lower()}{list(spec.shape)}; "
-                          f"send a new AIPS when shapes or types change")
-    return to_wire_order(arr)
+class DataEncoder:
+    """Encodes the data units of one AIPS; what does not change between inferences is worked out once."""
+
+    def __init__(self, aips: Aips) -> None:
+        self.aips = aips
+        self._profiles = tuple(get_profile(t.compression_profile_id) for t in aips.tensors)
+        self._dtypes = tuple(t.dtype.numpy for t in aips.tensors)
+        # Profiles with a fixed payload length and no parameters give the same table every time.
+        self._fixed_head: bytes | None = None
+        self._fixed_pads: tuple[bytes, ...] = ()
+        layout = fixed_layout(aips)
+        if layout is not None:
+            self._fixed_head = tlv_header(UnitType.INTERMEDIATE_DATA, layout.value_length) + layout.table
+            self._fixed_pads = layout.pads
+
+    def encode(self, arrays: Sequence[np.ndarray]) -> list[Piece]:
+        """One intermediate data unit (type 2) for `arrays`, as pieces to send in order.
+
+        Raw-profile payloads are memoryviews of the arrays themselves (no copy when the arrays are
+        C-contiguous and little-endian): keep the arrays unchanged until the pieces are sent.
+        """
+        aips = self.aips
+        if len(arrays) != len(aips.tensors):
+            raise FormatError(ErrorCode.ARRAY_MISMATCH, f"AIPS {aips.aips_id} describes {len(aips.tensors)} "
+                              f"tensors, got {len(arrays)} arrays")
+        params_list: list[bytes] = []
+        payloads: list[Piece] = []
+        for index, profile in enumerate(self._profiles):
+            arr = self._wire_array(arrays[index], index)
+            params, transformed = profile.transform.forward(arr, aips.tensors[index].dtype)
+            params_list.append(params)
+            payloads.append(profile.coder.compress(transformed))
+        if self._fixed_head is not None:
+            head, pads = self._fixed_head, self._fixed_pads
+        else:
+            layout = _layout(aips, params_list, [len(p) for p in payloads])
+            head = tlv_header(UnitType.INTERMEDIATE_DATA, layout.value_length) + layout.table
+            pads = layout.pads
+        if len(payloads) == 1:
+            return [head, payloads[0]]
+        pieces: list[Piece] = [head, payloads[0]]
+        for pad, payload in zip(pads, payloads[1:], strict=True):
+            if pad:
+                pieces.append(pad)
+            pieces.append(payload)
+        return pieces
+
+    def _wire_array(self, arr: np.ndarray, index: int) -> np.ndarray:
+        spec = self.aips.tensors[index]
+        arr = np.asarray(arr)
+        if arr.dtype != self._dtypes[index] and arr.dtype.newbyteorder("<") == self._dtypes[index]:
+            arr = arr.astype(self._dtypes[index])  # big-endian input: the wire is little-endian
+        if arr.dtype != self._dtypes[index] or arr.shape != spec.shape:
+            raise FormatError(ErrorCode.ARRAY_MISMATCH,
+                              f"array #{index} is {arr.dtype}{list(arr.shape)} but AIPS {self.aips.aips_id} "
+                              f"tensor {spec.tensor_id} is {spec.dtype.name.lower()}{list(spec.shape)}; "
+                              f"send a new AIPS when shapes or types change")
+        return to_wire_order(arr)
+
+
+class Layout(NamedTuple):
+    """Where everything sits in a data unit's value."""
+
+    table: bytes  # head, tensor table and the padding after it
+    pads: tuple[bytes, ...]  # zero padding before each payload after the first
+    payload_offsets: tuple[int, ...]
+    payload_lengths: tuple[int, ...]
+    value_length: int
+
+
+def _layout(aips: Aips, params_list: Sequence[bytes], lengths: Sequence[int]) -> Layout:
+    table = [_DATA_HEAD.pack(aips.aips_id, len(lengths))]
+    for spec, params, length in zip(aips.tensors, params_list, lengths, strict=True):
+        table.append(_ENTRY.pack(spec.tensor_id, spec.compression_profile_id, len(params), spec.inferred_length,
+                                 length))
+        table.append(params)
+    head = b"".join(table)
+    head += _ZEROS[:padding(len(head))]
+    offsets: list[int] = [len(head)]
+    pads: list[bytes] = []
+    for previous in lengths[:-1]:
+        end = offsets[-1] + previous
+        pads.append(_ZEROS[:padding(end)])
+        offsets.append(end + len(pads[-1]))
+    return Layout(head, tuple(pads), tuple(offsets), tuple(lengths), offsets[-1] + lengths[-1])
+
+
+def fixed_layout(aips: Aips) -> Layout | None:
+    """The layout every data unit of `aips` has, when all its profiles have fixed-size payloads and no
+    parameters (none, fp16, bf16): the table bytes are then the same for every inference."""
+    profiles = [get_profile(t.compression_profile_id) for t in aips.tensors]
+    if not all(p.coder.exact_size and not p.param_length for p in profiles):
+        return None
+    lengths = [p.transformed_length(t.dtype, t.num_elements) for p, t in zip(profiles, aips.tensors, strict=True)]
+    return _layout(aips, [b""] * len(lengths), lengths)
+
+
+_ENCODERS: dict[int, DataEncoder] = {}
+_ENCODER_CACHE_SIZE = 32
 
 
 def encode_data(aips: Aips, arrays: Sequence[np.ndarray]) -> list[Piece]:
-    """One intermediate data unit (type 2) for `arrays`, as pieces to send in order.
-
-    Raw-profile payloads are memoryviews of the arrays themselves (no copy, when the arrays are C-contiguous
-    and little-endian): keep the arrays unchanged until the pieces are sent. `b"".join(pieces)` gives one buffer.
-    """
-    if len(arrays) != len(aips.tensors):
-        raise FormatError(ErrorCode.ARRAY_MISMATCH,
-                          f"AIPS {aips.aips_id} describes {len(aips.tensors)} tensors, got {len(arrays)} arrays")
-    table = [_DATA_HEAD.pack(aips.aips_id, len(arrays))]
-    payloads: list[Piece] = []
-    for index, spec in enumerate(aips.tensors):
-        arr = _wire_array(arrays[index], aips, index)
-        profile = get_profile(spec.compression_profile_id)
-        params, transformed = profile.transform.forward(arr, spec.dtype)
-        payload = profile.coder.compress(transformed)
-        table.append(_ENTRY.pack(spec.tensor_id, profile.profile_id, len(params), spec.inferred_length,
-                                 len(payload)))
-        table.append(params)
-        payloads.append(payload)
-    head = b"".join(table)
-    pieces: list[Piece] = []
-    offset = len(head) + padding(len(head))
-    head += _ZEROS[:offset - len(head)]
-    for index, payload in enumerate(payloads):
-        if index:
-            pad = padding(offset)
-            pieces.append(_ZEROS[:pad])
-            offset += pad
-        pieces.append(payload)
-        offset += len(payload)
-    return [tlv_header(UnitType.INTERMEDIATE_DATA, offset) + head, *pieces]
+    """One intermediate data unit (type 2): see DataEncoder.encode. Reuses the encoder of a recent AIPS."""
+    encoder = _ENCODERS.get(id(aips))
+    if encoder is None or encoder.aips is not aips:
+        if len(_ENCODERS) >= _ENCODER_CACHE_SIZE:
+            _ENCODERS.pop(next(iter(_ENCODERS)))
+        encoder = _ENCODERS[id(aips)] = DataEncoder(aips)
+    return encoder.encode(arrays)
 
 
 def encode_data_bytes(aips: Aips, arrays: Sequence[np.ndarray]) -> bytes:

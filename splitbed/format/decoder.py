@@ -16,8 +16,8 @@ from collections import deque
 
 import numpy as np
 
-from splitbed.format.aips import Aips, parse_aips
-from splitbed.format.data_unit import DataTable, parse_data_table
+from splitbed.format.aips import Aips, TensorSpec, parse_aips
+from splitbed.format.data_unit import DataTable, Layout, TensorEntry, fixed_layout, parse_data_table
 from splitbed.format.errors import FATAL_CODES, DecoderBroken, ErrorCode, FormatError
 from splitbed.format.events import (
     NEED_DATA,
@@ -49,6 +49,10 @@ class Decoder:
         self._framer = UnitFramer(max_unit_size)
         self._events: deque[Event] = deque()
         self._active: Aips | None = None
+        self._tensor_ids: tuple[int, ...] = ()
+        self._plan: tuple[_TensorPlan, ...] = ()
+        self._inferred: tuple[int, ...] = ()
+        self._fixed: Layout | None = None
         self._fatal: FormatErrorEvent | None = None
         self._fatal_delivered = False
         self._ended = False
@@ -135,10 +139,18 @@ class Decoder:
                                 f"decoder stopped at {self._fatal.code.value} ({self._fatal.message}); "
                                 "close the connection, or call reset() / new_session()")
 
+    def _activate(self, aips: Aips) -> None:
+        self._active = aips
+        self._tensor_ids = tuple(t.tensor_id for t in aips.tensors)
+        self._plan = tuple(_TensorPlan(spec) for spec in aips.tensors)
+        self._inferred = tuple(t.inferred_length for t in aips.tensors)
+        self._fixed = fixed_layout(aips)
+
     def _end_active(self, reason: EndReason, detail: str) -> None:
         if self._active is not None:
             self._events.append(AipsEnded(self._active.aips_id, reason, detail))
             self._active = None
+            self._fixed = None
 
     def _error(self, exc: FormatError, frame: Frame) -> None:
         self._events.append(FormatErrorEvent(exc.code, exc.message, exc.code not in FATAL_CODES,
@@ -173,16 +185,20 @@ class Decoder:
         if old is not None:
             reason, detail = _replacement_reason(old, aips)
             self._end_active(reason, detail)
-        self._active = aips
+        self._activate(aips)
         self._events.append(AipsActivated(aips, TLV_HEADER_SIZE + frame.length, frame.stream_offset))
 
     def _on_data(self, frame: Frame) -> None:
         value = frame.value
         assert value is not None
+        fast = self._fixed
+        if fast is not None and frame.length == fast.value_length and value.startswith(fast.table):
+            self._on_fixed_layout_data(frame, value, fast)
+            return
         try:
             table = parse_data_table(value)
-            aips = self._matching_aips(table)
-            tensors = tuple(_decode_tensor(value, aips, index, table) for index in range(len(aips.tensors)))
+            plan = self._matching_plan(table)
+            tensors = tuple([step.decode(value, entry) for step, entry in zip(plan, table.entries, strict=True)])
         except _LifetimeBreak as brk:
             self._error(brk.error, frame)
             self._end_active(brk.reason, brk.error.message)
@@ -190,13 +206,32 @@ class Decoder:
         except FormatError as exc:
             self._error(exc, frame)
             return
+        aips = self._active
+        assert aips is not None
         self._events.append(TensorsDecoded(
-            aips.aips_id, aips.partition_id, tuple(t.tensor_id for t in aips.tensors), tensors,
-            TLV_HEADER_SIZE + frame.length, tuple(e.payload_length for e in table.entries),
-            tuple(e.inferred_length for e in table.entries), frame.stream_offset))
+            aips.aips_id, aips.partition_id, self._tensor_ids, tensors, TLV_HEADER_SIZE + frame.length,
+            tuple([e.payload_length for e in table.entries]), tuple([e.inferred_length for e in table.entries]),
+            frame.stream_offset))
 
-    def _matching_aips(self, table: DataTable) -> Aips:
-        """The active AIPS if the unit's table agrees with it (checks in the order docs/FORMAT.md gives)."""
+    def _on_fixed_layout_data(self, frame: Frame, value: bytearray, layout: Layout) -> None:
+        """Shortcut for a unit whose table is byte-identical to the one the active AIPS implies: every check
+        of the general path holds by construction, so only the payloads are left to decode."""
+        view = memoryview(value)
+        try:
+            tensors = tuple([step.transform.inverse(view[offset:offset + step.size], b"", step.spec.dtype,
+                                                    step.spec.shape)
+                             for step, offset in zip(self._plan, layout.payload_offsets, strict=True)])
+        except FormatError as exc:
+            self._error(exc, frame)
+            return
+        aips = self._active
+        assert aips is not None
+        self._events.append(TensorsDecoded(
+            aips.aips_id, aips.partition_id, self._tensor_ids, tensors, TLV_HEADER_SIZE + frame.length,
+            layout.payload_lengths, self._inferred, frame.stream_offset))
+
+    def _matching_plan(self, table: DataTable) -> tuple[_TensorPlan, ...]:
+        """The active AIPS's plan if the unit's table agrees with it (checks in docs/FORMAT.md's order)."""
         aips = self._active
         if aips is None:
             raise FormatError(ErrorCode.NO_ACTIVE_AIPS,
@@ -204,29 +239,28 @@ class Decoder:
         if table.aips_id != aips.aips_id:
             raise FormatError(ErrorCode.AIPS_ID_MISMATCH,
                               f"data unit names AIPS {table.aips_id}, the active AIPS is {aips.aips_id}")
-        if len(table.entries) != len(aips.tensors):
+        entries = table.entries
+        if len(entries) != len(aips.tensors):
             raise _LifetimeBreak(EndReason.TENSOR_COUNT_CHANGED, FormatError(
                 ErrorCode.TENSOR_COUNT_MISMATCH,
-                f"data unit carries {len(table.entries)} tensors, AIPS {aips.aips_id} describes "
-                f"{len(aips.tensors)}"))
-        for entry, spec in zip(table.entries, aips.tensors, strict=True):
-            if entry.tensor_id != spec.tensor_id:
-                raise FormatError(ErrorCode.TENSOR_ID_MISMATCH,
-                                  f"data unit carries tensor ids {[e.tensor_id for e in table.entries]}, "
-                                  f"AIPS {aips.aips_id} has {[t.tensor_id for t in aips.tensors]} in that order")
-        for entry, spec in zip(table.entries, aips.tensors, strict=True):
+                f"data unit carries {len(entries)} tensors, AIPS {aips.aips_id} describes {len(aips.tensors)}"))
+        if tuple([e.tensor_id for e in entries]) != self._tensor_ids:
+            raise FormatError(ErrorCode.TENSOR_ID_MISMATCH,
+                              f"data unit carries tensor ids {[e.tensor_id for e in entries]}, "
+                              f"AIPS {aips.aips_id} has {list(self._tensor_ids)} in that order")
+        for entry, spec in zip(entries, aips.tensors, strict=True):
             if entry.inferred_length != spec.inferred_length:
                 raise _LifetimeBreak(EndReason.SHAPE_CHANGED, FormatError(
                     ErrorCode.SHAPE_MISMATCH,
                     f"tensor {spec.tensor_id}: data unit's inferred_length is {entry.inferred_length} bytes, "
                     f"AIPS {aips.aips_id} shape {list(spec.shape)} x {spec.dtype.name.lower()} implies "
                     f"{spec.inferred_length}"))
-        for entry, spec in zip(table.entries, aips.tensors, strict=True):
+        for entry, spec in zip(entries, aips.tensors, strict=True):
             if entry.profile_id != spec.compression_profile_id:
                 raise FormatError(ErrorCode.PROFILE_MISMATCH,
                                   f"tensor {spec.tensor_id}: data unit uses profile {entry.profile_id}, "
                                   f"AIPS {aips.aips_id} says {spec.compression_profile_id}")
-        return aips
+        return self._plan
 
 
 class _LifetimeBreak(Exception):
@@ -251,20 +285,32 @@ def _replacement_reason(old: Aips, new: Aips) -> tuple[EndReason, str]:
     return EndReason.NEW_AIPS_OTHER_ID, f"AIPS {new.aips_id} was received while AIPS {old.aips_id} was active"
 
 
-def _decode_tensor(value: bytearray, aips: Aips, index: int, table: DataTable) -> np.ndarray:
-    spec = aips.tensors[index]
-    entry = table.entries[index]
-    profile = get_profile(spec.compression_profile_id)
-    if len(entry.params) != profile.param_length:
-        raise FormatError(ErrorCode.BAD_PARAMS,
-                          f"tensor {spec.tensor_id}: profile {profile.name} takes {profile.param_length} "
-                          f"parameter bytes, the data unit carries {len(entry.params)}")
-    profile.transform.check_params(entry.params)
-    size = profile.transformed_length(spec.dtype, spec.num_elements)
-    if profile.coder.exact_size and entry.payload_length != size:
-        raise FormatError(ErrorCode.PAYLOAD_LENGTH_MISMATCH,
-                          f"tensor {spec.tensor_id}: profile {profile.name} payload must be {size} bytes, "
-                          f"the data unit carries {entry.payload_length}")
-    payload = memoryview(value)[entry.payload_offset:entry.payload_offset + entry.payload_length]
-    data = profile.coder.decompress(payload, size)
-    return profile.transform.inverse(data, entry.params, spec.dtype, spec.shape)
+class _TensorPlan:
+    """How to decode one tensor of the active AIPS: everything that does not depend on the data unit."""
+
+    __slots__ = ("spec", "profile", "transform", "coder", "size", "exact_size", "param_length")
+
+    def __init__(self, spec: TensorSpec) -> None:
+        self.spec = spec
+        self.profile = get_profile(spec.compression_profile_id)
+        self.transform = self.profile.transform
+        self.coder = self.profile.coder
+        self.size = self.profile.transformed_length(spec.dtype, spec.num_elements)
+        self.exact_size = self.coder.exact_size
+        self.param_length = self.profile.param_length
+
+    def decode(self, value: bytearray, entry: TensorEntry) -> np.ndarray:
+        spec = self.spec
+        if len(entry.params) != self.param_length:
+            raise FormatError(ErrorCode.BAD_PARAMS,
+                              f"tensor {spec.tensor_id}: profile {self.profile.name} takes {self.param_length} "
+                              f"parameter bytes, the data unit carries {len(entry.params)}")
+        if self.param_length:
+            self.transform.check_params(entry.params)
+        if self.exact_size and entry.payload_length != self.size:
+            raise FormatError(ErrorCode.PAYLOAD_LENGTH_MISMATCH,
+                              f"tensor {spec.tensor_id}: profile {self.profile.name} payload must be "
+                              f"{self.size} bytes, the data unit carries {entry.payload_length}")
+        payload = memoryview(value)[entry.payload_offset:entry.payload_offset + entry.payload_length]
+        data = self.coder.decompress(payload, self.size)
+        return self.transform.inverse(data, entry.params, spec.dtype, spec.shape)
