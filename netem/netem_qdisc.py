@@ -108,7 +108,7 @@ def netem_parameters(direction: DirectionProfile) -> dict[str, Any]:
         params["gemodel"] = {
             "p": probability_to_u32(loss.p),
             "r": probability_to_u32(loss.r),
-            "h": probability_to_u32(1.0 - loss.k),
+            "h": U32_MAX - probability_to_u32(loss.k),  # as tc computes its "1-h" argument
             "k1": probability_to_u32(loss.h),
         }
     return params

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3-venv: Debian's python3 cannot create a venv without it; util-linux: unshare (non-root sandbox).
-APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod util-linux python3 python3-venv)
+APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod util-linux python3 python3-venv strace)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
