@@ -85,6 +85,7 @@ class InferenceRecord(TypedDict):
     delivery_uncertainty_ms: float | None
     remote_decode_ms: float | None
     remote_queue_wait_ms: float | None
+    remote_tail_build_ms: float | None
     remote_inference_ms: float | None
     total_inference_ms: float | None
     remote_processing_ms: float | None
@@ -96,6 +97,7 @@ class InferenceRecord(TypedDict):
     # results
     result_mode: str
     predictions: list[Prediction]
+    delivery_check: dict[str, Any] | None
     aips_events: list[dict[str, Any]]
     # resources (the seed's "not yet implemented" figures)
     local_resources: ResourceFigures | None

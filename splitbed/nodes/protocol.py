@@ -2,7 +2,7 @@
 
 Every message in both directions is a TLV unit of the AI intermediate data format: the uplink data are the
 format's own AIPS (type 1) and intermediate data (type 2) units, unchanged, and the protocol's control messages
-use types from the format's "undefined" range (0xF0-0xFB), which a format decoder skips by length. So a capture
+use types from the format's "undefined" range (0xF0-0xFC), which a format decoder skips by length. So a capture
 of the uplink stream decodes with the format decoder alone. Control payloads are UTF-8 JSON objects, capped at
 MAX_CONTROL_BYTES before anything is buffered; never pickle or eval.
 
@@ -41,13 +41,16 @@ class MsgType(IntEnum):
     JSON_BASELINE = 0xF8  # local -> remote: one inference's tensors in the JSON baseline carriage
     RESULT = 0xF9         # remote -> local: predictions, remote timings and resources, AIPS events
     ERROR = 0xFA          # either way: what was wrong; `fatal` says whether the connection is closed
+    PREPARE = 0xFB        # local -> remote: build the tail of a partition now, outside any measured window
+    PREPARED = 0xFC       # remote -> local: tail ready; its cut (tensor names, shapes, dtypes) and build time
 
 
 CONTROL_TYPES = frozenset(t for t in MsgType if t >= 0xF0)
 FORMAT_TYPES = frozenset({MsgType.AIPS, MsgType.DATA})
-UPLINK_CONTROL = frozenset({MsgType.HELLO, MsgType.SELECT, MsgType.CLOCK_PING, MsgType.RESET, MsgType.ERROR})
+UPLINK_CONTROL = frozenset({MsgType.HELLO, MsgType.SELECT, MsgType.CLOCK_PING, MsgType.RESET, MsgType.PREPARE,
+                            MsgType.ERROR})
 DOWNLINK_CONTROL = frozenset({MsgType.OFFER, MsgType.ACCEPT, MsgType.CLOCK_PONG, MsgType.RESET_DONE,
-                              MsgType.RESULT, MsgType.ERROR})
+                              MsgType.RESULT, MsgType.PREPARED, MsgType.ERROR})
 ENCODINGS = ("tlv", "json-baseline")
 RESULT_MODES = ("full", "topk")
 
@@ -184,6 +187,7 @@ class UnitFramer:
     _remaining: int = 0
     _length: int = 0
     _control: list[bytes] = field(default_factory=list)
+    units_started: int = 0  # counts units whose first header byte has been fed
 
     @property
     def mid_unit(self) -> bool:
@@ -199,6 +203,8 @@ class UnitFramer:
         pos = 0
         while pos < len(view) or (self._type >= 0 and self._remaining == 0):
             if self._type < 0:
+                if not self._header:
+                    self.units_started += 1
                 need = HEADER_SIZE - len(self._header)
                 take = view[pos:pos + need]
                 self._header += take

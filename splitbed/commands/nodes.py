@@ -1,0 +1,161 @@
+"""`splitbed remote-node` and `splitbed local-node`: the two inference nodes, run by hand on two hosts or in the
+testbed's namespaces. Also reachable as `python -m splitbed.nodes.remote` / `python -m splitbed.nodes.local`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from splitbed.nodes.protocol import DEFAULT_MAX_UNIT_BYTES
+
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT or [IPv6]:PORT."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _json_object(text: str | None, what: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{what} must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{what} must be a JSON object")
+    return value
+
+
+def remote_node(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(5599, help="TCP port (0: any free port, announced on stdout)"),
+    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="model to offer (repeatable; default "
+                                                     "mobilenet_v2)")] = None,
+    weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the local node)"),
+    max_unit_bytes: int = typer.Option(DEFAULT_MAX_UNIT_BYTES, help="largest unit accepted"),
+    read_timeout: float = typer.Option(30.0, help="seconds without progress inside a unit"),
+    idle_timeout: float = typer.Option(600.0, help="seconds without any unit before the session is closed"),
+    unit_timeout_base: float = typer.Option(30.0, help="whole-unit deadline: base seconds ..."),
+    unit_min_rate: float = typer.Option(65536.0, help="... plus length at this many bytes per second"),
+    config_timeout: float = typer.Option(30.0, help="seconds for the whole configuration stage"),
+    max_sessions: int = typer.Option(16, help="sessions served at once"),
+    shutdown_grace: float = typer.Option(10.0, help="seconds in-flight inferences get after SIGTERM"),
+    warm: bool = typer.Option(False, help="build every partition's tail at start"),
+    log_level: str = typer.Option("info", help="debug, info, warning"),
+) -> None:
+    """Run the remote inference node (edge server) until SIGTERM. Prints one JSON `ready` line on stdout."""
+    _logging(log_level)
+    from splitbed.nodes.errors import NodeError
+    from splitbed.nodes.remote import RemoteConfig, run_remote
+
+    config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, max_unit_bytes=max_unit_bytes,
+                          read_timeout_s=read_timeout, idle_timeout_s=idle_timeout,
+                          unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
+                          config_timeout_s=config_timeout, max_sessions=max_sessions,
+                          shutdown_grace_s=shutdown_grace, warm=warm)
+    try:
+        code = run_remote(config)
+    except (NodeError, OSError) as exc:
+        typer.echo(f"remote-node: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def local_node(
+    connect: str = typer.Option(..., help="remote node address HOST:PORT"),
+    model: str = typer.Option("mobilenet_v2", help="model (registered name)"),
+    partition: str = typer.Option("0", help="partition name or id"),
+    image: str = typer.Option("builtin:chelsea", help="image file, or builtin:NAME (chelsea, astronaut, ...)"),
+    encoding: str = typer.Option("tlv", help="tlv or json-baseline"),
+    compression: str = typer.Option("none", help="compression profile name or id (tlv only)"),
+    repetitions: int = typer.Option(1, help="inferences to run"),
+    weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the remote)"),
+    result_mode: str = typer.Option("full", help="full (all 1000 scores, as the seed) or topk"),
+    top_k: int = typer.Option(5, help="predictions to decode"),
+    aips: str = typer.Option("auto", help="auto, resend-same-id, resend-new-id, omit"),
+    link_info: str | None = typer.Option(None, help='JSON recorded as the link, e.g. {"profile":"5g-embb"}'),
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE recorded in every record's tags (repeatable)")] = None,
+    jobs: str | None = typer.Option(None, help="driven mode: read JSON-line jobs from this file ('-' = stdin)"),
+    output: Annotated[Path | None, typer.Option(help="append records here instead of stdout")] = None,
+    result_timeout: float = typer.Option(120.0, help="seconds to wait for each result"),
+    clock_pings: int = typer.Option(8, help="ping-pongs for the clock offset estimate"),
+    allow_weights_mismatch: bool = typer.Option(False, help="run even if the remote's weights differ"),
+    log_level: str = typer.Option("warning", help="debug, info, warning"),
+) -> None:
+    """Run the local inference node (UE): one job from the options, or JSON-line jobs (--jobs); writes one JSON
+    metrics record per inference (docs/METRICS.md)."""
+    _logging(log_level)
+    from splitbed.nodes.errors import NodeError
+    from splitbed.nodes.jobs import Job
+    from splitbed.nodes.local import LocalConfig, LocalNode, run_jobs
+
+    host, port = parse_address(connect)
+    link = _json_object(link_info, "--link-info")
+    tags: dict[str, Any] = {}
+    for item in tag or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--tag takes KEY=VALUE, got {item!r}")
+        tags[key] = value
+    config = LocalConfig(host=host, port=port, weights=weights, link=link, result_timeout_s=result_timeout,
+                         clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch)
+    out = output.open("a") if output is not None else sys.stdout
+    try:
+        with LocalNode(config) as node:
+            if jobs is not None:
+                lines = sys.stdin if jobs == "-" else Path(jobs).open()
+                failed = run_jobs(node, lines, out)
+                raise typer.Exit(1 if failed else 0)
+            job = Job(model=model, partition=int(partition) if partition.isdigit() else partition, image=image,
+                      encoding=encoding, compression=compression, repetitions=repetitions, tags=tags, aips=aips,
+                      result_mode=result_mode, top_k=top_k, link=link)
+            failed = run_jobs(node, [json.dumps(job.__dict__)], out, on_record=_summary)
+            raise typer.Exit(1 if failed else 0)
+    except NodeError as exc:
+        typer.echo(f"local-node: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        if output is not None:
+            out.close()
+
+
+def _summary(record: dict[str, Any]) -> None:
+    """One human line per inference on stderr (stdout carries the JSON records)."""
+    if record.get("record_type") != "inference":
+        return
+    if record["status"] != "ok":
+        typer.echo(f"inference failed: {record['error']}", err=True)
+        return
+    top = record["predictions"][0] if record["predictions"] else {}
+    typer.echo(f"{record['model']} @ {record['partition_name']} ({record['encoding']}, "
+               f"{record['compression_profile']}): uplink {record['uplink_bytes']:,} B, "
+               f"local {record['local_inference_ms']:.1f} ms, delivery {record['delivery_ms']:.2f} ms, "
+               f"remote {record['remote_inference_ms']:.1f} ms, e2e {record['e2e_latency_ms']:.1f} ms; "
+               f"top-1 {top.get('label')} ({top.get('score', 0):.3f})", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("remote-node")(remote_node)
+    app.command("local-node")(local_node)
+
+
+def remote_main() -> None:
+    typer.run(remote_node)
+
+
+def local_main() -> None:
+    typer.run(local_node)

@@ -1,0 +1,39 @@
+"""Input images for the local node: a file path, or `builtin:NAME` for one of scikit-image's bundled photos
+(offline; `builtin:chelsea` is a cat), written once as a JPEG file so that the seed's "input data size" is a
+real file's size, as for any user image."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from splitbed.nodes.errors import ConfigurationError
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_IMAGES = ("chelsea", "astronaut", "coffee", "rocket")
+JPEG_QUALITY = 90
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "splitbed" / "images"
+
+
+def resolve_image(image: str) -> Path:
+    """The file to read for `image`; builtin images are materialised on first use."""
+    if not image.startswith(BUILTIN_PREFIX):
+        return Path(image)
+    name = image[len(BUILTIN_PREFIX):]
+    if name not in BUILTIN_IMAGES:
+        raise ConfigurationError(f"unknown builtin image {name!r}; builtin: {', '.join(BUILTIN_IMAGES)}")
+    path = cache_dir() / f"{name}-q{JPEG_QUALITY}.jpg"
+    if not path.exists():
+        import skimage.data
+        from PIL import Image
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").save(tmp, format="JPEG",
+                                                                          quality=JPEG_QUALITY)
+        tmp.replace(path)  # atomic: concurrent nodes never read a half-written file
+    return path
