@@ -1,0 +1,297 @@
+"""Build, cache, list and remove the node image.
+
+Build = one `docker import` of a tar stream: the cached Debian rootfs, then the host's interpreter and venv at
+their own paths, then the missing shared libraries. The stream is produced by a thread into a pipe and sent
+chunked, so the ~2 GB never lands on disk twice. The result is imported under a temporary tag
+(`splitbed-node-tmp:sb<pid>-...`), smoke-tested (imports, versions equal to the host's), then tagged with its
+content key; a failed or interrupted build leaves nothing tagged as good (a temporary tag of a dead owner is
+swept by the next build).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from splitbed.runtime import engine
+from splitbed.runtime.errors import ImageBuildError
+from splitbed.runtime.image.closure import (
+    Payload,
+    Tree,
+    add_missing_libraries,
+    python_payload,
+    rootfs_members,
+)
+from splitbed.runtime.image.key import content_key, image_tag
+from splitbed.runtime.image.recipe import Recipe, load_recipe
+from splitbed.runtime.image.rootfs import build_lock, ensure_rootfs
+from splitbed.runtime.mounts import default_mounts
+
+if TYPE_CHECKING:
+    import docker
+
+IMAGE_KIND_NODE = "node"
+TMP_SUFFIX = "-tmp"
+_CHUNK = 1024 * 1024
+_TMP_TAG_RE = re.compile(r"^sb(\d+)-")
+
+
+@dataclass
+class ImageInfo:
+    """The node image to use, and how getting it went."""
+
+    tag: str
+    key: str
+    built: bool  # False: the cached image was used
+    seconds: float  # time to make it available (build, or just the cache check)
+    log: list[str] = field(default_factory=list)
+
+
+def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = False) -> ImageInfo:
+    """The tag of a ready node image for this environment, building it first when not cached."""
+    started = time.monotonic()
+    client = client or engine.connect()
+    recipe = load_recipe()
+    key = content_key(recipe)
+    tag = image_tag(recipe, key)
+    if not rebuild and _exists(client, tag):
+        return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
+    with build_lock():
+        if not rebuild and _exists(client, tag):  # another process built it while we waited
+            return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
+        log: list[str] = []
+        sweep_stale_tmp_images(client, recipe)
+        rootfs = ensure_rootfs(recipe, log)
+        step = time.monotonic()
+        payload = add_missing_libraries(python_payload(recipe), rootfs)
+        log.append(f"closure: {len(payload.libs)} host libraries added, {len(payload.unresolved)} unresolved "
+                   f"on the host too, in {time.monotonic() - step:.1f} s")
+        tmp_tag = f"{recipe.repository}{TMP_SUFFIX}:sb{os.getpid()}-{key[:12]}"
+        step = time.monotonic()
+        _import(client, recipe, key, rootfs, payload, tmp_tag)
+        log.append(f"import: {time.monotonic() - step:.1f} s")
+        try:
+            step = time.monotonic()
+            _smoke_test(client, recipe, tmp_tag)
+            log.append(f"smoke test: {time.monotonic() - step:.1f} s")
+            client.images.get(tmp_tag).tag(tag)
+        finally:
+            _remove_quietly(client, tmp_tag)
+    return ImageInfo(tag, key, built=True, seconds=time.monotonic() - started, log=log)
+
+
+def _exists(client: docker.DockerClient, tag: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _import(client: docker.DockerClient, recipe: Recipe, key: str, rootfs: Path, payload: Payload,
+            tmp_tag: str) -> None:
+    import sys
+
+    venv_bin = Path(sys.prefix) / "bin"
+    changes = [f"ENV PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    changes += [f"ENV {name}={value}" for name, value in sorted(recipe.env.items())]
+    changes += [f"LABEL {engine.LABEL_IMAGE}={IMAGE_KIND_NODE}", f"LABEL {engine.LABEL_IMAGE_KEY}={key}",
+                "WORKDIR /", f'CMD ["{sys.executable}"]']
+    read_fd, write_fd = os.pipe()
+    writer_error: list[BaseException] = []
+    writer = threading.Thread(target=_write_tar, args=(write_fd, rootfs, payload, writer_error), daemon=True)
+    writer.start()
+    repository, tag = tmp_tag.split(":", 1)
+    try:
+        with os.fdopen(read_fd, "rb") as source:
+            answer = client.api.import_image(src=_chunks(source), repository=repository, tag=tag,
+                                             changes=changes, stream_src=True)
+    except Exception as exc:
+        _remove_quietly(client, tmp_tag)
+        raise ImageBuildError(f"docker import of the node image failed: {exc}") from exc
+    finally:
+        writer.join()
+    if writer_error:
+        _remove_quietly(client, tmp_tag)
+        raise ImageBuildError(f"writing the image tar stream failed: {writer_error[0]!r}") from writer_error[0]
+    if "errorDetail" in str(answer) or not _exists(client, tmp_tag):
+        _remove_quietly(client, tmp_tag)
+        raise ImageBuildError(f"docker import did not produce {tmp_tag}: {str(answer)[:500]}")
+
+
+def _chunks(source: Any) -> Iterator[bytes]:
+    while True:
+        chunk = source.read(_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _write_tar(fd: int, rootfs: Path, payload: Payload, errors: list[BaseException]) -> None:
+    """Rootfs members, then parents of the payload, then the payload; closes `fd` (EOF for the reader)."""
+    try:
+        with os.fdopen(fd, "wb") as sink, tarfile.open(fileobj=sink, mode="w|") as out:
+            with tarfile.open(rootfs, mode="r|") as base:
+                for member in base:
+                    out.addfile(member, base.extractfile(member) if member.isfile() else None)
+            tree_roots = [tree.root for tree in payload.trees]
+            files = [p for p in payload.files if not any(root in p.parents for root in tree_roots)]
+            members = rootfs_members(rootfs)
+            written: set[str] = set()
+            for path in tree_roots + files + [real for real, _ in payload.libs]:
+                _add_parents(out, path, members, written)
+            for tree in payload.trees:
+                out.add(tree.root, arcname=_arc(tree.root), filter=_tree_filter(tree))
+            for path in files:  # files inside a tree are already in it
+                out.add(path, arcname=_arc(path), recursive=False)
+            for real, link in payload.libs:
+                out.add(real, arcname=_arc(real), recursive=False)
+                if link is not None:
+                    info = tarfile.TarInfo(_arc(link))
+                    info.type, info.linkname, info.mode = tarfile.SYMTYPE, real.name, 0o777
+                    out.addfile(info)
+    except BaseException as exc:  # reported by the caller; the reader sees a truncated stream
+        errors.append(exc)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _add_parents(out: tarfile.TarFile, path: Path, members: set[str], written: set[str]) -> None:
+    """Directory entries (host metadata) for parents of `path` the rootfs does not have."""
+    for parent in reversed(path.parents):
+        arc = _arc(parent)
+        if not arc or arc in members or arc in written or _through_rootfs_symlink(arc, members):
+            continue
+        out.add(parent, arcname=arc, recursive=False)
+        written.add(arc)
+
+
+def _through_rootfs_symlink(arc: str, members: set[str]) -> bool:
+    """Paths like lib/x86_64-linux-gnu exist in a merged-/usr rootfs through the `lib` symlink."""
+    first = arc.split("/", 1)[0]
+    return first in ("lib", "lib64", "bin", "sbin") and first in members
+
+
+def _arc(path: Path) -> str:
+    return str(path).lstrip("/")
+
+
+def _tree_filter(tree: Tree) -> Any:
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        path = Path("/" + info.name)
+        if path != tree.root and tree.excluded(path):
+            return None
+        return info
+
+    return keep
+
+
+def _smoke_test(client: docker.DockerClient, recipe: Recipe, image: str) -> None:
+    """Run the new image once: every smoke import must work and report the host's versions."""
+    import importlib.metadata
+    import sys
+
+    check = (
+        "import importlib, importlib.metadata as m, json, sys\n"
+        "def version(name):\n"
+        "    try: return m.version(name)\n"
+        "    except m.PackageNotFoundError: return None\n"
+        f"for name in {list(recipe.smoke_imports)!r}: importlib.import_module(name)\n"
+        "print(json.dumps({'python': sys.version, 'tensorflow': version('tensorflow-cpu'),"
+        " 'splitbed': version('splitbed')}))\n"
+    )
+    expected = {"python": sys.version, "tensorflow": _version("tensorflow-cpu"),
+                "splitbed": importlib.metadata.version("splitbed")}
+    container = client.containers.create(
+        image, [sys.executable, "-c", check], network_mode="none", labels=engine.owner_labels("smoke"),
+        volumes=[m.docker_bind() for m in default_mounts()], name=f"sb{os.getpid()}-smoke-{int(time.time())}",
+        environment={"TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    try:
+        container.start()
+        try:
+            status = container.wait(timeout=recipe.smoke_timeout_s)
+        except Exception as exc:
+            raise ImageBuildError(f"the new node image's smoke test did not finish in {recipe.smoke_timeout_s} s") \
+                from exc
+        out = container.logs(stdout=True, stderr=False).decode(errors="replace").strip()
+        err = container.logs(stdout=False, stderr=True).decode(errors="replace").strip()
+        if status.get("StatusCode") != 0:
+            tail = "\n".join(err.splitlines()[-15:])
+            raise ImageBuildError(f"the new node image fails its smoke test (exit {status.get('StatusCode')}); the "
+                                  f"host's interpreter may need a newer C library than the rootfs has:\n{tail}")
+        got = json.loads(out.splitlines()[-1])
+        if got != expected:
+            raise ImageBuildError(f"the new node image reports {got}, the host {expected}")
+    finally:
+        container.remove(force=True)
+
+
+def _version(distribution: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _remove_quietly(client: docker.DockerClient, tag: str) -> None:
+    import docker
+
+    try:
+        client.images.remove(tag, force=True)
+    except docker.errors.ImageNotFound:
+        pass
+
+
+def sweep_stale_tmp_images(client: docker.DockerClient, recipe: Recipe | None = None) -> list[str]:
+    """Remove temporary build tags whose building process is dead."""
+    recipe = recipe or load_recipe()
+    removed = []
+    for image in client.images.list(name=f"{recipe.repository}{TMP_SUFFIX}"):
+        for tag in image.tags:
+            match = _TMP_TAG_RE.match(tag.split(":", 1)[1])
+            if match and not psutil.pid_exists(int(match.group(1))):
+                _remove_quietly(client, tag)
+                removed.append(tag)
+    return removed
+
+
+def list_images(client: docker.DockerClient) -> list[dict[str, Any]]:
+    """Node images on this engine: tag, size, whether it matches the current environment's key."""
+    recipe = load_recipe()
+    current = image_tag(recipe)
+    rows = []
+    for image in client.images.list(filters={"label": f"{engine.LABEL_IMAGE}={IMAGE_KIND_NODE}"}):
+        for tag in image.tags or ["<untagged>"]:
+            rows.append({"tag": tag, "id": image.short_id, "size_bytes": image.attrs.get("Size"),
+                         "created": image.attrs.get("Created"), "current": tag == current})
+    return rows
+
+
+def remove_images(client: docker.DockerClient, keep_current: bool = False) -> list[str]:
+    """Remove node images (all, or all but the current environment's); returns the removed tags/ids."""
+    removed = []
+    recipe = load_recipe()
+    for row in list_images(client):
+        if keep_current and row["current"]:
+            continue
+        _remove_quietly(client, row["tag"] if row["tag"] != "<untagged>" else row["id"])
+        removed.append(row["tag"])
+    removed += sweep_stale_tmp_images(client, recipe)
+    return removed

@@ -1,0 +1,175 @@
+"""What of this host goes into the node image: the interpreter, the environment, and the shared libraries
+they need that the Debian rootfs lacks.
+
+The interpreter and the virtualenv are copied at their own absolute paths, so `sys.executable` of the host is a
+valid command inside the container and the venv's symlinks and `pyvenv.cfg` stay true. Shared libraries come
+from `ldd` over every ELF file copied (interpreter, libpython, lib-dynload, extension modules): any library
+that resolves outside the copied trees and is absent from the rootfs is added from the host at its real path,
+with its soname link beside it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import subprocess
+import sys
+import sysconfig
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from splitbed.runtime.errors import ImageBuildError
+from splitbed.runtime.image.recipe import Recipe
+
+LDD_BATCH = 64
+
+
+@dataclass
+class Tree:
+    """A host directory copied whole, minus entries matching `exclude` (globs relative to `root`)."""
+
+    root: Path
+    exclude: tuple[str, ...] = ()
+
+    def excluded(self, path: Path) -> bool:
+        rel = path.relative_to(self.root).as_posix()
+        return any(fnmatch.fnmatch(rel, pattern) for pattern in self.exclude)
+
+
+@dataclass
+class Payload:
+    """Host paths to add to the image on top of the rootfs."""
+
+    trees: list[Tree] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # single files or symlinks, added as they are
+    libs: list[tuple[Path, Path | None]] = field(default_factory=list)  # (real file, soname link or None)
+    unresolved: list[str] = field(default_factory=list)  # "lib => not found" on the host too
+
+
+def python_payload(recipe: Recipe) -> Payload:
+    """The interpreter (executable, libpython, stdlib) and the active environment."""
+    payload = Payload()
+    in_venv = sys.prefix != sys.base_prefix
+    stdlib = Path(os.__file__).resolve().parent
+    exclude = tuple(recipe.exclude_stdlib) + ("lib-dynload/_tkinter*",)
+    if not in_venv:  # no venv: the packages live in the interpreter's own site-packages
+        exclude = tuple(p for p in exclude if p != "site-packages")
+    payload.trees.append(Tree(stdlib, exclude))
+    payload.files += _symlink_chain(Path(sys.executable))
+    payload.files += _symlink_chain(Path(getattr(sys, "_base_executable", sys.executable)))
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        payload.files += _libpython()
+    if in_venv:
+        payload.trees.append(Tree(Path(sys.prefix).resolve()))
+    payload.files = _unique(payload.files)
+    return payload
+
+
+def _libpython() -> list[Path]:
+    libdir = Path(str(sysconfig.get_config_var("LIBDIR")))
+    names = {sysconfig.get_config_var("LDLIBRARY"), sysconfig.get_config_var("INSTSONAME")}
+    found = []
+    for name in sorted(n for n in names if n):
+        found += _symlink_chain(libdir / str(name)) if (libdir / str(name)).exists() else []
+    return found
+
+
+def _symlink_chain(path: Path) -> list[Path]:
+    """`path`, each symlink it passes through, and the final file (all absolute)."""
+    chain: list[Path] = []
+    current = Path(os.path.abspath(path))
+    for _ in range(40):
+        chain.append(current)
+        if not current.is_symlink():
+            return chain
+        current = Path(os.path.abspath(current.parent / os.readlink(current)))
+    raise ImageBuildError(f"symlink loop at {path}")
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    seen: set[Path] = set()
+    return [p for p in paths if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+
+
+def elf_files(payload: Payload) -> list[Path]:
+    """Regular files in the payload that may be dynamically linked (executables and shared objects)."""
+    found = [p for p in payload.files if p.is_file() and not p.is_symlink() and _is_elf(p)]
+    for tree in payload.trees:
+        for dirpath, dirnames, filenames in os.walk(tree.root):
+            base = Path(dirpath)
+            dirnames[:] = [d for d in dirnames if not tree.excluded(base / d)]
+            for name in filenames:
+                path = base / name
+                if (".so" in name and not path.is_symlink() and not tree.excluded(path)
+                        and _is_elf(path)):
+                    found.append(path)
+    return found
+
+
+def _is_elf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def ldd_dependencies(files: list[Path]) -> tuple[set[Path], list[str]]:
+    """Resolved library paths needed by `files`, and the "not found" ones (unresolvable on the host too)."""
+    resolved: set[Path] = set()
+    missing: list[str] = []
+    for start in range(0, len(files), LDD_BATCH):
+        batch = [str(p) for p in files[start:start + LDD_BATCH]]
+        done = subprocess.run(["ldd", *batch], capture_output=True, text=True, check=False, timeout=300)
+        current = ""
+        for line in done.stdout.splitlines():
+            if not line.startswith(("\t", " ")):
+                current = line.rstrip(":")
+                continue
+            text = line.strip()
+            if "=> not found" in text:
+                missing.append(f"{current}: {text.split()[0]}")
+            elif "=>" in text:
+                target = text.split("=>", 1)[1].strip().split(" (")[0]
+                if target.startswith("/"):
+                    resolved.add(Path(target))
+            elif text.startswith("/"):
+                resolved.add(Path(text.split(" (")[0]))
+    return resolved, missing
+
+
+def rootfs_members(rootfs_tar: Path) -> set[str]:
+    """Member names of the rootfs tarball, without the leading './'."""
+    with tarfile.open(rootfs_tar) as tar:
+        return {_norm(name) for name in tar.getnames()}
+
+
+def _norm(name: str) -> str:
+    return name[2:] if name.startswith("./") else name.lstrip("/")
+
+
+def _in_rootfs(lib: Path, members: set[str]) -> bool:
+    candidates = {str(lib), os.path.realpath(lib)}
+    for text in list(candidates):  # merged /usr: /lib/x is /usr/lib/x in the rootfs
+        if text.startswith("/lib"):
+            candidates.add("/usr" + text)
+        if text.startswith("/usr/lib"):
+            candidates.add(text[len("/usr"):])
+    return any(_norm(c) in members for c in candidates)
+
+
+def add_missing_libraries(payload: Payload, rootfs_tar: Path) -> Payload:
+    """Fill `payload.libs` with host libraries the payload needs and the rootfs lacks."""
+    needed, payload.unresolved = ldd_dependencies(elf_files(payload))
+    members = rootfs_members(rootfs_tar)
+    tree_roots = [tree.root for tree in payload.trees]
+    for lib in sorted(needed):
+        real = Path(os.path.realpath(lib))
+        if any(root == real or root in real.parents for root in tree_roots) or real in payload.files:
+            continue
+        if _in_rootfs(lib, members):
+            continue
+        link = real.parent / lib.name if lib.name != real.name else None
+        payload.libs.append((real, link))
+    return payload

@@ -1,0 +1,57 @@
+"""The content key of the node image: a hash of everything that decides what goes into it.
+
+Same key, same image: the build is skipped and the cached tag is used. Inputs: the recipe file, the builder's
+own code, the interpreter (version, path, machine), splitbed's version, the checkout's pyproject.toml, and the
+name and version of every distribution installed in the environment (so a `pip install` anywhere changes it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import sys
+from pathlib import Path
+
+import splitbed
+from splitbed.runtime.image.recipe import Recipe
+from splitbed.runtime.mounts import source_checkout
+
+BUILDER_DIR = Path(__file__).resolve().parent
+
+
+def key_inputs(recipe: Recipe) -> dict[str, object]:
+    """Everything the key hashes, JSON-able (also stored as an image label for inspection)."""
+    checkout = source_checkout()
+    pyproject = checkout / "pyproject.toml" if checkout else None
+    distributions = sorted(
+        f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions()
+        if dist.metadata["Name"]
+    )
+    builder = hashlib.sha256()
+    for path in sorted(BUILDER_DIR.glob("*.py")):
+        builder.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {
+        "recipe_sha256": hashlib.sha256(recipe.text.encode()).hexdigest(),
+        "builder_sha256": builder.hexdigest(),
+        "python": sys.version,
+        "python_executable": sys.executable,
+        "machine": platform.machine(),
+        "splitbed_version": splitbed.__version__,
+        "pyproject_sha256": hashlib.sha256(pyproject.read_bytes()).hexdigest() if pyproject and pyproject.is_file()
+        else None,
+        "distributions": distributions,
+    }
+
+
+def content_key(recipe: Recipe) -> str:
+    blob = json.dumps(key_inputs(recipe), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def image_tag(recipe: Recipe, key: str | None = None) -> str:
+    """`splitbed-node:<splitbed version>-py<X.Y.Z>-<key[:12]>`."""
+    key = key or content_key(recipe)
+    py = ".".join(str(part) for part in sys.version_info[:3])
+    return f"{recipe.repository}:{splitbed.__version__}-py{py}-{key[:12]}"
