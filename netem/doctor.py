@@ -265,17 +265,18 @@ def probe_netns() -> Probe:
                  f"in {took_ms:.0f} ms, removed", meaning="each node gets its own network stack, as on separate hosts")
 
 
-# Per qdisc kind: the parameters to add it with, and what having it means.
+# Per qdisc kind: the parameters to add it with (netem and tbf: netem.capabilities adds them), what having it
+# and lacking it mean, and the fix.
 _QDISCS: dict[str, tuple[dict[str, object], str, str, str]] = {
     "netem": (
-        {"delay": 10_000},
+        {},
         "the kernel backend can emulate delay, jitter and loss",
         "delay, jitter and loss need the userspace link (netem/link); kernel-backend tests skip",
         "modprobe sch_netem (needs a kernel with CONFIG_NET_SCH_NETEM; stock Debian/Ubuntu kernels ship it as a "
         "module), or use the userspace backend",
     ),
     "tbf": (
-        {"rate": "10mbit", "burst": 12_000, "latency": 50_000},
+        {},
         "the kernel can shape rate with a token bucket",
         "rate shaping needs the userspace link",
         "modprobe sch_tbf (CONFIG_NET_SCH_TBF)",
@@ -289,6 +290,24 @@ _QDISCS: dict[str, tuple[dict[str, object], str, str, str]] = {
 }
 
 
+# Kinds the kernel backend itself probes (netem.capabilities); the doctor shows that very answer, so the table
+# and `backend="auto"` can never disagree.
+_BACKEND_PROBED_KINDS = ("netem", "tbf")
+
+
+def _probe_qdisc_as_backend_sees_it(kind: str, name: str, meaning_ok: str, meaning_no: str, fix: str) -> Probe:
+    try:
+        from netem.capabilities import probe_qdiscs
+
+        result = probe_qdiscs()[kind]
+    except Exception as exc:
+        return Probe(name, False, False, f"not probed: {type(exc).__name__}: {exc}",
+                     fix=nonroot_fix() if os.geteuid() != 0 else fix, meaning=meaning_no)
+    if result.available:
+        return Probe(name, True, False, result.detail, meaning=meaning_ok)
+    return Probe(name, False, False, result.detail, fix=fix, meaning=meaning_no)
+
+
 def probe_qdisc(kind: str) -> Probe:
     """Add qdisc `kind` on a veth in a scratch namespace; the kernel answers 'unknown kind' when it lacks it."""
     from pyroute2 import IPRoute
@@ -296,6 +315,8 @@ def probe_qdisc(kind: str) -> Probe:
 
     params, meaning_ok, meaning_no, fix = _QDISCS[kind]
     name = "sch_netem" if kind == "netem" else kind
+    if kind in _BACKEND_PROBED_KINDS:
+        return _probe_qdisc_as_backend_sees_it(kind, name, meaning_ok, meaning_no, fix)
     try:
         with scratch_netns() as scratch, IPRoute(netns=scratch.netns) as ipr:
             index = ipr.link_lookup(ifname=scratch.veth_a)[0]
@@ -317,8 +338,8 @@ def probe_qdisc(kind: str) -> Probe:
 
 
 def _run_inside(scratch: Scratch, check: str) -> dict[str, object]:
-    """Run `check` in a child process entered into the scratch namespace (ethtool and AF_PACKET sockets bind to
-    the namespace of the thread that opens them; a child is the clean way). Returns the child's JSON answer."""
+    """Run `check` in a child process entered into the scratch namespace (scapy opens its sockets in its own
+    sniffer thread, so the whole process must be in the namespace). Returns the child's JSON answer."""
     argv = [sys.executable, "-m", "netem.doctor", "--inside", scratch.netns, check, scratch.veth_a, scratch.veth_b]
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -347,12 +368,24 @@ def _probe_inside(name: str, check: str, must_have: bool, fix: str, meaning_ok: 
 
 
 def probe_ethtool_offloads() -> Probe:
-    return _probe_inside(
-        "ethtool_offloads", "ethtool", True,
-        "apt-get install ethtool (bash scripts/setup.sh does); the kernel must allow ETHTOOL_SFEATURES on veth",
-        "TSO/GSO/GRO can be turned off, so the emulated link sees real MTU-sized packets",
-        "the link would see 64 KB super-packets: rate, loss and packet counts would be wrong",
-    )
+    """Turn offloads off on a scratch veth with the topology's own code (netem.offload), and check what stuck."""
+    name = "ethtool_offloads"
+    fix = "a kernel/driver that allows ETHTOOL_SFEATURES on veth (any mainline kernel does); see the error above"
+    meaning_no = "the link would see 64 KB super-packets: rate, loss and packet counts would be wrong"
+    try:
+        from netem.offload import disable_offloads
+
+        with scratch_netns() as scratch:
+            result = disable_offloads(scratch.netns, scratch.veth_a)
+    except Exception as exc:
+        return Probe(name, False, True, f"{type(exc).__name__}: {exc}",
+                     fix=nonroot_fix() if os.geteuid() != 0 else fix, meaning=meaning_no)
+    off = sorted(feature for feature, on in result["features"].items() if not on)
+    if result["still_on"]:
+        return Probe(name, False, True, f"still on after disabling: {', '.join(result['still_on'])}", fix=fix,
+                     meaning=meaning_no)
+    return Probe(name, True, True, f"turned off and read back on a scratch veth ({', '.join(off)}, ...) via "
+                 f"{result['method']}", meaning="the emulated link sees real MTU-sized packets with final checksums")
 
 
 def probe_scapy_capture() -> Probe:
@@ -378,7 +411,7 @@ def probe_tool(tool: str) -> Probe:
 
 def probe_docker(timeout_s: float = 2.0) -> Probe:
     name = "docker"
-    fix = "apt-get install docker.io && (systemctl start docker || dockerd &)"
+    fix = "apt-get install docker.io, then bash scripts/docker-engine.sh (starts dockerd without bridge or NAT)"
     meaning_no = "nodes run as processes in namespaces (the default); docker-node tests skip"
     try:
         import docker
@@ -433,49 +466,6 @@ def probe_all() -> list[Probe]:
 # Checks run inside the scratch namespace (child process)
 
 
-_OFFLOADS = {"tx-tcp-segmentation": "tso", "tx-generic-segmentation": "gso", "rx-gro": "gro"}
-# The same features as the ethtool tool prints them (`ethtool -k`).
-_ETHTOOL_NAMES = {
-    "tx-tcp-segmentation": "tcp-segmentation-offload",
-    "tx-generic-segmentation": "generic-segmentation-offload",
-    "rx-gro": "generic-receive-offload",
-}
-
-
-def _check_ethtool(veth: str) -> dict[str, object]:
-    """Turn TSO/GSO/GRO off on `veth` and read them back: pyroute2's ethtool first, the ethtool tool second."""
-    errors = []
-    try:
-        from pyroute2.ethtool import Ethtool
-
-        with Ethtool() as ethtool:
-            features = ethtool.get_features(veth)
-            for feature in _OFFLOADS:
-                features.features[feature].enable = False
-            ethtool.set_features(veth, features)
-            after = ethtool.get_features(veth).features
-            still_on = [short for feature, short in _OFFLOADS.items() if after[feature].enable]
-        if not still_on:
-            return {"ok": True, "detail": "tso/gso/gro turned off and read back (pyroute2 ethtool ioctl)"}
-        errors.append(f"pyroute2: still on: {still_on}")
-    except Exception as exc:
-        errors.append(f"pyroute2: {type(exc).__name__}: {exc}")
-    if shutil.which("ethtool"):
-        done = subprocess.run(["ethtool", "-K", veth, "tso", "off", "gso", "off", "gro", "off"],
-                              capture_output=True, text=True, timeout=10)
-        shown = subprocess.run(["ethtool", "-k", veth], capture_output=True, text=True, timeout=10).stdout
-        states = dict(line.strip().split(": ", 1) for line in shown.splitlines() if ": " in line)
-        still_on = [s for f, s in _OFFLOADS.items() if not states.get(_ETHTOOL_NAMES[f], "").startswith("off")]
-        if done.returncode == 0 and not still_on:
-            return {"ok": True, "detail": "tso/gso/gro turned off with the ethtool tool (pyroute2 failed: "
-                    + "; ".join(errors) + ")"}
-        errors.append(f"ethtool tool: exit {done.returncode} {done.stderr.strip()[:120]} still on: {still_on}")
-    else:
-        errors.append("ethtool tool not installed")
-    return {"ok": False, "detail": "; ".join(errors)}
-
-
-
 def _check_capture(sender: str, receiver: str) -> dict[str, object]:
     """Send marked Ethernet frames on one veth end with scapy and sniff them on the other."""
     from scapy.layers.l2 import Ether
@@ -508,7 +498,7 @@ def _inside(netns_name: str, check: str, veth_a: str, veth_b: str) -> int:
 
     netns.setns(netns_name, flags=0)
     try:
-        answer = _check_ethtool(veth_a) if check == "ethtool" else _check_capture(veth_a, veth_b)
+        answer = _check_capture(veth_a, veth_b)
     except Exception as exc:
         answer = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(answer))
@@ -528,7 +518,7 @@ def render(probes: Sequence[Probe], title: str = "netem doctor", console: object
     table = Table(title=title, show_lines=False)
     table.add_column("probe", no_wrap=True)
     table.add_column("result", no_wrap=True)
-    table.add_column("detail")
+    table.add_column("detail", overflow="fold")
     table.add_column("what this means")
     for p in probes:
         if p.ok:
