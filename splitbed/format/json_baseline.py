@@ -58,14 +58,15 @@ def decode(data: bytes | bytearray | memoryview,
 
 
 def _to_array(nested: Any, dtype: DType, index: int) -> np.ndarray:
+    allowed = "b" if dtype is DType.BOOL else "fi" if dtype.is_float else "iu"
     try:
         with np.errstate(over="raise", invalid="raise"):
-            wide = np.array(nested, dtype=np.float64 if dtype.is_float else None)
-            if wide.dtype == object or (wide.size and wide.dtype.kind not in "fiub"):
-                raise ValueError("elements are not all numbers")
+            wide = np.array(nested)
+            if wide.size and wide.dtype.kind not in allowed:
+                raise ValueError(f"elements are {wide.dtype} values, not {dtype.name.lower()}")
             arr = wide.astype(dtype.numpy)
-            if dtype.is_float or np.array_equal(arr, wide):
-                return arr
-            raise ValueError(f"values do not fit {dtype.name.lower()}")
+            if not dtype.is_float and not np.array_equal(arr, wide):
+                raise ValueError(f"values do not fit {dtype.name.lower()}")
+            return arr
     except (ValueError, TypeError, OverflowError, FloatingPointError, RecursionError) as exc:
         raise FormatError(ErrorCode.JSON_INVALID, f"tensor #{index}: {exc}") from None
