@@ -81,9 +81,17 @@ def _build_random(spec: ModelSpec, seed: int) -> Any:
 
 
 def _build_from_file(spec: ModelSpec, path: str) -> Any:
+    import warnings
+
     model = _build(spec, None)
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(path)
+        # Keras warns (instead of failing) when parts of a file do not match and keeps fresh weights there.
+        partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
+        if partial:
+            raise WeightsError(f"{len(partial)} part(s) of the model kept fresh weights, e.g. {partial[0][:200]}")
     except Exception as exc:  # Keras raises ValueError/OSError/KeyError depending on what is wrong
         raise WeightsError(f"cannot load {spec.name} weights from {path}: {type(exc).__name__}: {exc} "
                            "(expected a Keras weights file saved from this architecture: .weights.h5, or the "
