@@ -1,0 +1,67 @@
+"""`netem shell` with real commands: ping and iperf3 through the link, exit status, environment, teardown."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netem.netns import list_namespaces
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
+REPO = Path(__file__).resolve().parents[3]
+
+
+def netem(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netem.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def leftover(stderr: str) -> list[str]:
+    """Namespaces of the shell run named in its banner that still exist."""
+    names = re.findall(r"\((sb\d+-[0-9a-z]+(?:ue|ed))\)", stderr)
+    assert names, stderr
+    return [n for n in names if n in list_namespaces()]
+
+
+def test_shell_returns_the_command_status_and_exports_the_remote() -> None:
+    done = netem("shell", "--profile", "ideal", "--", "sh", "-c",
+                 'echo "remote=$NETEM_REMOTE local=$NETEM_LOCAL"; ping -c 1 -W 2 "$NETEM_REMOTE" >/dev/null; exit 7')
+    assert done.returncode == 7, done.stderr
+    assert re.search(r"remote=198\.18\.\d+\.2 local=198\.18\.\d+\.1", done.stdout)
+    assert leftover(done.stderr) == []
+
+
+def test_shell_ping_rtt_through_a_delayed_link(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = netem("shell", "--profile", "5g-split-ai", "--report", str(report), "--",
+                 "ping", "-c", "5", "-i", "0.1", "-n", "$NETEM_REMOTE")
+    # The command gets no shell: `$NETEM_REMOTE` stays literal, ping fails -> its status (2) comes back.
+    assert done.returncode == 2
+    done = netem("shell", "--profile", "5g-split-ai", "--report", str(report), "--",
+                 "sh", "-c", 'ping -c 5 -i 0.1 -n "$NETEM_REMOTE"')
+    assert done.returncode == 0, done.stderr
+    rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", done.stdout)]
+    assert len(rtts) == 5 and min(rtts) >= 2.0  # 2 x 1 ms one-way delay at least
+    document = json.loads(report.read_text())
+    assert document["exit_status"] == 0 and document["topology"]["profile"]["name"] == "5g-split-ai"
+    assert document["stats"]["backend"] == document["topology"]["backend"]
+    assert leftover(done.stderr) == []
+
+
+def test_shell_with_iperf3_server_and_capture(tmp_path: Path) -> None:
+    pcap, report = tmp_path / "ue.pcap", tmp_path / "report.json"
+    done = netem("shell", "--profile", "ideal", "--server", "iperf3 -s -1", "--capture", str(pcap),
+                 "--report", str(report), "--", "sh", "-c", 'iperf3 -c "$NETEM_REMOTE" -n 1M -J')
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["end"]["sum_sent"]["bytes"] >= 1 << 20  # (iperf3 -n under-reports sum_received)
+    document = json.loads(report.read_text())
+    flows = document["capture"]["flows"]
+    assert document["capture"]["summary"]["kernel_drops"] == 0
+    assert max(f["payload_bytes"] for f in flows if f["dport"] == 5201) >= 1 << 20
+    assert leftover(done.stderr) == []
