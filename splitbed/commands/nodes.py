@@ -94,6 +94,7 @@ def local_node(
     result_timeout: float = typer.Option(120.0, help="seconds to wait for each result"),
     clock_pings: int = typer.Option(8, help="ping-pongs for the clock offset estimate"),
     allow_weights_mismatch: bool = typer.Option(False, help="run even if the remote's weights differ"),
+    verify_delivery: bool = typer.Option(False, help="compare CRC-32s of sent and decoded tensors (after timing)"),
     log_level: str = typer.Option("warning", help="debug, info, warning"),
 ) -> None:
     """Run the local inference node (UE): one job from the options, or JSON-line jobs (--jobs); writes one JSON
@@ -112,7 +113,8 @@ def local_node(
             raise typer.BadParameter(f"--tag takes KEY=VALUE, got {item!r}")
         tags[key] = value
     config = LocalConfig(host=host, port=port, weights=weights, link=link, result_timeout_s=result_timeout,
-                         clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch)
+                         clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch,
+                         verify_delivery=verify_delivery)
     out = output.open("a") if output is not None else sys.stdout
     try:
         with LocalNode(config) as node:

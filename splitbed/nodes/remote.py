@@ -18,6 +18,7 @@ SIGTERM: stop accepting, let in-flight inferences finish within the grace period
 from __future__ import annotations
 
 import logging
+import select
 import signal
 import socket
 import threading
@@ -144,7 +145,8 @@ class RemoteSession:
         idle_since = last_progress = unit_started = time.monotonic()
         while True:
             now = time.monotonic()
-            if self.state.stopping.is_set() and not self.framer.mid_unit:
+            if self.state.stopping.is_set() and not self.framer.mid_unit and not self._readable_now():
+                # Bytes already received are in-flight work: they are served first (the grace period bounds it).
                 self._reply_error("shutting_down", "the remote node is shutting down", fatal=True)
                 raise _Abort
             if not self.configured and now > config_deadline:
@@ -183,6 +185,10 @@ class RemoteSession:
                 unit_started = last_progress  # the unit still open began in this recv
             if not self.framer.mid_unit:
                 idle_since = time.monotonic()
+
+    def _readable_now(self) -> bool:
+        readable, _, _ = select.select([self.conn], [], [], 0)
+        return bool(readable)
 
     def _mark_first_byte(self, t_recv: int) -> None:
         """Remember when the first byte of the current inference's first unit was read."""

@@ -1,0 +1,191 @@
+"""The two nodes end to end over loopback TCP: real `splitbed local-node` processes driven by JSON-line jobs
+against a real remote node process, and the in-process LocalNode API. Every record is checked against the
+schema, against itself (sizes and times that must add up) and against what the remote saw (AIPS events,
+CRC-32 of the delivered tensors)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nodes_harness import MODEL, WEIGHTS, RemoteProcess
+
+from splitbed.nodes.metrics import check_record
+
+LINK = {"profile": "loopback", "backend": "none", "note": "test: plain loopback TCP"}
+
+
+def _jobs_a() -> list[dict[str, Any]]:
+    return [
+        {"job_id": "raw", "partition": 3, "compression": "none", "repetitions": 2, "tags": {"case": "raw"}},
+        {"job_id": "zstd", "partition": 3, "compression": "zstd"},
+        {"job_id": "int8", "partition": "block_3_project_BN", "compression": "int8"},
+        {"job_id": "reset", "action": "reset-decoder"},
+        {"job_id": "after-reset", "partition": 5, "compression": "int8"},
+        {"job_id": "same-id", "partition": 5, "compression": "int8", "aips": "resend-same-id"},
+        {"job_id": "new-id", "partition": 5, "compression": "int8", "aips": "resend-new-id"},
+        {"job_id": "omit-ok", "partition": 5, "compression": "int8", "aips": "omit"},
+        {"job_id": "json", "partition": 5, "encoding": "json-baseline"},
+        {"job_id": "bad", "partition": 99},
+    ]
+
+
+def _jobs_b() -> list[dict[str, Any]]:
+    return [{"job_id": "b", "partition": 1, "compression": "shuffle-zstd", "repetitions": 3,
+             "result_mode": "topk", "top_k": 3}]
+
+
+def _run_local_nodes(remote: RemoteProcess, tmp_path: Path) -> list[list[dict[str, Any]]]:
+    """Two local-node processes at once, each with its own job list; their stdout JSON lines."""
+    procs = []
+    for name, jobs in (("a", _jobs_a()), ("b", _jobs_b())):
+        jobs_file = tmp_path / f"jobs-{name}.jsonl"
+        jobs_file.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+        argv = [sys.executable, "-m", "splitbed.nodes.local", "--connect", f"{remote.host}:{remote.port}",
+                "--weights", WEIGHTS, "--jobs", str(jobs_file), "--verify-delivery", "--link-info", json.dumps(LINK)]
+        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            outputs.append((proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    # Job list a has one bad job: exit 1; b is clean: exit 0.
+    assert [code for code, _, _ in outputs] == [1, 0], [err.decode()[-2000:] for _, _, err in outputs]
+    return [[json.loads(line) for line in out.decode().splitlines()] for _, out, _ in outputs]
+
+
+@pytest.fixture(scope="module")
+def driven(remote: RemoteProcess, tmp_path_factory: pytest.TempPathFactory) -> list[list[dict[str, Any]]]:
+    return _run_local_nodes(remote, tmp_path_factory.mktemp("local"))
+
+
+def _by_job(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        if line["record_type"] != "job_done":
+            out.setdefault(line["job_id"], []).append(line)
+    return out
+
+
+def _check_consistent(rec: dict[str, Any]) -> None:
+    """What must hold in every successful record, whatever the link and machine."""
+    check_record(rec)
+    assert rec["status"] == "ok" and rec["error"] is None
+    assert rec["raw_intermediate_bytes"] == sum(t["raw_bytes"] for t in rec["tensors"])
+    for t in rec["tensors"]:
+        assert t["raw_bytes"] == math.prod(t["shape"]) * 4  # float32 head outputs
+    assert rec["uplink_bytes"] == rec["aips_bytes"] + rec["serialized_intermediate_bytes"]
+    assert rec["aips_sent"] == (rec["aips_bytes"] > 0)
+    assert rec["compression_ratio"] == pytest.approx(rec["raw_intermediate_bytes"]
+                                                     / rec["serialized_intermediate_bytes"])
+    assert rec["preprocessed_input_bytes"] == math.prod(rec["input_shape"]) * 4
+    assert rec["input_data_bytes"] > 0
+    # times: each a part of the one after it
+    assert 0 < rec["delivery_ms"] <= rec["round_trip_ms"] <= rec["e2e_latency_ms"]
+    assert rec["send_ms"] <= rec["round_trip_ms"]
+    assert rec["remote_inference_ms"] <= rec["remote_processing_ms"] <= rec["round_trip_ms"]
+    assert rec["downlink_ms"] >= 0
+    assert rec["total_inference_ms"] == pytest.approx(rec["local_inference_ms"] + rec["remote_inference_ms"])
+    assert rec["e2e_latency_ms"] >= rec["preprocess_ms"] + rec["local_inference_ms"] + rec["encode_ms"]
+    assert rec["remote_tail_build_ms"] == 0  # PREPARE built the tail before any measured window
+    stamps = rec["timestamps_ns"]
+    assert stamps["local_start"] < stamps["local_first_send"] <= stamps["remote_first_byte"] \
+        <= stamps["remote_last_byte"] <= stamps["remote_tail_start"] < stamps["remote_tail_end"] \
+        <= stamps["remote_result_send"] <= stamps["local_result_received"] <= stamps["local_end"]
+    # clock: one host
+    assert rec["clock"]["shared_monotonic"] and rec["clock"]["method"] == "same-host"
+    assert rec["delivery_uncertainty_ms"] == 0
+    # resources on both sides
+    for side in ("local_resources", "remote_resources"):
+        res = rec[side]
+        assert res["cpu_time_ms"] > 0 and res["wall_ms"] > 0 and res["peak_rss_bytes"] > 100 << 20
+        assert res["energy_estimate_mj"] == pytest.approx(res["cpu_time_ms"] * 4.4)
+        if res["energy_rapl_mj"] is None:
+            assert res["energy_rapl_reason"]
+    assert rec["local_gpu"]["count"] == 0 and rec["local_gpu"]["reason"]
+    assert rec["weights"]["source"] == "random" and rec["weights"]["seed"] == 0
+    assert rec["remote_weights"] == rec["weights"]
+    assert rec["link"] == LINK
+    assert rec["versions"]["local"]["tensorflow"] and rec["versions"]["remote"]["format_version"]
+    assert rec["host"]["remote"]["cpu_count"] >= 1
+    assert len(rec["predictions"]) == (3 if rec["result_mode"] == "topk" else 5)
+    check = rec["delivery_check"]
+    assert check["match"] == check["expected_match"], check
+
+
+def test_driven_local_nodes(driven: list[list[dict[str, Any]]]) -> None:
+    a, b = (_by_job(lines) for lines in driven)
+    records = [r for jobs in (a, b) for recs in jobs.values() for r in recs if r["record_type"] == "inference"]
+    assert len(records) == 12
+    for rec in records:
+        if rec["status"] == "ok":
+            _check_consistent(rec)
+
+    raw1, raw2 = a["raw"]
+    assert raw1["tags"] == {"case": "raw"} and raw1["model"] == MODEL and raw1["partition_name"] == "block_1_project_BN"
+    assert (raw1["aips_sent"], raw1["aips_reason"], raw1["aips_id"]) == (True, "first_data", 1)
+    assert [e["event"] for e in raw1["aips_events"]] == ["activated"]
+    assert (raw2["aips_sent"], raw2["aips_reason"], raw2["aips_events"]) == (False, "reused", [])
+    assert raw1["session_id"] == raw2["session_id"] and raw2["session_inference_index"] == 1
+    # raw profile: the data unit is the tensor plus the unit header and tensor table only
+    assert 0 < raw1["serialized_intermediate_bytes"] - raw1["raw_intermediate_bytes"] < 64
+    assert raw1["delivery_check"]["match"] is True
+
+    (zstd,) = a["zstd"]
+    assert (zstd["aips_reason"], zstd["compression_profile"]) == ("compression_changed", "zstd")
+    assert [(e["event"], e.get("reason")) for e in zstd["aips_events"]] == [("ended", "new_aips_other_id"),
+                                                                             ("activated", None)]
+    (int8,) = a["int8"]
+    assert int8["aips_reason"] == "partition_changed" and int8["partition_id"] == 5
+    assert int8["aips_events"][0] == {**int8["aips_events"][0], "event": "ended", "reason": "shape_changed"}
+    assert int8["delivery_check"]["match"] is False and int8["delivery_check"]["expected_match"] is False
+    assert int8["serialized_intermediate_bytes"] < int8["raw_intermediate_bytes"] / 3.5  # 1 byte per float32
+
+    (reset,) = a["reset"]
+    assert reset["record_type"] == "action" and reset["session_id"] == raw1["session_id"]
+    assert [(e["event"], e["reason"]) for e in reset["aips_events"]] == [("ended", "reset")]
+    (after,) = a["after-reset"]
+    assert (after["aips_sent"], after["aips_reason"]) == (True, "after_decoder_reset")
+    (same,) = a["same-id"]
+    assert same["aips_id"] == after["aips_id"] and same["aips_reason"] == "forced_same_id"
+    assert [(e["event"], e.get("reason")) for e in same["aips_events"]] == [("ended", "new_aips_same_id"),
+                                                                             ("activated", None)]
+    (new,) = a["new-id"]
+    assert new["aips_id"] != same["aips_id"]
+    assert [e.get("reason") for e in new["aips_events"]] == ["new_aips_other_id", None]
+    (omit,) = a["omit-ok"]  # an AIPS is active, so omitting it is simply reuse by another name
+    assert omit["status"] == "ok" and not omit["aips_sent"] and omit["aips_reason"] == "omitted_on_request"
+
+    (jsonb,) = a["json"]
+    assert jsonb["encoding"] == "json-baseline" and jsonb["session_id"] != raw1["session_id"]
+    assert jsonb["aips_bytes"] == 0 and jsonb["compression_profile"] is None
+    assert jsonb["serialized_intermediate_bytes"] > 2 * jsonb["raw_intermediate_bytes"]  # text is bigger
+    assert jsonb["delivery_check"]["match"] is True
+
+    (bad,) = a["bad"]
+    assert bad["record_type"] == "job_error" and "no candidate partition 99" in bad["error"]["message"]
+
+    b_records = b["b"]
+    assert len(b_records) == 3 and all(r["result_mode"] == "topk" for r in b_records)
+    assert all(r["compression_profile"] == "shuffle-zstd" for r in b_records)
+    assert b_records[0]["session_id"] not in {r["session_id"] for recs in a.values() for r in recs
+                                               if "session_id" in r}
+    # the full-mode result carries all 1000 scores like the seed; top-k only a few
+    assert raw1["downlink_bytes"] > 10 * b_records[0]["downlink_bytes"]
+
+
+def test_job_done_lines(driven: list[list[dict[str, Any]]]) -> None:
+    done = [line for line in driven[0] if line["record_type"] == "job_done"]
+    assert [d["job_id"] for d in done] == [j["job_id"] for j in _jobs_a()]
+    assert {d["job_id"]: d["records"] for d in done}["raw"] == 2
+    assert {d["job_id"]: d["errors"] for d in done}["bad"] == 1
