@@ -25,7 +25,7 @@ _FLOATS = frozenset({DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32, DType.FLOAT64
 
 def byte_view(arr: np.ndarray) -> memoryview:
     """The bytes of a C-contiguous array as a flat memoryview, without copying."""
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return arr.reshape(-1).view(np.uint8).data
 
 
 def to_wire_order(arr: np.ndarray) -> np.ndarray:
@@ -140,7 +140,8 @@ class Int8AffineTransform(Transform):
         q = np.frombuffer(data, dtype=np.int8, count=math.prod(shape))
         x = q.astype(np.float64)
         x -= zero_point
-        x *= scale
+        with np.errstate(over="ignore"):  # a hostile scale may overflow binary64; clamped below
+            x *= scale
         # Keep dequantised values finite in narrow dtypes: rounding at the range ends may step past max.
         limit = _finfo_max(dtype.numpy)
         if max(128 + zero_point, 127 - zero_point) * scale > limit:
@@ -167,7 +168,7 @@ class ShuffleTransform(Transform):
         count = math.prod(shape)
         planes = np.frombuffer(data, dtype=np.uint8, count=count * size).reshape(size, count)
         flat = np.ascontiguousarray(planes.T).reshape(-1)
-        return Transform.inverse(self, memoryview(flat), params, dtype, shape)
+        return Transform.inverse(self, flat.data, params, dtype, shape)
 
 
 IDENTITY = Transform()

@@ -1,0 +1,102 @@
+"""Format speed and size on an 802,816-byte float32 tensor (VGG16 block3_pool, 1x28x28x256), per profile,
+against one memcpy of the same bytes and against the seed's JSON carriage, all in the same run.
+
+Bars (issue 3): raw profile encode+decode <= 2x one memcpy, and >= 500x faster than JSON.
+The tensor is synthetic (ReLU of a seeded normal: half zeros, like post-activation feature maps); sizes of
+compressed profiles depend on the data, so set SPLITBED_BENCH_TENSOR=path.npy to measure a real activation.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+from splitbed.format import PROFILES, Aips, Decoder, TensorsDecoded, encode_aips, encode_data, json_baseline
+
+pytestmark = pytest.mark.bench
+
+SHAPE = (1, 28, 28, 256)
+RESULTS: dict[str, dict[str, Any]] = {}
+
+
+def _tensor() -> np.ndarray:
+    path = os.environ.get("SPLITBED_BENCH_TENSOR")
+    if path:
+        return np.ascontiguousarray(np.load(path), dtype=np.float32)
+    return np.maximum(np.random.default_rng(3).standard_normal(SHAPE, dtype=np.float32), 0)
+
+
+TENSOR = _tensor()
+
+
+def _record(benchmark: Any, name: str, wire_bytes: int) -> None:
+    benchmark.extra_info.update(tensor_bytes=TENSOR.nbytes, wire_bytes=wire_bytes)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None:
+        RESULTS[name] = {"min": stats.stats.min, "median": stats.stats.median, "bytes": wire_bytes}
+
+
+def test_memcpy(benchmark: Any) -> None:
+    """One memcpy of the tensor's bytes into a new buffer (what receiving it costs at least)."""
+    benchmark.group = "format-802816"
+    src = memoryview(TENSOR.reshape(-1).view(np.uint8))
+    copy = benchmark.pedantic(bytes, args=(src,), rounds=300, iterations=1, warmup_rounds=20)
+    assert copy == src
+    _record(benchmark, "memcpy", TENSOR.nbytes)
+
+
+@pytest.mark.parametrize("profile", [p.name for p in PROFILES.values()])
+def test_encode_decode(benchmark: Any, profile: str) -> None:
+    """Encode one data unit and decode it with a decoder whose AIPS is active (the steady state)."""
+    benchmark.group = "format-802816"
+    aips = Aips.for_arrays(1, 10, [TENSOR], profile=profile)
+    decoder = Decoder()
+    decoder.feed(encode_aips(aips))
+    decoder.next_event()
+
+    def round_trip() -> TensorsDecoded:
+        for piece in encode_data(aips, [TENSOR]):
+            decoder.feed(piece)
+        event = decoder.next_event()
+        assert isinstance(event, TensorsDecoded)
+        return event
+
+    rounds = 300 if PROFILES[aips.tensors[0].compression_profile_id].coder.name == "none" else 30
+    event = benchmark.pedantic(round_trip, rounds=rounds, iterations=1, warmup_rounds=5)
+    decoded = event.tensors[0]
+    if PROFILES[aips.tensors[0].compression_profile_id].lossless:
+        assert decoded.tobytes() == TENSOR.tobytes()
+    else:
+        benchmark.extra_info["max_abs_error"] = float(np.max(np.abs(decoded - TENSOR)))
+    _record(benchmark, profile, event.unit_size)
+
+
+def test_json_baseline(benchmark: Any) -> None:
+    benchmark.group = "format-802816"
+
+    def round_trip() -> np.ndarray:
+        arrays, _ = json_baseline.decode(json_baseline.encode([TENSOR]))
+        return arrays[0]
+
+    decoded = benchmark.pedantic(round_trip, rounds=3, iterations=1)
+    assert decoded.tobytes() == TENSOR.tobytes()
+    _record(benchmark, "json", len(json_baseline.encode([TENSOR])))
+
+
+def test_bars_and_table() -> None:
+    """The issue's bars, from the benchmarks above (same run); prints the table (run with -s to see it)."""
+    needed = {"memcpy", "none", "json"}
+    if not needed <= RESULTS.keys():
+        pytest.skip("run the whole module with benchmarks enabled to compare")
+    memcpy, raw, json_ = RESULTS["memcpy"]["min"], RESULTS["none"]["min"], RESULTS["json"]["min"]
+    lines = [f"{'profile':14s} {'min us':>10s} {'median us':>10s} {'x memcpy':>9s} {'bytes':>10s} {'x raw size':>10s}"]
+    for name, r in RESULTS.items():
+        lines.append(f"{name:14s} {r['min'] * 1e6:10.1f} {r['median'] * 1e6:10.1f} {r['min'] / memcpy:9.2f} "
+                     f"{r['bytes']:10d} {r['bytes'] / TENSOR.nbytes:10.3f}")
+    lines.append(f"raw / memcpy = {raw / memcpy:.2f} (bar <= 2); json / raw = {json_ / raw:.0f} (bar >= 500)")
+    print("\n" + "\n".join(lines))
+    assert raw <= 2 * memcpy, "\n".join(lines)
+    assert json_ >= 500 * raw, "\n".join(lines)
