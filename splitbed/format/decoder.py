@@ -53,6 +53,7 @@ class Decoder:
         self._plan: tuple[_TensorPlan, ...] = ()
         self._inferred: tuple[int, ...] = ()
         self._fixed: Layout | None = None
+        self._fixed_pad_spans: tuple[tuple[int, int], ...] = ()
         self._fatal: FormatErrorEvent | None = None
         self._fatal_delivered = False
         self._ended = False
@@ -145,6 +146,9 @@ class Decoder:
         self._plan = tuple(_TensorPlan(spec) for spec in aips.tensors)
         self._inferred = tuple(t.inferred_length for t in aips.tensors)
         self._fixed = fixed_layout(aips)
+        self._fixed_pad_spans = () if self._fixed is None else tuple(
+            (offset - len(pad), offset) for pad, offset in zip(self._fixed.pads, self._fixed.payload_offsets[1:],
+                                                                strict=True) if pad)
 
     def _end_active(self, reason: EndReason, detail: str) -> None:
         if self._active is not None:
@@ -192,7 +196,8 @@ class Decoder:
         value = frame.value
         assert value is not None
         fast = self._fixed
-        if fast is not None and frame.length == fast.value_length and value.startswith(fast.table):
+        if fast is not None and frame.length == fast.value_length and value.startswith(fast.table) \
+                and all(not any(value[start:end]) for start, end in self._fixed_pad_spans):
             self._on_fixed_layout_data(frame, value, fast)
             return
         try:
@@ -214,8 +219,9 @@ class Decoder:
             frame.stream_offset))
 
     def _on_fixed_layout_data(self, frame: Frame, value: bytearray, layout: Layout) -> None:
-        """Shortcut for a unit whose table is byte-identical to the one the active AIPS implies: every check
-        of the general path holds by construction, so only the payloads are left to decode."""
+        """Shortcut for a unit whose table is byte-identical to the one the active AIPS implies, with the same
+        length and zero padding between payloads: every check of the general path then holds by construction,
+        so only the payloads are left to decode (tests compare both paths)."""
         view = memoryview(value)
         try:
             tensors = tuple([step.transform.inverse(view[offset:offset + step.size], b"", step.spec.dtype,

@@ -230,3 +230,31 @@ def test_the_encoder_refuses_what_the_spec_forbids(build, code: ErrorCode) -> No
         build()
     assert info.value.code is code
     assert info.value.message
+
+
+def test_fixed_layout_shortcut_agrees_with_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoder's shortcut for fixed-layout units (none/fp16/bf16) must report exactly what the general
+    path reports, for the whole corpus and for every single-byte change of fixed-layout units."""
+    import random
+
+    from format_vectors import GOLDEN, HOSTILE, event_to_json, vector_names
+
+    import splitbed.format.decoder as decoder_module
+
+    y = np.arange(3, dtype=np.uint8)
+    multi = Aips.for_arrays(3, 1, [X, y, X.astype(np.float16)], profile=["none", "none", "fp16"])
+    stream = encode_aips(multi) + encode_data_bytes(multi, [X, y, X.astype(np.float16)])
+    rng = random.Random(5)
+    streams = [(f / f"{n}.bin").read_bytes() for f in (GOLDEN, HOSTILE) for n in vector_names(f)]
+    data_start = len(encode_aips(multi))
+    for index in range(data_start, len(stream)):
+        mutated = bytearray(stream)
+        mutated[index] ^= 1 << rng.randrange(8)
+        streams.append(bytes(mutated))
+
+    def run() -> list[list[dict]]:
+        return [[event_to_json(e) for e in decode_all([s])] for s in streams]
+
+    with_shortcut = run()
+    monkeypatch.setattr(decoder_module, "fixed_layout", lambda aips: None)
+    assert run() == with_shortcut
