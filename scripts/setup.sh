@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3-venv: Debian's python3 cannot create a venv without it; util-linux: unshare (non-root sandbox).
-APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod util-linux python3 python3-venv strace)
+# chromium: the report test renders report.html in a real headless browser.
+APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod util-linux python3 python3-venv strace chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

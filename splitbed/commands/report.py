@@ -1,0 +1,31 @@
+"""`splitbed report RESULTS`: Markdown + self-contained HTML report of a sweep's results (docs/REPORT.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def report(
+    results: str = typer.Argument(..., help="a sweep directory (with results.jsonl) or a JSONL file of records"),
+    out_dir: str | None = typer.Option(None, "--out", help="report directory (default: RESULTS_DIR/report)"),
+    budget: str | None = typer.Option(None, help="budget name from splitbed/data/budgets.toml (default: the "
+                                      "split AI/ML image recognition KPI of TS 22.261)"),
+    title: str = typer.Option("splitbed: split inference measurements", help="report title"),
+) -> None:
+    """Write report.md and report.html (plots embedded) and print their paths."""
+    from splitbed.report import ResultsError, build_report
+    from splitbed.report.budgets import BudgetError
+
+    try:
+        paths = build_report(results, Path(out_dir) if out_dir else None, budget=budget, title=title)
+    except (ResultsError, BudgetError) as exc:
+        typer.echo(f"report: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Report: {paths.html}")
+    typer.echo(f"        {paths.markdown} ({len(paths.plots)} plots in {paths.directory / 'plots'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)

@@ -1,0 +1,83 @@
+"""Performance budgets (splitbed/data/budgets.toml): the figures a report draws its budget lines from. The same
+file is read by the tests and quoted in docs/REPORT.md, so a budget changes in one place only."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+_KEYS = {"default", "title", "e2e_latency_ms", "uplink_rate_mbit", "payload_bytes", "source"}
+
+
+class BudgetError(ValueError):
+    """budgets.toml is malformed, or a budget name is unknown."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    title: str
+    source: str
+    e2e_latency_ms: float | None = None
+    uplink_rate_mbit: float | None = None
+    payload_bytes: int | None = None
+    default: bool = False
+
+
+def _number(name: str, key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise BudgetError(f"budgets.toml [{name}] {key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def parse_budgets(data: dict[str, Any]) -> dict[str, Budget]:
+    budgets: dict[str, Budget] = {}
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise BudgetError(f"budgets.toml: {name!r} must be a table")
+        unknown = set(table) - _KEYS
+        if unknown:
+            raise BudgetError(f"budgets.toml [{name}]: unknown keys {sorted(unknown)}")
+        for key in ("title", "source"):
+            if not isinstance(table.get(key), str) or not table[key].strip():
+                raise BudgetError(f"budgets.toml [{name}]: {key} must be a non-empty string (cite the source)")
+        payload = _number(name, "payload_bytes", table.get("payload_bytes"))
+        budgets[name] = Budget(name=name, title=table["title"], source=table["source"],
+                               e2e_latency_ms=_number(name, "e2e_latency_ms", table.get("e2e_latency_ms")),
+                               uplink_rate_mbit=_number(name, "uplink_rate_mbit", table.get("uplink_rate_mbit")),
+                               payload_bytes=int(payload) if payload is not None else None,
+                               default=bool(table.get("default", False)))
+    defaults = [b.name for b in budgets.values() if b.default]
+    if len(defaults) != 1:
+        raise BudgetError(f"budgets.toml must mark exactly one budget `default = true`, found {defaults}")
+    return budgets
+
+
+@cache
+def load_budgets() -> dict[str, Budget]:
+    """Every budget in splitbed/data/budgets.toml, by name."""
+    text = (resources.files("splitbed") / "data" / "budgets.toml").read_text(encoding="utf-8")
+    try:
+        return parse_budgets(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise BudgetError(f"splitbed/data/budgets.toml is not valid TOML: {exc}") from None
+
+
+def get_budget(name: str | None = None) -> Budget:
+    """A budget by name; the default one (split AI/ML image recognition) when `name` is None."""
+    budgets = load_budgets()
+    if name is None:
+        return next(b for b in budgets.values() if b.default)
+    if name not in budgets:
+        raise BudgetError(f"unknown budget {name!r}; known: {', '.join(budgets)}")
+    return budgets[name]

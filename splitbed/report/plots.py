@@ -1,0 +1,210 @@
+"""The report's PNG plots (matplotlib, Agg backend: no display needed).
+
+- stacked latency per partition: the median of each window of an inference (preprocessing, local inference,
+  encode, uplink delivery, remote inference, remote decode/reply, downlink, result decode), with the median
+  end-to-end latency and its 95% CI as a marker; medians of parts do not add up exactly to the median of the
+  whole, which is why the whole is drawn too;
+- intermediate data size per partition, log scale: raw tensor bytes and the bytes each carriage put on the wire;
+- end-to-end latency against uplink rate, one line per partition, with the budget lines.
+The best partition (lowest median end-to-end latency) is marked in each.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from splitbed.report.budgets import Budget
+from splitbed.sweep.figures import LATENCY_SEGMENTS
+from splitbed.sweep.summary import PointSummary, best_per_group
+
+DPI = 110
+SEGMENT_COLOURS = ("#9e9e9e", "#1f77b4", "#17becf", "#d62728", "#2ca02c", "#98df8a", "#ff7f0e", "#c5b0d5")
+BEST_MARK = "\u2605"
+
+
+@dataclass
+class Plot:
+    """A written PNG: `path` relative to the report directory."""
+
+    title: str
+    path: Path
+    caption: str
+    kind: str
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:  # type: ignore[no-untyped-def]
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+
+
+def _slug(*parts: str) -> str:
+    return "_".join("".join(c if c.isalnum() or c in "-." else "-" for c in p) for p in parts)
+
+
+def latency_stacks(summaries: list[PointSummary], budget: Budget, out_dir: Path) -> list[Plot]:
+    """One stacked bar chart per (profile, model, carriage)."""
+    plt = _pyplot()
+    best = best_per_group(summaries)
+    groups: dict[tuple[str, str, str], list[PointSummary]] = {}
+    for s in summaries:
+        groups.setdefault((s.profile, s.model, s.carriage), []).append(s)
+    plots = []
+    for (profile, model, carriage), members in groups.items():
+        members = sorted(members, key=lambda s: s.partition_id)
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(members) + 3), 4.6))
+        x = list(range(len(members)))
+        bottoms = [0.0] * len(members)
+        for (key, label), colour in zip(LATENCY_SEGMENTS, SEGMENT_COLOURS, strict=True):
+            heights = [s.segments[key].median or 0.0 for s in members]
+            ax.bar(x, heights, bottom=bottoms, color=colour, label=label, width=0.7)
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        medians = [s.figures["e2e_latency_ms"].median for s in members]
+        lows = [s.figures["e2e_latency_ms"].low for s in members]
+        highs = [s.figures["e2e_latency_ms"].high for s in members]
+        for i, (m, lo, hi) in enumerate(zip(medians, lows, highs, strict=True)):
+            if m is None:
+                continue
+            yerr = [[m - lo], [hi - m]] if lo is not None and hi is not None else None
+            ax.errorbar([i], [m], yerr=yerr, fmt="o", color="black", markersize=4, capsize=3,
+                        label="end-to-end median [95% CI]" if i == 0 else None)
+        winner = best.get((profile, model, carriage))
+        if winner is not None:
+            i = members.index(winner)
+            ax.bar([i], [bottoms[i]], width=0.78, fill=False, edgecolor="gold", linewidth=2.5)
+            ax.annotate(f"{BEST_MARK} best", (i, bottoms[i]), textcoords="offset points", xytext=(0, 8),
+                        ha="center", color="#b8860b", fontweight="bold")
+        if budget.e2e_latency_ms is not None:
+            ax.axhline(budget.e2e_latency_ms, color="red", linestyle="--", linewidth=1,
+                       label=f"budget {budget.e2e_latency_ms:g} ms")
+        ax.set_xticks(x, [s.partition for s in members], rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("latency (ms), medians")
+        ax.set_title(f"{model} on {profile} ({carriage}): latency per partition")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.grid(axis="y", alpha=0.3)
+        path = Path("plots") / f"latency_{_slug(model, profile, carriage)}.png"
+        _save(fig, out_dir / path)
+        plots.append(Plot(f"Latency per partition: {model}, {profile}, {carriage}", path,
+                          "Stacked medians of each window of one inference; black: median end-to-end latency with "
+                          "its 95% CI; gold outline: best partition; red dashed: budget.", "latency"))
+    return plots
+
+
+def size_plots(summaries: list[PointSummary], budget: Budget, out_dir: Path) -> list[Plot]:
+    """One log-scale chart per model: raw bytes and delivered bytes per carriage, per partition."""
+    plt = _pyplot()
+    by_model: dict[str, list[PointSummary]] = {}
+    for s in summaries:
+        by_model.setdefault(s.model, []).append(s)
+    plots = []
+    for model, members in by_model.items():
+        partitions = sorted({(s.partition_id, s.partition) for s in members})
+        x = list(range(len(partitions)))
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(partitions) + 3), 4.6))
+        raw = {s.partition_id: s.median("raw_intermediate_bytes") for s in members}
+        ax.plot(x, [raw.get(pid) or float("nan") for pid, _ in partitions], "k-o", label="raw tensor bytes",
+                linewidth=2)
+        carriages = sorted({s.carriage for s in members})
+        for carriage in carriages:
+            sizes = {}
+            for s in members:
+                if s.carriage == carriage and s.median("serialized_intermediate_bytes") is not None:
+                    sizes.setdefault(s.partition_id, []).append(s.median("serialized_intermediate_bytes"))
+            ys = [_middle(sizes.get(pid)) for pid, _ in partitions]
+            ax.plot(x, ys, marker="s", linestyle="--", label=f"delivered: {carriage}")
+        if budget.payload_bytes:
+            ax.axhline(budget.payload_bytes, color="red", linestyle=":", linewidth=1,
+                       label=f"budget payload {budget.payload_bytes / 1e6:g} MB")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [name for _, name in partitions], rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("bytes per inference (log scale)")
+        ax.set_title(f"{model}: intermediate data size per partition")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.grid(alpha=0.3, which="both", axis="y")
+        path = Path("plots") / f"size_{_slug(model)}.png"
+        _save(fig, out_dir / path)
+        plots.append(Plot(f"Intermediate data size: {model}", path,
+                          "Raw tensor bytes (float32) and the serialized intermediate data each carriage delivered "
+                          "(median per partition; lossless sizes do not depend on the link).", "size"))
+    return plots
+
+
+def _middle(values: list[float] | None) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def rate_plots(summaries: list[PointSummary], budget: Budget, out_dir: Path) -> tuple[list[Plot], list[str]]:
+    """End-to-end latency against the profile's uplink rate, per (model, carriage). Also the profiles left out
+    (no fixed uplink rate: unshaped or trace-driven)."""
+    plt = _pyplot()
+    excluded = sorted({s.profile for s in summaries if s.uplink_rate_mbit is None})
+    rated = [s for s in summaries if s.uplink_rate_mbit is not None and s.median("e2e_latency_ms") is not None]
+    groups: dict[tuple[str, str], list[PointSummary]] = {}
+    for s in rated:
+        groups.setdefault((s.model, s.carriage), []).append(s)
+    best = best_per_group(rated)
+    plots = []
+    for (model, carriage), members in groups.items():
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        partitions = sorted({(s.partition_id, s.partition) for s in members})
+        colours = plt.get_cmap("viridis")
+        for index, (pid, name) in enumerate(partitions):
+            line = sorted((s for s in members if s.partition_id == pid), key=lambda s: s.uplink_rate_mbit or 0.0)
+            xs = [s.uplink_rate_mbit for s in line]
+            ys = [s.median("e2e_latency_ms") for s in line]
+            lo = [s.figures["e2e_latency_ms"].low for s in line]
+            hi = [s.figures["e2e_latency_ms"].high for s in line]
+            yerr = [[y - (low if low is not None else y) for y, low in zip(ys, lo, strict=True)],
+                    [(high if high is not None else y) - y for y, high in zip(ys, hi, strict=True)]]
+            colour = colours(index / max(len(partitions) - 1, 1))
+            ax.errorbar(xs, ys, yerr=yerr, marker="o", markersize=4, capsize=2, color=colour, label=name)
+        for s in members:
+            if best.get((s.profile, s.model, s.carriage)) is s:
+                ax.plot([s.uplink_rate_mbit], [s.median("e2e_latency_ms")], marker="*", markersize=16,
+                        color="gold", markeredgecolor="black", linestyle="none",
+                        label=f"{BEST_MARK} best per profile" if not any(
+                            t.get_label().startswith(BEST_MARK) for t in ax.get_lines()) else None)
+        if budget.e2e_latency_ms is not None:
+            ax.axhline(budget.e2e_latency_ms, color="red", linestyle="--", linewidth=1,
+                       label=f"budget {budget.e2e_latency_ms:g} ms end-to-end")
+        if budget.uplink_rate_mbit is not None:
+            ax.axvline(budget.uplink_rate_mbit, color="red", linestyle=":", linewidth=1,
+                       label=f"budget {budget.uplink_rate_mbit:g} Mbit/s uplink")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("uplink rate of the link profile (Mbit/s, log)")
+        ax.set_ylabel("end-to-end latency (ms, median, log)")
+        ax.set_title(f"{model} ({carriage}): end-to-end latency vs uplink rate")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.grid(alpha=0.3, which="both")
+        path = Path("plots") / f"rate_{_slug(model, carriage)}.png"
+        _save(fig, out_dir / path)
+        caption = "One line per partition (median and 95% CI); gold star: best partition at that rate."
+        if excluded:
+            caption += f" Not shown (no fixed uplink rate): {', '.join(excluded)}."
+        plots.append(Plot(f"End-to-end latency vs uplink rate: {model}, {carriage}", path, caption, "rate"))
+    return plots, excluded
+
+
+def all_plots(summaries: Iterable[PointSummary], budget: Budget, out_dir: Path) -> tuple[list[Plot], list[str]]:
+    items = list(summaries)
+    rate, excluded = rate_plots(items, budget, out_dir)
+    return latency_stacks(items, budget, out_dir) + size_plots(items, budget, out_dir) + rate, excluded

@@ -1,0 +1,91 @@
+"""How the records in a report were measured, read off the records themselves: clocks, link backends and
+profiles (with their sources), node runtimes, software versions, hosts, inference call, weights (with the random
+weights warning). A report states all of it, so a number is never separated from its method."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from splitbed.sweep.store import is_measurement
+
+
+@dataclass
+class Provenance:
+    records: int = 0
+    measurements: int = 0
+    warmups: int = 0
+    errors: int = 0
+    first_utc: str | None = None
+    last_utc: str | None = None
+    clocks: Counter[str] = field(default_factory=Counter)
+    backends: Counter[str] = field(default_factory=Counter)
+    runtimes: Counter[str] = field(default_factory=Counter)
+    inference_calls: Counter[str] = field(default_factory=Counter)
+    images: Counter[str] = field(default_factory=Counter)
+    weights: Counter[str] = field(default_factory=Counter)
+    weights_warnings: list[str] = field(default_factory=list)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    emulators: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def random_weights(self) -> bool:
+        return any(w.startswith("random") for w in self.weights)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
+    info = Provenance()
+    for record in records:
+        if record.get("record_type") != "inference":
+            continue
+        info.records += 1
+        if not is_measurement(record):
+            info.warmups += 1
+            continue
+        info.measurements += 1
+        if record.get("status") != "ok":
+            info.errors += 1
+        started = record.get("started_at_utc")
+        if isinstance(started, str):
+            info.first_utc = min(info.first_utc or started, started)
+            info.last_utc = max(info.last_utc or started, started)
+        clock = _dict(record.get("clock"))
+        info.clocks[str(clock.get("method") or "unknown")] += 1
+        link = _dict(record.get("link"))
+        backend = str(link.get("backend") or "unknown")
+        info.backends[backend] += 1
+        info.runtimes[str(link.get("runtime") or "unknown")] += 1
+        profile = _dict(link.get("profile"))
+        if profile.get("name"):
+            info.profiles.setdefault(str(profile["name"]), profile)
+            emulator = link.get("emulator")
+            if emulator is not None:
+                info.emulators.setdefault(backend, emulator)
+        info.inference_calls[str(record.get("inference_call") or "unknown")] += 1
+        info.images[str(record.get("image"))] += 1
+        weights = _dict(record.get("weights"))
+        source = str(weights.get("source") or "unknown")
+        label = f"{source}:{weights.get('seed')}" if source == "random" else source
+        if source == "file" and weights.get("sha256"):
+            label += f" (sha256 {str(weights['sha256'])[:12]})"
+        info.weights[label] += 1
+        warning = weights.get("warning")
+        if isinstance(warning, str) and warning and warning not in info.weights_warnings:
+            info.weights_warnings.append(warning)
+        versions = _dict(record.get("versions"))
+        for side in ("local", "remote"):
+            if isinstance(versions.get(side), dict):
+                info.versions.setdefault(side, {k: str(v) for k, v in versions[side].items()})
+        hosts = _dict(record.get("host"))
+        for side in ("local", "remote"):
+            if isinstance(hosts.get(side), dict):
+                info.hosts.setdefault(side, hosts[side])
+    return info

@@ -1,0 +1,203 @@
+"""Writing the report: Markdown (report.md, plots as PNG files beside it) and one self-contained HTML page
+(report.html: styles inline, every plot embedded as a data: URI, no external reference), from the same content."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from splitbed.report.budgets import Budget
+from splitbed.report.plots import BEST_MARK, Plot
+from splitbed.report.provenance import Provenance
+from splitbed.report.tables import Table
+
+
+@dataclass
+class ReportContent:
+    title: str
+    source: str
+    budget: Budget
+    provenance: Provenance
+    best: Table
+    tables: list[Table]
+    plots: list[Plot]
+    excluded_rate_profiles: list[str] = field(default_factory=list)
+    skipped_lines: list[tuple[int, str]] = field(default_factory=list)
+    method_notes: list[str] = field(default_factory=list)
+
+
+def weights_warning(content: ReportContent) -> str | None:
+    info = content.provenance
+    if not info.random_weights and not info.weights_warnings:
+        return None
+    text = ("Some or all records were measured with RANDOM WEIGHTS (no ImageNet weights were available): tensor "
+            "sizes, byte counts and timings are valid, predictions and accuracy are meaningless.")
+    if info.weights_warnings:
+        text += " Recorded warning: " + info.weights_warnings[0]
+    return text
+
+
+def method_lines(content: ReportContent) -> list[tuple[str, str]]:
+    """(what, how) pairs for the 'How this was measured' section."""
+    info = content.provenance
+
+    def counted(counter: dict[str, int]) -> str:
+        return "; ".join(f"{k} ({v} records)" for k, v in counter.items()) or "-"
+
+    local = info.versions.get("local", {})
+    remote = info.versions.get("remote", {})
+    host = info.hosts.get("local", {})
+    lines = [
+        ("Records", f"{info.measurements} measured inferences ({info.errors} failed), {info.warmups} warm-up "
+                    f"inferences left out; from {info.first_utc or '-'} to {info.last_utc or '-'} (UTC)"),
+        ("Source", content.source),
+        ("Clock", counted(info.clocks) + ". Times are CLOCK_MONOTONIC differences (docs/METRICS.md)"),
+        ("Link backend", counted(info.backends)),
+        ("Node runtime", counted(info.runtimes)),
+        ("Inference call", counted(info.inference_calls)),
+        ("Weights", counted(info.weights)),
+        ("Input image", counted(info.images)),
+        ("Statistics", "median per point; 95% CI = order-statistic (binomial) interval for the median, exact "
+                       "coverage >= 95%, none when n < 6 (docs/SWEEP.md)"),
+        ("Software (local node)", ", ".join(f"{k} {v}" for k, v in sorted(local.items()) if v) or "-"),
+        ("Software (remote node)", ", ".join(f"{k} {v}" for k, v in sorted(remote.items()) if v) or "-"),
+        ("Host", ", ".join(f"{k}: {v}" for k, v in sorted(host.items())) or "-"),
+    ]
+    lines += [("Note", note) for note in content.method_notes]
+    if content.skipped_lines:
+        first = content.skipped_lines[0]
+        lines.append(("Skipped lines", f"{len(content.skipped_lines)} unreadable line(s) in the results "
+                      f"(first: line {first[0]}: {first[1]})"))
+    return lines
+
+
+def profile_lines(content: ReportContent) -> list[tuple[str, str, str]]:
+    """(name, description with figures, source) per link profile used."""
+    result = []
+    for name, profile in sorted(content.provenance.profiles.items()):
+        up, down = profile.get("uplink") or {}, profile.get("downlink") or {}
+        figures = (f"uplink {_rate(up)}, {up.get('delay_ms', 0)} ms; downlink {_rate(down)}, "
+                   f"{down.get('delay_ms', 0)} ms")
+        result.append((name, f"{profile.get('description', '')} ({figures})", str(profile.get("source", ""))))
+    return result
+
+
+def _rate(direction: dict[str, object]) -> str:
+    rate = direction.get("rate_mbit")
+    if rate is not None:
+        return f"{rate} Mbit/s"
+    return "trace-driven" if direction.get("trace") else "unshaped"
+
+
+# -- Markdown ---------------------------------------------------------------------------------------------------
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table: Table) -> list[str]:
+    lines = [f"### {table.title}", ""]
+    lines.append("| " + " | ".join(_md_escape(h) for h in table.headers) + " |")
+    lines.append("|" + "|".join("---" for _ in table.headers) + "|")
+    for index, row in enumerate(table.rows):
+        cells = [_md_escape(c) for c in row]
+        if index == table.best_row:
+            cells = [f"**{c}**" for c in cells]
+            cells[0] = f"{BEST_MARK} " + cells[0]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"_{_md_escape(n)}_" for n in table.notes]
+    if table.notes:
+        lines.append("")
+    return lines
+
+
+def render_markdown(content: ReportContent) -> str:
+    out = [f"# {content.title}", ""]
+    warning = weights_warning(content)
+    if warning:
+        out += [f"> **WARNING (weights):** {warning}", ""]
+    out += ["## Best partition per profile", "", f"{BEST_MARK} marks the partition with the lowest median "
+            "end-to-end latency for its profile, model and carriage.", ""]
+    out += _md_table(content.best)[2:]
+    out += ["## Metrics per partition (seed 000 list)", "",
+            "Times: median [95% CI] in ms; sizes: median in bytes.", ""]
+    for table in content.tables:
+        out += _md_table(table)
+    out += ["## Plots", ""]
+    for plot in content.plots:
+        out += [f"### {plot.title}", "", f"![{plot.title}]({plot.path.as_posix()})", "", plot.caption, ""]
+    out += ["## Link profiles", ""]
+    for name, description, source in profile_lines(content):
+        out += [f"- **{name}**: {_md_escape(description)}. Source: {_md_escape(source)}"]
+    out += ["", "## Budget", "", f"- **{content.budget.title}**: {content.budget.source}", "",
+            "## How this was measured", ""]
+    out += [f"- **{what}**: {_md_escape(how)}" for what, how in method_lines(content)]
+    return "\n".join(out) + "\n"
+
+
+# -- HTML -------------------------------------------------------------------------------------------------------
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:110em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{font-size:1.05em}
+table{border-collapse:collapse;margin:.5em 0 1em 0;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+tr.best td{background:#fff4c2;font-weight:bold}
+.warning{background:#fde2e1;border:2px solid #c62828;padding:.8em 1em;font-weight:bold;margin:1em 0}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}
+.note{font-size:.85em;color:#555}dl dt{font-weight:bold;margin-top:.4em}dl dd{margin-left:1.5em}
+"""
+
+
+def _html_table(table: Table) -> str:
+    e = html.escape
+    parts = [f'<table id="{e(table.anchor)}" class="metrics"><thead><tr>']
+    parts += [f"<th>{e(h)}</th>" for h in table.headers]
+    parts.append("</tr></thead><tbody>")
+    for index, row in enumerate(table.rows):
+        best = index == table.best_row
+        cells = [e(c) for c in row]
+        if best:
+            cells[0] = f'<span title="lowest median end-to-end latency">{BEST_MARK}</span> ' + cells[0]
+        parts.append(f'<tr{" class=best" if best else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    parts.append("</tbody></table>")
+    parts += [f'<p class="note">{e(n)}</p>' for n in table.notes]
+    return "".join(parts)
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render_html(content: ReportContent, report_dir: Path) -> str:
+    e = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{e(content.title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{e(content.title)}</h1>"]
+    warning = weights_warning(content)
+    if warning:
+        parts.append(f'<div class="warning" id="weights-warning">WARNING (weights): {e(warning)}</div>')
+    parts += ['<h2 id="best-partition">Best partition per profile</h2>',
+              f"<p>{BEST_MARK} marks the partition with the lowest median end-to-end latency for its profile, model "
+              "and carriage.</p>", _html_table(content.best),
+              '<h2 id="metrics">Metrics per partition (seed 000 list)</h2>',
+              "<p>Times: median [95% CI] in ms; sizes: median in bytes.</p>"]
+    for table in content.tables:
+        parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
+    parts.append('<h2 id="plots">Plots</h2>')
+    for plot in content.plots:
+        parts.append(f'<figure data-kind="{e(plot.kind)}"><img alt="{e(plot.title)}" '
+                     f'src="{_data_uri(report_dir / plot.path)}"><figcaption><b>{e(plot.title)}.</b> '
+                     f"{e(plot.caption)}</figcaption></figure>")
+    parts.append('<h2 id="profiles">Link profiles</h2><dl>')
+    for name, description, source in profile_lines(content):
+        parts.append(f"<dt>{e(name)}</dt><dd>{e(description)}<br><span class=note>Source: {e(source)}</span></dd>")
+    parts += ["</dl>", '<h2 id="budget">Budget</h2>',
+              f"<p><b>{e(content.budget.title)}</b>: {e(content.budget.source)}</p>",
+              '<h2 id="method">How this was measured</h2><dl>']
+    parts += [f"<dt>{e(what)}</dt><dd>{e(how)}</dd>" for what, how in method_lines(content)]
+    parts.append("</dl></body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,134 @@
+"""The report's tables as plain data (headers, rows of cells, which row is best), rendered by both the Markdown
+and the HTML writer. The per-partition table has every metric of seed 000's list, with units."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from splitbed.report.budgets import Budget
+from splitbed.sweep.stats import MedianCI
+from splitbed.sweep.summary import PointSummary, best_per_group
+
+MB = 1e6
+
+
+@dataclass
+class Table:
+    """One table: `best_row` is the index of the highlighted row (lowest median end-to-end latency)."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    best_row: int | None = None
+    notes: list[str] = field(default_factory=list)
+    anchor: str = ""
+
+
+def fmt_bytes(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def fmt_ms(stats: MedianCI | None, digits: int = 1) -> str:
+    """`median [low, high]`; the interval is omitted (and says why) when n < 6."""
+    if stats is None or stats.median is None:
+        return "-"
+    text = f"{stats.median:.{digits}f}"
+    if stats.has_ci:
+        assert stats.low is not None and stats.high is not None
+        text += f" [{stats.low:.{digits}f}, {stats.high:.{digits}f}]"
+    return text
+
+
+def fmt_plain(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _energy(summary: PointSummary, side: str) -> str:
+    rapl = summary.median(f"{side}_energy_rapl_mj")
+    if rapl is not None:
+        return f"{rapl:.0f}"
+    estimate = summary.median(f"{side}_energy_estimate_mj")
+    return "-" if estimate is None else f"{estimate:.0f} (est.)"
+
+
+def _memory(summary: PointSummary, side: str) -> str:
+    value = summary.median(f"{side}_peak_rss_bytes")
+    return "-" if value is None else f"{value / MB:,.0f}"
+
+
+SEED_HEADERS = [
+    "Partition (id)", "Input data size (B)", "Preprocessed input size (B)", "Intermediate data size, raw (B)",
+    "Delivered size, serialized/compressed (B)", "Local inference (ms)", "Remote inference (ms)",
+    "Total inference (ms)", "Delivery time (ms)", "End-to-end latency (ms)", "CPU time local / remote (ms)",
+    "Peak memory local / remote (MB)", "Energy local / remote (mJ)", "n",
+]
+
+
+def group_key(summary: PointSummary) -> tuple[str, str, str]:
+    return (summary.profile, summary.model, summary.carriage)
+
+
+def seed_tables(summaries: Iterable[PointSummary]) -> list[Table]:
+    """One table per (profile, model, carriage), a row per partition (in partition id order)."""
+    groups: dict[tuple[str, str, str], list[PointSummary]] = {}
+    for summary in summaries:
+        groups.setdefault(group_key(summary), []).append(summary)
+    best = best_per_group([s for group in groups.values() for s in group])
+    tables = []
+    for (profile, model, carriage), members in groups.items():
+        members.sort(key=lambda s: s.partition_id)
+        rows = []
+        best_row = None
+        for index, s in enumerate(members):
+            if best.get((profile, model, carriage)) is s:
+                best_row = index
+            rows.append([
+                f"{s.partition} ({s.partition_id})", fmt_bytes(s.median("input_data_bytes")),
+                fmt_bytes(s.median("preprocessed_input_bytes")), fmt_bytes(s.median("raw_intermediate_bytes")),
+                fmt_bytes(s.median("serialized_intermediate_bytes")), fmt_ms(s.figures["local_inference_ms"]),
+                fmt_ms(s.figures["remote_inference_ms"]), fmt_ms(s.figures["total_inference_ms"]),
+                fmt_ms(s.figures["delivery_ms"]), fmt_ms(s.figures["e2e_latency_ms"]),
+                f"{fmt_plain(s.median('local_cpu_time_ms'))} / {fmt_plain(s.median('remote_cpu_time_ms'))}",
+                f"{_memory(s, 'local')} / {_memory(s, 'remote')}", f"{_energy(s, 'local')} / {_energy(s, 'remote')}",
+                f"{s.n}" + (f" (+{s.n_errors} failed)" if s.n_errors else ""),
+            ])
+        notes = []
+        if any(s.random_weights for s in members):
+            notes.append("RANDOM WEIGHTS: sizes and times are valid; predictions are meaningless.")
+        tables.append(Table(title=f"{model} on {profile}, {carriage}", headers=list(SEED_HEADERS), rows=rows,
+                            best_row=best_row, notes=notes, anchor=_anchor(profile, model, carriage)))
+    return tables
+
+
+def best_table(summaries: Iterable[PointSummary], budget: Budget) -> Table:
+    """The best partition per (profile, model, carriage) and how it stands against the budget."""
+    best = best_per_group(summaries)
+    headers = ["Profile", "Uplink rate (Mbit/s)", "Model", "Carriage", "Best partition (id)",
+               "End-to-end latency (ms) [95% CI]", f"Within {budget.e2e_latency_ms:g} ms?",
+               "Uplink payload (B)", f"Within {budget.payload_bytes:,} B?" if budget.payload_bytes else "Payload"]
+    rows = []
+    for (profile, model, carriage), s in sorted(best.items()):
+        e2e = s.figures["e2e_latency_ms"]
+        payload = s.median("serialized_intermediate_bytes")
+        within_latency = _within(e2e, budget.e2e_latency_ms)
+        within_payload = ("yes" if payload <= budget.payload_bytes else "no") \
+            if budget.payload_bytes and payload is not None else "-"
+        rate = "unshaped" if s.uplink_rate_mbit is None else f"{s.uplink_rate_mbit:g}"
+        rows.append([profile, rate, model, carriage, f"{s.partition} ({s.partition_id})", fmt_ms(e2e),
+                     within_latency, fmt_bytes(payload), within_payload])
+    return Table(title="Best partition per profile", headers=headers, rows=rows, anchor="best",
+                 notes=[f"Budget: {budget.title}: {budget.source}"])
+
+
+def _within(stats: MedianCI, bound: float | None) -> str:
+    """yes / no by the median; `uncertain` when the 95% CI straddles the bound."""
+    if bound is None or stats.median is None:
+        return "-"
+    if stats.has_ci and stats.low is not None and stats.high is not None and stats.low <= bound < stats.high:
+        return "uncertain (CI straddles)"
+    return "yes" if stats.median <= bound else "no"
+
+
+def _anchor(*parts: str) -> str:
+    return "t-" + "-".join("".join(c if c.isalnum() else "-" for c in p) for p in parts)

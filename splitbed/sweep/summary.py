@@ -1,0 +1,159 @@
+"""Per-point summaries of a sweep's records: median and 95% CI (splitbed.sweep.stats) of every figure, written
+as summary.csv; and the best partition per (profile, model, carriage).
+
+Records are grouped by the point key the sweep writes into their tags; records from elsewhere (a local node run
+by hand) are grouped by what they say about themselves (profile, model, partition, carriage, image, weights).
+Only measurements count: warm-up inferences and error records are left out of the statistics (errors are
+counted per point).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from splitbed.sweep.figures import FIGURES, LATENCY_SEGMENTS, segment_value
+from splitbed.sweep.stats import MedianCI, median_ci
+from splitbed.sweep.store import is_measurement, point_key
+
+SUMMARY_NAME = "summary.csv"
+IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "model", "partition",
+                    "partition_id", "encoding", "compression", "image", "weights", "random_weights", "n", "n_errors",
+                    "ci_coverage")
+
+
+@dataclass
+class PointSummary:
+    """Statistics of one point (one configuration measured `n` times)."""
+
+    key: str
+    profile: str
+    backend: str
+    model: str
+    partition: str
+    partition_id: int
+    encoding: str
+    compression: str
+    image: str
+    weights: str
+    random_weights: bool
+    uplink_rate_mbit: float | None
+    uplink_delay_ms: float | None
+    n: int = 0
+    n_errors: int = 0
+    figures: dict[str, MedianCI] = field(default_factory=dict)
+    segments: dict[str, MedianCI] = field(default_factory=dict)
+    weights_warning: str | None = None
+
+    @property
+    def carriage(self) -> str:
+        """The encoding with its compression profile, e.g. `tlv/zstd` or `json-baseline`."""
+        return self.encoding if self.encoding != "tlv" else f"tlv/{self.compression}"
+
+    def median(self, key: str) -> float | None:
+        stats = self.figures.get(key)
+        return stats.median if stats is not None else None
+
+    @property
+    def ci_coverage(self) -> float | None:
+        stats = self.figures.get("e2e_latency_ms")
+        return stats.coverage if stats is not None else None
+
+
+def _identity(record: dict[str, Any]) -> dict[str, Any]:
+    link = record.get("link") if isinstance(record.get("link"), dict) else {}
+    profile = link.get("profile") if isinstance(link.get("profile"), dict) else {}
+    uplink = profile.get("uplink") if isinstance(profile.get("uplink"), dict) else {}
+    weights = record.get("weights") if isinstance(record.get("weights"), dict) else {}
+    source = weights.get("source")
+    weights_text = f"{source}:{weights.get('seed')}" if source == "random" else str(source or "unknown")
+    return {
+        "profile": str(profile.get("name") or link.get("profile") or "unknown"),
+        "backend": str(link.get("backend") or "unknown"),
+        "model": str(record.get("model")),
+        "partition": str(record.get("partition_name")),
+        "partition_id": int(record.get("partition_id") or 0),
+        "encoding": str(record.get("encoding")),
+        "compression": str(record.get("compression_profile") or "none"),
+        "image": str(record.get("image")),
+        "weights": weights_text,
+        "random_weights": source == "random",
+        "weights_warning": weights.get("warning"),
+        "uplink_rate_mbit": uplink.get("rate_mbit"),
+        "uplink_delay_ms": uplink.get("delay_ms"),
+    }
+
+
+def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
+    """One PointSummary per point, in the order points first appear."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if not is_measurement(record):
+            continue
+        ident = _identity(record)
+        key = point_key(record) or "|".join(str(ident[k]) for k in ("profile", "model", "partition", "encoding",
+                                                                     "compression", "image", "weights", "backend"))
+        groups[key].append(record)
+    summaries = []
+    for key, group in groups.items():
+        good = [r for r in group if r.get("status") == "ok"]
+        ident = _identity((good or group)[0])
+        summary = PointSummary(key=key, n=len(good), n_errors=len(group) - len(good), **ident)
+        summary.figures = {f.key: median_ci(f.value(r) for r in good) for f in FIGURES}
+        summary.segments = {k: median_ci(segment_value(r, k) for r in good) for k, _ in LATENCY_SEGMENTS}
+        summaries.append(summary)
+    return summaries
+
+
+def best_per_group(summaries: Iterable[PointSummary],
+                   by: tuple[str, ...] = ("profile", "model", "carriage")) -> dict[tuple[str, ...], PointSummary]:
+    """The point with the lowest median end-to-end latency in each group (ties: lower partition id)."""
+    best: dict[tuple[str, ...], PointSummary] = {}
+    for summary in summaries:
+        value = summary.median("e2e_latency_ms")
+        if value is None:
+            continue
+        group = tuple(str(getattr(summary, k)) for k in by)
+        current = best.get(group)
+        if current is None or (value, summary.partition_id) < (current.median("e2e_latency_ms") or 0.0,
+                                                               current.partition_id):
+            best[group] = summary
+    return best
+
+
+def csv_columns() -> list[str]:
+    columns = list(IDENTITY_COLUMNS)
+    for figure in FIGURES:
+        columns += [f"{figure.key}_median", f"{figure.key}_ci_low", f"{figure.key}_ci_high"]
+    return columns
+
+
+def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
+    """summary.csv: one row per point; empty cells where a figure is missing or n is too small for a CI."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(csv_columns())
+        for s in summaries:
+            row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.model,
+                              s.partition, s.partition_id, s.encoding, s.compression, s.image, s.weights,
+                              s.random_weights, s.n, s.n_errors, _cell(s.ci_coverage)]
+            for figure in FIGURES:
+                stats = s.figures[figure.key]
+                row += [_cell(stats.median), _cell(stats.low), _cell(stats.high)]
+            writer.writerow(row)
+    tmp.replace(path)
+    return path
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.10g}"
+    return value

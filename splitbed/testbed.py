@@ -1,0 +1,401 @@
+"""`Testbed`: one emulated link with a remote node (edge) and a driven local node (UE) running on it.
+
+    with Testbed("5g-split-ai", models=["vgg16"], weights="random:0") as bed:
+        records = bed.run({"model": "vgg16", "partition": "block3_pool", "repetitions": 5})
+        bed.update_link("lte")          # change the link live; the nodes stay up
+
+The orchestrator behind the sweep, the advisor and the pytest fixtures. It builds a `netem.Topology`, starts
+the nodes through a node runtime (`process` by default; `docker` via splitbed.runtime), waits until both answer
+(the remote's ready line, then one warm-up inference per model through the whole path), and feeds JSON-line jobs
+to the local node (docs/METRICS.md has the records it returns). Each job carries the link's description, so every
+record says which profile and backend measured it. Everything is torn down on exit, on an exception, and (through
+the topology's own handlers) on SIGTERM; a timeout or a node that died raises `TestbedError` with the node's log
+tail, and the testbed refuses further jobs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from types import TracebackType
+from typing import IO, Any
+
+from netem.profile import LinkProfile
+from netem.topology import Topology
+from splitbed.nodes.jobs import Job
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 300.0        # TensorFlow import + model build, on CPUs shared with other work
+JOB_BASE_TIMEOUT_S = 180.0     # per job: session setup and partition build ...
+INFERENCE_TIMEOUT_S = 150.0    # ... plus this per repetition (the local node's result timeout is 120 s)
+MAX_LINE_BYTES = 8 << 20       # a metrics record is a few kB; anything near this is a broken node
+LOG_TAIL_BYTES = 4000
+NODE_ENV = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+class TestbedError(RuntimeError):
+    """The testbed could not start, a node died or did not answer in time; the message carries the log tail."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+
+class Testbed:
+    """Topology + remote node + driven local node; a context manager (see the module docstring).
+
+    `profile`: a LinkProfile or a built-in name/TOML path. `backend`: netem backend (auto, kernel, userspace).
+    `models`: offered by the remote node and warmed up on the local node. `weights`: the same spec for both
+    nodes (auto, imagenet, random:SEED, a file). `runtime`: node runtime name (`process`, `docker`) or a runtime
+    object with `start_node(side, argv, ...)`/`close()` (splitbed.runtime); `runtime_options` go to
+    `make_runtime`, `limits` maps a side to NodeLimits. `warmup_partition` overrides the warm-up partition.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        profile: LinkProfile | str,
+        backend: str = "auto",
+        models: Sequence[str] = ("mobilenet_v2",),
+        weights: str = "auto",
+        runtime: Any = "process",
+        *,
+        runtime_options: Mapping[str, Any] | None = None,
+        limits: Mapping[str, Any] | None = None,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+        warmup: bool = True,
+        warmup_partition: str | int | None = None,
+        remote_args: Sequence[str] = (),
+        python: str = sys.executable,
+    ) -> None:
+        if not models:
+            raise ValueError("Testbed needs at least one model")
+        self.profile = profile if isinstance(profile, LinkProfile) else LinkProfile.load(profile)
+        self.requested_backend = backend
+        self.models = tuple(dict.fromkeys(models))
+        self.weights = weights
+        self.runtime_spec = runtime
+        self.runtime_options = dict(runtime_options or {})
+        self.limits = dict(limits or {})
+        self.ready_timeout_s = ready_timeout_s
+        self.warmup = warmup
+        self.warmup_partition = warmup_partition
+        self.remote_args = list(remote_args)
+        self.python = python
+        self.topology: Topology | None = None
+        self.runtime: Any = None
+        self.remote: Any = None
+        self.local: Any = None
+        self.remote_port: int | None = None
+        self.warmup_records: list[dict[str, Any]] = []
+        self._lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
+        self._job_ids = itertools.count(1)
+        self._broken: str | None = None
+        self._started = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def __enter__(self) -> Testbed:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self.close()
+        except Exception:
+            if exc_type is None:
+                raise
+            log.exception("testbed cleanup after an error also failed")
+
+    def start(self) -> Testbed:
+        """Build the link, start both nodes, wait until they answer. Undone completely on failure."""
+        if self._started:
+            raise TestbedError("this Testbed was already started; make a new one")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.topology = Topology(self.profile, self.requested_backend)
+        self.topology.start()
+        self.runtime = self._make_runtime()
+        deadline = time.monotonic() + self.ready_timeout_s
+        self.remote = self._start_node("edge", self._remote_argv(), stdin=None)
+        self.remote_port = self._await_ready(deadline)
+        self.local = self._start_node("ue", self._local_argv(), stdin=_PIPE)
+        threading.Thread(target=self._pump_local, name="testbed-local-stdout", daemon=True).start()
+        if self.warmup:
+            for model in self.models:
+                job = {"model": model, "partition": self._warmup_partition(model), "repetitions": 1,
+                       "tags": {"warmup": True}}
+                self.warmup_records += self._run(job, deadline=deadline, what=f"warm-up of {model}")
+                bad = [r for r in self.warmup_records if r.get("status") != "ok"]
+                if bad:
+                    raise TestbedError(f"warm-up inference of {model} failed: {bad[0].get('error')}"
+                                       + self._tails())
+
+    def close(self) -> None:
+        """Stop both nodes, the runtime and the topology. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        errors: list[str] = []
+        if self.local is not None and self.local.stdin is not None:
+            try:
+                self.local.stdin.close()  # the driven local node ends at end of input
+            except OSError:
+                pass
+        for node in (self.local, self.remote):
+            if node is None:
+                continue
+            try:
+                node.stop(grace=5.0)
+            except Exception as exc:
+                errors.append(f"stopping {node.side} node: {exc}")
+        if self.runtime is not None:
+            try:
+                self.runtime.close()
+            except Exception as exc:
+                errors.append(f"closing the node runtime: {exc}")
+        if self.topology is not None:
+            try:
+                self.topology.close()
+            except Exception as exc:
+                errors.append(f"removing the topology: {exc}")
+        if errors:
+            raise TestbedError("testbed cleanup incomplete: " + "; ".join(errors))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- use -------------------------------------------------------------------------------------------------
+    def run(self, job: Job | Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run one job (model, partition, image, encoding, compression, repetitions, tags, ...): its metrics
+        records, one per inference (status ok or error), each with this link's description in `link`."""
+        spec = _job_dict(job)
+        timeout = JOB_BASE_TIMEOUT_S + INFERENCE_TIMEOUT_S * int(spec.get("repetitions", 1))
+        return self._run(spec, deadline=time.monotonic() + timeout, what=f"job {spec.get('model')}/"
+                         f"{spec.get('partition')}")
+
+    def update_link(self, profile: LinkProfile | str) -> None:
+        """Change the link's profile live; later records carry the new profile."""
+        self._require_running()
+        assert self.topology is not None
+        self.topology.update(profile)
+        self.profile = self.topology.profile
+
+    def link_info(self) -> dict[str, Any]:
+        """What each record's `link` holds: the profile, the backend that ran it, the emulator and node runtime."""
+        self._require_running()
+        assert self.topology is not None
+        described = self.topology.describe()
+        return {"profile": self.profile.to_dict(), "backend": self.topology.backend,
+                "requested_backend": self.requested_backend, "emulator": described.get("link"),
+                "runtime": self._runtime_name(), "ue_addr": self.topology.ue_addr,
+                "edge_addr": self.topology.edge_addr}
+
+    def describe(self) -> dict[str, Any]:
+        """The topology, the node runtime and both nodes, JSON-able."""
+        self._require_running()
+        assert self.topology is not None
+        return {"topology": self.topology.describe(), "runtime": self._runtime_describe(),
+                "nodes": {side: node.describe() for side, node in (("edge", self.remote), ("ue", self.local))
+                          if node is not None},
+                "remote_port": self.remote_port, "models": list(self.models), "weights": self.weights}
+
+    def logs(self) -> dict[str, str]:
+        """The last few kB of each node's log (stderr)."""
+        return {node.side: node.logs(LOG_TAIL_BYTES) for node in (self.remote, self.local) if node is not None}
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _make_runtime(self) -> Any:
+        if not isinstance(self.runtime_spec, str):
+            return self.runtime_spec  # a runtime object the caller built for this topology
+        from splitbed.runtime import make_runtime
+
+        runtime = make_runtime(self.runtime_spec, self.topology, **self.runtime_options)
+        start = getattr(runtime, "start", None)
+        return start() if callable(start) else runtime
+
+    def _runtime_name(self) -> str:
+        return str(getattr(self.runtime, "name", self.runtime_spec))
+
+    def _runtime_describe(self) -> Any:
+        describe = getattr(self.runtime, "describe", None)
+        return describe() if callable(describe) else {"runtime": self._runtime_name()}
+
+    def _remote_argv(self) -> list[str]:
+        assert self.topology is not None
+        argv = [self.python, "-m", "splitbed.nodes.remote", "--host", self.topology.edge_addr, "--port", "0",
+                "--weights", self.weights]
+        for model in self.models:
+            argv += ["--model", model]
+        return argv + self.remote_args
+
+    def _local_argv(self) -> list[str]:
+        return [self.python, "-m", "splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
+                "--weights", self.weights, "--jobs", "-"]
+
+    def _edge_addr(self) -> str:
+        assert self.topology is not None
+        return self.topology.edge_addr
+
+    def _start_node(self, side: str, argv: list[str], *, stdin: int | None) -> Any:
+        kwargs: dict[str, Any] = {"stdin": stdin, "stdout": _PIPE, "stderr": None, "env": dict(NODE_ENV)}
+        if side in self.limits:
+            kwargs["limits"] = self.limits[side]
+        return self.runtime.start_node(side, argv, **kwargs)
+
+    def _await_ready(self, deadline: float) -> int:
+        """The remote node's port, from its `{"event": "ready", ...}` line on stdout."""
+        lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(self.remote.stdout, lines), name="testbed-remote-stdout",
+                         daemon=True).start()
+        while True:
+            item = self._next(lines, deadline, self.remote, "the remote node's ready line")
+            try:
+                message = json.loads(item)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                log.debug("remote node stdout: %r", item[:200])
+                continue
+            if isinstance(message, dict) and message.get("event") == "ready":
+                port = message.get("port")
+                if not isinstance(port, int) or not 0 < port < 65536:
+                    raise TestbedError(f"the remote node announced a bad port {port!r}" + self._tails())
+                return port
+
+    def _warmup_partition(self, model: str) -> str | int:
+        if self.warmup_partition is not None:
+            return self.warmup_partition
+        from splitbed.models import registry
+
+        parts = registry.get(model).partitions
+        seeds = [p for p in parts if p.seed_example]
+        return (seeds or list(parts))[0].name
+
+    def _pump_local(self) -> None:
+        _pump(self.local.stdout, self._lines)
+
+    def _run(self, spec: dict[str, Any], *, deadline: float, what: str) -> list[dict[str, Any]]:
+        self._require_running()
+        job_id = f"tb{next(self._job_ids)}"
+        spec = dict(spec, job_id=job_id)
+        spec.setdefault("link", self.link_info())
+        Job(**spec)  # validate here: a bad spec is the caller's error, not a broken node
+        line = json.dumps(spec, separators=(",", ":")) + "\n"
+        try:
+            self.local.stdin.write(line.encode())
+            self.local.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            self._fail(f"cannot send {what} to the local node: {exc}")
+        records: list[dict[str, Any]] = []
+        while True:
+            item = self._next(self._lines, deadline, self.local, what)
+            try:
+                message = json.loads(item)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                self._fail(f"the local node wrote a line that is not JSON during {what}: {item[:200]!r}")
+            if not isinstance(message, dict) or message.get("job_id") != job_id:
+                log.warning("ignoring a local node line for another job: %r", item[:200])
+                continue
+            kind = message.get("record_type")
+            if kind == "job_error":
+                error = message.get("error") or {}
+                raise TestbedError(f"the local node refused {what}: {error.get('code')}: {error.get('message')}")
+            if kind == "job_done":
+                return records
+            records.append(message)
+
+    def _next(self, lines: queue.Queue[bytes | BaseException | None], deadline: float, node: Any,
+              what: str) -> bytes:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._fail(f"timed out waiting for {what}")
+            try:
+                item = lines.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                if node.poll() is not None:
+                    self._fail(f"the {node.side} node exited with status {node.returncode} while waiting for "
+                               f"{what}")
+                continue
+            if item is None:
+                code = node.poll()
+                self._fail(f"the {node.side} node closed its output (exit status {code}) while waiting for {what}")
+            if isinstance(item, BaseException):
+                self._fail(f"reading the {node.side} node's output failed: {item}")
+            assert isinstance(item, bytes)
+            return item
+
+    def _fail(self, message: str) -> Any:
+        self._broken = message
+        raise TestbedError(message + self._tails())
+
+    def _tails(self) -> str:
+        parts = []
+        for side, text in self.logs().items():
+            if text.strip():
+                parts.append(f"\n--- {side} node log (tail) ---\n{text.rstrip()}")
+        return "".join(parts)
+
+    def _require_running(self) -> None:
+        if not self._started or self._closed:
+            raise TestbedError("the testbed is not running (use it inside `with Testbed(...) as bed:`)")
+        if self._broken is not None:
+            raise TestbedError(f"the testbed is unusable after an earlier failure: {self._broken}")
+
+    def __repr__(self) -> str:
+        return (f"Testbed(profile={self.profile.name!r}, backend={self.requested_backend!r}, "
+                f"models={list(self.models)}, runtime={self._runtime_name()!r})")
+
+
+_PIPE = -1  # subprocess.PIPE, the value every runtime accepts
+
+
+def _job_dict(job: Job | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(job, Job):
+        spec = asdict(job)
+        if spec.get("job_id") is None:
+            spec.pop("job_id")
+        if spec.get("link") is None:
+            spec.pop("link")
+        return spec
+    if not isinstance(job, Mapping):
+        raise TypeError(f"a job is a splitbed.nodes.jobs.Job or a mapping, not {type(job).__name__}")
+    return {k: v for k, v in job.items() if k != "job_id"}
+
+
+def _pump(stream: IO[bytes] | None, into: queue.Queue[bytes | BaseException | None]) -> None:
+    """Move lines from a node's stdout into a queue; None marks the end, an exception a broken read."""
+    if stream is None:
+        into.put(None)
+        return
+    try:
+        while True:
+            line = stream.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                break
+            if len(line) > MAX_LINE_BYTES:
+                into.put(ValueError(f"a line longer than {MAX_LINE_BYTES} bytes"))
+                return
+            if line.strip():
+                into.put(line)
+    except (OSError, ValueError) as exc:
+        into.put(exc)
+        return
+    into.put(None)
+
