@@ -17,7 +17,7 @@ import numpy as np
 from splitbed import format as fmt
 from splitbed.format import json_baseline
 from splitbed.format.aips import Aips, encode_aips
-from splitbed.format.data_unit import encode_data
+from splitbed.format.data_unit import encode_data, parse_data_table
 from splitbed.format.errors import FATAL_CODES, FormatError
 from splitbed.format.events import (
     NEED_DATA,
@@ -156,18 +156,19 @@ def aips_unit(aips: Aips) -> bytes:
     return encode_aips(aips)
 
 
-def data_unit(aips: Aips, arrays: Sequence[np.ndarray]) -> tuple[list[Piece], list[int]]:
-    """The data unit's pieces (zero-copy for raw payloads) and each tensor's payload bytes."""
+def data_unit(aips: Aips, arrays: Sequence[np.ndarray]) -> list[Piece]:
+    """The data unit's pieces: header and table, then payloads (zero-copy for raw payloads)."""
     try:
-        pieces = encode_data(aips, arrays)
+        return encode_data(aips, arrays)
     except FormatError as exc:
         raise ConfigurationError(f"cannot encode the tensors: {exc}") from exc
-    # encode_data returns [header+table, payload_0, pad, payload_1, pad, payload_2, ...]
-    payloads = pieces[1::2]
-    sizes = [len(memoryview(p).cast("B")) for p in payloads]
-    if len(sizes) != len(arrays):
-        raise AssertionError("unexpected piece layout from splitbed.format.encode_data")
-    return pieces, sizes
+
+
+def payload_sizes(pieces: Sequence[Piece]) -> list[int]:
+    """Each tensor's payload bytes, read back from the unit's tensor table with the format's own parser.
+    It joins the unit (a copy): call it after every measured window."""
+    unit = b"".join(pieces)
+    return [entry.payload_length for entry in parse_data_table(memoryview(unit)[TLV_HEADER.size:]).entries]
 
 
 def json_baseline_unit(arrays: Sequence[np.ndarray], partition_id: int) -> bytes:

@@ -281,6 +281,7 @@ class _Inference:
         self.node, self.s, self.job, self.plan, self.repetition = node, session, job, plan, repetition
         self.stamps: dict[str, int | None] = {}
         self.arrays: list[np.ndarray] = []
+        self.data_pieces: list[Any] = []
         self.record = self._blank()
 
     def _blank(self) -> InferenceRecord:
@@ -325,6 +326,9 @@ class _Inference:
             self._fail(exc.code, exc.message, True, "local")
         except (PeerClosed, OSError) as exc:
             self._fail("connection_lost", str(exc), True, "local")
+        if self.data_pieces:  # after every measured window: reading sizes back costs a copy of the unit
+            for figures, size in zip(rec["tensors"], formatio.payload_sizes(self.data_pieces), strict=True):
+                figures["serialized_bytes"] = size
         if not s.alive:
             self.node.session = None if self.node.session is s else self.node.session
         return rec
@@ -406,13 +410,14 @@ class _Inference:
         pieces: list[Any] = []
         if send_aips:
             pieces.append(formatio.aips_unit(aips))
-        data_pieces, payload_sizes = formatio.data_unit(aips, arrays)
+        data_pieces = formatio.data_unit(aips, arrays)
+        self.data_pieces = data_pieces
         pieces.extend(data_pieces)
         aips_bytes = len(pieces[0]) if send_aips else 0
         rec["aips_sent"] = send_aips
         rec["aips_reason"] = reason
         rec["aips_id"] = aips.aips_id
-        rec["tensors"] = [self._tensor_figures(i, a, payload_sizes[i]) for i, a in enumerate(arrays)]
+        rec["tensors"] = [self._tensor_figures(i, a, None) for i, a in enumerate(arrays)]  # sizes: finish()
         return pieces, aips, aips_bytes, 2 if send_aips else 1
 
     def _aips_reason(self, wanted: Any) -> str:

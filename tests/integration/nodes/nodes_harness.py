@@ -155,3 +155,56 @@ class RawClient:
         except ConnectionResetError:  # closed with our bytes unread: closed all the same
             return True
         return True
+
+
+class RecordingProxy:
+    """A TCP relay on loopback that keeps a copy of every byte the client sends (the uplink), like a capture
+    of the stream. One connection; bounded in bytes and time."""
+
+    MAX_BYTES = 64 << 20
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import threading
+
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(300)
+        self.port = self.listener.getsockname()[1]
+        self.uplink = bytearray()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        try:
+            client, _ = self.listener.accept()
+        except OSError:
+            return
+        server = socket.create_connection(self.target, timeout=300)
+
+        def pump(src: socket.socket, dst: socket.socket, keep: bool) -> None:
+            try:
+                while data := src.recv(1 << 16):
+                    if keep and len(self.uplink) + len(data) <= self.MAX_BYTES:
+                        self.uplink += data
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        down = threading.Thread(target=pump, args=(server, client, False), daemon=True)
+        down.start()
+        pump(client, server, True)
+        down.join(30)
+        client.close()
+        server.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(30)

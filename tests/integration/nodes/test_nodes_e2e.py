@@ -9,11 +9,12 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes_harness import MODEL, WEIGHTS, RemoteProcess
+from nodes_harness import MODEL, WEIGHTS, RecordingProxy, RemoteProcess
 
 from splitbed.nodes.metrics import check_record
 
@@ -40,13 +41,14 @@ def _jobs_b() -> list[dict[str, Any]]:
              "result_mode": "topk", "top_k": 3}]
 
 
-def _run_local_nodes(remote: RemoteProcess, tmp_path: Path) -> list[list[dict[str, Any]]]:
-    """Two local-node processes at once, each with its own job list; their stdout JSON lines."""
+def _run_local_nodes(remote: RemoteProcess, tmp_path: Path, proxy: RecordingProxy) -> list[list[dict[str, Any]]]:
+    """Two local-node processes at once, each with its own job list; their stdout JSON lines. The second one
+    goes through `proxy`, which records its uplink byte stream."""
     procs = []
-    for name, jobs in (("a", _jobs_a()), ("b", _jobs_b())):
+    for name, jobs, port in (("a", _jobs_a(), remote.port), ("b", _jobs_b(), proxy.port)):
         jobs_file = tmp_path / f"jobs-{name}.jsonl"
         jobs_file.write_text("".join(json.dumps(j) + "\n" for j in jobs))
-        argv = [sys.executable, "-m", "splitbed.nodes.local", "--connect", f"{remote.host}:{remote.port}",
+        argv = [sys.executable, "-m", "splitbed.nodes.local", "--connect", f"{remote.host}:{port}",
                 "--weights", WEIGHTS, "--jobs", str(jobs_file), "--verify-delivery", "--link-info", json.dumps(LINK)]
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = []
@@ -65,8 +67,18 @@ def _run_local_nodes(remote: RemoteProcess, tmp_path: Path) -> list[list[dict[st
 
 
 @pytest.fixture(scope="module")
-def driven(remote: RemoteProcess, tmp_path_factory: pytest.TempPathFactory) -> list[list[dict[str, Any]]]:
-    return _run_local_nodes(remote, tmp_path_factory.mktemp("local"))
+def proxy(remote: RemoteProcess) -> Iterator[RecordingProxy]:
+    relay = RecordingProxy((remote.host, remote.port))
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+@pytest.fixture(scope="module")
+def driven(remote: RemoteProcess, proxy: RecordingProxy,
+           tmp_path_factory: pytest.TempPathFactory) -> list[list[dict[str, Any]]]:
+    return _run_local_nodes(remote, tmp_path_factory.mktemp("local"), proxy)
 
 
 def _by_job(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -189,3 +201,29 @@ def test_job_done_lines(driven: list[list[dict[str, Any]]]) -> None:
     assert [d["job_id"] for d in done] == [j["job_id"] for j in _jobs_a()]
     assert {d["job_id"]: d["records"] for d in done}["raw"] == 2
     assert {d["job_id"]: d["errors"] for d in done}["bad"] == 1
+
+
+def test_uplink_stream_decodes_with_the_format_decoder_alone(driven: list[list[dict[str, Any]]],
+                                                             proxy: RecordingProxy) -> None:
+    """The recorded uplink of local node b, from its first byte, through splitbed.format.Decoder and nothing
+    else: control units are skipped as unknown units, and the AIPS and data units match b's records."""
+    from splitbed.format import AipsActivated, Decoder, FormatErrorEvent, TensorsDecoded, UnknownUnit
+    from splitbed.nodes.protocol import MsgType
+
+    proxy.close()
+    records = [r for r in driven[1] if r["record_type"] == "inference"]
+    decoder = Decoder()
+    decoder.feed(bytes(proxy.uplink))
+    events = decoder.events()
+    assert not [e for e in events if isinstance(e, FormatErrorEvent)]
+    unknown = [e.unit_type for e in events if isinstance(e, UnknownUnit)]
+    assert unknown == [MsgType.HELLO] + [MsgType.CLOCK_PING] * 8 + [MsgType.SELECT, MsgType.PREPARE]
+    activated = [e for e in events if isinstance(e, AipsActivated)]
+    decoded = [e for e in events if isinstance(e, TensorsDecoded)]
+    assert len(activated) == 1 and activated[0].unit_size == records[0]["aips_bytes"]
+    assert activated[0].aips.partition_id == records[0]["partition_id"]
+    assert [d.unit_size for d in decoded] == [r["serialized_intermediate_bytes"] for r in records]
+    for d, rec in zip(decoded, records, strict=True):
+        assert [list(t.shape) for t in d.tensors] == [t["shape"] for t in rec["tensors"]]
+        assert list(d.payload_sizes) == [t["serialized_bytes"] for t in rec["tensors"]]
+    assert sum(r["uplink_bytes"] for r in records) == sum(d.unit_size for d in decoded) + activated[0].unit_size
