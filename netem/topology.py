@@ -36,7 +36,7 @@ from netem.nsexec import preexec_enter
 from netem.offload import disable_offloads
 from netem.profile import LinkProfile
 from netem.sweep import sweep_stale
-from netem.userspace import UserspaceLink
+from netem.userspace import DEFAULT_RT_PRIORITY, UserspaceLink
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,12 @@ class Topology:
         *,
         subnet_index: int | None = None,
         sweep: bool = True,
+        link_rt_priority: int | None = DEFAULT_RT_PRIORITY,
     ) -> None:
+        """`profile`: LinkProfile or a built-in name/TOML path; `backend`: "auto" | "kernel" | "userspace";
+        `subnet_index`: third octet of the 198.18.x.0/24 (default: a per-process counter);
+        `link_rt_priority`: SCHED_FIFO priority of the userspace link process (None = normal scheduling).
+        """
         self.profile = profile if isinstance(profile, LinkProfile) else LinkProfile.load(profile)
         self.requested_backend = backend
         self.backend: str | None = None
@@ -79,6 +84,7 @@ class Topology:
         self.link_edge_ifname = object_name(self.prefix, "le")
         self.swept: list[str] = []
         self._sweep = sweep
+        self._link_rt_priority = link_rt_priority
         self._created: list[str] = []
         self._processes: list[subprocess.Popen[Any]] = []
         self._link: KernelLink | UserspaceLink | None = None
@@ -291,7 +297,8 @@ class Topology:
         self._disable_offloads()
         if userspace:
             assert self.ns_link is not None
-            self._link = UserspaceLink(self.profile, self.ns_link, self.link_ue_ifname, self.link_edge_ifname)
+            self._link = UserspaceLink(self.profile, self.ns_link, self.link_ue_ifname, self.link_edge_ifname,
+                                       rt_priority=self._link_rt_priority)
         else:
             self._link = KernelLink(self.profile, {"uplink": (self.ns_ue, self.ue_ifname),
                                                    "downlink": (self.ns_edge, self.edge_ifname)})
