@@ -20,6 +20,10 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Argument(None, help="registered model (omit to list models)"),
         json_output: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
         layers: bool = typer.Option(False, "--layers", help="per-layer output sizes, params and MACs instead"),
+        verify: bool = typer.Option(False, "--verify",
+                                    help="build every head/tail and check max |tail(head(x)) - full(x)| <= 1e-5"),
+        weights: str = typer.Option("auto", "--weights", help="with --verify: auto, imagenet, random:SEED or a file"),
+        image: str = typer.Option(None, "--image", help="with --verify: image file (default: scikit-image's cat)"),
     ) -> None:
         """Candidate partitions of MODEL (224x224, float32, one sample): crossing tensors (name, shape, dtype,
         raw bytes), head/tail parameters and multiply-accumulates (FLOPs = 2 x MACs)."""
@@ -41,6 +45,8 @@ def register(app: typer.Typer) -> None:
             return
         from splitbed.models import summary
 
+        if verify:
+            raise typer.Exit(_verify(console, model, weights, image, json_output))
         try:
             if layers:
                 rows = summary.layer_rows(model)
@@ -82,3 +88,42 @@ def register(app: typer.Typer) -> None:
             if len(d["tensors"]) > 1:
                 table.add_row("", "", "(all crossing tensors)", "", f"{d['raw_bytes']:,}", "", "", "", "")
         console.print(table)
+
+
+def _verify(console: object, model: str, weights: str, image: str | None, json_output: bool) -> int:
+    """Exit code 0 when every candidate's tail(head(x)) matches the full model within the tolerance."""
+    from rich.table import Table
+
+    from splitbed.models import ModelError, load
+    from splitbed.models.preprocess import load_image
+    from splitbed.models.verify import TOLERANCE, equivalence
+
+    try:
+        loaded = load(model, weights)
+        if image is None:
+            import skimage.data
+
+            prepared = load_image(skimage.data.chelsea(), loaded.spec)
+        else:
+            prepared = load_image(image, loaded.spec)
+        results = equivalence(loaded, prepared.array)
+    except ModelError as exc:
+        console.print(f"[red]error:[/red] {exc}")  # type: ignore[attr-defined]
+        return 2
+    if json_output:
+        typer.echo(json.dumps({"model": model, "weights": loaded.weights.to_dict(), "tolerance": TOLERANCE,
+                               "results": [{"partition_id": r.partition.partition_id, "name": r.partition.name,
+                                            "max_abs_diff": r.max_abs_diff, "ok": r.ok} for r in results]},
+                              indent=1))
+    else:
+        table = Table(title=f"{model}: max |tail(head(x)) - full(x)| (weights {loaded.weights.requested} -> "
+                            f"{loaded.weights.source})")
+        for col in ("id", "partition", "tensors", "max abs diff", "ok"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(str(r.partition.partition_id), r.partition.name, str(r.partition.tensors),
+                          "0 (exact)" if r.exact else f"{r.max_abs_diff:.3g}", "yes" if r.ok else "[red]NO[/red]")
+        console.print(table)  # type: ignore[attr-defined]
+        if loaded.weights.warning:
+            console.print(f"[bold red]{loaded.weights.warning}[/bold red]")  # type: ignore[attr-defined]
+    return 0 if all(r.ok for r in results) else 1

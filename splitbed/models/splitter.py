@@ -47,14 +47,20 @@ class SplitModel:
         """Raw bytes of all crossing tensors for one sample."""
         return sum(c.nbytes for c in self.cut)
 
-    def run_head(self, x: Any) -> list[np.ndarray]:
-        """Head inference: always a list of arrays, one per crossing tensor, in `cut` order."""
-        out = self.head(x, training=False)
+    def run_head(self, x: Any, compiled: bool = True) -> list[np.ndarray]:
+        """Head inference: always a list of arrays, one per crossing tensor, in `cut` order.
+
+        compiled=True uses predict_on_batch (a tf.function, traced once on the first call: use it for repeated
+        inference; on 2 shared cores ResNet50 took ~0.2 s per image this way against ~2 s eagerly).
+        compiled=False calls the model eagerly (no tracing: cheaper for one-off checks). Both give the same bits
+        here (tested).
+        """
+        out = self.head.predict_on_batch(x) if compiled else self.head(x, training=False)
         items = out if isinstance(out, (list, tuple)) else [out]
         return [np.asarray(t) for t in items]
 
-    def run_tail(self, tensors: list[np.ndarray]) -> np.ndarray:
-        """Tail inference from the crossing tensors (in `cut` order): the model's output."""
+    def run_tail(self, tensors: list[np.ndarray], compiled: bool = True) -> np.ndarray:
+        """Tail inference from the crossing tensors (in `cut` order): the model's output (see run_head)."""
         if len(tensors) != len(self.cut):
             raise ModelError(f"tail of partition {self.partition.name!r} takes {len(self.cut)} tensors "
                              f"({', '.join(c.name for c in self.cut)}), got {len(tensors)}")
@@ -63,7 +69,7 @@ class SplitModel:
                 raise ModelError(f"tail input {want.name!r} must be {want.dtype}{list(want.shape)} per sample, "
                                  f"got {got.dtype}{list(got.shape[1:])}")
         args = tensors[0] if len(tensors) == 1 else list(tensors)
-        return np.asarray(self.tail(args, training=False))
+        return np.asarray(self.tail.predict_on_batch(args) if compiled else self.tail(args, training=False))
 
 
 def _graph_nodes(loaded: LoadedModel) -> Any:

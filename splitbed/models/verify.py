@@ -30,15 +30,18 @@ class Equivalence:
         return self.max_abs_diff == 0.0
 
 
-def equivalence(loaded: LoadedModel, x: np.ndarray,
-                partitions: Iterable[Partition | int | str] | None = None) -> list[Equivalence]:
-    """Run the full model once and every (or the given) partition's head then tail on the same input."""
-    full = np.asarray(loaded.keras_model(x, training=False))
+def equivalence(loaded: LoadedModel, x: np.ndarray, partitions: Iterable[Partition | int | str] | None = None,
+                compiled: bool = False) -> list[Equivalence]:
+    """Run the full model once and every (or the given) partition's head then tail on the same input.
+
+    Eager by default (no tf.function tracing per sub-model); compiled=True checks the predict_on_batch path.
+    """
+    full = np.asarray(loaded.keras_model.predict_on_batch(x) if compiled else loaded.keras_model(x, training=False))
     results = []
     for key in partitions if partitions is not None else loaded.spec.partitions:
         part = loaded.spec.partition(key)
         sm = split(loaded, part)
-        out = sm.run_tail(sm.run_head(x))
+        out = sm.run_tail(sm.run_head(x, compiled), compiled)
         results.append(Equivalence(partition=part, max_abs_diff=float(np.max(np.abs(out - full))),
                                    top1_full=int(np.argmax(full[0])), top1_split=int(np.argmax(out[0]))))
     return results

@@ -54,9 +54,19 @@ def test_resnet50_every_candidate(resnet50, chelsea_path) -> None:  # type: igno
     _check(resnet50, chelsea_path, RESNET50_ALL)
 
 
+def test_compiled_path_matches_eager_bit_for_bit(resnet50, chelsea_path) -> None:  # type: ignore[no-untyped-def]
+    """Nodes use the compiled (predict_on_batch) path; it must agree with the eager check."""
+    x = load_image(chelsea_path, resnet50.spec).array
+    (compiled,) = equivalence(resnet50, x, ["conv4_block2_2_relu"], compiled=True)
+    assert compiled.ok, compiled.max_abs_diff
+    sm = split(resnet50, "conv4_block2_2_relu")
+    for eager_t, compiled_t in zip(sm.run_head(x, compiled=False), sm.run_head(x), strict=True):
+        np.testing.assert_array_equal(eager_t, compiled_t)
+
+
 def test_mid_block_cut_carries_shortcut_in_documented_order(resnet50) -> None:  # type: ignore[no-untyped-def]
-    """After conv3_block1_1_relu's sibling conv3_block1_2_relu both the branch and the block input cross; the
-    block input (lower level) comes first, and the head's outputs / tail's inputs follow the same order."""
+    """Inside a projection block both the branch and the block input cross; the block input (lower level)
+    comes first, and the head's outputs / tail's inputs follow the same order."""
     sm = split(resnet50, "conv3_block1_2_relu")
     assert [c.name for c in sm.cut] == ["conv2_block3_out", "conv3_block1_2_relu"]
     assert [c.shape for c in sm.cut] == [(56, 56, 256), (28, 28, 128)]
@@ -93,10 +103,10 @@ def test_split_is_cached_and_lookup_by_alias(mobilenet) -> None:  # type: ignore
 def test_input_and_output_partitions_are_identities(mobilenet, chelsea_path) -> None:  # type: ignore[no-untyped-def]
     x = load_image(chelsea_path, mobilenet.spec).array
     at_input = split(mobilenet, "input_layer")
-    np.testing.assert_array_equal(at_input.run_head(x)[0], x)
+    np.testing.assert_array_equal(at_input.run_head(x, compiled=False)[0], x)
     at_output = split(mobilenet, "predictions")
-    probs = at_output.run_head(x)[0]
-    np.testing.assert_array_equal(at_output.run_tail([probs]), probs)
+    probs = at_output.run_head(x, compiled=False)[0]
+    np.testing.assert_array_equal(at_output.run_tail([probs], compiled=False), probs)
 
 
 def test_run_tail_rejects_wrong_tensors(mobilenet) -> None:  # type: ignore[no-untyped-def]
