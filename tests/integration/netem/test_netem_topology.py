@@ -202,3 +202,46 @@ def test_parent_pid_in_every_name() -> None:
     with Topology("ideal") as topo:
         for name in (topo.ns_ue, topo.ns_edge, topo.ue_ifname, topo.edge_ifname):
             assert name.startswith(f"sb{os.getpid()}-") and len(name) <= 15
+
+
+def _median_rtt(topo: Topology, count: int = 10) -> float:
+    import re
+    import statistics
+
+    out = topo.run("ue", ["ping", "-n", "-c", str(count), "-i", "0.02", topo.edge_addr], timeout=30).stdout
+    return statistics.median(float(x) for x in re.findall(r"time=([\d.]+) ms", out))
+
+
+def test_userspace_topology_bridges_through_the_link_namespace() -> None:
+    delayed = LinkProfile.load("ideal").replace(
+        name="d5", uplink=DirectionProfile(delay_ms=5.0), downlink=DirectionProfile(delay_ms=5.0))
+    with Topology(delayed, backend="userspace") as topo:
+        assert topo.ns_link is not None and topo.sides == ("ue", "edge", "link")
+        assert sorted(mine(topo.prefix)) == sorted([topo.ns_ue, topo.ns_edge, topo.ns_link])
+        # The middle namespace is pure L2: no IPv4 address, so its kernel never answers or routes anything.
+        assert "inet " not in topo.run("link", ["ip", "-o", "-4", "addr", "show", "scope", "global"], timeout=10).stdout
+        described = json.loads(json.dumps(topo.describe()))
+        assert set(described["offloads"]) == {topo.ue_ifname, topo.edge_ifname, topo.link_ue_ifname,
+                                              topo.link_edge_ifname}
+        assert all(not any(o["features"].values()) for o in described["offloads"].values())
+        assert 10.0 <= _median_rtt(topo) <= 11.0
+        # Live change, no teardown: the link process keeps running, the delay changes.
+        pid = described["link"]["pid"]
+        topo.update(delayed.replace(uplink=DirectionProfile(delay_ms=20.0), downlink=DirectionProfile(delay_ms=20.0)))
+        assert 40.0 <= _median_rtt(topo) <= 41.0
+        assert topo.describe()["link"]["pid"] == pid and topo.profile.uplink.delay_ms == 20.0
+        stats = topo.stats()
+        assert stats["backend"] == "userspace"
+        assert stats["link"]["uplink"]["tx_packets"] >= 20 and stats["link"]["downlink"]["tx_packets"] >= 20
+        assert stats["interfaces"]["ue"]["tx_packets"] >= 20
+        link_pid = pid
+    assert not Path(f"/proc/{link_pid}").exists() or _is_zombie(link_pid)
+
+
+def test_kernel_topology_refuses_a_live_change_it_cannot_do() -> None:
+    from netem.errors import UnsupportedProfileError
+
+    with Topology("ideal", backend="kernel") as topo:
+        with pytest.raises(UnsupportedProfileError, match="kernel backend"):
+            topo.update("5g-mmwave-driving")
+        assert topo.profile.name == "ideal"
