@@ -1,0 +1,474 @@
+"""The forwarder: moves Ethernet frames between the link's two interfaces through the direction pipelines.
+
+Runs inside the middle namespace with one AF_PACKET socket per interface: frames read on the ue-side socket
+go through the uplink pipeline and out of the edge-side socket, and the reverse for the downlink. One event
+loop serves both directions and the control channel: it sleeps (select) until a socket is readable or the
+earliest due time of any stage, then sends every frame that is due.
+
+What makes plain Python fast enough here (docs/LINK.md has the measurements): every wake-up drains up to
+``batch`` frames per socket with non-blocking ``recv_into`` into one preallocated buffer; a direction without
+impairments forwards each frame straight from that buffer (no copy, no pipeline); PACKET_IGNORE_OUTGOING keeps
+the sockets from reading back the frames we send; PACKET_QDISC_BYPASS sends without a qdisc; large socket
+buffers absorb bursts; the timer slack is set to 1 ns so select wakes when asked, the loop busy-polls the
+last ``spin_us`` before a due time, and the process runs under SCHED_FIFO so a busy host does not delay it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import select
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from netem.errors import LinkError
+from netem.link import control
+from netem.link.pipeline import DirectionPipeline, build_stages
+from netem.profile import LinkProfile
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_QDISC_BYPASS = 20
+PACKET_IGNORE_OUTGOING = 23
+PACKET_OUTGOING = 4
+PR_SET_TIMERSLACK = 29
+MSG_TRUNC = socket.MSG_TRUNC
+ETHERNET_HEADER_BYTES = 14
+VLAN_TAG_BYTES = 4
+#: Receive buffer: large enough for any frame a veth can hand over (64 KiB GSO + headers), so an oversize
+#: frame is measured and refused rather than silently truncated.
+RX_BUFFER_BYTES = 65536 + 512
+
+
+@dataclass(frozen=True)
+class ForwarderOptions:
+    """Tuning of the forwarder (each one measured in docs/LINK.md); the defaults are the fast choice."""
+
+    ignore_outgoing: bool = True
+    qdisc_bypass: bool = True
+    socket_buffer_bytes: int = 4 * 1024 * 1024
+    batch: int = 256
+    spin_us: int = 200
+    min_sleep_percent: int = 15
+    timer_slack_ns: int = 1
+    realtime_priority: int = 10
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch <= 65536:
+            raise LinkError(f"batch {self.batch} must be in [1, 65536]")
+        if not 0 <= self.spin_us <= 10_000:
+            raise LinkError(f"spin_us {self.spin_us} must be in [0, 10000]")
+        if not 0 <= self.min_sleep_percent <= 100:
+            raise LinkError(f"min_sleep_percent {self.min_sleep_percent} must be in [0, 100]")
+        if not 0 <= self.socket_buffer_bytes <= 1 << 30:
+            raise LinkError(f"socket_buffer_bytes {self.socket_buffer_bytes} must be in [0, 2^30]")
+        if not 1 <= self.timer_slack_ns <= 1_000_000_000:
+            raise LinkError(f"timer_slack_ns {self.timer_slack_ns} must be in [1, 1e9]")
+        if not 0 <= self.realtime_priority <= 99:
+            raise LinkError(f"realtime_priority {self.realtime_priority} must be in [0, 99] (0 = normal scheduling)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForwarderOptions:
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise LinkError(f"unknown forwarder option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        for key, value in data.items():
+            expected = bool if isinstance(getattr(cls, key), bool) else int
+            if type(value) is not expected:
+                raise LinkError(f"forwarder option {key} must be {expected.__name__}, not {value!r}")
+        return cls(**data)
+
+
+def set_timer_slack(nanoseconds: int) -> bool:
+    """Ask the kernel to fire this thread's timers within ``nanoseconds`` (default slack is 50 us)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0)) == 0
+
+
+def apply_scheduling(priority: int) -> str:
+    """Run this process under SCHED_FIFO at ``priority`` (0: leave it alone); says what it got.
+
+    On a busy host a normally scheduled forwarder waits for a CPU for milliseconds and every delay figure is
+    off by that much; real-time scheduling lets it run the moment a frame is due. The kernel's RT throttling
+    (sched_rt_runtime_us) still leaves other tasks a share of the CPU if the forwarder is saturated.
+    """
+    if priority <= 0:
+        return "SCHED_OTHER (real-time scheduling not requested)"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        return f"SCHED_OTHER (SCHED_FIFO {priority} refused: {exc.strerror}; delays will suffer on a busy host)"
+    return f"SCHED_FIFO {priority}"
+
+
+def read_socket_drops(sock: socket.socket) -> int:
+    """Frames the kernel dropped because this packet socket's receive buffer was full, since the last call."""
+    try:
+        raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+    except OSError:
+        return 0
+    _packets, drops = struct.unpack("II", raw)
+    return int(drops)
+
+
+def open_packet_socket(ifname: str, options: ForwarderOptions) -> socket.socket:
+    """A non-blocking AF_PACKET socket bound to ``ifname`` for every EtherType, tuned by ``options``."""
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    except PermissionError as exc:
+        raise LinkError(f"cannot open an AF_PACKET socket (needs root / CAP_NET_RAW): {exc}") from exc
+    try:
+        sock.bind((ifname, ETH_P_ALL))
+        if options.ignore_outgoing:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        if options.qdisc_bypass:
+            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        if options.socket_buffer_bytes:
+            # SO_*BUFFORCE ignores net.core.[rw]mem_max (we are root); fall back to the capped call otherwise.
+            for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, force, options.socket_buffer_bytes)
+                except OSError:
+                    sock.setsockopt(socket.SOL_SOCKET, plain, options.socket_buffer_bytes)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise LinkError(f"cannot set up the packet socket on interface {ifname!r}: {exc}") from exc
+    return sock
+
+
+class SpinBudget:
+    """Decides how long the loop may sleep: until ``spin`` before the next due time, then busy-poll.
+
+    Waking from select costs tens of microseconds to milliseconds on a busy host (this kernel is not
+    preemptible); busy-polling the last ``spin_ns`` before a due time removes that error. But a real-time
+    process that never sleeps starves the host's normal tasks, and the kernel then freezes it for ~50 ms (RT
+    throttling / the fair-class deadline server: measured here as 52-53 ms stalls), which is far worse. So
+    the loop may spin only while it has slept at least ``min_sleep`` of the current 100 ms window; otherwise
+    it sleeps to the due time itself.
+    """
+
+    WINDOW_NS = 100_000_000
+
+    def __init__(self, spin_ns: int, min_sleep: float) -> None:
+        self.spin_ns = spin_ns
+        self.min_sleep = min_sleep
+        self.window_start = 0
+        self.slept_ns = 0
+        self.spins = 0
+        self.capped = 0
+
+    def slept(self, nanoseconds: int) -> None:
+        """Account time the loop spent blocked in select."""
+        self.slept_ns += nanoseconds
+
+    def timeout(self, wait_ns: int | None, now_ns: int) -> float | None:
+        """Seconds for select given the time to the next due event (None: nothing due, block)."""
+        elapsed = now_ns - self.window_start
+        if elapsed >= self.WINDOW_NS:
+            self.window_start = now_ns
+            self.slept_ns = 0
+            elapsed = 0
+        if wait_ns is None:
+            return None
+        if wait_ns <= 0:
+            return 0.0
+        if wait_ns > self.spin_ns:
+            return (wait_ns - self.spin_ns) / 1e9
+        if self.slept_ns >= self.min_sleep * elapsed:
+            self.spins += 1
+            return 0.0
+        self.capped += 1
+        return wait_ns / 1e9
+
+
+class _Terminate(Exception):
+    """Raised from the SIGTERM handler to leave the event loop at once."""
+
+
+class Forwarder:
+    """The event loop of the link process: two sockets, two pipelines, one control channel."""
+
+    def __init__(
+        self,
+        ue_sock: socket.socket,
+        edge_sock: socket.socket,
+        profile: LinkProfile,
+        *,
+        max_frame_ue: int = 1500 + ETHERNET_HEADER_BYTES,
+        max_frame_edge: int = 1500 + ETHERNET_HEADER_BYTES,
+        options: ForwarderOptions | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+        packet_sockets: bool = True,
+    ) -> None:
+        self.options = options or ForwarderOptions()
+        self.ue_sock = ue_sock
+        self.edge_sock = edge_sock
+        self.clock = clock
+        now = clock()
+        self.started_ns = now
+        self.profile = profile
+        self.uplink = DirectionPipeline("uplink", profile.uplink, now)
+        self.downlink = DirectionPipeline("downlink", profile.downlink, now)
+        self.max_frame_ue = max_frame_ue
+        self.max_frame_edge = max_frame_edge
+        # A frame read on the ue socket leaves on the edge socket: its size limit is the edge side's MTU.
+        self._limit = {ue_sock.fileno(): max_frame_edge, edge_sock.fileno(): max_frame_ue}
+        self._packet_sockets = packet_sockets
+        self._check_outgoing = packet_sockets and not self.options.ignore_outgoing
+        self._buffer = bytearray(RX_BUFFER_BYTES)
+        self._view = memoryview(self._buffer)
+        self._stopping = False
+        self.spin = SpinBudget(self.options.spin_us * 1000, self.options.min_sleep_percent / 100)
+        self.wakeups = 0
+        self.updates = 0
+        self.oversize_note = ""
+        self.scheduling = "not started"
+
+    # ----------------------------------------------------------------------------------------------- receive
+    def _receive(self, src: socket.socket, dst: socket.socket, pipeline: DirectionPipeline) -> None:
+        """Drain up to ``batch`` frames from ``src``: forward at once (fast path) or push into the pipeline."""
+        buffer, view = self._buffer, self._view
+        limit = self._limit[src.fileno()]
+        counters = pipeline.counters
+        fast = pipeline.fast
+        send = dst.send
+        clock = self.clock
+        check_outgoing = self._check_outgoing
+        recv_into = src.recv_into
+        packets = nbytes = 0
+        for _ in range(self.options.batch):
+            try:
+                if check_outgoing:
+                    size, address = src.recvfrom_into(buffer, 0, MSG_TRUNC)
+                    if address[2] == PACKET_OUTGOING:
+                        continue
+                else:
+                    size = recv_into(buffer, 0, MSG_TRUNC)
+            except (BlockingIOError, InterruptedError):
+                break
+            if size > limit and not self._fits_tagged(size, limit):
+                counters.rx_packets += 1
+                counters.rx_bytes += size
+                counters.drops["oversize"] += 1
+                if not self.oversize_note:
+                    self.oversize_note = (
+                        f"{pipeline.name}: dropped a {size}-byte frame larger than the {limit}-byte limit "
+                        "(egress MTU + Ethernet header): turn off GRO/GSO/TSO on the link's veths"
+                    )
+                continue
+            if fast:
+                try:
+                    send(view[:size])
+                except OSError:
+                    counters.drops["tx_error"] += 1
+                    counters.rx_packets += 1
+                    counters.rx_bytes += size
+                    continue
+                packets += 1
+                nbytes += size
+            else:
+                pipeline.push(bytes(view[:size]), clock())
+        if packets:
+            counters.rx_packets += packets
+            counters.rx_bytes += nbytes
+            counters.tx_packets += packets
+            counters.tx_bytes += nbytes
+
+    def _fits_tagged(self, size: int, limit: int) -> bool:
+        """An 802.1Q-tagged frame may be 4 bytes longer than the limit."""
+        return size <= limit + VLAN_TAG_BYTES and self._buffer[12:14] == b"\x81\x00"
+
+    # -------------------------------------------------------------------------------------------------- send
+    def _send_due(self) -> None:
+        for pipeline, dst in ((self.uplink, self.edge_sock), (self.downlink, self.ue_sock)):
+            if pipeline.fast:
+                continue
+            now = self.clock()
+            items = pipeline.pop_due(now)
+            if items:
+                self._send(pipeline, dst, items, now)
+
+    def _send(self, pipeline: DirectionPipeline, dst: socket.socket, items: list, now: int) -> None:
+        send = dst.send
+        for item in items:
+            try:
+                send(item[2])
+            except OSError:
+                pipeline.counters.drops["tx_error"] += 1
+                continue
+            pipeline.record_sent(item, now)
+
+    def next_due(self) -> int | None:
+        earliest = None
+        for pipeline in (self.uplink, self.downlink):
+            if not pipeline.fast:
+                due = pipeline.next_due()
+                if due is not None and (earliest is None or due < earliest):
+                    earliest = due
+        return earliest
+
+    def _timeout(self) -> float | None:
+        due = self.next_due()
+        now = self.clock()
+        return self.spin.timeout(None if due is None else due - now, now)
+
+    # ------------------------------------------------------------------------------------------------ control
+    def update(self, profile: LinkProfile) -> dict[str, int]:
+        """Switch both directions to ``profile`` live; returns the frames carried over per direction."""
+        now = self.clock()
+        # Build both directions first, so a bad trace file leaves the running profile untouched.
+        new_up = build_stages(profile.uplink, now)
+        new_down = build_stages(profile.downlink, now)
+        carried = {
+            "uplink": self.uplink.reconfigure(profile.uplink, now, new_up),
+            "downlink": self.downlink.reconfigure(profile.downlink, now, new_down),
+        }
+        self.profile = profile
+        self.updates += 1
+        for pipeline, dst in ((self.uplink, self.edge_sock), (self.downlink, self.ue_sock)):
+            items = pipeline.take_carried()
+            if items:
+                self._send(pipeline, dst, items, self.clock())
+        return carried
+
+    def _collect_socket_drops(self) -> None:
+        if not self._packet_sockets:
+            return
+        for sock, pipeline in ((self.ue_sock, self.uplink), (self.edge_sock, self.downlink)):
+            pipeline.counters.drops["socket_overflow"] += read_socket_drops(sock)
+
+    def stats(self) -> dict[str, Any]:
+        """JSON-able counters of both directions and of the loop."""
+        self._collect_socket_drops()
+        return {
+            "profile": self.profile.name,
+            "uptime_s": round((self.clock() - self.started_ns) / 1e9, 6),
+            "uplink": self.uplink.stats(),
+            "downlink": self.downlink.stats(),
+            "wakeups": self.wakeups,
+            "spins": self.spin.spins,
+            "spins_capped": self.spin.capped,
+            "updates": self.updates,
+            "options": self.options.to_dict(),
+            "scheduling": self.scheduling,
+            "notes": [self.oversize_note] if self.oversize_note else [],
+        }
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control request."""
+        op = message.get("op")
+        if op == "stats":
+            return {"ok": True, "stats": self.stats()}
+        if op == "ping":
+            return {"ok": True}
+        if op == "update":
+            data = message.get("profile")
+            if not isinstance(data, dict):
+                return {"ok": False, "error": "update needs a 'profile' object (LinkProfile.to_dict())"}
+            try:
+                profile = LinkProfile.from_dict(data)
+                carried = self.update(profile)
+            except Exception as exc:  # report any bad profile/trace; the running profile stays
+                return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            return {"ok": True, "carried": carried, "profile": profile.name}
+        if op == "stop":
+            self._stopping = True
+            return {"ok": True, "stats": self.stats()}
+        return {"ok": False, "error": f"unknown op {op!r}; known: stats, update, stop, ping"}
+
+    def _serve_control(self, sock: socket.socket, buffer: control.LineBuffer) -> bool:
+        """Read and answer control requests; False when the parent closed the channel."""
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return True
+        if not data:
+            return False
+        try:
+            buffer.feed(data)
+        except LinkError as exc:
+            sock.sendall(control.encode({"ok": False, "error": str(exc)}))
+            return True
+        while (line := buffer.pop()) is not None:
+            try:
+                reply = self.handle(control.decode(line))
+            except LinkError as exc:
+                reply = {"ok": False, "error": str(exc)}
+            sock.setblocking(True)
+            try:
+                sock.sendall(control.encode(reply))
+            finally:
+                sock.setblocking(False)
+        return True
+
+    # -------------------------------------------------------------------------------------------------- loop
+    def prepare(self) -> None:
+        """Timer slack and scheduling for this process (once; `serve` calls it if the caller did not)."""
+        if self.scheduling != "not started":
+            return
+        set_timer_slack(self.options.timer_slack_ns)
+        self.scheduling = apply_scheduling(self.options.realtime_priority)
+
+    def serve(self, control_sock: socket.socket | None = None, *, duration_s: float | None = None) -> dict[str, Any]:
+        """Forward until a ``stop`` request, SIGTERM, the control channel closing, or ``duration_s``."""
+        self.prepare()
+        if self._packet_sockets:  # reading the statistics resets them: count from here
+            read_socket_drops(self.ue_sock)
+            read_socket_drops(self.edge_sock)
+        buffer = control.LineBuffer()
+        rlist: list[socket.socket] = [self.ue_sock, self.edge_sock]
+        if control_sock is not None:
+            control_sock.setblocking(False)
+            rlist.append(control_sock)
+        deadline = None if duration_s is None else self.clock() + int(duration_s * 1e9)
+        ue, edge = self.ue_sock, self.edge_sock
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, _raise_terminate)
+        try:
+            while not self._stopping:
+                timeout = self._timeout()
+                if deadline is not None:
+                    left = max(0.0, (deadline - self.clock()) / 1e9)
+                    if left == 0.0:
+                        break
+                    timeout = left if timeout is None else min(timeout, left)
+                if timeout == 0.0:
+                    readable, _, _ = select.select(rlist, [], [], 0.0)
+                else:
+                    before = self.clock()
+                    readable, _, _ = select.select(rlist, [], [], timeout)
+                    self.spin.slept(self.clock() - before)
+                self.wakeups += 1
+                for sock in readable:
+                    if sock is ue:
+                        self._receive(ue, edge, self.uplink)
+                    elif sock is edge:
+                        self._receive(edge, ue, self.downlink)
+                    elif not self._serve_control(sock, buffer):
+                        self._stopping = True
+                self._send_due()
+        except _Terminate:
+            self._stopping = True
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
+        return self.stats()
+
+
+def _raise_terminate(signum: int, frame: object) -> None:
+    raise _Terminate()

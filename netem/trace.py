@@ -1,0 +1,225 @@
+"""Link capacity traces: mahimahi packet-delivery files and per-interval throughput files.
+
+A trace says how much the link may carry over time; the userspace link (netem.link) replays it, repeating it
+when it ends. Two formats are accepted (docs/LINK.md has the full description):
+
+* **mahimahi packet-delivery** (``kind = "mahimahi"``): one non-negative integer per line, a time in
+  milliseconds since the start of the trace; each line is one opportunity to deliver 1500 bytes (several
+  lines may repeat the same millisecond). Timestamps never decrease; the last one is the trace's period and
+  must be > 0. This is mahimahi's ``mm-link`` format, byte for byte.
+* **throughput** (``kind = "throughput"``): one number per line, the link capacity in Mbit/s during one
+  interval (>= 0; 0 is an outage). The interval is 1 s unless a header line ``# interval_ms: N`` sets it.
+  ``#`` starts a comment line; blank lines are ignored. The trace's period is ``len(values) * interval``.
+
+Both parsers cap the file size and the number of entries before reading, and name the file and line of the
+first malformed entry.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from netem.errors import TraceError
+
+#: A trace file larger than this is refused before it is read (bytes).
+MAX_TRACE_FILE_BYTES = 64 * 1024 * 1024
+#: At most this many delivery opportunities (mahimahi) or intervals (throughput) per trace.
+MAX_TRACE_ENTRIES = 5_000_000
+#: Bytes one mahimahi delivery opportunity may carry (mahimahi's PACKET_SIZE).
+MAHIMAHI_OPPORTUNITY_BYTES = 1500
+#: Bounds for a throughput trace's interval, so a typo cannot make a link that never changes or spins.
+MIN_INTERVAL_MS = 1
+MAX_INTERVAL_MS = 3_600_000
+#: A throughput value above this (Mbit/s) is refused as implausible (and would overflow nothing, but is a typo).
+MAX_THROUGHPUT_MBIT = 100_000.0
+
+_INTERVAL_RE = re.compile(r"^#\s*interval_ms\s*[:=]\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class MahimahiTrace:
+    """Delivery opportunities in ms from the trace start; ``period_ms`` = last timestamp (the trace repeats)."""
+
+    opportunities_ms: tuple[int, ...]
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        if not self.opportunities_ms:
+            raise TraceError(f"{self.source}: a mahimahi trace needs at least one timestamp")
+        previous = 0
+        for index, ms in enumerate(self.opportunities_ms):
+            if ms < 0 or ms < previous:
+                raise TraceError(f"{self.source}: entry {index + 1} ({ms} ms) is negative or decreases")
+            previous = ms
+        if self.opportunities_ms[-1] <= 0:
+            raise TraceError(f"{self.source}: the last timestamp must be > 0 ms (it is the trace's period)")
+
+    @property
+    def period_ms(self) -> int:
+        return self.opportunities_ms[-1]
+
+    def mean_rate_mbit(self) -> float:
+        """Average capacity over one period, counting 1500 bytes per opportunity."""
+        bits = len(self.opportunities_ms) * MAHIMAHI_OPPORTUNITY_BYTES * 8
+        return bits / (self.period_ms / 1000) / 1e6
+
+
+@dataclass(frozen=True)
+class ThroughputTrace:
+    """Capacity in Mbit/s per interval of ``interval_ms``; repeats after ``len(mbit) * interval_ms``."""
+
+    mbit: tuple[float, ...]
+    interval_ms: int = 1000
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        if not self.mbit:
+            raise TraceError(f"{self.source}: a throughput trace needs at least one value")
+        if not MIN_INTERVAL_MS <= self.interval_ms <= MAX_INTERVAL_MS:
+            raise TraceError(
+                f"{self.source}: interval_ms {self.interval_ms} is outside [{MIN_INTERVAL_MS}, {MAX_INTERVAL_MS}]"
+            )
+        for index, value in enumerate(self.mbit):
+            if not (math.isfinite(value) and 0.0 <= value <= MAX_THROUGHPUT_MBIT):
+                raise TraceError(
+                    f"{self.source}: value {index + 1} ({value!r} Mbit/s) must be finite and in "
+                    f"[0, {MAX_THROUGHPUT_MBIT:g}]"
+                )
+        if max(self.mbit) <= 0.0:
+            raise TraceError(f"{self.source}: every value is 0 Mbit/s: the link would never deliver anything")
+
+    @property
+    def period_ms(self) -> int:
+        return len(self.mbit) * self.interval_ms
+
+    def mean_rate_mbit(self) -> float:
+        return sum(self.mbit) / len(self.mbit)
+
+
+Trace = MahimahiTrace | ThroughputTrace
+TRACE_KINDS = ("mahimahi", "throughput")
+
+
+def _read_capped(path: Path) -> list[str]:
+    """The file's lines, refusing a missing, non-regular or oversized file before reading it."""
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot open trace file: {exc.strerror or exc}") from exc
+    if not path.is_file():
+        raise TraceError(f"{path}: not a regular file")
+    if size > MAX_TRACE_FILE_BYTES:
+        raise TraceError(f"{path}: {size} bytes is larger than the {MAX_TRACE_FILE_BYTES}-byte trace limit")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_TRACE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read trace file: {exc.strerror or exc}") from exc
+    if len(data) > MAX_TRACE_FILE_BYTES:
+        raise TraceError(f"{path}: grew beyond the {MAX_TRACE_FILE_BYTES}-byte trace limit while reading")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    return text.splitlines()
+
+
+def parse_mahimahi(lines: list[str], source: str = "<memory>") -> MahimahiTrace:
+    """Parse mahimahi lines: one integer ms per line; no blanks or comments (mahimahi refuses them too)."""
+    values: list[int] = []
+    previous = 0
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            raise TraceError(f"{source}:{lineno}: empty line (mahimahi traces have one integer per line)")
+        if not line.isdigit() or not line.isascii():
+            raise TraceError(f"{source}:{lineno}: {line[:40]!r} is not a non-negative integer millisecond")
+        if len(line) > 12:
+            raise TraceError(f"{source}:{lineno}: {line[:40]!r} ms is implausibly large (more than 12 digits)")
+        ms = int(line)
+        if ms < previous:
+            raise TraceError(f"{source}:{lineno}: {ms} ms is before the previous line's {previous} ms")
+        previous = ms
+        values.append(ms)
+        if len(values) > MAX_TRACE_ENTRIES:
+            raise TraceError(f"{source}:{lineno}: more than {MAX_TRACE_ENTRIES} delivery opportunities")
+    return MahimahiTrace(tuple(values), source)
+
+
+def parse_throughput(lines: list[str], source: str = "<memory>") -> ThroughputTrace:
+    """Parse throughput lines: one Mbit/s value per interval, ``# interval_ms: N`` header, ``#`` comments."""
+    values: list[float] = []
+    interval_ms = 1000
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            match = _INTERVAL_RE.match(line)
+            if match:
+                if values:
+                    raise TraceError(f"{source}:{lineno}: interval_ms must come before the first value")
+                try:
+                    interval_ms = int(match.group(1))
+                except ValueError:
+                    raise TraceError(
+                        f"{source}:{lineno}: interval_ms {match.group(1)[:20]!r} is not an integer"
+                    ) from None
+                if not MIN_INTERVAL_MS <= interval_ms <= MAX_INTERVAL_MS:
+                    raise TraceError(
+                        f"{source}:{lineno}: interval_ms {interval_ms} is outside [{MIN_INTERVAL_MS}, "
+                        f"{MAX_INTERVAL_MS}]"
+                    )
+            continue
+        if len(line) > 32:
+            raise TraceError(f"{source}:{lineno}: {line[:40]!r}... is not a single Mbit/s value")
+        try:
+            value = float(line)
+        except ValueError:
+            raise TraceError(f"{source}:{lineno}: {line!r} is not a number (Mbit/s)") from None
+        if not (math.isfinite(value) and 0.0 <= value <= MAX_THROUGHPUT_MBIT):
+            raise TraceError(
+                f"{source}:{lineno}: {line!r} Mbit/s must be finite and in [0, {MAX_THROUGHPUT_MBIT:g}]"
+            )
+        values.append(value)
+        if len(values) > MAX_TRACE_ENTRIES:
+            raise TraceError(f"{source}:{lineno}: more than {MAX_TRACE_ENTRIES} intervals")
+    return ThroughputTrace(tuple(values), interval_ms, source)
+
+
+def load_mahimahi(path: str | os.PathLike[str]) -> MahimahiTrace:
+    """Read a mahimahi packet-delivery trace file (capped, validated)."""
+    file = Path(path)
+    return parse_mahimahi(_read_capped(file), str(file))
+
+
+def load_throughput(path: str | os.PathLike[str]) -> ThroughputTrace:
+    """Read a per-interval throughput trace file (capped, validated)."""
+    file = Path(path)
+    return parse_throughput(_read_capped(file), str(file))
+
+
+def load(path: str | os.PathLike[str], kind: str) -> Trace:
+    """Read a trace of the given kind (``"mahimahi"`` or ``"throughput"``)."""
+    if kind == "mahimahi":
+        return load_mahimahi(path)
+    if kind == "throughput":
+        return load_throughput(path)
+    raise TraceError(f"unknown trace kind {kind!r}: expected one of {', '.join(TRACE_KINDS)}")
+
+
+def format_throughput(mbit: list[float] | tuple[float, ...], interval_ms: int = 1000, header: str = "") -> str:
+    """Text of a throughput trace file (the inverse of `parse_throughput`), with optional comment header."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines.append(f"# interval_ms: {interval_ms}")
+    lines.extend(f"{value:.3f}" for value in mbit)
+    return "\n".join(lines) + "\n"
+
+
+def builtin_trace_dir() -> Path:
+    """The folder of the traces shipped with netem (package data)."""
+    return Path(__file__).resolve().parent / "traces"
