@@ -1,0 +1,76 @@
+"""The two nodes as processes in the testbed's namespaces, over the emulated 5G eMBB link (netem Topology):
+the records must show the link — delivery no faster than the uplink's delay plus the bytes at its rate, round
+trip no shorter than both delays — and carry the topology's description as their link info."""
+
+from __future__ import annotations
+
+import json
+import select
+import sys
+import time
+
+import pytest
+from nodes_harness import MODEL, WEIGHTS
+
+from splitbed.nodes.metrics import check_record
+
+pytestmark = [pytest.mark.root, pytest.mark.requires("netns"), pytest.mark.timeout(600)]
+
+PROFILE = "5g-embb"
+READY_TIMEOUT_S = 180.0
+
+
+def _ready_port(proc: object, timeout: float) -> int:
+    stdout = proc.stdout  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:  # type: ignore[attr-defined]
+            raise RuntimeError("remote node in the edge namespace did not become ready")
+        if select.select([stdout], [], [], left)[0]:
+            line += stdout.read1(4096)
+    info = json.loads(line)
+    return int(info["port"])
+
+
+def test_nodes_over_the_emulated_link() -> None:
+    import subprocess
+
+    from netem.topology import Topology
+
+    with Topology(PROFILE) as topo:
+        remote = topo.popen("edge", [sys.executable, "-m", "splitbed.nodes.remote", "--host", topo.edge_addr,
+                                     "--port", "0", "--model", MODEL, "--weights", WEIGHTS],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        port = _ready_port(remote, READY_TIMEOUT_S)
+        link = {"profile": PROFILE, "backend": topo.backend, "topology": topo.describe()}
+        jobs = [{"job_id": "raw", "partition": 3, "compression": "none", "repetitions": 2},
+                {"job_id": "zstd", "partition": 5, "compression": "zstd", "repetitions": 2}]
+        local = topo.popen("ue", [sys.executable, "-m", "splitbed.nodes.local", "--connect",
+                                  f"{topo.edge_addr}:{port}", "--weights", WEIGHTS, "--jobs", "-",
+                                  "--verify-delivery", "--link-info", json.dumps(link)],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout, stderr = local.communicate("".join(json.dumps(j) + "\n" for j in jobs), timeout=300)
+        assert local.returncode == 0, stderr[-3000:]
+        remote.terminate()
+        assert remote.wait(30) == 0
+        profile = topo.profile
+
+    records = [json.loads(line) for line in stdout.splitlines()]
+    records = [r for r in records if r["record_type"] == "inference"]
+    assert len(records) == 4
+    up, down = profile.uplink, profile.downlink
+    for rec in records:
+        check_record(rec)
+        assert rec["status"] == "ok", rec["error"]
+        assert rec["delivery_check"]["match"]
+        assert rec["link"]["profile"] == PROFILE and rec["link"]["topology"]["addresses"]["edge"] == topo.edge_addr
+        assert rec["clock"]["shared_monotonic"]  # namespaces share the host's CLOCK_MONOTONIC
+        transfer_ms = rec["uplink_bytes"] * 8 / (up.rate_mbit * 1e3)
+        assert rec["delivery_ms"] >= 0.95 * (up.delay_ms - up.jitter_ms + transfer_ms), rec["delivery_ms"]
+        assert rec["round_trip_ms"] >= up.delay_ms + down.delay_ms - up.jitter_ms - down.jitter_ms
+        assert rec["downlink_ms"] >= down.delay_ms - down.jitter_ms
+    raw = [r for r in records if r["job_id"] == "raw"]
+    # 301 kB at 50 Mbit/s: at least 48 ms on the wire; loopback takes well under 5 ms
+    assert all(r["delivery_ms"] > 48 for r in raw)
