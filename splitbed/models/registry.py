@@ -108,11 +108,11 @@ def parse_spec(data: dict[str, Any], source: str) -> ModelSpec:
     _require(not unknown, source, f"unknown keys {sorted(unknown)}")
     for key in ("model", "keras_module", "constructor", "imagenet_weights_file"):
         _require(isinstance(data.get(key), str) and bool(data[key]), source, f"missing or empty {key!r}")
-    shape = data.get("input_shape")
+    shape: Any = data.get("input_shape")
     _require(isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and 0 < d <= 4096
                                                                  for d in shape),
              source, f"input_shape must be [height, width, channels], got {shape!r}")
-    raw_parts = data.get("partition")
+    raw_parts: Any = data.get("partition")
     _require(isinstance(raw_parts, list) and bool(raw_parts), source, "no [[partition]] entries")
     parts = tuple(_parse_partition(raw, source) for raw in raw_parts)
     ids = [p.partition_id for p in parts]
