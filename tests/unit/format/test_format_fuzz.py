@@ -12,10 +12,10 @@ from splitbed.format import Aips, encode_aips, encode_data_bytes
 
 
 def test_seeded_mutation_fuzz() -> None:
-    """20,000 seeded cases (a few seconds): mutated golden/hostile vectors and random units."""
-    seen = fuzz(cases=20_000, seed=20240611, time_limit=60)
+    """5,000 seeded cases (2-12 s): mutated golden/hostile vectors and random units."""
+    seen = fuzz(cases=5_000, seed=20240611, time_limit=300)
     # The mutations reach deep into the decoder, not just the framing.
-    assert seen.get("TensorsDecoded", 0) > 1000
+    assert seen.get("TensorsDecoded", 0) > 250
     assert seen.get("AipsActivated", 0) > 1000
     assert len([k for k in seen if k.islower()]) >= 25, seen
 
