@@ -121,9 +121,10 @@ class Decoder:
         self._restart(EndReason.NEW_SESSION)
 
     def reset(self) -> None:
-        """Reset the decoder: the active AIPS ends (reason reset); buffered bytes and errors are dropped.
+        """Reset the decoder: the active AIPS ends (reason reset); buffered bytes (including complete units
+        whose events have not been asked for yet) and a fatal error are dropped.
 
-        Events already produced stay queued ahead of the AipsEnded event.
+        Events already produced (queued behind one already returned) stay queued ahead of the AipsEnded event.
         """
         self._restart(EndReason.RESET)
 
