@@ -1,0 +1,399 @@
+"""The partition advisor, in the spirit of Neurosurgeon (Kang et al., ASPLOS 2017): predict each partition's
+end-to-end latency from compute times measured on this machine, the intermediate data size, and the link
+profile, then rank the partitions.
+
+Per partition (docs/SWEEP.md, "Advisor"):
+
+    predicted e2e = preprocess + head x ue_slowdown + encode + uplink(bytes) + decode + tail + downlink(result)
+                    + result decode
+
+- compute: the partition's head and tail are built and timed here with the nodes' own call (ModelRunner,
+  `predict_on_batch` after a warm-up), median of `repeats`; `ue_slowdown` scales the head for a slower UE;
+- bytes: the real data unit the local node would send for this image and carriage (steady state: the AIPS is
+  sent once per session, so it is not counted), encode/decode timed with the nodes' format adapter;
+- uplink(bytes): one-way delay + frames on the wire (1448-byte TCP segments + 66 bytes of TCP/IP/Ethernet
+  headers, the bytes a rate limit counts) at the profile's rate. If the sender sat idle longer than TCP's minimum
+  RTO (200 ms) since its last transfer and the kernel restarts slow start after idle (Linux default), the
+  transfer starts again from an initial window of 10 segments, doubling each round trip until the window covers
+  the bandwidth-delay product. Unshaped directions use `unshaped_rate_mbit` (None: no transmission time);
+  trace-driven ones use the trace's mean rate;
+- downlink: the RESULT message (1000 scores as JSON in the seed's full mode) the same way.
+
+`compare` puts the prediction next to a measurement (e.g. a sweep on the real testbed): Spearman rank correlation
+and which pairs of partitions are ranked in the wrong order although their measured 95% CIs do not overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netem.profile import DirectionProfile, LinkProfile
+
+MSS_BYTES = 1448               # TCP payload per segment: 1500 MTU - 20 IP - 32 TCP (with timestamps)
+FRAME_OVERHEAD_BYTES = 66      # 14 Ethernet + 20 IP + 32 TCP: what a rate limit counts on top of the payload
+INITIAL_WINDOW_SEGMENTS = 10   # Linux initial congestion window (RFC 6928)
+MIN_RTO_MS = 200.0             # Linux TCP_RTO_MIN
+RESULT_OVERHEAD_BYTES = 600    # RESULT message fields besides the scores (timestamps, resources, ids)
+SLOW_START_SYSCTL = Path("/proc/sys/net/ipv4/tcp_slow_start_after_idle")
+MAX_REPEATS = 1000
+
+
+class AdviseError(ValueError):
+    """The advisor cannot predict for these options."""
+
+
+@dataclass(frozen=True)
+class PartitionTiming:
+    """What one partition costs on this machine (medians of `repeats` runs)."""
+
+    partition: str
+    partition_id: int
+    head_ms: float
+    tail_ms: float
+    encode_ms: float
+    decode_ms: float
+    raw_bytes: int
+    uplink_bytes: int   # one data unit (TLV or JSON-baseline carriage), AIPS not included
+    result_bytes: int   # the RESULT message on the downlink (estimate: the scores as JSON + fixed overhead)
+
+
+@dataclass(frozen=True)
+class ModelTiming:
+    """Timings of every partition of a model, and the per-inference figures that do not depend on it."""
+
+    model: str
+    encoding: str
+    compression: str
+    image: str
+    weights: dict[str, Any]
+    repeats: int
+    preprocess_ms: float
+    result_decode_ms: float
+    partitions: tuple[PartitionTiming, ...]
+    measured_at_utc: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DirectionModel:
+    """One direction of the link as the predictor sees it."""
+
+    rate_mbit: float | None
+    delay_ms: float
+    rate_note: str = ""
+
+    @classmethod
+    def from_profile(cls, direction: DirectionProfile, unshaped_rate_mbit: float | None) -> DirectionModel:
+        if direction.trace is not None:
+            from netem.trace import load
+
+            mean = load(direction.trace.path, direction.trace.kind).mean_rate_mbit()
+            return cls(mean, direction.delay_ms, f"trace mean {mean:.1f} Mbit/s")
+        if direction.rate_mbit is None:
+            note = "unshaped: no transmission time" if unshaped_rate_mbit is None else \
+                f"unshaped: taken as {unshaped_rate_mbit:g} Mbit/s"
+            return cls(unshaped_rate_mbit, direction.delay_ms, note)
+        return cls(direction.rate_mbit, direction.delay_ms, f"{direction.rate_mbit:g} Mbit/s")
+
+    def serialisation_ms(self, payload_bytes: int) -> float:
+        if self.rate_mbit is None:
+            return 0.0
+        return wire_bytes(payload_bytes) * 8 / (self.rate_mbit * 1e3)
+
+    def transfer_ms(self, payload_bytes: int, *, rtt_ms: float, slow_start: bool) -> float:
+        """Time from the first byte sent to the last byte delivered."""
+        if payload_bytes <= 0:
+            return self.delay_ms
+        if not slow_start or self.rate_mbit is None:
+            return self.delay_ms + self.serialisation_ms(payload_bytes)
+        bdp_bytes = self.rate_mbit * 1e3 / 8 * rtt_ms
+        window = INITIAL_WINDOW_SEGMENTS * MSS_BYTES
+        sent, elapsed = 0, 0.0
+        while payload_bytes - sent > window and window < bdp_bytes:
+            sent += window                               # one window, then wait for its ACKs
+            elapsed += max(rtt_ms, self.serialisation_ms(window))
+            window *= 2
+        return elapsed + self.serialisation_ms(payload_bytes - sent) + self.delay_ms
+
+
+def wire_bytes(payload_bytes: int) -> int:
+    """Bytes a rate limit counts for a TCP payload: full segments plus headers per frame."""
+    frames = max(1, math.ceil(payload_bytes / MSS_BYTES))
+    return payload_bytes + frames * FRAME_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    uplink: DirectionModel
+    downlink: DirectionModel
+    profile: str
+    slow_start_after_idle: bool
+
+    @classmethod
+    def from_profile(cls, profile: LinkProfile | str, *, unshaped_rate_mbit: float | None = None,
+                     slow_start_after_idle: bool | None = None) -> LinkModel:
+        link = profile if isinstance(profile, LinkProfile) else LinkProfile.load(profile)
+        if slow_start_after_idle is None:
+            slow_start_after_idle = _sysctl_slow_start()
+        return cls(DirectionModel.from_profile(link.uplink, unshaped_rate_mbit),
+                   DirectionModel.from_profile(link.downlink, unshaped_rate_mbit), link.name, slow_start_after_idle)
+
+    @property
+    def rtt_ms(self) -> float:
+        return self.uplink.delay_ms + self.downlink.delay_ms
+
+
+def _sysctl_slow_start() -> bool:
+    try:
+        return SLOW_START_SYSCTL.read_text().strip() != "0"
+    except OSError:
+        return True  # the Linux default
+
+
+@dataclass(frozen=True)
+class Prediction:
+    partition: str
+    partition_id: int
+    uplink_bytes: int
+    local_ms: float      # preprocess + head (x slowdown) + encode
+    uplink_ms: float
+    remote_ms: float     # decode + tail
+    downlink_ms: float   # result transfer + local result decode
+    e2e_ms: float
+    slow_start: bool
+
+
+def predict(timing: ModelTiming, link: LinkModel, *, ue_slowdown: float = 1.0) -> list[Prediction]:
+    """Predicted end-to-end latency per partition, best first."""
+    if not 0 < ue_slowdown <= 1000:
+        raise AdviseError(f"ue_slowdown must be in (0, 1000], got {ue_slowdown}")
+    predictions = []
+    for part in timing.partitions:
+        local = timing.preprocess_ms + part.head_ms * ue_slowdown + part.encode_ms
+        remote = part.decode_ms + part.tail_ms
+        downlink = link.downlink.transfer_ms(part.result_bytes, rtt_ms=link.rtt_ms, slow_start=False)
+        downlink += timing.result_decode_ms
+        # The uplink sat idle since the previous inference's data: everything else in one cycle.
+        idle = local + remote + downlink + link.uplink.delay_ms
+        slow_start = link.slow_start_after_idle and idle > max(MIN_RTO_MS, link.rtt_ms)
+        uplink = link.uplink.transfer_ms(part.uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
+        predictions.append(Prediction(part.partition, part.partition_id, part.uplink_bytes, local, uplink, remote,
+                                      downlink, local + uplink + remote + downlink, slow_start))
+    return sorted(predictions, key=lambda p: (p.e2e_ms, p.partition_id))
+
+
+# -- measuring compute on this machine --------------------------------------------------------------------------
+def measure_model(model: str, *, partitions: Sequence[str] | None = None, weights: str = "auto",
+                  image: str = "builtin:chelsea", encoding: str = "tlv", compression: str = "none",
+                  repeats: int = 5, on_partition: Callable[[str], None] | None = None) -> ModelTiming:
+    """Build and time every (or the given) partition of `model` here, with the nodes' own code paths."""
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from splitbed.models import preprocess
+    from splitbed.nodes import formatio
+    from splitbed.nodes.images import resolve_image
+    from splitbed.nodes.runner import ModelRunner
+    from splitbed.sweep.plan import resolve_partitions
+
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise AdviseError(f"repeats must be 1..{MAX_REPEATS}, got {repeats}")
+    if encoding not in ("tlv", "json-baseline"):
+        raise AdviseError(f"encoding must be tlv or json-baseline, got {encoding!r}")
+    names = resolve_partitions(model, list(partitions) if partitions else ["all"])
+    runner = ModelRunner(weights=weights)
+    spec = runner.spec(model)
+    path = resolve_image(image)
+    prepared = preprocess.load_image(path, spec)
+    preprocess_ms = _median_ms(lambda: preprocess.load_image(path, spec), repeats)
+    profile_id = formatio.profile_id(compression)[0] if encoding == "tlv" else 0
+    plans, outputs = [], []
+    for name in names:  # build and warm every partition first
+        if on_partition is not None:
+            on_partition(name)
+        plans.append(runner.plan(model, name))
+        outputs.append(ModelRunner.run_head(plans[-1], prepared.array))
+    # Compute is timed round-robin over the partitions, so that load from elsewhere on a shared machine falls on
+    # all of them alike instead of on whichever partition happened to be timed at that moment.
+    head: list[list[float]] = [[] for _ in plans]
+    tail: list[list[float]] = [[] for _ in plans]
+    for _ in range(repeats):
+        for i, (plan, arrays) in enumerate(zip(plans, outputs, strict=True)):
+            head[i].append(_time_once(lambda plan=plan: ModelRunner.run_head(plan, prepared.array)))
+            tail[i].append(_time_once(lambda plan=plan, arrays=arrays: ModelRunner.run_tail(plan, arrays)))
+    results: list[PartitionTiming] = []
+    result_decode_ms = 0.0
+    for i, (name, plan, arrays) in enumerate(zip(names, plans, outputs, strict=True)):
+        if encoding == "tlv":
+            encode_ms, decode_ms, unit_bytes = _time_tlv(arrays, plan.partition_id, profile_id, repeats)
+        else:
+            encode_ms, decode_ms, unit_bytes = _time_json(arrays, plan.partition_id, repeats)
+        scores = ModelRunner.run_tail(plan, arrays)
+        result = json.dumps({"preds": np.asarray(scores, dtype=np.float64).ravel().tolist()},
+                            separators=(",", ":"))
+        result_decode_ms = max(result_decode_ms, _median_ms(lambda result=result: json.loads(result), repeats))
+        results.append(PartitionTiming(name, plan.partition_id, float(statistics.median(head[i])),
+                                       float(statistics.median(tail[i])), encode_ms, decode_ms,
+                                       int(sum(a.nbytes for a in arrays)), unit_bytes,
+                                       len(result) + RESULT_OVERHEAD_BYTES))
+    return ModelTiming(model, encoding, compression if encoding == "tlv" else "none", image,
+                       runner.weights_info(model), repeats, preprocess_ms, result_decode_ms, tuple(results),
+                       datetime.now(timezone.utc).isoformat())
+
+
+def _time_tlv(arrays: list[Any], partition_id: int, profile_id: int, repeats: int) -> tuple[float, float, int]:
+    """(encode ms, decode ms, data unit bytes) of the AIPS/TLV carriage, with the nodes' format adapter."""
+    from splitbed.nodes import formatio
+
+    aips = formatio.build_aips(1, partition_id, arrays, profile_id)
+    encode_ms = _median_ms(lambda: formatio.data_unit(aips, arrays), repeats)
+    unit = b"".join(formatio.data_unit(aips, arrays))
+    aips_bytes = formatio.aips_unit(aips)
+    samples = []
+    for _ in range(repeats):
+        session = formatio.FormatSession(max_unit_bytes=len(unit) + 4096)
+        session.feed(aips_bytes)
+        session.drain()
+        start = time.perf_counter_ns()
+        session.feed(unit)
+        outcome = session.drain()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+        if outcome.complete is None:
+            raise AdviseError(f"the format decoder did not return the tensors of partition {partition_id}")
+    return encode_ms, float(statistics.median(samples)), len(unit)
+
+
+def _time_json(arrays: list[Any], partition_id: int, repeats: int) -> tuple[float, float, int]:
+    """(encode ms, decode ms, unit bytes) of the JSON baseline carriage."""
+    from splitbed.nodes import formatio
+    from splitbed.nodes.protocol import HEADER
+
+    unit = formatio.json_baseline_unit(arrays, partition_id)
+    encode_ms = _median_ms(lambda: formatio.json_baseline_unit(arrays, partition_id), repeats)
+    payload = unit[HEADER.size:]
+    decode_ms = _median_ms(lambda: formatio.decode_json_baseline(payload, len(payload)), repeats)
+    return encode_ms, decode_ms, len(unit)
+
+
+def _time_once(call: Callable[[], Any]) -> float:
+    start = time.perf_counter_ns()
+    call()
+    return (time.perf_counter_ns() - start) / 1e6
+
+
+def _median_ms(call: Callable[[], Any], repeats: int) -> float:
+    return float(statistics.median(_time_once(call) for _ in range(repeats)))
+
+
+# -- prediction vs measurement -----------------------------------------------------------------------------------
+def ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties get their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    result = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            result[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return result
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (Pearson correlation of the ranks; ties averaged)."""
+    if len(a) != len(b) or len(a) < 2:
+        raise AdviseError("spearman needs two equally long sequences of at least 2 values")
+    ra, rb = ranks(a), ranks(b)
+    mean_a, mean_b = statistics.fmean(ra), statistics.fmean(rb)
+    cov = sum((x - mean_a) * (y - mean_b) for x, y in zip(ra, rb, strict=True))
+    var_a = sum((x - mean_a) ** 2 for x in ra)
+    var_b = sum((y - mean_b) ** 2 for y in rb)
+    if var_a == 0 or var_b == 0:
+        return 1.0 if var_a == var_b else 0.0
+    return cov / math.sqrt(var_a * var_b)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A measured median end-to-end latency with its 95% CI (None: n too small for one)."""
+
+    median_ms: float
+    low_ms: float | None = None
+    high_ms: float | None = None
+    n: int = 0
+
+
+@dataclass
+class Comparison:
+    """Predicted next to measured, over the partitions both have."""
+
+    rows: list[tuple[Prediction, Measured]]
+    spearman: float
+    predicted_best: str
+    measured_best: str
+    contradictions: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def best_matches(self) -> bool:
+        return self.predicted_best == self.measured_best
+
+
+def compare(predictions: Sequence[Prediction], measured: dict[str, Measured]) -> Comparison:
+    """Spearman over the common partitions, best of each, and the `contradictions`: pairs the prediction orders
+    one way while the measurement clearly (non-overlapping 95% CIs) orders them the other way."""
+    rows = [(p, measured[p.partition]) for p in predictions if p.partition in measured]
+    if len(rows) < 2:
+        raise AdviseError("need measurements of at least two predicted partitions to compare rankings")
+    rho = spearman([p.e2e_ms for p, _ in rows], [m.median_ms for _, m in rows])
+    contradictions = []
+    for i, (p_a, m_a) in enumerate(rows):
+        for p_b, m_b in rows[i + 1:]:
+            predicted_a_first = p_a.e2e_ms <= p_b.e2e_ms
+            if m_a.high_ms is not None and m_b.low_ms is not None and m_a.high_ms < m_b.low_ms:
+                measured_a_first: bool | None = True
+            elif m_b.high_ms is not None and m_a.low_ms is not None and m_b.high_ms < m_a.low_ms:
+                measured_a_first = False
+            else:
+                measured_a_first = None  # not clearly separated by the measurement
+            if measured_a_first is not None and measured_a_first != predicted_a_first:
+                contradictions.append((p_a.partition, p_b.partition))
+    best_predicted = min(rows, key=lambda r: r[0].e2e_ms)[0].partition
+    best_measured = min(rows, key=lambda r: r[1].median_ms)[0].partition
+    return Comparison(rows, rho, best_predicted, best_measured, contradictions)
+
+
+def measure_on_testbed(bed: Any, model: str, partitions: Sequence[str], *, encoding: str = "tlv",
+                       compression: str = "none", image: str = "builtin:chelsea", repetitions: int = 6,
+                       warmup: int = 1) -> dict[str, Measured]:
+    """Median end-to-end latency and 95% CI per partition, measured on a running Testbed."""
+    from splitbed.sweep.stats import median_ci
+
+    jobs = {name: {"model": model, "partition": name, "encoding": encoding, "compression": compression,
+                   "image": image, "repetitions": 1} for name in partitions}
+    for job in jobs.values():
+        for _ in range(warmup):
+            bed.run(dict(job, tags={"advise": True, "warmup": True}))
+    samples: dict[str, list[float]] = {name: [] for name in partitions}
+    for _ in range(repetitions):  # round-robin, like the compute timings, so load drifts hit all partitions
+        for name, job in jobs.items():
+            samples[name] += [r["e2e_latency_ms"] for r in bed.run(dict(job, tags={"advise": True}))
+                              if r.get("status") == "ok" and r.get("e2e_latency_ms") is not None]
+    result = {}
+    for name, values in samples.items():
+        stats = median_ci(values)
+        if stats.median is None:
+            raise AdviseError(f"no successful inference at {name} on the testbed")
+        result[name] = Measured(stats.median, stats.low, stats.high, stats.n)
+    return result

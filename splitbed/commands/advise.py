@@ -1,0 +1,111 @@
+"""`splitbed advise`: predict the best partition of a model for a link profile from compute times measured on
+this machine, intermediate data sizes and the profile (splitbed.advise); with --measure, run the real testbed
+for each partition and show prediction and measurement side by side (docs/SWEEP.md, "Advisor")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def advise(
+    model: str = typer.Option(..., "--model", "-m", help="registered model name"),
+    profile: str = typer.Option(..., help="link profile name or TOML path"),
+    partition: Annotated[list[str] | None, typer.Option(
+        "--partition", "-p", help="partitions to consider (names, ids, `seed`, `all`; default all)")] = None,
+    encoding: str = typer.Option("tlv", help="tlv or json-baseline"),
+    compression: str = typer.Option("none", help="compression profile (tlv)"),
+    ue_slowdown: float = typer.Option(1.0, help="UE compute = this machine's head time x this factor"),
+    unshaped_rate_mbit: float | None = typer.Option(None, help="rate assumed for an unshaped direction "
+                                                    "(default: no transmission time)"),
+    repeats: int = typer.Option(10, help="timed runs per head/tail/encode (median)"),
+    weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file"),
+    image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
+    measure: bool = typer.Option(False, help="also measure every partition on the real testbed and compare"),
+    repetitions: int = typer.Option(6, help="--measure: inferences per partition (>= 6 gives a 95% CI)"),
+    backend: str = typer.Option("auto", help="--measure: link backend (auto, kernel, userspace)"),
+    json_out: str | None = typer.Option(None, "--json", help="also write timings, predictions (and measurements) "
+                                        "to this JSON file"),
+) -> None:
+    """Rank a model's partitions for a link profile (predicted end-to-end latency), best first."""
+    from rich.console import Console
+
+    from splitbed.advise import AdviseError, LinkModel, compare, measure_model, measure_on_testbed, predict
+    from splitbed.sweep.plan import SweepSpecError
+
+    console = Console()
+    if ue_slowdown != 1.0 and measure:
+        console.print("[yellow]note: --ue-slowdown changes the prediction only; the testbed's UE runs at this "
+                      "machine's speed[/yellow]")
+    try:
+        link = LinkModel.from_profile(profile, unshaped_rate_mbit=unshaped_rate_mbit)
+        with console.status("timing partitions on this machine ...") as status:
+            timing = measure_model(model, partitions=partition, weights=weights, image=image, encoding=encoding,
+                                   compression=compression, repeats=repeats,
+                                   on_partition=lambda name: status.update(f"building {name} ..."))
+        predictions = predict(timing, link, ue_slowdown=ue_slowdown)
+    except (AdviseError, SweepSpecError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    comparison = None
+    if measure:
+        from splitbed.testbed import Testbed
+
+        with console.status(f"measuring on the testbed ({profile}) ..."):
+            with Testbed(profile, backend=backend, models=[model], weights=weights) as bed:
+                measured = measure_on_testbed(bed, model, [p.partition for p in predictions], encoding=encoding,
+                                              compression=compression, image=image, repetitions=repetitions)
+        comparison = compare(predictions, measured)
+    console.print(_table(model, profile, link, predictions, comparison))
+    best = predictions[0]
+    console.print(f"Predicted best partition: [bold]{best.partition}[/bold] ({best.e2e_ms:.1f} ms end-to-end)")
+    if comparison is not None:
+        console.print(f"Measured best partition: [bold]{comparison.measured_best}[/bold]; Spearman rank correlation "
+                      f"predicted vs measured: {comparison.spearman:.2f}; pairs ordered against a clear "
+                      f"measurement (non-overlapping 95% CIs): {comparison.contradictions or 'none'}")
+    if timing.weights.get("source") == "random":
+        console.print("[yellow]random weights: timings and sizes hold; predictions of the model do not[/yellow]")
+    if json_out:
+        payload: dict[str, Any] = {"timing": timing.to_dict(), "link": _link_dict(link),
+                                   "ue_slowdown": ue_slowdown, "predictions": [p.__dict__ for p in predictions]}
+        if comparison is not None:
+            payload["measured"] = {p.partition: m.__dict__ for p, m in comparison.rows}
+            payload["spearman"] = comparison.spearman
+        Path(json_out).write_text(json.dumps(payload, indent=2))
+        console.print(f"written: {json_out}")
+
+
+def _link_dict(link: Any) -> dict[str, Any]:
+    return {"profile": link.profile, "uplink": link.uplink.__dict__, "downlink": link.downlink.__dict__,
+            "slow_start_after_idle": link.slow_start_after_idle}
+
+
+def _table(model: str, profile: str, link: Any, predictions: list[Any], comparison: Any) -> Any:
+    from rich.table import Table
+
+    measured = {p.partition: m for p, m in comparison.rows} if comparison is not None else {}
+    order = sorted(measured, key=lambda k: measured[k].median_ms)
+    table = Table(title=f"{model} on {profile} (uplink {link.uplink.rate_note}, {link.uplink.delay_ms:g} ms): "
+                        "predicted end-to-end latency")
+    for header in ("rank", "partition", "uplink bytes", "local ms", "uplink ms", "remote ms", "downlink ms",
+                   "predicted e2e ms"):
+        table.add_column(header, justify="left" if header == "partition" else "right")
+    if comparison is not None:
+        table.add_column("measured e2e ms [95% CI]", justify="right")
+        table.add_column("measured rank", justify="right")
+    for rank, p in enumerate(predictions, start=1):
+        row = [str(rank), p.partition + (" (slow start)" if p.slow_start else ""), f"{p.uplink_bytes:,}",
+               f"{p.local_ms:.1f}", f"{p.uplink_ms:.1f}", f"{p.remote_ms:.1f}", f"{p.downlink_ms:.1f}",
+               f"{p.e2e_ms:.1f}"]
+        if comparison is not None:
+            m = measured.get(p.partition)
+            ci = f" [{m.low_ms:.1f}, {m.high_ms:.1f}]" if m is not None and m.low_ms is not None else ""
+            row += [f"{m.median_ms:.1f}{ci}" if m else "-", str(order.index(p.partition) + 1) if m else "-"]
+        table.add_row(*row, style="bold" if rank == 1 else None)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("advise")(advise)

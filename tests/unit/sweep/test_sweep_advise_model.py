@@ -1,0 +1,105 @@
+"""The advisor's link and ranking arithmetic (splitbed.advise), by hand-computed cases: frames on the wire,
+slow start after idle, profile reading, Spearman with ties, and the comparison's contradiction rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from netem.profile import LinkProfile
+from splitbed.advise import (
+    FRAME_OVERHEAD_BYTES,
+    MSS_BYTES,
+    AdviseError,
+    DirectionModel,
+    LinkModel,
+    Measured,
+    ModelTiming,
+    PartitionTiming,
+    compare,
+    predict,
+    ranks,
+    spearman,
+    wire_bytes,
+)
+
+
+def test_wire_bytes_counts_headers_per_frame() -> None:
+    assert wire_bytes(1) == 1 + FRAME_OVERHEAD_BYTES
+    assert wire_bytes(MSS_BYTES) == MSS_BYTES + FRAME_OVERHEAD_BYTES
+    assert wire_bytes(MSS_BYTES + 1) == MSS_BYTES + 1 + 2 * FRAME_OVERHEAD_BYTES
+
+
+def test_transfer_without_slow_start_is_delay_plus_serialisation() -> None:
+    link = DirectionModel(rate_mbit=8.0, delay_ms=10.0)
+    payload = 100 * MSS_BYTES
+    expected = 10.0 + (payload + 100 * FRAME_OVERHEAD_BYTES) * 8 / 8000  # bytes * 8 / (kbit per ms)
+    assert link.transfer_ms(payload, rtt_ms=20.0, slow_start=False) == pytest.approx(expected)
+
+
+def test_slow_start_adds_round_trips_until_the_window_covers_the_bdp() -> None:
+    link = DirectionModel(rate_mbit=100.0, delay_ms=25.0)  # BDP = 100 Mbit/s x 50 ms = 625,000 bytes
+    payload = 150 * MSS_BYTES
+    # windows of 10, 20, 40 segments take one RTT each (70 sent), the remaining 80 go at line rate
+    expected = 3 * 50.0 + (80 * MSS_BYTES + 80 * FRAME_OVERHEAD_BYTES) * 8 / 100e3 + 25.0
+    assert link.transfer_ms(payload, rtt_ms=50.0, slow_start=True) == pytest.approx(expected)
+    assert link.transfer_ms(payload, rtt_ms=50.0, slow_start=True) > link.transfer_ms(payload, rtt_ms=50.0,
+                                                                                       slow_start=False)
+
+
+def test_small_bdp_makes_slow_start_irrelevant() -> None:
+    link = DirectionModel(rate_mbit=2.0, delay_ms=1.0)  # BDP 500 bytes < initial window
+    assert link.transfer_ms(10**6, rtt_ms=2.0, slow_start=True) == link.transfer_ms(10**6, rtt_ms=2.0,
+                                                                                    slow_start=False)
+
+
+def test_link_model_reads_the_profile_and_its_unshaped_directions() -> None:
+    lte = LinkProfile.load("lte")
+    model = LinkModel.from_profile(lte, slow_start_after_idle=False)
+    assert (model.uplink.rate_mbit, model.uplink.delay_ms) == (46.0, 16.3)
+    assert model.downlink.rate_mbit is None and "unshaped" in model.downlink.rate_note
+    assert model.rtt_ms == pytest.approx(32.6)
+    assert LinkModel.from_profile("ideal", unshaped_rate_mbit=250).uplink.rate_mbit == 250
+    driving = LinkModel.from_profile("5g-mmwave-driving")
+    assert driving.uplink.rate_mbit is not None and "trace mean" in driving.uplink.rate_note
+
+
+def _timing(parts: list[tuple[str, float, float, int]]) -> ModelTiming:
+    return ModelTiming("m", "tlv", "none", "img", {}, 5, 1.0, 0.5,
+                       tuple(PartitionTiming(n, i, h, t, 0.1, 0.1, b, b, 20_000)
+                             for i, (n, h, t, b) in enumerate(parts)))
+
+
+def test_prediction_ranks_by_the_sum_and_the_slow_link_favours_small_tensors() -> None:
+    timing = _timing([("early", 1.0, 10.0, 600_000), ("late", 25.0, 1.0, 4_000)])
+    fast = LinkModel(DirectionModel(1000.0, 0.5), DirectionModel(None, 0.5), "fast", False)
+    slow = LinkModel(DirectionModel(2.0, 20.0), DirectionModel(None, 20.0), "slow", False)
+    fast_rank = [p.partition for p in predict(timing, fast)]
+    slow_rank = [p.partition for p in predict(timing, slow)]
+    assert fast_rank == ["early", "late"] and slow_rank == ["late", "early"]
+    early = predict(timing, fast)[0]
+    assert early.e2e_ms == pytest.approx(early.local_ms + early.uplink_ms + early.remote_ms + early.downlink_ms)
+    assert early.local_ms == pytest.approx(1.0 + 1.0 + 0.1)
+    slower_ue = {p.partition: p for p in predict(timing, fast, ue_slowdown=4.0)}
+    assert slower_ue["late"].local_ms == pytest.approx(1.0 + 100.0 + 0.1)
+    with pytest.raises(AdviseError):
+        predict(timing, fast, ue_slowdown=0)
+
+
+def test_ranks_and_spearman() -> None:
+    assert ranks([30.0, 10.0, 20.0, 10.0]) == [4.0, 1.5, 3.0, 1.5]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    with pytest.raises(AdviseError):
+        spearman([1], [1])
+
+
+def test_comparison_flags_only_clearly_measured_contradictions() -> None:
+    timing = _timing([("a", 1, 1, 1000), ("b", 1, 1, 2000), ("c", 1, 1, 3000)])
+    preds = predict(timing, LinkModel(DirectionModel(1.0, 0.0), DirectionModel(None, 0.0), "x", False))
+    assert [p.partition for p in preds] == ["a", "b", "c"]
+    measured = {"a": Measured(50, 45, 55, 6), "b": Measured(20, 18, 22, 6), "c": Measured(52, 40, 60, 6)}
+    result = compare(preds, measured)
+    assert result.contradictions == [("a", "b")]  # b clearly faster than a; a vs c overlaps: not counted
+    assert result.predicted_best == "a" and result.measured_best == "b" and not result.best_matches
+    assert result.spearman == pytest.approx(0.5)

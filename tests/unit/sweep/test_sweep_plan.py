@@ -1,0 +1,100 @@
+"""The sweep matrix (splitbed.sweep.plan): partitions come from the registry's data files, json-baseline has no
+compression axis, keys are stable and distinct, bad options get specific errors."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from netem.profile import builtin_names
+from splitbed.models import registry
+from splitbed.sweep.plan import (
+    DEFAULT_PROFILE,
+    FULL_MODELS,
+    Point,
+    SweepSpec,
+    SweepSpecError,
+    points,
+    resolve_partitions,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _data_file(model: str) -> dict:
+    from importlib import resources
+
+    return tomllib.loads((resources.files("splitbed.models") / "data" / f"{model}.toml").read_text())
+
+
+def test_seed_selection_is_the_data_files_seed_examples() -> None:
+    data = _data_file("vgg16")
+    expected = [p["name"] for p in data["partition"] if p.get("seed_example")]
+    assert expected == ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1", "fc1"]
+    assert resolve_partitions("vgg16", ["seed"]) == expected
+
+
+def test_all_is_every_candidate_and_a_model_without_seed_examples_falls_back_to_all() -> None:
+    for model in registry.names():
+        every = [p["name"] for p in _data_file(model)["partition"]]
+        assert resolve_partitions(model, ["all"]) == every
+        if not any(p.seed_example for p in registry.get(model).partitions):
+            assert resolve_partitions(model, ["seed"]) == every
+
+
+def test_names_ids_and_aliases_resolve_in_registry_order_without_duplicates() -> None:
+    assert resolve_partitions("vgg16", ["fc1", "3", "input_1", "block1_pool"]) == ["input_layer", "block1_pool", "fc1"]
+
+
+def test_default_spec_is_the_main_job() -> None:
+    spec = SweepSpec()
+    assert spec.profiles == (DEFAULT_PROFILE,) == ("5g-split-ai",)
+    matrix = points(spec)
+    assert [p.partition for p in matrix] == resolve_partitions("vgg16", ["seed"])
+    assert {(p.model, p.encoding, p.compression) for p in matrix} == {("vgg16", "tlv", "none")}
+
+
+def test_json_baseline_gets_one_point_per_partition_and_compressions_are_canonical() -> None:
+    spec = SweepSpec(models=("mobilenet_v2",), partitions=("input_layer", "out_relu"),
+                     encodings=("tlv", "json-baseline"), compressions=("none", "4", "zstd"))
+    matrix = points(spec)
+    carriages = [(p.partition, p.encoding, p.compression) for p in matrix]
+    assert carriages == [("input_layer", "tlv", "none"), ("input_layer", "tlv", "zstd"),
+                         ("input_layer", "json-baseline", "none"), ("out_relu", "tlv", "none"),
+                         ("out_relu", "tlv", "zstd"), ("out_relu", "json-baseline", "none")]
+    assert len({p.key for p in matrix}) == len(matrix)
+
+
+def test_point_key_is_stable_and_names_everything_that_changes_a_measurement() -> None:
+    point = Point("lte", "vgg16", "fc1", "tlv", "zstd", "builtin:chelsea", "random:0", "userspace", "process")
+    assert point.key == "lte|vgg16|fc1|tlv|zstd|builtin:chelsea|random:0|userspace|process"
+    job = point.job(tags={"rep": 3})
+    assert job == {"model": "vgg16", "partition": "fc1", "image": "builtin:chelsea", "encoding": "tlv",
+                   "compression": "zstd", "repetitions": 1, "tags": {"point": point.key, "rep": 3}}
+
+
+def test_full_matrix_is_the_seeds_whole_matrix() -> None:
+    spec = SweepSpec.full(repetitions=3)
+    assert spec.models == FULL_MODELS == ("vgg16", "resnet50")
+    assert spec.profiles == tuple(builtin_names())
+    matrix = points(spec)
+    per_profile = sum(len(resolve_partitions(m, ["all"])) for m in FULL_MODELS) * 2
+    assert len(matrix) == per_profile * len(builtin_names())
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"models": ("nosuchmodel",)}, "unknown model 'nosuchmodel'"),
+    ({"partitions": ("block9_conv9",)}, "no candidate partition 'block9_conv9'"),
+    ({"encodings": ("xml",)}, "unknown encoding"),
+    ({"compressions": ("gzip",)}, "compression profile 'gzip' is not defined"),
+    ({"profiles": ("nosuchprofile",)}, "no built-in profile named 'nosuchprofile'"),
+    ({"repetitions": 0}, "repetitions must be"),
+    ({"models": ()}, "at least one of models"),
+])
+def test_bad_options_get_specific_errors(options: dict, message: str) -> None:
+    with pytest.raises(SweepSpecError, match=message):
+        points(SweepSpec(**options))

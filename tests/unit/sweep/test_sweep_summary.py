@@ -1,0 +1,69 @@
+"""Per-point summaries (splitbed.sweep.summary) on synthetic records: grouping by point key, only good
+measurements in the statistics, exact byte counts in the CSV, best partition = lowest median e2e."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+from splitbed.sweep.figures import FIGURES, LATENCY_SEGMENTS, segment_value
+from splitbed.sweep.summary import best_per_group, csv_columns, summarise, write_csv
+
+
+def _record(point: str, partition: str, pid: int, e2e: float, *, status: str = "ok", warmup: bool = False,
+            raw: int = 12_845_056) -> dict:
+    tags: dict = {"point": point}
+    if warmup:
+        tags["warmup"] = True
+    return {"record_type": "inference", "status": status, "tags": tags, "model": "vgg16",
+            "partition_name": partition, "partition_id": pid, "encoding": "tlv", "compression_profile": "none",
+            "image": "builtin:chelsea", "weights": {"source": "random", "seed": 0, "warning": "RANDOM"},
+            "link": {"profile": {"name": "lte", "uplink": {"rate_mbit": 46.0, "delay_ms": 16.3}},
+                     "backend": "userspace"},
+            "raw_intermediate_bytes": raw, "serialized_intermediate_bytes": raw + 40, "e2e_latency_ms": e2e,
+            "remote_processing_ms": e2e / 4, "remote_inference_ms": e2e / 5,
+            "local_resources": {"cpu_time_ms": 2.0, "energy_rapl_mj": None}}
+
+
+def _records() -> list[dict]:
+    out = [_record("p1", "block1_conv1", 1, v) for v in (10, 12, 11, 50, 13, 9, 14)]
+    out += [_record("p1", "block1_conv1", 1, 999, warmup=True), _record("p1", "block1_conv1", 1, 5, status="error")]
+    out += [_record("p2", "fc1", 20, v, raw=16_384) for v in (8, 9, 10, 11, 12, 7)]
+    return out
+
+
+def test_grouping_and_statistics_use_good_measurements_only() -> None:
+    first, second = summarise(_records())
+    assert (first.key, first.n, first.n_errors) == ("p1", 7, 1)
+    e2e = first.figures["e2e_latency_ms"]
+    assert e2e.median == statistics.median([10, 12, 11, 50, 13, 9, 14]) == 12
+    assert (e2e.low, e2e.high) == (9, 50)  # n = 7: ranks 1 and 7 (coverage 0.984)
+    assert first.profile == "lte" and first.uplink_rate_mbit == 46.0 and first.random_weights
+    assert first.carriage == "tlv/none" and second.partition == "fc1"
+    assert first.figures["local_energy_rapl_mj"].median is None  # null in records stays missing
+
+
+def test_remote_other_segment_is_processing_minus_inference() -> None:
+    record = _record("p", "x", 1, 100.0)
+    assert segment_value(record, "remote_other_ms") == 5.0
+    assert [key for key, _ in LATENCY_SEGMENTS][3] == "delivery_ms"
+
+
+def test_best_partition_is_the_lowest_median_e2e_per_group() -> None:
+    best = best_per_group(summarise(_records()))
+    assert list(best) == [("lte", "vgg16", "tlv/none")]
+    assert best[("lte", "vgg16", "tlv/none")].partition == "fc1"
+
+
+def test_csv_has_every_figure_and_exact_byte_counts(tmp_path: Path) -> None:
+    path = write_csv(summarise(_records()), tmp_path / "summary.csv")
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == csv_columns()
+    assert all(f"{f.key}_median" in rows[0] for f in FIGURES)
+    assert rows[0]["raw_intermediate_bytes_median"] == "12845056"
+    assert rows[0]["serialized_intermediate_bytes_ci_low"] == "12845096"
+    assert rows[0]["e2e_latency_ms_median"] == "12" and rows[0]["e2e_latency_ms_ci_high"] == "50"
+    assert rows[1]["e2e_latency_ms_median"] == "9.5" and rows[1]["ci_coverage"] == "0.96875"
+    assert rows[0]["local_energy_rapl_mj_median"] == ""
