@@ -59,6 +59,17 @@ def _loss(direction: DirectionProfile) -> str:
     return f"GE mean {loss.mean_loss * 100:.3g}%"
 
 
+def _queue(direction: DirectionProfile) -> str:
+    if direction.rate_mbit is None and direction.trace is None:
+        return "-"  # no bottleneck, nothing queues
+    parts = []
+    if direction.queue_packets is not None or direction.queue_bytes is None:
+        parts.append(f"{direction.effective_queue_packets} pkts")
+    if direction.queue_bytes is not None:
+        parts.append(f"{direction.queue_bytes} B")
+    return " / ".join(parts) + f" {direction.queue_discipline}"
+
+
 def profile_rows(profiles: list[LinkProfile]) -> list[dict[str, str]]:
     """The figures `netem profiles` shows, one dict per profile (also used by docs/tests)."""
     rows = []
@@ -67,6 +78,7 @@ def profile_rows(profiles: list[LinkProfile]) -> list[dict[str, str]]:
         rows.append({
             "name": profile.name,
             "ul_rate": _rate(up), "ul_delay": f"{up.delay_ms:g} ms", "ul_jitter": _jitter(up), "ul_loss": _loss(up),
+            "ul_queue": _queue(up),
             "dl_rate": _rate(down), "dl_delay": f"{down.delay_ms:g} ms",
             "trace": Path(up.trace.path).name if up.trace else (Path(down.trace.path).name if down.trace else "-"),
             "source": profile.source,
@@ -74,22 +86,40 @@ def profile_rows(profiles: list[LinkProfile]) -> list[dict[str, str]]:
     return rows
 
 
+def profiles_markdown(profiles: list[LinkProfile]) -> str:
+    """The profile table of docs/PROFILES.md (a test keeps the document equal to this)."""
+    lines = ["| name | UL rate | UL delay | UL jitter | UL loss | UL queue | DL rate | DL delay | trace |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in profile_rows(profiles):
+        lines.append(f"| `{row['name']}` | {row['ul_rate']} | {row['ul_delay']} | {row['ul_jitter']} | "
+                     f"{row['ul_loss']} | {row['ul_queue']} | {row['dl_rate']} | {row['dl_delay']} | {row['trace']} |")
+    lines.append("")
+    for profile in profiles:
+        lines.append(f"- **`{profile.name}`**: {profile.description} Source: {profile.source}")
+    return "\n".join(lines) + "\n"
+
+
 @app.command("profiles")
 def profiles_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the profiles as JSON (LinkProfile.to_dict)")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="print the docs/PROFILES.md table")] = False,
 ) -> None:
     """List the built-in link profiles with their figures and sources."""
     profiles = builtin_profiles()
     if as_json:
         print(json.dumps([p.to_dict() for p in profiles], indent=2))
         return
+    if markdown:
+        print(profiles_markdown(profiles), end="")
+        return
     table = Table(title="netem built-in profiles (uplink = ue -> edge)", show_lines=True)
-    for column in ("name", "UL rate", "UL delay", "UL jitter", "UL loss", "DL rate", "DL delay", "trace", "source"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "UL rate", "UL delay", "UL jitter", "UL loss", "UL queue", "DL rate", "DL delay", "trace",
+                   "source"):
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
     for row in profile_rows(profiles):
         source = row["source"] if len(row["source"]) <= 160 else row["source"][:157] + "..."
         table.add_row(row["name"], row["ul_rate"], row["ul_delay"], row["ul_jitter"], row["ul_loss"],
-                      row["dl_rate"], row["dl_delay"], row["trace"], source)
+                      row["ul_queue"], row["dl_rate"], row["dl_delay"], row["trace"], source)
     Console(width=max(160, Console().width)).print(table)
 
 
@@ -202,4 +232,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
