@@ -90,6 +90,8 @@ def local_node(
     link_info: str | None = typer.Option(None, help='JSON recorded as the link, e.g. {"profile":"5g-embb"}'),
     tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE recorded in every record's tags (repeatable)")] = None,
     jobs: str | None = typer.Option(None, help="driven mode: read JSON-line jobs from this file ('-' = stdin)"),
+    preload: Annotated[list[str] | None, typer.Option(help="load this model before reading jobs (repeatable), "
+                                                       "e.g. while the remote node is still starting")] = None,
     output: Annotated[Path | None, typer.Option(help="append records here instead of stdout")] = None,
     result_timeout: float = typer.Option(120.0, help="seconds to wait for each result"),
     clock_pings: int = typer.Option(8, help="ping-pongs for the clock offset estimate"),
@@ -118,6 +120,8 @@ def local_node(
     out = output.open("a") if output is not None else sys.stdout
     try:
         with LocalNode(config) as node:
+            for name in preload or []:
+                node.runner.load(name)
             if jobs is not None:
                 lines = sys.stdin if jobs == "-" else Path(jobs).open()
                 failed = run_jobs(node, lines, out)

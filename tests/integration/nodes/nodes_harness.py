@@ -54,12 +54,20 @@ class RemoteProcess:
         return int(self.proc.returncode)
 
 
-def start_remote(tmp_dir: Path, *extra: str) -> RemoteProcess:
-    """Start `python -m splitbed.nodes.remote` on 127.0.0.1, port 0, and wait for its ready line."""
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (so that a local node can be started before the remote)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_remote(tmp_dir: Path, *extra: str, prefix: tuple[str, ...] = (), port: int = 0) -> RemoteProcess:
+    """Start `python -m splitbed.nodes.remote` on 127.0.0.1 (`port`, 0: any) and wait for its ready line.
+    `prefix` runs it through a wrapper that execs it (same pid), e.g. `unshare --time ...`."""
     log_path = tmp_dir / f"remote-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "splitbed.nodes.remote", "--host", "127.0.0.1", "--port", "0",
+            [*prefix, sys.executable, "-m", "splitbed.nodes.remote", "--host", "127.0.0.1", "--port", str(port),
              "--model", MODEL, "--weights", WEIGHTS, *extra],
             stdout=subprocess.PIPE, stderr=log_file, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None

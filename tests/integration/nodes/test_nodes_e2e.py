@@ -31,6 +31,7 @@ def _jobs_a() -> list[dict[str, Any]]:
         {"job_id": "same-id", "partition": 5, "compression": "int8", "aips": "resend-same-id"},
         {"job_id": "new-id", "partition": 5, "compression": "int8", "aips": "resend-new-id"},
         {"job_id": "omit-ok", "partition": 5, "compression": "int8", "aips": "omit"},
+        {"job_id": "two-tensors", "partition": "block_2_expand_relu", "compression": "lz4"},
         {"job_id": "json", "partition": 5, "encoding": "json-baseline"},
         {"job_id": "bad", "partition": 99},
     ]
@@ -138,7 +139,7 @@ def _check_consistent(rec: dict[str, Any]) -> None:
 def test_driven_local_nodes(driven: list[list[dict[str, Any]]]) -> None:
     a, b = (_by_job(lines) for lines in driven)
     records = [r for jobs in (a, b) for recs in jobs.values() for r in recs if r["record_type"] == "inference"]
-    assert len(records) == 12
+    assert len(records) == 13
     for rec in records:
         if rec["status"] == "ok":
             _check_consistent(rec)
@@ -177,6 +178,12 @@ def test_driven_local_nodes(driven: list[list[dict[str, Any]]]) -> None:
     assert [e.get("reason") for e in new["aips_events"]] == ["new_aips_other_id", None]
     (omit,) = a["omit-ok"]  # an AIPS is active, so omitting it is simply reuse by another name
     assert omit["status"] == "ok" and not omit["aips_sent"] and omit["aips_reason"] == "omitted_on_request"
+
+    (two,) = a["two-tensors"]  # inside a residual block: the shortcut crosses too
+    assert len(two["tensors"]) == 2 and two["aips_reason"] == "partition_changed"
+    assert [(e["event"], e.get("reason")) for e in two["aips_events"]] == [("ended", "tensor_count_changed"),
+                                                                            ("activated", None)]
+    assert two["aips_events"][1]["num_tensors"] == 2 and two["delivery_check"]["match"]
 
     (jsonb,) = a["json"]
     assert jsonb["encoding"] == "json-baseline" and jsonb["session_id"] != raw1["session_id"]

@@ -20,6 +20,9 @@ PROFILE = "5g-embb"
 READY_TIMEOUT_S = 180.0
 
 
+PORT = 5599  # the edge namespace is ours alone: a fixed port lets both nodes start at once
+
+
 def _ready_port(proc: object, timeout: float) -> int:
     stdout = proc.stdout  # type: ignore[attr-defined]
     deadline = time.monotonic() + timeout
@@ -41,16 +44,16 @@ def test_nodes_over_the_emulated_link() -> None:
 
     with Topology(PROFILE) as topo:
         remote = topo.popen("edge", [sys.executable, "-m", "splitbed.nodes.remote", "--host", topo.edge_addr,
-                                     "--port", "0", "--model", MODEL, "--weights", WEIGHTS],
+                                     "--port", str(PORT), "--model", MODEL, "--weights", WEIGHTS],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        port = _ready_port(remote, READY_TIMEOUT_S)
         link = {"profile": PROFILE, "backend": topo.backend, "topology": topo.describe()}
         jobs = [{"job_id": "raw", "partition": 3, "compression": "none", "repetitions": 2},
                 {"job_id": "zstd", "partition": 5, "compression": "zstd", "repetitions": 2}]
         local = topo.popen("ue", [sys.executable, "-m", "splitbed.nodes.local", "--connect",
-                                  f"{topo.edge_addr}:{port}", "--weights", WEIGHTS, "--jobs", "-",
+                                  f"{topo.edge_addr}:{PORT}", "--weights", WEIGHTS, "--jobs", "-", "--preload", MODEL,
                                   "--verify-delivery", "--link-info", json.dumps(link)],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert _ready_port(remote, READY_TIMEOUT_S) == PORT  # the local node loads its model meanwhile
         stdout, stderr = local.communicate("".join(json.dumps(j) + "\n" for j in jobs), timeout=300)
         assert local.returncode == 0, stderr[-3000:]
         remote.terminate()
