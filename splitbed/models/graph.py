@@ -72,8 +72,7 @@ def graph_nodes(model: Any) -> list[GraphNode]:
     level: dict[int, int] = {}
 
     def level_of(node: Any) -> int:
-        # Iterative post-order: models have hundreds of nodes, recursion depth is not a concern but cycles are
-        # impossible in a Keras DAG, so memoising is enough.
+        # Iterative post-order with memo (no recursion limit on deep graphs; a Keras graph has no cycles).
         pending = [node]
         while pending:
             cur = pending[-1]

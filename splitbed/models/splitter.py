@@ -14,7 +14,7 @@ import numpy as np
 
 from splitbed.models.errors import ModelError, PartitionDataError
 from splitbed.models.graph import GraphCut, build_head, build_tail, cut_graph, graph_nodes
-from splitbed.models.loading import INPUT_NAME, LoadedModel
+from splitbed.models.loading import LoadedModel
 from splitbed.models.registry import Partition
 
 
@@ -88,8 +88,7 @@ def _cut_tensor(name: str, shape: tuple[int | None, ...], dtype: str) -> CutTens
 def build_split(loaded: LoadedModel, partition: Partition) -> SplitModel:
     """Cut and build without caching (split() caches)."""
     model = loaded.keras_model
-    layer = INPUT_NAME if partition.name == INPUT_NAME else partition.name
-    gcut = cut_graph(model, layer, _graph_nodes(loaded))
+    gcut = cut_graph(model, partition.name, _graph_nodes(loaded))
     if len(gcut.crossing) != partition.tensors:
         raise PartitionDataError(
             f"splitbed/models/data/{loaded.spec.name}.toml declares {partition.tensors} crossing tensor(s) for "
