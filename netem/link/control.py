@@ -36,26 +36,41 @@ def decode(line: bytes) -> dict[str, Any]:
 
 
 class LineBuffer:
-    """Splits a byte stream into lines, refusing any line longer than `MAX_LINE_BYTES`."""
+    """Splits a byte stream into lines, refusing any line longer than `MAX_LINE_BYTES`.
+
+    An overlong line raises `LinkError` once and the rest of it (up to its newline) is discarded, so the
+    stream stays usable and memory stays bounded.
+    """
 
     def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
         self.max_line = max_line
         self._pending = bytearray()
         self._lines: deque[bytes] = deque()
+        self._discarding = False
 
     def feed(self, data: bytes) -> None:
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self._discarding = False
+            data = data[end + 1 :]
         self._pending += data
+        overlong = False
         while True:
             end = self._pending.find(b"\n")
             if end < 0:
                 break
             if end > self.max_line:
-                self._pending.clear()
-                raise LinkError(f"control channel: a line is longer than {self.max_line} bytes")
-            self._lines.append(bytes(self._pending[:end]))
+                overlong = True
+            else:
+                self._lines.append(bytes(self._pending[:end]))
             del self._pending[: end + 1]
         if len(self._pending) > self.max_line:
             self._pending.clear()
+            self._discarding = True
+            overlong = True
+        if overlong:
             raise LinkError(f"control channel: a line is longer than {self.max_line} bytes")
 
     def pop(self) -> bytes | None:

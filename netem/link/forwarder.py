@@ -46,6 +46,7 @@ VLAN_TAG_BYTES = 4
 #: Receive buffer: large enough for any frame a veth can hand over (64 KiB GSO + headers), so an oversize
 #: frame is measured and refused rather than silently truncated.
 RX_BUFFER_BYTES = 65536 + 512
+REPLY_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -400,19 +401,23 @@ class Forwarder:
         try:
             buffer.feed(data)
         except LinkError as exc:
-            sock.sendall(control.encode({"ok": False, "error": str(exc)}))
-            return True
+            self._reply(sock, {"ok": False, "error": str(exc)})
         while (line := buffer.pop()) is not None:
             try:
                 reply = self.handle(control.decode(line))
             except LinkError as exc:
                 reply = {"ok": False, "error": str(exc)}
-            sock.setblocking(True)
-            try:
-                sock.sendall(control.encode(reply))
-            finally:
-                sock.setblocking(False)
+            self._reply(sock, reply)
         return True
+
+    @staticmethod
+    def _reply(sock: socket.socket, message: dict[str, Any]) -> None:
+        """Send one reply, waiting at most a few seconds for a parent that does not read."""
+        sock.settimeout(REPLY_TIMEOUT_S)
+        try:
+            sock.sendall(control.encode(message))
+        finally:
+            sock.setblocking(False)
 
     # -------------------------------------------------------------------------------------------------- loop
     def prepare(self) -> None:
