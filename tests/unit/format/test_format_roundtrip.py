@@ -92,12 +92,29 @@ def bits(arr: np.ndarray) -> bytes:
     return np.ascontiguousarray(arr).tobytes()
 
 
+ROUND_TRIP_ARGS = dict(
+    tensors=st.lists(tensor_and_profile(), min_size=1, max_size=3), inferences=st.integers(1, 2),
+    cuts=st.lists(st.integers(0, 10_000), max_size=6), aips_id=st.integers(0, 65535),
+    partition_id=st.integers(0, 65535))
+
+
 @SETTINGS
-@given(tensors=st.lists(tensor_and_profile(), min_size=1, max_size=3), inferences=st.integers(1, 2),
-       cuts=st.lists(st.integers(0, 10_000), max_size=6), aips_id=st.integers(0, 65535),
-       partition_id=st.integers(0, 65535))
+@given(**ROUND_TRIP_ARGS)
 def test_round_trip(tensors: list[tuple[np.ndarray, str]], inferences: int, cuts: list[int], aips_id: int,
                     partition_id: int) -> None:
+    check_round_trip(tensors, inferences, cuts, aips_id, partition_id)
+
+
+@pytest.mark.slow
+@settings(SETTINGS, max_examples=5000)
+@given(**ROUND_TRIP_ARGS)
+def test_round_trip_many(tensors: list[tuple[np.ndarray, str]], inferences: int, cuts: list[int], aips_id: int,
+                         partition_id: int) -> None:
+    check_round_trip(tensors, inferences, cuts, aips_id, partition_id)
+
+
+def check_round_trip(tensors: list[tuple[np.ndarray, str]], inferences: int, cuts: list[int], aips_id: int,
+                     partition_id: int) -> None:
     arrays = [t for t, _ in tensors]
     aips = Aips.for_arrays(aips_id, partition_id, arrays, profile=[p for _, p in tensors])
     units = [encode_aips(aips)] + [b"".join(encode_data(aips, arrays)) for _ in range(inferences)]
