@@ -122,7 +122,7 @@ def tensor_crc32(array: np.ndarray) -> int:
     arr = np.ascontiguousarray(array)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    return zlib.crc32(memoryview(arr).cast("B"))
+    return zlib.crc32(arr.reshape(-1).view(np.uint8).data)  # any dtype (bfloat16, bool): its raw bytes
 
 
 def compression_profiles() -> list[dict[str, Any]]:

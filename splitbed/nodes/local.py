@@ -287,7 +287,7 @@ class _Inference:
     def _blank(self) -> InferenceRecord:
         s, job, plan, node = self.s, self.job, self.plan, self.node
         offer_server = s.offer.get("server", {})
-        model_offer = next((m for m in s.offer.get("models", []) if m.get("name") == job.model), {})
+        model_offer: dict[str, Any] = next((m for m in s.offer.get("models", []) if m.get("name") == job.model), {})
         return InferenceRecord(
             schema_version=SCHEMA_VERSION, record_type="inference", status="ok", error=None,
             session_id=s.session_id, session_inference_index=s.inferences, job_id=job.job_id,
@@ -502,22 +502,29 @@ class _Inference:
         rec["remote_decode_ms"] = float(body.get("remote_decode_ms", 0.0))
         rec["remote_queue_wait_ms"] = float(body.get("remote_queue_wait_ms", 0.0))
         rec["remote_tail_build_ms"] = float(body.get("remote_tail_build_ms", 0.0))
-        rec["remote_inference_ms"] = float(proto.require(body, "remote_inference_ms", (int, float), msg="RESULT"))
-        rec["total_inference_ms"] = rec["local_inference_ms"] + rec["remote_inference_ms"]
+        remote_ms = float(proto.require(body, "remote_inference_ms", (int, float), msg="RESULT"))
+        rec["remote_inference_ms"] = remote_ms
+        rec["total_inference_ms"] = rec["local_inference_ms"] + remote_ms
         rec["remote_resources"] = body.get("remote_resources")
         rec["remote_concurrent_sessions"] = body.get("concurrent_sessions")
         rec["predictions"] = self._predictions(body)
         stamps["local_end"] = now_ns()
         rec["result_decode_ms"] = _ms(result_in, stamps["local_end"])
         rec["e2e_latency_ms"] = _ms(stamps["local_start"], stamps["local_end"])
-        rec["delivery_check"] = self._delivery_check(body)  # after local_end: not part of any figure
+        rec["delivery_check"] = self._delivery_check()  # after local_end: not part of any figure
         if int(body.get("partition_id", -1)) != self.plan.partition_id:
             raise ProtocolError("bad_control_message", f"RESULT is for partition {body.get('partition_id')}, "
                                 f"we sent {self.plan.partition_id}")
 
-    def _delivery_check(self, body: dict[str, Any]) -> dict[str, Any] | None:
+    def _delivery_check(self) -> dict[str, Any] | None:
+        """With verify on, the remote sends a CHECKSUM unit right after the RESULT; read it now, after every
+        measured window, and compare with the tensors the head produced."""
         if not self.node.config.verify_delivery:
             return None
+        unit, _, _ = self.s.reader.expect(MsgType.CHECKSUM, self.node.config.result_timeout_s)
+        body = proto.decode_control(unit.unit_type, unit.payload)
+        if body.get("after_unit") != self.s.units_sent:
+            raise ProtocolError("bad_control_message", f"CHECKSUM answers unit {body.get('after_unit')!r}")
         received = body.get("tensor_crc32")
         lossless = self.job.encoding == "json-baseline" or bool(formatio.profile_lossless(self.job.compression))
         sent = [formatio.tensor_crc32(a) for a in self.arrays]

@@ -112,7 +112,6 @@ class RemoteSession:
         self.configured = False
         self.units = 0               # uplink units completed since ACCEPT (replies say which one they answer)
         self.inferences = 0
-        self.in_flight = False       # an inference is being computed or answered
         self._buf = bytearray(RECV_CHUNK)
         self.hello_seen = False
         self._first_byte_ns: int | None = None  # of the current inference's first unit
@@ -130,15 +129,22 @@ class RemoteSession:
             log.info("session %s from %s: %s", self.session_id or "-", self.peer, exc)
         except ProtocolError as exc:
             log.warning("session %s from %s: %s", self.session_id or "-", self.peer, exc)
-            self._reply_error(exc.code, exc.message, fatal=True)
+            self._last_words(exc.code, exc.message)
         except Exception as exc:  # a bug must not take the server down: report it to the peer and the log
             log.exception("session %s from %s: internal error", self.session_id or "-", self.peer)
-            self._reply_error("internal_error", f"{type(exc).__name__}: {exc}", fatal=True)
+            self._last_words("internal_error", f"{type(exc).__name__}: {exc}")
         finally:
             try:
                 self.conn.close()
             except OSError:
                 pass
+
+    def _last_words(self, code: str, message: str) -> None:
+        """A fatal error reply just before closing; if even that cannot be sent, closing says it all."""
+        try:
+            self._reply_error(code, message, fatal=True)
+        except _Abort:
+            pass
 
     def _loop(self) -> None:
         config_deadline = time.monotonic() + self.cfg.config_timeout_s
@@ -354,42 +360,39 @@ class RemoteSession:
         first_byte = self._first_byte_ns if self._first_byte_ns is not None else t_last_byte
         decode_ms = self._decode_ns / 1e6
         self._first_byte_ns, self._decode_ns = None, 0
-        self.in_flight = True
         seq = self.inferences
         self.inferences += 1
-        try:
-            t_lock = now_ns()
-            with self.state.runner.lock:
-                t_locked = now_ns()
-                try:
-                    plan = self.state.runner.plan(self.model, decoded.partition_id)
-                except ConfigurationError as exc:
-                    self._reply_error("unknown_partition", str(exc), fatal=False)
-                    return
-                built_now = 0.0 if plan.build_reported else plan.build_ms
-                plan.build_reported = True
-                try:
-                    arrays = ModelRunner.check_tensors(plan, decoded.arrays)
-                except ProtocolError as exc:
-                    self._reply_error(exc.code, exc.message, fatal=False)
-                    return
-                window = self.state.meter.start()
-                t_tail = now_ns()
-                preds = ModelRunner.run_tail(plan, arrays)
-                t_tail_end = now_ns()
-                resources = self.state.meter.stop(window)
-            result = self._result_body(plan, preds, seq=seq, decode_ms=decode_ms, built_ms=built_now,
-                                       stamps={"remote_first_byte": first_byte, "remote_last_byte": t_last_byte,
-                                               "remote_lock_request": t_lock, "remote_tail_start": t_tail,
-                                               "remote_tail_end": t_tail_end},
-                                       queue_ms=(t_locked - t_lock) / 1e6, resources=dict(resources),
-                                       extra=decoded.extra)
-            if self.verify:  # after the measured windows: a checksum must not inflate any figure
-                result["tensor_crc32"] = [tensor_crc32(a) for a in decoded.arrays]
-            result["timestamps_ns"]["remote_result_send"] = now_ns()
-            self._send([proto.encode_control(MsgType.RESULT, result)])
-        finally:
-            self.in_flight = False
+        t_lock = now_ns()
+        with self.state.runner.lock:
+            t_locked = now_ns()
+            try:
+                plan = self.state.runner.plan(self.model, decoded.partition_id)
+            except ConfigurationError as exc:
+                self._reply_error("unknown_partition", str(exc), fatal=False)
+                return
+            built_now = 0.0 if plan.build_reported else plan.build_ms
+            plan.build_reported = True
+            try:
+                arrays = ModelRunner.check_tensors(plan, decoded.arrays)
+            except ProtocolError as exc:
+                self._reply_error(exc.code, exc.message, fatal=False)
+                return
+            window = self.state.meter.start()
+            t_tail = now_ns()
+            preds = ModelRunner.run_tail(plan, arrays)
+            t_tail_end = now_ns()
+            resources = self.state.meter.stop(window)
+        result = self._result_body(plan, preds, seq=seq, decode_ms=decode_ms, built_ms=built_now,
+                                   stamps={"remote_first_byte": first_byte, "remote_last_byte": t_last_byte,
+                                           "remote_lock_request": t_lock, "remote_tail_start": t_tail,
+                                           "remote_tail_end": t_tail_end},
+                                   queue_ms=(t_locked - t_lock) / 1e6, resources=dict(resources),
+                                   extra=decoded.extra)
+        result["timestamps_ns"]["remote_result_send"] = now_ns()
+        self._send([proto.encode_control(MsgType.RESULT, result)])
+        if self.verify:  # after the RESULT went: checksumming must not inflate any figure
+            self._send([proto.encode_control(MsgType.CHECKSUM, {
+                "after_unit": self.units, "tensor_crc32": [tensor_crc32(a) for a in decoded.arrays]})])
 
     def _result_body(self, plan: PartPlan, preds: np.ndarray, *, seq: int, decode_ms: float, built_ms: float,
                      stamps: dict[str, int], queue_ms: float, resources: dict[str, Any],

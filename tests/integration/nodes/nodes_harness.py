@@ -101,6 +101,7 @@ class RawClient:
         self.reader = ControlReader(self.sock)
         self.units = 0
         self.timeout = timeout
+        self.verify = False
 
     def close(self) -> None:
         self.sock.close()
@@ -118,7 +119,8 @@ class RawClient:
         unit, _, _ = self.reader.read(timeout or self.timeout)
         return unit.unit_type, proto.decode_control(unit.unit_type, unit.payload)
 
-    def configure(self, encoding: str = "tlv", verify: bool = True) -> dict[str, Any]:
+    def configure(self, encoding: str = "tlv", verify: bool = False) -> dict[str, Any]:
+        self.verify = verify
         self.send(proto.encode_control(MsgType.HELLO, {"protocol_version": proto.PROTOCOL_VERSION}))
         kind, offer = self.read()
         assert kind == MsgType.OFFER, offer
@@ -141,7 +143,8 @@ class RawClient:
 
     def infer(self, partition_id: int, arrays: list[np.ndarray], *, aips_id: int = 1, send_aips: bool = True,
               profile: str = "none") -> tuple[MsgType, dict[str, Any]]:
-        """Send (AIPS +) data; return the reply to the data unit (earlier error replies are skipped)."""
+        """Send (AIPS +) data; return the reply to the data unit (earlier error replies are skipped). With
+        verify, the CHECKSUM that follows a RESULT is read too and its CRC-32s added as `tensor_crc32`."""
         aips = Aips.for_arrays(aips_id, partition_id, arrays, profile)
         pieces: list[bytes | memoryview] = [encode_aips(aips)] if send_aips else []
         pieces += list(encode_data(aips, arrays))
@@ -150,6 +153,10 @@ class RawClient:
         while True:
             kind, body = self.read(60)
             if body.get("after_unit") == self.units or body.get("fatal"):
+                if kind == MsgType.RESULT and self.verify:
+                    check_kind, check = self.read(60)
+                    assert check_kind == MsgType.CHECKSUM and check["after_unit"] == self.units, check
+                    body["tensor_crc32"] = check["tensor_crc32"]
                 return kind, body
 
     def expect_closed(self, timeout: float = 10.0) -> bool:

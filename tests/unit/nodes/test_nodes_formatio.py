@@ -91,3 +91,13 @@ def test_profiles() -> None:
     assert formatio.profile_lossless("none") and not formatio.profile_lossless("int8")
     with pytest.raises(ConfigurationError, match="not defined"):
         formatio.profile_id("gzip")
+
+
+def test_tensor_crc32_is_about_values_not_memory_layout() -> None:
+    import ml_dtypes
+
+    little = np.arange(24, dtype="<f4").reshape(2, 3, 4)
+    assert formatio.tensor_crc32(little) == formatio.tensor_crc32(little.astype(">f4"))
+    assert formatio.tensor_crc32(little) == formatio.tensor_crc32(np.asfortranarray(little))
+    assert formatio.tensor_crc32(little) != formatio.tensor_crc32(little + 1)
+    assert formatio.tensor_crc32(little.astype(ml_dtypes.bfloat16)) != formatio.tensor_crc32(little.astype(np.float16))
