@@ -1,0 +1,187 @@
+"""Real traffic through the userspace link (ping, iperf3): the issue's bars, traces, live changes, drops.
+
+Bars checked here (issue 4, userspace link): added RTT within 0.5 ms of 2 x delay at p99 while carrying
+144 Mbit/s; TCP goodput of a 10 MB transfer after slow start in [90 %, 100 %] of the rate (and never above
+the 1448/1514 payload ceiling, which would mean the link counts too few bytes); losses equal to the link's
+own count and inside the binomial 99 % interval. The default tests take seconds; longer runs are `slow`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+
+from netem.link.fidelity import binomial_interval, tcp_goodput_ceiling
+from netem.profile import DirectionProfile, LinkProfile, RandomLoss, TraceRef
+from netem.topology import Topology
+
+pytestmark = [pytest.mark.root, pytest.mark.requires("netns", "ping", "iperf3"), pytest.mark.timeout(180)]
+
+
+def profile(name: str, uplink: DirectionProfile, downlink: DirectionProfile | None = None) -> LinkProfile:
+    return LinkProfile(name, "link traffic test", "tests/integration/netem/test_link_traffic.py", uplink,
+                       downlink or DirectionProfile())
+
+
+def ping(topo: Topology, count: int, interval_s: float, *extra: str) -> tuple[list[float], str]:
+    argv = ["ping", "-n", "-c", str(count), "-i", str(interval_s), "-W", "3", *extra, topo.edge_addr]
+    done = topo.run("ue", argv, timeout=count * interval_s + 30)
+    return [float(x) for x in re.findall(r"time=([\d.]+) ms", done.stdout)], done.stdout
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def wait_listening(topo: Topology, port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if f":{port} " in topo.run("edge", ["ss", "-lntuH"], timeout=10).stdout:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"iperf3 does not listen on {port} in the edge namespace")
+
+
+def iperf3(topo: Topology, client_args: list[str], port: int, server_interval: float = 0.1) -> dict[str, Any]:
+    """Run one iperf3 test ue -> edge; the *server's* JSON (what was received, per interval)."""
+    server = topo.popen("edge", ["iperf3", "-s", "-1", "-J", "-i", str(server_interval), "-p", str(port)],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_listening(topo, port)
+    client = topo.run("ue", ["timeout", "60", "iperf3", "-c", topo.edge_addr, "-p", str(port), *client_args],
+                      timeout=90)
+    assert client.returncode == 0, client.stderr or client.stdout
+    out, _ = server.communicate(timeout=30)
+    return json.loads(out)
+
+
+def received_intervals(report: dict[str, Any]) -> list[tuple[float, float, int]]:
+    """(start s, seconds, bytes received) per server interval."""
+    return [(i["sum"]["start"], i["sum"]["seconds"], i["sum"]["bytes"]) for i in report["intervals"]]
+
+
+def test_rtt_p99_within_half_a_ms_of_twice_the_delay_while_carrying_144_mbit() -> None:
+    delay = DirectionProfile(delay_ms=10.0)
+    with Topology(profile("delay-10ms", delay, delay), backend="userspace") as topo:
+        port = 5411
+        server = topo.popen("edge", ["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL)
+        wait_listening(topo, port)
+        load = topo.popen("ue", ["timeout", "30", "iperf3", "-c", topo.edge_addr, "-p", str(port), "-u",
+                                 "-b", "144M", "-l", "1400", "-t", "5"], stdout=subprocess.DEVNULL)
+        time.sleep(0.8)
+        before = topo.stats()["link"]["uplink"]["tx_bytes"]
+        started = time.monotonic()
+        rtts, output = ping(topo, 250, 0.01)
+        carried_mbit = (topo.stats()["link"]["uplink"]["tx_bytes"] - before) * 8 / (time.monotonic() - started) / 1e6
+        load.wait(30)
+        server.wait(30)
+    assert len(rtts) == 250, output
+    p99 = percentile(rtts, 0.99)
+    print(f"RTT under {carried_mbit:.0f} Mbit/s: min {min(rtts)} p50 {percentile(rtts, 0.5)} p99 {p99} max {max(rtts)}")
+    assert carried_mbit >= 130, f"the load was only {carried_mbit:.0f} Mbit/s"
+    assert min(rtts) >= 20.0
+    assert p99 <= 20.5
+
+
+def test_tcp_goodput_of_a_10_mb_transfer_at_144_mbit() -> None:
+    link = DirectionProfile(rate_mbit=144.0, delay_ms=1.0, queue_bytes=1_800_000)
+    with Topology(profile("rate-144", link, DirectionProfile(delay_ms=1.0)), backend="userspace") as topo:
+        report = iperf3(topo, ["-n", "10M"], 5412)
+        stats = topo.stats()["link"]["uplink"]
+    intervals = received_intervals(report)
+    steady = [(s, n) for start, s, n in intervals if start >= 0.2 and s > 0.05]  # after slow start
+    goodput = sum(n for _, n in steady) * 8 / sum(s for s, _ in steady) / 1e6
+    whole = report["end"]["sum_received"]["bits_per_second"] / 1e6
+    print(f"goodput after slow start {goodput:.1f} Mbit/s, whole transfer {whole:.1f} Mbit/s")
+    assert 0.90 * 144 <= goodput <= tcp_goodput_ceiling(144.0) * 1.02
+    assert stats["dropped"]["tx_error"] == 0 and stats["dropped"]["socket_overflow"] == 0
+
+
+def test_losses_match_the_links_count_and_the_binomial_interval() -> None:
+    lossy = DirectionProfile(loss=RandomLoss(0.05), seed=7)
+    with Topology(profile("loss-5pct", lossy), backend="userspace") as topo:
+        rtts, output = ping(topo, 1500, 0.002)
+        uplink = topo.stats()["link"]["uplink"]
+    lost_by_ping = 1500 - len(rtts)
+    assert uplink["rx_packets"] == 1500
+    assert uplink["dropped"]["loss"] == lost_by_ping, output[-300:]
+    low, high = binomial_interval(1500, 0.05, 0.99)
+    assert low <= lost_by_ping <= high
+
+
+def test_live_update_carries_frames_in_flight(tmp_path: Path) -> None:
+    slow = DirectionProfile(delay_ms=800.0)
+    with Topology(profile("slow", slow), backend="userspace") as topo:
+        pinger = topo.popen("ue", ["ping", "-n", "-c", "5", "-i", "0.05", "-W", "5", topo.edge_addr],
+                            stdout=subprocess.PIPE, text=True)
+        time.sleep(0.4)  # all 5 requests are inside the 800 ms delay stage now
+        assert topo.stats()["link"]["uplink"]["queued_packets"] == 5
+        topo.update(profile("fast", DirectionProfile(delay_ms=1.0)))
+        out, _ = pinger.communicate(timeout=20)
+        stats = topo.stats()["link"]
+    assert " 0% packet loss" in out
+    rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+    assert max(rtts) < 800  # they left when the profile changed, not after the old delay
+    assert stats["updates"] == 1 and stats["profile"] == "fast"
+
+
+def test_mahimahi_trace_sets_the_capacity(tmp_path: Path) -> None:
+    trace = tmp_path / "12mbit.up"
+    trace.write_text("".join(f"{ms}\n" for ms in range(1, 1001)))  # one 1500-byte opportunity per ms
+    link = DirectionProfile(trace=TraceRef(str(trace), "mahimahi"), queue_packets=100)
+    with Topology(profile("mahimahi-12", link), backend="userspace") as topo:
+        report = iperf3(topo, ["-n", "2M"], 5413)
+    intervals = received_intervals(report)
+    steady = [(s, n) for start, s, n in intervals if start >= 0.3 and s > 0.05]
+    goodput = sum(n for _, n in steady) * 8 / sum(s for s, _ in steady) / 1e6
+    ceiling = 12.0 * 1448 / 1500  # mahimahi counts IP bytes: 1448 payload bytes per 1500-byte opportunity
+    print(f"mahimahi 12 Mbit/s trace: TCP goodput {goodput:.2f} Mbit/s (ceiling {ceiling:.2f})")
+    assert 0.90 * ceiling <= goodput <= ceiling * 1.02
+
+
+def test_throughput_trace_capacity_changes_over_time(tmp_path: Path) -> None:
+    trace = tmp_path / "steps.tput"
+    trace.write_text("# interval_ms: 1000\n10\n40\n")
+    link = DirectionProfile(trace=TraceRef(str(trace), "throughput"), queue_packets=50)
+    with Topology(profile("steps", link), backend="userspace") as topo:
+        report = iperf3(topo, ["-u", "-b", "60M", "-t", "4"], 5414, server_interval=0.25)
+        uplink = topo.stats()["link"]["uplink"]
+    rates = [n * 8 / s / 1e6 for _, s, n in received_intervals(report) if s > 0.2]
+    udp_share = 1460 / (1460 + 8 + 20 + 14)  # iperf3's UDP payload per frame the link counts
+    print("received Mbit/s per 0.25 s:", [round(r, 1) for r in rates])
+    assert min(rates) == pytest.approx(10 * udp_share, rel=0.15)
+    assert max(rates) == pytest.approx(40 * udp_share, rel=0.15)
+    assert uplink["dropped"]["queue_overflow"] > 0
+
+
+def test_frames_above_the_mtu_are_dropped_and_counted() -> None:
+    with Topology("ideal", backend="userspace") as topo:
+        assert topo.ns_link is not None
+        for namespace, ifname in ((topo.ns_ue, topo.ue_ifname), (topo.ns_link, topo.link_ue_ifname)):
+            with IPRoute(netns=namespace, flags=0) as ipr:
+                ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], mtu=3000)
+        rtts, _ = ping(topo, 3, 0.05, "-s", "2000", "-M", "do", "-W", "1")
+        small, _ = ping(topo, 3, 0.05)
+        stats = topo.stats()["link"]
+    assert rtts == [] and len(small) == 3
+    assert stats["uplink"]["dropped"]["oversize"] == 3
+    assert "larger than the 1514-byte limit" in stats["notes"][0]
+
+
+@pytest.mark.slow
+def test_driving_trace_profile_carries_tcp_and_reports_outage_queueing() -> None:
+    with Topology("5g-mmwave-driving", backend="userspace") as topo:
+        report = iperf3(topo, ["-t", "20"], 5415, server_interval=1.0)
+        uplink = topo.stats()["link"]["uplink"]
+    rates = [n * 8 / s / 1e6 for _, s, n in received_intervals(report)]
+    print("driving profile TCP Mbit/s per second:", [round(r, 1) for r in rates])
+    assert uplink["stages"] == ["trace", "jitter"]
+    assert max(rates) > 2 * min(rates)  # capacity varies with the trace
