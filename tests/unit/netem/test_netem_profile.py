@@ -191,3 +191,14 @@ def test_python_construction_checks_types() -> None:
     with pytest.raises(ProfileError, match="queue_packets must be an integer"):
         DirectionProfile(queue_packets=1.5)  # type: ignore[arg-type]
     assert math.isclose(DirectionProfile(delay_ms=3).delay_ms, 3.0)
+
+
+def test_builtin_traces_exist_and_parse() -> None:
+    from netem.trace import load
+
+    traced = [(p.name, d.trace) for p in builtin_profiles() for d in (p.uplink, p.downlink) if d.trace is not None]
+    assert traced, "at least the driving profile is trace-driven"
+    for name, trace in traced:
+        assert Path(trace.path).is_file(), f"{name}: {trace.path} is missing"
+        parsed = load(trace.path, trace.kind)
+        assert parsed.period_ms > 0
