@@ -26,19 +26,32 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
-def test_cli_partitions_vgg16_json() -> None:
-    out = _cli("partitions", "vgg16", "--json")
+def test_cli_partitions_json() -> None:
+    out = _cli("partitions", "mobilenet_v2", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     rows = {p["name"]: p for p in data["partitions"]}
-    for name, size in VGG16_BYTES.items():
-        assert rows[name]["raw_bytes"] == size
-        assert rows[name]["tensors"][0]["dtype"] == "float32"
-    assert rows["block3_pool"]["tensors"][0]["shape"] == [28, 28, 256]
-    params, macs = PUBLISHED["vgg16"]
-    assert rows["fc1"]["head_params"] + rows["fc1"]["tail_params"] == params
+    params, macs = PUBLISHED["mobilenet_v2"]
+    assert rows["input_layer"]["tail_params"] == params
     assert rows["input_layer"]["tail_macs"] == pytest.approx(macs, rel=0.01)
+    assert rows["input_layer"]["raw_bytes"] == 602_112
+    two = rows["block_2_expand_relu"]
+    assert [(t["name"], t["shape"], t["dtype"]) for t in two["tensors"]] == [
+        ("block_1_project_BN", [56, 56, 24], "float32"), ("block_2_expand_relu", [56, 56, 144], "float32")]
+    assert two["raw_bytes"] == sum(t["raw_bytes"] for t in two["tensors"]) == 4 * 56 * 56 * (24 + 144)
     assert [p["partition_id"] for p in data["partitions"]] == sorted(p["partition_id"] for p in data["partitions"])
+
+
+def test_vgg16_figures(vgg16) -> None:  # type: ignore[no-untyped-def]
+    _, rows = partition_rows("vgg16", vgg16.keras_model)
+    by_name = {r.partition.name: r.to_dict() for r in rows}
+    for name, size in VGG16_BYTES.items():
+        assert by_name[name]["raw_bytes"] == size
+        assert by_name[name]["tensors"][0]["dtype"] == "float32"
+    assert by_name["block3_pool"]["tensors"][0]["shape"] == [28, 28, 256]
+    params, macs = PUBLISHED["vgg16"]
+    assert by_name["fc1"]["head_params"] + by_name["fc1"]["tail_params"] == params
+    assert by_name["input_layer"]["tail_macs"] == pytest.approx(macs, rel=0.01)
 
 
 def test_cli_errors_and_listing() -> None:
