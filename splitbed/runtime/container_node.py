@@ -26,10 +26,11 @@ from typing import IO, TYPE_CHECKING, Any
 from splitbed.runtime import engine
 from splitbed.runtime.attach import AttachPump, SocketStdin, reader_pipe
 from splitbed.runtime.errors import NodeStartError
-from splitbed.runtime.handle import DEVNULL, PIPE, STDOUT, NodeHandle
+from splitbed.runtime.handle import DEVNULL, PIPE, SIDES, STDOUT, NodeHandle
 from splitbed.runtime.limits import NodeLimits
 from splitbed.runtime.mounts import Mount, as_mounts, default_mounts
 from splitbed.runtime.netns import CONTAINER_NETNS_PATH, entry_command, namespace_file, namespace_name
+from splitbed.runtime.process_node import ProcessRuntime
 
 if TYPE_CHECKING:
     import docker
@@ -192,8 +193,14 @@ class DockerRuntime:
 
     def __init__(self, topology: Any, *, image: str | None = None, client: docker.DockerClient | None = None,
                  mounts: list[Any] | tuple[Any, ...] = (), env: dict[str, str] | None = None,
-                 default_limits: NodeLimits | None = None) -> None:
+                 default_limits: NodeLimits | None = None, sides: tuple[str, ...] | list[str] = SIDES) -> None:
+        unknown = set(sides) - set(SIDES)
+        if unknown or not sides:
+            raise NodeStartError(f"sides must be a non-empty subset of {', '.join(SIDES)}, not {list(sides)}")
         self.topology = topology
+        # Sides not listed run as plain processes (e.g. a UE container against an unrestricted edge server).
+        self.sides = tuple(side for side in SIDES if side in sides)
+        self._process = ProcessRuntime(topology)
         self._client = client
         self._image = image
         self._extra_mounts: list[Mount] = as_mounts(mounts)
@@ -234,13 +241,16 @@ class DockerRuntime:
     def start_node(self, side: str, argv: list[str], *, limits: NodeLimits | None = None,
                    stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
                    env: dict[str, str] | None = None, cwd: str | None = None,
-                   mounts: list[Any] | tuple[Any, ...] = ()) -> ContainerNode:
+                   mounts: list[Any] | tuple[Any, ...] = ()) -> NodeHandle:
         """Start `argv` in a container joined to `side`'s namespace; streams like `subprocess.Popen`.
 
         stdin/stdout/stderr: PIPE to get a stream; None/DEVNULL to leave it in the container log (`logs()`);
         stderr=STDOUT merges it into stdout. `env` is added to the image's environment and the passed-through
-        host variables (PASS_ENV_PREFIXES).
+        host variables (PASS_ENV_PREFIXES). A side not in `sides` starts as a process (ProcessRuntime).
         """
+        if side in SIDES and side not in self.sides:
+            return self._process.start_node(side, argv, limits=limits, stdin=stdin, stdout=stdout, stderr=stderr,
+                                            env=env, cwd=cwd)
         self.start()
         limits = limits or self.default_limits
         ns_name = namespace_name(self.topology, side)
@@ -291,12 +301,16 @@ class DockerRuntime:
                 except Exception as exc:
                     errors.append(exc)
         self.nodes.clear()
+        try:
+            self._process.close()
+        except Exception as exc:
+            errors.append(exc)
         _live_runtimes.discard(self)
         if errors:
             raise errors[0]
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": self.name, "image": self._image,
+        return {"runtime": self.name, "container_sides": list(self.sides), "image": self._image,
                 "image_key": self.image_info.key if self.image_info else None}
 
     def __enter__(self) -> DockerRuntime:

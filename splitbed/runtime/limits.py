@@ -16,6 +16,7 @@ from splitbed.runtime.errors import LimitError
 # Docker refuses memory caps below 6 MiB; a Python node needs far more, so ask for at least 32 MiB.
 MIN_MEMORY_BYTES = 32 * 1024**2
 MIN_CPUS = 0.01
+MIN_CPU_PERIOD_US, MAX_CPU_PERIOD_US = 1000, 1000000
 DEFAULT_PIDS_LIMIT = 1024
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -47,10 +48,14 @@ class NodeLimits:
     memory_bytes: int | None = None  # hard cap, swap included (no swap beyond it)
     cpuset: str | None = None  # pin to these host CPUs, e.g. "0" or "0-1"
     pids: int = DEFAULT_PIDS_LIMIT  # bound on processes+threads in the container
+    # CFS enforces `cpus` per period (Docker's default 100 ms): a burst shorter than cpus x period runs at full
+    # speed. A shorter period makes short inferences feel the limit too (see docs/DOCKER.md).
+    cpu_period_us: int | None = None
 
     @classmethod
     def make(cls, cpus: float | None = None, memory: str | int | None = None, cpuset: str | None = None,
-             pids: int = DEFAULT_PIDS_LIMIT, host_cpus: int | None = None) -> NodeLimits:
+             pids: int = DEFAULT_PIDS_LIMIT, cpu_period_us: int | None = None,
+             host_cpus: int | None = None) -> NodeLimits:
         """Validated limits; `host_cpus` (default: this host's count) bounds `cpus` like Docker does."""
         available = host_cpus or os.cpu_count() or 1
         if cpus is not None:
@@ -68,7 +73,17 @@ class NodeLimits:
                 raise LimitError(f"cpuset {cpuset!r} names CPU {highest}, but this host has CPUs 0-{available - 1}")
         if isinstance(pids, bool) or not isinstance(pids, int) or not 16 <= pids <= 65536:
             raise LimitError(f"pids limit {pids!r} must be an integer from 16 to 65536")
-        return cls(cpus=cpus, memory_bytes=memory_bytes, cpuset=cpuset, pids=pids)
+        if cpu_period_us is not None:
+            if cpus is None:
+                raise LimitError("cpu_period_us only makes sense with a cpus limit")
+            if isinstance(cpu_period_us, bool) or not isinstance(cpu_period_us, int) \
+                    or not MIN_CPU_PERIOD_US <= cpu_period_us <= MAX_CPU_PERIOD_US:
+                raise LimitError(f"cpu_period_us={cpu_period_us!r} must be an integer from {MIN_CPU_PERIOD_US} "
+                                 f"to {MAX_CPU_PERIOD_US} (the kernel's CFS bounds)")
+            if cpus * cpu_period_us < MIN_CPU_PERIOD_US:
+                raise LimitError(f"cpus={cpus} x cpu_period_us={cpu_period_us} gives a quota below the kernel's "
+                                 f"minimum of {MIN_CPU_PERIOD_US} us; use a longer period")
+        return cls(cpus=cpus, memory_bytes=memory_bytes, cpuset=cpuset, pids=pids, cpu_period_us=cpu_period_us)
 
     @property
     def unlimited(self) -> bool:
@@ -77,7 +92,10 @@ class NodeLimits:
     def docker_host_config(self) -> dict[str, Any]:
         """Keyword arguments for the Docker SDK's `create_host_config`."""
         config: dict[str, Any] = {"pids_limit": self.pids}
-        if self.cpus is not None:
+        if self.cpus is not None and self.cpu_period_us is not None:
+            config["cpu_period"] = self.cpu_period_us
+            config["cpu_quota"] = round(self.cpus * self.cpu_period_us)
+        elif self.cpus is not None:
             config["nano_cpus"] = round(self.cpus * 1e9)
         if self.memory_bytes is not None:
             config["mem_limit"] = self.memory_bytes
@@ -88,4 +106,5 @@ class NodeLimits:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for metrics records."""
-        return {"cpus": self.cpus, "memory_bytes": self.memory_bytes, "cpuset": self.cpuset, "pids": self.pids}
+        return {"cpus": self.cpus, "memory_bytes": self.memory_bytes, "cpuset": self.cpuset, "pids": self.pids,
+                "cpu_period_us": self.cpu_period_us}

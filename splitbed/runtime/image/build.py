@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 IMAGE_KIND_NODE = "node"
 TMP_SUFFIX = "-tmp"
 _CHUNK = 1024 * 1024
+BUILD_API_TIMEOUT_S = 1800.0
 _TMP_TAG_RE = re.compile(r"^sb(\d+)-")
 
 
@@ -69,6 +70,8 @@ def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = Fals
     with build_lock():
         if not rebuild and _exists(client, tag):  # another process built it while we waited
             return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
+        # The engine answers an import only after it has stored the layer (tens of seconds on a busy host).
+        client = engine.connect(timeout=BUILD_API_TIMEOUT_S)
         log: list[str] = []
         sweep_stale_tmp_images(client, recipe)
         rootfs = ensure_rootfs(recipe, log)
@@ -87,7 +90,29 @@ def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = Fals
             client.images.get(tmp_tag).tag(tag)
         finally:
             _remove_quietly(client, tmp_tag)
+        pruned = prune_other_images(client, keep=tag)
+        if pruned:
+            log.append(f"removed older node images: {', '.join(pruned)}")
     return ImageInfo(tag, key, built=True, seconds=time.monotonic() - started, log=log)
+
+
+def prune_other_images(client: docker.DockerClient, keep: str) -> list[str]:
+    """Remove node images other than `keep` that no container uses (each is a full ~2 GB layer: an
+    environment change must not pile them up). Images in use stay; the next build retries them."""
+    import docker
+
+    in_use = {c.attrs.get("Image") for c in client.containers.list(all=True)}
+    kept_id = client.images.get(keep).id
+    removed: list[str] = []
+    for image in client.images.list(filters={"label": f"{engine.LABEL_IMAGE}={IMAGE_KIND_NODE}"}):
+        if image.id == kept_id or image.id in in_use:
+            continue
+        try:
+            client.images.remove(image.id, force=False)
+            removed += image.tags or [image.short_id]
+        except docker.errors.APIError:  # used by a container created meanwhile: leave it
+            continue
+    return removed
 
 
 def _exists(client: docker.DockerClient, tag: str) -> bool:

@@ -1,8 +1,11 @@
 """The content key of the node image: a hash of everything that decides what goes into it.
 
 Same key, same image: the build is skipped and the cached tag is used. Inputs: the recipe file, the builder's
-own code, the interpreter (version, path, machine), splitbed's version, the checkout's pyproject.toml, and the
-name and version of every distribution installed in the environment (so a `pip install` anywhere changes it).
+own code, the interpreter (version, path, machine), splitbed's version, the dependency declarations of the
+checkout's pyproject.toml (`requires-python`, `dependencies`, `optional-dependencies`: other edits, such as a
+lint rule, do not decide the image's content and do not force a rebuild), and the name and version of every
+distribution installed in the environment (so a `pip install` anywhere changes it). The project's own code is
+not in the image (it is mounted, see splitbed.runtime.mounts), so editing it never forces a rebuild.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 
 import splitbed
-from splitbed.runtime.image.recipe import Recipe
+from splitbed.runtime.image.recipe import Recipe, tomllib
 from splitbed.runtime.mounts import source_checkout
 
 BUILDER_DIR = Path(__file__).resolve().parent
@@ -25,6 +28,7 @@ def key_inputs(recipe: Recipe) -> dict[str, object]:
     """Everything the key hashes, JSON-able (also stored as an image label for inspection)."""
     checkout = source_checkout()
     pyproject = checkout / "pyproject.toml" if checkout else None
+    declared = _declared_dependencies(pyproject) if pyproject and pyproject.is_file() else None
     distributions = sorted(
         f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions()
         if dist.metadata["Name"]
@@ -39,10 +43,15 @@ def key_inputs(recipe: Recipe) -> dict[str, object]:
         "python_executable": sys.executable,
         "machine": platform.machine(),
         "splitbed_version": splitbed.__version__,
-        "pyproject_sha256": hashlib.sha256(pyproject.read_bytes()).hexdigest() if pyproject and pyproject.is_file()
-        else None,
+        "pyproject_dependencies": declared,
         "distributions": distributions,
     }
+
+
+def _declared_dependencies(pyproject: Path) -> dict[str, object]:
+    project = tomllib.loads(pyproject.read_text()).get("project", {})
+    return {"requires-python": project.get("requires-python"), "dependencies": project.get("dependencies"),
+            "optional-dependencies": project.get("optional-dependencies")}
 
 
 def content_key(recipe: Recipe) -> str:
