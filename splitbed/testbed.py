@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from netem.profile import LinkProfile
 from netem.topology import Topology
-from splitbed.nodes.jobs import Job
+from splitbed.nodes.jobs import Job, parse_job
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +295,8 @@ class Testbed:
         job_id = f"tb{next(self._job_ids)}"
         spec = dict(spec, job_id=job_id)
         spec.setdefault("link", self.link_info())
-        Job(**spec)  # validate here: a bad spec is the caller's error, not a broken node
         line = json.dumps(spec, separators=(",", ":")) + "\n"
+        parse_job(line)  # validate here (ConfigurationError): a bad spec is the caller's error, not a broken node
         try:
             self.local.stdin.write(line.encode())
             self.local.stdin.flush()

@@ -147,13 +147,13 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 tr.best td{background:#fff4c2;font-weight:bold}
 .warning{background:#fde2e1;border:2px solid #c62828;padding:.8em 1em;font-weight:bold;margin:1em 0}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}
-.note{font-size:.85em;color:#555}dl dt{font-weight:bold;margin-top:.4em}dl dd{margin-left:1.5em}
+.note{font-size:.85em;color:#555}.scroll{overflow-x:auto}dl dt{font-weight:bold;margin-top:.4em}dl dd{margin-left:1.5em}
 """
 
 
 def _html_table(table: Table) -> str:
     e = html.escape
-    parts = [f'<table id="{e(table.anchor)}" class="metrics"><thead><tr>']
+    parts = [f'<div class="scroll"><table id="{e(table.anchor)}" class="metrics"><thead><tr>']
     parts += [f"<th>{e(h)}</th>" for h in table.headers]
     parts.append("</tr></thead><tbody>")
     for index, row in enumerate(table.rows):
@@ -162,7 +162,7 @@ def _html_table(table: Table) -> str:
         if best:
             cells[0] = f'<span title="lowest median end-to-end latency">{BEST_MARK}</span> ' + cells[0]
         parts.append(f'<tr{" class=best" if best else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     parts += [f'<p class="note">{e(n)}</p>' for n in table.notes]
     return "".join(parts)
 

@@ -1,0 +1,88 @@
+"""One real testbed shared by the sweep, report and advisor tests (TensorFlow start-up and model builds take
+most of a minute on this machine, so they are paid once): namespaces, the userspace link, a remote node and a
+driven local node with MobileNetV2 and seeded random weights. Tests that change the link put it back.
+
+`shared_sweep` runs one small real sweep into a directory the report and resume tests read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from splitbed.pytest_plugin import requires
+from splitbed.sweep import SweepSpec, run_sweep
+
+MODEL = "mobilenet_v2"
+WEIGHTS = "random:0"
+PROFILE = "5g-split-ai"
+# Two partitions whose tensors differ 3x in size (100,352 and 31,360 bytes raw) and both carriages.
+SWEEP_PARTITIONS = ("block_3_project_BN", "block_13_project_BN")
+
+
+class SharedBed:
+    """The shared Testbed as a sweep's testbed factory sees it: `start`/`close` do nothing (the fixture owns
+    it), the link is set to the profile each sweep asks for."""
+
+    def __init__(self, bed: Any) -> None:
+        self.bed = bed
+        self.starts = 0
+
+    def factory(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str) -> Any:
+        assert (backend, weights, runtime) == ("userspace", WEIGHTS, "process") and set(models) <= {MODEL}
+        self.starts += 1
+        self.bed.update_link(profile)
+        return self
+
+    def start(self) -> SharedBed:
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def run(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.bed.run(job)
+
+    def link_info(self) -> dict[str, Any]:
+        return self.bed.link_info()
+
+
+@pytest.fixture(scope="package")
+def offline() -> Iterator[None]:
+    """Nodes never look for weights online (SPLITBED_OFFLINE, read by splitbed.models.weights)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPLITBED_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="package")
+def shared_bed(offline: None) -> Iterator[Any]:
+    requires("root_or_userns", "netns")
+    from splitbed.testbed import Testbed
+
+    with Testbed(PROFILE, backend="userspace", models=[MODEL], weights=WEIGHTS) as bed:
+        yield bed
+
+
+def sweep_spec(**overrides: Any) -> SweepSpec:
+    options: dict[str, Any] = {"profiles": (PROFILE,), "models": (MODEL,), "partitions": SWEEP_PARTITIONS,
+                               "encodings": ("tlv", "json-baseline"), "repetitions": 6, "warmup": 1,
+                               "weights": WEIGHTS, "backend": "userspace"}
+    options.update(overrides)
+    return SweepSpec(**options)
+
+
+@pytest.fixture(scope="package")
+def shared_sweep(shared_bed: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real sweep: 4 points x (6 + 1 warm-up) inferences on 5g-split-ai."""
+    out = tmp_path_factory.mktemp("sweep")
+    outcome = run_sweep(sweep_spec(), out, testbed_factory=SharedBed(shared_bed).factory)
+    assert outcome.inferences - outcome.errors == 4 * 6 and not outcome.incomplete, outcome
+    return out
+
+
+def netns_names() -> set[str]:
+    return set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()

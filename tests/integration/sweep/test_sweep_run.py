@@ -1,0 +1,99 @@
+"""A real sweep (conftest.shared_sweep) and its files: every record on disk with its point key and link, the CSV
+summary equal to statistics recomputed from the JSONL, resume skipping complete points and redoing only what an
+interruption lost, and the CLI's dry run and summary over the same directory."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from splitbed.cli import app
+from splitbed.nodes.metrics import check_record
+from splitbed.sweep import points, read_records, run_sweep, summarise, write_csv
+from splitbed.sweep.store import is_measurement
+from tests.integration.sweep.conftest import PROFILE, SWEEP_PARTITIONS, WEIGHTS, SharedBed, sweep_spec
+
+pytestmark = pytest.mark.root
+
+
+def _measured(directory: Path) -> list[dict]:
+    return [r for r in read_records(directory).records if is_measurement(r)]
+
+
+def test_every_inference_is_a_valid_record_with_its_point_key_and_link(shared_sweep: Path) -> None:
+    records = read_records(shared_sweep).records
+    keys = {p.key for p in points(sweep_spec())}
+    assert len(keys) == 4
+    good = Counter(r["tags"]["point"] for r in records if is_measurement(r) and r["status"] == "ok")
+    warm = Counter(r["tags"]["point"] for r in records if not is_measurement(r))
+    assert good == {k: 6 for k in keys} and warm == {k: 1 for k in keys}
+    for record in records:
+        check_record(record)
+        assert record["link"]["profile"]["name"] == PROFILE and record["link"]["backend"] == "userspace"
+        assert record["partition_name"] in SWEEP_PARTITIONS and record["weights"]["source"] == "random"
+        assert record["tags"]["point"].startswith(f"{PROFILE}|mobilenet_v2|{record['partition_name']}|"
+                                                  f"{record['encoding']}|")
+
+
+def test_summary_csv_equals_statistics_recomputed_from_the_jsonl(shared_sweep: Path) -> None:
+    path = write_csv(summarise(read_records(shared_sweep).records), shared_sweep / "summary.csv")
+    with path.open() as handle:
+        rows = {(r["partition"], r["encoding"]): r for r in csv.DictReader(handle)}
+    assert len(rows) == 4
+    for (partition, encoding), row in rows.items():
+        mine = [r for r in _measured(shared_sweep) if r["partition_name"] == partition and r["encoding"] == encoding
+                and r["status"] == "ok"]
+        e2e = [r["e2e_latency_ms"] for r in mine]
+        assert int(row["n"]) == len(e2e) == 6
+        assert float(row["e2e_latency_ms_median"]) == pytest.approx(statistics.median(e2e), rel=1e-9)
+        assert float(row["e2e_latency_ms_ci_low"]) == min(e2e) and float(row["e2e_latency_ms_ci_high"]) == max(e2e)
+        assert int(row["raw_intermediate_bytes_median"]) == mine[0]["raw_intermediate_bytes"]
+        assert float(row["uplink_rate_mbit"]) == 144.0 and row["weights"] == WEIGHTS
+        assert float(row["ci_coverage"]) == pytest.approx(1 - 2 / 64)
+    assert int(rows[("block_3_project_BN", "json-baseline")]["serialized_intermediate_bytes_median"]) > \
+        3 * int(rows[("block_3_project_BN", "tlv")]["serialized_intermediate_bytes_median"])
+
+
+def test_a_finished_sweep_resumes_without_redoing_anything(shared_sweep: Path, shared_bed: object) -> None:
+    before = (shared_sweep / "results.jsonl").read_bytes()
+    bed = SharedBed(shared_bed)
+    outcome = run_sweep(sweep_spec(), shared_sweep, testbed_factory=bed.factory)
+    assert (outcome.skipped_points, outcome.inferences, bed.starts) == (4, 0, 0)
+    assert (shared_sweep / "results.jsonl").read_bytes() == before
+
+
+def test_an_interrupted_sweep_redoes_only_the_lost_repetitions(shared_sweep: Path, shared_bed: object,
+                                                              tmp_path: Path) -> None:
+    copy = tmp_path / "interrupted"
+    shutil.copytree(shared_sweep, copy, ignore=shutil.ignore_patterns("report"))
+    lines = (copy / "results.jsonl").read_bytes().splitlines(keepends=True)
+    # An interruption during the last point: its last two records are gone and a third was half written.
+    (copy / "results.jsonl").write_bytes(b"".join(lines[:-3]) + lines[-3][:50])
+    lost_point = read_records(shared_sweep).records[-1]["tags"]["point"]
+    bed = SharedBed(shared_bed)
+    outcome = run_sweep(sweep_spec(), copy, testbed_factory=bed.factory)
+    assert outcome.skipped_points == 3 and bed.starts == 1
+    assert outcome.inferences - outcome.errors == 3  # exactly the lost ones
+    counts = Counter(r["tags"]["point"] for r in _measured(copy) if r["status"] == "ok")
+    assert set(counts.values()) == {6} and len(counts) == 4
+    assert (copy / "results.jsonl.torn").read_bytes() == lines[-3][:50] + b"\n"
+    new = [r for r in _measured(copy) if r["tags"]["point"] == lost_point][-3:]
+    assert all(r["status"] == "ok" for r in new)
+
+
+def test_cli_dry_run_sees_the_finished_points(shared_sweep: Path) -> None:
+    args = ["sweep", "--dry-run", "--out", str(shared_sweep), "--model", "mobilenet_v2", "--profile", PROFILE,
+            "--encoding", "tlv", "--encoding", "json-baseline", "--repetitions", "6", "--weights", WEIGHTS,
+            "--backend", "userspace"]
+    for partition in SWEEP_PARTITIONS:
+        args += ["--partition", partition]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "4 points, 4 complete, 0 to measure" in result.output
+

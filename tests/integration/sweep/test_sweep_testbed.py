@@ -1,0 +1,90 @@
+"""The Testbed orchestrator for real: namespaces, the userspace link, both nodes as processes; jobs in, metrics
+records out (each naming the link that measured it); bad jobs refused without breaking it; live link change;
+a failed start reports the node's log and leaves nothing behind."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from splitbed.nodes.errors import ConfigurationError
+from splitbed.nodes.metrics import check_record
+from splitbed.testbed import Testbed, TestbedError
+from tests.integration.sweep.conftest import MODEL, PROFILE, WEIGHTS, netns_names
+
+pytestmark = pytest.mark.root
+
+SLOW_PROFILE = """
+name = "test-5mbit"
+description = "5 Mbit/s uplink, 5 ms each way (a test link)"
+source = "test fixture"
+[uplink]
+rate_mbit = 5.0
+delay_ms = 5.0
+[downlink]
+delay_ms = 5.0
+"""
+
+
+def test_jobs_give_one_valid_record_per_inference_with_the_link_in_each(shared_bed: Testbed) -> None:
+    records = shared_bed.run({"model": MODEL, "partition": "block_3_project_BN", "repetitions": 2,
+                              "tags": {"case": "basic"}})
+    assert len(records) == 2
+    for record in records:
+        check_record(record)
+        assert record["status"] == "ok", record["error"]
+        assert record["tags"] == {"case": "basic"}
+        assert record["link"]["profile"]["name"] == PROFILE and record["link"]["backend"] == "userspace"
+        assert record["link"]["runtime"] == "process"
+        assert record["raw_intermediate_bytes"] == 28 * 28 * 32 * 4
+        assert 0 < record["delivery_ms"] < record["e2e_latency_ms"]
+        assert record["weights"]["source"] == "random"
+    assert shared_bed.warmup_records and shared_bed.warmup_records[0]["tags"] == {"warmup": True}
+    described = shared_bed.describe()
+    assert described["topology"]["backend"] == "userspace" and set(described["nodes"]) == {"edge", "ue"}
+
+
+def test_a_bad_job_is_refused_and_the_testbed_stays_usable(shared_bed: Testbed) -> None:
+    with pytest.raises(TestbedError, match="refused.*no candidate partition 'nope'"):
+        shared_bed.run({"model": MODEL, "partition": "nope"})
+    with pytest.raises(ConfigurationError, match="unknown job fields"):
+        shared_bed.run({"model": MODEL, "colour": "blue"})
+    records = shared_bed.run({"model": MODEL, "partition": "out_relu", "encoding": "json-baseline"})
+    assert records[0]["status"] == "ok" and records[0]["encoding"] == "json-baseline"
+
+
+def test_update_link_changes_the_link_live_and_later_records_say_so(shared_bed: Testbed, tmp_path: Path) -> None:
+    slow = tmp_path / "slow.toml"
+    slow.write_text(SLOW_PROFILE)
+    try:
+        shared_bed.update_link(str(slow))
+        record = shared_bed.run({"model": MODEL, "partition": "block_3_project_BN"})[0]
+    finally:
+        shared_bed.update_link(PROFILE)
+    assert record["status"] == "ok" and record["link"]["profile"]["name"] == "test-5mbit"
+    serialisation_ms = record["uplink_bytes"] * 8 / 5e3  # at 5 Mbit/s, before any header
+    assert record["delivery_ms"] >= serialisation_ms + 5.0
+    after = shared_bed.run({"model": MODEL, "partition": "block_3_project_BN"})[0]
+    assert after["link"]["profile"]["name"] == PROFILE and after["delivery_ms"] < record["delivery_ms"] / 4
+
+
+def test_a_failed_start_names_the_node_and_its_log_and_leaves_nothing(offline: None) -> None:
+    before = netns_names()
+    bed = Testbed("ideal", backend="userspace", models=["nosuchmodel"], weights=WEIGHTS, warmup=False)
+    started = time.monotonic()
+    with pytest.raises(TestbedError) as failure:
+        bed.start()
+    message = str(failure.value)
+    assert "edge node" in message and "unknown model 'nosuchmodel'" in message  # the remote node's own log line
+    assert time.monotonic() - started < 120
+    assert bed.closed and bed.topology is not None
+    prefix = bed.topology.prefix
+    assert not {n for n in netns_names() - before if n.startswith(prefix)}
+    remote: Any = bed.remote
+    assert remote is not None and not psutil.pid_exists(remote.popen.pid)
+    with pytest.raises(TestbedError, match="not running"):
+        bed.run({"model": MODEL})
