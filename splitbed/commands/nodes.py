@@ -94,6 +94,7 @@ def local_node(
                                                        "e.g. while the remote node is still starting")] = None,
     output: Annotated[Path | None, typer.Option(help="append records here instead of stdout")] = None,
     result_timeout: float = typer.Option(120.0, help="seconds to wait for each result"),
+    connect_retry: float = typer.Option(0.0, help="seconds to keep retrying a refused connection"),
     clock_pings: int = typer.Option(8, help="ping-pongs for the clock offset estimate"),
     allow_weights_mismatch: bool = typer.Option(False, help="run even if the remote's weights differ"),
     verify_delivery: bool = typer.Option(False, help="compare CRC-32s of sent and decoded tensors (after timing)"),
@@ -115,6 +116,7 @@ def local_node(
             raise typer.BadParameter(f"--tag takes KEY=VALUE, got {item!r}")
         tags[key] = value
     config = LocalConfig(host=host, port=port, weights=weights, link=link, result_timeout_s=result_timeout,
+                         connect_retry_s=connect_retry,
                          clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch,
                          verify_delivery=verify_delivery)
     out = output.open("a") if output is not None else sys.stdout

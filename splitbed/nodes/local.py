@@ -50,6 +50,7 @@ class LocalConfig:
     weights: str = "auto"
     link: dict[str, Any] | None = None
     connect_timeout_s: float = 10.0
+    connect_retry_s: float = 0.0   # keep retrying a refused connection this long (remote node still starting)
     config_timeout_s: float = 30.0
     result_timeout_s: float = 120.0
     send_timeout_s: float = 300.0
@@ -147,7 +148,7 @@ class LocalNode:
     def _open_session(self, model: str, encoding: str, result_mode: str, top_k: int) -> Session:
         cfg = self.config
         local_weights = self.runner.weights_info(model)  # loads the model before connecting (slow)
-        sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.connect_timeout_s)
+        sock = self._connect()
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader = ControlReader(sock)
@@ -185,6 +186,17 @@ class LocalNode:
             raise
         log.info("session %s: %s, %s carriage, clock %s", session_id, model, encoding, clock["method"])
         return Session(sock, reader, session_id, model, encoding, result_mode, top_k, offer, accept, clock)
+
+    def _connect(self) -> socket.socket:
+        cfg = self.config
+        give_up = time.monotonic() + cfg.connect_retry_s
+        while True:
+            try:
+                return socket.create_connection((cfg.host, cfg.port), timeout=cfg.connect_timeout_s)
+            except ConnectionRefusedError:
+                if time.monotonic() >= give_up:
+                    raise
+                time.sleep(0.2)
 
     def _check_offer(self, offer: dict[str, Any], model: str, encoding: str,
                      local_weights: dict[str, Any]) -> None:
