@@ -122,6 +122,14 @@ def load(name: str, weights: str = "auto") -> LoadedModel:
         assert info.path is not None
         model = _build_from_file(spec, info.path)
     else:
-        model, info = _build_imagenet(spec, info)
+        try:
+            model, info = _build_imagenet(spec, info)
+        except WeightsError as exc:
+            if info.requested != "auto":
+                raise
+            # auto: the host answered but the download (or the cached file) failed: fall back, loudly.
+            info = wts.WeightsInfo(source="random", requested=info.requested, seed=0,
+                                   warning=wts.random_warning(0, f"ImageNet weights could not be loaded ({exc})"))
+            model = _build_random(spec, 0)
     wts.announce(info, spec.name)
     return LoadedModel(keras_model=model, spec=spec, weights=info)

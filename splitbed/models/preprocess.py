@@ -66,6 +66,9 @@ def _from_file(path: Path, spec: ModelSpec) -> PreparedInput:
     if size > MAX_IMAGE_FILE_BYTES:
         raise ImageError(f"image file {path} is {size:,} bytes, over the {MAX_IMAGE_FILE_BYTES:,}-byte cap")
     _check_header(path)
+    from splitbed.models.loading import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     try:
