@@ -9,12 +9,27 @@ two-unit queue limits need the userspace link. The choice is recorded in Topolog
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from netem.capabilities import probe_qdiscs
 from netem.errors import BackendUnavailableError, UnsupportedProfileError
 from netem.kernel import kernel_problems, required_kinds
 from netem.profile import LinkProfile
+
+
+class LinkBackend(Protocol):
+    """What Topology needs from a backend (netem.kernel.KernelLink, netem.userspace.UserspaceLink)."""
+
+    def start(self) -> None: ...
+
+    def update(self, profile: LinkProfile) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def stop(self) -> None: ...
+
 
 BackendName = Literal["auto", "kernel", "userspace"]
 BACKENDS: tuple[str, ...] = ("auto", "kernel", "userspace")

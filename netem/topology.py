@@ -27,7 +27,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netem.backend import kernel_refusal, resolve_backend
+from netem.backend import LinkBackend, kernel_refusal, resolve_backend
 from netem.errors import NetemError, TopologyError, UnsupportedProfileError
 from netem.kernel import KernelLink
 from netem.naming import new_prefix, object_name
@@ -87,7 +87,7 @@ class Topology:
         self._link_rt_priority = link_rt_priority
         self._created: list[str] = []
         self._processes: list[subprocess.Popen[Any]] = []
-        self._link: KernelLink | UserspaceLink | None = None
+        self._link: LinkBackend | None = None
         self._offloads: dict[str, Any] = {}
         self._macs: dict[str, str] = {}
         self._started = False
