@@ -245,3 +245,24 @@ def test_kernel_topology_refuses_a_live_change_it_cannot_do() -> None:
         with pytest.raises(UnsupportedProfileError, match="kernel backend"):
             topo.update("5g-mmwave-driving")
         assert topo.profile.name == "ideal"
+
+
+def test_backend_resolution_follows_the_probed_kernel() -> None:
+    from netem.backend import resolve_backend
+    from netem.capabilities import kernel_has
+    from netem.errors import BackendUnavailableError, UnsupportedProfileError
+
+    embb = LinkProfile.load("5g-embb")
+    assert resolve_backend(LinkProfile.load("ideal"), "auto") == "kernel"
+    assert resolve_backend(LinkProfile.load("5g-mmwave-driving"), "auto") == "userspace"  # traces: userspace only
+    assert resolve_backend(embb, "userspace") == "userspace"
+    with pytest.raises(UnsupportedProfileError, match="trace"):
+        resolve_backend(LinkProfile.load("5g-mmwave-driving"), "kernel")
+    if kernel_has("netem"):
+        assert resolve_backend(embb, "auto") == "kernel"
+    else:
+        assert resolve_backend(embb, "auto") == "userspace"
+        with pytest.raises(BackendUnavailableError, match="no sch_netem"):
+            resolve_backend(embb, "kernel")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend(embb, "fpga")
