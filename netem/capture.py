@@ -73,6 +73,7 @@ class Capture:
         self.topology = topology
         self.side = side
         self.interface = interface or (topology.ue_ifname if side == "ue" else topology.edge_ifname)
+        self._temporary = path is None
         if path is None:
             handle, name = tempfile.mkstemp(prefix=f"{topology.prefix}-{side}-", suffix=".pcap")
             os.close(handle)
@@ -104,6 +105,9 @@ class Capture:
         if line.strip() != "READY":
             self._process.kill()
             _, err = self._process.communicate()
+            self._process = None
+            if self._temporary:
+                self.pcap_path.unlink(missing_ok=True)
             answer = (line + err).strip()[-800:] or f"no answer within {READY_TIMEOUT_S:.0f} s"
             raise CaptureError(f"capture on {self.interface} in {self.topology.namespace(self.side)} did not start: "
                                f"{answer}")

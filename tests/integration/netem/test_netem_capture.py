@@ -75,5 +75,7 @@ def test_capture_side_is_checked() -> None:
     with Topology("ideal") as topo:
         with pytest.raises(CaptureError, match="'ue' or 'edge'"):
             Capture(topo, "middle")
+        failing = Capture(topo, "ue", interface="nonexistent0")
         with pytest.raises(CaptureError, match="did not start"):
-            Capture(topo, "ue", interface="nonexistent0").start()
+            failing.start()
+        assert not failing.pcap_path.exists()  # its temporary pcap is not left behind
