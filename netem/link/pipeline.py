@@ -105,9 +105,9 @@ class DirectionPipeline:
         self._install(build_stages(profile, origin_ns))
 
     def _install(self, stages: list[Stage]) -> None:
-        for stage in stages:
-            if hasattr(stage, "queue_delay"):
-                stage.queue_delay = self.queue_delay  # type: ignore[attr-defined]
+        for stage in stages:  # one queue-delay histogram per direction, kept across profile changes
+            if isinstance(stage, (RateStage, ThroughputTraceStage, DeliveryTraceStage)):
+                stage.queue_delay = self.queue_delay
         self.stages = stages
         self._entry = stages[0] if stages else None
 

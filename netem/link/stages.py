@@ -41,7 +41,9 @@ class Stage(Protocol):
     """The verbs every stage has."""
 
     name: str
-    drops: dict[str, int]
+
+    @property
+    def drops(self) -> dict[str, int]: ...
 
     def enqueue(self, item: Item) -> None: ...
 
