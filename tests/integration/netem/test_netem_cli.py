@@ -67,3 +67,11 @@ def test_shell_with_iperf3_server_and_capture(tmp_path: Path) -> None:
     # The ue-side capture saw every byte the server counted (plus any the test end cut off in flight).
     assert data["payload_bytes"] - data["retransmitted_bytes"] >= received
     assert leftover(done.stderr) == []
+
+
+def test_doctor_is_reachable_through_netem() -> None:
+    done = netem("doctor", "--json", timeout=180)
+    probes = {p["name"]: p for p in json.loads(done.stdout)}
+    assert {"netns", "sch_netem", "tbf"} <= set(probes)
+    assert done.returncode in (0, 1)
+    assert (done.returncode == 1) == any(p["must_have"] and not p["ok"] for p in probes.values())
