@@ -78,6 +78,3 @@ _NUMPY: dict[DType, np.dtype] = {
     DType.BOOL: np.dtype("?"),
 }
 _FLOATS = frozenset({DType.FLOAT32, DType.FLOAT16, DType.BFLOAT16, DType.FLOAT64})
-
-#: True where numpy's native order differs from the wire's little-endian tensor data.
-BIG_ENDIAN_HOST = sys.byteorder == "big"

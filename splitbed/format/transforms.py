@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 
-from splitbed.format.dtypes import BIG_ENDIAN_HOST, DType
+from splitbed.format import halffloat
+from splitbed.format.dtypes import DType
 from splitbed.format.errors import ErrorCode, FormatError
 
 Buffer = bytes | bytearray | memoryview
@@ -29,14 +30,9 @@ def byte_view(arr: np.ndarray) -> memoryview:
 
 
 def to_wire_order(arr: np.ndarray) -> np.ndarray:
-    """The array as the wire carries it: little-endian (a copy only on big-endian hosts) and C-contiguous."""
-    if BIG_ENDIAN_HOST and arr.dtype.itemsize > 1:
-        arr = arr.byteswap()
+    """The array as the wire carries it: C-contiguous (a copy only when it is not). Byte order needs no
+    work: DType.numpy dtypes are explicitly little-endian, so numpy converts on big-endian hosts."""
     return np.ascontiguousarray(arr)
-
-
-def from_wire_order(arr: np.ndarray) -> np.ndarray:
-    return arr.byteswap() if BIG_ENDIAN_HOST and arr.dtype.itemsize > 1 else arr
 
 
 def frozen(arr: np.ndarray) -> np.ndarray:
@@ -70,7 +66,7 @@ class Transform:
         arr = np.frombuffer(data, dtype=dtype.numpy, count=math.prod(shape))
         if dtype is DType.BOOL and arr.size and int(arr.view(np.uint8).max()) > 1:
             raise FormatError(ErrorCode.INVALID_BOOL, "bool tensor holds bytes other than 0x00 and 0x01")
-        return frozen(from_wire_order(arr).reshape(shape))
+        return frozen(arr.reshape(shape))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,23 +74,30 @@ class CastTransform(Transform):
     """Round to a 2-byte float (round to nearest even); finite values that would overflow are refused."""
 
     target: np.dtype = np.dtype("<f2")
+    overflow_at: float = 65520.0  # smallest magnitude that rounds to infinity in `target`
 
     def encoded_length(self, dtype: DType, num_elements: int) -> int:
         return num_elements * 2
 
     def forward(self, arr: np.ndarray, dtype: DType) -> tuple[bytes, memoryview]:
+        magnitude = np.abs(arr)
+        overflowed = 0
+        if arr.dtype.itemsize > 2:  # a 2-byte source is float16 -> fp16 or bfloat16 -> bf16: nothing overflows
+            overflowed = int(np.count_nonzero(magnitude >= self.overflow_at)) - int(np.count_nonzero(np.isinf(arr)))
+        if overflowed:
+            worst = float(np.max(magnitude[np.isfinite(magnitude)]))
+            raise FormatError(ErrorCode.VALUE_OUT_OF_RANGE,
+                              f"profile {self.name}: {overflowed} finite values of magnitude >= "
+                              f"{self.overflow_at:g} would round to infinity in {np.dtype(self.target).name} "
+                              f"(largest here {worst:g}); refused, not clipped")
         with np.errstate(over="ignore", invalid="ignore"):
             cast = arr.astype(self.target)
-        overflow = np.isinf(cast)
-        if overflow.any() and np.isfinite(arr[overflow]).any():
-            worst = float(np.max(np.abs(arr[overflow & np.isfinite(arr)])))
-            raise FormatError(ErrorCode.VALUE_OUT_OF_RANGE,
-                              f"profile {self.name}: finite value of magnitude {worst:g} overflows "
-                              f"{np.dtype(self.target).name} (largest finite {float(_finfo_max(self.target)):g})")
         return b"", byte_view(to_wire_order(cast))
 
     def inverse(self, data: Buffer, params: bytes, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
-        half = from_wire_order(np.frombuffer(data, dtype=self.target, count=math.prod(shape)))
+        half = np.frombuffer(data, dtype=self.target, count=math.prod(shape))
+        if self.target == np.float16 and dtype in (DType.FLOAT32, DType.FLOAT64):
+            return frozen(halffloat.widen_float16(half, dtype.numpy).reshape(shape))
         return frozen(half.astype(dtype.numpy).reshape(shape))
 
 
@@ -175,6 +178,7 @@ IDENTITY = Transform()
 FLOAT16 = CastTransform(name="fp16", lossless=False, target=np.dtype("<f2"),
                         dtypes=frozenset({DType.FLOAT16, DType.FLOAT32, DType.FLOAT64}))
 BFLOAT16 = CastTransform(name="bf16", lossless=False, target=np.dtype(ml_dtypes.bfloat16),
+                         overflow_at=float(np.array(0x7F7F8000, np.uint32).view(np.float32)),
                          dtypes=frozenset({DType.BFLOAT16, DType.FLOAT32}))
 INT8_AFFINE = Int8AffineTransform(name="int8", lossless=False, param_length=_INT8_PARAMS.size, dtypes=_FLOATS)
 SHUFFLE = ShuffleTransform(name="shuffle")

@@ -213,3 +213,20 @@ def test_non_contiguous_and_big_endian_inputs_are_converted() -> None:
     aips = Aips.for_arrays(1, 1, [view, swapped])
     events = decode_all([encode_aips(aips), *encode_data(aips, [view, swapped])])
     assert np.array_equal(events[1].tensors[0], view) and np.array_equal(events[1].tensors[1], x)
+
+
+@pytest.mark.parametrize("profile", ["fp16", "bf16"])
+def test_overflow_threshold_is_where_the_cast_reaches_infinity(profile: str) -> None:
+    """The refusal threshold is exactly the smallest float32 the cast rounds to infinity."""
+    transform = get_profile(profile).transform
+    at = np.float32(transform.overflow_at)  # type: ignore[attr-defined]
+    below = np.nextafter(at, np.float32(0))
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.array([at]).astype(transform.target))[0]  # type: ignore[attr-defined]
+        assert np.isfinite(np.array([below]).astype(transform.target))[0]  # type: ignore[attr-defined]
+    x = np.array([below, -below], np.float32)
+    aips = Aips.for_arrays(1, 1, [x], profile=profile)
+    y = decode_all([encode_aips(aips), *encode_data(aips, [x])])[1].tensors[0]
+    assert np.all(np.isfinite(y))
+    with pytest.raises(FormatError):
+        encode_data(aips, [np.array([below, -at], np.float32)])
