@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from splitbed.runtime import engine
 from splitbed.runtime.attach import AttachPump, SocketStdin, reader_pipe
-from splitbed.runtime.errors import NodeStartError
+from splitbed.runtime.errors import LimitError, NodeStartError
 from splitbed.runtime.handle import DEVNULL, PIPE, SIDES, STDOUT, NodeHandle
 from splitbed.runtime.limits import NodeLimits
 from splitbed.runtime.mounts import Mount, as_mounts, default_mounts
@@ -150,6 +150,18 @@ class ContainerNode(NodeHandle):
             return []
         rows = [(int(row[0]), row[1]) for row in top.get("Processes") or []]
         return [pid for pid, args in rows if not args.startswith(("/sbin/docker-init", "docker-init"))]
+
+    def update_limits(self, limits: NodeLimits) -> None:
+        """Change the CPU share (and raise or set the memory cap) of the running node, like `docker update`:
+        the same warmed-up process can then be measured under several limits."""
+        if self.limits.memory_bytes is not None and limits.memory_bytes is None:
+            raise LimitError("a running container's memory cap cannot be removed; start a new node instead")
+        if limits.pids != self.limits.pids:
+            raise LimitError("the pids limit of a running container cannot be changed; start a new node instead")
+        if self.poll() is not None:
+            raise LimitError(f"node {self.name} has ended (exit {self.returncode}); nothing to update")
+        self._api.update_container(self.container_id, **limits.docker_update())
+        self.limits = limits
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.runtime, "side": self.side, "name": self.name, "container_id": self.container_id[:12],

@@ -17,6 +17,7 @@ from splitbed.runtime.errors import LimitError
 MIN_MEMORY_BYTES = 32 * 1024**2
 MIN_CPUS = 0.01
 MIN_CPU_PERIOD_US, MAX_CPU_PERIOD_US = 1000, 1000000
+DEFAULT_CPU_PERIOD_US = 100_000  # the kernel's and Docker's default CFS period
 DEFAULT_PIDS_LIMIT = 1024
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -92,17 +93,31 @@ class NodeLimits:
     def docker_host_config(self) -> dict[str, Any]:
         """Keyword arguments for the Docker SDK's `create_host_config`."""
         config: dict[str, Any] = {"pids_limit": self.pids}
-        if self.cpus is not None and self.cpu_period_us is not None:
-            config["cpu_period"] = self.cpu_period_us
-            config["cpu_quota"] = round(self.cpus * self.cpu_period_us)
-        elif self.cpus is not None:
-            config["nano_cpus"] = round(self.cpus * 1e9)
+        if self.cpus is not None:
+            # CFS period + quota rather than NanoCpus (the same cgroup settings): only these can be changed
+            # on a running container (`update_limits`), and NanoCpus cannot be mixed with them.
+            config["cpu_period"], config["cpu_quota"] = self.cfs_period_quota()
         if self.memory_bytes is not None:
             config["mem_limit"] = self.memory_bytes
             config["memswap_limit"] = self.memory_bytes  # equal: no swap on top of the cap
         if self.cpuset is not None:
             config["cpuset_cpus"] = self.cpuset
         return config
+
+    def cfs_period_quota(self) -> tuple[int, int]:
+        """(period, quota) in microseconds; quota -1 means unlimited."""
+        period = self.cpu_period_us or DEFAULT_CPU_PERIOD_US
+        return period, (-1 if self.cpus is None else round(self.cpus * period))
+
+    def docker_update(self) -> dict[str, Any]:
+        """Keyword arguments for the Docker SDK's `update_container` (a running container's new limits)."""
+        period, quota = self.cfs_period_quota()
+        update: dict[str, Any] = {"cpu_period": period, "cpu_quota": quota}
+        if self.memory_bytes is not None:
+            update["mem_limit"] = update["memswap_limit"] = self.memory_bytes
+        if self.cpuset is not None:
+            update["cpuset_cpus"] = self.cpuset
+        return update
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for metrics records."""

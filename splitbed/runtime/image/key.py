@@ -22,6 +22,8 @@ from splitbed.runtime.image.recipe import Recipe, tomllib
 from splitbed.runtime.mounts import source_checkout
 
 BUILDER_DIR = Path(__file__).resolve().parent
+# Installers, upgraded by every setup run, never imported by a node: not part of the key.
+PACKAGING_TOOLS = {"pip", "setuptools", "wheel"}
 
 
 def key_inputs(recipe: Recipe) -> dict[str, object]:
@@ -31,7 +33,7 @@ def key_inputs(recipe: Recipe) -> dict[str, object]:
     declared = _declared_dependencies(pyproject) if pyproject and pyproject.is_file() else None
     distributions = sorted(
         f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions()
-        if dist.metadata["Name"]
+        if dist.metadata["Name"] and dist.metadata["Name"].lower() not in PACKAGING_TOOLS
     )
     builder = hashlib.sha256()
     for path in sorted(BUILDER_DIR.glob("*.py")):

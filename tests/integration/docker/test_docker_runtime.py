@@ -83,13 +83,34 @@ def test_limits_are_applied_and_visible_inside(node_image: Any, topology: Topolo
         out, _ = node.communicate(timeout=60)
         assert node.returncode == 0, node.logs()
         seen = json.loads(out)
-    assert host_config["NanoCpus"] == 500_000_000
+    assert (host_config["CpuQuota"], host_config["CpuPeriod"]) == (50_000, 100_000)
     assert host_config["Memory"] == host_config["MemorySwap"] == 256 << 20
     assert host_config["PidsLimit"] == 256
     assert host_config["NetworkMode"] == "none" and not host_config.get("Privileged")
     assert seen["cpu_limit_cores"] == pytest.approx(0.5)
     assert seen["memory_limit_bytes"] == 256 << 20
     assert node.describe()["limits"]["cpus"] == 0.5
+
+
+def test_limits_of_a_running_node_can_change(node_image: Any, topology: Topology) -> None:
+    program = ("import sys\nfrom splitbed.runtime import cgroup\n"
+               "for _ in sys.stdin: print(cgroup.cpu_limit_cores(), cgroup.memory_limit_bytes(), flush=True)\n")
+    with runtime_for("docker", topology) as runtime:
+        node = runtime.start_node("ue", [sys.executable, "-c", program], stdin=PIPE, stdout=PIPE,
+                                  limits=NodeLimits.make(cpus=1.0, memory="512m"))
+
+        def seen() -> list[str]:
+            node.stdin.write(b"?\n")
+            node.stdin.flush()
+            return node.stdout.readline().decode().split()
+
+        assert seen() == ["1.0", str(512 << 20)]
+        node.update_limits(NodeLimits.make(cpus=0.25, memory="1g"))
+        assert seen() == ["0.25", str(1 << 30)] and node.describe()["limits"]["cpus"] == 0.25
+        with pytest.raises(LimitError, match="cannot be removed"):
+            node.update_limits(NodeLimits.make(cpus=0.5))
+        node.stdin.close()
+        assert node.wait(30) == 0, node.logs()
 
 
 def test_cpu_quota_throttles_a_busy_node(node_image: Any, topology: Topology) -> None:
