@@ -47,6 +47,7 @@ VLAN_TAG_BYTES = 4
 #: frame is measured and refused rather than silently truncated.
 RX_BUFFER_BYTES = 65536 + 512
 REPLY_TIMEOUT_S = 5.0
+MAX_NOTES = 16
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,9 @@ class Forwarder:
         self.spin = SpinBudget(self.options.spin_us * 1000, self.options.min_sleep_percent / 100)
         self.wakeups = 0
         self.updates = 0
-        self.oversize_note = ""
+        self.notes: list[str] = []
+        self._oversize_noted = False
+        self.rx_errors = 0
         self.scheduling = "not started"
 
     # ----------------------------------------------------------------------------------------------- receive
@@ -260,12 +263,19 @@ class Forwarder:
                     size = recv_into(buffer, 0, MSG_TRUNC)
             except (BlockingIOError, InterruptedError):
                 break
+            except OSError as exc:  # e.g. ENETDOWN: reported once by the socket, then cleared
+                self.rx_errors += 1
+                self._note(f"{pipeline.name}: receive error: {exc.strerror or exc} (interface down or removed?)")
+                break
+            if size == 0:  # a packet socket never reads an empty frame; a closed stream-like peer does
+                break
             if size > limit and not self._fits_tagged(size, limit):
                 counters.rx_packets += 1
                 counters.rx_bytes += size
                 counters.drops["oversize"] += 1
-                if not self.oversize_note:
-                    self.oversize_note = (
+                if not self._oversize_noted:
+                    self._oversize_noted = True
+                    self._note(
                         f"{pipeline.name}: dropped a {size}-byte frame larger than the {limit}-byte limit "
                         "(egress MTU + Ethernet header): turn off GRO/GSO/TSO on the link's veths"
                     )
@@ -287,6 +297,11 @@ class Forwarder:
             counters.rx_bytes += nbytes
             counters.tx_packets += packets
             counters.tx_bytes += nbytes
+
+    def _note(self, text: str) -> None:
+        """Keep the first few distinct notes for stats() (bounded: a flapping interface cannot grow it)."""
+        if text not in self.notes and len(self.notes) < MAX_NOTES:
+            self.notes.append(text)
 
     def _fits_tagged(self, size: int, limit: int) -> bool:
         """An 802.1Q-tagged frame may be 4 bytes longer than the limit."""
@@ -365,7 +380,8 @@ class Forwarder:
             "updates": self.updates,
             "options": self.options.to_dict(),
             "scheduling": self.scheduling,
-            "notes": [self.oversize_note] if self.oversize_note else [],
+            "rx_errors": self.rx_errors,
+            "notes": list(self.notes),
         }
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
