@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,7 +44,7 @@ _CAPTURE_ETHERTYPE = 0x88B5
 _CAPTURE_MARKER = b"splitbed-doctor-capture"
 _CAPTURE_FRAMES = 5
 
-# The child process (ethtool, scapy probes) answers with one JSON line; never read more than this.
+# The capture probe's child process answers with one JSON line; never read more than this.
 _CHILD_OUTPUT_CAP = 64 * 1024
 _CHILD_TIMEOUT_S = 90.0
 
@@ -71,7 +71,7 @@ class Probe:
 # Policy shared by the doctor's exit code and the test suite
 
 
-def is_ci(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
+def is_ci(environ: Mapping[str, str] | None = None) -> bool:
     """CI systems set CI=true; there a missing must-have is a failure, never a quiet skip."""
     env = os.environ if environ is None else environ
     return env.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}

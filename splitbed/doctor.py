@@ -62,7 +62,7 @@ def probe_cpus() -> Probe:
     detail += f", load average {load1:.2f}"
     busy = " (busy now: timings will be slower and noisier)" if load1 > usable else ""
     return Probe("cpus", True, False, detail,
-                 meaning=f"inference times are measured on {usable} shared cores{busy}")
+                 meaning=f"inference times are measured on {usable} cores{busy}")
 
 
 def probe_imagenet_weights() -> Probe:
