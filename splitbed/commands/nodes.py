@@ -125,8 +125,11 @@ def local_node(
             for name in preload or []:
                 node.runner.load(name)
             if jobs is not None:
-                lines = sys.stdin if jobs == "-" else Path(jobs).open()
-                failed = run_jobs(node, lines, out)
+                if jobs == "-":
+                    failed = run_jobs(node, sys.stdin, out)
+                else:
+                    with Path(jobs).open() as lines:
+                        failed = run_jobs(node, lines, out)
                 raise typer.Exit(1 if failed else 0)
             job = Job(model=model, partition=int(partition) if partition.isdigit() else partition, image=image,
                       encoding=encoding, compression=compression, repetitions=repetitions, tags=tags, aips=aips,

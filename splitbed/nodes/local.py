@@ -18,7 +18,8 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -216,11 +217,29 @@ class LocalNode:
 
     # --- actions -----------------------------------------------------------------------------------
 
+    @contextmanager
+    def _closing_on_failure(self, s: Session) -> Iterator[None]:
+        """A session exchange outside an inference: if the connection or the protocol breaks (or the remote says
+        the error is fatal), close the session so that the next job starts a fresh one."""
+        try:
+            yield
+        except RemoteError as exc:
+            if exc.fatal:
+                s.close()
+            raise
+        except (ProtocolError, PeerClosed, OSError):
+            s.close()
+            raise
+
     def reset_decoder(self) -> dict[str, Any]:
         """Ask the remote node to reset its format decoder (AIPS lifetime rule "decoder reset")."""
         s = self.session
         if s is None or not s.alive:
             raise ConfigurationError("reset-decoder: there is no open session (run an inference first)")
+        with self._closing_on_failure(s):
+            return self._reset_decoder(s)
+
+    def _reset_decoder(self, s: Session) -> dict[str, Any]:
         s.units_sent += 1
         send_pieces(s.sock, [proto.encode_control(MsgType.RESET, {})], self.config.send_timeout_s)
         unit, _, _ = s.reader.expect(MsgType.RESET_DONE, self.config.result_timeout_s)
@@ -238,7 +257,8 @@ class LocalNode:
         plan = self._plan(job)
         session = self._ensure_session(job)
         if plan.partition_id not in session.prepared:
-            self._prepare(session, plan)
+            with self._closing_on_failure(session):
+                self._prepare(session, plan)
         return _Inference(self, session, job, plan, repetition).run()
 
     def _prepare(self, s: Session, plan: PartPlan) -> None:
@@ -373,6 +393,17 @@ class _Inference:
             stamps["local_head_done"] = now_ns()
             pieces, aips, aips_bytes, units = self._encode(arrays)
             stamps["local_encoded"] = now_ns()
+            rec["input_shape"] = list(prepared.array.shape)
+            rec["input_data_bytes"] = prepared.input_bytes
+            rec["preprocessed_input_bytes"] = prepared.preprocessed_bytes
+            rec["raw_intermediate_bytes"] = sum(a.nbytes for a in arrays)
+            rec["aips_bytes"] = aips_bytes
+            rec["uplink_bytes"] = sum(len(memoryview(p).cast("B")) for p in pieces)
+            rec["serialized_intermediate_bytes"] = rec["uplink_bytes"] - aips_bytes
+            rec["compression_ratio"] = rec["raw_intermediate_bytes"] / max(rec["serialized_intermediate_bytes"], 1)
+            rec["preprocess_ms"] = _ms(stamps["local_start"], stamps["local_preprocessed"])
+            rec["local_inference_ms"] = _ms(stamps["local_preprocessed"], stamps["local_head_done"])
+            rec["encode_ms"] = _ms(stamps["local_head_done"], stamps["local_encoded"])
             # Committed before sending: once any byte may be on the wire, the remote counts these units.
             s.units_sent += units
             if aips_bytes:
@@ -382,21 +413,9 @@ class _Inference:
             stamps["local_first_send"] = now_ns()
             send_pieces(s.sock, pieces, node.config.send_timeout_s)
             stamps["local_send_done"] = now_ns()
+            rec["send_ms"] = _ms(stamps["local_first_send"], stamps["local_send_done"])
         finally:
-            figures = node.meter.stop(window)
-        rec["local_resources"] = figures
-        rec["input_shape"] = list(prepared.array.shape)
-        rec["input_data_bytes"] = prepared.input_bytes
-        rec["preprocessed_input_bytes"] = prepared.preprocessed_bytes
-        rec["raw_intermediate_bytes"] = sum(a.nbytes for a in arrays)
-        rec["aips_bytes"] = aips_bytes
-        rec["uplink_bytes"] = sum(len(memoryview(p).cast("B")) for p in pieces)
-        rec["serialized_intermediate_bytes"] = rec["uplink_bytes"] - aips_bytes
-        rec["compression_ratio"] = rec["raw_intermediate_bytes"] / max(rec["serialized_intermediate_bytes"], 1)
-        rec["preprocess_ms"] = _ms(stamps["local_start"], stamps["local_preprocessed"])
-        rec["local_inference_ms"] = _ms(stamps["local_preprocessed"], stamps["local_head_done"])
-        rec["encode_ms"] = _ms(stamps["local_head_done"], stamps["local_encoded"])
-        rec["send_ms"] = _ms(stamps["local_first_send"], stamps["local_send_done"])
+            rec["local_resources"] = node.meter.stop(window)
 
     def _encode(self, arrays: list[np.ndarray]) -> tuple[list[Any], Any, int, int]:
         """(pieces to send, AIPS in force, bytes of the AIPS unit sent (0: none), units sent). Changes no
