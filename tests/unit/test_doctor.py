@@ -115,6 +115,13 @@ def test_tool_probe_follows_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert doctor.probe_tool("iperf3").ok
 
 
+def test_docker_is_a_must_have_on_ci_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    assert doctor.probe_docker(timeout_s=1).must_have is False
+    monkeypatch.setenv("CI", "true")
+    assert doctor.probe_docker(timeout_s=1).must_have is doctor.DOCKER_MUST_HAVE_ON_CI
+
+
 def _weights_files() -> list[str]:
     from splitbed.models import registry
 
