@@ -198,7 +198,7 @@ class Decoder:
         assert value is not None
         fast = self._fixed
         if fast is not None and frame.length == fast.value_length and value.startswith(fast.table) \
-                and all(not any(value[start:end]) for start, end in self._fixed_pad_spans):
+                and (not self._fixed_pad_spans or not any(any(value[a:b]) for a, b in self._fixed_pad_spans)):
             self._on_fixed_layout_data(frame, value, fast)
             return
         try:
@@ -223,7 +223,7 @@ class Decoder:
         """Shortcut for a unit whose table is byte-identical to the one the active AIPS implies, with the same
         length and zero padding between payloads: every check of the general path then holds by construction,
         so only the payloads are left to decode (tests compare both paths)."""
-        view = memoryview(value)
+        view = memoryview(value).toreadonly()
         try:
             tensors = tuple([step.transform.inverse(view[offset:offset + step.size], b"", step.spec.dtype,
                                                     step.spec.shape)
@@ -318,6 +318,6 @@ class _TensorPlan:
             raise FormatError(ErrorCode.PAYLOAD_LENGTH_MISMATCH,
                               f"tensor {spec.tensor_id}: profile {self.profile.name} payload must be "
                               f"{self.size} bytes, the data unit carries {entry.payload_length}")
-        payload = memoryview(value)[entry.payload_offset:entry.payload_offset + entry.payload_length]
+        payload = memoryview(value).toreadonly()[entry.payload_offset:entry.payload_offset + entry.payload_length]
         data = self.coder.decompress(payload, self.size)
         return self.transform.inverse(data, entry.params, spec.dtype, spec.shape)

@@ -26,7 +26,10 @@ _FLOATS = frozenset({DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32, DType.FLOAT64
 
 def byte_view(arr: np.ndarray) -> memoryview:
     """The bytes of a C-contiguous array as a flat memoryview, without copying."""
-    return arr.reshape(-1).view(np.uint8).data
+    try:
+        return arr.data.cast("B")
+    except (TypeError, ValueError, NotImplementedError):  # dtypes the buffer protocol cannot name (bfloat16)
+        return arr.reshape(-1).view(np.uint8).data
 
 
 def to_wire_order(arr: np.ndarray) -> np.ndarray:
@@ -63,10 +66,11 @@ class Transform:
         """FormatError(bad_params) when the per-inference parameters are unusable."""
 
     def inverse(self, data: Buffer, params: bytes, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
-        arr = np.frombuffer(data, dtype=dtype.numpy, count=math.prod(shape))
-        if dtype is DType.BOOL and arr.size and int(arr.view(np.uint8).max()) > 1:
+        """A view of `data` (no copy): read-only when `data` is (the decoder passes read-only views)."""
+        arr = np.ndarray(shape, dtype.numpy, data)
+        if dtype is DType.BOOL and int(arr.view(np.uint8).max()) > 1:
             raise FormatError(ErrorCode.INVALID_BOOL, "bool tensor holds bytes other than 0x00 and 0x01")
-        return frozen(arr.reshape(shape))
+        return arr
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +177,7 @@ class ShuffleTransform(Transform):
         count = math.prod(shape)
         planes = np.frombuffer(data, dtype=np.uint8, count=count * size).reshape(size, count)
         flat = np.ascontiguousarray(planes.T).reshape(-1)
-        return Transform.inverse(self, flat.data, params, dtype, shape)
+        return Transform.inverse(self, flat.data.toreadonly(), params, dtype, shape)
 
 
 IDENTITY = Transform()

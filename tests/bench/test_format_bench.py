@@ -43,7 +43,7 @@ def test_memcpy(benchmark: Any) -> None:
     """One memcpy of the tensor's bytes into a new buffer (what receiving it costs at least)."""
     benchmark.group = "format-802816"
     src = memoryview(TENSOR.reshape(-1).view(np.uint8))
-    copy = benchmark.pedantic(bytes, args=(src,), rounds=300, iterations=1, warmup_rounds=20)
+    copy = benchmark.pedantic(bytes, args=(src,), rounds=2000, iterations=1, warmup_rounds=50)
     assert copy == src
     _record(benchmark, "memcpy", TENSOR.nbytes)
 
@@ -64,7 +64,8 @@ def test_encode_decode(benchmark: Any, profile: str) -> None:
         assert isinstance(event, TensorsDecoded)
         return event
 
-    rounds = 300 if PROFILES[aips.tensors[0].compression_profile_id].coder.name == "none" else 30
+    # Many rounds where one is cheap: the bars compare minima, and on a shared machine a clean round is rare.
+    rounds = {"none": 2000, "bf16": 200, "fp16": 50}.get(profile, 20)
     event = benchmark.pedantic(round_trip, rounds=rounds, iterations=1, warmup_rounds=5)
     decoded = event.tensors[0]
     if PROFILES[aips.tensors[0].compression_profile_id].lossless:
