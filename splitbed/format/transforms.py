@@ -39,6 +39,7 @@ def to_wire_order(arr: np.ndarray) -> np.ndarray:
 
 
 def frozen(arr: np.ndarray) -> np.ndarray:
+    """Decoded tensors are read-only: they may share memory with the unit buffer or other events."""
     arr.flags.writeable = False
     return arr
 
