@@ -22,7 +22,7 @@ def test_seeded_mutation_fuzz() -> None:
 
 @pytest.mark.slow
 def test_long_mutation_fuzz() -> None:
-    fuzz(cases=1_000_000, seed=7, time_limit=900)
+    fuzz(cases=300_000, seed=7, time_limit=600)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
