@@ -55,9 +55,10 @@ def test_shell_ping_rtt_through_a_delayed_link(tmp_path: Path) -> None:
 
 def test_shell_with_iperf3_server_and_capture(tmp_path: Path) -> None:
     pcap, report = tmp_path / "ue.pcap", tmp_path / "report.json"
-    # (-t, not -n: with -n iperf3 ends the test once the bytes are queued, and unsent ones are discarded.)
+    # (-t, not -n: with -n iperf3 ends the test once the bytes are queued, and unsent ones are discarded.
+    # -b 100M: 5G rates; an unthrottled ~1 Gbit/s flow outruns the Python capture, which then reports drops.)
     done = netem("shell", "--profile", "ideal", "--server", "iperf3 -s -1", "--capture", str(pcap),
-                 "--report", str(report), "--", "sh", "-c", 'iperf3 -c "$NETEM_REMOTE" -t 1 -J')
+                 "--report", str(report), "--", "sh", "-c", 'iperf3 -c "$NETEM_REMOTE" -t 1 -b 100M -J')
     assert done.returncode == 0, done.stderr
     received = json.loads(done.stdout)["end"]["sum_received"]["bytes"]
     assert received > 1 << 20
