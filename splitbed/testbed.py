@@ -55,6 +55,7 @@ class Testbed:
     nodes (auto, imagenet, random:SEED, a file). `runtime`: node runtime name (`process`, `docker`) or a runtime
     object with `start_node(side, argv, ...)`/`close()` (splitbed.runtime); `runtime_options` go to
     `make_runtime`, `limits` maps a side to NodeLimits. `warmup_partition` overrides the warm-up partition.
+    `remote_args` / `local_args` are extra command-line options for the nodes (e.g. `--verify-delivery`).
     """
 
     __test__ = False
@@ -73,6 +74,7 @@ class Testbed:
         warmup: bool = True,
         warmup_partition: str | int | None = None,
         remote_args: Sequence[str] = (),
+        local_args: Sequence[str] = (),
         python: str = sys.executable,
     ) -> None:
         if not models:
@@ -88,6 +90,7 @@ class Testbed:
         self.warmup = warmup
         self.warmup_partition = warmup_partition
         self.remote_args = list(remote_args)
+        self.local_args = list(local_args)
         self.python = python
         self.topology: Topology | None = None
         self.runtime: Any = None
@@ -248,7 +251,7 @@ class Testbed:
 
     def _local_argv(self) -> list[str]:
         return [self.python, "-m", "splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
-                "--weights", self.weights, "--jobs", "-"]
+                "--weights", self.weights, "--jobs", "-"] + self.local_args
 
     def _edge_addr(self) -> str:
         assert self.topology is not None
