@@ -331,8 +331,8 @@ def probe_qdisc(kind: str) -> Probe:
             installed = [q.get_attr("TCA_KIND") for q in ipr.get_qdiscs(index=index)]
             ipr.tc("del", index=index, handle="1:", root=True)
     except Exception as exc:
-        return Probe(name, False, False, f"not probed: {_scratch_error(exc)}", fix=nonroot_fix(),
-                     meaning=meaning_no)
+        return Probe(name, False, False, f"not probed: {_scratch_error(exc)}",
+                     fix=nonroot_fix() if os.geteuid() != 0 else fix, meaning=meaning_no)
     if kind not in installed:
         return Probe(name, False, False, f"{kind} add returned success but the device shows {installed}",
                      fix=fix, meaning=meaning_no)
@@ -351,7 +351,10 @@ def _run_inside(scratch: Scratch, check: str) -> dict[str, object]:
     if done.returncode != 0 or not out:
         err = done.stderr[-2000:].decode(errors="replace").strip().splitlines()
         return {"ok": False, "detail": f"probe process failed (exit {done.returncode}): {err[-1] if err else ''}"}
-    answer = json.loads(out[-1])
+    try:
+        answer = json.loads(out[-1])
+    except json.JSONDecodeError:
+        return {"ok": False, "detail": f"probe process answered non-JSON: {out[-1][:200]!r}"}
     if not isinstance(answer, dict):
         return {"ok": False, "detail": f"probe process answered {answer!r}"}
     return answer
@@ -372,7 +375,8 @@ def _probe_inside(name: str, check: str, must_have: bool, fix: str, meaning_ok: 
 def probe_ethtool_offloads() -> Probe:
     """Turn offloads off on a scratch veth with the topology's own code (netem.offload), and check what stuck."""
     name = "ethtool_offloads"
-    fix = "a kernel/driver that allows ETHTOOL_SFEATURES on veth (any mainline kernel does); see the error above"
+    fix = ("a kernel that lets TSO/GSO/GRO and tx checksum be turned off on veth (mainline kernels do); the detail "
+           "names the call that failed")
     meaning_no = "the link would see 64 KB super-packets: rate, loss and packet counts would be wrong"
     try:
         from netem.offload import disable_offloads
