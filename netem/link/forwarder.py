@@ -47,6 +47,12 @@ VLAN_TAG_BYTES = 4
 #: frame is measured and refused rather than silently truncated.
 RX_BUFFER_BYTES = 65536 + 512
 REPLY_TIMEOUT_S = 5.0
+SO_TIMESTAMPNS = 35  # SO_TIMESTAMPNS_OLD: struct timespec of two longs (64-bit Linux)
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+TIMESPEC = struct.Struct("qq")
+TIMESTAMP_CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
+#: A kernel receive stamp older than this (or in the future) is not trusted (e.g. the wall clock was stepped).
+MAX_STAMP_AGE_NS = 1_000_000_000
 MAX_NOTES = 16
 
 
@@ -62,6 +68,7 @@ class ForwarderOptions:
     min_sleep_percent: int = 15
     timer_slack_ns: int = 1
     realtime_priority: int = 10
+    kernel_timestamps: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch <= 65536:
@@ -196,6 +203,16 @@ class SpinBudget:
         return wait_ns / 1e9
 
 
+def _enable_timestamps(*socks: socket.socket) -> bool:
+    """Ask the kernel to stamp every received frame (SO_TIMESTAMPNS); False if a socket refuses."""
+    try:
+        for sock in socks:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
 class _Terminate(Exception):
     """Raised from the SIGTERM handler to leave the event loop at once."""
 
@@ -232,6 +249,8 @@ class Forwarder:
         self._check_outgoing = packet_sockets and not self.options.ignore_outgoing
         self._buffer = bytearray(RX_BUFFER_BYTES)
         self._view = memoryview(self._buffer)
+        self._buffers = [self._buffer]
+        self._timestamps = self.options.kernel_timestamps and _enable_timestamps(ue_sock, edge_sock)
         self._stopping = False
         self.spin = SpinBudget(self.options.spin_us * 1000, self.options.min_sleep_percent / 100)
         self.wakeups = 0
@@ -243,7 +262,12 @@ class Forwarder:
 
     # ----------------------------------------------------------------------------------------------- receive
     def _receive(self, src: socket.socket, dst: socket.socket, pipeline: DirectionPipeline) -> None:
-        """Drain up to ``batch`` frames from ``src``: forward at once (fast path) or push into the pipeline."""
+        """Drain up to ``batch`` frames from ``src``: forward at once (fast path) or push into the pipeline.
+
+        A shaped direction reads each frame with its kernel receive timestamp (SO_TIMESTAMPNS, converted to the
+        monotonic clock), so the time the frame waited for this loop to wake up counts as link time instead of
+        being added on top of the profile's delay.
+        """
         buffer, view = self._buffer, self._view
         limit = self._limit[src.fileno()]
         counters = pipeline.counters
@@ -251,11 +275,18 @@ class Forwarder:
         send = dst.send
         clock = self.clock
         check_outgoing = self._check_outgoing
+        stamped = not fast and self._timestamps
+        buffers = self._buffers
+        offset = time.time_ns() - clock() if stamped else 0
         recv_into = src.recv_into
         packets = nbytes = 0
         for _ in range(self.options.batch):
             try:
-                if check_outgoing:
+                if stamped:
+                    size, ancillary, _flags, address = src.recvmsg_into(buffers, TIMESTAMP_CMSG_SPACE, MSG_TRUNC)
+                    if check_outgoing and address[2] == PACKET_OUTGOING:
+                        continue
+                elif check_outgoing:
                     size, address = src.recvfrom_into(buffer, 0, MSG_TRUNC)
                     if address[2] == PACKET_OUTGOING:
                         continue
@@ -291,7 +322,16 @@ class Forwarder:
                 packets += 1
                 nbytes += size
             else:
-                pipeline.push(bytes(view[:size]), clock())
+                now = clock()
+                arrival = now
+                if stamped and ancillary:
+                    level, kind, data = ancillary[0]
+                    if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= 16:
+                        seconds, nanoseconds = TIMESPEC.unpack_from(data)
+                        stamp = seconds * 1_000_000_000 + nanoseconds - offset
+                        if now - MAX_STAMP_AGE_NS <= stamp <= now:
+                            arrival = stamp
+                pipeline.push(bytes(view[:size]), arrival)
         if packets:
             counters.rx_packets += packets
             counters.rx_bytes += nbytes
@@ -381,6 +421,7 @@ class Forwarder:
             "options": self.options.to_dict(),
             "scheduling": self.scheduling,
             "rx_errors": self.rx_errors,
+            "kernel_timestamps": self._timestamps,
             "notes": list(self.notes),
         }
 

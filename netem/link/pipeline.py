@@ -101,6 +101,7 @@ class DirectionPipeline:
         self._retired_drops: dict[str, int] = {}
         self._carry_out: list[Item] = []
         self._near_full = False
+        self._last_arrival = 0
         self.stages: list[Stage] = []
         self._install(build_stages(profile, origin_ns))
 
@@ -136,6 +137,9 @@ class DirectionPipeline:
             if self._near_full and self.held_bytes() + len(frame) > MAX_HELD_BYTES:
                 counters.drops["link_full"] += 1
                 return
+        if now_ns < self._last_arrival:  # arrival stamps never go back in time (stages rely on it)
+            now_ns = self._last_arrival
+        self._last_arrival = now_ns
         self._entry.enqueue((now_ns, now_ns, frame))
 
     def next_due(self) -> int | None:

@@ -272,6 +272,7 @@ class _BottleneckStage:
         self.queue = queue
         self.queue_delay = LatencyHistogram()
         self._busy: Item | None = None  # (finish_ns, rx_ns, frame) being transmitted
+        self._free_at = 0  # when the last transmission ended
         self._out: deque[Item] = deque()
         self._out_bytes = 0
 
@@ -303,6 +304,7 @@ class _BottleneckStage:
             entry = self.queue.dequeue(busy[0])
             if entry is None:
                 self._busy = None
+                self._free_at = busy[0]
                 return
             self._start(busy[0], entry)
             busy = self._busy
@@ -311,7 +313,9 @@ class _BottleneckStage:
         arrival = item[0]
         self._advance(arrival)
         if self._busy is None and not len(self.queue):
-            self._start(arrival, item)
+            # A frame stamped by the kernel may arrive "in the past", during a transmission the loop already
+            # completed: it starts when the link became free, never overlapping the previous frame.
+            self._start(max(arrival, self._free_at), item)
         else:
             self.queue.enqueue(item, arrival)
 

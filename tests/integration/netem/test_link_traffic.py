@@ -4,6 +4,11 @@ Bars checked here (issue 4, userspace link): added RTT within 0.5 ms of 2 x dela
 144 Mbit/s; TCP goodput of a 10 MB transfer after slow start in [90 %, 100 %] of the rate (and never above
 the 1448/1514 payload ceiling, which would mean the link counts too few bytes); losses equal to the link's
 own count and inside the binomial 99 % interval. The default tests take seconds; longer runs are `slow`.
+
+The measuring tools (iperf3 ends, the load generator, the ping of the RTT bar) run under SCHED_FIFO 5, below
+the link's 10: on a busy host a starved endpoint stops reading or writing for tens of ms and the link idles for
+lack of data, which would be charged to the link. Throughput is read from the edge veth's kernel counters
+(sampled every 5 ms), not from the receiving application's reads.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import math
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +37,12 @@ def profile(name: str, uplink: DirectionProfile, downlink: DirectionProfile | No
                        downlink or DirectionProfile())
 
 
-def ping(topo: Topology, count: int, interval_s: float, *extra: str) -> tuple[list[float], str]:
+def ping(topo: Topology, count: int, interval_s: float, *extra: str, rt: bool = False) -> tuple[list[float], str]:
+    """ping ue -> edge; ``rt``: under SCHED_FIFO 5 (below the link), since ping stamps the send time in user
+    space and a starved ping on a busy host would add its own scheduling delay to the RTT it reports."""
     argv = ["ping", "-n", "-c", str(count), "-i", str(interval_s), "-W", "3", *extra, topo.edge_addr]
+    if rt:
+        argv = realtime(argv)
     done = topo.run("ue", argv, timeout=count * interval_s + 30)
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", done.stdout)], done.stdout
 
@@ -52,13 +62,14 @@ def wait_listening(topo: Topology, port: int) -> None:
 
 
 def iperf3(topo: Topology, client_args: list[str], port: int, server_interval: float = 0.1) -> dict[str, Any]:
-    """Run one iperf3 test ue -> edge; the *server's* JSON (what was received, per interval)."""
-    server = topo.popen("edge", ["iperf3", "-s", "-1", "-J", "-i", str(server_interval), "-p", str(port)],
+    """Run one iperf3 test ue -> edge (both ends real-time, below the link); the *server's* JSON."""
+    server = topo.popen("edge", realtime(["iperf3", "-s", "-1", "-J", "-i", str(server_interval), "-p", str(port)]),
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_listening(topo, port)
-    client = topo.run("ue", ["timeout", "60", "iperf3", "-c", topo.edge_addr, "-p", str(port), *client_args],
-                      timeout=90)
-    assert client.returncode == 0, client.stderr or client.stdout
+    client = topo.popen("ue", realtime(["timeout", "60", "iperf3", "-c", topo.edge_addr, "-p", str(port),
+                                        *client_args]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client_out, client_err = client.communicate(timeout=90)
+    assert client.returncode == 0, client_err or client_out
     out, _ = server.communicate(timeout=30)
     return json.loads(out)
 
@@ -68,25 +79,82 @@ def received_intervals(report: dict[str, Any]) -> list[tuple[float, float, int]]
     return [(i["sum"]["start"], i["sum"]["seconds"], i["sum"]["bytes"]) for i in report["intervals"]]
 
 
+class RxSampler:
+    """Samples a side's veth rx_bytes every few ms in a thread: an independent view of what the link delivered.
+
+    The kernel's interface counter is exact at the moment it is read; the sample time is the midpoint of the
+    netlink call. Unlike the receiving application's reads, this is not skewed when the host is busy.
+    """
+
+    def __init__(self, topo: Topology, side: str, period_s: float = 0.005) -> None:
+        self.namespace = topo.namespace(side)
+        self.ifname = topo.ue_ifname if side == "ue" else topo.edge_ifname
+        self.period_s = period_s
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with IPRoute(netns=self.namespace, flags=0) as ipr:
+            index = ipr.link_lookup(ifname=self.ifname)[0]
+            while not self._stop.is_set():
+                before = time.monotonic()
+                stats = ipr.get_links(index)[0].get_attr("IFLA_STATS64")
+                self.samples.append(((before + time.monotonic()) / 2, int(stats["rx_bytes"])))
+                time.sleep(self.period_s)
+
+    def __enter__(self) -> RxSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def rate_between(self, low_share: float, high_share: float) -> float:
+        """Mbit/s of frames while low_share..high_share of the new bytes arrived: the least-squares slope of
+        bytes over time, so a late sample or a catch-up burst at either end of the window barely moves it."""
+        base = self.samples[0][1]
+        total = self.samples[-1][1] - base
+        window = [(t, b) for t, b in self.samples if low_share * total <= b - base <= high_share * total]
+        assert len(window) >= 10, f"only {len(window)} samples in the window: sampling too slow"
+        mean_t = sum(t for t, _ in window) / len(window)
+        mean_b = sum(b for _, b in window) / len(window)
+        slope = sum((t - mean_t) * (b - mean_b) for t, b in window) / sum((t - mean_t) ** 2 for t, _ in window)
+        return slope * 8 / 1e6
+
+
+def realtime(argv: list[str]) -> list[str]:
+    """``argv`` under SCHED_FIFO 5, below the link's 10 (children inherit it). On a busy host a starved iperf3
+    or ping stops reading, writing or stamping for tens of ms, and that is not the link's doing."""
+    return ["chrt", "-f", "5", *argv]
+
+
 def test_rtt_p99_within_half_a_ms_of_twice_the_delay_while_carrying_144_mbit() -> None:
     delay = DirectionProfile(delay_ms=10.0)
     with Topology(profile("delay-10ms", delay, delay), backend="userspace") as topo:
         port = 5411
         server = topo.popen("edge", ["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL)
         wait_listening(topo, port)
-        load = topo.popen("ue", ["timeout", "30", "iperf3", "-c", topo.edge_addr, "-p", str(port), "-u",
-                                 "-b", "144M", "-l", "1400", "-t", "5"], stdout=subprocess.DEVNULL)
+        load = topo.popen("ue", realtime(["timeout", "30", "iperf3", "-c", topo.edge_addr, "-p", str(port), "-u",
+                                          "-b", "144M", "-l", "1400", "-t", "5", "-J"]),
+                          stdout=subprocess.PIPE, text=True)
         time.sleep(0.8)
-        before = topo.stats()["link"]["uplink"]["tx_bytes"]
-        started = time.monotonic()
-        rtts, output = ping(topo, 250, 0.01)
-        carried_mbit = (topo.stats()["link"]["uplink"]["tx_bytes"] - before) * 8 / (time.monotonic() - started) / 1e6
-        load.wait(30)
+        with RxSampler(topo, "edge") as carried:
+            rtts, output = ping(topo, 250, 0.01, rt=True)
+        sent = json.loads(load.communicate(timeout=30)[0])["end"]["sum"]
         server.wait(30)
+        uplink = topo.stats()["link"]["uplink"]
+    during_ping = carried.rate_between(0.0, 1.0)
     assert len(rtts) == 250, output
     p99 = percentile(rtts, 0.99)
-    print(f"RTT under {carried_mbit:.0f} Mbit/s: min {min(rtts)} p50 {percentile(rtts, 0.5)} p99 {p99} max {max(rtts)}")
-    assert carried_mbit >= 130, f"the load was only {carried_mbit:.0f} Mbit/s"
+    print(f"RTT while carrying {sent['bits_per_second'] / 1e6:.0f} Mbit/s of UDP ({during_ping:.0f} Mbit/s of frames "
+          f"during the pings): min {min(rtts)} p50 {percentile(rtts, 0.5)} p99 {p99} max {max(rtts)}")
+    # the load really was 144 Mbit/s, all of it went through the link, and it overlapped the pings
+    # (iperf3 paces in bursts, so the rate over the 2.5 s ping window varies by several percent)
+    assert sent["bits_per_second"] >= 0.97 * 144e6
+    assert sum(uplink["dropped"].values()) == 0
+    assert during_ping >= 120
     assert min(rtts) >= 20.0
     assert p99 <= 20.5
 
@@ -94,15 +162,21 @@ def test_rtt_p99_within_half_a_ms_of_twice_the_delay_while_carrying_144_mbit() -
 def test_tcp_goodput_of_a_10_mb_transfer_at_144_mbit() -> None:
     link = DirectionProfile(rate_mbit=144.0, delay_ms=1.0, queue_bytes=1_800_000)
     with Topology(profile("rate-144", link, DirectionProfile(delay_ms=1.0)), backend="userspace") as topo:
-        report = iperf3(topo, ["-n", "10M"], 5412)
+        with RxSampler(topo, "edge") as delivered:
+            report = iperf3(topo, ["-n", "10M"], 5412)
         stats = topo.stats()["link"]["uplink"]
-    intervals = received_intervals(report)
-    steady = [(s, n) for start, s, n in intervals if start >= 0.2 and s > 0.05]  # after slow start
-    goodput = sum(n for _, n in steady) * 8 / sum(s for s, _ in steady) / 1e6
+    # After slow start: between the moments 10 % and 90 % of the bytes had reached the edge. Every frame is a
+    # full 1514-byte data frame and the link dropped none, so goodput = frame rate x 1448/1514.
+    assert sum(stats["dropped"].values()) == 0
+    frame_mbit = delivered.rate_between(0.10, 0.90)
+    goodput = tcp_goodput_ceiling(frame_mbit)
     whole = report["end"]["sum_received"]["bits_per_second"] / 1e6
-    print(f"goodput after slow start {goodput:.1f} Mbit/s, whole transfer {whole:.1f} Mbit/s")
-    assert 0.90 * 144 <= goodput <= tcp_goodput_ceiling(144.0) * 1.02
-    assert stats["dropped"]["tx_error"] == 0 and stats["dropped"]["socket_overflow"] == 0
+    print(f"frames {frame_mbit:.1f} Mbit/s -> goodput {goodput:.1f} Mbit/s after slow start; "
+          f"iperf3 whole transfer {whole:.1f} Mbit/s")
+    # The link never gives more than its rate (2 %: the samples are real times on a busy host; the exact byte
+    # accounting is checked with a fake clock in tests/unit/netem/test_link_stages.py).
+    assert frame_mbit <= 144.0 * 1.02
+    assert 0.90 * 144 <= goodput
 
 
 def test_losses_match_the_links_count_and_the_binomial_interval() -> None:

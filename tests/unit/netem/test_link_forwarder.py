@@ -52,7 +52,7 @@ class Rig:
 def make_rig() -> Iterator[Any]:
     rigs: list[Rig] = []
 
-    def make(link_profile: LinkProfile, **kw: Any) -> Rig:
+    def make(link_profile: LinkProfile, start: bool = True, **kw: Any) -> Rig:
         ue_host, ue_link = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         edge_host, edge_link = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         ctl_parent, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -60,13 +60,16 @@ def make_rig() -> Iterator[Any]:
             sock.setblocking(False)
         forwarder = Forwarder(ue_link, edge_link, link_profile, options=OPTIONS, packet_sockets=False, **kw)
         thread = threading.Thread(target=forwarder.serve, args=(ctl_child,), daemon=True)
-        thread.start()
+        if start:
+            thread.start()
         rig = Rig(forwarder, ue_host, edge_host, ctl_parent, control.LineBuffer(), thread)
         rigs.append(rig)
         return rig
 
     yield make
     for rig in rigs:
+        if not rig.thread.is_alive() and rig.thread.ident is None:
+            rig.thread.start()
         if rig.thread.is_alive():
             rig.request({"op": "stop"})
         rig.thread.join(5)
@@ -104,6 +107,20 @@ def test_delayed_link_never_delivers_early(make_rig: Any) -> None:
     stats = rig.request({"op": "stats"})["stats"]["uplink"]
     assert stats["stages"] == ["delay"] and stats["sojourn_ms"]["count"] == 10
     assert stats["sojourn_ms"]["p50"] >= 30.0
+
+
+def test_delay_counts_from_the_kernel_receive_stamp_not_from_when_the_loop_read_it(make_rig: Any) -> None:
+    rig = make_rig(profile(delay_ms=100.0), start=False)
+    assert rig.forwarder._timestamps
+    sent = time.monotonic()
+    rig.ue.send(b"early" * 10)
+    time.sleep(0.06)  # the loop is not running yet: the frame waits in the socket for 60 ms
+    rig.thread.start()
+    data, at = rig.receive(rig.edge)
+    assert data == b"early" * 10
+    assert 0.100 <= at - sent < 0.150  # 100 ms after it was sent, not 100 ms after the loop read it
+    stats = rig.request({"op": "stats"})["stats"]
+    assert stats["kernel_timestamps"] and stats["uplink"]["sojourn_ms"]["p50"] >= 100.0
 
 
 def test_oversize_frames_are_dropped_counted_and_explained(make_rig: Any) -> None:

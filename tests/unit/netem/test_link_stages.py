@@ -271,3 +271,16 @@ def test_drain_returns_every_held_frame_oldest_first() -> None:
         stage.enqueue((0, 0, frame))
     assert [item[2] for item in stage.drain()] == frames
     assert len(stage) == 0 and stage.size_bytes == 0 and stage.next_due() is None
+
+
+def test_rate_stage_never_overlaps_a_frame_stamped_during_a_finished_transmission() -> None:
+    # Kernel receive stamps can be older than the loop's last advance: a frame stamped at 0.5 ms, read after
+    # the loop already completed the transmission that ran 0 - 1 ms, still waits for that transmission.
+    stage = RateStage(8e6, DropTail())
+    stage.enqueue((0, 0, bytes(1000)))
+    out: list[Item] = []
+    stage.dequeue(2 * MS, out)
+    assert [item[0] for item in out] == [1 * MS]
+    stage.enqueue((MS // 2, MS // 2, bytes(1000)))
+    assert stage.next_due() == 2 * MS
+    assert stage.queue_delay.max_us == 500
