@@ -25,6 +25,7 @@ and which pairs of partitions are ranked in the wrong order although their measu
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -229,8 +230,8 @@ def measure_model(model: str, *, partitions: Sequence[str] | None = None, weight
     tail: list[list[float]] = [[] for _ in plans]
     for _ in range(repeats):
         for i, (plan, arrays) in enumerate(zip(plans, outputs, strict=True)):
-            head[i].append(_time_once(lambda plan=plan: ModelRunner.run_head(plan, prepared.array)))
-            tail[i].append(_time_once(lambda plan=plan, arrays=arrays: ModelRunner.run_tail(plan, arrays)))
+            head[i].append(_time_once(functools.partial(ModelRunner.run_head, plan, prepared.array)))
+            tail[i].append(_time_once(functools.partial(ModelRunner.run_tail, plan, arrays)))
     results: list[PartitionTiming] = []
     result_decode_ms = 0.0
     for i, (name, plan, arrays) in enumerate(zip(names, plans, outputs, strict=True)):
@@ -241,7 +242,7 @@ def measure_model(model: str, *, partitions: Sequence[str] | None = None, weight
         scores = ModelRunner.run_tail(plan, arrays)
         result = json.dumps({"preds": np.asarray(scores, dtype=np.float64).ravel().tolist()},
                             separators=(",", ":"))
-        result_decode_ms = max(result_decode_ms, _median_ms(lambda result=result: json.loads(result), repeats))
+        result_decode_ms = max(result_decode_ms, _median_ms(functools.partial(json.loads, result), repeats))
         results.append(PartitionTiming(name, plan.partition_id, float(statistics.median(head[i])),
                                        float(statistics.median(tail[i])), encode_ms, decode_ms,
                                        int(sum(a.nbytes for a in arrays)), unit_bytes,

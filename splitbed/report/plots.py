@@ -15,6 +15,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from splitbed.report.budgets import Budget
 from splitbed.sweep.figures import LATENCY_SEGMENTS
@@ -35,7 +36,7 @@ class Plot:
     kind: str
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -44,7 +45,7 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _save(fig, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _save(fig: Any, path: Path) -> None:
     plt = _pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
@@ -121,10 +122,11 @@ def size_plots(summaries: list[PointSummary], budget: Budget, out_dir: Path) -> 
                 linewidth=2)
         carriages = sorted({s.carriage for s in members})
         for carriage in carriages:
-            sizes = {}
+            sizes: dict[int, list[float]] = {}
             for s in members:
-                if s.carriage == carriage and s.median("serialized_intermediate_bytes") is not None:
-                    sizes.setdefault(s.partition_id, []).append(s.median("serialized_intermediate_bytes"))
+                size = s.median("serialized_intermediate_bytes")
+                if s.carriage == carriage and size is not None:
+                    sizes.setdefault(s.partition_id, []).append(size)
             ys = [_middle(sizes.get(pid)) for pid, _ in partitions]
             ax.plot(x, ys, marker="s", linestyle="--", label=f"delivered: {carriage}")
         if budget.payload_bytes:
@@ -169,7 +171,7 @@ def rate_plots(summaries: list[PointSummary], budget: Budget, out_dir: Path) -> 
         for index, (pid, name) in enumerate(partitions):
             line = sorted((s for s in members if s.partition_id == pid), key=lambda s: s.uplink_rate_mbit or 0.0)
             xs = [s.uplink_rate_mbit for s in line]
-            ys = [s.median("e2e_latency_ms") for s in line]
+            ys = [s.median("e2e_latency_ms") or 0.0 for s in line]  # `rated` has a median for each
             lo = [s.figures["e2e_latency_ms"].low for s in line]
             hi = [s.figures["e2e_latency_ms"].high for s in line]
             yerr = [[y - (low if low is not None else y) for y, low in zip(ys, lo, strict=True)],

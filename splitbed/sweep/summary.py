@@ -64,11 +64,15 @@ class PointSummary:
         return stats.coverage if stats is not None else None
 
 
+def _table(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
-    link = record.get("link") if isinstance(record.get("link"), dict) else {}
-    profile = link.get("profile") if isinstance(link.get("profile"), dict) else {}
-    uplink = profile.get("uplink") if isinstance(profile.get("uplink"), dict) else {}
-    weights = record.get("weights") if isinstance(record.get("weights"), dict) else {}
+    link = _table(record.get("link"))
+    profile = _table(link.get("profile"))
+    uplink = _table(profile.get("uplink"))
+    weights = _table(record.get("weights"))
     source = weights.get("source")
     weights_text = f"{source}:{weights.get('seed')}" if source == "random" else str(source or "unknown")
     return {
