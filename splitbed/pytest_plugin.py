@@ -1,7 +1,12 @@
 """pytest plugin (entry point `splitbed`): options, markers and fixtures for split-inference test suites.
 
 Options: --model, --profile, --backend narrow the parametrised matrix; --full runs slow tests and the whole
-seed matrix (default: a representative subset).
+seed matrix (default: a representative subset); --weights picks the nodes' weights; --results-dir is where a
+failing network test leaves its pcaps, records and node logs (named in the failure message).
+
+Fixtures (splitbed/plugin/fixtures.py, docs/SUITE.md): link, testbed, capture, metrics_records, results_dir,
+reference, budget_table, wire_table, and `suite_case` for tests marked `@pytest.mark.suite("<check>")`, parametrised from
+splitbed/data/suite.toml with ids like `vgg16-block3_pool-5g-embb-tlv-zstd`.
 
 Machine capabilities: `requires("netns", "scapy_capture")` (or `@pytest.mark.requires(...)`) runs the same probes
 as `splitbed doctor` (once per session) and skips with the probe's reason when one is missing; on CI (CI=true) a
@@ -11,10 +16,27 @@ missing must-have fails the test instead. The `root` and `docker` markers are sh
 from __future__ import annotations
 
 import threading
+from collections.abc import Generator
 
 import pytest
 
 from netem.doctor import Probe, decide, is_ci
+from splitbed.plugin.fixtures import (  # noqa: F401  (registered as this plugin's fixtures)
+    budget_table,
+    capture,
+    discard_on_success,
+    keep_on_failure,
+    link,
+    metrics_records,
+    reference,
+    results_dir,
+    splitbed_bed_pool,
+    splitbed_offline,
+    splitbed_reference_pool,
+    splitbed_topologies,
+    testbed,
+    wire_table,
+)
 
 # Probes are real (namespaces, captures, TensorFlow import): run each once per session.
 _probe_results: dict[str, Probe] = {}
@@ -74,6 +96,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="link emulation backend")
     group.addoption("--full", action="store_true", default=False,
                     help="run slow tests and the full model x partition x profile matrix")
+    group.addoption("--weights", default="auto",
+                    help="node weights: auto (Keras cache's ImageNet file, else random:0), imagenet, random:SEED, "
+                         "or a weights file")
+    group.addoption("--results-dir", default="results/suite",
+                    help="where failing network tests keep pcaps, records and logs (and the budget table goes)")
+    group.addoption("--keep-results", action="store_true", default=False,
+                    help="keep every test's results folder, also when it passes")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,11 +111,63 @@ def pytest_configure(config: pytest.Config) -> None:
         "root: needs root (network namespaces, qdiscs)",
         "docker: needs a running Docker engine",
         "requires(*probes): needs these `splitbed doctor` probes (skip locally, fail on CI for must-haves)",
+        "suite(check): parametrised by `suite_case` from splitbed/data/suite.toml (correctness, budgets, capture, "
+        "bench, lifetime)",
     ):
         config.addinivalue_line("markers", line)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise `suite_case` from the check's matrix (default, or default + full with --full)."""
+    if "suite_case" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("suite")
+    if marker is None or not marker.args:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: a test taking `suite_case` needs "
+                                "@pytest.mark.suite(\"<check>\")")
+    from splitbed.plugin import matrix
+
+    check = marker.args[0]
+    options = metafunc.config.getoption
+    if check == "lifetime":
+        cases = matrix.lifetime_cases(models=options("--model"), profiles=options("--profile"))
+    else:
+        cases = matrix.cases(check, full=options("--full"), models=options("--model"),
+                             profiles=options("--profile"))
+    metafunc.parametrize("suite_case", cases, ids=[case.id for case in cases])
+
+
+def _suite_order(item: pytest.Item) -> tuple[str, str]:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("suite_case") if callspec is not None else None
+    return (case.model, case.profile) if case is not None else ("", "")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        keep_on_failure(item, report)
+    elif report.when == "call" and report.passed:
+        item.stash[_PASSED_KEY] = True
+
+
+_PASSED_KEY = pytest.StashKey[bool]()
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if item.stash.get(_PASSED_KEY, False):
+        discard_on_success(item, item.config.getoption("--keep-results"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Within each module, suite cases run grouped by model, then profile: one testbed per model, few link changes.
+    position = {id(item): index for index, item in enumerate(items)}
+    module_first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        module_first.setdefault(item.nodeid.split("::")[0], index)
+    items.sort(key=lambda item: (module_first[item.nodeid.split("::")[0]], *_suite_order(item), position[id(item)]))
     if config.getoption("--full"):
         return
     skip_slow = pytest.mark.skip(reason="slow: run with --full")

@@ -1,0 +1,118 @@
+"""Testbeds shared across a test session: nodes are started once per (model, backend, weights) and the link is
+switched live to each test's profile, so the TensorFlow start-up and model builds (most of a minute here) are paid
+once per model, not once per test.
+
+`BedPool.get(model, profile)` returns a running `splitbed.testbed.Testbed` on that profile; `SuiteBed` is the
+per-test view of it, which files every record it returns into the test's record log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from splitbed.testbed import Testbed, TestbedError
+
+log = logging.getLogger(__name__)
+
+MAX_LIVE_BEDS = 2  # each holds two node processes with the model loaded (VGG16: ~0.6 GB each)
+LOCAL_ARGS = ("--verify-delivery",)  # CRC-32 of sent vs decoded tensors in every record (after all timing)
+
+
+class BedPool:
+    """Running testbeds keyed by (model, backend, weights); the least recently used is closed past
+    MAX_LIVE_BEDS, a broken one is replaced on the next request."""
+
+    def __init__(self, backend: str = "auto", weights: str = "auto", max_live: int = MAX_LIVE_BEDS) -> None:
+        self.backend = backend
+        self.weights = weights
+        self.max_live = max_live
+        self._beds: OrderedDict[str, Testbed] = OrderedDict()
+        self.started = 0
+
+    def get(self, model: str, profile: str) -> Testbed:
+        bed = self._beds.get(model)
+        if bed is not None and (bed.closed or getattr(bed, "_broken", None)):
+            self._close(model)
+            bed = None
+        if bed is None:
+            while len(self._beds) >= self.max_live:
+                self._close(next(iter(self._beds)))
+            bed = Testbed(profile, backend=self.backend, models=[model], weights=self.weights,
+                          local_args=LOCAL_ARGS)
+            bed.start()
+            self.started += 1
+            self._beds[model] = bed
+        self._beds.move_to_end(model)
+        if bed.profile.name != profile:
+            bed.update_link(profile)
+        return bed
+
+    def discard(self, model: str) -> None:
+        """Close a testbed that misbehaved; the next request starts a fresh one."""
+        self._close(model)
+
+    def _close(self, model: str) -> None:
+        bed = self._beds.pop(model, None)
+        if bed is None:
+            return
+        try:
+            bed.close()
+        except TestbedError as exc:
+            log.error("closing the %s testbed: %s", model, exc)
+
+    def close(self) -> None:
+        for model in list(self._beds):
+            self._close(model)
+
+
+class SuiteBed:
+    """One test's handle on a pooled testbed: `run(job)` returns records and logs them for the failure report."""
+
+    __test__ = False
+
+    def __init__(self, bed: Testbed, records: list[dict[str, Any]], pool: BedPool, model: str) -> None:
+        self.bed = bed
+        self.records = records
+        self._pool = pool
+        self._model = model
+
+    @property
+    def topology(self) -> Any:
+        return self.bed.topology
+
+    @property
+    def profile(self) -> Any:
+        return self.bed.profile
+
+    @property
+    def remote_port(self) -> int | None:
+        return self.bed.remote_port
+
+    def run(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run one job (splitbed.nodes.jobs fields); every record (and action line) is kept for the report."""
+        try:
+            records = self.bed.run(job)
+        except TestbedError:
+            self._pool.discard(self._model)  # a timeout or a dead node: later tests get a fresh testbed
+            raise
+        self.records.extend(records)
+        return records
+
+    def infer(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        """Run a one-inference job and return its record, failing clearly when the inference failed."""
+        records = self.run(dict(job, repetitions=1))
+        if len(records) != 1:
+            raise AssertionError(f"expected one record for {dict(job)}, got {len(records)}")
+        record = records[0]
+        if record.get("status") != "ok":
+            raise AssertionError(f"inference failed: {record.get('error')}")
+        return record
+
+    def update_link(self, profile: str) -> None:
+        self.bed.update_link(profile)
+
+    def logs(self) -> dict[str, str]:
+        return self.bed.logs()

@@ -1,0 +1,115 @@
+"""Latency budgets per partition: predict from sizes, the link profile and measured compute whether a partition
+meets its budget, then compare with the measurement.
+
+Budgets come from splitbed/data/budgets.toml through splitbed.report.budgets.get_budget (never copied). The
+link part of the prediction is splitbed.advise's model (TCP segments + headers at the profile's rate, one-way
+delay, slow start after idle); the compute part comes from measured records:
+
+    predicted e2e = preprocess + head + encode + uplink(uplink_bytes) + remote processing
+                    + downlink(downlink_bytes) + result decode
+
+Two predictions per partition: `predicted_ms` from calibration inferences made before the measurement (it
+decides meets/misses ahead of measuring), and `predicted_same_run_ms` from the measured inferences' own compute
+figures, so that the agreement check tests the network model and not CPU noise between runs on a shared machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+COMPUTE_FIELDS = ("preprocess_ms", "local_inference_ms", "encode_ms", "remote_processing_ms", "result_decode_ms")
+
+
+def predict_e2e_ms(records: Sequence[dict[str, Any]], profile: Any) -> tuple[float, dict[str, float]]:
+    """Predicted e2e latency from the records' compute medians and sizes and the link model of `profile`."""
+    from splitbed.advise import MIN_RTO_MS, LinkModel
+
+    link = LinkModel.from_profile(profile)
+    parts = {f: statistics.median(float(r[f]) for r in records) for f in COMPUTE_FIELDS}
+    uplink_bytes = int(statistics.median(int(r["uplink_bytes"]) for r in records))
+    downlink_bytes = int(statistics.median(int(r["downlink_bytes"]) for r in records))
+    local = parts["preprocess_ms"] + parts["local_inference_ms"] + parts["encode_ms"]
+    downlink = link.downlink.transfer_ms(downlink_bytes, rtt_ms=link.rtt_ms, slow_start=False)
+    idle = local + parts["remote_processing_ms"] + downlink + parts["result_decode_ms"] + link.uplink.delay_ms
+    slow_start = link.slow_start_after_idle and idle > max(MIN_RTO_MS, link.rtt_ms)
+    uplink = link.uplink.transfer_ms(uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
+    total = local + uplink + parts["remote_processing_ms"] + downlink + parts["result_decode_ms"]
+    detail = dict(parts, uplink_ms=uplink, downlink_ms=downlink, uplink_bytes=float(uplink_bytes),
+                  slow_start=float(slow_start))
+    return total, detail
+
+
+@dataclass
+class BudgetRow:
+    """One line of the budget table (the report includes it)."""
+
+    case: str
+    model: str
+    partition: str
+    profile: str
+    carriage: str
+    uplink_bytes: int
+    budget: str
+    budget_e2e_ms: float
+    budget_payload_bytes: int | None
+    predicted_ms: float
+    predicted_meets: bool
+    measured_ms: float
+    measured_meets: bool
+    predicted_same_run_ms: float
+    tolerance_ms: float
+    agree: bool
+    payload_meets: bool | None
+    weights: str
+
+    @property
+    def decision_matches(self) -> bool:
+        return self.predicted_meets == self.measured_meets
+
+
+def tolerance(measured_ms: float, settings: dict[str, Any]) -> float:
+    return max(float(settings["tolerance_ms"]), float(settings["tolerance_fraction"]) * measured_ms)
+
+
+MD_COLUMNS = ("model", "partition", "profile", "carriage", "uplink_bytes", "budget_e2e_ms", "predicted_ms",
+              "predicted_meets", "measured_ms", "measured_meets", "predicted_same_run_ms", "tolerance_ms", "agree",
+              "payload_meets")
+
+
+def write_table(rows: Sequence[BudgetRow], folder: Path) -> tuple[Path, Path]:
+    """budgets.csv (every field) and budgets.md (the report's table) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = folder / "budgets.csv", folder / "budgets.md"
+    ordered = sorted(rows, key=lambda r: (r.model, r.profile, r.partition, r.carriage))
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(asdict(ordered[0]).keys()) if ordered else ["case"])
+        writer.writeheader()
+        for row in ordered:
+            writer.writerow(asdict(row))
+    lines = []
+    if ordered:
+        first = ordered[0]
+        lines += [f"# Latency budgets per partition: {first.budget}", "",
+                  f"Budget: end-to-end {first.budget_e2e_ms:g} ms"
+                  + (f", payload {first.budget_payload_bytes} bytes" if first.budget_payload_bytes else "")
+                  + " (splitbed/data/budgets.toml). Medians; times in ms. Weights: " + first.weights + ".", ""]
+    lines.append("| " + " | ".join(MD_COLUMNS) + " |")
+    lines.append("|" + "---|" * len(MD_COLUMNS))
+    for row in ordered:
+        values = asdict(row)
+        lines.append("| " + " | ".join(_cell(values[c]) for c in MD_COLUMNS) + " |")
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return "-" if value is None else str(value)
