@@ -47,6 +47,16 @@ class TestbedError(RuntimeError):
     __test__ = False  # not a pytest test class despite the name
 
 
+class JobRefusedError(TestbedError):
+    """The local node could not run a job at all (its `job_error` line: bad spec, no connection, ...); the
+    testbed stays usable. `code` and `detail` come from the node."""
+
+    def __init__(self, message: str, code: str, detail: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.detail = detail
+
+
 class Testbed:
     """Topology + remote node + driven local node; a context manager (see the module docstring).
 
@@ -318,7 +328,8 @@ class Testbed:
             kind = message.get("record_type")
             if kind == "job_error":
                 error = message.get("error") or {}
-                raise TestbedError(f"the local node refused {what}: {error.get('code')}: {error.get('message')}")
+                raise JobRefusedError(f"the local node refused {what}: {error.get('code')}: {error.get('message')}",
+                                      str(error.get("code")), str(error.get("message")))
             if kind == "job_done":
                 return records
             records.append(message)

@@ -7,6 +7,10 @@ Besides inferences, a job can be a session action used to exercise the AIPS life
 {"action": "reset-decoder"} asks the remote to reset its decoder; {"action": "reconnect"} starts a new session.
 Per inference, "aips" overrides the automatic AIPS policy: "auto" (send only when needed), "resend-same-id",
 "resend-new-id", "omit" (send data without an AIPS even when one is needed, to provoke the error path).
+"partition": "adaptive" lets splitbed.adaptive choose the partition (and compression) per inference, configured
+by the optional "policy" object (docs/SCENARIOS.md). "deadline_s" bounds each inference of the job as a whole
+(session setup, send, result): past it the inference is an error record with code `timeout` and the session is
+closed, so the next inference starts a new one.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from splitbed.nodes.protocol import ENCODINGS, RESULT_MODES
 
 MAX_JOB_LINE_BYTES = 64 * 1024
 MAX_REPETITIONS = 100_000
+MAX_DEADLINE_S = 86_400.0
+ADAPTIVE_PARTITION = "adaptive"
 ACTIONS = ("infer", "reset-decoder", "reconnect")
 AIPS_POLICIES = ("auto", "resend-same-id", "resend-new-id", "omit")
 _KEYS = {"action", "job_id", "model", "partition", "image", "encoding", "compression", "repetitions", "tags",
-         "aips", "result_mode", "top_k", "link"}
+         "aips", "result_mode", "top_k", "link", "policy", "deadline_s"}
 
 
 @dataclass
@@ -41,6 +47,8 @@ class Job:
     result_mode: str = "full"
     top_k: int = 5
     link: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+    deadline_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -65,6 +73,14 @@ class Job:
                 raise ConfigurationError(f"job {name} must be a non-empty string")
         if not isinstance(self.partition, (str, int)) or isinstance(self.partition, bool):
             raise ConfigurationError("job partition must be a partition name or id")
+        if self.policy is not None and (not isinstance(self.policy, dict)
+                                        or self.partition != ADAPTIVE_PARTITION):
+            raise ConfigurationError('job policy must be a JSON object and goes with "partition": "adaptive"')
+        if self.deadline_s is not None and (isinstance(self.deadline_s, bool)
+                                            or not isinstance(self.deadline_s, (int, float))
+                                            or not 0 < self.deadline_s <= MAX_DEADLINE_S):
+            raise ConfigurationError(f"job deadline_s must be a number of seconds in (0, {MAX_DEADLINE_S:g}], got "
+                                     f"{self.deadline_s!r}")
 
 
 def _is_int(value: object) -> bool:

@@ -29,9 +29,16 @@ import numpy as np
 from splitbed.nodes import formatio
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.clock import ClockRecord, PingSample, boot_id, decide_clock, estimate_offset, now_ns
-from splitbed.nodes.errors import ConfigurationError, NodeError, PeerClosed, ProtocolError, RemoteError
+from splitbed.nodes.errors import (
+    ConfigurationError,
+    NodeError,
+    NodeTimeout,
+    PeerClosed,
+    ProtocolError,
+    RemoteError,
+)
 from splitbed.nodes.images import resolve_image
-from splitbed.nodes.jobs import Job, parse_job
+from splitbed.nodes.jobs import ADAPTIVE_PARTITION, Job, parse_job
 from splitbed.nodes.metrics import SCHEMA_VERSION, ErrorInfo, InferenceRecord, Prediction, software_versions
 from splitbed.nodes.protocol import MsgType
 from splitbed.nodes.resources import GpuInfo, ResourceMeter, gpu_info, host_info
@@ -113,6 +120,18 @@ class LocalNode:
         self.session: Session | None = None
         self._gpu: GpuInfo | None = None
         self._host = host_info()
+        self.policies: dict[str, Any] = {}      # splitbed.adaptive policies, kept across jobs and sessions
+        self._deadline: float | None = None     # monotonic deadline of the running inference (job.deadline_s)
+        self._deadline_s: float | None = None
+
+    def timeout(self, default_s: float) -> float:
+        """`default_s`, cut to what is left of the running inference's deadline (job `deadline_s`)."""
+        if self._deadline is None:
+            return default_s
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise NodeTimeout(f"the inference deadline of {self._deadline_s:g} s has passed")
+        return min(default_s, left)
 
     # --- sessions ----------------------------------------------------------------------------------
 
@@ -153,7 +172,7 @@ class LocalNode:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader = ControlReader(sock)
-            deadline = time.monotonic() + cfg.config_timeout_s
+            deadline = time.monotonic() + self.timeout(cfg.config_timeout_s)
 
             def left() -> float:
                 return max(deadline - time.monotonic(), 0.001)
@@ -193,7 +212,7 @@ class LocalNode:
         give_up = time.monotonic() + cfg.connect_retry_s
         while True:
             try:
-                return socket.create_connection((cfg.host, cfg.port), timeout=cfg.connect_timeout_s)
+                return socket.create_connection((cfg.host, cfg.port), timeout=self.timeout(cfg.connect_timeout_s))
             except ConnectionRefusedError:
                 if time.monotonic() >= give_up:
                     raise
@@ -253,21 +272,27 @@ class LocalNode:
     # --- inference ---------------------------------------------------------------------------------
 
     def infer(self, job: Job, repetition: int = 0) -> InferenceRecord:
-        """One inference as `job` describes; returns its metrics record (status ok or error)."""
+        """One inference as `job` describes; returns its metrics record (status ok or error). With
+        `job.deadline_s`, session setup, send and result all fit in that many seconds, or it is a `timeout`."""
         plan = self._plan(job)
-        session = self._ensure_session(job)
-        if plan.partition_id not in session.prepared:
-            with self._closing_on_failure(session):
-                self._prepare(session, plan)
-        return _Inference(self, session, job, plan, repetition).run()
+        self._deadline_s = job.deadline_s
+        self._deadline = None if job.deadline_s is None else time.monotonic() + job.deadline_s
+        try:
+            session = self._ensure_session(job)
+            if plan.partition_id not in session.prepared:
+                with self._closing_on_failure(session):
+                    self._prepare(session, plan)
+            return _Inference(self, session, job, plan, repetition).run()
+        finally:
+            self._deadline = self._deadline_s = None
 
     def _prepare(self, s: Session, plan: PartPlan) -> None:
         """Have the remote build this partition's tail before any measured window, and check both sides cut
         the model the same way (a different cut means different models: nothing would be meaningful)."""
         s.units_sent += 1
         send_pieces(s.sock, [proto.encode_control(MsgType.PREPARE, {"partition_id": plan.partition_id})],
-                    self.config.send_timeout_s)
-        unit, _, _ = s.reader.expect(MsgType.PREPARED, self.config.result_timeout_s)
+                    self.timeout(self.config.send_timeout_s))
+        unit, _, _ = s.reader.expect(MsgType.PREPARED, self.timeout(self.config.result_timeout_s))
         body = proto.decode_control(unit.unit_type, unit.payload)
         theirs = [(c.get("name"), tuple(c.get("shape", ())), c.get("dtype")) for c in body.get("cut", [])]
         ours = [(c.name, c.shape, c.dtype) for c in plan.cut]
@@ -295,6 +320,10 @@ class LocalNode:
             if self.session is None:
                 self._ensure_session(job)
             return [dict(self.reconnect(), job_id=job.job_id)]
+        if job.partition == ADAPTIVE_PARTITION:
+            from splitbed.adaptive import run_adaptive
+
+            return [run_adaptive(self, job, rep) for rep in range(job.repetitions)]
         return [dict(self.infer(job, rep)) for rep in range(job.repetitions)]
 
     @staticmethod
@@ -333,7 +362,7 @@ class _Inference:
             delivery_uncertainty_ms=None, remote_decode_ms=None, remote_queue_wait_ms=None, remote_tail_build_ms=None,
             remote_inference_ms=None, total_inference_ms=None, remote_processing_ms=None, downlink_ms=None,
             round_trip_ms=None, result_decode_ms=None, e2e_latency_ms=None, timestamps_ns=self.stamps,
-            result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[],
+            result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[], adaptive=None,
             local_resources=None, remote_resources=None, local_gpu=node.gpu(),
             remote_gpu=offer_server.get("gpu"), remote_concurrent_sessions=None,
             inference_call=INFERENCE_CALL, weights=node.runner.weights_info(job.model),
@@ -411,7 +440,7 @@ class _Inference:
                 if aips.aips_id == s.next_aips_id:
                     s.next_aips_id = (s.next_aips_id + 1) % AIPS_ID_MODULO
             stamps["local_first_send"] = now_ns()
-            send_pieces(s.sock, pieces, node.config.send_timeout_s)
+            send_pieces(s.sock, pieces, node.timeout(node.config.send_timeout_s))
             stamps["local_send_done"] = now_ns()
             rec["send_ms"] = _ms(stamps["local_first_send"], stamps["local_send_done"])
         finally:
@@ -486,7 +515,7 @@ class _Inference:
         s, node = self.s, self.node
         replies: list[tuple[dict[str, Any], int]] = []
         while True:
-            unit, size, t_read = s.reader.read(node.config.result_timeout_s)
+            unit, size, t_read = s.reader.read(node.timeout(node.config.result_timeout_s))
             body = proto.decode_control(unit.unit_type, unit.payload)
             self.record["downlink_bytes"] += size
             if unit.unit_type not in (MsgType.RESULT, MsgType.ERROR):

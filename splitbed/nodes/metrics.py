@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class TensorFigures(TypedDict):
@@ -99,6 +99,7 @@ class InferenceRecord(TypedDict):
     predictions: list[Prediction]
     delivery_check: dict[str, Any] | None
     aips_events: list[dict[str, Any]]
+    adaptive: dict[str, Any] | None
     # resources (the seed's "not yet implemented" figures)
     local_resources: ResourceFigures | None
     remote_resources: ResourceFigures | None
