@@ -32,8 +32,8 @@ from splitbed.runtime.image.closure import (
     python_payload,
     rootfs_members,
 )
-from splitbed.runtime.image.key import content_key, image_tag
-from splitbed.runtime.image.recipe import Recipe, load_recipe
+from splitbed.runtime.image.key import content_key, image_tag, key_diff, key_inputs
+from splitbed.runtime.image.recipe import Recipe, cache_dir, load_recipe
 from splitbed.runtime.image.rootfs import build_lock, ensure_rootfs
 from splitbed.runtime.mounts import default_mounts
 
@@ -63,7 +63,8 @@ def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = Fals
     started = time.monotonic()
     client = client or engine.connect()
     recipe = load_recipe()
-    key = content_key(recipe)
+    inputs = key_inputs(recipe)
+    key = content_key(recipe, inputs)
     tag = image_tag(recipe, key)
     if not rebuild and _exists(client, tag):
         return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
@@ -72,7 +73,7 @@ def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = Fals
             return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
         # The engine answers an import only after it has stored the layer (tens of seconds on a busy host).
         client = engine.connect(timeout=BUILD_API_TIMEOUT_S)
-        log: list[str] = []
+        log: list[str] = [f"why: {reason}" for reason in why_rebuild(inputs)]
         sweep_stale_tmp_images(client, recipe)
         rootfs = ensure_rootfs(recipe, log)
         step = time.monotonic()
@@ -90,10 +91,24 @@ def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = Fals
             client.images.get(tmp_tag).tag(tag)
         finally:
             _remove_quietly(client, tmp_tag)
+        _keys_file().write_text(json.dumps(inputs, sort_keys=True, indent=1))
         pruned = prune_other_images(client, keep=tag)
         if pruned:
             log.append(f"removed older node images: {', '.join(pruned)}")
     return ImageInfo(tag, key, built=True, seconds=time.monotonic() - started, log=log)
+
+
+def _keys_file() -> Path:
+    return cache_dir() / "last-image-key.json"
+
+
+def why_rebuild(inputs: dict[str, object]) -> list[str]:
+    """The key inputs that differ from the last build's (kept in the cache dir), for the build log."""
+    try:
+        previous = json.loads(_keys_file().read_text())
+    except (OSError, ValueError):
+        return ["no earlier build recorded in the cache"]
+    return key_diff(previous, inputs) or ["forced rebuild (same key inputs)"]
 
 
 def prune_other_images(client: docker.DockerClient, keep: str) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -42,7 +43,9 @@ def key_inputs(recipe: Recipe) -> dict[str, object]:
         "recipe_sha256": hashlib.sha256(recipe.text.encode()).hexdigest(),
         "builder_sha256": builder.hexdigest(),
         "python": sys.version,
-        "python_executable": sys.executable,
+        # Not sys.executable: `python`, `python3` and a console script's shebang name the same interpreter.
+        "python_prefix": sys.prefix,
+        "python_base": os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
         "machine": platform.machine(),
         "splitbed_version": splitbed.__version__,
         "pyproject_dependencies": declared,
@@ -56,9 +59,24 @@ def _declared_dependencies(pyproject: Path) -> dict[str, object]:
             "optional-dependencies": project.get("optional-dependencies")}
 
 
-def content_key(recipe: Recipe) -> str:
-    blob = json.dumps(key_inputs(recipe), sort_keys=True).encode()
+def content_key(recipe: Recipe, inputs: dict[str, object] | None = None) -> str:
+    blob = json.dumps(inputs if inputs is not None else key_inputs(recipe), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+def key_diff(old: dict[str, object], new: dict[str, object]) -> list[str]:
+    """What changed between two key input sets, one line each (why an image is rebuilt)."""
+    lines = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        if isinstance(before, list) and isinstance(after, list):
+            gone, added = sorted(set(before) - set(after)), sorted(set(after) - set(before))
+            lines.append(f"{name}: -{gone} +{added}")
+        else:
+            lines.append(f"{name}: {before!r} -> {after!r}")
+    return lines
 
 
 def image_tag(recipe: Recipe, key: str | None = None) -> str:
