@@ -8,6 +8,8 @@ delay, slow start after idle); the compute part comes from measured records:
     predicted e2e = preprocess + head + encode + uplink(uplink_bytes) + remote processing
                     + downlink(downlink_bytes) + result decode
 
+(per record, then the median; network terms: `network_ms`).
+
 Two predictions per partition: `predicted_ms` from calibration inferences made before the measurement (it
 decides meets/misses ahead of measuring), and `predicted_same_run_ms` from the measured inferences' own compute
 figures, so that the agreement check tests the network model and not CPU noise between runs on a shared machine.
@@ -16,6 +18,7 @@ figures, so that the agreement check tests the network model and not CPU noise b
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,23 +28,46 @@ from typing import Any
 COMPUTE_FIELDS = ("preprocess_ms", "local_inference_ms", "encode_ms", "remote_processing_ms", "result_decode_ms")
 
 
-def predict_e2e_ms(records: Sequence[dict[str, Any]], profile: Any) -> tuple[float, dict[str, float]]:
-    """Predicted e2e latency from the records' compute medians and sizes and the link model of `profile`."""
-    from splitbed.advise import MIN_RTO_MS, LinkModel
+def network_ms(uplink_bytes: int, downlink_bytes: int, idle_ms: float, profile: Any) -> dict[str, float]:
+    """Predicted uplink and downlink transfer times (first byte sent -> last byte delivered) on `profile`.
+
+    Uplink: splitbed.advise's model (segments + headers at the profile's rate, one-way delay, slow start again
+    when the sender sat idle longer than the RTO). Downlink: the remote only ever sends one RESULT per
+    inference, so its connection is application-limited and Linux never grows its congestion window past the
+    initial 10 segments (RFC 7661): a RESULT larger than that takes one extra round trip per further window."""
+    from splitbed.advise import INITIAL_WINDOW_SEGMENTS, MIN_RTO_MS, MSS_BYTES, LinkModel
 
     link = LinkModel.from_profile(profile)
-    parts = {f: statistics.median(float(r[f]) for r in records) for f in COMPUTE_FIELDS}
+    slow_start = link.slow_start_after_idle and idle_ms > max(MIN_RTO_MS, link.rtt_ms)
+    uplink = link.uplink.transfer_ms(uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
+    windows = max(1, math.ceil(downlink_bytes / (INITIAL_WINDOW_SEGMENTS * MSS_BYTES)))
+    downlink = link.downlink.transfer_ms(downlink_bytes, rtt_ms=link.rtt_ms, slow_start=False)
+    downlink += (windows - 1) * link.rtt_ms
+    return {"uplink_ms": uplink, "downlink_ms": downlink, "slow_start": float(slow_start),
+            "rtt_ms": link.rtt_ms}
+
+
+def compute_ms(record: dict[str, Any]) -> float:
+    """Everything in a record's e2e latency that is not on the network."""
+    return sum(float(record[f]) for f in COMPUTE_FIELDS)
+
+
+def predict_e2e_ms(records: Sequence[dict[str, Any]], profile: Any) -> tuple[float, dict[str, float]]:
+    """Predicted e2e latency: the median over `records` of (its measured compute + the predicted network time
+    for the median sizes). Per record, so that CPU contention moves prediction and measurement together."""
     uplink_bytes = int(statistics.median(int(r["uplink_bytes"]) for r in records))
     downlink_bytes = int(statistics.median(int(r["downlink_bytes"]) for r in records))
-    local = parts["preprocess_ms"] + parts["local_inference_ms"] + parts["encode_ms"]
-    downlink = link.downlink.transfer_ms(downlink_bytes, rtt_ms=link.rtt_ms, slow_start=False)
-    idle = local + parts["remote_processing_ms"] + downlink + parts["result_decode_ms"] + link.uplink.delay_ms
-    slow_start = link.slow_start_after_idle and idle > max(MIN_RTO_MS, link.rtt_ms)
-    uplink = link.uplink.transfer_ms(uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
-    total = local + uplink + parts["remote_processing_ms"] + downlink + parts["result_decode_ms"]
-    detail = dict(parts, uplink_ms=uplink, downlink_ms=downlink, uplink_bytes=float(uplink_bytes),
-                  slow_start=float(slow_start))
-    return total, detail
+    compute = [compute_ms(r) for r in records]
+    remote_to_next_send = statistics.median(
+        float(r["remote_processing_ms"]) + float(r["result_decode_ms"]) + float(r["preprocess_ms"])
+        + float(r["local_inference_ms"]) + float(r["encode_ms"]) for r in records)
+    net = network_ms(uplink_bytes, downlink_bytes, remote_to_next_send, profile)
+    # the uplink sits idle from the end of one transfer to the next inference's send
+    idle = remote_to_next_send + net["downlink_ms"]
+    net = network_ms(uplink_bytes, downlink_bytes, idle, profile)
+    total = statistics.median(c + net["uplink_ms"] + net["downlink_ms"] for c in compute)
+    return total, dict(net, compute_ms=statistics.median(compute), uplink_bytes=float(uplink_bytes),
+                       downlink_bytes=float(downlink_bytes))
 
 
 @dataclass

@@ -231,8 +231,9 @@ def keep_on_failure(item: pytest.Item, report: pytest.TestReport) -> None:
     message = f"splitbed: pcaps, records and logs of this test kept in {folder} ({', '.join(kept)})"
     longrepr = report.longrepr
     if hasattr(longrepr, "addsection"):
-        longrepr.addsection("splitbed results", message)
-    report.sections.append(("splitbed results", message))
+        longrepr.addsection("splitbed results", message)  # printed with the failure
+    else:
+        report.sections.append(("splitbed results", message))
 
 
 def discard_on_success(item: pytest.Item, keep: bool) -> None:
