@@ -197,6 +197,16 @@ def measure_model(model: str, *, partitions: Sequence[str] | None = None, weight
                   image: str = "builtin:chelsea", encoding: str = "tlv", compression: str = "none",
                   repeats: int = 5, on_partition: Callable[[str], None] | None = None) -> ModelTiming:
     """Build and time every (or the given) partition of `model` here, with the nodes' own code paths."""
+    timings = measure_carriages(model, [(encoding, compression)], partitions=partitions, weights=weights,
+                                image=image, repeats=repeats, on_partition=on_partition)
+    return next(iter(timings.values()))
+
+
+def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, partitions: Sequence[str] | None = None,
+                      weights: str = "auto", image: str = "builtin:chelsea", repeats: int = 5,
+                      on_partition: Callable[[str], None] | None = None) -> dict[tuple[str, str], ModelTiming]:
+    """`measure_model` for several (encoding, compression) carriages at once: compute is timed once, encoding,
+    decoding and sizes per carriage. Keys are (encoding, compression) with compression "none" for json-baseline."""
     from datetime import datetime, timezone
 
     import numpy as np
@@ -209,15 +219,18 @@ def measure_model(model: str, *, partitions: Sequence[str] | None = None, weight
 
     if not 1 <= repeats <= MAX_REPEATS:
         raise AdviseError(f"repeats must be 1..{MAX_REPEATS}, got {repeats}")
-    if encoding not in ("tlv", "json-baseline"):
-        raise AdviseError(f"encoding must be tlv or json-baseline, got {encoding!r}")
+    wanted: dict[tuple[str, str], int] = {}
+    for encoding, compression in carriages:
+        if encoding not in ("tlv", "json-baseline"):
+            raise AdviseError(f"encoding must be tlv or json-baseline, got {encoding!r}")
+        key = (encoding, compression if encoding == "tlv" else "none")
+        wanted[key] = formatio.profile_id(compression)[0] if encoding == "tlv" else 0
     names = resolve_partitions(model, list(partitions) if partitions else ["all"])
     runner = ModelRunner(weights=weights)
     spec = runner.spec(model)
     path = resolve_image(image)
     prepared = preprocess.load_image(path, spec)
     preprocess_ms = _median_ms(lambda: preprocess.load_image(path, spec), repeats)
-    profile_id = formatio.profile_id(compression)[0] if encoding == "tlv" else 0
     plans, outputs = [], []
     for name in names:  # build and warm every partition first
         if on_partition is not None:
@@ -232,24 +245,25 @@ def measure_model(model: str, *, partitions: Sequence[str] | None = None, weight
         for i, (plan, arrays) in enumerate(zip(plans, outputs, strict=True)):
             head[i].append(_time_once(functools.partial(ModelRunner.run_head, plan, prepared.array)))
             tail[i].append(_time_once(functools.partial(ModelRunner.run_tail, plan, arrays)))
-    results: list[PartitionTiming] = []
+    results: dict[tuple[str, str], list[PartitionTiming]] = {key: [] for key in wanted}
     result_decode_ms = 0.0
     for i, (name, plan, arrays) in enumerate(zip(names, plans, outputs, strict=True)):
-        if encoding == "tlv":
-            encode_ms, decode_ms, unit_bytes = _time_tlv(arrays, plan.partition_id, profile_id, repeats)
-        else:
-            encode_ms, decode_ms, unit_bytes = _time_json(arrays, plan.partition_id, repeats)
         scores = ModelRunner.run_tail(plan, arrays)
         result = json.dumps({"preds": np.asarray(scores, dtype=np.float64).ravel().tolist()},
                             separators=(",", ":"))
         result_decode_ms = max(result_decode_ms, _median_ms(functools.partial(json.loads, result), repeats))
-        results.append(PartitionTiming(name, plan.partition_id, float(statistics.median(head[i])),
-                                       float(statistics.median(tail[i])), encode_ms, decode_ms,
-                                       int(sum(a.nbytes for a in arrays)), unit_bytes,
-                                       len(result) + RESULT_OVERHEAD_BYTES))
-    return ModelTiming(model, encoding, compression if encoding == "tlv" else "none", image,
-                       runner.weights_info(model), repeats, preprocess_ms, result_decode_ms, tuple(results),
-                       datetime.now(timezone.utc).isoformat())
+        for (encoding, compression), profile_id in wanted.items():
+            if encoding == "tlv":
+                encode_ms, decode_ms, unit_bytes = _time_tlv(arrays, plan.partition_id, profile_id, repeats)
+            else:
+                encode_ms, decode_ms, unit_bytes = _time_json(arrays, plan.partition_id, repeats)
+            results[(encoding, compression)].append(PartitionTiming(
+                name, plan.partition_id, float(statistics.median(head[i])), float(statistics.median(tail[i])),
+                encode_ms, decode_ms, int(sum(a.nbytes for a in arrays)), unit_bytes,
+                len(result) + RESULT_OVERHEAD_BYTES))
+    measured_at = datetime.now(timezone.utc).isoformat()
+    return {key: ModelTiming(model, key[0], key[1], image, runner.weights_info(model), repeats, preprocess_ms,
+                             result_decode_ms, tuple(parts), measured_at) for key, parts in results.items()}
 
 
 def _time_tlv(arrays: list[Any], partition_id: int, profile_id: int, repeats: int) -> tuple[float, float, int]:

@@ -5,6 +5,7 @@ for each partition and show prediction and measurement side by side (docs/SWEEP.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +38,8 @@ def advise(
     from splitbed.sweep.plan import SweepSpecError
 
     console = Console()
+    # tf.function retracing notices: every partition is its own sub-model, so retracing is expected
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if ue_slowdown != 1.0 and measure:
         console.print("[yellow]note: --ue-slowdown changes the prediction only; the testbed's UE runs at this "
                       "machine's speed[/yellow]")

@@ -36,6 +36,8 @@ def sweep(
                               "profiles x both encodings (options given explicitly still apply)"),
     report: bool = typer.Option(True, help="write the report at the end"),
     dry_run: bool = typer.Option(False, help="list the points and what is already done; measure nothing"),
+    estimate: bool = typer.Option(False, help="predict the sweep's wall time (times each model's partitions here "
+                                  "first, minutes; no testbed) and exit"),
     log_level: str = typer.Option("warning", help="debug, info, warning"),
 ) -> None:
     """Measure a sweep (resumable), then print the summary table and the report's path."""
@@ -49,6 +51,8 @@ def sweep(
     console = Console(width=None if sys.stdout.isatty() else 200)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING), format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    # tf.function retracing notices: every partition is its own sub-model, so retracing is expected, not a problem
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     given: dict[str, Any] = {"models": model, "partitions": partition, "profiles": profile, "encodings": encoding,
                              "compressions": compression}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
@@ -59,6 +63,15 @@ def sweep(
         matrix = points(spec)
     except SweepSpecError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if estimate:
+        from splitbed.sweep.estimate import describe
+        from splitbed.sweep.estimate import estimate as predict_wall_time
+
+        with console.status("timing partitions on this machine ...") as status:
+            result = predict_wall_time(spec, on_model=lambda m: status.update(f"timing {m} ..."))
+        for line in describe(result):
+            console.print(line)
+        return
     if dry_run:
         with ResultStore(out) as store:
             done = sum(1 for p in matrix if store.completed(p.key) >= spec.repetitions)

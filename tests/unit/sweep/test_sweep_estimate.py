@@ -1,0 +1,42 @@
+"""The wall-time estimate's arithmetic (splitbed.sweep.estimate) with given per-partition timings: every point
+costs (repetitions + warm-up) x (predicted e2e + the measured per-inference overhead), every profile one testbed
+start per model, and the prediction is the advisor's for that point's link."""
+
+from __future__ import annotations
+
+import pytest
+
+from splitbed.advise import LinkModel, ModelTiming, PartitionTiming, predict
+from splitbed.sweep.estimate import (
+    OVERHEAD_PER_INFERENCE_MS,
+    TESTBED_START_PER_MODEL_S,
+    describe,
+    estimate,
+)
+from splitbed.sweep.plan import SweepSpec
+
+
+def _timing(encoding: str) -> ModelTiming:
+    parts = (PartitionTiming("block_3_project_BN", 5, 10.0, 20.0, 0.1, 0.1, 100_352, 100_373, 20_000),
+             PartitionTiming("out_relu", 13, 25.0, 2.0, 0.1, 0.1, 250_880, 250_901, 20_000))
+    return ModelTiming("mobilenet_v2", encoding, "none", "builtin:chelsea", {}, 3, 1.0, 0.5, parts)
+
+
+def test_estimate_adds_up_predicted_points_overheads_and_testbed_starts() -> None:
+    spec = SweepSpec(profiles=("lte", "5g-split-ai"), models=("mobilenet_v2",),
+                     partitions=("block_3_project_BN", "out_relu"), repetitions=4, warmup=1)
+    timings = {"mobilenet_v2": {("tlv", "none"): _timing("tlv")}}
+    result = estimate(spec, timings=timings)
+    assert (result.points, result.inferences) == (4, 20)
+    expected = 0.0
+    for profile in ("lte", "5g-split-ai"):
+        predictions = predict(timings["mobilenet_v2"][("tlv", "none")], LinkModel.from_profile(profile))
+        per_profile = sum(5 * (p.e2e_ms + OVERHEAD_PER_INFERENCE_MS) / 1000 for p in predictions)
+        per_profile += TESTBED_START_PER_MODEL_S
+        assert result.by_profile_s[profile] == pytest.approx(per_profile)
+        expected += per_profile
+    assert result.total_s == pytest.approx(expected)
+    assert result.slowest[0][1].startswith("lte|mobilenet_v2|out_relu|")  # 251 kB over 46 Mbit/s
+    lines = describe(result)
+    assert lines[0].startswith("4 points, 20 inferences: estimated ")
+    assert any("no loss" in line for line in lines)
