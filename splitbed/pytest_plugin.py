@@ -137,10 +137,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("suite_case", cases, ids=[case.id for case in cases])
 
 
-def _suite_order(item: pytest.Item) -> tuple[str, str]:
+def _suite_case(item: pytest.Item) -> object | None:
     callspec = getattr(item, "callspec", None)
-    case = callspec.params.get("suite_case") if callspec is not None else None
-    return (case.model, case.profile) if case is not None else ("", "")
+    return callspec.params.get("suite_case") if callspec is not None else None
+
+
+def _group_suite_cases(items: list[pytest.Item]) -> None:
+    """Within each module, suite cases run grouped by model, then profile (one testbed per model, few link
+    changes); they move only among the slots suite cases already hold, so other tests keep their places."""
+    slots: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        if _suite_case(item) is not None:
+            slots.setdefault(item.nodeid.split("::")[0], []).append(index)
+    for indices in slots.values():
+        group = [items[i] for i in indices]
+        group.sort(key=lambda item: (getattr(_suite_case(item), "model", ""),
+                                     getattr(_suite_case(item), "profile", "")))
+        for index, item in zip(indices, group, strict=True):
+            items[index] = item
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -162,12 +176,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Within each module, suite cases run grouped by model, then profile: one testbed per model, few link changes.
-    position = {id(item): index for index, item in enumerate(items)}
-    module_first: dict[str, int] = {}
-    for index, item in enumerate(items):
-        module_first.setdefault(item.nodeid.split("::")[0], index)
-    items.sort(key=lambda item: (module_first[item.nodeid.split("::")[0]], *_suite_order(item), position[id(item)]))
+    _group_suite_cases(items)
     if config.getoption("--full"):
         return
     skip_slow = pytest.mark.skip(reason="slow: run with --full")
