@@ -15,9 +15,9 @@ It runs inside the local node (a job with `"partition": "adaptive"` and a `"poli
    session start). A failed inference that stalled (timeout) counts as a sample of at most bytes / time waited.
 3. **Decide**: predicted e2e per arm = preprocess + head x `ue_slowdown` + encode + uplink(bytes, rate, delay)
    + decode + tail + downlink + result decode (the advisor's formula, `splitbed.advise.predict`). Compute
-   figures are each arm's probe medians scaled by a shared load factor per side (EWMA of observed / probed
-   compute of whichever arm ran), so arms not run lately follow the machine's load instead of going stale.
-   Switch to the best arm only if it beats the current one by more than `hysteresis` (a fraction) and the
+   figures are medians over the arm's last `window` successful records (probes included): a median, because on
+   a shared CPU single inferences spike (x `ue_slowdown` a spike would decide alone). Arms not run lately keep
+   their last figures. Switch to the best arm only if it beats the current one by more than `hysteresis` (a fraction) and the
    current one has run `min_dwell` inferences: no flapping on noise.
 
 `ue_slowdown` (as in `splitbed advise`) makes the decision as if the UE computed that many times slower than
@@ -35,6 +35,7 @@ import json
 import math
 import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,7 @@ class PolicyConfig:
     candidates: tuple[str | int, ...] = ()      # partitions (names or ids); empty: all of the model's
     compressions: tuple[str | int, ...] = ("none",)
     alpha: float = 0.5                          # EWMA weight of the newest rate sample (time per bit)
-    compute_alpha: float = 0.3                  # EWMA weight of the newest compute load sample
+    window: int = 5                             # records per arm whose medians give its compute figures
     hysteresis: float = 0.15                    # switch only for a predicted gain above this fraction
     min_dwell: int = 1                          # inferences on an arm before another switch
     ue_slowdown: float = 1.0                    # head time x this (as `splitbed advise --ue-slowdown`)
@@ -90,7 +91,7 @@ class PolicyConfig:
                 values[name] = tuple(items)
         if "compressions" in values and not values["compressions"]:
             raise PolicyError("policy.compressions must name at least one profile (e.g. [\"none\"])")
-        for name, low, high, low_open in (("alpha", 0.0, 1.0, True), ("compute_alpha", 0.0, 1.0, True),
+        for name, low, high, low_open in (("alpha", 0.0, 1.0, True),
                                           ("hysteresis", 0.0, 0.9, False), ("ue_slowdown", 0.0, 1000.0, True),
                                           ("initial_rate_mbit", MIN_RATE_MBIT, MAX_RATE_MBIT, False)):
             if name not in raw or (name == "initial_rate_mbit" and raw[name] is None):
@@ -101,7 +102,7 @@ class PolicyConfig:
             if value > high or (value <= low if low_open else value < low):
                 raise PolicyError(f"policy.{name} = {value} is outside {'(' if low_open else '['}{low:g}, {high:g}]")
             values[name] = float(value)
-        for name, low, high in (("min_dwell", 1, 10_000), ("probe_repetitions", 1, 100)):
+        for name, low, high in (("min_dwell", 1, 10_000), ("probe_repetitions", 1, 100), ("window", 1, 1000)):
             if name in raw:
                 value = raw[name]
                 if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -137,29 +138,21 @@ MIN_TRANSMIT_MS = 0.2  # below this a delivery says only "fast": the sample is t
 
 @dataclass
 class ArmFigures:
-    """What one arm costs: medians of its probe records (ms) and its newest data unit size (bytes)."""
+    """What one arm costs: medians over its last `window` records (ms) and its newest data unit size (bytes)."""
 
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    window: int
+    samples: dict[str, deque[float]] = field(default_factory=dict)
     data_bytes: int = 0        # the data unit (AIPS not included: steady state)
     raw_bytes: int = 0
 
     def add(self, record: dict[str, Any]) -> None:
         for name in LOCAL_PARTS + REMOTE_PARTS + FIXED_PARTS:
-            self.samples.setdefault(name, []).append(float(record[name]))
-        self.sizes(record)
-
-    def sizes(self, record: dict[str, Any]) -> None:
+            self.samples.setdefault(name, deque(maxlen=self.window)).append(float(record[name]))
         self.data_bytes = int(record.get("serialized_intermediate_bytes") or 0)
         self.raw_bytes = int(record.get("raw_intermediate_bytes") or 0)
 
     def median(self, name: str) -> float:
         return float(statistics.median(self.samples[name]))
-
-    def local_ms(self) -> float:
-        return sum(self.median(n) for n in LOCAL_PARTS)
-
-    def remote_ms(self) -> float:
-        return sum(self.median(n) for n in REMOTE_PARTS)
 
 
 @dataclass
@@ -173,13 +166,11 @@ class Decision:
     delay_estimate_ms: float | None
     predicted_e2e_ms: dict[str, float] = field(default_factory=dict)
     previous: Arm | None = None
-    load_factors: tuple[float, float] = (1.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"policy": POLICY_NAME, "decision_index": self.decision_index, "reason": self.reason,
                 "choice": self.arm.to_dict(), "previous": None if self.previous is None else self.previous.to_dict(),
                 "rate_estimate_mbit": self.rate_estimate_mbit, "delay_estimate_ms": self.delay_estimate_ms,
-                "load_factor_local": self.load_factors[0], "load_factor_remote": self.load_factors[1],
                 "predicted_e2e_ms": dict(self.predicted_e2e_ms),
                 "predicted_choice_ms": self.predicted_e2e_ms.get(self.arm.label)}
 
@@ -206,8 +197,6 @@ class AdaptivePolicy:
         self.seconds_per_mbit: float | None = (None if config.initial_rate_mbit is None
                                                else 1.0 / config.initial_rate_mbit)
         self.delay_ms: float | None = None
-        self.load_local = 1.0
-        self.load_remote = 1.0
         self.current: Arm | None = None
         self.last_reason: str | None = None
         self.dwell = 0
@@ -231,7 +220,7 @@ class AdaptivePolicy:
             pending = [a for a in self.arms if self.probes_done[a] < self.config.probe_repetitions]
             probe = pending[0] if pending else self.arms[index % len(self.arms)]
             return self._commit(Decision(probe, "probe", index, self.rate_estimate_mbit, self.delay_ms,
-                                         previous=previous, load_factors=(self.load_local, self.load_remote)))
+                                         previous=previous))
         predicted = self.predict()
         best = min(known, key=lambda a: (predicted[a.label], self.arms.index(a)))
         arm: Arm | None = previous if previous in self.figures and self.last_reason != "probe" else None
@@ -241,8 +230,7 @@ class AdaptivePolicy:
         elif best != arm and self.dwell >= self.config.min_dwell \
                 and predicted[best.label] < predicted[arm.label] * (1.0 - self.config.hysteresis):
             arm, reason = best, "switch"
-        return self._commit(Decision(arm, reason, index, self.rate_estimate_mbit, self.delay_ms, predicted, previous,
-                                     (self.load_local, self.load_remote)))
+        return self._commit(Decision(arm, reason, index, self.rate_estimate_mbit, self.delay_ms, predicted, previous))
 
     def _commit(self, decision: Decision) -> Decision:
         if decision.arm != self.current:
@@ -251,7 +239,7 @@ class AdaptivePolicy:
         return decision
 
     def predict(self) -> dict[str, float]:
-        """Predicted end-to-end ms per arm label (arms with figures), with the current rate, delay and load."""
+        """Predicted end-to-end ms per arm label (arms with figures), with the current rate and delay."""
         delay = self.delay_ms or 0.0
         uplink = DirectionModel(self.rate_estimate_mbit, delay)
         result = {}
@@ -259,10 +247,10 @@ class AdaptivePolicy:
             f = self.figures.get(arm)
             if f is None:
                 continue
-            local = (f.median("preprocess_ms") + f.median("encode_ms")
-                     + f.median("local_inference_ms") * self.config.ue_slowdown) * self.load_local
+            local = f.median("preprocess_ms") + f.median("encode_ms") \
+                + f.median("local_inference_ms") * self.config.ue_slowdown
             up = uplink.transfer_ms(f.data_bytes, rtt_ms=2 * delay, slow_start=False)
-            remote = f.remote_ms() * self.load_remote
+            remote = sum(f.median(n) for n in REMOTE_PARTS)
             result[arm.label] = local + up + remote + f.median("downlink_ms") + f.median("result_decode_ms")
         return result
 
@@ -283,15 +271,7 @@ class AdaptivePolicy:
         if record.get("status") == "ok" and complete:
             if decision.reason == "probe":
                 self.probes_done[arm] += 1
-                self.figures.setdefault(arm, ArmFigures()).add(record)
-            elif arm in self.figures:
-                figures = self.figures[arm]
-                figures.sizes(record)
-                alpha = self.config.compute_alpha
-                local = sum(float(record[n]) for n in LOCAL_PARTS) / max(figures.local_ms(), 1e-3)
-                remote = sum(float(record[n]) for n in REMOTE_PARTS) / max(figures.remote_ms(), 1e-3)
-                self.load_local = (1 - alpha) * self.load_local + alpha * local
-                self.load_remote = (1 - alpha) * self.load_remote + alpha * remote
+            self.figures.setdefault(arm, ArmFigures(self.config.window)).add(record)
             delivery = record.get("delivery_ms")
             if payload > 0 and isinstance(delivery, (int, float)) and delivery > 0:
                 learnt["rate_sample_mbit"] = rate_from_delivery(payload, float(delivery), delay)

@@ -316,6 +316,7 @@ class Testbed:
         except (BrokenPipeError, OSError) as exc:
             self._fail(f"cannot send {what} to the local node: {exc}")
         records: list[dict[str, Any]] = []
+        refused: JobRefusedError | None = None
         while True:
             item = self._next(self._lines, deadline, self.local, what)
             try:
@@ -326,11 +327,14 @@ class Testbed:
                 log.warning("ignoring a local node line for another job: %r", item[:200])
                 continue
             kind = message.get("record_type")
-            if kind == "job_error":
+            if kind == "job_error":  # raised after its job_done line, so no stray line is left for the next job
                 error = message.get("error") or {}
-                raise JobRefusedError(f"the local node refused {what}: {error.get('code')}: {error.get('message')}",
-                                      str(error.get("code")), str(error.get("message")))
+                refused = JobRefusedError(f"the local node refused {what}: {error.get('code')}: "
+                                          f"{error.get('message')}", str(error.get("code")), str(error.get("message")))
+                continue
             if kind == "job_done":
+                if refused is not None:
+                    raise refused
                 return records
             records.append(message)
 

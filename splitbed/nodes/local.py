@@ -211,12 +211,19 @@ class LocalNode:
         cfg = self.config
         give_up = time.monotonic() + cfg.connect_retry_s
         while True:
+            limit = self.timeout(cfg.connect_timeout_s)
             try:
-                return socket.create_connection((cfg.host, cfg.port), timeout=self.timeout(cfg.connect_timeout_s))
+                return socket.create_connection((cfg.host, cfg.port), timeout=limit)
             except ConnectionRefusedError:
                 if time.monotonic() >= give_up:
                     raise
                 time.sleep(0.2)
+            except TimeoutError:
+                raise NodeTimeout(f"connecting to the remote node at {cfg.host}:{cfg.port} did not succeed within "
+                                  f"{limit:.3g} s" + self._deadline_note()) from None
+
+    def _deadline_note(self) -> str:
+        return "" if self._deadline_s is None else f" (inference deadline {self._deadline_s:g} s)"
 
     def _check_offer(self, offer: dict[str, Any], model: str, encoding: str,
                      local_weights: dict[str, Any]) -> None:
@@ -384,7 +391,8 @@ class _Inference:
             rec["aips_events"].extend(exc.aips_events)
             LocalNode._track_events(s, exc.aips_events)
         except ProtocolError as exc:
-            self._fail(exc.code, exc.message, True, "local")
+            note = self.node._deadline_note() if isinstance(exc, NodeTimeout) else ""
+            self._fail(exc.code, exc.message + note, True, "local")
         except (PeerClosed, OSError) as exc:
             self._fail("connection_lost", str(exc), True, "local")
         if self.data_pieces:  # after every measured window: reading sizes back costs a copy of the unit

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from splitbed.scenario.spec import Scenario, ScenarioError
-from splitbed.scenario.timeline import AppliedEvent, Timeline, uplink_capacity
+from splitbed.scenario.timeline import AppliedEvent, Timeline, direction_capacity, uplink_capacity
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,12 @@ class ScenarioResult:
 
 
 def run(scenario: Scenario, out_dir: str | Path, *, backend: str | None = None, weights: str | None = None,
-        on_row: Callable[[dict[str, Any]], None] | None = None,
-        testbed_options: dict[str, Any] | None = None) -> ScenarioResult:
-    """Run `scenario` and write its results into `out_dir` (created; existing result files are replaced)."""
-    from splitbed.testbed import Testbed
+        on_row: Callable[[dict[str, Any]], None] | None = None, testbed_options: dict[str, Any] | None = None,
+        testbed: Any = None) -> ScenarioResult:
+    """Run `scenario` and write its results into `out_dir` (created; existing result files are replaced).
 
+    `testbed`: a running splitbed.testbed.Testbed to use instead of starting one (its link is set to the
+    scenario's base profile first; it must offer the workload's model); it is left running."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = scenario.workload
@@ -55,8 +57,7 @@ def run(scenario: Scenario, out_dir: str | Path, *, backend: str | None = None, 
         options["warmup_partition"] = work.partition
     rows: list[dict[str, Any]] = []
     warmup_rows: list[dict[str, Any]] = []
-    with Testbed(scenario.base, backend=backend or scenario.backend, models=[work.model],
-                 weights=weights or work.weights, **options) as bed:
+    with _testbed(scenario, testbed, backend, weights, options) as bed:
         setup = {"scenario": scenario.to_dict(), "testbed": bed.describe()}
         with (out / "warmup.jsonl").open("w") as warm_file:
             for row in _warm_up(scenario, bed):
@@ -77,7 +78,7 @@ def run(scenario: Scenario, out_dir: str | Path, *, backend: str | None = None, 
         applied = timeline.applied
     end_ns = max([_span(r)[1] for r in rows] + [t0])
     for row in rows:
-        row["scenario"].update(_overlaps(row, applied, t0, end_ns))
+        row["scenario"].update(_overlaps(row, applied, end_ns, scenario))
     link_events = [a.to_dict(t0) for a in applied]
     result = ScenarioResult(scenario, out, t0, rows, warmup_rows, link_events,
                             problems=[f"link change {a.event.label!r} at {a.event.at_s:g} s failed: {a.error}"
@@ -87,6 +88,23 @@ def run(scenario: Scenario, out_dir: str | Path, *, backend: str | None = None, 
                         for e in not_reached]
     _write(result, setup)
     return result
+
+
+@contextmanager
+def _testbed(scenario: Scenario, given: Any, backend: str | None, weights: str | None,
+             options: dict[str, Any]) -> Iterator[Any]:
+    """A testbed on the scenario's base link: the given one (link reset, left running) or a new one."""
+    if given is not None:
+        if scenario.workload.model not in given.models:
+            raise ScenarioError(f"the given testbed offers {list(given.models)}, not {scenario.workload.model}")
+        given.update_link(scenario.base)
+        yield given
+        return
+    from splitbed.testbed import Testbed
+
+    with Testbed(scenario.base, backend=backend or scenario.backend, models=[scenario.workload.model],
+                 weights=weights or scenario.workload.weights, **options) as bed:
+        yield bed
 
 
 def _probe_arms(scenario: Scenario) -> list[Any]:
@@ -169,7 +187,7 @@ def _span(row: dict[str, Any]) -> tuple[int, int]:
     return int(row["scenario"]["start_ns"]), int(row["scenario"]["end_ns"])
 
 
-def _overlaps(row: dict[str, Any], applied: list[AppliedEvent], t0: int, end_ns: int) -> dict[str, Any]:
+def _overlaps(row: dict[str, Any], applied: list[AppliedEvent], end_ns: int, scenario: Scenario) -> dict[str, Any]:
     """Where on the timeline the inference ran: the link in force at its start, changes during it, and how long
     it overlapped an outage (`outage_overlap_ms`) and ran on after the link came back (`after_link_return_ms`)."""
     start, end = _span(row)
@@ -191,8 +209,9 @@ def _overlaps(row: dict[str, Any], applied: list[AppliedEvent], t0: int, end_ns:
             outage_start = None
     if outage_start is not None:  # the run ended inside an outage
         overlap_ns += max(0, min(end, end_ns) - max(start, outage_start))
-    return {"link_profile": None if in_force is None else in_force.event.profile.name,
-            "uplink_capacity_mbit": None if in_force is None else uplink_capacity(in_force.event),
+    return {"link_profile": scenario.base.name if in_force is None else in_force.event.profile.name,
+            "uplink_capacity_mbit": direction_capacity(scenario.base.uplink) if in_force is None
+            else uplink_capacity(in_force.event),
             "link_changes_during": [a.event.label for a in during],
             "outage_overlap_ms": overlap_ns / 1e6,
             "after_link_return_ms": (end - returns[-1]) / 1e6 if returns else None}

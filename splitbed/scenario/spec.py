@@ -262,11 +262,11 @@ def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir:
         if "at_s" not in step:
             raise ScenarioError(f"{where}: needs at_s (seconds after the start)")
         at = _number(step["at_s"], f"{where}.at_s", -1e-9, MAX_AT_S)
-        if at <= previous_at:
-            raise ScenarioError(f"{where}: at_s = {at:g} must be later than the step before ({previous_at:g} s)")
         if outage_until is not None and at < outage_until[0]:
             raise ScenarioError(f"{where}: at_s = {at:g} falls inside the outage of step {outage_until[1] + 1} "
                                 f"(until {outage_until[0]:g} s); change the link after the outage")
+        if at <= previous_at:
+            raise ScenarioError(f"{where}: at_s = {at:g} must be later than the step before ({previous_at:g} s)")
         previous_at = at
         kinds = [k for k in ("profile", "outage_s") if k in step] + \
             (["direction"] if "uplink" in step or "downlink" in step else [])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from splitbed.scenario.spec import Scenario
+from splitbed.scenario.timeline import direction_capacity
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,12 @@ def switches(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-def reactions(rows: list[dict[str, Any]], link_events: list[dict[str, Any]]) -> list[Reaction]:
-    """For each applied change that lowered a numeric uplink capacity (outages excluded: see `stalls`)."""
+def reactions(rows: list[dict[str, Any]], link_events: list[dict[str, Any]],
+              base_capacity_mbit: float | str | None = None) -> list[Reaction]:
+    """For each applied change that lowered a numeric uplink capacity (outages excluded: see `stalls`);
+    `base_capacity_mbit`: the uplink's capacity before the first change (the base profile's)."""
     result = []
-    capacity: float | None = None
+    capacity = float(base_capacity_mbit) if isinstance(base_capacity_mbit, (int, float)) else None
     done = inference_rows(rows)
     for event in link_events:
         new = event.get("uplink_capacity_mbit")
@@ -209,7 +212,7 @@ def summary_markdown(scenario: Scenario, rows: list[dict[str, Any]], link_events
             rate = s["rate_estimate_mbit"]
             lines.append(f"| {s['index']} | {s['t_s']:.2f} | {s['from']} | {s['to']} | {s['raw_bytes_from']:,} -> "
                          f"{s['raw_bytes_to']:,} | {'-' if rate is None else f'{rate:.1f}'} |")
-    reacted = reactions(rows, link_events)
+    reacted = reactions(rows, link_events, direction_capacity(scenario.base.uplink))
     if reacted:
         lines += ["", "## Reaction to capacity drops", ""]
         for r in reacted:
