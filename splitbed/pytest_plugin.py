@@ -157,14 +157,15 @@ def _group_suite_cases(items: list[pytest.Item]) -> None:
             items[index] = item
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+        None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
     if report.failed and report.when in ("setup", "call"):
         keep_on_failure(item, report)
     elif report.when == "call" and report.passed:
         item.stash[_PASSED_KEY] = True
+    return report
 
 
 _PASSED_KEY = pytest.StashKey[bool]()

@@ -229,9 +229,9 @@ def keep_on_failure(item: pytest.Item, report: pytest.TestReport) -> None:
             (folder / "node-logs-unavailable.txt").write_text(f"{exc}\n")
     kept = sorted(p.name for p in folder.iterdir())
     message = f"splitbed: pcaps, records and logs of this test kept in {folder} ({', '.join(kept)})"
-    longrepr = report.longrepr
-    if hasattr(longrepr, "addsection"):
-        longrepr.addsection("splitbed results", message)  # printed with the failure
+    add_section = getattr(report.longrepr, "addsection", None)
+    if callable(add_section):
+        add_section("splitbed results", message)  # printed with the failure
     else:
         report.sections.append(("splitbed results", message))
 

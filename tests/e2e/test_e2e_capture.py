@@ -7,10 +7,14 @@ stream is reassembled from each pcap and decoded with splitbed.format.Decoder al
 - bytes on the wire and the overhead ratio (wire bytes / TLV bytes) are reported (<results-dir>/capture/wire.csv);
 - capture-based delivery time (first frame of the inference leaving the UE -> last frame reaching the edge, both
   pcaps stamped by this host's CLOCK_REALTIME: a duration on one clock) agrees with the record's delivery_ms
-  (CLOCK_MONOTONIC, local first send -> remote read of the last byte) within [capture] delivery_tolerance_ms."""
+  (CLOCK_MONOTONIC, local first send -> remote read of the last byte) within [capture] delivery_tolerance_ms,
+  as the median over [capture] inferences: a single inference's app-level time also holds the receiving node's
+  wake-up, which on 2 busy cores was once 10 ms (the capture is right: the frames had arrived)."""
 
 from __future__ import annotations
 
+import os
+import statistics
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,7 @@ from splitbed.plugin.wire import decode_uplink, find_connection, inference_figur
 pytestmark = pytest.mark.root
 
 TOLERANCE_MS = float(check_settings("capture")["delivery_tolerance_ms"])
+INFERENCES = int(check_settings("capture")["inferences"])
 
 
 @pytest.mark.suite("capture")
@@ -33,7 +38,8 @@ def test_capture(suite_case: SuiteCase, testbed: Any, capture: Any, reference: R
 
     with capture(testbed) as both:
         testbed.run({"action": "reconnect", "model": suite_case.model})  # the SYN is in the capture
-        record = testbed.infer(suite_case.job())
+        records = testbed.run(suite_case.job(repetitions=INFERENCES))
+    assert [r["status"] for r in records] == ["ok"] * INFERENCES, [r["error"] for r in records]
     assert both.complete, f"a capture dropped or truncated packets: ue {both.ue.summary}, edge {both.edge.summary}"
 
     topology = testbed.topology
@@ -43,31 +49,40 @@ def test_capture(suite_case: SuiteCase, testbed: Any, capture: Any, reference: R
     assert received == sent, f"the edge received {len(received)} bytes, the UE sent {len(sent)}: streams differ"
 
     units = decode_uplink(sent)
-    [aips] = [u for u in units if u.kind == "aips"]
-    [data] = [u for u in units if u.kind == "data"]
-    assert aips.size == record["aips_bytes"] and aips.aips_id == data.aips_id == record["aips_id"]
-    assert data.size == record["serialized_intermediate_bytes"]
-    assert data.offset == aips.offset + aips.size, "the AIPS and its data unit go in one send"
-
-    check = record["delivery_check"]
-    assert [tensor_crc32(t) for t in data.tensors] == check["received_crc32"], (
-        "the tensors decoded from the capture differ from those the remote node decoded")
+    aips_units = [u for u in units if u.kind == "aips"]
+    data_units = [u for u in units if u.kind == "data"]
+    assert len(aips_units) == 1 and len(data_units) == INFERENCES, "one AIPS, then one data unit per inference"
+    [aips] = aips_units
     head = reference.head(suite_case.partition, suite_settings()["image"])
-    assert [tensor_crc32(t) for t in head] == check["sent_crc32"], "the reference head differs from the node's"
-    for index, (ours, wire) in enumerate(zip(head, data.tensors, strict=True)):
-        assert wire.shape == ours.shape and wire.dtype == ours.dtype
-        if suite_case.lossless:
-            assert np.array_equal(wire, ours), f"tensor {index} changed on the wire"
-        else:
-            assert error_bound_violations(suite_case.compression, ours, wire) == 0, (
-                f"tensor {index} outside the {suite_case.compression} error bound")
-
-    figures = inference_figures(both.pcaps["ue"], both.pcaps["edge"], conn, aips.offset, data.offset + data.size)
-    assert figures["stream_bytes"] == record["uplink_bytes"]
-    assert figures["overhead_ratio"] > 1.0
-    difference = figures["capture_delivery_ms"] - record["delivery_ms"]
-    wire_table.append({"case": suite_case.id, "tlv_bytes": record["uplink_bytes"], **figures,
-                       "app_delivery_ms": record["delivery_ms"], "difference_ms": difference,
-                       "retransmissions": sum(f.retransmissions for f in both.ue.flows if f.dport == conn.dport)})
-    assert abs(difference) <= TOLERANCE_MS, (
-        f"capture-based delivery {figures['capture_delivery_ms']:.3f} ms vs app-level {record['delivery_ms']:.3f} ms")
+    differences = []
+    for record, data in zip(records, data_units, strict=True):
+        assert data.aips_id == aips.aips_id == record["aips_id"]
+        assert data.size == record["serialized_intermediate_bytes"]
+        check = record["delivery_check"]
+        assert [tensor_crc32(t) for t in data.tensors] == check["received_crc32"], (
+            "the tensors decoded from the capture differ from those the remote node decoded")
+        assert [tensor_crc32(t) for t in head] == check["sent_crc32"], "the reference head differs from the node's"
+        for index, (ours, wire) in enumerate(zip(head, data.tensors, strict=True)):
+            assert wire.shape == ours.shape and wire.dtype == ours.dtype
+            if suite_case.lossless:
+                assert np.array_equal(wire, ours), f"tensor {index} changed on the wire"
+            else:
+                assert error_bound_violations(suite_case.compression, ours, wire) == 0, (
+                    f"tensor {index} outside the {suite_case.compression} error bound")
+        start = data.offset
+        if record["aips_sent"]:
+            assert record["aips_bytes"] == aips.size and data.offset == aips.offset + aips.size, (
+                "the AIPS and its data unit go in one send")
+            start = aips.offset
+        figures = inference_figures(both.pcaps["ue"], both.pcaps["edge"], conn, start, data.offset + data.size)
+        assert figures["stream_bytes"] == record["uplink_bytes"] and figures["overhead_ratio"] > 1.0
+        difference = figures["capture_delivery_ms"] - record["delivery_ms"]
+        differences.append(difference)
+        wire_table.append({"case": suite_case.id, "inference": record["repetition"],
+                           "tlv_bytes": record["uplink_bytes"], **figures, "app_delivery_ms": record["delivery_ms"],
+                           "difference_ms": difference})
+    median = statistics.median(differences)
+    assert abs(median) <= TOLERANCE_MS, (
+        f"capture-based vs app-level delivery time: median difference {median:.3f} ms over {INFERENCES} "
+        f"inferences ({', '.join(f'{d:.3f}' for d in differences)}); load average {os.getloadavg()[0]:.1f}: the "
+        "app-level time includes the remote node's wake-up after the last frame arrived")
