@@ -15,20 +15,22 @@ def docker_image(
                                       help="also delete the cached rootfs tarball (~/.cache/splitbed/docker)"),
 ) -> None:
     """Status of the node image for this environment; --build/--rebuild it, --remove it (and --remove-cache)."""
+    from docker.errors import DockerException
+    from requests import RequestException
     from rich.console import Console
     from rich.table import Table
 
     from splitbed.runtime import NodeRuntimeError
     from splitbed.runtime.engine import connect
     from splitbed.runtime.image import ensure_image, list_images, remove_images
-    from splitbed.runtime.image.build import why_rebuild
+    from splitbed.runtime.image.build import BUILD_API_TIMEOUT_S, why_rebuild
     from splitbed.runtime.image.key import image_tag, key_inputs
     from splitbed.runtime.image.recipe import cache_dir, load_recipe
     from splitbed.runtime.image.rootfs import rootfs_path
 
     console = Console()
     try:
-        client = connect()
+        client = connect(timeout=BUILD_API_TIMEOUT_S)
         if remove or remove_cache:
             removed = remove_images(client) if remove else []
             console.print(f"removed images: {', '.join(removed) or 'none'}")
@@ -56,7 +58,7 @@ def docker_image(
                 console.print(f"  {reason}")
         rootfs = rootfs_path(recipe)
         console.print(f"rootfs cache: {rootfs} ({'present' if rootfs.is_file() else 'absent: next build runs debootstrap'})")
-    except NodeRuntimeError as exc:
+    except (NodeRuntimeError, DockerException, RequestException) as exc:
         console.print(f"[red]docker-image: {exc}[/red]")
         raise typer.Exit(1) from None
 

@@ -27,8 +27,11 @@ ENGINE_FIX = ("install and start it: `bash scripts/setup.sh` (installs docker.io
               "scripts/docker-engine.sh), or start it by hand: `bash scripts/docker-engine.sh`")
 
 
-def connect(timeout: float = 10.0) -> docker.DockerClient:
-    """A client whose engine answered a ping; `EngineUnavailableError` saying why otherwise."""
+def connect(timeout: float = 120.0) -> docker.DockerClient:
+    """A client whose engine answered a ping; `EngineUnavailableError` saying why otherwise.
+
+    `timeout` bounds each API call: removing a container or a 2 GB image takes tens of seconds on a busy host.
+    """
     try:
         import docker
     except ImportError as exc:  # pragma: no cover - a dependency of splitbed

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import sys
+import sysconfig
 from pathlib import Path
 
 import splitbed
@@ -32,10 +33,13 @@ def key_inputs(recipe: Recipe) -> dict[str, object]:
     checkout = source_checkout()
     pyproject = checkout / "pyproject.toml" if checkout else None
     declared = _declared_dependencies(pyproject) if pyproject and pyproject.is_file() else None
-    distributions = sorted(
-        f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions()
+    # Only the environment's own site-packages (what the image copies), not sys.path: a checkout's
+    # *.egg-info on the path (pytest's rootdir, `python -c` in the checkout) must not change the key.
+    site_dirs = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    distributions = sorted({
+        f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions(path=site_dirs)
         if dist.metadata["Name"] and dist.metadata["Name"].lower() not in PACKAGING_TOOLS
-    )
+    })
     builder = hashlib.sha256()
     for path in sorted(BUILDER_DIR.glob("*.py")):
         builder.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -73,7 +77,7 @@ def key_diff(old: dict[str, object], new: dict[str, object]) -> list[str]:
             continue
         if isinstance(before, list) and isinstance(after, list):
             gone, added = sorted(set(before) - set(after)), sorted(set(after) - set(before))
-            lines.append(f"{name}: -{gone} +{added}")
+            lines.append(f"{name}: -{gone} +{added}" if gone or added else f"{name}: same entries, reordered")
         else:
             lines.append(f"{name}: {before!r} -> {after!r}")
     return lines

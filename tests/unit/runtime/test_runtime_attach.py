@@ -6,8 +6,13 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
+
+import pytest
 
 from splitbed.runtime.attach import AttachPump, SocketStdin, reader_pipe
+
+pytestmark = pytest.mark.timeout(30)
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -20,11 +25,17 @@ def test_frames_are_split_into_stdout_and_stderr_until_eof() -> None:
     err, err_fd = reader_pipe()
     pump = AttachPump(ours, out_fd, err_fd)
     pump.start()
-    big = os.urandom(300_000)  # several receive chunks for one frame
-    engine.sendall(frame(1, b"line 1\n") + frame(2, b"warning\n") + frame(1, big) + frame(1, b"end"))
-    engine.close()
+    big = os.urandom(300_000)  # several receive chunks for one frame, more than a pipe holds
+
+    def engine_side() -> None:  # like the engine: writes while we read (a full pipe holds the pump back)
+        engine.sendall(frame(1, b"line 1\n") + frame(2, b"warning\n") + frame(1, big) + frame(1, b"end"))
+        engine.close()
+
+    writer = threading.Thread(target=engine_side)
+    writer.start()
     assert out.read() == b"line 1\n" + big + b"end"
     assert err.read() == b"warning\n"
+    writer.join(5)
     assert pump.join(5) and pump.error is None
 
 
@@ -47,7 +58,8 @@ def test_merged_stderr_and_a_reader_that_goes_away() -> None:
     engine.sendall(frame(1, b"a") + frame(2, b"b"))
     assert out.read(2) == b"ab"
     out.close()  # the caller stops reading: the pump drops further output instead of failing
-    engine.sendall(frame(1, b"x" * 200_000))
+    engine.settimeout(10)
+    engine.sendall(frame(1, b"x" * 200_000))  # would block for good if the pump stopped reading
     engine.close()
     assert pump.join(5) and pump.error is None
 
