@@ -5,7 +5,7 @@ shells but at layer 2. See docs/LINK.md.
 `LinkProcess.start(netns, ue_ifname, edge_ifname, profile)` runs it; `.update(profile)`, `.stats()`, `.stop()`.
 """
 
-from netem.link.forwarder import ForwarderOptions
+from netem.link.options import ForwarderOptions
 from netem.link.pipeline import DirectionPipeline, build_stages
 from netem.link.process import LinkProcess
 

@@ -19,7 +19,9 @@ import sys
 
 from netem.errors import LinkError
 from netem.link import control
-from netem.link.forwarder import ETHERNET_HEADER_BYTES, Forwarder, ForwarderOptions, open_packet_socket
+from netem.link.forwarder import ETHERNET_HEADER_BYTES, Forwarder
+from netem.link.options import ForwarderOptions
+from netem.link.sockets import open_packet_socket
 from netem.profile import LinkProfile
 
 PR_SET_PDEATHSIG = 1

@@ -15,31 +15,29 @@ last ``spin_us`` before a due time, and the process runs under SCHED_FIFO so a b
 
 from __future__ import annotations
 
-import ctypes
-import dataclasses
-import os
 import select
 import signal
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from netem.errors import LinkError
 from netem.link import control
+from netem.link.options import ForwarderOptions
 from netem.link.pipeline import DirectionPipeline, build_stages
+from netem.link.sockets import (
+    PACKET_OUTGOING,
+    SCM_TIMESTAMPNS,
+    TIMESPEC,
+    TIMESTAMP_CMSG_SPACE,
+    enable_timestamps,
+    read_socket_drops,
+)
+from netem.link.timing import SpinBudget, apply_scheduling, set_timer_slack
 from netem.profile import LinkProfile
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_STATISTICS = 6
-PACKET_QDISC_BYPASS = 20
-PACKET_IGNORE_OUTGOING = 23
-PACKET_OUTGOING = 4
-PR_SET_TIMERSLACK = 29
 MSG_TRUNC = socket.MSG_TRUNC
 ETHERNET_HEADER_BYTES = 14
 VLAN_TAG_BYTES = 4
@@ -47,170 +45,9 @@ VLAN_TAG_BYTES = 4
 #: frame is measured and refused rather than silently truncated.
 RX_BUFFER_BYTES = 65536 + 512
 REPLY_TIMEOUT_S = 5.0
-SO_TIMESTAMPNS = 35  # SO_TIMESTAMPNS_OLD: struct timespec of two longs (64-bit Linux)
-SCM_TIMESTAMPNS = SO_TIMESTAMPNS
-TIMESPEC = struct.Struct("qq")
-TIMESTAMP_CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 #: A kernel receive stamp older than this (or in the future) is not trusted (e.g. the wall clock was stepped).
 MAX_STAMP_AGE_NS = 1_000_000_000
 MAX_NOTES = 16
-
-
-@dataclass(frozen=True)
-class ForwarderOptions:
-    """Tuning of the forwarder (each one measured in docs/LINK.md); the defaults are the fast choice."""
-
-    ignore_outgoing: bool = True
-    qdisc_bypass: bool = True
-    socket_buffer_bytes: int = 4 * 1024 * 1024
-    batch: int = 256
-    spin_us: int = 200
-    min_sleep_percent: int = 15
-    timer_slack_ns: int = 1
-    realtime_priority: int = 10
-    kernel_timestamps: bool = True
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.batch <= 65536:
-            raise LinkError(f"batch {self.batch} must be in [1, 65536]")
-        if not 0 <= self.spin_us <= 10_000:
-            raise LinkError(f"spin_us {self.spin_us} must be in [0, 10000]")
-        if not 0 <= self.min_sleep_percent <= 100:
-            raise LinkError(f"min_sleep_percent {self.min_sleep_percent} must be in [0, 100]")
-        if not 0 <= self.socket_buffer_bytes <= 1 << 30:
-            raise LinkError(f"socket_buffer_bytes {self.socket_buffer_bytes} must be in [0, 2^30]")
-        if not 1 <= self.timer_slack_ns <= 1_000_000_000:
-            raise LinkError(f"timer_slack_ns {self.timer_slack_ns} must be in [1, 1e9]")
-        if not 0 <= self.realtime_priority <= 99:
-            raise LinkError(f"realtime_priority {self.realtime_priority} must be in [0, 99] (0 = normal scheduling)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ForwarderOptions:
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise LinkError(f"unknown forwarder option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        for key, value in data.items():
-            expected = bool if isinstance(getattr(cls, key), bool) else int
-            if type(value) is not expected:
-                raise LinkError(f"forwarder option {key} must be {expected.__name__}, not {value!r}")
-        return cls(**data)
-
-
-def set_timer_slack(nanoseconds: int) -> bool:
-    """Ask the kernel to fire this thread's timers within ``nanoseconds`` (default slack is 50 us)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    return int(libc.prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0)) == 0
-
-
-def apply_scheduling(priority: int) -> str:
-    """Run this process under SCHED_FIFO at ``priority`` (0: leave it alone); says what it got.
-
-    On a busy host a normally scheduled forwarder waits for a CPU for milliseconds and every delay figure is
-    off by that much; real-time scheduling lets it run the moment a frame is due. The kernel's RT throttling
-    (sched_rt_runtime_us) still leaves other tasks a share of the CPU if the forwarder is saturated.
-    """
-    if priority <= 0:
-        return "SCHED_OTHER (real-time scheduling not requested)"
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except OSError as exc:
-        return f"SCHED_OTHER (SCHED_FIFO {priority} refused: {exc.strerror}; delays will suffer on a busy host)"
-    return f"SCHED_FIFO {priority}"
-
-
-def read_socket_drops(sock: socket.socket) -> int:
-    """Frames the kernel dropped because this packet socket's receive buffer was full, since the last call."""
-    try:
-        raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-    except OSError:
-        return 0
-    _packets, drops = struct.unpack("II", raw)
-    return int(drops)
-
-
-def open_packet_socket(ifname: str, options: ForwarderOptions) -> socket.socket:
-    """A non-blocking AF_PACKET socket bound to ``ifname`` for every EtherType, tuned by ``options``."""
-    try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    except PermissionError as exc:
-        raise LinkError(f"cannot open an AF_PACKET socket (needs root / CAP_NET_RAW): {exc}") from exc
-    try:
-        sock.bind((ifname, ETH_P_ALL))
-        if options.ignore_outgoing:
-            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        if options.qdisc_bypass:
-            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-        if options.socket_buffer_bytes:
-            # SO_*BUFFORCE ignores net.core.[rw]mem_max (we are root); fall back to the capped call otherwise.
-            for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, force, options.socket_buffer_bytes)
-                except OSError:
-                    sock.setsockopt(socket.SOL_SOCKET, plain, options.socket_buffer_bytes)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise LinkError(f"cannot set up the packet socket on interface {ifname!r}: {exc}") from exc
-    return sock
-
-
-class SpinBudget:
-    """Decides how long the loop may sleep: until ``spin`` before the next due time, then busy-poll.
-
-    Waking from select costs tens of microseconds to milliseconds on a busy host (this kernel is not
-    preemptible); busy-polling the last ``spin_ns`` before a due time removes that error. But a real-time
-    process that never sleeps starves the host's normal tasks, and the kernel then freezes it for ~50 ms (RT
-    throttling / the fair-class deadline server: measured here as 52-53 ms stalls), which is far worse. So
-    the loop may spin only while it has slept at least ``min_sleep`` of the current 100 ms window; otherwise
-    it sleeps to the due time itself.
-    """
-
-    WINDOW_NS = 100_000_000
-
-    def __init__(self, spin_ns: int, min_sleep: float) -> None:
-        self.spin_ns = spin_ns
-        self.min_sleep = min_sleep
-        self.window_start = 0
-        self.slept_ns = 0
-        self.spins = 0
-        self.capped = 0
-
-    def slept(self, nanoseconds: int) -> None:
-        """Account time the loop spent blocked in select."""
-        self.slept_ns += nanoseconds
-
-    def timeout(self, wait_ns: int | None, now_ns: int) -> float | None:
-        """Seconds for select given the time to the next due event (None: nothing due, block)."""
-        elapsed = now_ns - self.window_start
-        if elapsed >= self.WINDOW_NS:
-            self.window_start = now_ns
-            self.slept_ns = 0
-            elapsed = 0
-        if wait_ns is None:
-            return None
-        if wait_ns <= 0:
-            return 0.0
-        if wait_ns > self.spin_ns:
-            return (wait_ns - self.spin_ns) / 1e9
-        if self.slept_ns >= self.min_sleep * elapsed:
-            self.spins += 1
-            return 0.0
-        self.capped += 1
-        return wait_ns / 1e9
-
-
-def _enable_timestamps(*socks: socket.socket) -> bool:
-    """Ask the kernel to stamp every received frame (SO_TIMESTAMPNS); False if a socket refuses."""
-    try:
-        for sock in socks:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    except OSError:
-        return False
-    return True
 
 
 class _Terminate(Exception):
@@ -250,7 +87,7 @@ class Forwarder:
         self._buffer = bytearray(RX_BUFFER_BYTES)
         self._view = memoryview(self._buffer)
         self._buffers = [self._buffer]
-        self._timestamps = self.options.kernel_timestamps and _enable_timestamps(ue_sock, edge_sock)
+        self._timestamps = self.options.kernel_timestamps and enable_timestamps(ue_sock, edge_sock)
         self._stopping = False
         self.spin = SpinBudget(self.options.spin_us * 1000, self.options.min_sleep_percent / 100)
         self.wakeups = 0

@@ -22,7 +22,7 @@ from typing import Any
 
 from netem.errors import LinkError
 from netem.link import control
-from netem.link.forwarder import ForwarderOptions
+from netem.link.options import ForwarderOptions
 from netem.profile import LinkProfile
 
 READY_TIMEOUT_S = 20.0

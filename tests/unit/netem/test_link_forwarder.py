@@ -19,7 +19,9 @@ import pytest
 
 from netem.errors import LinkError
 from netem.link import control
-from netem.link.forwarder import Forwarder, ForwarderOptions, SpinBudget
+from netem.link.forwarder import Forwarder
+from netem.link.options import ForwarderOptions
+from netem.link.timing import SpinBudget
 from netem.profile import DirectionProfile, LinkProfile
 
 OPTIONS = ForwarderOptions(realtime_priority=0)
