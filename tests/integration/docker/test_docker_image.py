@@ -1,0 +1,126 @@
+"""The node image: cached by content key, holding this host's interpreter and environment, and the sweeps that
+keep failed or superseded builds from piling up (real engine, real mounts, real tar imports)."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from typing import Any
+
+import psutil
+import pytest
+
+from splitbed.runtime.engine import LABEL_IMAGE, LABEL_IMAGE_KEY, owner_labels
+from splitbed.runtime.image import ensure_image, sweep_stale_tmp_images
+from splitbed.runtime.image.build import IMAGE_KIND_NODE, prune_other_images
+from splitbed.runtime.image.recipe import cache_dir, load_recipe
+from splitbed.runtime.image.rootfs import rootfs_path, sweep_stale_tmp
+from splitbed.runtime.mounts import default_mounts
+
+pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.timeout(1200)]  # may build the image first
+
+
+def dead_pid() -> int:
+    """A pid no process has now (for leftovers of a 'crashed' owner)."""
+    return next(pid for pid in itertools.count(4_000_000, -7919) if not psutil.pid_exists(pid))
+
+
+def test_cached_image_is_found_by_its_key(node_image: Any, docker_client: Any) -> None:
+    again = ensure_image(docker_client)
+    assert (again.tag, again.key, again.built) == (node_image.tag, node_image.key, False)
+    image = docker_client.images.get(again.tag)
+    assert image.labels[LABEL_IMAGE] == IMAGE_KIND_NODE and image.labels[LABEL_IMAGE_KEY] == again.key
+    assert again.tag.endswith(again.key[:12])
+    assert rootfs_path(load_recipe()).is_file()  # the debootstrap tarball stays cached for the next build
+    assert not docker_client.images.list(name=f"{load_recipe().repository}-tmp")
+
+
+def test_image_runs_this_hosts_interpreter_and_environment(node_image: Any, docker_client: Any) -> None:
+    probe = ("import json, sys, numpy, zstandard, splitbed\n"
+             "print(json.dumps({'exe': sys.executable, 'version': sys.version, 'numpy': numpy.__version__,"
+             " 'zstd': zstandard.__version__, 'splitbed_file': splitbed.__file__, 'prefix': sys.prefix}))")
+    out = docker_client.containers.run(node_image.tag, [sys.executable, "-c", probe], network_mode="none",
+                                       remove=True, labels=owner_labels("probe"),
+                                       volumes=[m.docker_bind() for m in default_mounts()])
+    import numpy
+    import zstandard
+
+    import splitbed
+
+    seen = json.loads(out)
+    assert seen == {"exe": sys.executable, "version": sys.version, "numpy": numpy.__version__,
+                    "zstd": zstandard.__version__, "splitbed_file": splitbed.__file__, "prefix": sys.prefix}
+
+
+def _tiny_image(client: Any, tag: str, labels: dict[str, str]) -> Any:
+    """Import a one-file image (a stand-in for an old or half-built node image)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("marker")
+        data = tag.encode()
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    repository, name = tag.split(":")
+    client.api.import_image(src=buffer.getvalue(), repository=repository, tag=name,
+                            changes=[f"LABEL {k}={v}" for k, v in labels.items()])
+    return client.images.get(tag)
+
+
+def test_dead_builders_temporary_tags_are_swept(docker_client: Any) -> None:
+    recipe = load_recipe()
+    mine = _tiny_image(docker_client, f"{recipe.repository}-tmp:sb{os.getpid()}-test", {})
+    stale_tag = f"{recipe.repository}-tmp:sb{dead_pid()}-test"
+    stale = _tiny_image(docker_client, stale_tag, {})
+    try:
+        removed = sweep_stale_tmp_images(docker_client, recipe)
+        assert stale_tag in removed
+        assert stale_tag not in {t for i in docker_client.images.list() for t in i.tags}
+        assert docker_client.images.get(mine.id)  # a live builder's temporary tag stays
+    finally:
+        for image in (mine, stale):
+            try:
+                docker_client.images.remove(image.id, force=True)
+            except Exception:
+                pass
+
+
+def test_superseded_node_images_are_pruned_unless_in_use(node_image: Any, docker_client: Any) -> None:
+    labels = {LABEL_IMAGE: IMAGE_KIND_NODE, LABEL_IMAGE_KEY: "old"}
+    old = _tiny_image(docker_client, f"{load_recipe().repository}:test-old-{os.getpid()}", labels)
+    used = _tiny_image(docker_client, f"{load_recipe().repository}:test-used-{os.getpid()}", labels)
+    holder = docker_client.containers.create(used.id, ["/marker"], labels=owner_labels("holder"),
+                                             network_mode="none")
+    try:
+        removed = prune_other_images(docker_client, keep=node_image.tag)
+        ids = {image.id for image in docker_client.images.list(all=True)}
+        assert old.id not in ids and any(t.endswith(f"test-old-{os.getpid()}") for t in removed)
+        assert used.id in ids  # a container still uses it
+        assert docker_client.images.get(node_image.tag)
+    finally:
+        holder.remove(force=True)
+        for image in (old, used):
+            try:
+                docker_client.images.remove(image.id, force=True)
+            except Exception:
+                pass
+
+
+def test_crashed_rootfs_build_tree_is_unmounted_and_removed() -> None:
+    """debootstrap mounts proc/sys inside its tree; a killed build leaves them mounted."""
+    tree = cache_dir() / f"tmp-sb{dead_pid()}-rootfs"
+    mountpoint = tree / "root" / "proc"
+    mountpoint.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "sbtest", str(mountpoint)], check=True)
+    try:
+        (mountpoint / "inside-the-mount").write_text("x")
+        assert tree in sweep_stale_tmp()
+        assert not tree.exists()
+        assert str(mountpoint) not in {p.mountpoint for p in psutil.disk_partitions(all=True)}
+    finally:
+        subprocess.run(["umount", "--lazy", str(mountpoint)], capture_output=True, check=False)
+        subprocess.run(["rm", "-rf", str(tree)], check=False)
