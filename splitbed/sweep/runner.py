@@ -4,8 +4,9 @@ inference so that every record is on disk as soon as it exists, and resume by po
 For each point: `warmup` inferences first (written with tags.warmup = true, left out of every statistic: the first
 inference of a partition pays one-off costs such as TensorFlow's first call on new shapes), then inferences until
 the point has `repetitions` good records. An error record (the inference failed, e.g. the link lost the session)
-is kept and the point tries again, at most `repetitions` extra times. If the testbed itself breaks (a node died, a
-timeout), it is rebuilt once for that point; a second failure stops the sweep (everything measured so far is kept;
+is kept and the point tries again, at most `repetitions` extra times. A job the local node refuses outright (e.g.
+an unreadable image) leaves that point incomplete and the sweep goes on. If the testbed itself breaks (a node
+died, a timeout), it is rebuilt once for that point; a second failure stops the sweep (everything measured so far is kept;
 running the same command again resumes).
 """
 
@@ -80,7 +81,7 @@ def _default_factory(**kwargs: Any) -> Any:
 def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None = None,
               testbed_factory: TestbedFactory = _default_factory) -> SweepOutcome:
     """Measure every point of `spec` not yet complete in `out_dir`; see the module docstring."""
-    from splitbed.testbed import TestbedError
+    from splitbed.testbed import JobRefusedError, TestbedError
 
     progress = progress or _Silent()
     all_points = points(spec)
@@ -97,7 +98,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
         try:
             for profile in dict.fromkeys(p.profile for p in todo):
                 batch = [p for p in todo if p.profile == profile]
-                _run_profile(spec, profile, batch, store, progress, outcome, testbed_factory, TestbedError)
+                _run_profile(spec, profile, batch, store, progress, outcome, testbed_factory, TestbedError,
+                             JobRefusedError)
             state = "complete" if not outcome.incomplete else "incomplete"
         except SweepError:
             state = "failed"
@@ -109,7 +111,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
 
 
 def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: ResultStore, progress: Progress,
-                 outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception]) -> None:
+                 outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception],
+                 refused_error: type[Exception]) -> None:
     models = list(dict.fromkeys(p.model for p in batch))
     bed = None
     try:
@@ -119,6 +122,11 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
                     bed = _start_testbed(spec, profile, models, progress, outcome, factory)
                 try:
                     _run_point(spec, point, bed, store, progress, outcome)
+                    break
+                except refused_error as exc:  # this point's job cannot run; the testbed is fine
+                    log.warning("the local node refused point %s: %s", point.key, exc)
+                    progress.phase(f"point refused: {exc}")
+                    outcome.incomplete.append(point.key)
                     break
                 except testbed_error as exc:
                     log.warning("testbed failed on %s: %s", point.key, exc)

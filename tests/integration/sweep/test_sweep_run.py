@@ -5,6 +5,7 @@ interruption lost, and the CLI's dry run and summary over the same directory."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import statistics
 from collections import Counter
@@ -97,3 +98,13 @@ def test_cli_dry_run_sees_the_finished_points(shared_sweep: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "4 points, 4 complete, 0 to measure" in result.output
 
+
+
+def test_a_refused_point_is_left_incomplete_and_the_sweep_goes_on(shared_bed: object, tmp_path: Path) -> None:
+    spec = sweep_spec(image=str(tmp_path / "missing.jpg"), encodings=("tlv",))
+    bed = SharedBed(shared_bed)
+    outcome = run_sweep(spec, tmp_path / "out", testbed_factory=bed.factory)
+    assert sorted(outcome.incomplete) == sorted(p.key for p in points(spec)) and bed.starts == 1
+    assert read_records(tmp_path / "out").records == []
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"][-1]["state"] == "incomplete"
+    assert shared_bed.run({"model": "mobilenet_v2", "partition": "out_relu"})[0]["status"] == "ok"  # type: ignore[attr-defined]

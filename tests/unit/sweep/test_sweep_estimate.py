@@ -1,6 +1,6 @@
 """The wall-time estimate's arithmetic (splitbed.sweep.estimate) with given per-partition timings: every point
-costs (repetitions + warm-up) x (predicted e2e + the measured per-inference overhead), every profile one testbed
-start per model, and the prediction is the advisor's for that point's link."""
+costs a per-point overhead + (repetitions + warm-up) x (predicted e2e + a per-inference overhead), every profile
+one testbed start, and the prediction is the advisor's for that point's link."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from splitbed.advise import LinkModel, ModelTiming, PartitionTiming, predict
 from splitbed.sweep.estimate import (
     OVERHEAD_PER_INFERENCE_MS,
-    TESTBED_START_PER_MODEL_S,
+    OVERHEAD_PER_POINT_S,
+    TESTBED_START_S,
     describe,
     estimate,
 )
@@ -31,8 +32,9 @@ def test_estimate_adds_up_predicted_points_overheads_and_testbed_starts() -> Non
     expected = 0.0
     for profile in ("lte", "5g-split-ai"):
         predictions = predict(timings["mobilenet_v2"][("tlv", "none")], LinkModel.from_profile(profile))
-        per_profile = sum(5 * (p.e2e_ms + OVERHEAD_PER_INFERENCE_MS) / 1000 for p in predictions)
-        per_profile += TESTBED_START_PER_MODEL_S
+        per_profile = sum(OVERHEAD_PER_POINT_S + 5 * (p.e2e_ms + OVERHEAD_PER_INFERENCE_MS) / 1000
+                          for p in predictions)
+        per_profile += TESTBED_START_S
         assert result.by_profile_s[profile] == pytest.approx(per_profile)
         expected += per_profile
     assert result.total_s == pytest.approx(expected)
