@@ -25,6 +25,7 @@ from typing import Any
 
 from netem.errors import LinkError
 from netem.link import control
+from netem.link.histogram import LatencyHistogram
 from netem.link.options import ForwarderOptions
 from netem.link.pipeline import DirectionPipeline, build_stages
 from netem.link.sockets import (
@@ -92,6 +93,10 @@ class Forwarder:
         self.spin = SpinBudget(self.options.spin_us * 1000, self.options.min_sleep_percent / 100)
         self.wakeups = 0
         self.updates = 0
+        #: How much later than asked select returned when it timed out: the host's wake-up latency.
+        self.oversleep = LatencyHistogram()
+        #: Time from waking up to going back to sleep, per loop turn: the forwarder's own work.
+        self.busy = LatencyHistogram()
         self.notes: list[str] = []
         self._oversize_noted = False
         self.rx_errors = 0
@@ -252,6 +257,8 @@ class Forwarder:
             "uplink": self.uplink.stats(),
             "downlink": self.downlink.stats(),
             "wakeups": self.wakeups,
+            "oversleep_ms": self.oversleep.summary_ms(),
+            "busy_ms": self.busy.summary_ms(),
             "spins": self.spin.spins,
             "spins_capped": self.spin.capped,
             "updates": self.updates,
@@ -348,10 +355,14 @@ class Forwarder:
                     timeout = left if timeout is None else min(timeout, left)
                 if timeout == 0.0:
                     readable, _, _ = select.select(rlist, [], [], 0.0)
+                    woke = self.clock()
                 else:
                     before = self.clock()
                     readable, _, _ = select.select(rlist, [], [], timeout)
-                    self.spin.slept(self.clock() - before)
+                    woke = self.clock()
+                    self.spin.slept(woke - before)
+                    if not readable and timeout is not None:  # timed out: how late did select return?
+                        self.oversleep.record_ns(woke - before - int(timeout * 1e9))
                 self.wakeups += 1
                 for sock in readable:
                     if sock is ue:
@@ -361,6 +372,7 @@ class Forwarder:
                     elif not self._serve_control(sock, buffer):
                         self._stopping = True
                 self._send_due()
+                self.busy.record_ns(self.clock() - woke)
         except _Terminate:
             self._stopping = True
         finally:
