@@ -39,6 +39,16 @@ class LoadedModel:
 
         return split(self, key)
 
+    def at_input_size(self, height: int, width: int) -> LoadedModel:
+        """The same model (same weights, copied) built for another input size; a model with variable_input only
+        (ModelError otherwise). Its splits cut the same layers; the crossing tensors have other shapes."""
+        spec = self.spec.at_input_size(height, width)
+        if spec is self.spec:
+            return self
+        model = _build(spec, None)
+        model.set_weights(self.keras_model.get_weights())
+        return LoadedModel(keras_model=model, spec=spec, weights=self.weights)
+
 
 def quiet_tensorflow() -> None:
     """TensorFlow's C++ start-up chatter hides real messages; keep errors only (unless the user chose)."""
@@ -111,8 +121,9 @@ def _build_imagenet(spec: ModelSpec, info: wts.WeightsInfo) -> tuple[Any, wts.We
                                   path=str(cached) if cached else info.path)
 
 
-def load(name: str, weights: str = "auto") -> LoadedModel:
-    """Build model `name` with the given weights (auto, imagenet, random:SEED or a file path)."""
+def load(name: str, weights: str = "auto", input_size: tuple[int, int] | None = None) -> LoadedModel:
+    """Build model `name` with the given weights (auto, imagenet, random:SEED or a file path); `input_size`
+    (height, width) builds a variable-input model at another size (LoadedModel.at_input_size)."""
     spec = registry.get(name)
     info = wts.resolve(weights, spec.imagenet_weights_file)
     if info.source == "random":
@@ -132,4 +143,5 @@ def load(name: str, weights: str = "auto") -> LoadedModel:
                                    warning=wts.random_warning(0, f"ImageNet weights could not be loaded ({exc})"))
             model = _build_random(spec, 0)
     wts.announce(info, spec.name)
-    return LoadedModel(keras_model=model, spec=spec, weights=info)
+    loaded = LoadedModel(keras_model=model, spec=spec, weights=info)
+    return loaded if input_size is None else loaded.at_input_size(*input_size)

@@ -6,6 +6,7 @@ read them. Reading the registry never imports TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from dataclasses import dataclass, field
@@ -23,7 +24,10 @@ else:  # pragma: no cover - Python 3.10
 # Partition ids are carried in the AIPS; keep them small so any reasonable field width holds them.
 MAX_PARTITION_ID = 255
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MODEL_KEYS = {"model", "keras_module", "constructor", "input_shape", "imagenet_weights_file", "partition"}
+_MODEL_KEYS = {"model", "keras_module", "constructor", "input_shape", "imagenet_weights_file", "partition",
+               "variable_input"}
+# Input sides a variable-input model may be built at (the Keras applications' own minimum is 32).
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 32, 1024
 _PARTITION_KEYS = {"id", "name", "aliases", "tensors", "seed_example", "stage_output", "note"}
 
 
@@ -53,11 +57,31 @@ class ModelSpec:
     input_shape: tuple[int, int, int]
     imagenet_weights_file: str
     partitions: tuple[Partition, ...] = field(repr=False)
+    # Fully convolutional up to a global pooling: the same weights serve any input size (seed 004's "input media
+    # size changes may alter tensor shape"); `at_input_size` gives the spec of such a build.
+    variable_input: bool = False
 
     @property
     def target_size(self) -> tuple[int, int]:
         """(height, width) that images are resized to."""
         return (self.input_shape[0], self.input_shape[1])
+
+    def at_input_size(self, height: int, width: int) -> ModelSpec:
+        """This spec with another input size (same layers, partitions and weights); ModelError if the model
+        has a fixed-size part (e.g. VGG16's Flatten -> fc1) or the size is out of range."""
+        from splitbed.models.errors import ModelError
+
+        if (height, width) == self.target_size:
+            return self
+        if not self.variable_input:
+            raise ModelError(f"{self.name} takes only {self.target_size[0]}x{self.target_size[1]} inputs (a "
+                             "fixed-size layer follows the convolutions); models with variable_input = true in "
+                             "their data file take other sizes")
+        for side in (height, width):
+            if isinstance(side, bool) or not isinstance(side, int) or not MIN_INPUT_SIDE <= side <= MAX_INPUT_SIDE:
+                raise ModelError(f"input size {height}x{width}: each side must be an integer "
+                                 f"{MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}")
+        return dataclasses.replace(self, input_shape=(height, width, self.input_shape[2]))
 
     def partition(self, key: Partition | int | str) -> Partition:
         """Look a partition up by Partition, id, name or alias (a numeric string counts as an id)."""
@@ -120,9 +144,11 @@ def parse_spec(data: dict[str, Any], source: str) -> ModelSpec:
     keys = [k for p in parts for k in (p.name, *p.aliases)]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     _require(not dupes, source, f"names or aliases used twice: {dupes}")
+    variable = data.get("variable_input", False)
+    _require(isinstance(variable, bool), source, f"variable_input must be true or false, got {variable!r}")
     return ModelSpec(name=data["model"], keras_module=data["keras_module"], constructor=data["constructor"],
                      input_shape=(shape[0], shape[1], shape[2]),
-                     imagenet_weights_file=data["imagenet_weights_file"], partitions=parts)
+                     imagenet_weights_file=data["imagenet_weights_file"], partitions=parts, variable_input=variable)
 
 
 def _data_dir() -> Any:

@@ -10,7 +10,8 @@ Per inference, "aips" overrides the automatic AIPS policy: "auto" (send only whe
 "partition": "adaptive" lets splitbed.adaptive choose the partition (and compression) per inference, configured
 by the optional "policy" object (docs/SCENARIOS.md). "deadline_s" bounds each inference of the job as a whole
 (session setup, send, result): past it the inference is an error record with code `timeout` and the session is
-closed, so the next inference starts a new one.
+closed, so the next inference starts a new one. "input_size": [height, width] runs a variable-input model
+(docs/MODELS.md) at another input size: the crossing tensors change shape, so a new AIPS goes (shape_changed).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ ADAPTIVE_PARTITION = "adaptive"
 ACTIONS = ("infer", "reset-decoder", "reconnect")
 AIPS_POLICIES = ("auto", "resend-same-id", "resend-new-id", "omit")
 _KEYS = {"action", "job_id", "model", "partition", "image", "encoding", "compression", "repetitions", "tags",
-         "aips", "result_mode", "top_k", "link", "policy", "deadline_s"}
+         "aips", "result_mode", "top_k", "link", "policy", "deadline_s", "input_size"}
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Job:
     link: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None
     deadline_s: float | None = None
+    input_size: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -81,6 +83,15 @@ class Job:
                                             or not 0 < self.deadline_s <= MAX_DEADLINE_S):
             raise ConfigurationError(f"job deadline_s must be a number of seconds in (0, {MAX_DEADLINE_S:g}], got "
                                      f"{self.deadline_s!r}")
+        if self.input_size is not None:
+            from splitbed.models.registry import MAX_INPUT_SIDE, MIN_INPUT_SIDE
+
+            size = self.input_size
+            if not isinstance(size, (list, tuple)) or len(size) != 2 or \
+                    not all(_is_int(v) and MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in size):
+                raise ConfigurationError(f"job input_size must be [height, width], each {MIN_INPUT_SIDE}.."
+                                         f"{MAX_INPUT_SIDE}, got {size!r}")
+            self.input_size = [int(size[0]), int(size[1])]
 
 
 def _is_int(value: object) -> bool:

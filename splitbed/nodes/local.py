@@ -87,7 +87,7 @@ class Session:
     next_aips_id: int = 1
     pending_reason: str = "first_data"  # why the next AIPS is needed when none is active
     alive: bool = True
-    prepared: set[int] = field(default_factory=set)
+    prepared: set[tuple[int, tuple[int, int] | None]] = field(default_factory=set)  # (partition, input size)
 
     def close(self) -> None:
         self.alive = False
@@ -286,7 +286,7 @@ class LocalNode:
         self._deadline = None if job.deadline_s is None else time.monotonic() + job.deadline_s
         try:
             session = self._ensure_session(job)
-            if plan.partition_id not in session.prepared:
+            if (plan.partition_id, plan.input_size) not in session.prepared:
                 with self._closing_on_failure(session):
                     self._prepare(session, plan)
             return _Inference(self, session, job, plan, repetition).run()
@@ -297,7 +297,10 @@ class LocalNode:
         """Have the remote build this partition's tail before any measured window, and check both sides cut
         the model the same way (a different cut means different models: nothing would be meaningful)."""
         s.units_sent += 1
-        send_pieces(s.sock, [proto.encode_control(MsgType.PREPARE, {"partition_id": plan.partition_id})],
+        body: dict[str, Any] = {"partition_id": plan.partition_id}
+        if plan.input_size is not None:
+            body["input_size"] = list(plan.input_size)
+        send_pieces(s.sock, [proto.encode_control(MsgType.PREPARE, body)],
                     self.timeout(self.config.send_timeout_s))
         unit, _, _ = s.reader.expect(MsgType.PREPARED, self.timeout(self.config.result_timeout_s))
         body = proto.decode_control(unit.unit_type, unit.payload)
@@ -306,11 +309,11 @@ class LocalNode:
         if theirs != ours:
             raise ConfigurationError(f"partition {plan.name}: the remote cuts the model into {theirs}, this node "
                                      f"into {ours}; the two nodes do not run the same model")
-        s.prepared.add(plan.partition_id)
+        s.prepared.add((plan.partition_id, plan.input_size))
 
     def _plan(self, job: Job) -> PartPlan:
         with self.runner.lock:
-            return self.runner.plan(job.model, job.partition)
+            return self.runner.plan(job.model, job.partition, job.input_size)
 
     def gpu(self) -> GpuInfo:
         if self._gpu is None:
@@ -416,7 +419,7 @@ class _Inference:
 
         rec, job, plan, node, s = self.record, self.job, self.plan, self.node, self.s
         path = resolve_image(job.image)
-        spec = node.runner.spec(job.model)
+        spec = node.runner.spec(job.model, job.input_size)
         stamps = self.stamps
         window = node.meter.start()
         try:

@@ -288,16 +288,21 @@ class RemoteSession:
             self._require_configured("PREPARE")
             self.units += 1
             self._first_byte_ns = None
-            self._on_prepare(proto.require(body, "partition_id", int, msg="PREPARE"))
+            size = body.get("input_size")
+            if size is not None and not (isinstance(size, list) and len(size) == 2
+                                         and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+                raise ProtocolError("bad_control_message", f"PREPARE input_size must be [height, width], got "
+                                    f"{size!r}")
+            self._on_prepare(proto.require(body, "partition_id", int, msg="PREPARE"), size)
         elif kind == MsgType.ERROR:
             log.warning("session %s: local node reported an error: %s", self.session_id, body)
             raise _Abort
 
-    def _on_prepare(self, partition_id: int) -> None:
+    def _on_prepare(self, partition_id: int, input_size: list[int] | None = None) -> None:
         runner = self.state.runner
         with runner.lock:
             try:
-                plan = runner.plan(self.model, partition_id)
+                plan = runner.plan(self.model, partition_id, input_size)
             except ConfigurationError as exc:
                 self._reply_error("unknown_partition", str(exc), fatal=False)
                 return
@@ -366,7 +371,7 @@ class RemoteSession:
         with self.state.runner.lock:
             t_locked = now_ns()
             try:
-                plan = self.state.runner.plan(self.model, decoded.partition_id)
+                plan = self.state.runner.plan_for(self.model, decoded.partition_id, decoded.arrays)
             except ConfigurationError as exc:
                 self._reply_error("unknown_partition", str(exc), fatal=False)
                 return

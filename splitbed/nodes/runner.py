@@ -19,6 +19,7 @@ import numpy as np
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
 
 INFERENCE_CALL = "keras Model.predict_on_batch (compiled), after one warm-up call per sub-model"
+MAX_INPUT_SIZES = 8  # other input sizes one node builds per model (each a whole model in memory)
 
 
 @dataclass(frozen=True)
@@ -46,38 +47,53 @@ class PartPlan:
     cut: list[CutInfo]
     build_ms: float
     build_reported: bool = False  # the first inference on this plan reports build_ms, later ones 0
+    input_size: tuple[int, int] | None = None  # None: the model's own size; else a variable-input build
 
 
 @dataclass
 class ModelRunner:
     weights: str = "auto"
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _loaded: dict[str, Any] = field(default_factory=dict)
-    _plans: dict[tuple[str, int], PartPlan] = field(default_factory=dict)
+    _loaded: dict[tuple[str, tuple[int, int] | None], Any] = field(default_factory=dict)
+    _plans: dict[tuple[str, int, tuple[int, int] | None], PartPlan] = field(default_factory=dict)
 
-    def load(self, model: str) -> Any:
-        """The LoadedModel for `model` (built on first use, with this runner's weights)."""
-        loaded = self._loaded.get(model)
+    def load(self, model: str, input_size: tuple[int, int] | None = None) -> Any:
+        """The LoadedModel for `model` (built on first use, with this runner's weights), at `input_size`
+        (height, width) for a variable-input model (same weights, copied from the model's own size)."""
+        size = self._size(model, input_size)
+        loaded = self._loaded.get((model, size))
         if loaded is None:
             from splitbed.models import load
             from splitbed.models.errors import ModelError
 
+            built = sum(1 for name, other in self._loaded if name == model and other is not None)
+            if size is not None and built >= MAX_INPUT_SIZES:
+                raise ConfigurationError(f"{model} is already built at {built} other input sizes, the most one node "
+                                         f"keeps (each is a whole model in memory); use one of those")
             try:
-                loaded = load(model, self.weights)
+                loaded = load(model, self.weights) if size is None else self.load(model).at_input_size(*size)
             except ModelError as exc:
                 raise ConfigurationError(str(exc)) from exc
-            self._loaded[model] = loaded
+            self._loaded[(model, size)] = loaded
         return loaded
+
+    def _size(self, model: str, input_size: Any) -> tuple[int, int] | None:
+        """None for the model's own size, else the (height, width) asked for."""
+        if input_size is None:
+            return None
+        size = (int(input_size[0]), int(input_size[1]))
+        return None if size == self.spec(model).target_size else size
 
     def weights_info(self, model: str) -> dict[str, Any]:
         return dict(self.load(model).weights.to_dict())
 
-    def spec(self, model: str) -> Any:
+    def spec(self, model: str, input_size: Any = None) -> Any:
         from splitbed.models import registry
         from splitbed.models.errors import ModelError
 
         try:
-            return registry.get(model)
+            spec = registry.get(model)
+            return spec if input_size is None else spec.at_input_size(int(input_size[0]), int(input_size[1]))
         except ModelError as exc:
             raise ConfigurationError(str(exc)) from exc
 
@@ -89,22 +105,35 @@ class ModelRunner:
         except ModelError as exc:
             raise ConfigurationError(str(exc)) from exc
 
-    def plan(self, model: str, key: int | str) -> PartPlan:
-        """Head and tail for a partition, built and warmed on first use (call with `lock` held)."""
+    def plan(self, model: str, key: int | str, input_size: Any = None) -> PartPlan:
+        """Head and tail for a partition (at `input_size` for a variable-input model), built and warmed on first
+        use (call with `lock` held)."""
         part = self.partition(model, key)
-        cached = self._plans.get((model, part.partition_id))
+        size = self._size(model, input_size)
+        cached = self._plans.get((model, part.partition_id, size))
         if cached is not None:
             return cached
         start = time.perf_counter()
-        loaded = self.load(model)
+        loaded = self.load(model, size)
         split = loaded.split(part)
         cut = [CutInfo(i, str(c.name), tuple(c.shape), np.dtype(c.dtype).name) for i, c in enumerate(split.cut)]
         zeros = [np.zeros((1, *c.shape), dtype=c.dtype) for c in cut]
         split.head.predict_on_batch(np.zeros((1, *loaded.spec.input_shape), dtype=np.float32))
         split.tail.predict_on_batch(zeros if len(zeros) > 1 else zeros[0])
-        built = PartPlan(part.partition_id, part.name, split, cut, (time.perf_counter() - start) * 1000)
-        self._plans[(model, part.partition_id)] = built
+        built = PartPlan(part.partition_id, part.name, split, cut, (time.perf_counter() - start) * 1000,
+                         input_size=size)
+        self._plans[(model, part.partition_id, size)] = built
         return built
+
+    def plan_for(self, model: str, partition_id: int, arrays: list[np.ndarray]) -> PartPlan:
+        """The plan to run received tensors on: a built plan of this partition whose cut shapes match them (an
+        input size the local node PREPAREd), else the model's own size (check_tensors then says what differs).
+        Never builds a new size from received data: sizes come only from PREPARE (call with `lock` held)."""
+        shapes = [tuple(a.shape[1:]) for a in arrays]
+        for (name, pid, _), plan in self._plans.items():
+            if name == model and pid == partition_id and [c.shape for c in plan.cut] == shapes:
+                return plan
+        return self.plan(model, partition_id)
 
     @staticmethod
     def run_head(plan: PartPlan, array: np.ndarray) -> list[np.ndarray]:
