@@ -3,8 +3,8 @@ from the uplink delivery rate the node observes and the partition advisor's late
 
 It runs inside the local node (a job with `"partition": "adaptive"` and a `"policy"` table; docs/SCENARIOS.md):
 
-1. **Probe**: the first inferences go once (`probe_repetitions` times) through every candidate arm (partition x
-   compression), on the live link. Their records give what the advisor's model needs, measured here and now:
+1. **Probe**: the first inferences go round-robin, `probe_repetitions` times, through every candidate arm
+   (partition x compression), on the live link. Their records give what the advisor's model needs, measured here and now:
    preprocess, head, encode, remote decode and tail times, the data unit's size, the downlink time.
 2. **Estimate the uplink**: every record gives one rate sample: the rate at which the advisor's transfer model
    (`splitbed.advise`: one-way delay + frames on the wire, `wire_bytes`) explains the measured `delivery_ms` of
@@ -217,8 +217,11 @@ class AdaptivePolicy:
         previous = self.current
         known = [a for a in self.arms if a in self.figures]
         if self.probing or not known:  # (every probe failed: probe again, round-robin)
-            pending = [a for a in self.arms if self.probes_done[a] < self.config.probe_repetitions]
-            probe = pending[0] if pending else self.arms[index % len(self.arms)]
+            # Round-robin over the arms (the fewest probes first), as the advisor times partitions: load from
+            # elsewhere on a shared machine then falls on all arms alike, not on whichever was being probed.
+            fewest = min(self.probes_done.values())
+            probe = next(a for a in self.arms if self.probes_done[a] == fewest) if self.probing \
+                else self.arms[index % len(self.arms)]
             return self._commit(Decision(probe, "probe", index, self.rate_estimate_mbit, self.delay_ms,
                                          previous=previous))
         predicted = self.predict()

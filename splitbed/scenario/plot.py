@@ -30,7 +30,7 @@ def capacity_series(scenario: Scenario, link_events: list[dict[str, Any]], end_s
         if applied.get("error"):
             continue
         event = by_key.get((applied["step"], applied["kind"]))
-        if event is None:
+        if event is None or event.kind == "input_size":  # a workload change: the link stays as it was
             continue
         segments.append((applied["applied_s"], None if event.kind == "outage_start" else event.profile.uplink))
     points: list[tuple[float, float]] = []

@@ -63,11 +63,12 @@ def run(scenario: Scenario, out_dir: str | Path, *, backend: str | None = None, 
             for row in _warm_up(scenario, bed):
                 warmup_rows.append(row)
                 warm_file.write(json.dumps(row, default=str) + "\n")
-        timeline = Timeline(scenario.events, bed.update_link)
+        workload = _WorkloadState(scenario.workload.input_size)
+        timeline = Timeline(scenario.events, bed.update_link, workload.change)
         t0 = timeline.start()
         try:
             with (out / "records.jsonl").open("w") as records_file:
-                for row in _inferences(scenario, bed, t0):
+                for row in _inferences(scenario, bed, t0, workload):
                     rows.append(row)
                     records_file.write(json.dumps(row, default=str) + "\n")
                     records_file.flush()
@@ -119,7 +120,18 @@ def _probe_arms(scenario: Scenario) -> list[Any]:
         raise ScenarioError(f"{scenario.source}: [policy] {exc}") from None
 
 
-def _job(scenario: Scenario, index: int, tags: dict[str, Any]) -> dict[str, Any]:
+class _WorkloadState:
+    """What the timeline changes in the workload (the input size), read by the inference loop."""
+
+    def __init__(self, input_size: tuple[int, int] | None) -> None:
+        self.input_size = input_size
+
+    def change(self, event: Any) -> None:
+        self.input_size = event.input_size
+
+
+def _job(scenario: Scenario, index: int, tags: dict[str, Any],
+         input_size: tuple[int, int] | None = None) -> dict[str, Any]:
     work = scenario.workload
     job: dict[str, Any] = {"model": work.model, "partition": work.partition, "compression": work.compression,
                            "encoding": work.encoding, "image": work.images[index % len(work.images)],
@@ -127,27 +139,43 @@ def _job(scenario: Scenario, index: int, tags: dict[str, Any]) -> dict[str, Any]
                            "tags": dict(tags, scenario=scenario.name)}
     if work.adaptive:
         job["policy"] = scenario.policy or {}
+    if input_size is not None:
+        job["input_size"] = list(input_size)
     return job
 
 
 def _warm_up(scenario: Scenario, bed: Any) -> list[dict[str, Any]]:
-    """Adaptive: one inference per probe (the policy measures every arm on the live base link) before the clock
-    starts, so the timeline begins with informed decisions. A refused warm-up job stops the scenario."""
+    """Before the clock starts. Fixed partition: one inference at every other input size the timeline will
+    use, so that building the model at that size (on both nodes, seconds) never stalls the timeline. Adaptive:
+    one inference per probe (the policy measures every arm on the live base link), so the timeline begins with
+    informed decisions. A refused warm-up job stops the scenario."""
     from splitbed.testbed import JobRefusedError
 
     if not scenario.workload.adaptive:
-        return []
+        from splitbed.models import registry
+
+        initial = scenario.workload.input_size or registry.get(scenario.workload.model).target_size
+        sizes = dict.fromkeys(e.input_size for e in scenario.events if e.input_size not in (None, initial))
+        rows = []
+        for index, size in enumerate(sizes):
+            try:
+                rows += bed.run(_job(scenario, index, {"warmup": True, "input_size": list(size)}, size))
+            except JobRefusedError as exc:
+                raise ScenarioError(f"the warm-up at input size {size} was refused: {exc.code}: {exc.detail}") \
+                    from None
+        return rows
     rows = []
     for index in range(len(_probe_arms(scenario))):
         try:
-            records = bed.run(_job(scenario, index, {"warmup": True, "inference": index}))
+            records = bed.run(_job(scenario, index, {"warmup": True, "inference": index},
+                                   scenario.workload.input_size))
         except JobRefusedError as exc:
             raise ScenarioError(f"the warm-up inference was refused: {exc.code}: {exc.detail}") from None
         rows += records
     return rows
 
 
-def _inferences(scenario: Scenario, bed: Any, t0: int) -> Any:
+def _inferences(scenario: Scenario, bed: Any, t0: int, workload: _WorkloadState) -> Any:
     """Yield one annotated row per inference until the workload's count or duration is reached."""
     from splitbed.testbed import JobRefusedError
 
@@ -158,7 +186,7 @@ def _inferences(scenario: Scenario, bed: Any, t0: int) -> Any:
             return
         submitted = time.monotonic_ns()
         try:
-            records = bed.run(_job(scenario, index, {"inference": index}))
+            records = bed.run(_job(scenario, index, {"inference": index}, workload.input_size))
         except JobRefusedError as exc:
             if index == 0:
                 raise ScenarioError(f"the first inference was refused: {exc.code}: {exc.detail}") from None

@@ -23,6 +23,10 @@
     at_s = 12.0
     outage_s = 3                            # both directions drop everything for 3 s, then the link is restored
 
+    [[step]]
+    at_s = 16.0
+    input_size = [160, 160]                 # the workload's images from now on (variable-input models)
+
 Steps are resolved here, once, into a list of `LinkEvent`s, each holding the complete `LinkProfile` to apply,
 so that a bad step is an error before any namespace exists. Meanings and every key: docs/SCENARIOS.md.
 """
@@ -56,8 +60,8 @@ TRACE_KINDS_BY_SUFFIX = {".tput": "throughput", ".mahi": "mahimahi", ".trace": "
 
 _TOP_KEYS = {"name", "description", "profile", "backend", "workload", "policy", "step"}
 _WORKLOAD_KEYS = {"model", "weights", "image", "images", "inferences", "duration_s", "gap_ms", "partition",
-                  "compression", "encoding", "deadline_s", "result_mode"}
-_STEP_KEYS = {"at_s", "label", "uplink", "downlink", "profile", "outage_s"}
+                  "compression", "encoding", "deadline_s", "result_mode", "input_size"}
+_STEP_KEYS = {"at_s", "label", "uplink", "downlink", "profile", "outage_s", "input_size"}
 _DIRECTION_KEYS = {f.name for f in dataclasses.fields(DirectionProfile)}
 
 
@@ -70,10 +74,11 @@ class LinkEvent:
     """One live link change: at `at_s` seconds after the timeline starts, apply `profile`."""
 
     at_s: float
-    kind: str          # change | profile | outage_start | outage_end
+    kind: str          # change | profile | outage_start | outage_end | input_size (a workload change)
     label: str
-    profile: LinkProfile
+    profile: LinkProfile   # the link after the event (unchanged by an input_size event)
     step: int          # 0-based index of the [[step]] it comes from
+    input_size: tuple[int, int] | None = None  # input_size events: the workload's new (height, width)
 
     @property
     def is_outage(self) -> bool:
@@ -81,7 +86,8 @@ class LinkEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {"at_s": self.at_s, "kind": self.kind, "label": self.label, "step": self.step,
-                "profile": self.profile.to_dict()}
+                "profile": self.profile.to_dict(),
+                "input_size": None if self.input_size is None else list(self.input_size)}
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Workload:
     encoding: str = "tlv"
     deadline_s: float = DEFAULT_DEADLINE_S
     result_mode: str = "full"
+    input_size: tuple[int, int] | None = None   # None: the model's own size
 
     @property
     def adaptive(self) -> bool:
@@ -107,6 +114,7 @@ class Workload:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["images"] = list(self.images)
+        data["input_size"] = None if self.input_size is None else list(self.input_size)
         return data
 
 
@@ -198,7 +206,7 @@ def parse(data: dict[str, Any], *, source: str = "<memory>", base_dir: Path | No
         raise ScenarioError("[[step]] entries must be tables")
     if len(steps) > MAX_STEPS:
         raise ScenarioError(f"{len(steps)} steps; at most {MAX_STEPS}")
-    events = _events(name, base, steps, base_dir)
+    events = _events(name, base, steps, base_dir, workload.model)
     if workload.duration_s is not None and events and events[-1].at_s >= workload.duration_s:
         late = next(e for e in events if e.at_s >= workload.duration_s)
         raise ScenarioError(f"step {late.step + 1} ({late.label}) at {late.at_s:g} s is not before the workload's "
@@ -248,10 +256,28 @@ def _workload(raw: Any) -> Workload:
         raise ScenarioError(f"workload.encoding {values['encoding']!r} must be tlv or json-baseline")
     if values.get("partition") == "adaptive" and values.get("encoding") == "json-baseline":
         raise ScenarioError("an adaptive partition needs the tlv encoding (the AIPS is what follows the switch)")
+    if "input_size" in raw:
+        values["input_size"] = _input_size(raw["input_size"], values.get("model", Workload.model), "workload")
     return Workload(**values)
 
 
-def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir: Path | None) -> list[LinkEvent]:
+def _input_size(raw: Any, model: str, where: str) -> tuple[int, int]:
+    """[height, width] that the model can take (a variable-input model; the registry says, without TF)."""
+    from splitbed.models import registry
+    from splitbed.models.errors import ModelError
+
+    if not isinstance(raw, list) or len(raw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                              for v in raw):
+        raise ScenarioError(f"{where}.input_size must be [height, width] in pixels, got {raw!r}")
+    try:
+        registry.get(model).at_input_size(raw[0], raw[1])
+    except ModelError as exc:
+        raise ScenarioError(f"{where}.input_size: {exc}") from None
+    return (raw[0], raw[1])
+
+
+def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir: Path | None,
+            model: str) -> list[LinkEvent]:
     events: list[LinkEvent] = []
     current = base
     outage_until: tuple[float, int] | None = None
@@ -268,11 +294,11 @@ def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir:
         if at <= previous_at:
             raise ScenarioError(f"{where}: at_s = {at:g} must be later than the step before ({previous_at:g} s)")
         previous_at = at
-        kinds = [k for k in ("profile", "outage_s") if k in step] + \
+        kinds = [k for k in ("profile", "outage_s", "input_size") if k in step] + \
             (["direction"] if "uplink" in step or "downlink" in step else [])
         if len(kinds) != 1:
-            raise ScenarioError(f"{where}: give exactly one of uplink/downlink changes, profile, outage_s "
-                                f"(got {kinds or 'none'})")
+            raise ScenarioError(f"{where}: give exactly one of uplink/downlink changes, profile, outage_s, "
+                                f"input_size (got {kinds or 'none'})")
         label = str(step.get("label", ""))
         step_name = f"{name}.s{index + 1}"
         if "outage_s" in step:
@@ -285,6 +311,10 @@ def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir:
             events.append(LinkEvent(at + length, "outage_end", f"link back after {length:g} s", current, index))
             outage_until = (at + length, index)
             previous_at = at + length - 1e-9
+            continue
+        if "input_size" in step:
+            size = _input_size(step["input_size"], model, where)
+            events.append(LinkEvent(at, "input_size", label or f"input {size[0]}x{size[1]}", current, index, size))
             continue
         if "profile" in step:
             current = _profile(_string(step, "profile", where), base_dir, f"{where}.profile")

@@ -37,6 +37,7 @@ class AppliedEvent:
                 - self.event.at_s * 1e3, "update_ms": (self.done_ns - self.start_ns) / 1e6,
                 "kind": self.event.kind, "label": self.event.label, "step": self.event.step,
                 "profile": self.event.profile.name, "uplink_capacity_mbit": uplink_capacity(self.event),
+                "input_size": None if self.event.input_size is None else list(self.event.input_size),
                 "start_ns": self.start_ns, "done_ns": self.done_ns, "error": self.error}
 
 
@@ -56,11 +57,14 @@ def direction_capacity(direction: DirectionProfile) -> float | str | None:
 
 
 class Timeline:
-    """Applies `events` at t0 + at_s by calling `apply(profile)`; see the module docstring."""
+    """Applies `events` at t0 + at_s by calling `apply(profile)` (`on_workload(event)` for a workload change);
+    see the module docstring."""
 
-    def __init__(self, events: Sequence[LinkEvent], apply: Callable[[LinkProfile], None]) -> None:
+    def __init__(self, events: Sequence[LinkEvent], apply: Callable[[LinkProfile], None],
+                 on_workload: Callable[[LinkEvent], None] | None = None) -> None:
         self.events = list(events)
         self.apply = apply
+        self.on_workload = on_workload  # called instead of `apply` for workload events (input_size)
         self.t0_ns: int | None = None
         self._applied: list[AppliedEvent] = []
         self._lock = threading.Lock()
@@ -107,7 +111,11 @@ class Timeline:
             start = time.monotonic_ns()
             error = None
             try:
-                self.apply(event.profile)
+                if event.kind == "input_size":
+                    if self.on_workload is not None:
+                        self.on_workload(event)
+                else:
+                    self.apply(event.profile)
             except Exception as exc:  # recorded, and the scenario reports it: a change that did not happen
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("scenario link change %r failed: %s", event.label, error)

@@ -59,7 +59,7 @@ def probed(config: PolicyConfig, rate_mbit: float = 144.0) -> AdaptivePolicy:
         decision, _ = step(policy, rate_mbit)
         assert decision.reason == "probe"
         order.append(decision.arm.partition)
-    assert order == [name for name in ARMS for _ in range(config.probe_repetitions)]
+    assert order == [name for _ in range(config.probe_repetitions) for name in ARMS]  # round-robin
     return policy
 
 

@@ -69,6 +69,42 @@ def test_trace_and_rate_replace_each_other() -> None:
     assert rated.trace is None and rated.rate_mbit == 50
 
 
+def test_input_size_steps_change_the_workload_not_the_link() -> None:
+    scenario = parse(table(workload={"model": "mobilenet_v2", "inferences": 5, "input_size": [192, 192]},
+                           step=[{"at_s": 1, "uplink": {"rate_mbit": 20}}, {"at_s": 2, "input_size": [160, 128]}]))
+    assert scenario.workload.input_size == (192, 192)
+    change, resize = scenario.events
+    assert (resize.kind, resize.input_size, resize.label) == ("input_size", (160, 128), "input 160x128")
+    assert resize.profile == change.profile  # the link stays as it was
+
+
+def test_model_spec_input_sizes() -> None:
+    from splitbed.models import registry
+    from splitbed.models.errors import ModelError
+
+    mobilenet = registry.get("mobilenet_v2")
+    assert mobilenet.variable_input and registry.get("resnet50").variable_input
+    assert mobilenet.at_input_size(224, 224) is mobilenet
+    sized = mobilenet.at_input_size(160, 96)
+    assert sized.input_shape == (160, 96, 3) and sized.target_size == (160, 96)
+    assert sized.partitions == mobilenet.partitions
+    with pytest.raises(ModelError, match="vgg16 takes only 224x224"):
+        registry.get("vgg16").at_input_size(160, 160)
+    for bad in ((16, 160), (160, 4096), (True, 160)):
+        with pytest.raises(ModelError, match="each side must be an integer 32..1024"):
+            mobilenet.at_input_size(*bad)
+
+
+def test_job_input_size_is_checked() -> None:
+    from splitbed.nodes.errors import ConfigurationError
+    from splitbed.nodes.jobs import parse_job
+
+    assert parse_job('{"input_size": [160, 128]}').input_size == [160, 128]
+    for bad in ('[160]', '[160, 4000]', '"160x160"', '[160.0, 160]'):
+        with pytest.raises(ConfigurationError, match="input_size must be"):
+            parse_job('{"input_size": ' + bad + '}')
+
+
 @pytest.mark.parametrize(("parts", "message"), [
     ({"bogus": 1}, "unknown key(s) ['bogus']"),
     ({"workload": {"model": "mobilenet_v2"}}, "needs inferences or duration_s"),
@@ -93,6 +129,11 @@ def test_trace_and_rate_replace_each_other() -> None:
     ({"step": [{"at_s": 2, "profile": "no-such-profile"}]}, "no built-in profile named"),
     ({"workload": {"model": "mobilenet_v2", "duration_s": 5}, "step": [{"at_s": 6, "uplink": {"rate_mbit": 5}}]},
      "is not before the workload's end"),
+    ({"workload": {"model": "vgg16", "inferences": 3}, "step": [{"at_s": 1, "input_size": [160, 160]}]},
+     "step 1.input_size: vgg16 takes only 224x224"),
+    ({"step": [{"at_s": 1, "input_size": [160]}]}, "step 1.input_size must be [height, width]"),
+    ({"workload": {"model": "mobilenet_v2", "inferences": 3, "input_size": [8, 8]}},
+     "workload.input_size: input size 8x8"),
 ])
 def test_bad_scenarios_say_what_is_wrong(parts: dict[str, Any], message: str) -> None:
     with pytest.raises(ScenarioError) as caught:
@@ -124,3 +165,16 @@ def test_cli_check_and_list() -> None:
     assert "outage_start" in checked.output and "(uplink 0.0 Mbit/s)" in checked.output
     bad = runner.invoke(app, ["scenario", "check", "/nonexistent/x.toml"])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_a_node_builds_a_bounded_number_of_input_sizes() -> None:
+    from splitbed.nodes.errors import ConfigurationError
+    from splitbed.nodes.runner import MAX_INPUT_SIZES, ModelRunner
+
+    runner = ModelRunner(weights="random:0")
+    for i in range(MAX_INPUT_SIZES):  # stand-ins for builds already made: the cap is checked before building
+        runner._loaded[("mobilenet_v2", (64 + i, 64))] = object()
+    with pytest.raises(ConfigurationError, match="already built at 8 other input sizes"):
+        runner.load("mobilenet_v2", (200, 200))
+    with pytest.raises(ConfigurationError, match="vgg16 takes only 224x224"):
+        runner.spec("vgg16", [160, 160])
