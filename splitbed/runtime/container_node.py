@@ -214,6 +214,7 @@ class DockerRuntime:
         self.sides = tuple(side for side in SIDES if side in sides)
         self._process = ProcessRuntime(topology)
         self._client = client
+        self._own_client = client is None  # closed with the runtime
         self._image = image
         self._extra_mounts: list[Mount] = as_mounts(mounts)
         self._env = dict(env or {})
@@ -318,6 +319,10 @@ class DockerRuntime:
         except Exception as exc:
             errors.append(exc)
         _live_runtimes.discard(self)
+        if self._own_client and self._client is not None:
+            self._client.close()
+            self._client = None
+            self._started = False
         if errors:
             raise errors[0]
 

@@ -61,8 +61,10 @@ def test_container_nodes_match_process_nodes(node_image: Any) -> None:
     for process_record, container_record in zip(runs["process"], runs["docker"], strict=True):
         for record in (process_record, container_record):
             check_record(record, model, partition)
+        # (downlink_bytes is left out: the result message carries timings as JSON numbers, whose text length
+        # varies from one inference to the next in either runtime.)
         for field in ("raw_intermediate_bytes", "serialized_intermediate_bytes", "uplink_bytes", "aips_bytes",
-                      "downlink_bytes", "tensors", "aips_sent", "input_data_bytes", "preprocessed_input_bytes"):
+                      "tensors", "aips_sent", "input_data_bytes", "preprocessed_input_bytes"):
             assert container_record[field] == process_record[field], field
         expected, got = process_record["predictions"], container_record["predictions"]
         assert [p["class_index"] for p in got] == [p["class_index"] for p in expected]
