@@ -11,7 +11,9 @@
 # An engine already running (started by systemd or by hand) is used as it is: this script never restarts it.
 #
 # Usage: scripts/docker-engine.sh [--check]   (--check: only report whether an engine answers; exit 0/1)
-# Env:   SPLITBED_DOCKERD_LOG (default /var/log/splitbed-dockerd.log), SPLITBED_DOCKERD_WAIT (seconds, 30)
+# Env:   SPLITBED_DOCKERD_LOG (default /var/log/splitbed-dockerd.log), SPLITBED_DOCKERD_WAIT (seconds, 30),
+#        SPLITBED_DOCKERD_EXTRA (more dockerd arguments, e.g. a private -H/--data-root/--exec-root/--pidfile, which
+#        the engine test uses with DOCKER_HOST to start an engine of its own beside the real one)
 set -euo pipefail
 
 log=${SPLITBED_DOCKERD_LOG:-/var/log/splitbed-dockerd.log}
@@ -40,7 +42,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 echo "docker-engine: starting dockerd --bridge=none --iptables=false --ip-forward=false (log: $log)"
-nohup dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false >>"$log" 2>&1 </dev/null &
+# shellcheck disable=SC2086  # SPLITBED_DOCKERD_EXTRA is a list of arguments
+nohup dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false ${SPLITBED_DOCKERD_EXTRA:-} \
+  >>"$log" 2>&1 </dev/null &
 for _ in $(seq 1 "$wait_s"); do
   if engine_answers; then
     echo "docker-engine: engine up ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
