@@ -44,6 +44,7 @@ from splitbed.advise import DirectionModel, wire_bytes
 ADAPTIVE = "adaptive"  # the job's partition value that hands the choice to this policy
 POLICY_NAME = "ewma-advisor"
 MAX_CANDIDATES = 64
+MAX_POLICIES = 16  # policies one local node keeps (one per model, encoding and policy table)
 MIN_RATE_MBIT = 0.001
 MAX_RATE_MBIT = 100_000.0
 
@@ -336,6 +337,8 @@ def run_adaptive(node: Any, job: Any, repetition: int) -> dict[str, Any]:
             policy = AdaptivePolicy(config, arms_for(node.runner.spec(job.model), config))
         except PolicyError as exc:
             raise ConfigurationError(str(exc)) from None
+        if len(policies) >= MAX_POLICIES:  # a driven node may see many policy tables: keep the newest ones
+            policies.pop(next(iter(policies)))
         policies[key] = policy
     decision = policy.decide()
     concrete = dataclasses.replace(job, partition=decision.arm.partition, compression=decision.arm.compression,
