@@ -108,3 +108,23 @@ def test_a_change_of_tensor_shape_ends_the_active_aips(suite_case: SuiteCase, te
     assert [(e["aips_id"], e["reason"]) for e in events(record, "ended")] == [(1, "shape_changed")]
     [activated] = events(record, "activated")
     assert activated["aips_id"] == 2 and activated["shapes"] == [record["tensors"][0]["shape"]]
+
+
+@pytest.mark.suite("lifetime")
+def test_an_input_size_change_on_the_same_partition_ends_the_active_aips(suite_case: SuiteCase,
+                                                                         testbed: Any) -> None:
+    """The seed's own example of a shape change: a new input size on a fully convolutional head changes the
+    crossing tensor's shape while the partition stays; the new AIPS keeps the partition_id."""
+    first = fresh_session(testbed, suite_case)
+    size = SETTINGS["other_input_size"]
+    record = testbed.infer(suite_case.job(input_size=size))
+    assert record["status"] == "ok", record["error"]
+    assert record["input_shape"] == [1, *size, 3] and record["partition_id"] == first["partition_id"]
+    assert record["aips_sent"] and record["aips_reason"] == "shape_changed" and len(record["tensors"]) == 1
+    assert record["tensors"][0]["shape"] != first["tensors"][0]["shape"]
+    assert [(e["aips_id"], e["reason"]) for e in events(record, "ended")] == [(1, "shape_changed")]
+    [activated] = events(record, "activated")
+    assert activated["aips_id"] == 2 and activated["partition_id"] == first["partition_id"]
+    assert activated["shapes"] == [record["tensors"][0]["shape"]]
+    back = testbed.infer(suite_case.job())
+    assert back["aips_reason"] == "shape_changed" and back["tensors"][0]["shape"] == first["tensors"][0]["shape"]
