@@ -89,7 +89,9 @@ class ContainerNode(NodeHandle):
     def poll(self) -> int | None:
         if self.returncode is None:
             state = self._state()
-            if state is not None and not state.get("Running") and state.get("Status") in ("exited", "dead"):
+            if state is None:  # removed behind our back (e.g. by hand): ended, status unknown
+                self._ended({"ExitCode": -1})
+            elif not state.get("Running") and state.get("Status") in ("exited", "dead"):
                 self._ended(state)
         return self.returncode
 
