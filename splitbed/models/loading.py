@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import threading
@@ -74,17 +75,23 @@ def build_architecture(name: str) -> Any:
 
 
 def _build_random(spec: ModelSpec, seed: int) -> Any:
-    """Seeded initialisers give bit-identical weights in every process (tested with real subprocesses).
+    """Seeded initialisers, then calibration from the seed (wts.RANDOM_SCHEME): bit-identical weights in every
+    process (tested with real subprocesses) whose outputs depend on the input (raw Keras initialisers gave
+    MobileNetV2 an exactly uniform softmax).
 
     keras.utils.set_random_seed also seeds Python's and NumPy's global generators: put those back after.
     """
     import keras
     import numpy as np
 
+    from splitbed.models.calibration import calibrate
+
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         keras.utils.set_random_seed(seed)
-        return _build(spec, None)
+        model = _build(spec, None)
+        calibrate(model, spec, seed)
+        return model
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
@@ -139,9 +146,10 @@ def load(name: str, weights: str = "auto", input_size: tuple[int, int] | None = 
             if info.requested != "auto":
                 raise
             # auto: the host answered but the download (or the cached file) failed: fall back, loudly.
-            info = wts.WeightsInfo(source="random", requested=info.requested, seed=0,
-                                   warning=wts.random_warning(0, f"ImageNet weights could not be loaded ({exc})"))
+            info = wts.random_info(info.requested, 0, f"ImageNet weights could not be loaded ({exc})")
             model = _build_random(spec, 0)
+    if info.source == "random":
+        info = dataclasses.replace(info, sha256=wts.weights_sha256(model))
     wts.announce(info, spec.name)
     loaded = LoadedModel(keras_model=model, spec=spec, weights=info)
     return loaded if input_size is None else loaded.at_input_size(*input_size)

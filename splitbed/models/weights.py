@@ -1,8 +1,8 @@
 """Which weights a model gets, and the small JSON-able record of that choice (embedded in every metrics record).
 
 Specs: `imagenet` (Keras download + cache, for users online), a path to a local weights file (`file:` prefix
-optional), `random:SEED` (seeded initialisers: bit-identical in every process, so the UE and the edge get the
-same model), or `auto`: ImageNet if the Keras cache has the file or the download host answers within a short
+optional), `random:SEED` (seeded initialisers, then calibrated from the seed (RANDOM_SCHEME, see
+splitbed.models.calibration): bit-identical in every process, so the UE and the edge get the same model), or `auto`: ImageNet if the Keras cache has the file or the download host answers within a short
 timeout, else `random:0` with a loud warning that every result records. Set SPLITBED_OFFLINE=1 to skip the
 network check (tests do, so that no run ever reaches outside the machine).
 """
@@ -30,6 +30,10 @@ KERAS_WEIGHTS_HOST = "storage.googleapis.com"
 NETWORK_PROBE_TIMEOUT_S = 2.0
 MAX_SEED = 2**32 - 1
 OFFLINE_ENV = "SPLITBED_OFFLINE"
+# What `random:SEED` means, recorded in every WeightsInfo of random weights (docs/MODELS.md, "Random weights"):
+# 1 = Keras's seeded initialisers only (records without a `scheme` field; MobileNetV2's output was exactly uniform),
+# 2 = the same, then BatchNorm statistics and free kernel scales calibrated on a seeded dead-leaves batch.
+RANDOM_SCHEME = 2
 
 
 class RandomWeightsWarning(UserWarning):
@@ -44,15 +48,16 @@ class WeightsInfo:
     requested: str  # what the caller asked for, e.g. "auto"
     seed: int | None = None
     path: str | None = None
-    sha256: str | None = None
+    sha256: str | None = None  # file: the file's bytes; random: the weight values (weights_sha256)
     warning: str | None = None
+    scheme: int | None = None  # random weights: RANDOM_SCHEME of the code that made them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeightsInfo:
-        fields = {"source", "requested", "seed", "path", "sha256", "warning"}
+        fields = {"source", "requested", "seed", "path", "sha256", "warning", "scheme"}
         unknown = set(data) - fields
         if unknown:
             raise WeightsError(f"unknown WeightsInfo fields {sorted(unknown)}")
@@ -101,6 +106,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(model: Any) -> str:
+    """SHA-256 of a built model's weight values (float bytes in `get_weights()` order), one variable at a time.
+
+    Recorded for random weights: calibration runs real convolutions, so another CPU kernel (oneDNN off, another
+    instruction set) can change the last bits; equal digests mean bit-identical models.
+    """
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
+    return digest.hexdigest()
+
+
 def _parse_seed(text: str, spec: str) -> int:
     try:
         seed = int(text, 10)
@@ -114,6 +133,12 @@ def _parse_seed(text: str, spec: str) -> int:
 def random_warning(seed: int, why: str) -> str:
     return (f"RANDOM WEIGHTS (random:{seed}): {why}. Tensor sizes, byte counts and timings are valid; "
             "predictions, labels and accuracy figures are meaningless.")
+
+
+def random_info(requested: str, seed: int, why: str) -> WeightsInfo:
+    """The record of `random:SEED` weights made by this code's scheme."""
+    return WeightsInfo(source="random", requested=requested, seed=seed, warning=random_warning(seed, why),
+                       scheme=RANDOM_SCHEME)
 
 
 def resolve(spec: str, imagenet_file: str) -> WeightsInfo:
@@ -133,14 +158,13 @@ def resolve(spec: str, imagenet_file: str) -> WeightsInfo:
             return WeightsInfo(source="imagenet", requested=spec)
         why = (f"ImageNet weights {imagenet_file} are not in the Keras cache (KERAS_HOME or ~/.keras/models) "
                f"and {KERAS_WEIGHTS_HOST} is not reachable")
-        return WeightsInfo(source="random", requested=spec, seed=0, warning=random_warning(0, why))
+        return random_info(spec, 0, why)
     if spec == "imagenet":
         cached = keras_cache_file(imagenet_file)
         return WeightsInfo(source="imagenet", requested=spec, path=str(cached) if cached else None)
     if spec == "random" or spec.startswith("random:"):
         seed = _parse_seed(spec.partition(":")[2], spec) if ":" in spec else 0
-        return WeightsInfo(source="random", requested=spec, seed=seed,
-                           warning=random_warning(seed, "random weights were requested"))
+        return random_info(spec, seed, "random weights were requested")
     path = Path(spec[len("file:"):] if spec.startswith("file:") else spec).expanduser()
     if not path.exists():
         raise WeightsError(f"weights file not found: {path} (weights must be auto, imagenet, random:SEED or the "

@@ -6,7 +6,9 @@ the tensors the remote decoded are bit-identical to the head's (CRC-32 on both n
 Lossy compression profiles: the top-1 class agrees with the unsplit model; the remote decoded exactly what the
 format's decoder gives here for the reference head's tensors (CRC-32), those tensors are within the profile's
 documented error bound of the head's, and the probabilities equal the tail's output on them within 1e-5.
-The local node's head is also checked against the reference head (CRC-32 of the tensors it sent)."""
+The local node's head is also checked against the reference head (CRC-32 of the tensors it sent).
+The reference itself must be informative (clearly non-uniform and different for another photo), else comparing
+probabilities with it could not fail (random weights of scheme 1 gave MobileNetV2 an exactly uniform output)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,12 @@ pytestmark = pytest.mark.root
 
 PROBABILITY_TOLERANCE = 1e-5
 TOP = 5
+# The reference is degenerate when its top probability is near 1/1000 or its entropy near log(1000), or when
+# another photo gives nearly the same probabilities: then a wrong answer could pass the comparison.
+MIN_TOP_PROBABILITY = 0.005
+MIN_ENTROPY_DROP = 0.3  # nats below log(1000)
+MIN_OTHER_IMAGE_DIFFERENCE = 100 * PROBABILITY_TOLERANCE
+OTHER_IMAGES = ("builtin:astronaut", "builtin:coffee")
 
 
 def crc32s(arrays: list[np.ndarray]) -> list[int]:
@@ -50,6 +58,20 @@ def check_top_k(record: dict[str, Any], expected: np.ndarray, k: int) -> None:
             assert index == order[rank], f"rank {rank}: network class {index}, unsplit model class {order[rank]}"
 
 
+def check_informative(reference: Reference, image: str) -> None:
+    """The unsplit model's output can tell a wrong answer from a right one (see the module docstring)."""
+    probabilities = reference.unsplit(image)
+    entropy = float(-(probabilities * np.log(np.clip(probabilities, 1e-30, 1.0))).sum())
+    assert probabilities.max() >= MIN_TOP_PROBABILITY and entropy <= np.log(probabilities.size) - MIN_ENTROPY_DROP, (
+        f"degenerate reference output for {image} (weights {reference.weights}): top probability "
+        f"{probabilities.max():.6f}, entropy {entropy:.4f} nats of at most {np.log(probabilities.size):.4f}")
+    other = next(o for o in OTHER_IMAGES if o != image)
+    difference = float(np.abs(reference.unsplit(other) - probabilities).max())
+    assert difference >= MIN_OTHER_IMAGE_DIFFERENCE, (
+        f"the reference gives {image} and {other} probabilities within {difference:.2e} of each other: it does "
+        f"not depend on its input (weights {reference.weights})")
+
+
 @pytest.mark.suite("correctness")
 def test_e2e(suite_case: SuiteCase, testbed: Any, reference: Reference) -> None:
     image = suite_settings()["image"]
@@ -64,6 +86,7 @@ def test_e2e(suite_case: SuiteCase, testbed: Any, reference: Reference) -> None:
     assert check is not None, "the suite's local node runs with --verify-delivery"
     assert check["sent_crc32"] == crc32s(head), "the local node's head tensors differ from the reference head's"
     unsplit = reference.unsplit(image)
+    check_informative(reference, image)
 
     if suite_case.lossless:
         assert check["match"], f"lossless carriage changed the tensors on the way: {check}"
