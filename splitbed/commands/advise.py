@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,7 +38,7 @@ def advise(
     from splitbed.advise import AdviseError, LinkModel, compare, measure_model, measure_on_testbed, predict
     from splitbed.sweep.plan import SweepSpecError
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if ue_slowdown != 1.0 and measure:
