@@ -45,7 +45,7 @@ def sweep(
     from rich.logging import RichHandler
 
     from splitbed.sweep import SweepError, SweepSpec, SweepSpecError, points, run_sweep
-    from splitbed.sweep.store import ResultStore
+    from splitbed.sweep.store import completed_counts
 
     out = Path(out_dir)
     console = Console(width=None if sys.stdout.isatty() else 200)
@@ -64,19 +64,23 @@ def sweep(
     except SweepSpecError as exc:
         raise typer.BadParameter(str(exc)) from None
     if estimate:
+        from splitbed.advise import AdviseError
         from splitbed.sweep.estimate import describe
         from splitbed.sweep.estimate import estimate as predict_wall_time
 
-        with console.status("timing partitions on this machine ...") as status:
-            result = predict_wall_time(spec, on_model=lambda m: status.update(f"timing {m} ..."))
+        try:
+            with console.status("timing partitions on this machine ...") as status:
+                result = predict_wall_time(spec, on_model=lambda m: status.update(f"timing {m} ..."))
+        except AdviseError as exc:
+            raise typer.BadParameter(str(exc)) from None
         for line in describe(result):
             console.print(line)
         return
-    if dry_run:
-        with ResultStore(out) as store:
-            done = sum(1 for p in matrix if store.completed(p.key) >= spec.repetitions)
-            for p in matrix:
-                console.print(f"{store.completed(p.key):>4}/{spec.repetitions}  {p.key}")
+    if dry_run:  # reads only: creates and repairs nothing
+        counts = completed_counts(out)
+        done = sum(1 for p in matrix if counts[p.key] >= spec.repetitions)
+        for p in matrix:
+            console.print(f"{counts[p.key]:>4}/{spec.repetitions}  {p.key}")
         console.print(f"{len(matrix)} points, {done} complete, {len(matrix) - done} to measure "
                       f"({spec.repetitions} repetitions + {spec.warmup} warm-up each)")
         return
@@ -86,6 +90,10 @@ def sweep(
         except SweepError as exc:
             console.print(f"[red]sweep stopped:[/red] {exc}")
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print(f"interrupted: every finished inference is in {out / 'results.jsonl'}; run the same "
+                          "command to resume")
+            raise typer.Exit(130) from None
     finish(out, {p.key for p in matrix}, console, write_report=report)
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
@@ -101,6 +109,9 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
 
     records = read_records(out).records
     summaries = summarise(records)
+    if not summaries:
+        console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
+        return
     csv_path = write_csv(summaries, out / SUMMARY_NAME)
     console.print(summary_table([s for s in summaries if s.key in keys] or summaries))
     console.print(f"Summary (median and 95% CI per point): {csv_path}")

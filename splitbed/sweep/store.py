@@ -98,6 +98,18 @@ def point_key(record: dict[str, Any]) -> str | None:
     return key if isinstance(key, str) else None
 
 
+def completed_counts(directory: str | Path) -> Counter[str]:
+    """Good repetitions per point key in a results directory, read-only (nothing is created or repaired)."""
+    counts: Counter[str] = Counter()
+    path = Path(directory) / RESULTS_NAME
+    if path.is_file():
+        for record in read_records(path).records:
+            key = point_key(record)
+            if key is not None and is_measurement(record) and record.get("status") == "ok":
+                counts[key] += 1
+    return counts
+
+
 class ResultStore:
     """Append-only JSONL results of one sweep directory; knows how many good repetitions each point has."""
 

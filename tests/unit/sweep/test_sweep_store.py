@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from splitbed.sweep import store as store_module
-from splitbed.sweep.store import ResultsError, ResultStore, read_records
+from splitbed.sweep.store import ResultsError, ResultStore, completed_counts, read_records
 
 
 def _record(point: str, status: str = "ok", warmup: bool = False, **extra: object) -> dict:
@@ -76,3 +76,12 @@ def test_missing_results_are_a_specific_error(tmp_path: Path) -> None:
         read_records(tmp_path)
     with pytest.raises(ResultsError, match="not open"):
         ResultStore(tmp_path).append({})
+
+
+def test_completed_counts_reads_without_creating_or_repairing(tmp_path: Path) -> None:
+    assert completed_counts(tmp_path / "none") == {} and not (tmp_path / "none").exists()
+    path = tmp_path / "results.jsonl"
+    torn = json.dumps(_record("a")) + "\n" + json.dumps(_record("a", warmup=True)) + "\n" + '{"rec'
+    path.write_text(torn)
+    assert completed_counts(tmp_path) == {"a": 1}
+    assert path.read_text() == torn and not (tmp_path / "results.jsonl.torn").exists()
