@@ -22,6 +22,7 @@ LABEL_OWNER_START = "splitbed.owner_start"
 LABEL_SIDE = "splitbed.side"
 LABEL_IMAGE = "splitbed.image"
 LABEL_IMAGE_KEY = "splitbed.image_key"
+LABEL_IMAGE_ENV = "splitbed.env"  # the environment (sys.prefix) an image was built from
 
 ENGINE_FIX = ("install and start it: `bash scripts/setup.sh` (installs docker.io and runs "
               "scripts/docker-engine.sh), or start it by hand: `bash scripts/docker-engine.sh`")

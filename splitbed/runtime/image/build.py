@@ -111,15 +111,19 @@ def why_rebuild(inputs: dict[str, object]) -> list[str]:
     return key_diff(previous, inputs) or ["forced rebuild (same key inputs)"]
 
 
-def prune_other_images(client: docker.DockerClient, keep: str) -> list[str]:
-    """Remove node images other than `keep` that no container uses (each is a full ~2 GB layer: an
-    environment change must not pile them up). Images in use stay; the next build retries them."""
+def prune_other_images(client: docker.DockerClient, keep: str, env: str | None = None) -> list[str]:
+    """Remove this environment's node images other than `keep` that no container uses (each is a full
+    ~2 GB layer: dependency changes must not pile them up). Images of other environments (another checkout
+    or venv on the same engine; `env` is a sys.prefix) are theirs to keep. Images in use stay."""
+    import sys
+
     import docker
 
     in_use = {c.attrs.get("Image") for c in client.containers.list(all=True)}
     kept_id = client.images.get(keep).id
     removed: list[str] = []
-    for image in client.images.list(filters={"label": f"{engine.LABEL_IMAGE}={IMAGE_KIND_NODE}"}):
+    filters = {"label": [f"{engine.LABEL_IMAGE}={IMAGE_KIND_NODE}", f"{engine.LABEL_IMAGE_ENV}={env or sys.prefix}"]}
+    for image in client.images.list(filters=filters):
         if image.id == kept_id or image.id in in_use:
             continue
         try:
@@ -148,7 +152,7 @@ def _import(client: docker.DockerClient, recipe: Recipe, key: str, rootfs: Path,
     changes = [f"ENV PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
     changes += [f"ENV {name}={value}" for name, value in sorted(recipe.env.items())]
     changes += [f"LABEL {engine.LABEL_IMAGE}={IMAGE_KIND_NODE}", f"LABEL {engine.LABEL_IMAGE_KEY}={key}",
-                "WORKDIR /", f'CMD ["{sys.executable}"]']
+                f"LABEL {engine.LABEL_IMAGE_ENV}={sys.prefix}", "WORKDIR /", f'CMD ["{sys.executable}"]']
     read_fd, write_fd = os.pipe()
     writer_error: list[BaseException] = []
     writer = threading.Thread(target=_write_tar, args=(write_fd, rootfs, payload, writer_error), daemon=True)

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from splitbed.runtime.engine import LABEL_IMAGE, LABEL_IMAGE_KEY, owner_labels
+from splitbed.runtime.engine import LABEL_IMAGE, LABEL_IMAGE_ENV, LABEL_IMAGE_KEY, owner_labels
 from splitbed.runtime.image import ensure_image, sweep_stale_tmp_images
 from splitbed.runtime.image.build import IMAGE_KIND_NODE, prune_other_images
 from splitbed.runtime.image.recipe import cache_dir, load_recipe
@@ -35,6 +35,7 @@ def test_cached_image_is_found_by_its_key(node_image: Any, docker_client: Any) -
     assert (again.tag, again.key, again.built) == (node_image.tag, node_image.key, False)
     image = docker_client.images.get(again.tag)
     assert image.labels[LABEL_IMAGE] == IMAGE_KIND_NODE and image.labels[LABEL_IMAGE_KEY] == again.key
+    assert image.labels[LABEL_IMAGE_ENV] == sys.prefix
     assert again.tag.endswith(again.key[:12])
     assert rootfs_path(load_recipe()).is_file()  # the debootstrap tarball stays cached for the next build
     assert not docker_client.images.list(name=f"{load_recipe().repository}-tmp")
@@ -90,9 +91,12 @@ def test_dead_builders_temporary_tags_are_swept(docker_client: Any) -> None:
 
 
 def test_superseded_node_images_are_pruned_unless_in_use(node_image: Any, docker_client: Any) -> None:
-    labels = {LABEL_IMAGE: IMAGE_KIND_NODE, LABEL_IMAGE_KEY: "old"}
-    old = _tiny_image(docker_client, f"{load_recipe().repository}:test-old-{os.getpid()}", labels)
-    used = _tiny_image(docker_client, f"{load_recipe().repository}:test-used-{os.getpid()}", labels)
+    labels = {LABEL_IMAGE: IMAGE_KIND_NODE, LABEL_IMAGE_KEY: "old", LABEL_IMAGE_ENV: sys.prefix}
+    repository = load_recipe().repository
+    old = _tiny_image(docker_client, f"{repository}:test-old-{os.getpid()}", labels)
+    used = _tiny_image(docker_client, f"{repository}:test-used-{os.getpid()}", labels)
+    other_env = _tiny_image(docker_client, f"{repository}:test-other-env-{os.getpid()}",
+                            {**labels, LABEL_IMAGE_ENV: "/elsewhere/.venv"})
     holder = docker_client.containers.create(used.id, ["/marker"], labels=owner_labels("holder"),
                                              network_mode="none")
     try:
@@ -100,10 +104,11 @@ def test_superseded_node_images_are_pruned_unless_in_use(node_image: Any, docker
         ids = {image.id for image in docker_client.images.list(all=True)}
         assert old.id not in ids and any(t.endswith(f"test-old-{os.getpid()}") for t in removed)
         assert used.id in ids  # a container still uses it
+        assert other_env.id in ids  # another checkout's environment keeps its image
         assert docker_client.images.get(node_image.tag)
     finally:
         holder.remove(force=True)
-        for image in (old, used):
+        for image in (old, used, other_env):
             try:
                 docker_client.images.remove(image.id, force=True)
             except Exception:
