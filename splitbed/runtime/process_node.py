@@ -122,12 +122,18 @@ class ProcessRuntime:
         return node
 
     def close(self) -> None:
+        """Stop (SIGTERM, then SIGKILL) and release every node; the first error is raised after all are done."""
+        errors: list[Exception] = []
         for node in self.nodes:
             try:
                 node.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
             finally:
                 node.release()
         self.nodes.clear()
+        if errors:
+            raise errors[0]
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name}
