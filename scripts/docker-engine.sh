@@ -9,6 +9,9 @@
 #   --ip-forward=false  leave the host's net.ipv4.ip_forward as it is
 #   --ip-masq=false     no masquerading (redundant with --iptables=false; stated for the reader)
 # An engine already running (started by systemd or by hand) is used as it is: this script never restarts it.
+# Note: with --bridge=none, dockerd deletes an interface named docker0 in its network namespace at start (a
+# leftover of an engine run with defaults). Never start a second engine with this script in a namespace whose
+# docker0 a running engine uses (the engine test runs its private engine in a scratch namespace for this reason).
 #
 # Usage: scripts/docker-engine.sh [--check]   (--check: only report whether an engine answers; exit 0/1)
 # Env:   SPLITBED_DOCKERD_LOG (default /var/log/splitbed-dockerd.log), SPLITBED_DOCKERD_WAIT (seconds, 30),
