@@ -9,6 +9,9 @@ so both sides see one Ethernet segment. There is no default route anywhere and n
 namespace, so no packet can leave. Neighbour entries are static, so no ARP crosses (or is lost on) the link, and
 IPv6 link-local addresses are never generated, so no router/neighbour solicitations disturb measurements.
 
+Both end namespaces run one pinned TCP congestion control (`tcp_congestion_control`, CUBIC by default), not the
+host's default, so a figure does not depend on the host that measured it (netem.tcp says why).
+
 Cleanup is guaranteed on exit, on exceptions, on SIGTERM and at interpreter exit; after a SIGKILL the next
 Topology start in any process sweeps the leftovers (names carry the owner pid, see netem.naming).
 """
@@ -23,7 +26,7 @@ import subprocess
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroute2 import IPRoute
 
@@ -36,7 +39,11 @@ from netem.nsexec import preexec_enter
 from netem.offload import disable_offloads
 from netem.profile import LinkProfile
 from netem.sweep import sweep_stale
+from netem.tcp import DEFAULT_CONGESTION_CONTROL, set_congestion_control, tcp_settings
 from netem.userspace import DEFAULT_RT_PRIORITY, UserspaceLink
+
+if TYPE_CHECKING:
+    from netem.link.options import ForwarderOptions
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +69,19 @@ class Topology:
         subnet_index: int | None = None,
         sweep: bool = True,
         link_rt_priority: int | None = DEFAULT_RT_PRIORITY,
+        link_options: ForwarderOptions | None = None,
+        tcp_congestion_control: str | None = DEFAULT_CONGESTION_CONTROL,
     ) -> None:
         """`profile`: LinkProfile or a built-in name/TOML path; `backend`: "auto" | "kernel" | "userspace";
         `subnet_index`: third octet of the 198.18.x.0/24 (default: a per-process counter);
-        `link_rt_priority`: SCHED_FIFO priority of the userspace link process (None = normal scheduling).
+        `link_rt_priority`: SCHED_FIFO priority of the userspace link process (None = normal scheduling);
+        `link_options`: every option of the userspace link process (netem.link.ForwarderOptions; its
+        `realtime_priority` replaces `link_rt_priority`, which must then be left alone); userspace backend only;
+        `tcp_congestion_control`: the algorithm new sockets in the ue and edge namespaces use (None = inherit the
+        host's default, which makes figures host-dependent).
         """
+        if link_options is not None and link_rt_priority != DEFAULT_RT_PRIORITY:
+            raise ValueError("give the link's priority as link_options.realtime_priority, not also link_rt_priority")
         self.profile = profile if isinstance(profile, LinkProfile) else LinkProfile.load(profile)
         self.requested_backend = backend
         self.backend: str | None = None
@@ -85,6 +100,9 @@ class Topology:
         self.swept: list[str] = []
         self._sweep = sweep
         self._link_rt_priority = link_rt_priority
+        self.link_options = link_options
+        self.tcp_congestion_control = tcp_congestion_control
+        self._tcp: dict[str, Any] = {}
         self._created: list[str] = []
         self._processes: list[subprocess.Popen[Any]] = []
         self._link: LinkBackend | None = None
@@ -267,6 +285,7 @@ class Topology:
             "mtu": 1500,
             "offloads": self._offloads,
             "link": self._link.describe() if self._link is not None else None,
+            "tcp": self._tcp,
             "static_neighbours": True,
             "ipv6_link_local": False,
         }
@@ -274,6 +293,9 @@ class Topology:
     # -- building -----------------------------------------------------------------------------------------------
     def _build(self) -> None:
         userspace = self.backend == "userspace"
+        if self.link_options is not None and not userspace:
+            raise TopologyError(f"link_options apply to the userspace link only, and profile {self.profile.name!r} "
+                                f"resolved to the {self.backend} backend: pass backend='userspace'")
         if userspace:
             self.ns_link = object_name(self.prefix, "ln")
         for namespace in (self.ns_ue, self.ns_edge, self.ns_link):
@@ -295,10 +317,11 @@ class Topology:
         self._bring_up(self.ns_edge, self.edge_ifname, address=self.edge_addr)
         self._static_neighbours()
         self._disable_offloads()
+        self._configure_tcp()
         if userspace:
             assert self.ns_link is not None
             self._link = UserspaceLink(self.profile, self.ns_link, self.link_ue_ifname, self.link_edge_ifname,
-                                       rt_priority=self._link_rt_priority)
+                                       rt_priority=self._link_rt_priority, options=self.link_options)
         else:
             self._link = KernelLink(self.profile, {"uplink": (self.ns_ue, self.ue_ifname),
                                                    "downlink": (self.ns_edge, self.edge_ifname)})
@@ -346,6 +369,14 @@ class Topology:
                 if self.backend == "userspace" and any("segmentation" in n or "gro" in n for n in state["still_on"]):
                     raise TopologyError(message + " (the userspace link would see frames above the MTU)")
                 log.warning(message)
+
+    def _configure_tcp(self) -> None:
+        """Pin the congestion control in both end namespaces (unless None) and record what is in force."""
+        for namespace in (self.ns_ue, self.ns_edge):
+            if self.tcp_congestion_control is not None:
+                set_congestion_control(namespace, self.tcp_congestion_control)
+        self._tcp = {"requested_congestion_control": self.tcp_congestion_control,
+                     "ue": tcp_settings(self.ns_ue), "edge": tcp_settings(self.ns_edge)}
 
     def _interface_counters(self) -> dict[str, Any]:
         counters = {}

@@ -41,8 +41,10 @@ class UserspaceLink:
         edge_ifname: str,
         *,
         rt_priority: int | None = DEFAULT_RT_PRIORITY,
+        options: Any = None,
     ) -> None:
-        """`rt_priority`: SCHED_FIFO priority (1-99) for the link process, or None for normal scheduling."""
+        """`rt_priority`: SCHED_FIFO priority (1-99) for the link process, or None for normal scheduling;
+        `options`: a whole netem.link.ForwarderOptions instead (its realtime_priority wins over `rt_priority`)."""
         if rt_priority is not None and not 1 <= rt_priority <= 99:
             raise ValueError(f"rt_priority must be in 1..99 or None, not {rt_priority}")
         self.profile = profile
@@ -50,11 +52,14 @@ class UserspaceLink:
         self.ue_ifname = ue_ifname
         self.edge_ifname = edge_ifname
         self.rt_priority = rt_priority
+        self.options = options
         self.process: Any = None
 
     def start(self) -> None:
         link_process, forwarder_options = link_api()
-        options = forwarder_options(realtime_priority=self.rt_priority or 0)
+        options = self.options
+        if options is None:
+            options = forwarder_options(realtime_priority=self.rt_priority or 0)
         self.process = link_process.start(self.namespace, self.ue_ifname, self.edge_ifname, self.profile,
                                           options=options)
 
@@ -67,7 +72,7 @@ class UserspaceLink:
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"namespace": self.namespace, "ue_interface": self.ue_ifname,
-                                "edge_interface": self.edge_ifname, "requested_rt_priority": self.rt_priority}
+                                "edge_interface": self.edge_ifname, "requested_rt_priority": self.rt_priority if self.options is None else self.options.realtime_priority}
         if self.process is not None:
             info["pid"] = getattr(self.process, "pid", None)
             describe = getattr(self.process, "describe", None)

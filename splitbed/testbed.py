@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from netem.profile import LinkProfile
+from netem.tcp import DEFAULT_CONGESTION_CONTROL
 from netem.topology import Topology
 from splitbed.nodes.jobs import Job, parse_job
 
@@ -69,6 +70,7 @@ class Testbed:
     object with `start_node(side, argv, ...)`/`close()` (splitbed.runtime); `runtime_options` go to
     `make_runtime`, `limits` maps a side to NodeLimits. `warmup_partition` overrides the warm-up partition.
     `remote_args` / `local_args` are extra command-line options for the nodes (e.g. `--verify-delivery`).
+    `tcp_congestion_control`: the algorithm both nodes' TCP uses (netem.Topology; None = the host's default).
     """
 
     __test__ = False
@@ -89,6 +91,7 @@ class Testbed:
         remote_args: Sequence[str] = (),
         local_args: Sequence[str] = (),
         python: str = sys.executable,
+        tcp_congestion_control: str | None = DEFAULT_CONGESTION_CONTROL,
     ) -> None:
         if not models:
             raise ValueError("Testbed needs at least one model")
@@ -104,6 +107,7 @@ class Testbed:
         self.warmup_partition = warmup_partition
         self.remote_args = list(remote_args)
         self.local_args = list(local_args)
+        self.tcp_congestion_control = tcp_congestion_control
         self.python = python
         self.topology: Topology | None = None
         self.runtime: Any = None
@@ -144,7 +148,8 @@ class Testbed:
         return self
 
     def _start(self) -> None:
-        self.topology = Topology(self.profile, self.requested_backend)
+        self.topology = Topology(self.profile, self.requested_backend,
+                                 tcp_congestion_control=self.tcp_congestion_control)
         self.topology.start()
         self.runtime = self._make_runtime()
         deadline = time.monotonic() + self.ready_timeout_s
@@ -221,6 +226,7 @@ class Testbed:
         described = self.topology.describe()
         return {"profile": self.profile.to_dict(), "backend": self.topology.backend,
                 "requested_backend": self.requested_backend, "emulator": described.get("link"),
+                "tcp": described.get("tcp"),
                 "runtime": self._runtime_name(), "ue_addr": self.topology.ue_addr,
                 "edge_addr": self.topology.edge_addr}
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from netem.link import ForwarderOptions, LinkProcess
+from netem.link import ForwarderOptions
 from netem.link.pipeline import DirectionPipeline
 from netem.profile import DirectionProfile, LinkProfile
 from netem.topology import Topology
@@ -85,14 +85,6 @@ def test_unshaped_forwarding_throughput(benchmark: Any) -> None:
     assert best >= 300, f"unshaped forwarding {best:.0f} Mbit/s is below the 300 Mbit/s bar"
 
 
-def _swap_link(topo: Topology, options: ForwarderOptions) -> LinkProcess:
-    """Replace the topology's link process by one with ``options`` (same namespace and interfaces)."""
-    assert topo.ns_link is not None
-    topo._link.process.stop()  # type: ignore[union-attr]  # the bench owns this topology
-    return LinkProcess.start(topo.ns_link, topo.link_ue_ifname, topo.link_edge_ifname, topo.profile,
-                             options=options)
-
-
 ABLATIONS = {
     "all-on": {},
     "no-ignore-outgoing": {"ignore_outgoing": False},
@@ -108,13 +100,10 @@ ABLATIONS = {
 @pytest.mark.parametrize("variant", list(ABLATIONS))
 def test_forwarder_option_ablation(benchmark: Any, variant: str) -> None:
     benchmark.group = "netem-link-options"
-    with Topology("ideal", backend="userspace") as topo:
-        link = _swap_link(topo, ForwarderOptions(**ABLATIONS[variant]))
-        try:
-            best = _bench_transfer(benchmark, topo, 5513, variant, rounds=2)
-            benchmark.extra_info["socket_overflow_drops"] = link.stats()["uplink"]["dropped"]["socket_overflow"]
-        finally:
-            link.stop()
+    with Topology("ideal", backend="userspace", link_options=ForwarderOptions(**ABLATIONS[variant])) as topo:
+        assert topo.describe()["link"]["process"]["options"] == ForwarderOptions(**ABLATIONS[variant]).to_dict()
+        best = _bench_transfer(benchmark, topo, 5513, variant, rounds=2)
+        benchmark.extra_info["socket_overflow_drops"] = topo.stats()["link"]["uplink"]["dropped"]["socket_overflow"]
     if RESULTS.get("all-on") and variant != "all-on":
         benchmark.extra_info["ratio_to_all_on"] = round(best / RESULTS["all-on"], 3)
 
@@ -168,25 +157,21 @@ def test_added_latency_distribution(benchmark: Any, load_mbit: int, variant: str
     benchmark.group = "netem-link-latency"
     delay = DirectionProfile(delay_ms=10.0)
     link_profile = LinkProfile("delay-10ms", "bench", "tests/bench/test_link_bench.py", delay, delay)
-    with Topology(link_profile, backend="userspace") as topo:
-        link = _swap_link(topo, ForwarderOptions(**LATENCY_VARIANTS[variant])) if variant != "default" else None
-        try:
-            load = None
-            if load_mbit:
-                topo.popen("edge", ["iperf3", "-s", "-1", "-p", "5514"], stdout=subprocess.DEVNULL)
-                _wait_listening(topo, 5514)
-                load = topo.popen("ue", _realtime(["timeout", "30", "iperf3", "-c", topo.edge_addr, "-p", "5514",
-                                                   "-u", "-b", f"{load_mbit}M", "-l", "1400", "-t", "5"]),
-                                  stdout=subprocess.DEVNULL)
-                time.sleep(0.8)
-            rtts: list[float] = []
-            benchmark.pedantic(lambda: rtts.extend(_rtts(topo)), rounds=1, iterations=1)
-            stats = link.stats() if link is not None else topo.stats()["link"]
-            if load is not None:
-                load.wait(30)
-        finally:
-            if link is not None:
-                link.stop()
+    options = ForwarderOptions(**LATENCY_VARIANTS[variant])
+    with Topology(link_profile, backend="userspace", link_options=options) as topo:
+        load = None
+        if load_mbit:
+            topo.popen("edge", ["iperf3", "-s", "-1", "-p", "5514"], stdout=subprocess.DEVNULL)
+            _wait_listening(topo, 5514)
+            load = topo.popen("ue", _realtime(["timeout", "30", "iperf3", "-c", topo.edge_addr, "-p", "5514",
+                                               "-u", "-b", f"{load_mbit}M", "-l", "1400", "-t", "5"]),
+                              stdout=subprocess.DEVNULL)
+            time.sleep(0.8)
+        rtts: list[float] = []
+        benchmark.pedantic(lambda: rtts.extend(_rtts(topo)), rounds=1, iterations=1)
+        stats = topo.stats()["link"]
+        if load is not None:
+            load.wait(30)
     added = [rtt - 20.0 for rtt in rtts]
     benchmark.extra_info["added_rtt_ms"] = _percentiles(added)
     benchmark.extra_info["forwarder_late_ms"] = {d: stats[d]["late_ms"] for d in ("uplink", "downlink")}
