@@ -10,6 +10,7 @@ swept by the next build).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -60,8 +61,10 @@ class ImageInfo:
 
 def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = False) -> ImageInfo:
     """The tag of a ready node image for this environment, building it first when not cached."""
+    if client is None:
+        with contextlib.closing(engine.connect()) as own_client:
+            return ensure_image(own_client, rebuild)
     started = time.monotonic()
-    client = client or engine.connect()
     recipe = load_recipe()
     inputs = key_inputs(recipe)
     key = content_key(recipe, inputs)
@@ -72,30 +75,36 @@ def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = Fals
         if not rebuild and _exists(client, tag):  # another process built it while we waited
             return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
         # The engine answers an import only after it has stored the layer (tens of seconds on a busy host).
-        client = engine.connect(timeout=BUILD_API_TIMEOUT_S)
-        log: list[str] = [f"why: {reason}" for reason in why_rebuild(inputs)]
-        sweep_stale_tmp_images(client, recipe)
-        rootfs = ensure_rootfs(recipe, log)
-        step = time.monotonic()
-        payload = add_missing_libraries(python_payload(recipe), rootfs)
-        log.append(f"closure: {len(payload.libs)} host libraries added, {len(payload.unresolved)} unresolved "
-                   f"on the host too, in {time.monotonic() - step:.1f} s")
-        tmp_tag = f"{recipe.repository}{TMP_SUFFIX}:sb{os.getpid()}-{key[:12]}"
-        step = time.monotonic()
-        _import(client, recipe, key, rootfs, payload, tmp_tag)
-        log.append(f"import: {time.monotonic() - step:.1f} s")
-        try:
-            step = time.monotonic()
-            _smoke_test(client, recipe, tmp_tag)
-            log.append(f"smoke test: {time.monotonic() - step:.1f} s")
-            client.images.get(tmp_tag).tag(tag)
-        finally:
-            _remove_quietly(client, tmp_tag)
-        _keys_file().write_text(json.dumps(inputs, sort_keys=True, indent=1))
-        pruned = prune_other_images(client, keep=tag)
-        if pruned:
-            log.append(f"removed older node images: {', '.join(pruned)}")
+        with contextlib.closing(engine.connect(timeout=BUILD_API_TIMEOUT_S)) as build_client:
+            log = _build(build_client, recipe, inputs, key, tag)
     return ImageInfo(tag, key, built=True, seconds=time.monotonic() - started, log=log)
+
+
+def _build(client: docker.DockerClient, recipe: Recipe, inputs: dict[str, object], key: str, tag: str) -> list[str]:
+    """rootfs, closure, import under a temporary tag, smoke test, final tag, prune; returns the build log."""
+    log: list[str] = [f"why: {reason}" for reason in why_rebuild(inputs)]
+    sweep_stale_tmp_images(client, recipe)
+    rootfs = ensure_rootfs(recipe, log)
+    step = time.monotonic()
+    payload = add_missing_libraries(python_payload(recipe), rootfs)
+    log.append(f"closure: {len(payload.libs)} host libraries added, {len(payload.unresolved)} unresolved "
+               f"on the host too, in {time.monotonic() - step:.1f} s")
+    tmp_tag = f"{recipe.repository}{TMP_SUFFIX}:sb{os.getpid()}-{key[:12]}"
+    step = time.monotonic()
+    _import(client, recipe, key, rootfs, payload, tmp_tag)
+    log.append(f"import: {time.monotonic() - step:.1f} s")
+    try:
+        step = time.monotonic()
+        _smoke_test(client, recipe, tmp_tag)
+        log.append(f"smoke test: {time.monotonic() - step:.1f} s")
+        client.images.get(tmp_tag).tag(tag)
+    finally:
+        _remove_quietly(client, tmp_tag)
+    _keys_file().write_text(json.dumps(inputs, sort_keys=True, indent=1))
+    pruned = prune_other_images(client, keep=tag)
+    if pruned:
+        log.append(f"removed older node images: {', '.join(pruned)}")
+    return log
 
 
 def _keys_file() -> Path:
