@@ -22,6 +22,10 @@ from splitbed.models.preprocess import load_image
 CLASSES = 1000
 MIN_TOP_PROBABILITY = 2 / CLASSES
 MIN_ENTROPY_DROP = 0.3  # nats below log(1000)
+# At the native size the output must not be saturated either (scheme 1 gave ResNet50 0.99 on astronaut, class 335
+# for every photo). At the registry's smallest input (32x32: one position before the pooling) scheme 2 saturates
+# too (ResNet50 0.998 on chelsea) but still differs between photos: only that is required there.
+MAX_NATIVE_TOP_PROBABILITY = 0.95
 # The e2e correctness check compares probabilities within 1e-5: another photo must move them far more.
 MIN_OTHER_PHOTO_DIFFERENCE = 1e-3
 # Per-layer output standard deviation on a photo, inference mode (scheme 1 reached 5e-12 in MobileNetV2).
@@ -38,10 +42,11 @@ def _entropy(p: np.ndarray) -> float:
     return float(-(p * np.log(np.clip(p, 1e-30, 1.0))).sum())
 
 
-def assert_informative(model: Any, chelsea: Any, other: Any, where: str) -> None:
+def assert_informative(model: Any, chelsea: Any, other: Any, where: str, max_top: float = 1.0) -> None:
     first, second = _probabilities(model, chelsea), _probabilities(model, other)
     for name, p in (("chelsea", first), ("astronaut", second)):
         assert p.shape == (CLASSES,) and abs(p.sum() - 1.0) < 1e-4
+        assert p.max() <= max_top, f"{where} {name}: saturated, top probability {p.max():.6f}"
         assert p.max() > MIN_TOP_PROBABILITY, f"{where} {name}: top probability {p.max():.6f} (uniform: 0.001)"
         assert _entropy(p) < np.log(CLASSES) - MIN_ENTROPY_DROP, (
             f"{where} {name}: entropy {_entropy(p):.4f} nats, uniform {np.log(CLASSES):.4f}")
@@ -64,16 +69,19 @@ def models(mobilenet, resnet50, vgg16) -> dict[str, Any]:  # type: ignore[no-unt
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50", "vgg16"])
 def test_outputs_are_informative_and_input_dependent(name: str, models, chelsea_path,  # type: ignore[no-untyped-def]
                                                      astronaut) -> None:
-    assert_informative(models[name], chelsea_path, astronaut, f"{name} at 224x224")
+    assert_informative(models[name], chelsea_path, astronaut, f"{name} at 224x224", MAX_NATIVE_TOP_PROBABILITY)
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50", "vgg16"])
 def test_activations_stay_order_one(name: str, models, chelsea_path) -> None:  # type: ignore[no-untyped-def]
-    """The root cause of scheme 1's uniform output: activations vanishing layer after layer."""
+    """The root cause of scheme 1's uniform output: activations vanishing layer after layer. A kernel layer that
+    feeds only a BatchNormalization is left out: the BN sets its scale."""
     import keras
 
     model = models[name].keras_model
-    layers = [layer for layer in model.layers[1:] if layer is not model.layers[-1]]
+    feeds_bn_only = {layer.name for layer in model.layers if layer._outbound_nodes and all(
+        isinstance(node.operation, keras.layers.BatchNormalization) for node in layer._outbound_nodes)}
+    layers = [layer for layer in model.layers[1:-1] if layer.name not in feeds_bn_only]
     probe = keras.Model(model.input, [layer.output for layer in layers])
     x = load_image(chelsea_path, models[name].spec).array
     low, high = ACTIVATION_STD_RANGE
