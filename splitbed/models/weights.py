@@ -3,8 +3,9 @@
 Specs: `imagenet` (Keras download + cache, for users online), a path to a local weights file (`file:` prefix
 optional), `random:SEED` (seeded initialisers, then calibrated from the seed: RANDOM_SCHEME, see
 splitbed.models.calibration; bit-identical in every process, so the UE and the edge get the same model), or
-`auto`: ImageNet if the Keras cache has the file or the download host answers within a short timeout, else `random:0` with a loud warning that every result records. Set SPLITBED_OFFLINE=1 to skip the
-network check (tests do, so that no run ever reaches outside the machine).
+`auto`: ImageNet if the Keras cache has the file or the download host answers within a short timeout, else
+`random:0` with a loud warning that every result records. Set SPLITBED_OFFLINE=1 to skip the network check (tests
+do, so that no run ever reaches outside the machine).
 """
 
 from __future__ import annotations
