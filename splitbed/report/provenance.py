@@ -23,6 +23,7 @@ class Provenance:
     clocks: Counter[str] = field(default_factory=Counter)
     backends: Counter[str] = field(default_factory=Counter)
     runtimes: Counter[str] = field(default_factory=Counter)
+    tcp: Counter[str] = field(default_factory=Counter)
     inference_calls: Counter[str] = field(default_factory=Counter)
     images: Counter[str] = field(default_factory=Counter)
     weights: Counter[str] = field(default_factory=Counter)
@@ -63,6 +64,7 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
         backend = str(link.get("backend") or "unknown")
         info.backends[backend] += 1
         info.runtimes[str(link.get("runtime") or "unknown")] += 1
+        info.tcp[_tcp_label(_dict(link.get("tcp")))] += 1
         profile = _dict(link.get("profile"))
         if profile.get("name"):
             info.profiles.setdefault(str(profile["name"]), profile)
@@ -89,3 +91,14 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
             if isinstance(hosts.get(side), dict):
                 info.hosts.setdefault(side, hosts[side])
     return info
+
+
+def _tcp_label(tcp: dict[str, Any]) -> str:
+    """`cubic, slow start after idle on` per end namespace, from the topology's recorded TCP sysctls."""
+    sides = []
+    for side in ("ue", "edge"):
+        settings = _dict(tcp.get(side))
+        if settings:
+            idle = {0: "off", 1: "on"}.get(int(settings.get("tcp_slow_start_after_idle", -1)), "?")
+            sides.append(f"{side}: {settings.get('tcp_congestion_control', '?')}, slow start after idle {idle}")
+    return "; ".join(sides) or "not recorded"

@@ -55,6 +55,7 @@ def method_lines(content: ReportContent) -> list[tuple[str, str]]:
         ("Source", content.source),
         ("Clock", counted(info.clocks) + ". Times are CLOCK_MONOTONIC differences (docs/METRICS.md)"),
         ("Link backend", counted(info.backends)),
+        ("TCP", counted(info.tcp)),
         ("Node runtime", counted(info.runtimes)),
         ("Inference call", counted(info.inference_calls)),
         ("Weights", counted(info.weights)),

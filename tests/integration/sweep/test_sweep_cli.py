@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,32 @@ def test_the_main_job_command_prints_the_table_and_report_and_resumes(tmp_path: 
     meta = json.loads((out / "sweep.json").read_text())
     assert [run["state"] for run in meta["runs"]] == ["complete", "complete"]
     assert meta["runs"][1]["testbed_starts"] == []
+
+
+def test_ctrl_c_mid_sweep_keeps_whole_records_and_the_next_run_finishes_the_rest(tmp_path: Path) -> None:
+    before = netns_names()
+    out = tmp_path / "sweep"
+    env = {**os.environ, "SPLITBED_OFFLINE": "1", "COLUMNS": "200"}
+    process = subprocess.Popen([sys.executable, "-m", "splitbed.cli", *ARGS, "--out", str(out)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        if results.exists() and len(results.read_bytes().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout[-2000:]
+    assert "run the same command to resume" in stdout
+    kept = results.read_bytes()
+    assert kept.endswith(b"\n") and 3 <= len(kept.splitlines()) < 7
+    assert not {n for n in netns_names() - before if n.startswith(f"sb{process.pid}")}
+    assert json.loads((out / "sweep.json").read_text())["runs"][-1]["state"] == "interrupted"
+
+    again, _ = _sweep(out, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert results.read_bytes().startswith(kept)  # nothing rewritten
+    good = [r for r in records if not r["tags"].get("warmup") and r["status"] == "ok"]
+    assert len(good) == 6

@@ -90,6 +90,7 @@ def test_markdown_has_the_seed_table_per_partition_and_the_method(report: object
     assert text.count("\u2605 **") == 2  # the best row of each of the two per-partition tables
     assert "WARNING (weights)" in text and "RANDOM WEIGHTS" in text
     assert "same-host" in text and "userspace" in text and "TS 22.261" in text
+    assert "ue: cubic, slow start after idle on" in text
     for plot in report.plots:  # type: ignore[attr-defined]
         assert plot.is_file() and plot.stat().st_size > 5000
         assert f"]({plot.relative_to(report.directory).as_posix()})" in text  # type: ignore[attr-defined]
