@@ -94,11 +94,12 @@ def sweep(
             console.print(f"interrupted: every finished inference is in {out / 'results.jsonl'}; run the same "
                           "command to resume")
             raise typer.Exit(130) from None
-    finish(out, {p.key for p in matrix}, console, write_report=report)
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
         console.print(f"[yellow]{len(outcome.incomplete)} point(s) lack good repetitions; run again to retry[/yellow]")
+    finish(out, {p.key for p in matrix}, console, write_report=report)  # ends with the table and the report path
+    if outcome.incomplete:
         raise typer.Exit(1)
 
 
@@ -114,13 +115,12 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
         return
     csv_path = write_csv(summaries, out / SUMMARY_NAME)
     console.print(summary_table([s for s in summaries if s.key in keys] or summaries))
-    console.print(f"Summary (median and 95% CI per point): {csv_path}")
+    console.print(f"Summary (median and 95% CI per point): {csv_path}", soft_wrap=True)
     if write_report:
         from splitbed.report import build_report
 
         paths = build_report(out)
-        console.print(f"Report: {paths.html}")
-        console.print(f"        {paths.markdown}")
+        console.print(f"Report: {paths.html} (Markdown: {paths.markdown})", soft_wrap=True)
 
 
 def summary_table(summaries: list[Any]) -> Any:
