@@ -118,9 +118,9 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
     try:
         for point in batch:
             for attempt in (1, 2):
-                if bed is None:
-                    bed = _start_testbed(spec, profile, models, progress, outcome, factory)
                 try:
+                    if bed is None:
+                        bed = _start_testbed(spec, profile, models, progress, outcome, factory)
                     _run_point(spec, point, bed, store, progress, outcome)
                     break
                 except refused_error as exc:  # this point's job cannot run; the testbed is fine
@@ -128,9 +128,10 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
                     progress.phase(f"point refused: {exc}")
                     outcome.incomplete.append(point.key)
                     break
-                except testbed_error as exc:
+                except testbed_error as exc:  # a failed start, a dead node, a timeout
                     log.warning("testbed failed on %s: %s", point.key, exc)
-                    _close_quietly(bed)
+                    if bed is not None:
+                        _close_quietly(bed)
                     bed = None
                     if attempt == 2:
                         raise SweepError(f"the testbed failed twice on point {point.key}; stopping. Results so far "

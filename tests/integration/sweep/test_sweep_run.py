@@ -108,3 +108,19 @@ def test_a_refused_point_is_left_incomplete_and_the_sweep_goes_on(shared_bed: ob
     assert read_records(tmp_path / "out").records == []
     assert json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"][-1]["state"] == "incomplete"
     assert shared_bed.run({"model": "mobilenet_v2", "partition": "out_relu"})[0]["status"] == "ok"  # type: ignore[attr-defined]
+
+
+def test_a_testbed_that_cannot_start_stops_the_sweep_with_its_reason(offline: None, tmp_path: Path) -> None:
+    from splitbed.sweep import SweepError
+    from splitbed.testbed import Testbed
+
+    starts = []
+
+    def broken_remote(**kwargs: object) -> Testbed:  # a real testbed whose remote node rejects its options
+        starts.append(kwargs["profile"])
+        return Testbed(**kwargs, remote_args=["--no-such-option"])  # type: ignore[arg-type]
+
+    with pytest.raises(SweepError, match="(?s)failed twice.*No such option: --no-such-option"):
+        run_sweep(sweep_spec(encodings=("tlv",), partitions=("out_relu",)), tmp_path, testbed_factory=broken_remote)
+    assert starts == [PROFILE, PROFILE]
+    assert json.loads((tmp_path / "sweep.json").read_text())["runs"][-1]["state"] == "failed"
