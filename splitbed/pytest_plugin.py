@@ -182,5 +182,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip_slow = pytest.mark.skip(reason="slow: run with --full")
     for item in items:
-        if "slow" in item.keywords:
+        if item.get_closest_marker("slow") is not None:  # a marker, not an id that says "slow"
             item.add_marker(skip_slow)
