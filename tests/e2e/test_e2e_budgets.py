@@ -48,6 +48,10 @@ def test_latency_budget(suite_case: SuiteCase, testbed: Any, budget_table: list[
         payload_meets=None if budget.payload_bytes is None else uplink_bytes <= budget.payload_bytes,
         weights=str(measured[0]["weights"]["requested"]) + " -> " + str(measured[0]["weights"]["source"]))
     budget_table.append(row)
+    gap = SETTINGS.get("known_gaps", {}).get(suite_case.id)
+    if gap and not row.agree:
+        pytest.xfail(f"known model gap: predicted {same_run:.1f} ms vs measured {measured_ms:.1f} ms "
+                     f"(allowed {allowed:.1f} ms): {gap}")
     assert row.agree, (
         f"predicted {same_run:.1f} ms (network model {detail['uplink_ms']:.1f} ms up, {detail['downlink_ms']:.1f} "
         f"ms down, slow start {bool(detail['slow_start'])}) vs measured {measured_ms:.1f} ms: more than "
