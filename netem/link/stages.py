@@ -259,7 +259,51 @@ class LossStage(_FifoStage):
         self._bytes += len(item[2])
 
 
-class _BottleneckStage:
+class _QueuedOutputStage:
+    """What the stages with a queue in front of a one-at-a-time transmitter share: the packet being sent
+    (``_busy``), the sent packets waiting for their due time (``_out``), and how they are counted, drained and
+    handed on. Subclasses fill ``_out`` in `_advance`."""
+
+    queue: DropTail
+    _busy: Item | None
+    _out: deque[Item]
+    _out_bytes: int
+
+    def _advance(self, now_ns: int) -> None:
+        raise NotImplementedError
+
+    @property
+    def drops(self) -> dict[str, int]:
+        return self.queue.drops
+
+    def __len__(self) -> int:
+        return len(self.queue) + (self._busy is not None) + len(self._out)
+
+    @property
+    def size_bytes(self) -> int:
+        busy = len(self._busy[2]) if self._busy is not None else 0
+        return self.queue.size_bytes + busy + self._out_bytes
+
+    def dequeue(self, now_ns: int, out: list[Item]) -> None:
+        self._advance(now_ns)
+        pending = self._out
+        while pending and pending[0][0] <= now_ns:
+            item = pending.popleft()
+            self._out_bytes -= len(item[2])
+            out.append(item)
+
+    def drain(self) -> list[Item]:
+        items = list(self._out)
+        if self._busy is not None:
+            items.append(self._busy)
+        items.extend(self.queue.drain())
+        self._out.clear()
+        self._out_bytes = 0
+        self._busy = None
+        return items
+
+
+class _BottleneckStage(_QueuedOutputStage):
     """A link that sends one packet at a time, with a queue discipline in front of it.
 
     ``queue_delay`` records how long each packet waited in the queue before its transmission began (0 when the
@@ -275,18 +319,6 @@ class _BottleneckStage:
         self._free_at = 0  # when the last transmission ended
         self._out: deque[Item] = deque()
         self._out_bytes = 0
-
-    @property
-    def drops(self) -> dict[str, int]:
-        return self.queue.drops
-
-    def __len__(self) -> int:
-        return len(self.queue) + (self._busy is not None) + len(self._out)
-
-    @property
-    def size_bytes(self) -> int:
-        busy = len(self._busy[2]) if self._busy is not None else 0
-        return self.queue.size_bytes + busy + self._out_bytes
 
     def _finish_ns(self, start_ns: int, frame_len: int) -> int:
         raise NotImplementedError
@@ -324,23 +356,6 @@ class _BottleneckStage:
             return self._out[0][0]
         return self._busy[0] if self._busy is not None else None
 
-    def dequeue(self, now_ns: int, out: list[Item]) -> None:
-        self._advance(now_ns)
-        pending = self._out
-        while pending and pending[0][0] <= now_ns:
-            item = pending.popleft()
-            self._out_bytes -= len(item[2])
-            out.append(item)
-
-    def drain(self) -> list[Item]:
-        items = list(self._out)
-        if self._busy is not None:
-            items.append(self._busy)
-        items.extend(self.queue.drain())
-        self._out.clear()
-        self._out_bytes = 0
-        self._busy = None
-        return items
 
 
 class RateStage(_BottleneckStage):
@@ -405,7 +420,7 @@ class ThroughputTraceStage(_BottleneckStage):
             slot += 1
 
 
-class DeliveryTraceStage:
+class DeliveryTraceStage(_QueuedOutputStage):
     """Mahimahi packet-delivery replay: each trace timestamp is one chance to send 1500 bytes.
 
     Counted bytes: the IP packet (frame minus its 14-byte Ethernet header), as mahimahi counts the datagrams
@@ -429,18 +444,6 @@ class DeliveryTraceStage:
         self._bytes_left = 0
         self._out: deque[Item] = deque()
         self._out_bytes = 0
-
-    @property
-    def drops(self) -> dict[str, int]:
-        return self.queue.drops
-
-    def __len__(self) -> int:
-        return len(self.queue) + (self._busy is not None) + len(self._out)
-
-    @property
-    def size_bytes(self) -> int:
-        busy = len(self._busy[2]) if self._busy is not None else 0
-        return self.queue.size_bytes + busy + self._out_bytes
 
     def _opportunity_ns(self) -> int:
         return self._base_ns + self._offsets_ns[self._next]
@@ -506,20 +509,3 @@ class DeliveryTraceStage:
             return None
         return self._opportunity_ns()
 
-    def dequeue(self, now_ns: int, out: list[Item]) -> None:
-        self._advance(now_ns)
-        pending = self._out
-        while pending and pending[0][0] <= now_ns:
-            item = pending.popleft()
-            self._out_bytes -= len(item[2])
-            out.append(item)
-
-    def drain(self) -> list[Item]:
-        items = list(self._out)
-        if self._busy is not None:
-            items.append(self._busy)
-        items.extend(self.queue.drain())
-        self._out.clear()
-        self._out_bytes = 0
-        self._busy = None
-        return items
