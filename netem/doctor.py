@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from netem.naming import pid_alive
+
 # The switch for Docker: container nodes exist (splitbed.runtime, tests/integration/docker) and scripts/setup.sh
 # starts an engine, so on CI (CI=true) a missing engine is a must-have failure; locally docker tests just skip.
 # Set to False to make Docker optional on CI too.
@@ -179,16 +181,6 @@ class Scratch:
     veth_b: str
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale_scratch() -> list[str]:
     """Remove scratch namespaces left by doctor runs that died (owner pid gone); returns the names removed.
     Only names matching `sb<pid>dr<n>` with a dead pid are touched: never anyone else's namespaces."""
@@ -197,7 +189,7 @@ def sweep_stale_scratch() -> list[str]:
     removed = []
     for name in netns.listnetns():
         match = _SCRATCH_NAME.match(name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 netns.remove(name)
                 removed.append(name)
