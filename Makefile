@@ -10,10 +10,13 @@ setup:
 sweep: setup
 	$(VENV)/splitbed sweep
 
-# pytest exit code 5 means no test ran: that must fail, never pass silently.
+# pytest exit code 5 means no test ran: that must fail, never pass silently. Unbuffered output, so that a log
+# keeps every line even if the process dies; the last line says how pytest ended.
 test: setup
-	@$(VENV)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@PYTHONUNBUFFERED=1 $(VENV)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): failing" >&2; exit 1; fi; \
+	if [ $$rc -gt 128 ]; then echo "make test: pytest was killed by signal $$((rc - 128))" >&2; \
+	elif [ $$rc -ne 0 ]; then echo "make test: pytest exit status $$rc (1: tests failed, 2: interrupted, 3: internal error, 4: usage)" >&2; fi; \
 	exit $$rc
 
 lint: setup

@@ -110,20 +110,59 @@ class DirectionModel:
             return 0.0
         return wire_bytes(payload_bytes) * 8 / (self.rate_mbit * 1e3)
 
-    def transfer_ms(self, payload_bytes: int, *, rtt_ms: float, slow_start: bool) -> float:
-        """Time from the first byte sent to the last byte delivered."""
+    def transfer_ms(self, payload_bytes: int, *, rtt_ms: float, slow_start: bool,
+                    window: SendWindow | None = None) -> float:
+        """Time from the first byte sent to the last byte delivered.
+
+        `window`: the congestion window the sender starts with, read off its socket (SendWindow.from_tcp_state);
+        it overrides `slow_start`. Without it: slow_start=True starts from the initial window, False assumes a
+        window that already covers the bandwidth-delay product (the transfer runs at the link's rate)."""
         if payload_bytes <= 0:
             return self.delay_ms
-        if not slow_start or self.rate_mbit is None:
-            return self.delay_ms + self.serialisation_ms(payload_bytes)
-        bdp_bytes = self.rate_mbit * 1e3 / 8 * rtt_ms
-        window = INITIAL_WINDOW_SEGMENTS * MSS_BYTES
+        if window is None:
+            if not slow_start or self.rate_mbit is None:
+                return self.delay_ms + self.serialisation_ms(payload_bytes)
+            window = SendWindow(INITIAL_WINDOW_SEGMENTS)
+        bdp_bytes = math.inf if self.rate_mbit is None else self.rate_mbit * 1e3 / 8 * rtt_ms
+        cwnd, ssthresh, mss = max(1, window.cwnd_segments), window.ssthresh_segments, window.mss_bytes
         sent, elapsed = 0, 0.0
-        while payload_bytes - sent > window and window < bdp_bytes:
-            sent += window                               # one window, then wait for its ACKs
-            elapsed += max(rtt_ms, self.serialisation_ms(window))
-            window *= 2
+        while payload_bytes - sent > cwnd * mss and cwnd * mss < bdp_bytes:
+            sent += cwnd * mss                           # one window, then wait for its ACKs
+            elapsed += max(rtt_ms, self.serialisation_ms(cwnd * mss))
+            cwnd = window.next_cwnd(cwnd, ssthresh)
         return elapsed + self.serialisation_ms(payload_bytes - sent) + self.delay_ms
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """The congestion window a transfer starts with, in segments of `mss_bytes`.
+
+    Growth per round trip: slow start (doubling) below `ssthresh_segments` (None: no threshold yet), then one
+    segment per round trip (congestion avoidance; CUBIC grows at least that fast right after an idle restart,
+    which re-bases its curve on the current window)."""
+
+    cwnd_segments: int
+    ssthresh_segments: int | None = None
+    mss_bytes: int = MSS_BYTES
+
+    @staticmethod
+    def next_cwnd(cwnd: int, ssthresh: int | None) -> int:
+        if ssthresh is None:
+            return cwnd * 2
+        if cwnd < ssthresh:
+            return min(cwnd * 2, max(ssthresh, cwnd + 1))
+        return cwnd + 1
+
+    @classmethod
+    def from_tcp_state(cls, state: dict[str, Any], *, slow_start_after_idle: bool) -> SendWindow:
+        """The window of a sender whose TCP_INFO (netem.tcpinfo, as recorded in a metrics record) was read just
+        before the transfer, after the kernel's restart-after-idle rule."""
+        from netem.tcpinfo import TcpState
+
+        tcp = TcpState.from_dict(state)
+        cwnd, ssthresh = tcp.send_window_segments(slow_start_after_idle=slow_start_after_idle,
+                                                  initial_window=INITIAL_WINDOW_SEGMENTS)
+        return cls(cwnd, ssthresh, tcp.mss_bytes or MSS_BYTES)
 
 
 def wire_bytes(payload_bytes: int) -> int:

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from netem.tcpinfo import TcpState, try_read_state
 from splitbed.nodes import formatio
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.clock import ClockRecord, PingSample, boot_id, decide_clock, estimate_offset, now_ns
@@ -372,6 +373,7 @@ class _Inference:
             delivery_uncertainty_ms=None, remote_decode_ms=None, remote_queue_wait_ms=None, remote_tail_build_ms=None,
             remote_inference_ms=None, total_inference_ms=None, remote_processing_ms=None, downlink_ms=None,
             round_trip_ms=None, result_decode_ms=None, e2e_latency_ms=None, timestamps_ns=self.stamps,
+            uplink_tcp=None, downlink_tcp=None,
             result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[], adaptive=None,
             local_resources=None, remote_resources=None, local_gpu=node.gpu(),
             remote_gpu=offer_server.get("gpu"), remote_concurrent_sessions=None,
@@ -450,6 +452,7 @@ class _Inference:
                 s.aips = aips
                 if aips.aips_id == s.next_aips_id:
                     s.next_aips_id = (s.next_aips_id + 1) % AIPS_ID_MODULO
+            rec["uplink_tcp"] = try_read_state(s.sock)  # before the first byte: the window this transfer starts with
             stamps["local_first_send"] = now_ns()
             send_pieces(s.sock, pieces, node.timeout(node.config.send_timeout_s))
             stamps["local_send_done"] = now_ns()
@@ -578,6 +581,7 @@ class _Inference:
         rec["total_inference_ms"] = rec["local_inference_ms"] + remote_ms
         rec["remote_resources"] = body.get("remote_resources")
         rec["remote_concurrent_sessions"] = body.get("concurrent_sessions")
+        rec["downlink_tcp"] = _tcp_state_field(body.get("downlink_tcp"))
         rec["predictions"] = self._predictions(body)
         stamps["local_end"] = now_ns()
         rec["result_decode_ms"] = _ms(result_in, stamps["local_end"])
@@ -626,6 +630,18 @@ class _Inference:
         index = labels.class_index()
         return [Prediction(rank=r + 1, class_index=i, wnid=index[i][0], label=index[i][1], score=score)
                 for r, (i, score) in enumerate(pairs)]
+
+
+def _tcp_state_field(value: Any) -> dict[str, Any] | None:
+    """The remote's TCP state from a RESULT: null (a remote that cannot read it) or a complete TcpState."""
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object, got {type(value).__name__}")
+        return TcpState.from_dict(value).to_dict()
+    except ValueError as exc:
+        raise ProtocolError("bad_control_message", f"RESULT downlink_tcp: {exc}") from None
 
 
 def _ms(start: int | None, end: int | None) -> float:

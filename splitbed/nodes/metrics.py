@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class TensorFigures(TypedDict):
@@ -94,6 +94,9 @@ class InferenceRecord(TypedDict):
     result_decode_ms: float | None
     e2e_latency_ms: float | None
     timestamps_ns: dict[str, int | None]
+    # the transport's state when each direction's transfer began
+    uplink_tcp: dict[str, Any] | None
+    downlink_tcp: dict[str, Any] | None
     # results
     result_mode: str
     predictions: list[Prediction]

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from netem.tcpinfo import try_read_state
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.clock import boot_id, now_ns
 from splitbed.nodes.errors import ConfigurationError, NodeError, NodeTimeout, PeerClosed, ProtocolError
@@ -393,6 +394,7 @@ class RemoteSession:
                                            "remote_tail_end": t_tail_end},
                                    queue_ms=(t_locked - t_lock) / 1e6, resources=dict(resources),
                                    extra=decoded.extra)
+        result["downlink_tcp"] = try_read_state(self.conn)  # the window the RESULT starts with
         result["timestamps_ns"]["remote_result_send"] = now_ns()
         self._send([proto.encode_control(MsgType.RESULT, result)])
         if self.verify:  # after the RESULT went: checksumming must not inflate any figure

@@ -3,22 +3,27 @@ meets its budget, then compare with the measurement.
 
 Budgets come from splitbed/data/budgets.toml through splitbed.report.budgets.get_budget (never copied). The
 link part of the prediction is splitbed.advise's model (TCP segments + headers at the profile's rate, one-way
-delay, slow start after idle); the compute part comes from measured records:
+delay, round trips while the congestion window is smaller than the transfer and the bandwidth-delay product);
+the compute part comes from measured records:
 
     predicted e2e = preprocess + head + encode + uplink(uplink_bytes) + remote processing
                     + downlink(downlink_bytes) + result decode
 
-(per record, then the median; network terms: `network_ms`).
+(per record, then the median; network terms: `network_ms`). Each record carries the TCP state of both senders
+read just before their transfer (`uplink_tcp`, `downlink_tcp`: docs/METRICS.md, section "tcp"), so each
+transfer starts from the window the kernel really had, after its restart-after-idle rule. Records without it
+(older schema, a socket that cannot tell) fall back to the idle rule alone: full window unless the sender sat
+idle longer than the RTO, then the initial 10 segments.
 
 Two predictions per partition: `predicted_ms` from calibration inferences made before the measurement (it
 decides meets/misses ahead of measuring), and `predicted_same_run_ms` from the measured inferences' own compute
-figures, so that the agreement check tests the network model and not CPU noise between runs on a shared machine.
+figures and TCP states, so that the agreement check tests the network model and not CPU noise between runs on a
+shared machine.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,27 +33,33 @@ from typing import Any
 COMPUTE_FIELDS = ("preprocess_ms", "local_inference_ms", "encode_ms", "remote_processing_ms", "result_decode_ms")
 
 
-def network_ms(uplink_bytes: int, downlink_bytes: int, idle_ms: float, profile: Any) -> dict[str, float]:
+def network_ms(uplink_bytes: int, downlink_bytes: int, idle_ms: float, profile: Any, *,
+               uplink_tcp: dict[str, Any] | None = None,
+               downlink_tcp: dict[str, Any] | None = None) -> dict[str, float]:
     """Predicted uplink and downlink transfer times (first byte sent -> last byte delivered) on `profile`.
 
-    Uplink: splitbed.advise's model (segments + headers at the profile's rate, one-way delay, slow start again
-    when the sender sat idle longer than the RTO). Downlink: one RESULT per inference. When the remote sat idle
-    longer than the RTO (the same condition, as it sends once per inference) its window restarts at the initial
-    10 segments (RFC 5681 4.1), and a RESULT larger than that takes one extra round trip per further window.
-    Otherwise the window it grew on the session's first RESULTs still holds, and no extra round trip is paid:
-    measured with CUBIC on lte, 23.7 kB RESULTs took 20-22 ms (one-way delay 16.3 ms) after the first
-    (60 ms). An earlier version always added the round trips; that matched only under the host's BBR."""
-    from splitbed.advise import INITIAL_WINDOW_SEGMENTS, MIN_RTO_MS, MSS_BYTES, LinkModel
+    With a sender's TCP state (`uplink_tcp` / `downlink_tcp`, as recorded), its transfer starts from that
+    state's window (splitbed.advise.SendWindow.from_tcp_state). Without: the window is taken as full unless the
+    sender sat idle (`idle_ms`) longer than the RTO, when it restarts at the initial 10 segments (RFC 5681 4.1);
+    both senders send once per inference, so the same idle period applies to both."""
+    from splitbed.advise import INITIAL_WINDOW_SEGMENTS, MIN_RTO_MS, LinkModel, SendWindow
 
     link = LinkModel.from_profile(profile)
-    slow_start = link.slow_start_after_idle and idle_ms > max(MIN_RTO_MS, link.rtt_ms)
-    uplink = link.uplink.transfer_ms(uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
-    windows = max(1, math.ceil(downlink_bytes / (INITIAL_WINDOW_SEGMENTS * MSS_BYTES)))
-    downlink = link.downlink.transfer_ms(downlink_bytes, rtt_ms=link.rtt_ms, slow_start=False)
-    if slow_start:
-        downlink += (windows - 1) * link.rtt_ms
-    return {"uplink_ms": uplink, "downlink_ms": downlink, "slow_start": float(slow_start),
-            "rtt_ms": link.rtt_ms}
+    idle_restart = link.slow_start_after_idle and idle_ms > max(MIN_RTO_MS, link.rtt_ms)
+    fallback = SendWindow(INITIAL_WINDOW_SEGMENTS) if idle_restart else None
+
+    def window(state: dict[str, Any] | None) -> SendWindow | None:
+        if state is None:
+            return fallback
+        return SendWindow.from_tcp_state(state, slow_start_after_idle=link.slow_start_after_idle)
+
+    up_window, down_window = window(uplink_tcp), window(downlink_tcp)
+    uplink = link.uplink.transfer_ms(uplink_bytes, rtt_ms=link.rtt_ms, slow_start=False, window=up_window)
+    downlink = link.downlink.transfer_ms(downlink_bytes, rtt_ms=link.rtt_ms, slow_start=False, window=down_window)
+    return {"uplink_ms": uplink, "downlink_ms": downlink, "rtt_ms": link.rtt_ms,
+            "uplink_start_cwnd": float(up_window.cwnd_segments) if up_window else float("nan"),
+            "downlink_start_cwnd": float(down_window.cwnd_segments) if down_window else float("nan"),
+            "from_tcp_state": float(uplink_tcp is not None and downlink_tcp is not None)}
 
 
 def compute_ms(record: dict[str, Any]) -> float:
@@ -58,20 +69,26 @@ def compute_ms(record: dict[str, Any]) -> float:
 
 def predict_e2e_ms(records: Sequence[dict[str, Any]], profile: Any) -> tuple[float, dict[str, float]]:
     """Predicted e2e latency: the median over `records` of (its measured compute + the predicted network time
-    for the median sizes). Per record, so that CPU contention moves prediction and measurement together."""
-    uplink_bytes = int(statistics.median(int(r["uplink_bytes"]) for r in records))
-    downlink_bytes = int(statistics.median(int(r["downlink_bytes"]) for r in records))
-    compute = [compute_ms(r) for r in records]
-    remote_to_next_send = statistics.median(
-        float(r["remote_processing_ms"]) + float(r["result_decode_ms"]) + float(r["preprocess_ms"])
-        + float(r["local_inference_ms"]) + float(r["encode_ms"]) for r in records)
-    net = network_ms(uplink_bytes, downlink_bytes, remote_to_next_send, profile)
-    # the uplink sits idle from the end of one transfer to the next inference's send
-    idle = remote_to_next_send + net["downlink_ms"]
-    net = network_ms(uplink_bytes, downlink_bytes, idle, profile)
-    total = statistics.median(c + net["uplink_ms"] + net["downlink_ms"] for c in compute)
-    return total, dict(net, compute_ms=statistics.median(compute), uplink_bytes=float(uplink_bytes),
-                       downlink_bytes=float(downlink_bytes))
+    for its sizes, from its TCP states). Per record, so that CPU contention and window history move prediction
+    and measurement together."""
+    if not records:
+        raise ValueError("no records to predict from")
+    rows = []
+    for record in records:
+        # the idle period of the fallback: from the end of one transfer to the next inference's send
+        idle = (float(record["remote_processing_ms"]) + float(record["result_decode_ms"])
+                + float(record["preprocess_ms"]) + float(record["local_inference_ms"]) + float(record["encode_ms"]))
+        first = network_ms(int(record["uplink_bytes"]), int(record["downlink_bytes"]), idle, profile,
+                           uplink_tcp=record.get("uplink_tcp"), downlink_tcp=record.get("downlink_tcp"))
+        net = network_ms(int(record["uplink_bytes"]), int(record["downlink_bytes"]), idle + first["downlink_ms"],
+                         profile, uplink_tcp=record.get("uplink_tcp"), downlink_tcp=record.get("downlink_tcp"))
+        rows.append((compute_ms(record) + net["uplink_ms"] + net["downlink_ms"], compute_ms(record), net))
+    total = statistics.median(r[0] for r in rows)
+    detail = {key: float(statistics.median(r[2][key] for r in rows)) for key in rows[0][2]}
+    detail.update(compute_ms=statistics.median(r[1] for r in rows),
+                  uplink_bytes=float(statistics.median(int(r["uplink_bytes"]) for r in records)),
+                  downlink_bytes=float(statistics.median(int(r["downlink_bytes"]) for r in records)))
+    return total, detail
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_latency_budget(suite_case: SuiteCase, testbed: Any, budget_table: list[
                      f"(allowed {allowed:.1f} ms): {gap}")
     assert row.agree, (
         f"predicted {same_run:.1f} ms (network model {detail['uplink_ms']:.1f} ms up, {detail['downlink_ms']:.1f} "
-        f"ms down, slow start {bool(detail['slow_start'])}) vs measured {measured_ms:.1f} ms: more than "
+        f"ms down, start windows {detail['uplink_start_cwnd']:g} up / {detail['downlink_start_cwnd']:g} down segments) vs measured {measured_ms:.1f} ms: more than "
         f"{allowed:.1f} ms apart")
     borderline = abs(measured_ms - budget.e2e_latency_ms) <= allowed
     assert row.decision_matches or borderline, (

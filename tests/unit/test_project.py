@@ -76,8 +76,18 @@ def test_make_test_fails_when_pytest_collects_nothing_and_passes_codes_through(t
     failing = tmp_path / "failing"
     failing.mkdir()
     (failing / "test_bad.py").write_text("def test_bad():\n    assert False\n")
-    failed = _make_test(tmp_path, str(failing))
+    (failing / "test_skip.py").write_text("import pytest\n\ndef test_skipped():\n    pytest.skip('reason')\n")
+    failed = _make_test(tmp_path, f"-c {REPO / 'pyproject.toml'} --rootdir {failing} {failing}")  # our addopts
     assert failed.returncode != 0 and "1 failed" in failed.stdout
+    assert "pytest exit status 1" in failed.stderr
+    # the short summary names failures before skips, so that a log cut short still shows them
+    assert failed.stdout.index("FAILED ") < failed.stdout.index("SKIPPED ")
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "test_die.py").write_text("import os, signal\n\ndef test_die():\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    died = _make_test(tmp_path, str(killed))
+    assert died.returncode != 0 and "pytest was killed by signal 9" in died.stderr
 
 
 def _pyproject() -> dict:

@@ -131,6 +131,12 @@ def _check_consistent(rec: dict[str, Any]) -> None:
     assert rec["link"] == LINK
     assert rec["versions"]["local"]["tensorflow"] and rec["versions"]["remote"]["format_version"]
     assert rec["host"]["remote"]["cpu_count"] >= 1
+    # both senders' TCP state, read off their sockets before the transfer (a connected socket always has one)
+    for side in ("uplink_tcp", "downlink_tcp"):
+        tcp = rec[side]
+        assert tcp["cwnd_segments"] >= 1 and tcp["mss_bytes"] > 0 and tcp["rto_ms"] >= 200, tcp
+        assert tcp["congestion_control"] and tcp["ca_state"] in ("open", "disorder", "cwr", "recovery", "loss")
+        assert tcp["unacked_segments"] == 0, tcp  # every earlier byte was acknowledged before the next reply
     assert len(rec["predictions"]) == (3 if rec["result_mode"] == "topk" else 5)
     check = rec["delivery_check"]
     assert check["match"] == check["expected_match"], check

@@ -15,6 +15,7 @@ from splitbed.advise import (
     Measured,
     ModelTiming,
     PartitionTiming,
+    SendWindow,
     compare,
     predict,
     ranks,
@@ -50,6 +51,42 @@ def test_small_bdp_makes_slow_start_irrelevant() -> None:
     link = DirectionModel(rate_mbit=2.0, delay_ms=1.0)  # BDP 500 bytes < initial window
     assert link.transfer_ms(10**6, rtt_ms=2.0, slow_start=True) == link.transfer_ms(10**6, rtt_ms=2.0,
                                                                                     slow_start=False)
+
+
+def test_a_recorded_window_grows_by_slow_start_then_one_segment_per_round_trip() -> None:
+    link = DirectionModel(rate_mbit=100.0, delay_ms=25.0)  # BDP 625,000 bytes: no round is rate-limited
+    payload = 100 * MSS_BYTES
+    # windows of 20 (slow start, capped at ssthresh 30), 30 and 31 segments (congestion avoidance): 81 sent
+    # in three round trips, the remaining 19 go at line rate
+    expected = 3 * 50.0 + (19 * MSS_BYTES + 19 * FRAME_OVERHEAD_BYTES) * 8 / 100e3 + 25.0
+    window = SendWindow(20, ssthresh_segments=30)
+    assert link.transfer_ms(payload, rtt_ms=50.0, slow_start=False, window=window) == pytest.approx(expected)
+
+
+def test_a_window_that_holds_the_transfer_costs_no_round_trip() -> None:
+    link = DirectionModel(rate_mbit=46.0, delay_ms=16.3)
+    payload = 69 * MSS_BYTES
+    full = link.transfer_ms(payload, rtt_ms=32.6, slow_start=False)
+    assert link.transfer_ms(payload, rtt_ms=32.6, slow_start=False, window=SendWindow(69)) == pytest.approx(full)
+    # one segment short: the last one waits for the first window's ACKs
+    assert link.transfer_ms(payload, rtt_ms=32.6, slow_start=False, window=SendWindow(68, 10)) == pytest.approx(
+        32.6 + link.serialisation_ms(MSS_BYTES) + 16.3)
+
+
+def test_an_unshaped_direction_still_pays_round_trips_for_a_small_window() -> None:
+    link = DirectionModel(rate_mbit=None, delay_ms=16.3)
+    # 17 segments from a window of 10: one round trip, then the rest (no transmission time when unshaped)
+    assert link.transfer_ms(17 * MSS_BYTES, rtt_ms=32.6, slow_start=False, window=SendWindow(10)) == \
+        pytest.approx(32.6 + 16.3)
+    assert link.transfer_ms(17 * MSS_BYTES, rtt_ms=32.6, slow_start=False) == pytest.approx(16.3)
+
+
+def test_window_from_a_recorded_tcp_state_applies_the_idle_restart() -> None:
+    state = {"congestion_control": "cubic", "ca_state": "open", "cwnd_segments": 80, "ssthresh_segments": None,
+             "mss_bytes": 1448, "rtt_ms": 33.0, "rttvar_ms": 2.0, "min_rtt_ms": 32.6, "rto_ms": 233.0,
+             "idle_ms": 300.0, "unacked_segments": 0, "total_retrans": 0, "peer_window_bytes": None}
+    assert SendWindow.from_tcp_state(state, slow_start_after_idle=True) == SendWindow(40, 60, 1448)
+    assert SendWindow.from_tcp_state(state, slow_start_after_idle=False) == SendWindow(80, None, 1448)
 
 
 def test_link_model_reads_the_profile_and_its_unshaped_directions() -> None:

@@ -1,0 +1,159 @@
+"""A TCP socket's congestion state (Linux TCP_INFO), read just before a transfer, and the window the kernel will
+send that transfer with.
+
+Why: how long a transfer of a few hundred kB takes on a long-RTT link depends less on the link's rate than on
+the sender's congestion window when the transfer starts. A connection that sends one tensor per inference is
+application-limited: its window grows only while a transfer fills it, Linux shrinks it after an idle period
+longer than the RTO (RFC 5681 4.1, net.ipv4.tcp_slow_start_after_idle) and while the application leaves it
+unused (RFC 2861 cwnd validation). A latency model that assumes a full window predicts a 100 kB transfer on LTE
+30 ms too fast; one that reads the window off the socket does not.
+
+The layout is struct tcp_info of include/uapi/linux/tcp.h (stable: fields are only ever appended); the kernel
+fills as many bytes as it has, so fields newer than the running kernel read as None.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: Bytes of struct tcp_info asked for: up to tcpi_rcv_wnd (Linux 5.19+); older kernels return fewer.
+TCP_INFO_BYTES = 240
+#: Linux's "no slow-start threshold yet" value (TCP_INFINITE_SSTHRESH).
+INFINITE_SSTHRESH = 0x7FFFFFFF
+TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
+#: Congestion controls with a cong_control hook: Linux does not restart their window after idle.
+OWN_CONTROL_LOOP = frozenset({"bbr", "bbr2", "bbr3"})
+#: tcpi_ca_state values (enum tcp_ca_state).
+CA_STATES = ("open", "disorder", "cwr", "recovery", "loss")
+
+# (name, struct format, byte offset) of the fields read; offsets from include/uapi/linux/tcp.h
+_FIELDS = (
+    ("ca_state", "B", 1),
+    ("rto_us", "I", 8),
+    ("snd_mss", "I", 16),
+    ("unacked", "I", 24),
+    ("last_data_sent_ms", "I", 44),
+    ("rtt_us", "I", 68),
+    ("rttvar_us", "I", 72),
+    ("snd_ssthresh", "I", 76),
+    ("snd_cwnd", "I", 80),
+    ("total_retrans", "I", 100),
+    ("min_rtt_us", "I", 148),
+    ("snd_wnd", "I", 228),
+)
+
+
+@dataclass(frozen=True)
+class TcpState:
+    """What a sender's TCP knew when a transfer began. Windows in segments of `mss_bytes` unless named _bytes."""
+
+    congestion_control: str
+    ca_state: str
+    cwnd_segments: int
+    ssthresh_segments: int | None   # None: no loss yet, slow start has no threshold
+    mss_bytes: int
+    rtt_ms: float                   # the kernel's smoothed RTT estimate
+    rttvar_ms: float
+    min_rtt_ms: float | None
+    rto_ms: float
+    idle_ms: float                  # since the last data segment this socket sent
+    unacked_segments: int
+    total_retrans: int
+    peer_window_bytes: int | None   # the receive window the peer last advertised (tcpi_snd_wnd)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TcpState:
+        """Back from a metrics record; ValueError names a missing or mistyped field."""
+        values: dict[str, Any] = {}
+        for name, kind in cls.__annotations__.items():
+            if name not in data:
+                raise ValueError(f"TCP state lacks {name!r}")
+            value = data[name]
+            optional = "None" in kind
+            if value is None and optional:
+                values[name] = None
+            elif kind == "str":
+                values[name] = str(value)
+            elif kind.startswith("int"):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"TCP state field {name!r} must be an integer, got {value!r}")
+                values[name] = value
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"TCP state field {name!r} must be a number, got {value!r}")
+                values[name] = float(value)
+        return cls(**values)
+
+    def send_window_segments(self, *, slow_start_after_idle: bool, initial_window: int = 10) -> tuple[int, int | None]:
+        """(cwnd, ssthresh) the next transfer starts with, after the kernel's restart-after-idle rule.
+
+        Linux (tcp_cwnd_restart, when nothing is in flight and the sender sat idle longer than the RTO): the
+        threshold becomes max(ssthresh, 3/4 cwnd), and cwnd halves once per RTO that elapsed, but not below
+        min(initial window, cwnd). Algorithms with their own control loop (BBR) skip that rule."""
+        cwnd, ssthresh = self.cwnd_segments, self.ssthresh_segments
+        if (not slow_start_after_idle or self.congestion_control in OWN_CONTROL_LOOP or self.unacked_segments
+                or self.idle_ms <= self.rto_ms or self.rto_ms <= 0):
+            return cwnd, ssthresh
+        if self.ca_state in ("open", "disorder"):
+            three_quarters = (cwnd >> 1) + (cwnd >> 2)
+            ssthresh = three_quarters if ssthresh is None else max(ssthresh, three_quarters)
+        floor = min(initial_window, cwnd)
+        delta = self.idle_ms - self.rto_ms
+        while delta > 0 and cwnd > floor:
+            cwnd >>= 1
+            delta -= self.rto_ms
+        return max(cwnd, floor), ssthresh
+
+
+def read_state(sock: socket.socket) -> TcpState:
+    """The congestion state of a connected TCP socket (OSError if it is none)."""
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+    fields: dict[str, int | None] = {}
+    for name, fmt, offset in _FIELDS:
+        size = struct.calcsize("=" + fmt)
+        fields[name] = struct.unpack_from("=" + fmt, raw, offset)[0] if len(raw) >= offset + size else None
+    algorithm = sock.getsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, 16).split(b"\0", 1)[0].decode("ascii", "replace")
+    return parse_fields(fields, algorithm)
+
+
+def parse_fields(fields: dict[str, int | None], algorithm: str) -> TcpState:
+    """TcpState from the raw tcp_info integers (split out so that it can be checked without a socket)."""
+
+    def need(name: str) -> int:
+        value = fields.get(name)
+        if value is None:
+            raise OSError(f"TCP_INFO from this kernel lacks {name}")
+        return value
+
+    ssthresh = need("snd_ssthresh")
+    min_rtt = fields.get("min_rtt_us")
+    ca_state = need("ca_state")
+    return TcpState(
+        congestion_control=algorithm,
+        ca_state=CA_STATES[ca_state] if ca_state < len(CA_STATES) else str(ca_state),
+        cwnd_segments=need("snd_cwnd"),
+        ssthresh_segments=None if ssthresh >= INFINITE_SSTHRESH else ssthresh,
+        mss_bytes=need("snd_mss"),
+        rtt_ms=need("rtt_us") / 1000,
+        rttvar_ms=need("rttvar_us") / 1000,
+        min_rtt_ms=None if min_rtt in (None, 0xFFFFFFFF) else min_rtt / 1000,
+        rto_ms=need("rto_us") / 1000,
+        idle_ms=float(need("last_data_sent_ms")),
+        unacked_segments=need("unacked"),
+        total_retrans=need("total_retrans"),
+        peer_window_bytes=fields.get("snd_wnd"),
+    )
+
+
+def try_read_state(sock: socket.socket) -> dict[str, Any] | None:
+    """read_state as a record field: None where the socket or kernel cannot tell (not TCP, not Linux)."""
+    try:
+        return read_state(sock).to_dict()
+    except (OSError, AttributeError, struct.error):
+        return None
