@@ -3,7 +3,8 @@
 A `ResourceMeter` measures a *window* (start() ... stop()) of the calling process:
 - CPU time: `time.process_time_ns()` (CLOCK_PROCESS_CPUTIME_ID: user + system of every thread, so TensorFlow's
   worker threads count). Utilisation = CPU time / wall time of the window, in percent of one core (it can exceed
-  100 on several cores; the record also gives it divided by the usable core count).
+  100 on several cores; the record also gives it divided by the usable core count, and by the cores the
+  process's cgroup CPU quota allows, e.g. a UE container's `--cpus 0.5`, with the time the quota throttled it).
 - Peak memory: `ru_maxrss` is a lifetime peak, useless per inference. Where the kernel allows it (Linux >= 4.0,
   /proc/self/clear_refs writable) the window resets the process's high-water mark (write "5" to clear_refs)
   at start and reads VmHWM at stop: an exact per-window peak of resident memory, taken by the kernel. Otherwise
@@ -31,6 +32,8 @@ from typing import TypedDict
 
 import psutil
 
+from splitbed.runtime import cgroup
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -53,6 +56,9 @@ class ResourceFigures(TypedDict):
     cpu_utilisation_pct: float
     cpu_utilisation_of_host_pct: float
     usable_cores: int
+    cpu_limit_cores: float | None
+    cpu_utilisation_of_limit_pct: float
+    cpu_throttled_ms: float | None
     rss_start_bytes: int
     peak_rss_bytes: int
     peak_rss_increase_bytes: int
@@ -182,6 +188,7 @@ class WindowStart:
     hwm_reset: bool
     sampler: _RssSampler | None
     rapl: RaplReading
+    throttled_ns: int | None = None
 
 
 class ResourceMeter:
@@ -193,6 +200,7 @@ class ResourceMeter:
         self.power = power or load_power_figure()
         self.peak_method = peak_method
         self.cores = usable_cores()
+        self.cpu_limit = cgroup.cpu_limit_cores()
 
     def start(self) -> WindowStart:
         rss = current_rss_bytes()
@@ -204,11 +212,13 @@ class ResourceMeter:
             sampler = _RssSampler()
             sampler.start()
         rapl = read_rapl()
-        return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl)
+        throttled = _throttled_ns()
+        return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled)
 
     def stop(self, start: WindowStart) -> ResourceFigures:
         cpu_ns = time.process_time_ns() - start.cpu_ns
         wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
+        throttled = _throttled_ns()
         rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, read_rapl())
         if start.sampler is not None:
             peak = start.sampler.finish()
@@ -224,6 +234,10 @@ class ResourceMeter:
             cpu_utilisation_pct=utilisation,
             cpu_utilisation_of_host_pct=utilisation / self.cores,
             usable_cores=self.cores,
+            cpu_limit_cores=self.cpu_limit,
+            cpu_utilisation_of_limit_pct=utilisation / min(self.cores, self.cpu_limit or self.cores),
+            cpu_throttled_ms=None if throttled is None or start.throttled_ns is None
+            else (throttled - start.throttled_ns) / 1e6,
             rss_start_bytes=start.rss_bytes,
             peak_rss_bytes=max(peak, start.rss_bytes),
             peak_rss_increase_bytes=max(peak - start.rss_bytes, 0),
@@ -234,6 +248,11 @@ class ResourceMeter:
             energy_estimate_method=(f"ESTIMATE, not a measurement: cpu_time_ms x {self.power.watts_per_busy_core} W "
                                     f"per busy core ({self.power.source})"),
         )
+
+
+def _throttled_ns() -> int | None:
+    counters = cgroup.cpu_throttling()
+    return None if counters is None else counters["throttled_ns"]
 
 
 class GpuInfo(TypedDict):
@@ -259,7 +278,9 @@ class HostInfo(TypedDict):
     cpu_model: str
     cpu_count: int
     usable_cores: int
+    cpu_limit_cores: float | None
     memory_total_bytes: int
+    memory_limit_bytes: int | None
     kernel: str
     machine: str
 
@@ -280,7 +301,9 @@ def host_info() -> HostInfo:
         cpu_model=cpu_model(),
         cpu_count=os.cpu_count() or 0,
         usable_cores=usable_cores(),
+        cpu_limit_cores=cgroup.cpu_limit_cores(),
         memory_total_bytes=int(psutil.virtual_memory().total),
+        memory_limit_bytes=cgroup.memory_limit_bytes(),
         kernel=platform.release(),
         machine=platform.machine(),
     )

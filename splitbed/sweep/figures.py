@@ -16,7 +16,7 @@ class Figure:
     path: str
     label: str    # what a report calls it
     unit: str     # ms, bytes, ratio, %, mJ
-    group: str    # sizes, times, resources
+    group: str    # sizes, times, transport, resources
     seed: str = ""  # the seed 000 metric it answers, if any
 
     def value(self, record: Mapping[str, Any]) -> float | None:
@@ -62,6 +62,13 @@ FIGURES: tuple[Figure, ...] = (
     Figure("round_trip_ms", "round_trip_ms", "First send to result received", "ms", "times"),
     Figure("e2e_latency_ms", "e2e_latency_ms", "End-to-end latency", "ms", "times",
            "End to end latency regarding different split points selection"),
+    # transport: the window each transfer started with (docs/METRICS.md, section "tcp")
+    Figure("uplink_start_cwnd_segments", "uplink_tcp.cwnd_segments", "Uplink congestion window at send",
+           "segments", "transport"),
+    Figure("downlink_start_cwnd_segments", "downlink_tcp.cwnd_segments", "Downlink congestion window at send",
+           "segments", "transport"),
+    Figure("uplink_total_retrans", "uplink_tcp.total_retrans", "Uplink retransmitted segments (connection so far)",
+           "segments", "transport"),
     # resources (the seed's "not yet implemented" computing power, memory, energy)
     Figure("local_cpu_time_ms", "local_resources.cpu_time_ms", "Local CPU time", "ms", "resources",
            "Computing power consumption (local)"),
@@ -71,6 +78,8 @@ FIGURES: tuple[Figure, ...] = (
            "Computing power consumption (remote)"),
     Figure("remote_cpu_utilisation_pct", "remote_resources.cpu_utilisation_pct", "Remote CPU utilisation", "%",
            "resources", "CPU estimation (remote)"),
+    Figure("local_cpu_throttled_ms", "local_resources.cpu_throttled_ms", "Local CPU time throttled by its quota",
+           "ms", "resources"),
     Figure("local_peak_rss_bytes", "local_resources.peak_rss_bytes", "Local peak memory (RSS)", "bytes",
            "resources", "Memory usage (local)"),
     Figure("remote_peak_rss_bytes", "remote_resources.peak_rss_bytes", "Remote peak memory (RSS)", "bytes",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from splitbed.runtime import NodeLimits
+from splitbed.runtime import NodeLimits, cgroup
 from splitbed.testbed import Testbed
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.timeout(1500)]  # the first test may build the image
@@ -44,6 +44,14 @@ def test_limited_ue_container_against_edge_process(node_image: Any) -> None:
     for record in records:
         check_record(record, model, partition)
     assert [r["aips_sent"] for r in records] == [True, False]  # one AIPS per session and partition
+    for record in records:  # the UE's limits are in its records, read from inside its container's cgroup
+        assert record["host"]["local"]["cpu_limit_cores"] == 1.0
+        assert record["host"]["local"]["memory_limit_bytes"] == 2 << 30
+        # the edge process runs in this test's own cgroup (no quota here; a CI runner's may have one)
+        assert record["host"]["remote"]["cpu_limit_cores"] == cgroup.cpu_limit_cores()
+        ue_res = record["local_resources"]
+        assert ue_res["cpu_limit_cores"] == 1.0 and ue_res["cpu_throttled_ms"] is not None
+        assert ue_res["cpu_utilisation_of_limit_pct"] == pytest.approx(ue_res["cpu_utilisation_pct"] / 1.0)
     ue, edge = described["nodes"]["ue"], described["nodes"]["edge"]
     assert ue["runtime"] == "docker" and ue["limits"]["cpus"] == 1.0 and ue["limits"]["memory_bytes"] == 2 << 30
     assert ue["namespace"] == ue_netns and edge["runtime"] == "process"

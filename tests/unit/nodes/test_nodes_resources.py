@@ -16,6 +16,7 @@ from splitbed.nodes.resources import (
     rapl_delta_mj,
     read_rapl,
 )
+from splitbed.runtime import cgroup
 
 POWER = PowerFigure(4.0, "test", "test figure")
 
@@ -37,6 +38,11 @@ def test_cpu_time_of_a_busy_window() -> None:
     assert 0 < figures["cpu_utilisation_pct"] <= 100 * figures["usable_cores"] + 5
     assert figures["cpu_utilisation_of_host_pct"] == pytest.approx(
         figures["cpu_utilisation_pct"] / figures["usable_cores"])
+    # the cgroup's CPU quota, when there is one, bounds what the process may use more tightly than its affinity
+    assert figures["cpu_limit_cores"] == cgroup.cpu_limit_cores()
+    assert figures["cpu_utilisation_of_limit_pct"] == pytest.approx(
+        figures["cpu_utilisation_pct"] / min(figures["usable_cores"], figures["cpu_limit_cores"] or 1e9))
+    assert figures["cpu_throttled_ms"] is None or figures["cpu_throttled_ms"] >= 0
     assert figures["energy_estimate_mj"] == pytest.approx(figures["cpu_time_ms"] * 4.0)
     assert "ESTIMATE" in figures["energy_estimate_method"]
 
