@@ -1,36 +1,15 @@
-"""One real testbed shared by the scenario tests (TensorFlow start-up and model builds cost most of a minute on
-this machine): namespaces, the userspace link on 5g-split-ai, a remote node and a driven local node with
-MobileNetV2 and seeded random weights. Each scenario run puts the link back to its base profile first."""
+"""The scenario tests share one real testbed (tests/integration/shared_bed.py). Each scenario run puts the link
+back to its base profile first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from splitbed.pytest_plugin import requires
+from tests.integration.shared_bed import MODEL, PROFILE, WEIGHTS, offline, shared_bed
 
-MODEL = "mobilenet_v2"
-WEIGHTS = "random:0"
-PROFILE = "5g-split-ai"
-
-
-@pytest.fixture(scope="package")
-def offline() -> Iterator[None]:
-    """Nodes never look for weights online (SPLITBED_OFFLINE, read by splitbed.models.weights)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SPLITBED_OFFLINE", "1")
-        yield
-
-
-@pytest.fixture(scope="package")
-def scenario_bed(offline: None) -> Iterator[Any]:
-    requires("root_or_userns", "netns")
-    from splitbed.testbed import Testbed
-
-    with Testbed(PROFILE, backend="userspace", models=[MODEL], weights=WEIGHTS) as bed:
-        yield bed
+__all__ = ["offline", "shared_bed"]  # fixtures of this package (one testbed for all its tests)
 
 
 @pytest.fixture(scope="package")

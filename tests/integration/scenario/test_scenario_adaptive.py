@@ -29,12 +29,12 @@ CANDIDATES = ["input_layer", "block_6_project_BN", "block_13_project_BN"]
 
 
 @pytest.fixture(scope="module")
-def drop_run(scenario_bed: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def drop_run(shared_bed: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     table = scenario_table(
         name="drop-test", workload={"partition": "adaptive", "duration_s": 7.0, "inferences": 200, "gap_ms": 150},
         policy={"candidates": CANDIDATES, "ue_slowdown": 20.0, "probe_repetitions": 3},
         step=[{"at_s": DROP_AT_S, "label": "144 -> 5 Mbit/s", "uplink": {"rate_mbit": 5.0, "queue_bytes": 62500}}])
-    return run(parse(table), tmp_path_factory.mktemp("drop"), testbed=scenario_bed)
+    return run(parse(table), tmp_path_factory.mktemp("drop"), testbed=shared_bed)
 
 
 def test_policy_leaves_the_large_partition_within_the_stated_number_of_inferences(drop_run: Any) -> None:

@@ -20,11 +20,11 @@ PARTITION = "block_6_project_BN"  # (14, 14, 64) at 224x224, (10, 10, 64) at 160
 
 
 def test_input_size_change_brings_a_shape_changed_aips_and_correct_answers(
-        scenario_bed: Any, reference: Any, tmp_path: Any) -> None:
+        shared_bed: Any, reference: Any, tmp_path: Any) -> None:
     table = scenario_table(name="resize-test",
                            workload={"partition": PARTITION, "duration_s": 5.0, "inferences": 100, "gap_ms": 100},
                            step=[{"at_s": 1.0, "input_size": [160, 160]}, {"at_s": 3.0, "input_size": [224, 224]}])
-    result = run(parse(table), tmp_path, testbed=scenario_bed)
+    result = run(parse(table), tmp_path, testbed=shared_bed)
     rows = result.inferences
     # the 160x160 build was made before the clock started (one warm-up inference at that size)
     assert [r["input_shape"] for r in result.warmup_rows] == [[1, 160, 160, 3]]

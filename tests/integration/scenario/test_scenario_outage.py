@@ -19,12 +19,12 @@ SLACK_S = 0.5  # scheduling and process wake-up on 2 shared cores, beyond a dead
 
 
 def test_short_outage_stalls_the_inference_which_completes_in_the_same_session(
-        scenario_bed: Any, reference: Any, tmp_path: Any) -> None:
+        shared_bed: Any, reference: Any, tmp_path: Any) -> None:
     table = scenario_table(name="outage-test",
                            workload={"partition": "input_layer", "duration_s": 6.0, "inferences": 100, "gap_ms": 100,
                                      "deadline_s": 10},
                            step=[{"at_s": 1.5, "outage_s": 2.0}])
-    result = run(parse(table), tmp_path, testbed=scenario_bed)
+    result = run(parse(table), tmp_path, testbed=shared_bed)
     rows = result.inferences
     assert result.problems == [] and [e["kind"] for e in result.link_events] == ["outage_start", "outage_end"]
     assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows if r["status"] != "ok"]
@@ -50,13 +50,13 @@ def test_short_outage_stalls_the_inference_which_completes_in_the_same_session(
 
 
 def test_outage_longer_than_the_deadline_times_out_then_a_new_session_carries_on(
-        scenario_bed: Any, tmp_path: Any) -> None:
+        shared_bed: Any, tmp_path: Any) -> None:
     deadline = 2.0
     table = scenario_table(name="timeout-test",
                            workload={"partition": "block_6_project_BN", "duration_s": 9.0, "inferences": 100,
                                      "gap_ms": 150, "deadline_s": deadline},
                            step=[{"at_s": 1.5, "outage_s": 5.0}])
-    result = run(parse(table), tmp_path, testbed=scenario_bed)
+    result = run(parse(table), tmp_path, testbed=shared_bed)
     rows = result.rows
     outage_start, outage_end = (e["applied_s"] for e in result.link_events)
     for row in rows:  # nothing hangs: every inference (or refused session set-up) ends within its deadline

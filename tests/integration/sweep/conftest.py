@@ -1,24 +1,21 @@
-"""One real testbed shared by the sweep, report and advisor tests (TensorFlow start-up and model builds take
-most of a minute on this machine, so they are paid once): namespaces, the userspace link, a remote node and a
-driven local node with MobileNetV2 and seeded random weights. Tests that change the link put it back.
+"""The sweep, report and advisor tests share one real testbed (tests/integration/shared_bed.py). Tests that
+change the link put it back.
 
 `shared_sweep` runs one small real sweep into a directory the report and resume tests read."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from splitbed.pytest_plugin import requires
 from splitbed.sweep import SweepSpec, run_sweep
+from tests.integration.shared_bed import MODEL, PROFILE, WEIGHTS, offline, shared_bed
 
-MODEL = "mobilenet_v2"
-WEIGHTS = "random:0"
-PROFILE = "5g-split-ai"
+__all__ = ["MODEL", "PROFILE", "WEIGHTS", "offline", "shared_bed"]  # fixtures and constants its tests use
+
 # Two partitions whose tensors differ 3x in size (100,352 and 31,360 bytes raw) and both carriages.
 SWEEP_PARTITIONS = ("block_3_project_BN", "block_13_project_BN")
 
@@ -48,23 +45,6 @@ class SharedBed:
 
     def link_info(self) -> dict[str, Any]:
         return self.bed.link_info()
-
-
-@pytest.fixture(scope="package")
-def offline() -> Iterator[None]:
-    """Nodes never look for weights online (SPLITBED_OFFLINE, read by splitbed.models.weights)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SPLITBED_OFFLINE", "1")
-        yield
-
-
-@pytest.fixture(scope="package")
-def shared_bed(offline: None) -> Iterator[Any]:
-    requires("root_or_userns", "netns")
-    from splitbed.testbed import Testbed
-
-    with Testbed(PROFILE, backend="userspace", models=[MODEL], weights=WEIGHTS) as bed:
-        yield bed
 
 
 def sweep_spec(**overrides: Any) -> SweepSpec:

@@ -1,0 +1,35 @@
+"""The real testbed that the scenario and sweep packages each share among their tests (TensorFlow start-up and
+model builds cost most of a minute on this machine, so they are paid once per package): namespaces, the
+userspace link on 5g-split-ai, a remote node and a driven local node with MobileNetV2 and seeded random weights.
+
+Imported into each package's conftest.py, so each package gets its own instance (package scope)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from splitbed.pytest_plugin import requires
+
+MODEL = "mobilenet_v2"
+WEIGHTS = "random:0"
+PROFILE = "5g-split-ai"
+
+
+@pytest.fixture(scope="package")
+def offline() -> Iterator[None]:
+    """Nodes never look for weights online (SPLITBED_OFFLINE, read by splitbed.models.weights)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPLITBED_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="package")
+def shared_bed(offline: None) -> Iterator[Any]:
+    requires("root_or_userns", "netns")
+    from splitbed.testbed import Testbed
+
+    with Testbed(PROFILE, backend="userspace", models=[MODEL], weights=WEIGHTS) as bed:
+        yield bed
