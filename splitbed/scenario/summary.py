@@ -105,20 +105,29 @@ def check_aips_lifetime(rows: list[dict[str, Any]]) -> list[str]:
     reason docs/FORMAT.md gives (`tensor_count_changed`, else `shape_changed`, else `new_aips_other_id` /
     `new_aips_same_id`) and activate the new one with the record's partition_id; a record
     that sends none must run on an active AIPS of its own partition and see no lifecycle event. A new session
-    (after a timeout) starts with no active AIPS."""
+    (after a timeout) starts with no active AIPS. A session that began before the first row (its
+    `session_inference_index` is above 0: e.g. a testbed's warm-up ran on it) has an AIPS these rows did not see
+    activated; its first row without an AIPS is taken as running on it."""
     problems: list[str] = []
     session = None
     active: dict[str, Any] | None = None
+    unseen_start = False  # the session's earlier inferences are not in the rows: its active AIPS is unknown
     for row in inference_rows(rows):
         if row.get("record_type") != "inference" or row.get("encoding") != "tlv":
             continue
         where = f"inference {row['scenario']['index']} ({row.get('partition_name')})"
         if row.get("session_id") != session:
             session, active = row.get("session_id"), None
-            if row.get("aips_sent") is False and row.get("status") == "ok":
+            unseen_start = int(row.get("session_inference_index") or 0) > 0
+            if row.get("aips_sent") is False and row.get("status") == "ok" and not unseen_start:
                 problems.append(f"{where}: first inference of session {session} sent no AIPS")
         events = [e for e in row.get("aips_events") or [] if e.get("event") in ("activated", "ended")]
         ok = row.get("status") == "ok"
+        if unseen_start and ok and not row.get("aips_sent") and not events:
+            active = {"aips_id": row.get("aips_id"), "partition_id": row["partition_id"],
+                      "shapes": [t.get("shape") for t in row.get("tensors") or []]}
+        if row.get("aips_sent") or active is not None:
+            unseen_start = False
         if row.get("aips_sent"):
             ended = [e for e in events if e["event"] == "ended"]
             activated = [e for e in events if e["event"] == "activated"]

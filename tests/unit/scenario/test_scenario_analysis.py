@@ -79,6 +79,18 @@ def test_each_broken_rule_is_reported(index: int, change: dict[str, Any], messag
     assert any(message in p for p in problems), problems
 
 
+def test_a_session_that_began_before_the_rows_runs_on_the_aips_it_already_had() -> None:
+    """A testbed's warm-up ran on the session first: the scenario's first row sends no AIPS, legitimately."""
+    rows = [dict(r, session_inference_index=i + 3) for i, r in enumerate(good_rows()[1:5])]
+    assert check_aips_lifetime(rows) == []
+    # ... but from then on the rules hold: a partition change without a new AIPS is still caught
+    rows[1].update(aips_sent=False, aips_events=[], aips_id=1)
+    assert any("ran on the AIPS of partition 0 without a new AIPS" in p for p in check_aips_lifetime(rows))
+    # a session whose first inference is in the rows (index 0) must send an AIPS
+    fresh = [dict(good_rows()[1], session_inference_index=0)]
+    assert any("sent no AIPS" in p for p in check_aips_lifetime(fresh))
+
+
 def test_reaction_counts_inferences_started_after_the_applied_drop() -> None:
     rows = [row(i, "input_layer", 0, t=0.3 * i) for i in range(5)] + \
         [row(i, "block_13_project_BN", 10, t=0.3 * i) for i in range(5, 8)]
