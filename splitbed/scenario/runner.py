@@ -22,6 +22,8 @@ from splitbed.scenario.spec import Scenario, ScenarioError
 from splitbed.scenario.timeline import AppliedEvent, Timeline, direction_capacity, uplink_capacity
 
 log = logging.getLogger(__name__)
+#: Deadline of a warm-up inference: building a sub-model on both nodes takes seconds (VGG16 on 2 cores: ~10 s).
+WARMUP_DEADLINE_S = 120.0
 
 
 @dataclass
@@ -145,21 +147,26 @@ def _job(scenario: Scenario, index: int, tags: dict[str, Any],
 
 
 def _warm_up(scenario: Scenario, bed: Any) -> list[dict[str, Any]]:
-    """Before the clock starts. Fixed partition: one inference at every other input size the timeline will
-    use, so that building the model at that size (on both nodes, seconds) never stalls the timeline. Adaptive:
-    one inference per probe (the policy measures every arm on the live base link), so the timeline begins with
-    informed decisions. A refused warm-up job stops the scenario."""
+    """Before the clock starts. Fixed partition: one inference at every other input size the timeline will use,
+    then one at the workload's own, so that building a sub-model (on both nodes, seconds) never stalls the
+    timeline. Adaptive: one inference per probe (the policy measures every arm on the live base link), so the
+    timeline begins with informed decisions. Warm-up jobs get WARMUP_DEADLINE_S: a build must not count against
+    the workload's deadline. A refused warm-up job stops the scenario."""
     from splitbed.testbed import JobRefusedError
 
     if not scenario.workload.adaptive:
         from splitbed.models import registry
 
         initial = scenario.workload.input_size or registry.get(scenario.workload.model).target_size
-        sizes = dict.fromkeys(e.input_size for e in scenario.events if e.input_size not in (None, initial))
+        # the initial size last: the timeline starts on the sub-models and AIPS its first inference needs
+        others = [e.input_size for e in scenario.events if e.input_size not in (None, initial)]
+        sizes = dict.fromkeys([*others, initial])
         rows = []
         for index, size in enumerate(sizes):
+            job = _job(scenario, index, {"warmup": True, "input_size": list(size)}, size)
+            job["deadline_s"] = max(WARMUP_DEADLINE_S, scenario.workload.deadline_s or 0)
             try:
-                rows += bed.run(_job(scenario, index, {"warmup": True, "input_size": list(size)}, size))
+                rows += bed.run(job)
             except JobRefusedError as exc:
                 raise ScenarioError(f"the warm-up at input size {size} was refused: {exc.code}: {exc.detail}") \
                     from None
@@ -167,8 +174,9 @@ def _warm_up(scenario: Scenario, bed: Any) -> list[dict[str, Any]]:
     rows = []
     for index in range(len(_probe_arms(scenario))):
         try:
-            records = bed.run(_job(scenario, index, {"warmup": True, "inference": index},
-                                   scenario.workload.input_size))
+            job = _job(scenario, index, {"warmup": True, "inference": index}, scenario.workload.input_size)
+            job["deadline_s"] = max(WARMUP_DEADLINE_S, scenario.workload.deadline_s or 0)
+            records = bed.run(job)
         except JobRefusedError as exc:
             raise ScenarioError(f"the warm-up inference was refused: {exc.code}: {exc.detail}") from None
         rows += records

@@ -26,8 +26,9 @@ def test_input_size_change_brings_a_shape_changed_aips_and_correct_answers(
                            step=[{"at_s": 1.0, "input_size": [160, 160]}, {"at_s": 3.0, "input_size": [224, 224]}])
     result = run(parse(table), tmp_path, testbed=shared_bed)
     rows = result.inferences
-    # the 160x160 build was made before the clock started (one warm-up inference at that size)
-    assert [r["input_shape"] for r in result.warmup_rows] == [[1, 160, 160, 3]]
+    # the 160x160 build was made before the clock started (one warm-up inference at that size), then the
+    # warm-up went back to the workload's own size, which the timeline starts with
+    assert [r["input_shape"] for r in result.warmup_rows] == [[1, 160, 160, 3], [1, 224, 224, 3]]
     assert result.problems == [] and [e["input_size"] for e in result.link_events] == [[160, 160], [224, 224]]
     assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows if r["status"] != "ok"]
     assert len({r["session_id"] for r in rows}) == 1
