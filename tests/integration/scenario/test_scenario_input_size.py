@@ -56,7 +56,7 @@ def test_input_size_change_brings_a_shape_changed_aips_and_correct_answers(
             assert activated["partition_id"] == row["partition_id"] and activated["shapes"] == [[1, side, side, 64]]
         else:
             assert not row["aips_sent"] and row["aips_events"] == []
-    # three shape changes: the warm-up left the 160x160 AIPS active, then 224 -> 160 -> 224 on the timeline
-    assert rows[0]["aips_reason"] == "shape_changed"
-    assert sum(r["aips_reason"] == "shape_changed" for r in rows) == 3
+    # the warm-up ended at 224x224, so the timeline starts on that AIPS; then two shape changes, 224 -> 160 -> 224
+    assert not rows[0]["aips_sent"] and rows[0]["aips_reason"] == "reused"
+    assert sum(r["aips_reason"] == "shape_changed" for r in rows) == 2
     assert check_aips_lifetime(rows) == []
