@@ -123,3 +123,4 @@ def test_from_dict_names_a_missing_field() -> None:
     del data["idle_ms"]
     with pytest.raises(ValueError, match="idle_ms"):
         TcpState.from_dict(data)
+
