@@ -403,6 +403,19 @@ class Comparison:
     def best_matches(self) -> bool:
         return self.predicted_best == self.measured_best
 
+    @property
+    def best_indistinguishable(self) -> bool:
+        """The predicted best is the measured best, or the measurement cannot tell the two apart: their 95% CIs
+        overlap (or one has none), so picking either is right within what was measured."""
+        if self.best_matches:
+            return True
+        measured = {p.partition: m for p, m in self.rows}
+        a, b = measured[self.predicted_best], measured[self.measured_best]
+        if None in (a.low_ms, a.high_ms, b.low_ms, b.high_ms):
+            return True
+        assert a.low_ms is not None and b.high_ms is not None
+        return a.low_ms <= b.high_ms  # the measured best lies below the predicted best: overlap iff a.low <= b.high
+
 
 def compare(predictions: Sequence[Prediction], measured: dict[str, Measured]) -> Comparison:
     """Spearman over the common partitions, best of each, and the `contradictions`: pairs the prediction orders

