@@ -9,6 +9,7 @@ compressed profiles depend on the data, so set SPLITBED_BENCH_TENSOR=path.npy to
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -87,17 +88,47 @@ def test_json_baseline(benchmark: Any) -> None:
     _record(benchmark, "json", len(json_baseline.encode([TENSOR])))
 
 
+def _interleaved_minima(rounds: int = 2000) -> tuple[float, float]:
+    """(memcpy, raw round trip) minima in seconds, the two timed alternately in one loop.
+
+    Why not the two benchmarks above: an 800 kB buffer is cheap only when glibc hands back memory it already
+    touched; a fresh mapping costs a page fault per 4 kB page (~20 times the copy on this VM). Whether it does
+    depends on the allocator's state (its dynamic mmap threshold), which drifts between two tests run at
+    different times in a long session: raw measured 1.5-1.6x memcpy in most runs and 1.90x and 2.01x in two others
+    (CI, a --full bench run), with the same code. Alternating the two calls gives both the same allocator state."""
+    aips = Aips.for_arrays(1, 10, [TENSOR], profile="none")
+    decoder = Decoder()
+    decoder.feed(encode_aips(aips))
+    decoder.next_event()
+    src = memoryview(TENSOR.reshape(-1).view(np.uint8))
+    best_copy = best_raw = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        bytes(src)
+        middle = time.perf_counter_ns()
+        for piece in encode_data(aips, [TENSOR]):
+            decoder.feed(piece)
+        event = decoder.next_event()
+        end = time.perf_counter_ns()
+        assert isinstance(event, TensorsDecoded)
+        best_copy, best_raw = min(best_copy, middle - start), min(best_raw, end - middle)
+    return best_copy / 1e9, best_raw / 1e9
+
+
 def test_bars_and_table() -> None:
-    """The issue's bars, from the benchmarks above (same run); prints the table (run with -s to see it)."""
+    """The issue's bars, in the same run: raw against memcpy timed alternately (`_interleaved_minima`), JSON
+    against raw from the benchmarks above; prints the table (run with -s to see it)."""
     needed = {"memcpy", "none", "json"}
     if not needed <= RESULTS.keys():
         pytest.skip("run the whole module with benchmarks enabled to compare")
-    memcpy, raw, json_ = RESULTS["memcpy"]["min"], RESULTS["none"]["min"], RESULTS["json"]["min"]
+    memcpy, raw = _interleaved_minima()
+    json_ = RESULTS["json"]["min"]
     lines = [f"{'profile':14s} {'min us':>10s} {'median us':>10s} {'x memcpy':>9s} {'bytes':>10s} {'x raw size':>10s}"]
     for name, r in RESULTS.items():
         lines.append(f"{name:14s} {r['min'] * 1e6:10.1f} {r['median'] * 1e6:10.1f} {r['min'] / memcpy:9.2f} "
                      f"{r['bytes']:10d} {r['bytes'] / TENSOR.nbytes:10.3f}")
-    lines.append(f"raw / memcpy = {raw / memcpy:.2f} (bar <= 2); json / raw = {json_ / raw:.0f} (bar >= 500)")
+    lines.append(f"raw / memcpy = {raw / memcpy:.2f} timed alternately ({raw * 1e6:.1f} / {memcpy * 1e6:.1f} us; "
+                 f"bar <= 2); json / raw = {json_ / raw:.0f} (bar >= 500)")
     print("\n" + "\n".join(lines))
     assert raw <= 2 * memcpy, "\n".join(lines)
     assert json_ >= 500 * raw, "\n".join(lines)
