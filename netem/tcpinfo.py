@@ -151,6 +151,22 @@ def parse_fields(fields: dict[str, int | None], algorithm: str) -> TcpState:
     )
 
 
+_RCV_OOOPACK = struct.Struct("=I")
+_RCV_OOOPACK_OFFSET = 224  # tcpi_rcv_ooopack (Linux 5.4+)
+
+
+def out_of_order_packets(sock: socket.socket) -> int | None:
+    """Packets this socket has received out of order so far (a loss or a reordering leaves a hole that later
+    packets wait behind); None where the kernel does not count them."""
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return None
+    if len(raw) < _RCV_OOOPACK_OFFSET + _RCV_OOOPACK.size:
+        return None
+    return int(_RCV_OOOPACK.unpack_from(raw, _RCV_OOOPACK_OFFSET)[0])
+
+
 def try_read_state(sock: socket.socket) -> dict[str, Any] | None:
     """read_state as a record field: None where the socket or kernel cannot tell (not TCP, not Linux)."""
     try:

@@ -370,8 +370,11 @@ class _Inference:
             serialized_intermediate_bytes=0, aips_sent=False, aips_reason="", aips_id=None, aips_bytes=0,
             uplink_bytes=0, compression_ratio=None, tensors=[], downlink_bytes=0,
             preprocess_ms=0.0, local_inference_ms=0.0, encode_ms=0.0, send_ms=0.0, delivery_ms=None,
+            delivery_end=None, delivery_read_ms=None, remote_read_lag_ms=None,
             delivery_uncertainty_ms=None, remote_decode_ms=None, remote_queue_wait_ms=None, remote_tail_build_ms=None,
             remote_inference_ms=None, total_inference_ms=None, remote_processing_ms=None, downlink_ms=None,
+            downlink_end=None, local_read_lag_ms=None, uplink_out_of_order_packets=None,
+            downlink_out_of_order_packets=None,
             round_trip_ms=None, result_decode_ms=None, e2e_latency_ms=None, timestamps_ns=self.stamps,
             uplink_tcp=None, downlink_tcp=None,
             result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[], adaptive=None,
@@ -453,6 +456,7 @@ class _Inference:
                 if aips.aips_id == s.next_aips_id:
                     s.next_aips_id = (s.next_aips_id + 1) % AIPS_ID_MODULO
             rec["uplink_tcp"] = try_read_state(s.sock)  # before the first byte: the window this transfer starts with
+            s.reader.rx.mark()  # the RESULT's out-of-order packets are counted from here
             stamps["local_first_send"] = now_ns()
             send_pieces(s.sock, pieces, node.timeout(node.config.send_timeout_s))
             stamps["local_send_done"] = now_ns()
@@ -546,6 +550,8 @@ class _Inference:
                 if unit.unit_type != MsgType.RESULT:
                     raise ProtocolError("unexpected_message", "the reply to a data unit must be RESULT or ERROR")
                 self.stamps["local_result_received"] = t_read
+                kernel_ns, self.record["downlink_out_of_order_packets"] = s.reader.rx.arrival(s.reader.kernel_ns)
+                self.stamps["local_result_received_kernel"] = kernel_ns
                 return body, replies
             if not isinstance(after, int) or after > s.units_sent:
                 raise ProtocolError("bad_control_message", f"reply answers unit {after!r}; we sent {s.units_sent}")
@@ -568,11 +574,24 @@ class _Inference:
         last_byte = stamps["remote_last_byte"]
         result_send = stamps["remote_result_send"]
         assert last_byte is not None and result_send is not None
-        rec["delivery_ms"] = (last_byte - offset - first_send) / 1e6
+        # Where the kernels stamped the received data, a transfer ends when the last byte arrived, not when the
+        # reading node got round to it (docs/METRICS.md, "Receive stamps").
+        last_byte_kernel = _kernel_stamp(remote_stamps, "remote_last_byte_kernel", not_after=last_byte)
+        stamps["remote_last_byte_kernel"] = last_byte_kernel
+        delivered = last_byte if last_byte_kernel is None else last_byte_kernel
+        result_kernel = stamps.get("local_result_received_kernel")
+        result_at = result_in if result_kernel is None else result_kernel
+        rec["delivery_ms"] = (delivered - offset - first_send) / 1e6
+        rec["delivery_end"] = "app_read" if last_byte_kernel is None else "kernel_rx"
+        rec["delivery_read_ms"] = (last_byte - offset - first_send) / 1e6
+        rec["remote_read_lag_ms"] = None if last_byte_kernel is None else (last_byte - last_byte_kernel) / 1e6
         rec["delivery_uncertainty_ms"] = s.clock["offset_uncertainty_ns"] / 1e6
-        rec["downlink_ms"] = (result_in - (result_send - offset)) / 1e6
-        rec["remote_processing_ms"] = (result_send - last_byte) / 1e6
+        rec["downlink_ms"] = (result_at - (result_send - offset)) / 1e6
+        rec["downlink_end"] = "app_read" if result_kernel is None else "kernel_rx"
+        rec["local_read_lag_ms"] = None if result_kernel is None else (result_in - result_kernel) / 1e6
+        rec["remote_processing_ms"] = (result_send - delivered) / 1e6
         rec["round_trip_ms"] = (result_in - first_send) / 1e6
+        rec["uplink_out_of_order_packets"] = _count_field(body.get("uplink_out_of_order_packets"))
         rec["remote_decode_ms"] = float(body.get("remote_decode_ms", 0.0))
         rec["remote_queue_wait_ms"] = float(body.get("remote_queue_wait_ms", 0.0))
         rec["remote_tail_build_ms"] = float(body.get("remote_tail_build_ms", 0.0))
@@ -689,3 +708,23 @@ if __name__ == "__main__":
     from splitbed.commands.nodes import local_main
 
     local_main()
+
+
+def _kernel_stamp(stamps: dict[str, Any], key: str, *, not_after: int) -> int | None:
+    """An optional kernel receive stamp from the remote's RESULT: null, or an integer no later than the read."""
+    value = stamps.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value > not_after:
+        raise ProtocolError("bad_control_message", f"RESULT timestamps_ns {key} must be null or an integer no "
+                            f"later than remote_last_byte, got {value!r}")
+    return value
+
+
+def _count_field(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError("bad_control_message", f"RESULT uplink_out_of_order_packets must be null or a count, "
+                            f"got {value!r}")
+    return value

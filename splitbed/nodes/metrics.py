@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "2.0"
 
 
 class TensorFigures(TypedDict):
@@ -82,6 +82,9 @@ class InferenceRecord(TypedDict):
     encode_ms: float
     send_ms: float
     delivery_ms: float | None
+    delivery_end: str | None
+    delivery_read_ms: float | None
+    remote_read_lag_ms: float | None
     delivery_uncertainty_ms: float | None
     remote_decode_ms: float | None
     remote_queue_wait_ms: float | None
@@ -90,6 +93,8 @@ class InferenceRecord(TypedDict):
     total_inference_ms: float | None
     remote_processing_ms: float | None
     downlink_ms: float | None
+    downlink_end: str | None
+    local_read_lag_ms: float | None
     round_trip_ms: float | None
     result_decode_ms: float | None
     e2e_latency_ms: float | None
@@ -97,6 +102,8 @@ class InferenceRecord(TypedDict):
     # the transport's state when each direction's transfer began
     uplink_tcp: dict[str, Any] | None
     downlink_tcp: dict[str, Any] | None
+    uplink_out_of_order_packets: int | None
+    downlink_out_of_order_packets: int | None
     # results
     result_mode: str
     predictions: list[Prediction]

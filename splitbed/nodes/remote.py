@@ -32,6 +32,7 @@ import numpy as np
 
 from netem.tcpinfo import try_read_state
 from splitbed.nodes import protocol as proto
+from splitbed.nodes import rxstamp
 from splitbed.nodes.clock import boot_id, now_ns
 from splitbed.nodes.errors import ConfigurationError, NodeError, NodeTimeout, PeerClosed, ProtocolError
 from splitbed.nodes.formatio import DecodedTensors, FormatSession, decode_json_baseline, tensor_crc32
@@ -116,6 +117,7 @@ class RemoteSession:
         self._buf = bytearray(RECV_CHUNK)
         self.hello_seen = False
         self._first_byte_ns: int | None = None  # of the current inference's first unit
+        self.rx = rxstamp.ReceiveClock(conn)  # reads, and when their bytes arrived
         self._decode_ns = 0
         self._events: list[dict[str, Any]] = []
 
@@ -171,12 +173,11 @@ class RemoteSession:
                 raise NodeTimeout(f"session idle for more than {self.cfg.idle_timeout_s:g} s")
             self.conn.settimeout(POLL_S)
             try:
-                n = self.conn.recv_into(self._buf)
+                n, t_recv = self.rx.recv_into(self._buf)
             except TimeoutError:
                 continue
             except ConnectionResetError as exc:
                 raise PeerClosed(f"connection reset: {exc}") from None
-            t_recv = now_ns()
             if n == 0:
                 if self.framer.mid_unit:
                     raise PeerClosed(f"peer closed in the middle of a {self.framer.unit_length}-byte unit "
@@ -364,6 +365,7 @@ class RemoteSession:
 
     def _infer(self, decoded: DecodedTensors, t_last_byte: int) -> None:
         first_byte = self._first_byte_ns if self._first_byte_ns is not None else t_last_byte
+        last_byte_kernel, out_of_order = self.rx.arrival(self.rx.kernel_ns)
         decode_ms = self._decode_ns / 1e6
         self._first_byte_ns, self._decode_ns = None, 0
         seq = self.inferences
@@ -395,6 +397,8 @@ class RemoteSession:
                                    queue_ms=(t_locked - t_lock) / 1e6, resources=dict(resources),
                                    extra=decoded.extra)
         result["downlink_tcp"] = try_read_state(self.conn)  # the window the RESULT starts with
+        result["uplink_out_of_order_packets"] = out_of_order
+        result["timestamps_ns"]["remote_last_byte_kernel"] = last_byte_kernel
         result["timestamps_ns"]["remote_result_send"] = now_ns()
         self._send([proto.encode_control(MsgType.RESULT, result)])
         if self.verify:  # after the RESULT went: checksumming must not inflate any figure
@@ -449,6 +453,7 @@ class RemoteSession:
 
     def _send(self, pieces: list[bytes]) -> None:
         send_pieces(self.conn, pieces, self.cfg.send_timeout_s)
+        self.rx.mark()  # the local node's next transfer follows a reply: count its out-of-order packets afresh
 
 
 class RemoteNode:

@@ -6,7 +6,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-from splitbed.nodes.clock import now_ns
+from splitbed.nodes import rxstamp
 from splitbed.nodes.errors import NodeTimeout, PeerClosed, ProtocolError, RemoteError
 from splitbed.nodes.protocol import (
     DOWNLINK_CONTROL,
@@ -56,12 +56,15 @@ class ControlReader:
         self.sock = sock
         self.framer = UnitFramer(max_unit_bytes=max_control_bytes, max_control_bytes=max_control_bytes,
                                  accepted_control=DOWNLINK_CONTROL)
-        self._pending: list[tuple[ControlUnit, int, int]] = []
+        self._pending: list[tuple[ControlUnit, int, int, int | None]] = []
         self._buf = bytearray(RECV_CHUNK)
         self.bytes_received = 0
+        self.rx = rxstamp.ReceiveClock(sock)
+        self.kernel_ns: int | None = None  # when the kernel received the last byte of the unit read() returned
 
     def read(self, timeout_s: float) -> tuple[ControlUnit, int, int]:
-        """The next control unit, its size on the wire and the CLOCK_MONOTONIC ns when its last byte was read."""
+        """The next control unit, its size on the wire and the CLOCK_MONOTONIC ns when its last byte was read
+        (``kernel_ns``: when the kernel received it, where the kernel stamps received data)."""
         deadline = time.monotonic() + timeout_s
         while not self._pending:
             remaining = deadline - time.monotonic()
@@ -69,12 +72,12 @@ class ControlReader:
                 raise NodeTimeout(f"no complete message from the remote node within {timeout_s:g} s")
             self.sock.settimeout(remaining)
             try:
-                n = self.sock.recv_into(self._buf)
+                n, t_read = self.rx.recv_into(self._buf)
+                t_kernel = self.rx.kernel_ns
             except TimeoutError:
                 raise NodeTimeout(f"no complete message from the remote node within {timeout_s:g} s") from None
             except ConnectionResetError as exc:
                 raise PeerClosed(f"remote node reset the connection: {exc}") from None
-            t_read = now_ns()
             if n == 0:
                 raise PeerClosed("remote node closed the connection"
                                  + (" in the middle of a message" if self.framer.mid_unit else ""))
@@ -84,8 +87,9 @@ class ControlReader:
                     raise ProtocolError("unexpected_message",
                                         f"unit of type {frame.unit_type} on the downlink; only control messages "
                                         "are valid there")
-                self._pending.append((frame, HEADER_SIZE + len(frame.payload), t_read))
-        return self._pending.pop(0)
+                self._pending.append((frame, HEADER_SIZE + len(frame.payload), t_read, t_kernel))
+        unit, size, t_read, self.kernel_ns = self._pending.pop(0)
+        return unit, size, t_read
 
     def expect(self, wanted: MsgType, timeout_s: float) -> tuple[ControlUnit, int, int]:
         """Like read(), but an ERROR reply raises RemoteError and any other type is a protocol error."""

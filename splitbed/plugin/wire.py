@@ -8,8 +8,8 @@ that carried one inference (its AIPS and data unit) are known by their sequence 
 Capture-based delivery time = (edge side: capture time of the last frame carrying the inference's bytes)
 - (UE side: capture time of the first frame carrying them). Both pcaps are stamped by the same kernel's
 CLOCK_REALTIME (one host), so the difference is a duration on one clock; it is compared with the record's
-`delivery_ms` (CLOCK_MONOTONIC: local first send -> remote read of the last byte). Only durations are compared,
-never absolute times across the two clocks.
+`delivery_ms` (CLOCK_MONOTONIC: local first send -> the remote kernel's receive stamp of the last byte). Only
+durations are compared, never absolute times across the two clocks.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ stream is reassembled from each pcap and decoded with splitbed.format.Decoder al
 - bytes on the wire and the overhead ratio (wire bytes / TLV bytes) are reported (<results-dir>/capture/wire.csv);
 - capture-based delivery time (first frame of the inference leaving the UE -> last frame reaching the edge, both
   pcaps stamped by this host's CLOCK_REALTIME: a duration on one clock) agrees with the record's delivery_ms
-  (CLOCK_MONOTONIC, local first send -> remote read of the last byte) within [capture] delivery_tolerance_ms,
-  as the median over [capture] inferences: a single inference's app-level time also holds the receiving node's
-  wake-up, which on 2 busy cores was once 10 ms (the capture is right: the frames had arrived)."""
+  (CLOCK_MONOTONIC, local first send -> the remote kernel's receive stamp of the last byte) within [capture]
+  delivery_tolerance_ms, as the median over [capture] inferences (the local node's stamp is taken just before
+  its sendmsg, and a preemption right there would show in one inference); the remote node's read of that byte
+  (delivery_read_ms) comes at or after the frame's arrival, by the read lag the record states."""
 
 from __future__ import annotations
 
@@ -76,13 +77,20 @@ def test_capture(suite_case: SuiteCase, testbed: Any, capture: Any, reference: R
             start = aips.offset
         figures = inference_figures(both.pcaps["ue"], both.pcaps["edge"], conn, start, data.offset + data.size)
         assert figures["stream_bytes"] == record["uplink_bytes"] and figures["overhead_ratio"] > 1.0
+        # The remote's kernel stamps received data here; only packets out of order (a loss: the profile's 1e-4)
+        # make the record fall back to the node's read of the last byte (docs/METRICS.md, "Receive stamps").
+        assert record["delivery_end"] == "kernel_rx" or record["uplink_out_of_order_packets"], record
         difference = figures["capture_delivery_ms"] - record["delivery_ms"]
         differences.append(difference)
+        # the node read the last byte after its frame reached the edge (1 ms: the two stamps' clock mapping)
+        assert record["delivery_read_ms"] >= figures["capture_delivery_ms"] - 1.0, (record, figures)
         wire_table.append({"case": suite_case.id, "inference": record["repetition"],
                            "tlv_bytes": record["uplink_bytes"], **figures, "app_delivery_ms": record["delivery_ms"],
-                           "difference_ms": difference})
+                           "difference_ms": difference, "delivery_read_ms": record["delivery_read_ms"],
+                           "remote_read_lag_ms": record["remote_read_lag_ms"], "delivery_end": record["delivery_end"],
+                           "uplink_out_of_order_packets": record["uplink_out_of_order_packets"]})
     median = statistics.median(differences)
     assert abs(median) <= TOLERANCE_MS, (
         f"capture-based vs app-level delivery time: median difference {median:.3f} ms over {INFERENCES} "
-        f"inferences ({', '.join(f'{d:.3f}' for d in differences)}); load average {os.getloadavg()[0]:.1f}: the "
-        "app-level time includes the remote node's wake-up after the last frame arrived")
+        f"inferences ({', '.join(f'{d:.3f}' for d in differences)}); remote read lags "
+        f"{', '.join(str(r['remote_read_lag_ms']) for r in records)} ms; load average {os.getloadavg()[0]:.1f}")

@@ -105,6 +105,12 @@ def _check_consistent(rec: dict[str, Any]) -> None:
     assert rec["input_data_bytes"] > 0
     # times: each a part of the one after it
     assert 0 < rec["delivery_ms"] <= rec["round_trip_ms"] <= rec["e2e_latency_ms"]
+    # the transfers end at the kernels' receive stamps; the nodes' reads come at or after them
+    assert rec["delivery_end"] == rec["downlink_end"] == "kernel_rx"
+    assert rec["remote_read_lag_ms"] >= 0 and rec["local_read_lag_ms"] >= 0
+    assert rec["delivery_ms"] + rec["remote_read_lag_ms"] == pytest.approx(rec["delivery_read_ms"], abs=1e-6)
+    assert rec["delivery_ms"] + rec["remote_processing_ms"] + rec["downlink_ms"] + rec["local_read_lag_ms"] \
+        == pytest.approx(rec["round_trip_ms"], abs=1e-6)
     assert rec["send_ms"] <= rec["round_trip_ms"]
     assert rec["remote_inference_ms"] <= rec["remote_processing_ms"] <= rec["round_trip_ms"]
     assert rec["downlink_ms"] >= 0
@@ -112,6 +118,8 @@ def _check_consistent(rec: dict[str, Any]) -> None:
     assert rec["e2e_latency_ms"] >= rec["preprocess_ms"] + rec["local_inference_ms"] + rec["encode_ms"]
     assert rec["remote_tail_build_ms"] == 0  # PREPARE built the tail before any measured window
     stamps = rec["timestamps_ns"]
+    assert stamps["local_first_send"] < stamps["remote_last_byte_kernel"] <= stamps["remote_last_byte"]
+    assert stamps["remote_result_send"] < stamps["local_result_received_kernel"] <= stamps["local_result_received"]
     assert stamps["local_start"] < stamps["local_first_send"] <= stamps["remote_first_byte"] \
         <= stamps["remote_last_byte"] <= stamps["remote_tail_start"] < stamps["remote_tail_end"] \
         <= stamps["remote_result_send"] <= stamps["local_result_received"] <= stamps["local_end"]

@@ -83,6 +83,9 @@ def test_clock_offset_between_hosts(shifted: tuple[RemoteProcess, subprocess.Pop
         assert 0 < rec["remote_inference_ms"] <= rec["remote_processing_ms"] < rec["round_trip_ms"]
         stamps = rec["timestamps_ns"]
         assert stamps["remote_last_byte"] - stamps["local_first_send"] > (CLOCK_AHEAD_S - 1) * 10**9
+        # the kernel's receive stamp (CLOCK_REALTIME, not namespaced) lands on the remote's shifted monotonic clock
+        assert rec["delivery_end"] == "kernel_rx"
+        assert 0 <= stamps["remote_last_byte"] - stamps["remote_last_byte_kernel"] < 1_000_000_000
 
 
 def test_sigterm_finishes_in_flight_and_exits_zero(shifted: tuple[RemoteProcess, subprocess.Popen[str]]) -> None:

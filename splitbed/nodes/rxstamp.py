@@ -1,0 +1,98 @@
+"""When the kernel received the bytes a `recv` returns, on the nodes' clock (CLOCK_MONOTONIC).
+
+A node that stamps a byte when its `recv` returns counts, on top of the network, however long its reading thread
+waited to be scheduled after the packet arrived: 3-5 ms at times on a busy 2-vCPU host, which would be charged to
+the delivery time. With SO_TIMESTAMPNS the kernel stamps each received packet (CLOCK_REALTIME) and TCP's
+`recvmsg` hands back the stamp of the last packet it read from (Linux tcp_recv_timestamp); that packet holds the
+last byte returned. The stamp is moved to CLOCK_MONOTONIC with the REALTIME - MONOTONIC offset read right after
+the call (sub-microsecond apart; a wall-clock step between the packet's arrival and the read would shift it, so a
+converted stamp later than the read itself is discarded).
+
+The last packet read is the last to arrive only when the packets came in order. After a loss (or a reordering)
+the packets behind the hole wait in TCP's out-of-order queue, and the one that fills the hole, which arrives
+last, need not be the last one read. So `ReceiveClock` counts the socket's out-of-order packets (TCP_INFO) and
+gives no kernel stamp for a transfer that had any: then the read time, a bound from above, is what is left.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import struct
+import time
+
+from netem.tcpinfo import out_of_order_packets
+from splitbed.nodes.clock import now_ns
+
+# SO_TIMESTAMPNS (= SCM_TIMESTAMPNS): 35 in asm-generic/socket.h, which x86, arm, arm64, riscv, powerpc, s390,
+# mips and alpha share; sparc and parisc number their options differently and get no kernel stamps here.
+SO_TIMESTAMPNS = None if platform.machine().startswith(("sparc", "parisc")) else 35
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on a 64-bit kernel ABI: tv_sec, tv_nsec
+ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
+# Slack for the offset sampling between the two clock reads: a stamp up to this far after the read is rounding.
+CONVERSION_SLACK_NS = 50_000
+
+
+def enable(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp this socket's received data; False where it cannot (then reads are stamped)."""
+    if SO_TIMESTAMPNS is None or struct.calcsize("@l") != 8:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def recv_into(sock: socket.socket, buf: bytearray, enabled: bool) -> tuple[int, int, int | None]:
+    """Like ``sock.recv_into(buf)``; returns (bytes read, CLOCK_MONOTONIC ns of the read, CLOCK_MONOTONIC ns at
+    which the kernel received the last packet read, or None when no usable kernel stamp came with the data)."""
+    if not enabled:
+        n = sock.recv_into(buf)
+        return n, now_ns(), None
+    n, ancillary, _flags, _addr = sock.recvmsg_into([buf], ANCILLARY_BYTES)
+    t_read = now_ns()
+    realtime_minus_monotonic = time.clock_gettime_ns(time.CLOCK_REALTIME) - now_ns()
+    return n, t_read, _kernel_stamp(ancillary, realtime_minus_monotonic, t_read)
+
+
+def _kernel_stamp(ancillary: list[tuple[int, int, bytes]], realtime_minus_monotonic: int, t_read: int) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            if seconds <= 0:
+                return None  # the packet was never stamped
+            stamp = seconds * 1_000_000_000 + nanoseconds - realtime_minus_monotonic
+            if stamp > t_read + CONVERSION_SLACK_NS:
+                return None  # the wall clock stepped between arrival and read
+            return min(stamp, t_read)
+    return None
+
+
+class ReceiveClock:
+    """The receive side of one TCP socket: reads with their read time, and when the last byte of a transfer
+    arrived (the kernel's stamp) if that can be known."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.enabled = enable(sock)
+        self.kernel_ns: int | None = None  # the latest read's kernel stamp
+        self._out_of_order_mark = out_of_order_packets(sock)
+
+    def recv_into(self, buf: bytearray) -> tuple[int, int]:
+        """``sock.recv_into(buf)``; returns (bytes read, CLOCK_MONOTONIC ns of the read)."""
+        n, t_read, self.kernel_ns = recv_into(self.sock, buf, self.enabled)
+        return n, t_read
+
+    def mark(self) -> None:
+        """A transfer begins: out-of-order packets are counted from here."""
+        self._out_of_order_mark = out_of_order_packets(self.sock)
+
+    def arrival(self, kernel_ns: int | None) -> tuple[int | None, int | None]:
+        """(``kernel_ns`` if it is when the transfer's last byte arrived, else None; packets that arrived out of
+        order since mark(), None where the kernel does not count them)."""
+        now = out_of_order_packets(self.sock)
+        if now is None or self._out_of_order_mark is None:
+            return None, None
+        late = (now - self._out_of_order_mark) & 0xFFFFFFFF  # a u32 counter
+        return (kernel_ns if late == 0 else None), late

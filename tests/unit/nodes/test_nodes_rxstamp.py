@@ -1,0 +1,76 @@
+"""Kernel receive stamps on real loopback TCP: they tell when data arrived, whenever the reader got to it."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from splitbed.nodes import rxstamp
+from splitbed.nodes.clock import now_ns
+from splitbed.nodes.errors import ProtocolError
+from splitbed.nodes.local import _kernel_stamp
+
+READ_DELAY_S = 0.2
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        with client, accepted:
+            yield client, accepted
+
+
+def test_a_late_read_still_gets_the_arrival_time(pair: tuple[socket.socket, socket.socket]) -> None:
+    """The data waits READ_DELAY_S in the socket: the read is that much later than the kernel's stamp, which
+    lies between the send and the read."""
+    client, accepted = pair
+    assert rxstamp.enable(accepted)
+    before_send = now_ns()
+    client.sendall(b"x" * 1000)
+    time.sleep(READ_DELAY_S)
+    buf = bytearray(4096)
+    n, t_read, t_kernel = rxstamp.recv_into(accepted, buf, True)
+    assert n == 1000
+    assert t_kernel is not None
+    assert before_send <= t_kernel <= t_read
+    assert t_read - t_kernel >= READ_DELAY_S * 1e9 * 0.9  # the wait is seen (sleep never returns early)
+
+
+def test_the_stamp_is_of_the_last_packet_read(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Two sends READ_DELAY_S apart, read in one call: the stamp is the second one's arrival."""
+    client, accepted = pair
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    assert rxstamp.enable(accepted)
+    client.sendall(b"a" * 100)
+    time.sleep(READ_DELAY_S)
+    second_send = now_ns()
+    client.sendall(b"b" * 100)
+    time.sleep(0.05)
+    buf = bytearray(4096)
+    n, t_read, t_kernel = rxstamp.recv_into(accepted, buf, True)
+    assert n == 200
+    assert t_kernel is not None and second_send <= t_kernel <= t_read
+
+
+def test_without_kernel_stamps_the_read_is_all_there_is(pair: tuple[socket.socket, socket.socket]) -> None:
+    client, accepted = pair
+    client.sendall(b"y" * 10)
+    n, t_read, t_kernel = rxstamp.recv_into(accepted, bytearray(64), False)
+    assert (n, t_kernel) == (10, None) and t_read > 0
+
+
+@pytest.mark.parametrize("value", ["1", 1.5, True, 2_000])
+def test_a_malformed_or_late_kernel_stamp_from_the_remote_is_refused(value: object) -> None:
+    """The RESULT came over a socket: a stamp must be null or an integer no later than the read it belongs to."""
+    with pytest.raises(ProtocolError, match="remote_last_byte_kernel"):
+        _kernel_stamp({"remote_last_byte_kernel": value}, "remote_last_byte_kernel", not_after=1_000)
+
+
+def test_null_and_good_kernel_stamps_are_taken() -> None:
+    assert _kernel_stamp({}, "remote_last_byte_kernel", not_after=1_000) is None
+    assert _kernel_stamp({"remote_last_byte_kernel": 900}, "remote_last_byte_kernel", not_after=1_000) == 900
