@@ -704,12 +704,6 @@ def _emit(out: TextIO, record: dict[str, Any]) -> None:
     out.flush()
 
 
-if __name__ == "__main__":
-    from splitbed.commands.nodes import local_main
-
-    local_main()
-
-
 def _kernel_stamp(stamps: dict[str, Any], key: str, *, not_after: int) -> int | None:
     """An optional kernel receive stamp from the remote's RESULT: null, or an integer no later than the read."""
     value = stamps.get(key)
@@ -728,3 +722,10 @@ def _count_field(value: Any) -> int | None:
         raise ProtocolError("bad_control_message", f"RESULT uplink_out_of_order_packets must be null or a count, "
                             f"got {value!r}")
     return value
+
+
+if __name__ == "__main__":
+    from splitbed.commands.nodes import local_main
+
+    local_main()
+
