@@ -176,16 +176,29 @@ def rtt_under_144_mbit(count: int) -> tuple[list[float], float]:
 
 
 def host_disturbance() -> dict[str, float]:
-    """Counters of CPU the host did not give us: the hypervisor's steal time (jiffies, /proc/stat) and the
-    time tasks waited for a CPU (PSI, /proc/pressure/cpu "some", microseconds); None-free, 0 where unreadable."""
-    figures = {"steal_jiffies": 0.0, "cpu_wait_us": 0.0}
+    """Counters of CPU the host did not give us: the hypervisor's steal time and all CPU time (jiffies,
+    /proc/stat) and the time tasks waited for a CPU (PSI, /proc/pressure/cpu "some", microseconds); 0 where
+    unreadable."""
+    figures = {"steal_jiffies": 0.0, "all_jiffies": 0.0, "cpu_wait_us": 0.0}
     try:
-        figures["steal_jiffies"] = float(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8])
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        figures["steal_jiffies"], figures["all_jiffies"] = fields[7], sum(fields[:8])
         some = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
         figures["cpu_wait_us"] = float(some.rsplit("total=", 1)[1])
     except (OSError, IndexError, ValueError):
         pass
     return figures
+
+
+def stolen_share(before: dict[str, float], after: dict[str, float]) -> float:
+    """Share of all CPU time in between that the hypervisor gave to other guests (0 on bare metal)."""
+    total = after["all_jiffies"] - before["all_jiffies"]
+    return (after["steal_jiffies"] - before["steal_jiffies"]) / total if total > 0 else 0.0
+
+
+# Above this share of stolen CPU a run measures the hypervisor, not the link: quiet runs here show 0-0.1 %, the
+# failing ones of 2026-12-02 19-30 % (SCHED_FIFO cannot help when the whole VM is descheduled).
+STEAL_LIMIT = 0.05
 
 
 RTT_ATTEMPTS = 3
@@ -198,20 +211,24 @@ def test_rtt_stays_at_twice_the_delay_while_carrying_144_mbit() -> None:
     21.1 ms) while the same test gave p90 20.1 ms in each of the next runs. So the bar holds for the best of
     RTT_ATTEMPTS runs, each printed with what the host took meanwhile: a link that adds delay fails all (and one
     that is faster than its delay fails at once)."""
-    attempts = []
+    attempts, steals = [], []
     for _ in range(RTT_ATTEMPTS):
         before = host_disturbance()
         rtts, _ = rtt_under_144_mbit(250)
         after = host_disturbance()
         figures = (min(rtts), percentile(rtts, 0.5), percentile(rtts, 0.9))
         attempts.append(figures)
-        print(f"attempt {len(attempts)}: min/p50/p90 {figures} ms; host meanwhile: steal "
-              f"{after['steal_jiffies'] - before['steal_jiffies']:.0f} jiffies, tasks waiting for a CPU "
-              f"{(after['cpu_wait_us'] - before['cpu_wait_us']) / 1e3:.0f} ms")
+        steals.append(stolen_share(before, after))
+        print(f"attempt {len(attempts)}: min/p50/p90 {figures} ms; host meanwhile: {steals[-1]:.1%} of the CPU "
+              f"stolen by the hypervisor, tasks waiting for a CPU {(after['cpu_wait_us'] - before['cpu_wait_us']) / 1e3:.0f} ms")
         assert figures[0] >= 20.0, "a ping came back faster than the link's two delays: never the host's doing"
         if figures[1] <= 20.2 and figures[2] <= 20.5:
             return
-    pytest.fail(f"added RTT above the bar in all {RTT_ATTEMPTS} runs (p50 <= 20.2, p90 <= 20.5 ms): {attempts}")
+    message = f"added RTT above the bar in all {RTT_ATTEMPTS} runs (p50 <= 20.2, p90 <= 20.5 ms): {attempts}"
+    if min(steals) > STEAL_LIMIT:
+        pytest.skip(f"not measurable now: the hypervisor took {', '.join(f'{x:.0%}' for x in steals)} of this VM's "
+                    f"CPU during the runs (limit {STEAL_LIMIT:.0%}); {message}")
+    pytest.fail(f"{message}; CPU stolen by the hypervisor: {', '.join(f'{x:.1%}' for x in steals)}")
 
 
 @pytest.mark.slow
@@ -225,8 +242,10 @@ def test_rtt_p99_within_half_a_ms_of_twice_the_delay_while_carrying_144_mbit() -
 def test_tcp_goodput_of_a_10_mb_transfer_at_144_mbit() -> None:
     link = DirectionProfile(rate_mbit=144.0, delay_ms=1.0, queue_bytes=1_800_000)
     with Topology(profile("rate-144", link, DirectionProfile(delay_ms=1.0)), backend="userspace") as topo:
+        before = host_disturbance()
         with RxSampler(topo, "edge") as delivered:
             report = iperf3(topo, ["-n", "10M"], 5412)
+        stolen = stolen_share(before, host_disturbance())
         stats = topo.stats()["link"]["uplink"]
     # After slow start: between the moments 10 % and 90 % of the bytes had reached the edge. Every frame is a
     # full 1514-byte data frame and the link dropped none, so goodput = frame rate x 1448/1514.
@@ -237,9 +256,13 @@ def test_tcp_goodput_of_a_10_mb_transfer_at_144_mbit() -> None:
     iperf = report["end"]["sum_received"]["bits_per_second"] / 1e6
     print(f"frames {frame_mbit:.1f} Mbit/s -> goodput {goodput:.1f} Mbit/s after slow start; whole transfer "
           f"{whole:.1f} Mbit/s (iperf3's own figure {iperf:.1f} also counts its control exchanges, up to ~90 ms "
-          f"of a 0.6 s test: printed, not held to the bar)")
-    # Nearly the whole transfer (1 % to 99 % of the bytes), slow start included, from the edge's kernel counters.
-    assert 0.90 * 144 <= whole <= tcp_goodput_ceiling(144.0) * 1.01
+          f"of a 0.6 s test: printed, not held to the bar); {stolen:.1%} of the CPU stolen by the hypervisor")
+    # Nearly the whole transfer (1 % to 99 % of the bytes), slow start included, from the edge's kernel counters:
+    # stricter than the issue's bar (after slow start, below), and held to 90 % only when the hypervisor left
+    # the VM its CPU (a descheduled VM idles the sender: 129.5 Mbit/s with 19 % stolen, 133-138 without).
+    assert whole <= tcp_goodput_ceiling(144.0) * 1.01
+    if stolen <= STEAL_LIMIT:
+        assert 0.90 * 144 <= whole
     # The link never gives more than its rate (1 %: real send times; the exact byte accounting is checked
     # with a fake clock in tests/unit/netem/test_link_stages.py).
     assert frame_mbit <= 144.0 * 1.01
