@@ -114,13 +114,32 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
         return
     csv_path = write_csv(summaries, out / SUMMARY_NAME)
-    console.print(summary_table([s for s in summaries if s.key in keys] or summaries))
+    shown = [s for s in summaries if s.key in keys] or summaries
+    console.print(summary_table(shown))
+    disturbed = stolen_points(shown)
+    if disturbed:
+        console.print(f"[yellow]{disturbed}[/yellow]", soft_wrap=True)
     console.print(f"Summary (median and 95% CI per point): {csv_path}", soft_wrap=True)
     if write_report:
         from splitbed.report import build_report
 
         paths = build_report(out)
         console.print(f"Report: {paths.html} (Markdown: {paths.markdown})", soft_wrap=True)
+
+
+def stolen_points(summaries: list[Any]) -> str | None:
+    """A warning naming the points measured while the hypervisor took over netem.hostload.STEAL_LIMIT of the
+    host's CPU: their times describe a descheduled VM as much as the link and the model."""
+    from netem.hostload import STEAL_LIMIT
+
+    hit = [s for s in summaries if s.host_cpu_stolen_pct is not None and s.host_cpu_stolen_pct > 100 * STEAL_LIMIT]
+    if not hit:
+        return None
+    named = ", ".join(f"{s.profile}/{s.model}/{s.partition}/{s.carriage} ({s.host_cpu_stolen_pct:.0f} %)"
+                      for s in hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+    return (f"{len(hit)} point(s) measured while the hypervisor stole over {STEAL_LIMIT:.0%} of this host's CPU "
+            f"(summary.csv: host_cpu_stolen_pct): {named}. Their times may be inflated; run them again on a "
+            "quieter host or compare with care.")
 
 
 def summary_table(summaries: list[Any]) -> Any:

@@ -15,6 +15,9 @@ A `ResourceMeter` measures a *window* (start() ... stop()) of the calling proces
   process); otherwise null with the reason, plus an estimate labelled as such: CPU time x a per-core power
   figure read from splitbed/nodes/data/power.toml.
 - GPU: devices as TensorFlow lists them; none here (tensorflow-cpu), recorded with that reason.
+- The host: CPU time the hypervisor stole from the whole (virtual) machine and the time tasks waited for a CPU
+  during the window (netem.hostload). Not the node's cost: whether its times describe the node or a VM that was
+  descheduled meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import TypedDict
 
 import psutil
 
+from netem.hostload import HostCpuCounters, read_counters
 from splitbed.runtime import cgroup
 
 try:
@@ -67,6 +71,9 @@ class ResourceFigures(TypedDict):
     energy_rapl_reason: str
     energy_estimate_mj: float
     energy_estimate_method: str
+    host_cpu_ms: float | None
+    host_cpu_stolen_ms: float | None
+    host_cpu_wait_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,7 @@ class WindowStart:
     sampler: _RssSampler | None
     rapl: RaplReading
     throttled_ns: int | None = None
+    host: HostCpuCounters | None = None
 
 
 class ResourceMeter:
@@ -213,12 +221,14 @@ class ResourceMeter:
             sampler.start()
         rapl = read_rapl()
         throttled = _throttled_ns()
-        return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled)
+        return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled,
+                           read_counters())
 
     def stop(self, start: WindowStart) -> ResourceFigures:
         cpu_ns = time.process_time_ns() - start.cpu_ns
         wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
         throttled = _throttled_ns()
+        host = read_counters()
         rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, read_rapl())
         if start.sampler is not None:
             peak = start.sampler.finish()
@@ -247,7 +257,30 @@ class ResourceMeter:
             energy_estimate_mj=cpu_ms * self.power.watts_per_busy_core,
             energy_estimate_method=(f"ESTIMATE, not a measurement: cpu_time_ms x {self.power.watts_per_busy_core} W "
                                     f"per busy core ({self.power.source})"),
+            **host_cpu_figures(start.host, host),
         )
+
+
+class HostCpuFigures(TypedDict):
+    host_cpu_ms: float | None
+    host_cpu_stolen_ms: float | None
+    host_cpu_wait_ms: float | None
+
+
+TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts in USER_HZ ticks (100 per second)
+
+
+def host_cpu_figures(start: HostCpuCounters | None, stop: HostCpuCounters) -> HostCpuFigures:
+    """All CPUs' time in the window as the kernel counted it (ticks of 10 ms: coarse for one short window, exact
+    when summed over many), the part the hypervisor stole, and the CPU wait (PSI, microsecond resolution)."""
+    if start is None:
+        return HostCpuFigures(host_cpu_ms=None, host_cpu_stolen_ms=None, host_cpu_wait_ms=None)
+    every = steal = None
+    if None not in (start.all_jiffies, stop.all_jiffies, start.steal_jiffies, stop.steal_jiffies):
+        every = (stop.all_jiffies - start.all_jiffies) * TICK_MS  # type: ignore[operator]
+        steal = (stop.steal_jiffies - start.steal_jiffies) * TICK_MS  # type: ignore[operator]
+    return HostCpuFigures(host_cpu_ms=every, host_cpu_stolen_ms=steal,
+                          host_cpu_wait_ms=stop.since(start).cpu_wait_ms)
 
 
 def _throttled_ns() -> int | None:

@@ -32,10 +32,18 @@ class Provenance:
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
     emulators: dict[str, Any] = field(default_factory=dict)
+    host_cpu_ms: float = 0.0
+    host_cpu_stolen_ms: float = 0.0
+    host_cpu_wait_ms: list[float] = field(default_factory=list)
 
     @property
     def random_weights(self) -> bool:
         return any(w.startswith("random") for w in self.weights)
+
+    @property
+    def host_cpu_stolen_pct(self) -> float | None:
+        """Share of the host's CPU time stolen by the hypervisor in the nodes' measured windows, all records."""
+        return 100.0 * self.host_cpu_stolen_ms / self.host_cpu_ms if self.host_cpu_ms > 0 else None
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -90,7 +98,23 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
         for side in ("local", "remote"):
             if isinstance(hosts.get(side), dict):
                 info.hosts.setdefault(side, hosts[side])
+        _add_host_cpu(info, record)
     return info
+
+
+def _add_host_cpu(info: Provenance, record: dict[str, Any]) -> None:
+    """Both nodes' windows: stolen and total host CPU summed over records, CPU wait per record."""
+    waits = []
+    for side in ("local_resources", "remote_resources"):
+        window = _dict(record.get(side))
+        steal, total, waited = (window.get(k) for k in ("host_cpu_stolen_ms", "host_cpu_ms", "host_cpu_wait_ms"))
+        if isinstance(steal, (int, float)) and isinstance(total, (int, float)):
+            info.host_cpu_stolen_ms += steal
+            info.host_cpu_ms += total
+        if isinstance(waited, (int, float)):
+            waits.append(waited)
+    if waits:
+        info.host_cpu_wait_ms.append(sum(waits))
 
 
 def _tcp_label(tcp: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netem.hostload import STEAL_LIMIT
 from splitbed.report.budgets import Budget
 from splitbed.report.plots import BEST_MARK, Plot
 from splitbed.report.provenance import Provenance
@@ -39,6 +40,27 @@ def weights_warning(content: ReportContent) -> str | None:
     return text
 
 
+def host_warning(info: Provenance) -> str | None:
+    """Set when the hypervisor took over netem.hostload.STEAL_LIMIT of the host's CPU while the nodes measured."""
+    stolen = info.host_cpu_stolen_pct
+    if stolen is None or stolen <= 100 * STEAL_LIMIT:
+        return None
+    return (f"The hypervisor stole {stolen:.1f} % of this host's CPU time while the nodes measured (limit "
+            f"{STEAL_LIMIT:.0%}): times may describe a descheduled virtual machine as much as the link and the "
+            "model. summary.csv gives the share per point (host_cpu_stolen_pct).")
+
+
+def host_cpu_line(info: Provenance) -> str:
+    stolen = info.host_cpu_stolen_pct
+    if stolen is None:
+        return "steal time unknown (no steal field in /proc/stat)"
+    text = f"{stolen:.2f} % of the host's CPU time stolen by the hypervisor in the nodes' measured windows"
+    if info.host_cpu_wait_ms:
+        waits = sorted(info.host_cpu_wait_ms)
+        text += f"; tasks waited for a CPU a median {waits[len(waits) // 2]:.1f} ms per inference (PSI)"
+    return text + " (netem.hostload, docs/METRICS.md)"
+
+
 def method_lines(content: ReportContent) -> list[tuple[str, str]]:
     """(what, how) pairs for the 'How this was measured' section."""
     info = content.provenance
@@ -65,6 +87,7 @@ def method_lines(content: ReportContent) -> list[tuple[str, str]]:
         ("Software (local node)", ", ".join(f"{k} {v}" for k, v in sorted(local.items()) if v) or "-"),
         ("Software (remote node)", ", ".join(f"{k} {v}" for k, v in sorted(remote.items()) if v) or "-"),
         ("Host", ", ".join(f"{k}: {v}" for k, v in sorted(host.items())) or "-"),
+        ("Host CPU", host_cpu_line(info)),
     ]
     lines += [("Note", note) for note in content.method_notes]
     if content.skipped_lines:
@@ -119,6 +142,9 @@ def render_markdown(content: ReportContent) -> str:
     warning = weights_warning(content)
     if warning:
         out += [f"> **WARNING (weights):** {warning}", ""]
+    stolen = host_warning(content.provenance)
+    if stolen:
+        out += [f"> **WARNING (host):** {stolen}", ""]
     out += ["## Best partition per profile", "", f"{BEST_MARK} marks the partition with the lowest median "
             "end-to-end latency for its profile, model and carriage.", ""]
     out += _md_table(content.best)[2:]
@@ -181,6 +207,9 @@ def render_html(content: ReportContent, report_dir: Path) -> str:
     warning = weights_warning(content)
     if warning:
         parts.append(f'<div class="warning" id="weights-warning">WARNING (weights): {e(warning)}</div>')
+    stolen = host_warning(content.provenance)
+    if stolen:
+        parts.append(f'<div class="warning" id="host-warning">WARNING (host): {e(stolen)}</div>')
     parts += ['<h2 id="best-partition">Best partition per profile</h2>',
               f"<p>{BEST_MARK} marks the partition with the lowest median end-to-end latency for its profile, model "
               "and carriage.</p>", _html_table(content.best),

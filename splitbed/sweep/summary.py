@@ -23,7 +23,7 @@ from splitbed.sweep.store import is_measurement, point_key
 SUMMARY_NAME = "summary.csv"
 IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "model", "partition",
                     "partition_id", "encoding", "compression", "image", "weights", "random_weights", "n", "n_errors",
-                    "ci_coverage")
+                    "ci_coverage", "host_cpu_stolen_pct")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class PointSummary:
     figures: dict[str, MedianCI] = field(default_factory=dict)
     segments: dict[str, MedianCI] = field(default_factory=dict)
     weights_warning: str | None = None
+    host_cpu_stolen_pct: float | None = None
 
     @property
     def carriage(self) -> str:
@@ -92,6 +93,19 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def host_cpu_stolen_pct(records: Iterable[dict[str, Any]]) -> float | None:
+    """Share (%) of the host's CPU time the hypervisor stole during the nodes' measured windows, over all records
+    (each window counts 10 ms ticks, so only the sum is precise); None where no record knows."""
+    stolen = every = 0.0
+    for record in records:
+        for side in ("local_resources", "remote_resources"):
+            window = _table(record.get(side))
+            steal, total = window.get("host_cpu_stolen_ms"), window.get("host_cpu_ms")
+            if isinstance(steal, (int, float)) and isinstance(total, (int, float)):
+                stolen, every = stolen + steal, every + total
+    return 100.0 * stolen / every if every > 0 else None
+
+
 def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
     """One PointSummary per point, in the order points first appear."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -109,6 +123,7 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
         summary = PointSummary(key=key, n=len(good), n_errors=len(group) - len(good), **ident)
         summary.figures = {f.key: median_ci(f.value(r) for r in good) for f in FIGURES}
         summary.segments = {k: median_ci(segment_value(r, k) for r in good) for k, _ in LATENCY_SEGMENTS}
+        summary.host_cpu_stolen_pct = host_cpu_stolen_pct(good)
         summaries.append(summary)
     return summaries
 
@@ -146,7 +161,7 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
         for s in summaries:
             row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.model,
                               s.partition, s.partition_id, s.encoding, s.compression, s.image, s.weights,
-                              s.random_weights, s.n, s.n_errors, _cell(s.ci_coverage)]
+                              s.random_weights, s.n, s.n_errors, _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct)]
             for figure in FIGURES:
                 stats = s.figures[figure.key]
                 row += [_cell(stats.median), _cell(stats.low), _cell(stats.high)]

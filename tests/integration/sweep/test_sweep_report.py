@@ -18,8 +18,10 @@ from PIL import Image, ImageStat
 from typer.testing import CliRunner
 
 from netem.doctor import is_ci
+from netem.hostload import STEAL_LIMIT
 from splitbed.cli import app
 from splitbed.report import build_report
+from splitbed.report.provenance import provenance
 from splitbed.report.tables import SEED_HEADERS
 from splitbed.sweep import read_records, summarise
 from tests.integration.sweep.conftest import PROFILE, SWEEP_PARTITIONS
@@ -91,6 +93,10 @@ def test_markdown_has_the_seed_table_per_partition_and_the_method(report: object
     assert "WARNING (weights)" in text and "RANDOM WEIGHTS" in text
     assert "same-host" in text and "userspace" in text and "TS 22.261" in text
     assert "ue: cubic, slow start after idle on" in text
+    # the host's conditions, from the records' own steal counters: a warning exactly when over the limit
+    info = provenance(read_records(shared_sweep).records)
+    assert info.host_cpu_stolen_pct is not None and f"{info.host_cpu_stolen_pct:.2f} % of the host's CPU" in text
+    assert ("WARNING (host)" in text) == (info.host_cpu_stolen_pct > 100 * STEAL_LIMIT)
     for plot in report.plots:  # type: ignore[attr-defined]
         assert plot.is_file() and plot.stat().st_size > 5000
         assert f"]({plot.relative_to(report.directory).as_posix()})" in text  # type: ignore[attr-defined]

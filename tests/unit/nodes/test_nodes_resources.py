@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -45,6 +46,11 @@ def test_cpu_time_of_a_busy_window() -> None:
     assert figures["cpu_throttled_ms"] is None or figures["cpu_throttled_ms"] >= 0
     assert figures["energy_estimate_mj"] == pytest.approx(figures["cpu_time_ms"] * 4.0)
     assert "ESTIMATE" in figures["energy_estimate_method"]
+    # the host's counters: every CPU's time over the window (10 ms ticks), of which some may have been stolen
+    cpus = os.cpu_count() or 1
+    assert abs(figures["host_cpu_ms"] - figures["wall_ms"] * cpus) <= 20 * cpus + 0.1 * figures["wall_ms"] * cpus
+    assert 0 <= figures["host_cpu_stolen_ms"] <= figures["host_cpu_ms"]
+    assert figures["host_cpu_wait_ms"] is None or figures["host_cpu_wait_ms"] >= 0
 
 
 def test_idle_window_uses_little_cpu() -> None:

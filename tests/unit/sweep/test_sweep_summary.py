@@ -67,3 +67,32 @@ def test_csv_has_every_figure_and_exact_byte_counts(tmp_path: Path) -> None:
     assert rows[0]["e2e_latency_ms_median"] == "12" and rows[0]["e2e_latency_ms_ci_high"] == "50"
     assert rows[1]["e2e_latency_ms_median"] == "9.5" and rows[1]["ci_coverage"] == "0.96875"
     assert rows[0]["local_energy_rapl_mj_median"] == ""
+
+
+def _with_host(record: dict, stolen_ms: float, host_ms: float) -> dict:
+    record["local_resources"] = {"host_cpu_stolen_ms": stolen_ms, "host_cpu_ms": host_ms, "host_cpu_wait_ms": 1.0}
+    record["remote_resources"] = {"host_cpu_stolen_ms": 0.0, "host_cpu_ms": host_ms, "host_cpu_wait_ms": None}
+    return record
+
+
+def test_host_cpu_stolen_share_sums_both_nodes_windows_over_the_point(tmp_path: Path) -> None:
+    """Ticks are coarse per window, so the point's share is total stolen / total CPU, not a mean of shares."""
+    records = [_with_host(_record("p1", "a", 1, 10.0), stolen, 40.0) for stolen in (0.0, 10.0, 30.0, 0.0)]
+    records.append(_with_host(_record("p1", "a", 1, 10.0, status="error"), 40.0, 40.0))  # errors do not count
+    records += [_record("p2", "b", 2, 10.0)]  # records without host figures: unknown, not zero
+    first, second = summarise(records)
+    assert first.host_cpu_stolen_pct == 100 * 40.0 / 320.0
+    assert second.host_cpu_stolen_pct is None
+    rows = list(csv.DictReader(write_csv([first, second], tmp_path / "summary.csv").open()))
+    assert rows[0]["host_cpu_stolen_pct"] == "12.5" and rows[1]["host_cpu_stolen_pct"] == ""
+
+
+def test_sweep_names_the_points_measured_under_steal() -> None:
+    from splitbed.commands.sweep import stolen_points
+
+    quiet = summarise([_with_host(_record("q", "a", 1, 10.0), 0.0, 40.0)])
+    assert stolen_points(quiet) is None
+    busy = summarise([_with_host(_record(f"b{i}", f"part{i}", i, 10.0), 10.0, 40.0) for i in range(7)])
+    warning = stolen_points(quiet + busy)
+    assert warning is not None and warning.startswith("7 point(s)")
+    assert "lte/vgg16/part0/tlv/none (12 %)" in warning and "and 2 more" in warning and "part5" not in warning

@@ -1,0 +1,33 @@
+"""The report's host-CPU statements (splitbed.report.render) from what records say about steal and CPU wait."""
+
+from __future__ import annotations
+
+from splitbed.report.provenance import provenance
+from splitbed.report.render import host_cpu_line, host_warning
+
+
+def _record(stolen_ms: float | None, host_ms: float | None, wait_ms: float | None) -> dict:
+    window = {"host_cpu_stolen_ms": stolen_ms, "host_cpu_ms": host_ms, "host_cpu_wait_ms": wait_ms}
+    return {"record_type": "inference", "status": "ok", "tags": {"point": "p"},
+            "local_resources": window, "remote_resources": dict(window)}
+
+
+def test_quiet_host_gets_a_method_line_and_no_warning() -> None:
+    info = provenance([_record(0.0, 60.0, 0.5), _record(0.0, 60.0, 1.5), _record(1.0, 80.0, 2.0)])
+    assert info.host_cpu_stolen_pct == 100 * 2.0 / 400.0
+    assert host_warning(info) is None
+    line = host_cpu_line(info)
+    assert line.startswith("0.50 % of the host's CPU time stolen")
+    assert "median 3.0 ms per inference" in line  # both nodes' waits per record: 1, 3, 4
+
+
+def test_stolen_host_gets_a_warning_with_the_share() -> None:
+    info = provenance([_record(20.0, 60.0, None)] * 3)
+    assert host_warning(info) is not None and "33.3 %" in str(host_warning(info))
+    assert "waited" not in host_cpu_line(info)  # no PSI: nothing said about it
+
+
+def test_records_without_host_figures_say_unknown() -> None:
+    info = provenance([_record(None, None, None), {"record_type": "inference", "status": "ok"}])
+    assert info.host_cpu_stolen_pct is None and host_warning(info) is None
+    assert host_cpu_line(info).startswith("steal time unknown")
