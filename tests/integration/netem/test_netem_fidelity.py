@@ -118,38 +118,58 @@ def udp_loss(topo: Topology, rate: str, seconds: int, length: int = 1000) -> tup
 
 
 # -- RTT ---------------------------------------------------------------------------------------------------------
+# The floor (never faster than the profile) is asserted in every attempt; the ceilings (a late wakeup on a
+# descheduled VM adds to single samples) hold in the best of RTT_ATTEMPTS (host_attempts.best_of).
+RTT_ATTEMPTS = 3
+
+
 @pytest.mark.parametrize("backend", BACKENDS_WITH_NETEM)
 def test_ping_rtt_is_twice_the_delay(backend: str) -> None:
     delay = 10.0
     link = profile("d10", DirectionProfile(delay_ms=delay), DirectionProfile(delay_ms=delay))
-    with Topology(link, backend=backend) as topo:
-        assert topo.backend == backend
-        rtts = ping_rtts(topo, count=40)
-    assert len(rtts) == 40
-    assert min(rtts) >= 2 * delay, rtts  # never faster than the profile
-    assert statistics.median(rtts) <= 2 * delay + 1.0, sorted(rtts)
+
+    def measure() -> tuple[float, float]:
+        with Topology(link, backend=backend) as topo:
+            assert topo.backend == backend
+            rtts = ping_rtts(topo, count=40)
+        assert len(rtts) == 40
+        assert min(rtts) >= 2 * delay, rtts  # never faster than the profile
+        return min(rtts), round(statistics.median(rtts), 2)
+
+    best_of(RTT_ATTEMPTS, measure, lambda f: f[1] <= 2 * delay + 1.0, "RTT (min, median ms): median <= 21 ms")
 
 
 @pytest.mark.parametrize("backend", BACKENDS_WITH_NETEM)
 def test_asymmetric_delays_add_up(backend: str) -> None:
     link = profile("asym", DirectionProfile(delay_ms=3.0), DirectionProfile(delay_ms=12.0))
-    with Topology(link, backend=backend) as topo:
-        rtts = ping_rtts(topo, count=20)
-    assert min(rtts) >= 15.0 and statistics.median(rtts) <= 16.0, sorted(rtts)
+
+    def measure() -> tuple[float, float]:
+        with Topology(link, backend=backend) as topo:
+            rtts = ping_rtts(topo, count=20)
+        assert len(rtts) == 20 and min(rtts) >= 15.0, sorted(rtts)
+        return min(rtts), round(statistics.median(rtts), 2)
+
+    best_of(RTT_ATTEMPTS, measure, lambda f: f[1] <= 16.0, "RTT (min, median ms): median <= 16 ms")
 
 
 @pytest.mark.parametrize("backend", BACKENDS_WITH_NETEM)
 def test_uniform_jitter_spreads_rtt_within_bounds(backend: str) -> None:
     delay, jitter = 10.0, 4.0
     link = profile("jit", DirectionProfile(delay_ms=delay, jitter_ms=jitter, seed=3), DirectionProfile())
-    with Topology(link, backend=backend) as topo:
-        rtts = ping_rtts(topo, count=60, interval_s=0.05)
-    assert len(rtts) == 60
-    # One-way delay uniform in [6, 14] ms on the uplink only: RTT in [6, 14] + host overhead. Never below the
-    # lower bound; the upper bound at p90 (a late wakeup on a busy host adds to single samples).
-    assert min(rtts) >= delay - jitter and percentile(rtts, 0.9) <= delay + jitter + 1.0, sorted(rtts)
-    assert statistics.pstdev(rtts) > jitter / 4, sorted(rtts)  # really jittered (uniform s.d. = 4/sqrt(3) = 2.3)
-    assert abs(statistics.median(rtts) - delay) <= 1.5, sorted(rtts)
+
+    def measure() -> tuple[float, float, float, float]:
+        with Topology(link, backend=backend) as topo:
+            rtts = ping_rtts(topo, count=60, interval_s=0.05)
+        assert len(rtts) == 60
+        # One-way delay uniform in [6, 14] ms on the uplink only: RTT in [6, 14] + host overhead. Never below the
+        # lower bound; the upper bound at p90 (a late wakeup on a busy host adds to single samples).
+        assert min(rtts) >= delay - jitter, sorted(rtts)
+        assert statistics.pstdev(rtts) > jitter / 4, sorted(rtts)  # really jittered (uniform s.d. = 4/sqrt(3) = 2.3)
+        return min(rtts), percentile(rtts, 0.9), round(statistics.median(rtts), 2), round(statistics.pstdev(rtts), 2)
+
+    best_of(RTT_ATTEMPTS, measure,
+            lambda f: f[1] <= delay + jitter + 1.0 and abs(f[2] - delay) <= 1.5,
+            "RTT (min, p90, median, s.d. ms): p90 <= 15 ms and median within 1.5 ms of 10 ms")
 
 
 # -- rate --------------------------------------------------------------------------------------------------------
