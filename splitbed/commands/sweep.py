@@ -135,7 +135,7 @@ def stolen_points(summaries: list[Any]) -> str | None:
     hit = [s for s in summaries if s.host_cpu_stolen_pct is not None and s.host_cpu_stolen_pct > 100 * STEAL_LIMIT]
     if not hit:
         return None
-    named = ", ".join(f"{s.profile}/{s.model}/{s.partition}/{s.carriage} ({s.host_cpu_stolen_pct:.0f} %)"
+    named = ", ".join(f"{s.profile}/{s.model}/{s.partition}/{s.carriage} ({s.host_cpu_stolen_pct:.1f} %)"
                       for s in hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
     return (f"{len(hit)} point(s) measured while the hypervisor stole over {STEAL_LIMIT:.0%} of this host's CPU "
             f"(summary.csv: host_cpu_stolen_pct): {named}. Their times may be inflated; run them again on a "

@@ -95,4 +95,4 @@ def test_sweep_names_the_points_measured_under_steal() -> None:
     busy = summarise([_with_host(_record(f"b{i}", f"part{i}", i, 10.0), 10.0, 40.0) for i in range(7)])
     warning = stolen_points(quiet + busy)
     assert warning is not None and warning.startswith("7 point(s)")
-    assert "lte/vgg16/part0/tlv/none (12 %)" in warning and "and 2 more" in warning and "part5" not in warning
+    assert "lte/vgg16/part0/tlv/none (12.5 %)" in warning and "and 2 more" in warning and "part5" not in warning
