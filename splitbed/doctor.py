@@ -16,6 +16,7 @@ from pathlib import Path
 
 from netem import doctor as netem_doctor
 from netem.doctor import Probe
+from netem.hostload import STEAL_LIMIT, HostCpuCounters, read_counters
 
 RAPL_ENERGY_FILE = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
@@ -61,6 +62,12 @@ def probe_cpus() -> Probe:
         detail += f", cgroup limit {limit:g} CPUs"
     detail += f", load average {load1:.2f}"
     busy = " (busy now: timings will be slower and noisier)" if load1 > usable else ""
+    stolen = read_counters().since(HostCpuCounters(0, 0, 0)).stolen_share
+    if stolen is not None:
+        detail += f", {stolen:.1%} of the CPU stolen by the hypervisor since boot"
+        if stolen > STEAL_LIMIT:
+            busy += (f" (a hypervisor that takes over {STEAL_LIMIT:.0%} stalls the link and both nodes: records "
+                     "carry the steal per window and the sweep names the points it touched)")
     return Probe("cpus", True, False, detail,
                  meaning=f"inference times are measured on {usable} cores{busy}")
 

@@ -4,6 +4,7 @@ real pytest run (tests/integration/test_doctor*.py probe namespaces, qdiscs and 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from netem import doctor
 from netem.doctor import Probe
+from netem.hostload import read_counters
 from splitbed import doctor as sb_doctor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,6 +96,8 @@ def test_cpus_probe_reports_this_process_affinity() -> None:
     probe = sb_doctor.probe_cpus()
     assert probe.ok and not probe.must_have
     assert f"{len(os.sched_getaffinity(0))} usable" in probe.detail
+    if read_counters().steal_jiffies is not None:  # the hypervisor's share since boot, as /proc/stat has it
+        assert re.search(r", \d+\.\d% of the CPU stolen by the hypervisor since boot", probe.detail), probe.detail
 
 
 def test_rapl_probe_agrees_with_the_counter_file() -> None:
