@@ -94,15 +94,16 @@ class TcpState:
         """(cwnd, ssthresh) the next transfer starts with, after the kernel's restart-after-idle rule.
 
         Linux (tcp_cwnd_restart, when nothing is in flight and the sender sat idle longer than the RTO): the
-        threshold becomes max(ssthresh, 3/4 cwnd), and cwnd halves once per RTO that elapsed, but not below
-        min(initial window, cwnd). Algorithms with their own control loop (BBR) skip that rule."""
+        threshold becomes tcp_current_ssthresh(), i.e. max(ssthresh, 3/4 cwnd) unless the connection is in a
+        window reduction (CWR or Recovery), where it stays; an infinite threshold (None: no loss yet) stays
+        infinite, so the window doubles again from the restart. cwnd halves once per RTO that elapsed, but not
+        below min(initial window, cwnd). Algorithms with their own control loop (BBR) skip that rule."""
         cwnd, ssthresh = self.cwnd_segments, self.ssthresh_segments
         if (not slow_start_after_idle or self.congestion_control in OWN_CONTROL_LOOP or self.unacked_segments
                 or self.idle_ms <= self.rto_ms or self.rto_ms <= 0):
             return cwnd, ssthresh
-        if self.ca_state in ("open", "disorder"):
-            three_quarters = (cwnd >> 1) + (cwnd >> 2)
-            ssthresh = three_quarters if ssthresh is None else max(ssthresh, three_quarters)
+        if ssthresh is not None and self.ca_state not in ("cwr", "recovery"):
+            ssthresh = max(ssthresh, (cwnd >> 1) + (cwnd >> 2))
         floor = min(initial_window, cwnd)
         delta = self.idle_ms - self.rto_ms
         while delta > 0 and cwnd > floor:

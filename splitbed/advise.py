@@ -12,12 +12,14 @@ Per partition (docs/SWEEP.md, "Advisor"):
 - bytes: the real data unit the local node would send for this image and carriage (steady state: the AIPS is
   sent once per session, so it is not counted), encode/decode timed with the nodes' format adapter;
 - uplink(bytes): one-way delay + frames on the wire (1448-byte TCP segments + 66 bytes of TCP/IP/Ethernet
-  headers, the bytes a rate limit counts) at the profile's rate. If the sender sat idle longer than TCP's minimum
-  RTO (200 ms) since its last transfer and the kernel restarts slow start after idle (Linux default), the
-  transfer starts again from an initial window of 10 segments, doubling each round trip until the window covers
-  the bandwidth-delay product. Unshaped directions use `unshaped_rate_mbit` (None: no transmission time);
+  headers, the bytes a rate limit counts) at the profile's rate. If the sender sat idle longer than its RTO since
+  its last transfer (Linux: smoothed RTT + at least TCP_RTO_MIN = 200 ms, so RTT + 200 ms) and the kernel
+  restarts slow start after idle (Linux default), the transfer starts again from an initial window of 10
+  segments, doubling each round trip until the window covers the bandwidth-delay product. Unshaped directions
+  use `unshaped_rate_mbit` (None: no transmission time, but still the round trips of a restarted window);
   trace-driven ones use the trace's mean rate;
-- downlink: the RESULT message (1000 scores as JSON in the seed's full mode) the same way.
+- downlink: the RESULT message (1000 scores as JSON in the seed's full mode) the same way; its sender, the
+  remote node, idles from one result to the next (local work, the uplink, the remote's own work).
 
 `compare` puts the prediction next to a measurement (e.g. a sweep on the real testbed): Spearman rank correlation
 and which pairs of partitions are ranked in the wrong order although their measured 95% CIs do not overlap.
@@ -120,7 +122,7 @@ class DirectionModel:
         if payload_bytes <= 0:
             return self.delay_ms
         if window is None:
-            if not slow_start or self.rate_mbit is None:
+            if not slow_start:
                 return self.delay_ms + self.serialisation_ms(payload_bytes)
             window = SendWindow(INITIAL_WINDOW_SEGMENTS)
         bdp_bytes = math.inf if self.rate_mbit is None else self.rate_mbit * 1e3 / 8 * rtt_ms
@@ -191,6 +193,11 @@ class LinkModel:
     def rtt_ms(self) -> float:
         return self.uplink.delay_ms + self.downlink.delay_ms
 
+    def restarts_after(self, idle_ms: float) -> bool:
+        """Whether a sender idle this long restarts from the initial window: idle longer than its RTO, which
+        Linux keeps at the smoothed RTT + at least TCP_RTO_MIN."""
+        return self.slow_start_after_idle and idle_ms > self.rtt_ms + MIN_RTO_MS
+
 
 def _sysctl_slow_start() -> bool:
     try:
@@ -220,11 +227,14 @@ def predict(timing: ModelTiming, link: LinkModel, *, ue_slowdown: float = 1.0) -
     for part in timing.partitions:
         local = timing.preprocess_ms + part.head_ms * ue_slowdown + part.encode_ms
         remote = part.decode_ms + part.tail_ms
-        downlink = link.downlink.transfer_ms(part.result_bytes, rtt_ms=link.rtt_ms, slow_start=False)
+        # Each sender sat idle since its previous transfer: everything else in one cycle (the downlink's lower
+        # bound counts the uplink's one-way delay only, which is all a restart decision needs here).
+        down_idle = timing.result_decode_ms + local + link.uplink.delay_ms + remote
+        downlink = link.downlink.transfer_ms(part.result_bytes, rtt_ms=link.rtt_ms,
+                                             slow_start=link.restarts_after(down_idle))
         downlink += timing.result_decode_ms
-        # The uplink sat idle since the previous inference's data: everything else in one cycle.
         idle = local + remote + downlink + link.uplink.delay_ms
-        slow_start = link.slow_start_after_idle and idle > max(MIN_RTO_MS, link.rtt_ms)
+        slow_start = link.restarts_after(idle)
         uplink = link.uplink.transfer_ms(part.uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
         predictions.append(Prediction(part.partition, part.partition_id, part.uplink_bytes, local, uplink, remote,
                                       downlink, local + uplink + remote + downlink, slow_start))

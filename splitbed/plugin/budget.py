@@ -42,10 +42,10 @@ def network_ms(uplink_bytes: int, downlink_bytes: int, idle_ms: float, profile: 
     state's window (splitbed.advise.SendWindow.from_tcp_state). Without: the window is taken as full unless the
     sender sat idle (`idle_ms`) longer than the RTO, when it restarts at the initial 10 segments (RFC 5681 4.1);
     both senders send once per inference, so the same idle period applies to both."""
-    from splitbed.advise import INITIAL_WINDOW_SEGMENTS, MIN_RTO_MS, LinkModel, SendWindow
+    from splitbed.advise import INITIAL_WINDOW_SEGMENTS, LinkModel, SendWindow
 
     link = LinkModel.from_profile(profile)
-    idle_restart = link.slow_start_after_idle and idle_ms > max(MIN_RTO_MS, link.rtt_ms)
+    idle_restart = link.restarts_after(idle_ms)
     fallback = SendWindow(INITIAL_WINDOW_SEGMENTS) if idle_restart else None
 
     def window(state: dict[str, Any] | None) -> SendWindow | None:

@@ -80,7 +80,18 @@ def _state(**changes: object) -> TcpState:
 def test_restart_after_idle_halves_per_rto(idle_ms: float, expected_cwnd: int) -> None:
     cwnd, ssthresh = _state(idle_ms=idle_ms).send_window_segments(slow_start_after_idle=True)
     assert cwnd == expected_cwnd
-    assert ssthresh == (None if expected_cwnd == 80 else 60)  # max(ssthresh, 3/4 cwnd) once restarted
+    assert ssthresh is None  # no loss yet: tcp_current_ssthresh() = max(infinite, 3/4 cwnd) stays infinite
+
+
+@pytest.mark.parametrize(("ca_state", "expected"), [
+    ("open", 60), ("disorder", 60), ("loss", 60),  # max(ssthresh, 3/4 x 80)
+    ("cwr", 34), ("recovery", 34),                 # in a window reduction the kernel keeps ssthresh
+])
+def test_restart_raises_a_finite_threshold_to_three_quarters_of_the_window(ca_state: str, expected: int) -> None:
+    state = _state(idle_ms=300.0, ssthresh_segments=34, ca_state=ca_state)
+    assert state.send_window_segments(slow_start_after_idle=True) == (40, expected)
+    high = _state(idle_ms=300.0, ssthresh_segments=70)  # already above 3/4 cwnd: unchanged
+    assert high.send_window_segments(slow_start_after_idle=True) == (40, 70)
 
 
 @pytest.mark.parametrize("changes", [

@@ -85,7 +85,7 @@ def test_window_from_a_recorded_tcp_state_applies_the_idle_restart() -> None:
     state = {"congestion_control": "cubic", "ca_state": "open", "cwnd_segments": 80, "ssthresh_segments": None,
              "mss_bytes": 1448, "rtt_ms": 33.0, "rttvar_ms": 2.0, "min_rtt_ms": 32.6, "rto_ms": 233.0,
              "idle_ms": 300.0, "unacked_segments": 0, "total_retrans": 0, "peer_window_bytes": None}
-    assert SendWindow.from_tcp_state(state, slow_start_after_idle=True) == SendWindow(40, 60, 1448)
+    assert SendWindow.from_tcp_state(state, slow_start_after_idle=True) == SendWindow(40, None, 1448)  # no loss: doubling again
     assert SendWindow.from_tcp_state(state, slow_start_after_idle=False) == SendWindow(80, None, 1448)
 
 
@@ -143,3 +143,28 @@ def test_comparison_flags_only_clearly_measured_contradictions() -> None:
     tie = compare(preds, dict(measured, b=Measured(44, 40, 46, 6)))
     assert tie.measured_best == "b" and not tie.best_matches and tie.best_indistinguishable  # [40, 46] vs [45, 55]
     assert result.spearman == pytest.approx(0.5)
+
+
+def test_a_sender_restarts_only_after_idling_longer_than_rtt_plus_the_minimum_rto() -> None:
+    """Linux's RTO is the smoothed RTT + at least TCP_RTO_MIN (200 ms), so on lte (32.6 ms RTT) a sender idle
+    for 220 ms keeps its window and one idle for 240 ms starts again from 10 segments."""
+    lte = LinkModel.from_profile("lte", slow_start_after_idle=True)
+    assert not lte.restarts_after(220.0) and lte.restarts_after(240.0)
+    assert not LinkModel.from_profile("lte", slow_start_after_idle=False).restarts_after(10_000.0)
+
+
+def test_the_downlink_result_pays_the_round_trips_of_a_restarted_window() -> None:
+    """The remote node idles from one RESULT to the next; a 23,611-byte RESULT does not fit the initial window of
+    10 segments (14,480 bytes), so after a restart it needs a second round trip, unshaped downlink or not."""
+    timing = ModelTiming("m", "tlv", "none", "img", {}, 5, 1.0, 0.5,
+                         (PartitionTiming("p", 0, 300.0, 10.0, 0.1, 0.1, 1000, 1000, 23_611),))
+    rtt = 32.6
+    restarting = LinkModel(DirectionModel(46.0, 16.3), DirectionModel(None, 16.3), "lte", True)
+    steady = LinkModel(DirectionModel(46.0, 16.3), DirectionModel(None, 16.3), "lte", False)
+    down_restart = predict(timing, restarting)[0].downlink_ms
+    down_steady = predict(timing, steady)[0].downlink_ms
+    assert down_steady == pytest.approx(16.3 + 0.5)  # delay + result decode: no transmission time when unshaped
+    assert down_restart == pytest.approx(rtt + 16.3 + 0.5)  # one more round trip for the second window
+    short = ModelTiming("m", "tlv", "none", "img", {}, 5, 1.0, 0.5,
+                        (PartitionTiming("p", 0, 10.0, 10.0, 0.1, 0.1, 1000, 1000, 23_611),))
+    assert predict(short, restarting)[0].downlink_ms == pytest.approx(down_steady)  # idle < RTT + 200 ms
