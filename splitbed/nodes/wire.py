@@ -64,7 +64,8 @@ class ControlReader:
 
     def read(self, timeout_s: float) -> tuple[ControlUnit, int, int]:
         """The next control unit, its size on the wire and the CLOCK_MONOTONIC ns when its last byte was read
-        (``kernel_ns``: when the kernel received it, where the kernel stamps received data)."""
+        (``kernel_ns``: when the kernel received it, where the kernel stamps received data and the unit's last
+        byte was the last byte of its read; else None)."""
         deadline = time.monotonic() + timeout_s
         while not self._pending:
             remaining = deadline - time.monotonic()
@@ -82,12 +83,18 @@ class ControlReader:
                 raise PeerClosed("remote node closed the connection"
                                  + (" in the middle of a message" if self.framer.mid_unit else ""))
             self.bytes_received += n
-            for frame in self.framer.feed(memoryview(self._buf)[:n]):
+            frames = list(self.framer.feed(memoryview(self._buf)[:n]))
+            for index, frame in enumerate(frames):
                 if not isinstance(frame, ControlUnit):
                     raise ProtocolError("unexpected_message",
                                         f"unit of type {frame.unit_type} on the downlink; only control messages "
                                         "are valid there")
-                self._pending.append((frame, HEADER_SIZE + len(frame.payload), t_read, t_kernel))
+                # The kernel stamp is the arrival of the last byte this recv returned: it belongs to a unit only
+                # if that unit ends there. A RESULT read together with the CHECKSUM behind it gets none (its
+                # arrival is unknown, the record falls back to the read), never the CHECKSUM's.
+                ends_the_read = index == len(frames) - 1 and not self.framer.mid_unit
+                self._pending.append((frame, HEADER_SIZE + len(frame.payload), t_read,
+                                      t_kernel if ends_the_read else None))
         unit, size, t_read, self.kernel_ns = self._pending.pop(0)
         return unit, size, t_read
 

@@ -12,6 +12,8 @@ from splitbed.nodes import rxstamp
 from splitbed.nodes.clock import now_ns
 from splitbed.nodes.errors import ProtocolError
 from splitbed.nodes.local import _kernel_stamp
+from splitbed.nodes.protocol import MsgType, encode_control
+from splitbed.nodes.wire import ControlReader
 
 READ_DELAY_S = 0.2
 
@@ -65,6 +67,31 @@ def test_the_stamp_is_of_the_last_packet_read(pair: tuple[socket.socket, socket.
     n, t_read, t_kernel = rxstamp.recv_into(accepted, buf, True)
     assert n == 200
     assert t_kernel is not None and second_send <= t_kernel <= t_read
+
+
+def test_a_unit_read_together_with_the_next_one_gets_no_stamp(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A RESULT and, READ_DELAY_S later, a CHECKSUM, read in one recv: the stamp (the CHECKSUM's arrival) is not
+    the RESULT's, so the RESULT gets none (the record then ends the downlink at the read) and the CHECKSUM, whose
+    last byte ends the read, gets it. Alone, a RESULT gets its own arrival."""
+    client, accepted = pair
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = ControlReader(accepted)
+    client.sendall(encode_control(MsgType.RESULT, {"after_units": 1}))
+    time.sleep(READ_DELAY_S)
+    second_send = now_ns()
+    client.sendall(encode_control(MsgType.CHECKSUM, {"after_units": 1}))
+    time.sleep(0.05)
+    result, _, t_read = reader.read(timeout_s=5)
+    assert result.unit_type == MsgType.RESULT and reader.kernel_ns is None
+    checksum, _, t_read_2 = reader.read(timeout_s=5)
+    assert checksum.unit_type == MsgType.CHECKSUM and t_read_2 == t_read  # the same recv
+    assert reader.kernel_ns is not None and second_send <= reader.kernel_ns <= t_read
+    before_send = now_ns()
+    client.sendall(encode_control(MsgType.RESULT, {"after_units": 2}))
+    time.sleep(0.05)
+    alone, _, t_read_3 = reader.read(timeout_s=5)
+    assert alone.unit_type == MsgType.RESULT
+    assert reader.kernel_ns is not None and before_send <= reader.kernel_ns <= t_read_3
 
 
 def test_without_kernel_stamps_the_read_is_all_there_is(pair: tuple[socket.socket, socket.socket]) -> None:
