@@ -374,7 +374,7 @@ class _Inference:
             delivery_uncertainty_ms=None, remote_decode_ms=None, remote_queue_wait_ms=None, remote_tail_build_ms=None,
             remote_inference_ms=None, total_inference_ms=None, remote_processing_ms=None, downlink_ms=None,
             downlink_end=None, local_read_lag_ms=None, uplink_out_of_order_packets=None,
-            downlink_out_of_order_packets=None,
+            downlink_out_of_order_packets=None, uplink_retransmitted_segments=None,
             round_trip_ms=None, result_decode_ms=None, e2e_latency_ms=None, timestamps_ns=self.stamps,
             uplink_tcp=None, downlink_tcp=None,
             result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[], adaptive=None,
@@ -551,6 +551,7 @@ class _Inference:
                     raise ProtocolError("unexpected_message", "the reply to a data unit must be RESULT or ERROR")
                 self.stamps["local_result_received"] = t_read
                 kernel_ns, self.record["downlink_out_of_order_packets"] = s.reader.rx.arrival(s.reader.kernel_ns)
+                self.record["uplink_retransmitted_segments"] = _retransmitted_since(self.record["uplink_tcp"], s.sock)
                 self.stamps["local_result_received_kernel"] = kernel_ns
                 return body, replies
             if not isinstance(after, int) or after > s.units_sent:
@@ -702,6 +703,16 @@ def run_jobs(node: LocalNode, lines: Iterable[str], out: TextIO = sys.stdout,
 def _emit(out: TextIO, record: dict[str, Any]) -> None:
     out.write(json.dumps(record, separators=(",", ":"), allow_nan=False, default=str) + "\n")
     out.flush()
+
+
+def _retransmitted_since(before: dict[str, Any] | None, sock: socket.socket) -> int | None:
+    """Segments the local TCP retransmitted since `before` (its state just before the send) until now, from
+    TCP_INFO's connection-wide `total_retrans`: the RESULT is in, so the remote had every byte of the uplink
+    transfer and every retransmission that delivered one has happened. None where either reading is missing."""
+    after = try_read_state(sock)
+    if before is None or after is None:
+        return None
+    return max(0, int(after["total_retrans"]) - int(before["total_retrans"]))
 
 
 def _kernel_stamp(stamps: dict[str, Any], key: str, *, not_after: int) -> int | None:

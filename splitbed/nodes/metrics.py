@@ -104,6 +104,7 @@ class InferenceRecord(TypedDict):
     downlink_tcp: dict[str, Any] | None
     uplink_out_of_order_packets: int | None
     downlink_out_of_order_packets: int | None
+    uplink_retransmitted_segments: int | None
     # results
     result_mode: str
     predictions: list[Prediction]

@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-_KEYS = {"default", "title", "e2e_latency_ms", "uplink_rate_mbit", "payload_bytes", "source"}
+_KEYS = {"default", "title", "uplink_latency_ms", "uplink_rate_mbit", "payload_bytes", "source"}
 
 
 class BudgetError(ValueError):
@@ -23,10 +23,13 @@ class BudgetError(ValueError):
 
 @dataclass(frozen=True)
 class Budget:
+    """`uplink_latency_ms` bounds the uplink delivery of the intermediate data (a record's `delivery_ms`), as
+    TS 22.261 defines its "max allowed UL end-to-end latency"; not the inference's end-to-end latency."""
+
     name: str
     title: str
     source: str
-    e2e_latency_ms: float | None = None
+    uplink_latency_ms: float | None = None
     uplink_rate_mbit: float | None = None
     payload_bytes: int | None = None
     default: bool = False
@@ -53,7 +56,7 @@ def parse_budgets(data: dict[str, Any]) -> dict[str, Budget]:
                 raise BudgetError(f"budgets.toml [{name}]: {key} must be a non-empty string (cite the source)")
         payload = _number(name, "payload_bytes", table.get("payload_bytes"))
         budgets[name] = Budget(name=name, title=table["title"], source=table["source"],
-                               e2e_latency_ms=_number(name, "e2e_latency_ms", table.get("e2e_latency_ms")),
+                               uplink_latency_ms=_number(name, "uplink_latency_ms", table.get("uplink_latency_ms")),
                                uplink_rate_mbit=_number(name, "uplink_rate_mbit", table.get("uplink_rate_mbit")),
                                payload_bytes=int(payload) if payload is not None else None,
                                default=bool(table.get("default", False)))

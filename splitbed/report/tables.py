@@ -104,21 +104,27 @@ def seed_tables(summaries: Iterable[PointSummary]) -> list[Table]:
 def best_table(summaries: Iterable[PointSummary], budget: Budget) -> Table:
     """The best partition per (profile, model, carriage) and how it stands against the budget."""
     best = best_per_group(summaries)
+    latency = f"{budget.uplink_latency_ms:g}" if budget.uplink_latency_ms is not None else "-"
     headers = ["Profile", "Uplink rate (Mbit/s)", "Model", "Carriage", "Best partition (id)",
-               "End-to-end latency (ms) [95% CI]", f"Within {budget.e2e_latency_ms:g} ms?",
-               "Uplink payload (B)", f"Within {budget.payload_bytes:,} B?" if budget.payload_bytes else "Payload"]
+               "End-to-end latency (ms) [95% CI]", "Uplink delivery (ms) [95% CI]",
+               f"Delivery within the {latency} ms UL latency?", "Uplink payload (B)",
+               f"Within {budget.payload_bytes:,} B?" if budget.payload_bytes else "Payload"]
     rows = []
     for (profile, model, carriage), s in sorted(best.items()):
-        e2e = s.figures["e2e_latency_ms"]
+        e2e, delivery = s.figures["e2e_latency_ms"], s.figures["delivery_ms"]
         payload = s.median("serialized_intermediate_bytes")
-        within_latency = _within(e2e, budget.e2e_latency_ms)
+        within_latency = _within(delivery, budget.uplink_latency_ms)
         within_payload = ("yes" if payload <= budget.payload_bytes else "no") \
             if budget.payload_bytes and payload is not None else "-"
         rate = "unshaped" if s.uplink_rate_mbit is None else f"{s.uplink_rate_mbit:g}"
         rows.append([profile, rate, model, carriage, f"{s.partition} ({s.partition_id})", fmt_ms(e2e),
-                     within_latency, fmt_bytes(payload), within_payload])
+                     fmt_ms(delivery), within_latency, fmt_bytes(payload), within_payload])
     return Table(title="Best partition per profile", headers=headers, rows=rows, anchor="best",
-                 notes=[f"Budget: {budget.title}: {budget.source}"])
+                 notes=[f"Budget: {budget.title}: {budget.source}",
+                        "The budget's latency is the UL end-to-end latency of TS 22.261 (source to destination "
+                        "transfer), so it is held against the uplink delivery of the intermediate data "
+                        "(delivery_ms), not against the inference's end-to-end latency, which adds both sides' "
+                        "compute and the downlink."])
 
 
 def _within(stats: MedianCI, bound: float | None) -> str:

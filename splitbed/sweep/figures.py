@@ -58,6 +58,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("total_inference_ms", "total_inference_ms", "Total local and remote inference time", "ms", "times",
            "Total local and inference time"),
     Figure("downlink_ms", "downlink_ms", "Result downlink time", "ms", "times"),
+    Figure("local_read_lag_ms", "local_read_lag_ms", "Result waiting in the local socket (read lag)", "ms", "times"),
     Figure("result_decode_ms", "result_decode_ms", "Result decoding (local)", "ms", "times"),
     Figure("round_trip_ms", "round_trip_ms", "First send to result received", "ms", "times"),
     Figure("e2e_latency_ms", "e2e_latency_ms", "End-to-end latency", "ms", "times",
@@ -67,8 +68,8 @@ FIGURES: tuple[Figure, ...] = (
            "segments", "transport"),
     Figure("downlink_start_cwnd_segments", "downlink_tcp.cwnd_segments", "Downlink congestion window at send",
            "segments", "transport"),
-    Figure("uplink_total_retrans", "uplink_tcp.total_retrans", "Uplink retransmitted segments (connection so far)",
-           "segments", "transport"),
+    Figure("uplink_retransmitted_segments", "uplink_retransmitted_segments",
+           "Uplink segments retransmitted for this inference", "segments", "transport"),
     # resources (the seed's "not yet implemented" computing power, memory, energy)
     Figure("local_cpu_time_ms", "local_resources.cpu_time_ms", "Local CPU time", "ms", "resources",
            "Computing power consumption (local)"),
@@ -105,6 +106,7 @@ LATENCY_SEGMENTS: tuple[tuple[str, str], ...] = (
     ("remote_inference_ms", "remote inference"),
     ("remote_other_ms", "remote decode/reply"),
     ("downlink_ms", "downlink"),
+    ("local_read_lag_ms", "result read lag"),
     ("result_decode_ms", "result decode"),
 )
 

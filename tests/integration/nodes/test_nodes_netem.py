@@ -105,3 +105,9 @@ def test_a_lossy_uplink_ends_delivery_at_the_read_not_at_a_stale_kernel_stamp() 
         else:
             assert rec["uplink_out_of_order_packets"] == 0 and rec["delivery_end"] == "kernel_rx"
     assert any(rec["uplink_out_of_order_packets"] for rec in records), [r["uplink_tcp"] for r in records]
+    # The retransmissions that filled those holes are counted per inference, not for the connection so far: the
+    # link dropped frames of every inference, and the per-inference counts add up to the connection's growth.
+    retransmitted = [rec["uplink_retransmitted_segments"] for rec in records]
+    assert all(isinstance(n, int) and n >= 0 for n in retransmitted) and sum(retransmitted) > 0, retransmitted
+    growth = records[-1]["uplink_tcp"]["total_retrans"] - records[0]["uplink_tcp"]["total_retrans"]
+    assert sum(retransmitted[:-1]) == growth, (retransmitted, growth)

@@ -50,6 +50,16 @@ def test_remote_other_segment_is_processing_minus_inference() -> None:
     assert [key for key, _ in LATENCY_SEGMENTS][3] == "delivery_ms"
 
 
+def test_the_stacked_segments_tile_the_end_to_end_latency() -> None:
+    """The windows are consecutive (docs/METRICS.md): preprocess + head + encode + delivery + remote processing +
+    downlink + the RESULT's wait in the local socket + result decode = e2e, up to the send/parse moments between
+    them. Without the read lag the bar would fall short by it."""
+    record = {"preprocess_ms": 2.0, "local_inference_ms": 10.0, "encode_ms": 1.0, "delivery_ms": 20.0,
+              "remote_processing_ms": 15.0, "remote_inference_ms": 12.0, "downlink_ms": 3.0,
+              "local_read_lag_ms": 4.0, "result_decode_ms": 0.5, "e2e_latency_ms": 55.5}
+    assert sum(segment_value(record, key) or 0.0 for key, _ in LATENCY_SEGMENTS) == record["e2e_latency_ms"]
+
+
 def test_best_partition_is_the_lowest_median_e2e_per_group() -> None:
     best = best_per_group(summarise(_records()))
     assert list(best) == [("lte", "vgg16", "tlv/none")]
