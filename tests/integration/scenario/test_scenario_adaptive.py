@@ -60,10 +60,16 @@ def test_policy_leaves_the_large_partition_within_the_stated_number_of_inference
     first = moved[0]
     assert first["adaptive"]["reason"] == "switch" and first["adaptive"]["previous"]["partition"] == "input_layer"
     assert first["adaptive"]["rate_estimate_mbit"] < 20, first["adaptive"]
-    # what the policy saw: the slow inference's sample is the link's new rate within 10 %
+    # What the policy saw: the slow inference's sample is never faster than the link's new rate, and equals it
+    # within 10 % unless TCP had to recover from losses. A sender whose window was still sized for 144 Mbit/s
+    # (not idle past its RTO) bursts it into the 100 ms queue: one CI run saw 519 segments retransmitted and a
+    # 4.3 Mbit/s sample, which is what that transfer achieved, not a link error.
     slow = after[reaction.inferences_to_react - 1] if reaction.inferences_to_react else None
     if slow is not None and slow["scenario"]["t_start_s"] >= drop_run.link_events[0]["done_s"]:
-        assert slow["adaptive"]["rate_sample_mbit"] == pytest.approx(5.0, rel=0.1), slow["adaptive"]
+        sample = slow["adaptive"]["rate_sample_mbit"]
+        assert sample <= 5.0 * 1.02, slow["adaptive"]
+        if slow["uplink_retransmitted_segments"] == 0:
+            assert sample == pytest.approx(5.0, rel=0.1), slow["adaptive"]
 
 
 def test_every_inference_equals_the_unsplit_model(drop_run: Any, reference: Any) -> None:
