@@ -8,6 +8,12 @@ last byte returned. The stamp is moved to CLOCK_MONOTONIC with the REALTIME - MO
 the call (sub-microsecond apart; a wall-clock step between the packet's arrival and the read would shift it, so a
 converted stamp later than the read itself is discarded).
 
+Wall-clock steps: the conversion is exact only if the REALTIME - MONOTONIC offset did not change between the
+packet's arrival and the read. On this project's VM the guest's wall clock is at times stepped by 0.5 ms every
+100 ms while it catches up with the host (measured 2026-12-03: 266 steps in 20 s), and a stamp converted across
+such a step is off by the step. So `ReceiveClock` samples the offset when a transfer is marked and at every read,
+and gives no kernel stamp for a transfer during which it changed by more than STEP_TOLERANCE_NS.
+
 The last packet read is the last to arrive only when the packets came in order. After a loss (or a reordering)
 the packets behind the hole wait in TCP's out-of-order queue, and the one that fills the hole, which arrives
 last, need not be the last one read. So `ReceiveClock` counts the socket's out-of-order packets (TCP_INFO) and
@@ -31,6 +37,13 @@ _TIMESPEC = struct.Struct("@qq")  # struct timespec on a 64-bit kernel ABI: tv_s
 ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 # Slack for the offset sampling between the two clock reads: a stamp up to this far after the read is rounding.
 CONVERSION_SLACK_NS = 50_000
+# A change of the REALTIME - MONOTONIC offset above this is a wall-clock step (sampling jitter is ~1 us).
+STEP_TOLERANCE_NS = 20_000
+
+
+def wall_offset_ns() -> int:
+    """CLOCK_REALTIME - CLOCK_MONOTONIC now: constant unless the wall clock is stepped."""
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) - now_ns()
 
 
 def enable(sock: socket.socket) -> bool:
@@ -78,21 +91,28 @@ class ReceiveClock:
         self.enabled = enable(sock)
         self.kernel_ns: int | None = None  # the latest read's kernel stamp
         self._out_of_order_mark = out_of_order_packets(sock)
+        self._offset_mark = wall_offset_ns()
+        self.clock_stepped = False  # the wall clock was stepped since mark(): no stamp can be converted
 
     def recv_into(self, buf: bytearray) -> tuple[int, int]:
         """``sock.recv_into(buf)``; returns (bytes read, CLOCK_MONOTONIC ns of the read)."""
         n, t_read, self.kernel_ns = recv_into(self.sock, buf, self.enabled)
+        if abs(wall_offset_ns() - self._offset_mark) > STEP_TOLERANCE_NS:
+            self.clock_stepped = True
         return n, t_read
 
     def mark(self) -> None:
-        """A transfer begins: out-of-order packets are counted from here."""
+        """A transfer begins: out-of-order packets and wall-clock steps are counted from here."""
         self._out_of_order_mark = out_of_order_packets(self.sock)
+        self._offset_mark = wall_offset_ns()
+        self.clock_stepped = False
 
     def arrival(self, kernel_ns: int | None) -> tuple[int | None, int | None]:
         """(``kernel_ns`` if it is when the transfer's last byte arrived, else None; packets that arrived out of
-        order since mark(), None where the kernel does not count them)."""
+        order since mark(), None where the kernel does not count them). No stamp either when the wall clock was
+        stepped since mark()."""
         now = out_of_order_packets(self.sock)
         if now is None or self._out_of_order_mark is None:
             return None, None
         late = (now - self._out_of_order_mark) & 0xFFFFFFFF  # a u32 counter
-        return (kernel_ns if late == 0 else None), late
+        return (kernel_ns if late == 0 and not self.clock_stepped else None), late
