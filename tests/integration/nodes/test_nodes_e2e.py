@@ -108,12 +108,13 @@ def _check_consistent(rec: dict[str, Any]) -> None:
     # the transfers end at the kernels' receive stamps; the nodes' reads come at or after them. The RESULT keeps
     # its stamp unless the CHECKSUM (--verify-delivery) was already behind it when the node read: then the
     # stamp is the CHECKSUM's arrival and the record ends the downlink at the read instead (docs/METRICS.md)
-    assert rec["delivery_end"] == "kernel_rx"
-    assert rec["downlink_end"] in ("kernel_rx", "app_read")
-    local_lag = rec["local_read_lag_ms"]
+    # (and a transfer during a wall-clock step keeps no stamp either: docs/METRICS.md, "Receive stamps")
+    assert rec["delivery_end"] in ("kernel_rx", "app_read") and rec["downlink_end"] in ("kernel_rx", "app_read")
+    local_lag, remote_lag = rec["local_read_lag_ms"], rec["remote_read_lag_ms"]
     assert (local_lag is None) == (rec["downlink_end"] == "app_read")
-    assert rec["remote_read_lag_ms"] >= 0 and (local_lag is None or local_lag >= 0)
-    assert rec["delivery_ms"] + rec["remote_read_lag_ms"] == pytest.approx(rec["delivery_read_ms"], abs=1e-6)
+    assert (remote_lag is None) == (rec["delivery_end"] == "app_read")
+    assert (remote_lag is None or remote_lag >= 0) and (local_lag is None or local_lag >= 0)
+    assert rec["delivery_ms"] + (remote_lag or 0.0) == pytest.approx(rec["delivery_read_ms"], abs=1e-6)
     assert rec["delivery_ms"] + rec["remote_processing_ms"] + rec["downlink_ms"] + (local_lag or 0.0) \
         == pytest.approx(rec["round_trip_ms"], abs=1e-6)
     assert rec["send_ms"] <= rec["round_trip_ms"]
@@ -123,7 +124,8 @@ def _check_consistent(rec: dict[str, Any]) -> None:
     assert rec["e2e_latency_ms"] >= rec["preprocess_ms"] + rec["local_inference_ms"] + rec["encode_ms"]
     assert rec["remote_tail_build_ms"] == 0  # PREPARE built the tail before any measured window
     stamps = rec["timestamps_ns"]
-    assert stamps["local_first_send"] < stamps["remote_last_byte_kernel"] <= stamps["remote_last_byte"]
+    if remote_lag is not None:
+        assert stamps["local_first_send"] < stamps["remote_last_byte_kernel"] <= stamps["remote_last_byte"]
     if local_lag is not None:
         assert stamps["remote_result_send"] < stamps["local_result_received_kernel"] <= stamps["local_result_received"]
     assert stamps["local_start"] < stamps["local_first_send"] <= stamps["remote_first_byte"] \
@@ -167,6 +169,7 @@ def test_driven_local_nodes(driven: list[list[dict[str, Any]]]) -> None:
     print(f"downlink ends: {ends.count('kernel_rx')} at the RESULT's kernel stamp, {ends.count('app_read')} at the "
           "read (the CHECKSUM was already behind the RESULT)")
     assert "kernel_rx" in ends  # the downlink keeps its stamp in most records (8-13 of 13 per run when measured)
+    assert any(r["delivery_end"] == "kernel_rx" for r in records if r["status"] == "ok")
 
     raw1, raw2 = a["raw"]
     assert raw1["tags"] == {"case": "raw"} and raw1["model"] == MODEL and raw1["partition_name"] == "block_1_project_BN"

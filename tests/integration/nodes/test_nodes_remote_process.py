@@ -84,8 +84,10 @@ def test_clock_offset_between_hosts(shifted: tuple[RemoteProcess, subprocess.Pop
         stamps = rec["timestamps_ns"]
         assert stamps["remote_last_byte"] - stamps["local_first_send"] > (CLOCK_AHEAD_S - 1) * 10**9
         # the kernel's receive stamp (CLOCK_REALTIME, not namespaced) lands on the remote's shifted monotonic clock
-        assert rec["delivery_end"] == "kernel_rx"
-        assert 0 <= stamps["remote_last_byte"] - stamps["remote_last_byte_kernel"] < 1_000_000_000
+        # (a transfer during a wall-clock step keeps no stamp: docs/METRICS.md, "Receive stamps")
+        if rec["delivery_end"] == "kernel_rx":
+            assert 0 <= stamps["remote_last_byte"] - stamps["remote_last_byte_kernel"] < 1_000_000_000
+    assert any(r["delivery_end"] == "kernel_rx" for r in records), [r["delivery_end"] for r in records]
 
 
 def test_sigterm_finishes_in_flight_and_exits_zero(shifted: tuple[RemoteProcess, subprocess.Popen[str]]) -> None:
