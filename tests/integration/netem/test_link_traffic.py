@@ -255,18 +255,24 @@ def test_losses_match_the_links_count_and_the_binomial_interval() -> None:
 
 
 def test_live_update_carries_frames_in_flight(tmp_path: Path) -> None:
-    slow = DirectionProfile(delay_ms=800.0)
-    with Topology(profile("slow", slow), backend="userspace") as topo:
-        pinger = topo.popen("ue", ["ping", "-n", "-c", "5", "-i", "0.05", "-W", "5", topo.edge_addr],
+    """Frames queued in a 5 s delay stage leave when the profile changes to 1 ms, not when the old delay ends.
+    The old delay is long so that a slow update (a CI run took 830 ms from ping start to the update under heavy
+    CPU steal, when the delay was 800 ms) cannot pass for the old schedule."""
+    old_delay_ms = 5000.0
+    with Topology(profile("slow", DirectionProfile(delay_ms=old_delay_ms)), backend="userspace") as topo:
+        pinger = topo.popen("ue", ["ping", "-n", "-c", "5", "-i", "0.05", "-W", "15", topo.edge_addr],
                             stdout=subprocess.PIPE, text=True)
-        time.sleep(0.4)  # all 5 requests are inside the 800 ms delay stage now
-        assert topo.stats()["link"]["uplink"]["queued_packets"] == 5
+        deadline = time.monotonic() + 3.0
+        while topo.stats()["link"]["uplink"]["queued_packets"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert topo.stats()["link"]["uplink"]["queued_packets"] == 5  # all 5 requests are inside the delay stage
         topo.update(profile("fast", DirectionProfile(delay_ms=1.0)))
-        out, _ = pinger.communicate(timeout=20)
+        out, _ = pinger.communicate(timeout=30)
         stats = topo.stats()["link"]
     assert " 0% packet loss" in out
     rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
-    assert max(rtts) < 800  # they left when the profile changed, not after the old delay
+    assert len(rtts) == 5
+    assert max(rtts) < old_delay_ms  # they left when the profile changed, not after the old delay
     assert stats["updates"] == 1 and stats["profile"] == "fast"
 
 
