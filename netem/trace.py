@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from netem.errors import TraceError
 
 #: A trace file larger than this is refused before it is read (bytes).
@@ -223,3 +225,55 @@ def format_throughput(mbit: list[float] | tuple[float, ...], interval_ms: int = 
 def builtin_trace_dir() -> Path:
     """The folder of the traces shipped with netem (package data)."""
     return Path(__file__).resolve().parent / "traces"
+
+
+#: Start phases per trace period at which `delivery_ms` is evaluated: at least this many...
+MIN_PHASES = 1000
+#: ...and at least this many per throughput interval / mahimahi opportunity, up to `MAX_PHASES`.
+PHASES_PER_ENTRY = 4
+MAX_PHASES = 20_000
+
+
+def start_phases_ms(trace: Trace) -> np.ndarray:
+    """Evenly spaced start times over one period, dense enough to see every interval of the trace."""
+    entries = len(trace.mbit) if isinstance(trace, ThroughputTrace) else len(trace.opportunities_ms)
+    count = min(MAX_PHASES, max(MIN_PHASES, PHASES_PER_ENTRY * entries))
+    return np.arange(count) * (trace.period_ms / count)
+
+
+def delivery_ms(trace: Trace, counted_bytes: int, phases_ms: np.ndarray) -> np.ndarray:
+    """How long the link takes to carry ``counted_bytes`` (as the trace's stage counts them: Ethernet frames for
+    a throughput trace, IP packets for mahimahi) when the transfer starts at each of ``phases_ms`` (ms since the
+    trace's time 0) with nothing queued before it; the trace repeats. This is the transmission time only (no
+    propagation delay), as the userspace link's trace stages compute it, so that a trace with outages is not
+    predicted from its mean rate (which hides that a transfer starting in a slow stretch waits for it)."""
+    phases = np.mod(np.asarray(phases_ms, dtype=np.float64), trace.period_ms)
+    if counted_bytes <= 0:
+        return np.zeros_like(phases)
+    if isinstance(trace, ThroughputTrace):
+        return _throughput_delivery_ms(trace, counted_bytes * 8.0, phases)
+    return _mahimahi_delivery_ms(trace, counted_bytes, phases)
+
+
+def _throughput_delivery_ms(trace: ThroughputTrace, bits: float, phases: np.ndarray) -> np.ndarray:
+    interval = float(trace.interval_ms)
+    bits_per_ms = np.asarray(trace.mbit, dtype=np.float64) * 1e3
+    knots = np.concatenate(([0.0], np.cumsum(bits_per_ms * interval)))  # bits carried by each interval start
+    total = knots[-1]
+    slot = np.minimum((phases // interval).astype(np.int64), len(bits_per_ms) - 1)
+    target = knots[slot] + bits_per_ms[slot] * (phases - slot * interval) + bits
+    period_index = np.ceil(target / total) - 1.0       # the repetition in which the last bit goes out
+    remainder = target - period_index * total         # in (0, total]
+    end_knot = np.clip(np.searchsorted(knots, remainder, side="left"), 1, len(bits_per_ms))
+    segment = end_knot - 1                             # its rate is > 0: the knots rise across it
+    finish = segment * interval + (remainder - knots[segment]) / bits_per_ms[segment]
+    return period_index * trace.period_ms + finish - phases
+
+
+def _mahimahi_delivery_ms(trace: MahimahiTrace, counted_bytes: int, phases: np.ndarray) -> np.ndarray:
+    offsets = np.asarray(trace.opportunities_ms, dtype=np.float64)
+    needed = math.ceil(counted_bytes / MAHIMAHI_OPPORTUNITY_BYTES)
+    # an opportunity at the very start phase is gone: mahimahi (and DeliveryTraceStage) use up every opportunity
+    # up to now before they queue the packet that arrives now
+    last = np.searchsorted(offsets, phases, side="right") + needed - 1  # the opportunity that completes it
+    return (last // len(offsets)) * trace.period_ms + offsets[last % len(offsets)] - phases

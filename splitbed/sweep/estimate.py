@@ -1,7 +1,8 @@
 """How long a sweep will take, before running it: the advisor's per-partition prediction (splitbed.advise: compute
 timed here, real data-unit sizes, the link model) for every point, times its inferences, plus the orchestration
 costs measured on the main job. An estimate, not a measurement: it ignores loss and retransmissions (a lower
-bound on lossy profiles such as cell-edge) and takes trace-driven links at their mean rate.
+bound on lossy profiles such as cell-edge) and takes each transfer on a trace-driven link at its median time over
+the trace's start phases.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
     result.total_s = sum(result.by_profile_s.values())
     result.slowest = sorted(costs, reverse=True)[:5]
     result.notes = ["estimate from the advisor's model (docs/SWEEP.md): no loss or retransmissions, traces at "
-                    "their mean rate; compute timed now on this machine"]
+                    "the median start phase; compute timed now on this machine"]
     return result
 
 

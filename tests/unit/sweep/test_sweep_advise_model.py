@@ -3,9 +3,11 @@ slow start after idle, profile reading, Spearman with ties, and the comparison's
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from netem.profile import LinkProfile
+from netem.trace import delivery_ms, start_phases_ms
 from splitbed.advise import (
     FRAME_OVERHEAD_BYTES,
     MSS_BYTES,
@@ -96,8 +98,19 @@ def test_link_model_reads_the_profile_and_its_unshaped_directions() -> None:
     assert model.downlink.rate_mbit is None and "unshaped" in model.downlink.rate_note
     assert model.rtt_ms == pytest.approx(32.6)
     assert LinkModel.from_profile("ideal", unshaped_rate_mbit=250).uplink.rate_mbit == 250
-    driving = LinkModel.from_profile("5g-mmwave-driving")
-    assert driving.uplink.rate_mbit is not None and "trace mean" in driving.uplink.rate_note
+
+
+def test_a_trace_driven_uplink_is_predicted_at_its_median_start_phase_not_its_mean_rate() -> None:
+    driving = LinkModel.from_profile("5g-mmwave-driving", slow_start_after_idle=False)
+    trace = driving.uplink.trace
+    assert trace is not None and "median over" in driving.uplink.rate_note
+    assert driving.uplink.rate_mbit == pytest.approx(65.2, abs=0.1)  # the trace's median; its mean is 149.6
+    payload = 3_300_000
+    median = float(np.median(delivery_ms(trace, wire_bytes(payload), start_phases_ms(trace))))
+    assert driving.uplink.transfer_ms(payload, rtt_ms=driving.rtt_ms, slow_start=False) == \
+        pytest.approx(driving.uplink.delay_ms + median)
+    at_mean_rate = wire_bytes(payload) * 8 / (trace.mean_rate_mbit() * 1e3)
+    assert median > 2 * at_mean_rate
 
 
 def _timing(parts: list[tuple[str, float, float, int]]) -> ModelTiming:
