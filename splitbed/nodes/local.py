@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from netem.tcpinfo import TcpState, try_read_state
-from splitbed.nodes import formatio
+from splitbed.nodes import formatio, rxstamp
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.clock import ClockRecord, PingSample, boot_id, decide_clock, estimate_offset, now_ns
 from splitbed.nodes.errors import (
@@ -370,10 +370,10 @@ class _Inference:
             serialized_intermediate_bytes=0, aips_sent=False, aips_reason="", aips_id=None, aips_bytes=0,
             uplink_bytes=0, compression_ratio=None, tensors=[], downlink_bytes=0,
             preprocess_ms=0.0, local_inference_ms=0.0, encode_ms=0.0, send_ms=0.0, delivery_ms=None,
-            delivery_end=None, delivery_read_ms=None, remote_read_lag_ms=None,
+            delivery_end=None, delivery_end_reason=None, delivery_read_ms=None, remote_read_lag_ms=None,
             delivery_uncertainty_ms=None, remote_decode_ms=None, remote_queue_wait_ms=None, remote_tail_build_ms=None,
             remote_inference_ms=None, total_inference_ms=None, remote_processing_ms=None, downlink_ms=None,
-            downlink_end=None, local_read_lag_ms=None, uplink_out_of_order_packets=None,
+            downlink_end=None, downlink_end_reason=None, local_read_lag_ms=None, uplink_out_of_order_packets=None,
             downlink_out_of_order_packets=None, uplink_retransmitted_segments=None,
             round_trip_ms=None, result_decode_ms=None, e2e_latency_ms=None, timestamps_ns=self.stamps,
             uplink_tcp=None, downlink_tcp=None,
@@ -550,7 +550,8 @@ class _Inference:
                 if unit.unit_type != MsgType.RESULT:
                     raise ProtocolError("unexpected_message", "the reply to a data unit must be RESULT or ERROR")
                 self.stamps["local_result_received"] = t_read
-                kernel_ns, self.record["downlink_out_of_order_packets"] = s.reader.rx.arrival(s.reader.kernel_ns)
+                kernel_ns, self.record["downlink_out_of_order_packets"], self.record["downlink_end_reason"] = \
+                    s.reader.rx.arrival(s.reader.kernel_ns, s.reader.no_stamp_reason)
                 self.record["uplink_retransmitted_segments"] = _retransmitted_since(self.record["uplink_tcp"], s.sock)
                 self.stamps["local_result_received_kernel"] = kernel_ns
                 return body, replies
@@ -584,6 +585,7 @@ class _Inference:
         result_at = result_in if result_kernel is None else result_kernel
         rec["delivery_ms"] = (delivered - offset - first_send) / 1e6
         rec["delivery_end"] = "app_read" if last_byte_kernel is None else "kernel_rx"
+        rec["delivery_end_reason"] = _end_reason(body.get("uplink_end_reason"), stamped=last_byte_kernel is not None)
         rec["delivery_read_ms"] = (last_byte - offset - first_send) / 1e6
         rec["remote_read_lag_ms"] = None if last_byte_kernel is None else (last_byte - last_byte_kernel) / 1e6
         rec["delivery_uncertainty_ms"] = s.clock["offset_uncertainty_ns"] / 1e6
@@ -724,6 +726,16 @@ def _kernel_stamp(stamps: dict[str, Any], key: str, *, not_after: int) -> int | 
         raise ProtocolError("bad_control_message", f"RESULT timestamps_ns {key} must be null or an integer no "
                             f"later than remote_last_byte, got {value!r}")
     return value
+
+
+def _end_reason(value: Any, *, stamped: bool) -> str | None:
+    """The remote's reason for ending the delivery at its read: null with a kernel stamp, else a known reason."""
+    if stamped and value is None:
+        return None
+    if not stamped and value in rxstamp.END_REASONS:
+        return str(value)
+    raise ProtocolError("bad_control_message", "RESULT uplink_end_reason must be null with a kernel stamp and one of "
+                        f"{', '.join(rxstamp.END_REASONS)} without one, got {str(value)[:40]!r}")
 
 
 def _count_field(value: Any) -> int | None:

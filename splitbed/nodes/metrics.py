@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 
 
 class TensorFigures(TypedDict):
@@ -83,6 +83,7 @@ class InferenceRecord(TypedDict):
     send_ms: float
     delivery_ms: float | None
     delivery_end: str | None
+    delivery_end_reason: str | None
     delivery_read_ms: float | None
     remote_read_lag_ms: float | None
     delivery_uncertainty_ms: float | None
@@ -94,6 +95,7 @@ class InferenceRecord(TypedDict):
     remote_processing_ms: float | None
     downlink_ms: float | None
     downlink_end: str | None
+    downlink_end_reason: str | None
     local_read_lag_ms: float | None
     round_trip_ms: float | None
     result_decode_ms: float | None

@@ -365,7 +365,7 @@ class RemoteSession:
 
     def _infer(self, decoded: DecodedTensors, t_last_byte: int) -> None:
         first_byte = self._first_byte_ns if self._first_byte_ns is not None else t_last_byte
-        last_byte_kernel, out_of_order = self.rx.arrival(self.rx.kernel_ns)
+        last_byte_kernel, out_of_order, no_stamp_reason = self.rx.arrival(self.rx.kernel_ns)
         decode_ms = self._decode_ns / 1e6
         self._first_byte_ns, self._decode_ns = None, 0
         seq = self.inferences
@@ -398,6 +398,7 @@ class RemoteSession:
                                    extra=decoded.extra)
         result["downlink_tcp"] = try_read_state(self.conn)  # the window the RESULT starts with
         result["uplink_out_of_order_packets"] = out_of_order
+        result["uplink_end_reason"] = no_stamp_reason
         result["timestamps_ns"]["remote_last_byte_kernel"] = last_byte_kernel
         result["timestamps_ns"]["remote_result_send"] = now_ns()
         self._send([proto.encode_control(MsgType.RESULT, result)])

@@ -41,6 +41,18 @@ CONVERSION_SLACK_NS = 50_000
 STEP_TOLERANCE_NS = 20_000
 
 
+# Why a transfer's end fell back from the kernel's stamp to the node's read (the record's `delivery_end_reason`,
+# `downlink_end_reason`; docs/METRICS.md, "Receive stamps").
+STAMPING_OFF = "stamping_off"          # this socket cannot have its received data stamped (platform, setsockopt)
+UNSTAMPED = "unstamped"                # the packet holding the last byte came without a stamp
+STAMP_AFTER_READ = "stamp_after_read"  # the stamp converted to a time after the read: a wall-clock step between
+OUT_OF_ORDER = "out_of_order"          # packets arrived out of order during the transfer (a loss, a reordering)
+NO_ORDER_COUNT = "no_order_count"      # the kernel does not count out-of-order packets, so order is unknown
+CLOCK_STEP = "clock_step"              # the wall clock was stepped during the transfer
+READ_CONTINUED = "read_continued"      # the unit's last byte was not the last byte of its read (local node)
+END_REASONS = (STAMPING_OFF, UNSTAMPED, STAMP_AFTER_READ, OUT_OF_ORDER, NO_ORDER_COUNT, CLOCK_STEP, READ_CONTINUED)
+
+
 OFFSET_READ_TRIES = 5
 OFFSET_READ_TIGHT_NS = 5_000
 
@@ -76,25 +88,34 @@ def enable(sock: socket.socket) -> bool:
 def recv_into(sock: socket.socket, buf: bytearray, enabled: bool) -> tuple[int, int, int | None]:
     """Like ``sock.recv_into(buf)``; returns (bytes read, CLOCK_MONOTONIC ns of the read, CLOCK_MONOTONIC ns at
     which the kernel received the last packet read, or None when no usable kernel stamp came with the data)."""
+    n, t_read, stamp, _why = recv_into_explained(sock, buf, enabled)
+    return n, t_read, stamp
+
+
+def recv_into_explained(sock: socket.socket, buf: bytearray,
+                        enabled: bool) -> tuple[int, int, int | None, str | None]:
+    """`recv_into`, plus why no stamp came (one of END_REASONS; None when there is a stamp)."""
     if not enabled:
         n = sock.recv_into(buf)
-        return n, now_ns(), None
+        return n, now_ns(), None, STAMPING_OFF
     n, ancillary, _flags, _addr = sock.recvmsg_into([buf], ANCILLARY_BYTES)
     t_read = now_ns()
-    return n, t_read, _kernel_stamp(ancillary, wall_offset_ns(), t_read)
+    stamp, why = _kernel_stamp(ancillary, wall_offset_ns(), t_read)
+    return n, t_read, stamp, why
 
 
-def _kernel_stamp(ancillary: list[tuple[int, int, bytes]], realtime_minus_monotonic: int, t_read: int) -> int | None:
+def _kernel_stamp(ancillary: list[tuple[int, int, bytes]], realtime_minus_monotonic: int,
+                  t_read: int) -> tuple[int | None, str | None]:
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
             seconds, nanoseconds = _TIMESPEC.unpack_from(data)
             if seconds <= 0:
-                return None  # the packet was never stamped
+                return None, UNSTAMPED  # the packet was never stamped
             stamp = seconds * 1_000_000_000 + nanoseconds - realtime_minus_monotonic
             if stamp > t_read + CONVERSION_SLACK_NS:
-                return None  # the wall clock stepped between arrival and read
-            return min(stamp, t_read)
-    return None
+                return None, STAMP_AFTER_READ  # the wall clock stepped between arrival and read
+            return min(stamp, t_read), None
+    return None, UNSTAMPED
 
 
 class ReceiveClock:
@@ -105,13 +126,14 @@ class ReceiveClock:
         self.sock = sock
         self.enabled = enable(sock)
         self.kernel_ns: int | None = None  # the latest read's kernel stamp
+        self.no_stamp_reason: str | None = None  # why the latest read came without one (END_REASONS)
         self._out_of_order_mark = out_of_order_packets(sock)
         self._offset_mark = wall_offset_ns()
         self.clock_stepped = False  # the wall clock was stepped since mark(): no stamp can be converted
 
     def recv_into(self, buf: bytearray) -> tuple[int, int]:
         """``sock.recv_into(buf)``; returns (bytes read, CLOCK_MONOTONIC ns of the read)."""
-        n, t_read, self.kernel_ns = recv_into(self.sock, buf, self.enabled)
+        n, t_read, self.kernel_ns, self.no_stamp_reason = recv_into_explained(self.sock, buf, self.enabled)
         if abs(wall_offset_ns() - self._offset_mark) > STEP_TOLERANCE_NS:
             self.clock_stepped = True
         return n, t_read
@@ -122,12 +144,25 @@ class ReceiveClock:
         self._offset_mark = wall_offset_ns()
         self.clock_stepped = False
 
-    def arrival(self, kernel_ns: int | None) -> tuple[int | None, int | None]:
+    def arrival(self, kernel_ns: int | None,
+                missing_reason: str | None = None) -> tuple[int | None, int | None, str | None]:
         """(``kernel_ns`` if it is when the transfer's last byte arrived, else None; packets that arrived out of
-        order since mark(), None where the kernel does not count them). No stamp either when the wall clock was
-        stepped since mark()."""
+        order since mark(), None where the kernel does not count them; why there is no stamp, one of END_REASONS,
+        None when there is one). No stamp either when the wall clock was stepped since mark().
+        ``missing_reason``: why ``kernel_ns`` is None (default: why the latest read had no stamp)."""
         now = out_of_order_packets(self.sock)
-        if now is None or self._out_of_order_mark is None:
-            return None, None
-        late = (now - self._out_of_order_mark) & 0xFFFFFFFF  # a u32 counter
-        return (kernel_ns if late == 0 and not self.clock_stepped else None), late
+        late = None if now is None or self._out_of_order_mark is None else \
+            (now - self._out_of_order_mark) & 0xFFFFFFFF  # a u32 counter
+        if not self.enabled:
+            why = STAMPING_OFF
+        elif late:
+            why = OUT_OF_ORDER
+        elif kernel_ns is None:
+            why = missing_reason or self.no_stamp_reason or UNSTAMPED
+        elif late is None:
+            why = NO_ORDER_COUNT
+        elif self.clock_stepped:
+            why = CLOCK_STEP
+        else:
+            return kernel_ns, late, None
+        return None, late, why

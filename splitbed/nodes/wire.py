@@ -56,11 +56,12 @@ class ControlReader:
         self.sock = sock
         self.framer = UnitFramer(max_unit_bytes=max_control_bytes, max_control_bytes=max_control_bytes,
                                  accepted_control=DOWNLINK_CONTROL)
-        self._pending: list[tuple[ControlUnit, int, int, int | None]] = []
+        self._pending: list[tuple[ControlUnit, int, int, int | None, str | None]] = []
         self._buf = bytearray(RECV_CHUNK)
         self.bytes_received = 0
         self.rx = rxstamp.ReceiveClock(sock)
         self.kernel_ns: int | None = None  # when the kernel received the last byte of the unit read() returned
+        self.no_stamp_reason: str | None = None  # why that unit has no kernel_ns (rxstamp.END_REASONS)
 
     def read(self, timeout_s: float) -> tuple[ControlUnit, int, int]:
         """The next control unit, its size on the wire and the CLOCK_MONOTONIC ns when its last byte was read
@@ -74,7 +75,7 @@ class ControlReader:
             self.sock.settimeout(remaining)
             try:
                 n, t_read = self.rx.recv_into(self._buf)
-                t_kernel = self.rx.kernel_ns
+                t_kernel, why = self.rx.kernel_ns, self.rx.no_stamp_reason
             except TimeoutError:
                 raise NodeTimeout(f"no complete message from the remote node within {timeout_s:g} s") from None
             except ConnectionResetError as exc:
@@ -94,8 +95,9 @@ class ControlReader:
                 # arrival is unknown, the record falls back to the read), never the CHECKSUM's.
                 ends_the_read = index == len(frames) - 1 and not self.framer.mid_unit
                 self._pending.append((frame, HEADER_SIZE + len(frame.payload), t_read,
-                                      t_kernel if ends_the_read else None))
-        unit, size, t_read, self.kernel_ns = self._pending.pop(0)
+                                      t_kernel if ends_the_read else None,
+                                      why if ends_the_read else rxstamp.READ_CONTINUED))
+        unit, size, t_read, self.kernel_ns, self.no_stamp_reason = self._pending.pop(0)
         return unit, size, t_read
 
     def expect(self, wanted: MsgType, timeout_s: float) -> tuple[ControlUnit, int, int]:

@@ -35,6 +35,10 @@ class Provenance:
     host_cpu_ms: float = 0.0
     host_cpu_stolen_ms: float = 0.0
     host_cpu_wait_ms: list[float] = field(default_factory=list)
+    # what ended each measured transfer: "kernel_rx", or the reason it ended at the node's read (schema >= 2.2;
+    # "app_read" alone for older records)
+    delivery_ends: Counter[str] = field(default_factory=Counter)
+    downlink_ends: Counter[str] = field(default_factory=Counter)
 
     @property
     def random_weights(self) -> bool:
@@ -99,6 +103,11 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
             if isinstance(hosts.get(side), dict):
                 info.hosts.setdefault(side, hosts[side])
         _add_host_cpu(info, record)
+        if record.get("status") == "ok":
+            for counter, prefix in ((info.delivery_ends, "delivery"), (info.downlink_ends, "downlink")):
+                end = record.get(f"{prefix}_end")
+                if isinstance(end, str):
+                    counter[str(record.get(f"{prefix}_end_reason") or end)] += 1
     return info
 
 

@@ -61,6 +61,22 @@ def host_cpu_line(info: Provenance) -> str:
     return text + " (netem.hostload, docs/METRICS.md)"
 
 
+def transfer_ends_line(info: Provenance) -> str:
+    """How many transfers end at the kernel's receive stamp, and why the others end at the node's read."""
+    parts = []
+    for what, ends in (("uplink deliveries", info.delivery_ends), ("downlinks", info.downlink_ends)):
+        total = sum(ends.values())
+        if not total:
+            continue
+        stamped = ends.get("kernel_rx", 0)
+        reads = ", ".join(f"{n} {reason}" for reason, n in sorted(ends.items()) if reason != "kernel_rx")
+        parts.append(f"{stamped} of {total} {what} end at the kernel's receive stamp"
+                     + (f" (at the node's read: {reads})" if reads else ""))
+    if not parts:
+        return "-"
+    return "; ".join(parts) + " (docs/METRICS.md, \"Receive stamps\")"
+
+
 def method_lines(content: ReportContent) -> list[tuple[str, str]]:
     """(what, how) pairs for the 'How this was measured' section."""
     info = content.provenance
@@ -88,6 +104,7 @@ def method_lines(content: ReportContent) -> list[tuple[str, str]]:
         ("Software (remote node)", ", ".join(f"{k} {v}" for k, v in sorted(remote.items()) if v) or "-"),
         ("Host", ", ".join(f"{k}: {v}" for k, v in sorted(host.items())) or "-"),
         ("Host CPU", host_cpu_line(info)),
+        ("Transfer ends", transfer_ends_line(info)),
     ]
     lines += [("Note", note) for note in content.method_notes]
     if content.skipped_lines:

@@ -113,6 +113,12 @@ def _check_consistent(rec: dict[str, Any]) -> None:
     local_lag, remote_lag = rec["local_read_lag_ms"], rec["remote_read_lag_ms"]
     assert (local_lag is None) == (rec["downlink_end"] == "app_read")
     assert (remote_lag is None) == (rec["delivery_end"] == "app_read")
+    # every read-based end says why; on this machine (stamps on, Linux >= 5.4, loopback) only a wall-clock
+    # step, packets out of order, or (downlink) the CHECKSUM in the same read can cause one
+    assert (rec["delivery_end_reason"] is None) == (rec["delivery_end"] == "kernel_rx")
+    assert (rec["downlink_end_reason"] is None) == (rec["downlink_end"] == "kernel_rx")
+    assert rec["delivery_end_reason"] in (None, "clock_step", "stamp_after_read", "out_of_order")
+    assert rec["downlink_end_reason"] in (None, "clock_step", "stamp_after_read", "out_of_order", "read_continued")
     assert (remote_lag is None or remote_lag >= 0) and (local_lag is None or local_lag >= 0)
     assert rec["delivery_ms"] + (remote_lag or 0.0) == pytest.approx(rec["delivery_read_ms"], abs=1e-6)
     assert rec["delivery_ms"] + rec["remote_processing_ms"] + rec["downlink_ms"] + (local_lag or 0.0) \
@@ -166,8 +172,9 @@ def test_driven_local_nodes(driven: list[list[dict[str, Any]]]) -> None:
         if rec["status"] == "ok":
             _check_consistent(rec)
     ends = [r["downlink_end"] for r in records if r["status"] == "ok"]
+    reasons = [r["downlink_end_reason"] for r in records if r["status"] == "ok" and r["downlink_end_reason"]]
     print(f"downlink ends: {ends.count('kernel_rx')} at the RESULT's kernel stamp, {ends.count('app_read')} at the "
-          "read (the CHECKSUM was already behind the RESULT)")
+          f"read ({', '.join(f'{reasons.count(r)} {r}' for r in sorted(set(reasons))) or 'none'})")
     assert "kernel_rx" in ends  # the downlink keeps its stamp in most records (8-13 of 13 per run when measured)
     assert any(r["delivery_end"] == "kernel_rx" for r in records if r["status"] == "ok")
 

@@ -101,9 +101,11 @@ def test_a_lossy_uplink_ends_delivery_at_the_read_not_at_a_stale_kernel_stamp() 
         assert rec["status"] == "ok" and rec["delivery_check"]["match"], rec["error"]
         if rec["uplink_out_of_order_packets"]:
             assert rec["delivery_end"] == "app_read" and rec["remote_read_lag_ms"] is None
+            assert rec["delivery_end_reason"] == "out_of_order"
             assert rec["delivery_ms"] == rec["delivery_read_ms"]
         else:  # in order: the kernel stamp, unless the wall clock was stepped meanwhile (then the read)
             assert rec["uplink_out_of_order_packets"] == 0 and rec["delivery_end"] in ("kernel_rx", "app_read")
+            assert rec["delivery_end_reason"] in (None, "clock_step", "stamp_after_read")
     assert any(rec["uplink_out_of_order_packets"] for rec in records), [r["uplink_tcp"] for r in records]
     # The retransmissions that filled those holes are counted per inference, not for the connection so far: the
     # link dropped frames of every inference, and the per-inference counts add up to the connection's growth.

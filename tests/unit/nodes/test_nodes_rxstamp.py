@@ -11,7 +11,7 @@ import pytest
 from splitbed.nodes import rxstamp
 from splitbed.nodes.clock import now_ns
 from splitbed.nodes.errors import ProtocolError
-from splitbed.nodes.local import _kernel_stamp
+from splitbed.nodes.local import _end_reason, _kernel_stamp
 from splitbed.nodes.protocol import MsgType, encode_control
 from splitbed.nodes.wire import ControlReader
 
@@ -121,9 +121,11 @@ def test_a_unit_read_together_with_the_next_one_gets_no_stamp(pair: tuple[socket
         time.sleep(0.05)
         result, _, t_read = reader.read(timeout_s=5)
         assert result.unit_type == MsgType.RESULT and reader.kernel_ns is None
+        assert reader.no_stamp_reason == rxstamp.READ_CONTINUED
         checksum, _, t_read_2 = reader.read(timeout_s=5)
         assert checksum.unit_type == MsgType.CHECKSUM and t_read_2 == t_read  # the same recv
         assert reader.kernel_ns is not None and second_send <= reader.kernel_ns <= t_read
+        assert reader.no_stamp_reason is None
         before_send = now_ns()
         client.sendall(encode_control(MsgType.RESULT, {"after_units": 2}))
         time.sleep(0.05)
@@ -148,12 +150,14 @@ def test_a_wall_clock_step_during_a_transfer_drops_its_stamp(pair: tuple[socket.
     clock.recv_into(bytearray(64))
     if clock.clock_stepped:
         pytest.skip("the real wall clock was stepped during the steady read")
-    assert clock.arrival(clock.kernel_ns)[0] == clock.kernel_ns is not None
+    assert clock.arrival(clock.kernel_ns) == (clock.kernel_ns, 0, None) and clock.kernel_ns is not None
     monkeypatch.setattr(rxstamp, "wall_offset_ns", lambda: steady() + 500_000)  # a 0.5 ms step, as seen here
     client.sendall(b"t" * 10)
     time.sleep(0.02)
     clock.recv_into(bytearray(64))
-    assert clock.clock_stepped and clock.kernel_ns is not None and clock.arrival(clock.kernel_ns)[0] is None
+    assert clock.clock_stepped and clock.kernel_ns is not None
+    assert clock.arrival(clock.kernel_ns) == (None, 0, rxstamp.CLOCK_STEP)
+    assert clock.arrival(None, rxstamp.READ_CONTINUED)[2] == rxstamp.READ_CONTINUED  # a missing stamp says why
     clock.mark()  # the next transfer is judged on its own
     assert not clock.clock_stepped
 
@@ -163,6 +167,28 @@ def test_without_kernel_stamps_the_read_is_all_there_is(pair: tuple[socket.socke
     client.sendall(b"y" * 10)
     n, t_read, t_kernel = rxstamp.recv_into(accepted, bytearray(64), False)
     assert (n, t_kernel) == (10, None) and t_read > 0
+    client.sendall(b"z" * 10)
+    assert rxstamp.recv_into_explained(accepted, bytearray(64), False)[2:] == (None, rxstamp.STAMPING_OFF)
+
+
+def test_a_stamp_that_lands_after_the_read_is_refused_and_named() -> None:
+    """The conversion of a REALTIME stamp across a wall-clock step can put it after the read: discarded."""
+    seconds = 1_000
+    ancillary = [(socket.SOL_SOCKET, rxstamp.SO_TIMESTAMPNS, rxstamp._TIMESPEC.pack(seconds, 0))]
+    arrival = seconds * 1_000_000_000
+    assert rxstamp._kernel_stamp(ancillary, 0, t_read=arrival + 10) == (arrival, None)
+    assert rxstamp._kernel_stamp(ancillary, 0, t_read=arrival - 1_000_000) == (None, rxstamp.STAMP_AFTER_READ)
+    never = [(socket.SOL_SOCKET, rxstamp.SO_TIMESTAMPNS, rxstamp._TIMESPEC.pack(0, 0))]  # a packet never stamped
+    assert rxstamp._kernel_stamp(never, 0, t_read=5) == (None, rxstamp.UNSTAMPED)
+    assert rxstamp._kernel_stamp([], 0, t_read=5) == (None, rxstamp.UNSTAMPED)
+
+
+@pytest.mark.parametrize(("value", "stamped"), [(None, False), ("clock_step", True), ("bogus", False), (3, False)])
+def test_the_remotes_end_reason_must_match_its_stamp(value: object, stamped: bool) -> None:
+    with pytest.raises(ProtocolError, match="uplink_end_reason"):
+        _end_reason(value, stamped=stamped)
+    assert _end_reason(None, stamped=True) is None
+    assert _end_reason("out_of_order", stamped=False) == "out_of_order"
 
 
 @pytest.mark.parametrize("value", ["1", 1.5, True, 2_000])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from splitbed.report.provenance import provenance
-from splitbed.report.render import host_cpu_line, host_warning
+from splitbed.report.render import host_cpu_line, host_warning, transfer_ends_line
 
 
 def _record(stolen_ms: float | None, host_ms: float | None, wait_ms: float | None) -> dict:
@@ -31,3 +31,23 @@ def test_records_without_host_figures_say_unknown() -> None:
     info = provenance([_record(None, None, None), {"record_type": "inference", "status": "ok"}])
     assert info.host_cpu_stolen_pct is None and host_warning(info) is None
     assert host_cpu_line(info).startswith("steal time unknown")
+
+
+def _ends(delivery: str, delivery_reason: str | None, downlink: str, downlink_reason: str | None,
+          status: str = "ok") -> dict:
+    return {"record_type": "inference", "status": status, "tags": {"point": "p"}, "delivery_end": delivery,
+            "delivery_end_reason": delivery_reason, "downlink_end": downlink, "downlink_end_reason": downlink_reason}
+
+
+def test_transfer_ends_are_counted_with_the_reason_each_fell_back_to_a_read() -> None:
+    info = provenance([_ends("kernel_rx", None, "kernel_rx", None), _ends("kernel_rx", None, "kernel_rx", None),
+                       _ends("app_read", "clock_step", "app_read", "read_continued"),
+                       _ends("app_read", "out_of_order", "kernel_rx", None),
+                       _ends("app_read", "unstamped", "app_read", "unstamped", status="error")])  # not measured
+    assert transfer_ends_line(info) == (
+        "2 of 4 uplink deliveries end at the kernel's receive stamp (at the node's read: 1 clock_step, "
+        "1 out_of_order); 3 of 4 downlinks end at the kernel's receive stamp (at the node's read: 1 read_continued) "
+        '(docs/METRICS.md, "Receive stamps")')
+    older = provenance([{**_ends("app_read", None, "kernel_rx", None)}])  # schema 2.0/2.1: no reason field
+    assert "at the node's read: 1 app_read" in transfer_ends_line(older)
+    assert transfer_ends_line(provenance([])) == "-"
