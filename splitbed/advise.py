@@ -112,8 +112,8 @@ class DirectionModel:
         if direction.trace is not None:
             trace = load_trace(direction.trace.path, direction.trace.kind)
             typical = trace_rate_at_median_phase(trace)
-            note = (f"trace: median over {len(start_phases_ms(trace))} start phases, "
-                    f"{typical:.1f} Mbit/s typical (mean {trace.mean_rate_mbit():.1f})")
+            note = (f"trace, {typical:.1f} Mbit/s at the median of {len(start_phases_ms(trace))} start phases; "
+                    f"mean {trace.mean_rate_mbit():.1f}")
             return cls(typical, direction.delay_ms, note, trace)
         if direction.rate_mbit is None:
             note = "unshaped: no transmission time" if unshaped_rate_mbit is None else \
