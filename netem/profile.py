@@ -23,7 +23,9 @@ Units and meanings (every backend must honour exactly these):
   A backend that cannot do something raises `UnsupportedProfileError`; it never silently approximates.
 - `trace`: a capacity trace the link follows over time (`TraceRef(path, kind)`; kinds `mahimahi` =
   packet-delivery opportunities, one integer ms per line, and `throughput` = Mbit/s per interval; parsed by
-  `netem.trace`). A trace replaces `rate_mbit` (setting both is an error).
+  `netem.trace`). A trace replaces `rate_mbit` (setting both is an error). `TraceRef.start_s` starts the
+  replay that many seconds into the trace (wrapping at its period) instead of at its beginning, so that runs can
+  be placed at chosen points of a trace (the sweep does this per repetition, docs/SWEEP.md).
 - `seed`: seeds every random draw of this direction (jitter, loss), so a run is reproducible.
 """
 
@@ -64,6 +66,7 @@ MAX_DELAY_MS = 60_000.0
 MAX_QUEUE_PACKETS = 1_000_000
 MAX_QUEUE_BYTES = 1 << 30
 MAX_SEED = (1 << 63) - 1
+MAX_TRACE_START_S = 10_000_000.0  # seconds (116 days): beyond any trace's period
 MAX_PROFILE_FILE_BYTES = 1 << 20
 MAX_TEXT_CHARS = 4000
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -136,19 +139,31 @@ LossModel = RandomLoss | GilbertElliott
 
 @dataclass(frozen=True)
 class TraceRef:
-    """A capacity trace file and its kind (`mahimahi` or `throughput`); parsed by `netem.trace`."""
+    """A capacity trace file and its kind (`mahimahi` or `throughput`); parsed by `netem.trace`. The link
+    replays it from `start_s` seconds into the trace (wrapping at the trace's period)."""
 
     path: str
     kind: TraceKind
+    start_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path:
             raise ProfileError("trace.path must be a non-empty string (a file path)")
         if self.kind not in TRACE_KINDS:
             raise ProfileError(f"trace.kind is {self.kind!r}; it must be one of {', '.join(TRACE_KINDS)}")
+        if not (isinstance(self.start_s, (int, float)) and not isinstance(self.start_s, bool)
+                and math.isfinite(self.start_s) and 0.0 <= self.start_s <= MAX_TRACE_START_S):
+            raise ProfileError(f"trace.start_s is {self.start_s!r}; it must be a number of seconds in "
+                               f"[0, {MAX_TRACE_START_S:g}]")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "kind": self.kind}
+        out: dict[str, Any] = {"path": self.path, "kind": self.kind}
+        if self.start_s:
+            out["start_s"] = self.start_s
+        return out
+
+    def starting_at(self, start_s: float) -> TraceRef:
+        return dataclasses.replace(self, start_s=start_s)
 
 
 @dataclass(frozen=True)
@@ -387,7 +402,7 @@ def trace_from_dict(data: Any, *, where: str = "trace", base_dir: Path | None = 
     """`{path = "...", kind = "throughput"}` -> TraceRef; a relative path resolves against `base_dir`."""
     if not isinstance(data, Mapping):
         raise ProfileError(f"[{where}] must be a table with 'path' and 'kind', not {type(data).__name__}")
-    _reject_unknown_keys(where, data, {"path", "kind"})
+    _reject_unknown_keys(where, data, {"path", "kind", "start_s"})
     for key in ("path", "kind"):
         if key not in data:
             raise ProfileError(f"[{where}] needs {key!r}")
@@ -395,7 +410,9 @@ def trace_from_dict(data: Any, *, where: str = "trace", base_dir: Path | None = 
     if not raw_path.is_absolute() and base_dir is not None:
         raw_path = (base_dir / raw_path).resolve()
     try:
-        return TraceRef(path=str(raw_path), kind=_as_str(f"{where}.kind", data["kind"]))  # type: ignore[arg-type]
+        start_s = _as_float(f"{where}.start_s", data["start_s"]) if "start_s" in data else 0.0
+        return TraceRef(path=str(raw_path), kind=_as_str(f"{where}.kind", data["kind"]),  # type: ignore[arg-type]
+                        start_s=start_s)
     except ProfileError as exc:
         raise ProfileError(f"[{where}] {exc}") from None
 

@@ -54,10 +54,12 @@ def build_stages(profile: DirectionProfile, origin_ns: int) -> list[Stage]:
         queue = make_queue(profile.queue_discipline, profile.queue_packets, profile.queue_bytes)
         if profile.trace is not None:
             trace = load_trace(profile.trace.path, profile.trace.kind)
+            # the trace's time 0 lies start_s (within one period) before now: the replay begins start_s in
+            trace_origin_ns = origin_ns - int(round(profile.trace.start_s * 1e9)) % (trace.period_ms * 1_000_000)
             if isinstance(trace, MahimahiTrace):
-                stages.append(DeliveryTraceStage(trace, queue, origin_ns))
+                stages.append(DeliveryTraceStage(trace, queue, trace_origin_ns))
             elif isinstance(trace, ThroughputTrace):
-                stages.append(ThroughputTraceStage(trace, queue, origin_ns))
+                stages.append(ThroughputTraceStage(trace, queue, trace_origin_ns))
         else:
             assert profile.rate_mbit is not None
             stages.append(RateStage(profile.rate_mbit * 1e6, queue))

@@ -21,8 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from netem.profile import LinkProfile
 from splitbed.sweep.plan import Point, SweepSpec, points
 from splitbed.sweep.store import ResultStore
+from splitbed.sweep.trace_phases import at_repetition, is_trace_driven
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
                  outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception],
                  refused_error: type[Exception]) -> None:
     models = list(dict.fromkeys(p.model for p in batch))
+    link = LinkProfile.load(profile)
+    placed = link if is_trace_driven(link) else None  # repetitions are placed along the trace (trace_phases)
     bed = None
     try:
         for point in batch:
@@ -121,7 +125,7 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
                 try:
                     if bed is None:
                         bed = _start_testbed(spec, profile, models, progress, outcome, factory)
-                    _run_point(spec, point, bed, store, progress, outcome)
+                    _run_point(spec, point, bed, store, progress, outcome, placed)
                     break
                 except refused_error as exc:  # this point's job cannot run; the testbed is fine
                     log.warning("the local node refused point %s: %s", point.key, exc)
@@ -154,11 +158,17 @@ def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: P
 
 
 def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, progress: Progress,
-               outcome: SweepOutcome) -> None:
+               outcome: SweepOutcome, trace_profile: LinkProfile | None = None) -> None:
     missing = spec.repetitions - store.completed(point.key)
     if missing <= 0:
         return
     progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)})")
+
+    def place_trace() -> None:  # before each repetition (and the warm-ups): where it belongs in the trace
+        if trace_profile is not None:
+            bed.update_link(at_repetition(trace_profile, store.completed(point.key), spec.repetitions))
+
+    place_trace()
     for index in range(spec.warmup):
         for record in bed.run(point.job(tags={"warmup": True, "warmup_index": index})):
             store.append(record)
@@ -166,6 +176,7 @@ def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, prog
     attempts = 0
     while store.completed(point.key) < spec.repetitions and attempts < 2 * missing:
         attempts += 1
+        place_trace()
         for record in bed.run(point.job(tags={"rep": store.completed(point.key)})):
             store.append(record)
             outcome.inferences += 1

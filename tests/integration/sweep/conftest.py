@@ -46,6 +46,9 @@ class SharedBed:
     def link_info(self) -> dict[str, Any]:
         return self.bed.link_info()
 
+    def update_link(self, profile: Any) -> None:
+        self.bed.update_link(profile)
+
 
 def sweep_spec(**overrides: Any) -> SweepSpec:
     options: dict[str, Any] = {"profiles": (PROFILE,), "models": (MODEL,), "partitions": SWEEP_PARTITIONS,

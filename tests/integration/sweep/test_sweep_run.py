@@ -10,10 +10,12 @@ import shutil
 import statistics
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from splitbed.advise import wire_bytes
 from splitbed.cli import app
 from splitbed.nodes.metrics import check_record
 from splitbed.sweep import points, read_records, run_sweep, summarise, write_csv
@@ -124,3 +126,31 @@ def test_a_testbed_that_cannot_start_stops_the_sweep_with_its_reason(offline: No
         run_sweep(sweep_spec(encodings=("tlv",), partitions=("out_relu",)), tmp_path, testbed_factory=broken_remote)
     assert starts == [PROFILE, PROFILE]
     assert json.loads((tmp_path / "sweep.json").read_text())["runs"][-1]["state"] == "failed"
+
+
+def test_a_trace_driven_sweep_places_each_repetition_along_the_trace(shared_bed: Any, tmp_path: Path) -> None:
+    """On a link following a capacity trace, repetition k of n starts the trace k/n of its period in, for every
+    point alike (splitbed.sweep.trace_phases). Trace: 5 Mbit/s for 3 s, then 200 Mbit/s for 3 s; 2 repetitions:
+    the first (and its warm-up) meets 5 Mbit/s, the second 200 Mbit/s, and each record says where it started."""
+    trace = tmp_path / "slow-fast.tput"
+    trace.write_text("# interval_ms: 3000\n5\n200\n")
+    link = tmp_path / "slow-fast.toml"
+    link.write_text(f'name = "slow-fast"\ndescription = "test trace"\nsource = "this test"\n'
+                    f'[uplink]\ndelay_ms = 1.0\nqueue_packets = 1000\n'
+                    f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
+    spec = sweep_spec(profiles=(str(link),), partitions=("block_1_project_BN",), encodings=("tlv",),
+                      repetitions=2, warmup=1)
+    try:
+        outcome = run_sweep(spec, tmp_path / "out", testbed_factory=SharedBed(shared_bed).factory)
+    finally:
+        shared_bed.update_link(PROFILE)
+    assert outcome.inferences - outcome.errors == 2 and not outcome.incomplete, outcome
+    records = read_records(tmp_path / "out").records
+    starts = [(is_measurement(r), r["link"]["profile"]["uplink"]["trace"].get("start_s", 0.0)) for r in records]
+    assert starts == [(False, 0.0), (True, 0.0), (True, 3.0)]
+    slow, fast = [r for r in records if is_measurement(r)]
+    at_5_mbit_ms = wire_bytes(slow["uplink_bytes"]) * 8 / 5e3  # the serialisation alone, a hard lower bound
+    print(f"uplink {slow['uplink_bytes']} bytes: delivery {slow['delivery_ms']:.1f} ms at 5 Mbit/s "
+          f"(>= {at_5_mbit_ms:.1f}), {fast['delivery_ms']:.1f} ms at 200 Mbit/s")
+    assert slow["delivery_ms"] >= at_5_mbit_ms
+    assert fast["delivery_ms"] < at_5_mbit_ms / 5
