@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from netem.errors import NetemError
 from netem.profile import LinkProfile
 from splitbed.sweep.plan import Point, SweepSpec, points
 from splitbed.sweep.store import ResultStore
@@ -165,8 +166,15 @@ def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, prog
     progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)})")
 
     def place_trace() -> None:  # before each repetition (and the warm-ups): where it belongs in the trace
-        if trace_profile is not None:
-            bed.update_link(at_repetition(trace_profile, store.completed(point.key), spec.repetitions))
+        if trace_profile is None:
+            return
+        repetition = store.completed(point.key)
+        try:
+            bed.update_link(at_repetition(trace_profile, repetition, spec.repetitions))
+        except NetemError as exc:  # the profile ran before, so the link itself failed: rebuild the testbed
+            from splitbed.testbed import TestbedError
+
+            raise TestbedError(f"the link could not restart its trace for repetition {repetition}: {exc}") from exc
 
     place_trace()
     for index in range(spec.warmup):
