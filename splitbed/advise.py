@@ -486,19 +486,34 @@ def compare(predictions: Sequence[Prediction], measured: dict[str, Measured]) ->
 def measure_on_testbed(bed: Any, model: str, partitions: Sequence[str], *, encoding: str = "tlv",
                        compression: str = "none", image: str = "builtin:chelsea", repetitions: int = 6,
                        warmup: int = 1) -> dict[str, Measured]:
-    """Median end-to-end latency and 95% CI per partition, measured on a running Testbed."""
+    """Median end-to-end latency and 95% CI per partition, measured on a running Testbed.
+
+    On a trace-driven link, round k of the round-robin starts every partition's inference k/n of the trace's
+    period in (splitbed.sweep.trace_phases), so partitions meet the same capacities, spread over the whole
+    trace, as the prediction (the median over start phases) assumes."""
     from splitbed.sweep.stats import median_ci
+    from splitbed.sweep.trace_phases import at_repetition, is_trace_driven
+
+    base = getattr(bed, "profile", None)
+    trace_profile = base if isinstance(base, LinkProfile) and is_trace_driven(base) else None
+
+    def run(job: dict[str, Any], round_index: int, tags: dict[str, Any]) -> list[dict[str, Any]]:
+        if trace_profile is not None:
+            bed.update_link(at_repetition(trace_profile, round_index, repetitions))
+        return list(bed.run(dict(job, tags=tags)))
 
     jobs = {name: {"model": model, "partition": name, "encoding": encoding, "compression": compression,
                    "image": image, "repetitions": 1} for name in partitions}
     for job in jobs.values():
         for _ in range(warmup):
-            bed.run(dict(job, tags={"advise": True, "warmup": True}))
+            run(job, 0, {"advise": True, "warmup": True})
     samples: dict[str, list[float]] = {name: [] for name in partitions}
-    for _ in range(repetitions):  # round-robin, like the compute timings, so load drifts hit all partitions
+    for round_index in range(repetitions):  # round-robin, like the compute timings: load drifts hit all alike
         for name, job in jobs.items():
-            samples[name] += [r["e2e_latency_ms"] for r in bed.run(dict(job, tags={"advise": True}))
+            samples[name] += [r["e2e_latency_ms"] for r in run(job, round_index, {"advise": True})
                               if r.get("status") == "ok" and r.get("e2e_latency_ms") is not None]
+    if trace_profile is not None:
+        bed.update_link(trace_profile)
     result = {}
     for name, values in samples.items():
         stats = median_ci(values)
