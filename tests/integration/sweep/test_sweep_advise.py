@@ -79,3 +79,30 @@ def test_vgg16_predicted_best_matches_the_measured_best_on_a_slow_link(offline: 
     # fc1 and predictions differ by ~12 kB of uplink and one dense layer: often a tie within the measured CIs
     assert not result.contradictions and result.spearman >= SPEARMAN_SLOW_MIN, table
     assert result.best_indistinguishable, table
+
+
+def test_measuring_on_a_trace_places_each_round_along_the_trace(shared_bed: Any, tmp_path: Path) -> None:
+    """Trace: 2.5 Mbit/s for 3 s, then 200 Mbit/s for 3 s; 2 rounds. Round 0 starts the trace at 0 s, round 1 at
+    3 s, so the median of the two (their mean) lies well under the 2.5 Mbit/s serialisation alone (1 s; compute
+    adds 60-120 ms per inference here); had both rounds run where the trace happened to be, both would pay it.
+    The link gets its profile back afterwards."""
+    trace = tmp_path / "slow-fast.tput"
+    trace.write_text("# interval_ms: 3000\n2.5\n200\n")
+    link = tmp_path / "slow-fast.toml"
+    link.write_text(f'name = "advise-trace"\ndescription = "test trace"\nsource = "this test"\n'
+                    f'[uplink]\ndelay_ms = 1.0\nqueue_packets = 1000\n'
+                    f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
+    try:
+        shared_bed.update_link(str(link))
+        updates_before = shared_bed.topology.stats()["link"]["updates"]
+        measured = measure_on_testbed(shared_bed, MODEL, ["block_1_project_BN"], repetitions=2, warmup=1)
+        updates = shared_bed.topology.stats()["link"]["updates"] - updates_before
+        restored = shared_bed.profile.uplink.trace
+    finally:
+        shared_bed.update_link(PROFILE)
+    at_slow_ms = 301_077 * 1514 / 1448 * 8 / 2.5e3  # the partition's data unit at 2.5 Mbit/s of frames
+    print(f"median e2e over the two rounds {measured['block_1_project_BN'].median_ms:.1f} ms "
+          f"(2.5 Mbit/s serialisation alone {at_slow_ms:.1f} ms); {updates} link updates")
+    assert updates == 4  # warm-up, round 0, round 1, and putting the profile back
+    assert restored is not None and restored.start_s == 0.0
+    assert at_slow_ms / 2 <= measured["block_1_project_BN"].median_ms < 0.8 * at_slow_ms
