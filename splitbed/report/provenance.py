@@ -39,6 +39,8 @@ class Provenance:
     # "app_read" alone for older records)
     delivery_ends: Counter[str] = field(default_factory=Counter)
     downlink_ends: Counter[str] = field(default_factory=Counter)
+    # trace-driven profiles: (profile, direction, trace file name) -> the start_s each measured record ran at
+    trace_starts: dict[tuple[str, str, str], set[float]] = field(default_factory=dict)
 
     @property
     def random_weights(self) -> bool:
@@ -78,6 +80,7 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
         info.runtimes[str(link.get("runtime") or "unknown")] += 1
         info.tcp[_tcp_label(_dict(link.get("tcp")))] += 1
         profile = _dict(link.get("profile"))
+        _add_trace_starts(info, profile)
         if profile.get("name"):
             info.profiles.setdefault(str(profile["name"]), profile)
             emulator = link.get("emulator")
@@ -109,6 +112,15 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
                 if isinstance(end, str):
                     counter[str(record.get(f"{prefix}_end_reason") or end)] += 1
     return info
+
+
+def _add_trace_starts(info: Provenance, profile: dict[str, Any]) -> None:
+    for direction in ("uplink", "downlink"):
+        trace = _dict(_dict(profile.get(direction)).get("trace"))
+        start = trace.get("start_s", 0.0)
+        if trace.get("path") and isinstance(start, (int, float)):
+            key = (str(profile.get("name")), direction, str(trace["path"]).rsplit("/", 1)[-1])
+            info.trace_starts.setdefault(key, set()).add(float(start))
 
 
 def _add_host_cpu(info: Provenance, record: dict[str, Any]) -> None:

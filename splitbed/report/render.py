@@ -77,6 +77,18 @@ def transfer_ends_line(info: Provenance) -> str:
     return "; ".join(parts) + " (docs/METRICS.md, \"Receive stamps\")"
 
 
+def trace_starts_line(info: Provenance) -> str | None:
+    """Where in their traces the records of trace-driven profiles ran (None: no trace-driven profile)."""
+    if not info.trace_starts:
+        return None
+    parts = []
+    for (profile, direction, trace), starts in sorted(info.trace_starts.items()):
+        where = f"{min(starts):,.0f}-{max(starts):,.0f} s in" if len(starts) > 1 else f"{min(starts):,.0f} s in"
+        parts.append(f"{profile} {direction} trace {trace}: replayed from {len(starts)} start point(s), {where}")
+    return "; ".join(parts) + " (each repetition k of n starts k/n of the period in: docs/SWEEP.md, " \
+        "\"Trace-driven profiles\")"
+
+
 def method_lines(content: ReportContent) -> list[tuple[str, str]]:
     """(what, how) pairs for the 'How this was measured' section."""
     info = content.provenance
@@ -106,6 +118,9 @@ def method_lines(content: ReportContent) -> list[tuple[str, str]]:
         ("Host CPU", host_cpu_line(info)),
         ("Transfer ends", transfer_ends_line(info)),
     ]
+    traces = trace_starts_line(info)
+    if traces is not None:
+        lines.append(("Trace starts", traces))
     lines += [("Note", note) for note in content.method_notes]
     if content.skipped_lines:
         first = content.skipped_lines[0]

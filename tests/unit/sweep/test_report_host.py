@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from splitbed.report.provenance import provenance
-from splitbed.report.render import host_cpu_line, host_warning, transfer_ends_line
+from splitbed.report.render import host_cpu_line, host_warning, trace_starts_line, transfer_ends_line
 
 
 def _record(stolen_ms: float | None, host_ms: float | None, wait_ms: float | None) -> dict:
@@ -51,3 +51,19 @@ def test_transfer_ends_are_counted_with_the_reason_each_fell_back_to_a_read() ->
     older = provenance([{**_ends("app_read", None, "kernel_rx", None)}])  # schema 2.0/2.1: no reason field
     assert "at the node's read: 1 app_read" in transfer_ends_line(older)
     assert transfer_ends_line(provenance([])) == "-"
+
+
+def _traced(start: float | None, status: str = "ok") -> dict:
+    trace = {"path": "/x/netem/traces/mmwave-driving.tput", "kind": "throughput"}
+    if start is not None:
+        trace["start_s"] = start
+    return {"record_type": "inference", "status": status, "tags": {"point": "p"},
+            "link": {"profile": {"name": "5g-mmwave-driving", "uplink": {"trace": trace}, "downlink": {}}}}
+
+
+def test_trace_starts_say_where_in_the_trace_the_records_ran() -> None:
+    info = provenance([_traced(None), _traced(180.0), _traced(1620.0), _traced(180.0)])
+    line = trace_starts_line(info)
+    assert line is not None and line.startswith(
+        "5g-mmwave-driving uplink trace mmwave-driving.tput: replayed from 3 start point(s), 0-1,620 s in")
+    assert trace_starts_line(provenance([_record(0.0, 1.0, None)])) is None  # no trace: no line
