@@ -82,7 +82,13 @@ def advise(
 
 
 def _link_dict(link: Any) -> dict[str, Any]:
-    return {"profile": link.profile, "uplink": link.uplink.__dict__, "downlink": link.downlink.__dict__,
+    def direction(model: Any) -> dict[str, Any]:  # a trace is named by its file, not copied (1,800 values)
+        trace = model.trace
+        return {"rate_mbit": model.rate_mbit, "delay_ms": model.delay_ms, "rate_note": model.rate_note,
+                "trace": None if trace is None else {"source": trace.source, "period_ms": trace.period_ms,
+                                                     "mean_rate_mbit": trace.mean_rate_mbit()}}
+
+    return {"profile": link.profile, "uplink": direction(link.uplink), "downlink": direction(link.downlink),
             "slow_start_after_idle": link.slow_start_after_idle}
 
 
