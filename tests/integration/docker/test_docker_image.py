@@ -129,3 +129,19 @@ def test_crashed_rootfs_build_tree_is_unmounted_and_removed() -> None:
     finally:
         subprocess.run(["umount", "--lazy", str(mountpoint)], capture_output=True, check=False)
         subprocess.run(["rm", "-rf", str(tree)], check=False)
+
+
+def test_cli_shows_the_current_image_and_a_build_finds_it_cached(node_image: Any) -> None:
+    """`splitbed docker-image` as users run it: the status table marks this environment's image current, and
+    `--build` reuses it instead of building again."""
+    from typer.testing import CliRunner
+
+    from splitbed.cli import app
+
+    status = CliRunner().invoke(app, ["docker-image"])
+    assert status.exit_code == 0, status.output
+    assert node_image.tag in " ".join(status.output.split()) and "rootfs cache:" in status.output
+    assert "not built yet" not in status.output
+    build = CliRunner().invoke(app, ["docker-image", "--build"])
+    assert build.exit_code == 0, build.output
+    assert f"cached: {node_image.tag}" in " ".join(build.output.split())
