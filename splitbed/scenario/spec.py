@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from netem.errors import NetemError
-from netem.profile import NAME_PATTERN, DirectionProfile, LinkProfile, RandomLoss
+from netem.profile import MAX_TRACE_START_S, NAME_PATTERN, DirectionProfile, LinkProfile, RandomLoss
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -354,9 +354,9 @@ def _direction(current: DirectionProfile, raw: Any, where: str, base_dir: Path |
         raise ScenarioError(str(exc)) from None
 
 
-def _trace(raw: Any, where: str, base_dir: Path | None) -> dict[str, str]:
+def _trace(raw: Any, where: str, base_dir: Path | None) -> dict[str, Any]:
     """`"file.tput"` (kind from the suffix; relative to the scenario file, else netem's built-in traces) or
-    `{ path = ..., kind = ... }`."""
+    `{ path = ..., kind = ... }`, optionally with `start_s` (replay from that far into the trace)."""
     from netem.trace import builtin_trace_dir
 
     if isinstance(raw, str):
@@ -365,8 +365,13 @@ def _trace(raw: Any, where: str, base_dir: Path | None) -> dict[str, str]:
             raise ScenarioError(f"{where} = {raw!r}: cannot tell the trace kind from the suffix; write "
                                 "{ path = ..., kind = \"throughput\" | \"mahimahi\" }")
         raw = {"path": raw, "kind": kind}
-    if not isinstance(raw, dict) or set(raw) != {"path", "kind"} or not isinstance(raw["path"], str):
-        raise ScenarioError(f"{where} must be a path string or {{ path = ..., kind = ... }}")
+    if not isinstance(raw, dict) or not {"path", "kind"} <= set(raw) <= {"path", "kind", "start_s"} \
+            or not isinstance(raw["path"], str):
+        raise ScenarioError(f"{where} must be a path string or {{ path = ..., kind = ..., start_s = ... }} "
+                            "(start_s optional)")
+    start = raw.get("start_s", 0.0)
+    if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 <= start <= MAX_TRACE_START_S:
+        raise ScenarioError(f"{where}.start_s = {start!r}: seconds into the trace, in [0, {MAX_TRACE_START_S:g}]")
     path = Path(raw["path"]).expanduser()
     if not path.is_absolute():
         local = (base_dir / path) if base_dir is not None else path
@@ -380,7 +385,10 @@ def _trace(raw: Any, where: str, base_dir: Path | None) -> dict[str, str]:
         load_trace(path, str(raw["kind"]))
     except (NetemError, ValueError) as exc:
         raise ScenarioError(f"{where}: {exc}") from None
-    return {"path": str(path.resolve()), "kind": str(raw["kind"])}
+    placed: dict[str, Any] = {"path": str(path.resolve()), "kind": str(raw["kind"])}
+    if start:
+        placed["start_s"] = float(start)
+    return placed
 
 
 def _profile(name_or_path: str, base_dir: Path | None, where: str) -> LinkProfile:

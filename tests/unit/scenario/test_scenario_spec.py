@@ -69,6 +69,17 @@ def test_trace_and_rate_replace_each_other() -> None:
     assert rated.trace is None and rated.rate_mbit == 50
 
 
+def test_a_trace_step_can_start_the_replay_part_way_in() -> None:
+    scenario = parse(table(step=[{"at_s": 1, "uplink": {"trace": {"path": "mmwave-driving.tput",
+                                                                  "kind": "throughput", "start_s": 11}}}]))
+    trace = scenario.events[0].profile.uplink.trace
+    assert trace is not None and trace.start_s == 11.0  # the 0 Mbit/s outage second of the built-in trace
+    for bad in (-1, "soon", True):
+        with pytest.raises(ScenarioError, match="start_s"):
+            parse(table(step=[{"at_s": 1, "uplink": {"trace": {"path": "mmwave-driving.tput", "kind": "throughput",
+                                                               "start_s": bad}}}]))
+
+
 def test_input_size_steps_change_the_workload_not_the_link() -> None:
     scenario = parse(table(workload={"model": "mobilenet_v2", "inferences": 5, "input_size": [192, 192]},
                            step=[{"at_s": 1, "uplink": {"rate_mbit": 20}}, {"at_s": 2, "input_size": [160, 128]}]))
