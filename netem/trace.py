@@ -263,7 +263,7 @@ def _throughput_delivery_ms(trace: ThroughputTrace, bits: float, phases: np.ndar
     slot = np.minimum((phases // interval).astype(np.int64), len(bits_per_ms) - 1)
     target = knots[slot] + bits_per_ms[slot] * (phases - slot * interval) + bits
     period_index = np.ceil(target / total) - 1.0       # the repetition in which the last bit goes out
-    remainder = target - period_index * total         # in (0, total]
+    remainder = np.minimum(target - period_index * total, total)  # in (0, total]; rounding never past it
     end_knot = np.clip(np.searchsorted(knots, remainder, side="left"), 1, len(bits_per_ms))
     segment = end_knot - 1                             # its rate is > 0: the knots rise across it
     finish = segment * interval + (remainder - knots[segment]) / bits_per_ms[segment]

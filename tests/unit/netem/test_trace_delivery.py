@@ -90,3 +90,13 @@ def test_start_phases_see_every_interval_of_the_builtin_driving_trace() -> None:
     mean_rate_ms = 3_300_000 * 8 / (trace.mean_rate_mbit() * 1e3)
     # a trace with outages and slow stretches: the typical transfer is much slower than the mean rate implies
     assert np.median(times) > 2 * mean_rate_ms and np.percentile(times, 90) > 5 * mean_rate_ms
+
+
+def test_a_trace_ending_in_an_outage_never_divides_by_its_zero_rate() -> None:
+    """Transfers that end exactly where the capacity runs out before a trailing outage, from many phases."""
+    trace = ThroughputTrace((7.0, 3.0, 0.0, 0.0), interval_ms=100)  # 1 Mbit per period, then 200 ms of nothing
+    phases = start_phases_ms(trace)
+    for size in (125_000, 250_000, 1_000_000 // 3):  # exactly 1 and 2 periods' worth, and a third of one
+        times = delivery_ms(trace, size, phases)
+        assert np.all(np.isfinite(times)) and np.all(times > 0)
+    assert delivery_ms(trace, 125_000, np.array([0.0]))[0] == pytest.approx(200.0)  # ends as the outage begins
