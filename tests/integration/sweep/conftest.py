@@ -50,6 +50,17 @@ class SharedBed:
         self.bed.update_link(profile)
 
 
+def slow_fast_trace_profile(tmp_path: Path, name: str, slow_mbit: float) -> Path:
+    """A profile file whose uplink follows a trace: `slow_mbit` for 3 s, then 200 Mbit/s for 3 s (1 ms each way)."""
+    trace = tmp_path / f"{name}.tput"
+    trace.write_text(f"# interval_ms: 3000\n{slow_mbit:g}\n200\n")
+    link = tmp_path / f"{name}.toml"
+    link.write_text(f'name = "{name}"\ndescription = "test trace"\nsource = "this test"\n'
+                    f'[uplink]\ndelay_ms = 1.0\nqueue_packets = 1000\n'
+                    f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
+    return link
+
+
 def sweep_spec(**overrides: Any) -> SweepSpec:
     options: dict[str, Any] = {"profiles": (PROFILE,), "models": (MODEL,), "partitions": SWEEP_PARTITIONS,
                                "encodings": ("tlv", "json-baseline"), "repetitions": 6, "warmup": 1,

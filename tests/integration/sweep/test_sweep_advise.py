@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from splitbed.advise import LinkModel, compare, measure_model, measure_on_testbed, predict
-from tests.integration.sweep.conftest import MODEL, PROFILE, WEIGHTS
+from tests.integration.sweep.conftest import MODEL, PROFILE, WEIGHTS, slow_fast_trace_profile
 
 pytestmark = pytest.mark.root
 
@@ -86,12 +86,7 @@ def test_measuring_on_a_trace_places_each_round_along_the_trace(shared_bed: Any,
     3 s, so the median of the two (their mean) lies well under the 2.5 Mbit/s serialisation alone (1 s; compute
     adds 60-120 ms per inference here); had both rounds run where the trace happened to be, both would pay it.
     The link gets its profile back afterwards."""
-    trace = tmp_path / "slow-fast.tput"
-    trace.write_text("# interval_ms: 3000\n2.5\n200\n")
-    link = tmp_path / "slow-fast.toml"
-    link.write_text(f'name = "advise-trace"\ndescription = "test trace"\nsource = "this test"\n'
-                    f'[uplink]\ndelay_ms = 1.0\nqueue_packets = 1000\n'
-                    f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
+    link = slow_fast_trace_profile(tmp_path, "advise-trace", 2.5)
     try:
         shared_bed.update_link(str(link))
         updates_before = shared_bed.topology.stats()["link"]["updates"]

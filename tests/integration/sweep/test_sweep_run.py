@@ -20,7 +20,14 @@ from splitbed.cli import app
 from splitbed.nodes.metrics import check_record
 from splitbed.sweep import points, read_records, run_sweep, summarise, write_csv
 from splitbed.sweep.store import is_measurement
-from tests.integration.sweep.conftest import PROFILE, SWEEP_PARTITIONS, WEIGHTS, SharedBed, sweep_spec
+from tests.integration.sweep.conftest import (
+    PROFILE,
+    SWEEP_PARTITIONS,
+    WEIGHTS,
+    SharedBed,
+    slow_fast_trace_profile,
+    sweep_spec,
+)
 
 pytestmark = pytest.mark.root
 
@@ -132,12 +139,7 @@ def test_a_trace_driven_sweep_places_each_repetition_along_the_trace(shared_bed:
     """On a link following a capacity trace, repetition k of n starts the trace k/n of its period in, for every
     point alike (splitbed.sweep.trace_phases). Trace: 5 Mbit/s for 3 s, then 200 Mbit/s for 3 s; 2 repetitions:
     the first (and its warm-up) meets 5 Mbit/s, the second 200 Mbit/s, and each record says where it started."""
-    trace = tmp_path / "slow-fast.tput"
-    trace.write_text("# interval_ms: 3000\n5\n200\n")
-    link = tmp_path / "slow-fast.toml"
-    link.write_text(f'name = "slow-fast"\ndescription = "test trace"\nsource = "this test"\n'
-                    f'[uplink]\ndelay_ms = 1.0\nqueue_packets = 1000\n'
-                    f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
+    link = slow_fast_trace_profile(tmp_path, "slow-fast", 5.0)
     spec = sweep_spec(profiles=(str(link),), partitions=("block_1_project_BN",), encodings=("tlv",),
                       repetitions=2, warmup=1)
     try:
