@@ -83,8 +83,9 @@ def test_vgg16_predicted_best_matches_the_measured_best_on_a_slow_link(offline: 
 
 def test_measuring_on_a_trace_places_each_round_along_the_trace(shared_bed: Any, tmp_path: Path) -> None:
     """Trace: 2.5 Mbit/s for 3 s, then 200 Mbit/s for 3 s; 2 rounds. Round 0 starts the trace at 0 s, round 1 at
-    3 s, so the median of the two (their mean) lies well under the 2.5 Mbit/s serialisation alone (1 s; compute
-    adds 60-120 ms per inference here); had both rounds run where the trace happened to be, both would pay it.
+    3 s, so the median of the two (their mean) lies well under the 2.5 Mbit/s serialisation alone (1,007 ms;
+    measured medians 597-669 ms on 2026-12-03); had both rounds run where the trace happened to be, both would
+    pay it.
     The link gets its profile back afterwards."""
     link = slow_fast_trace_profile(tmp_path, "advise-trace", 2.5)
     try:
