@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,10 +27,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from netem.errors import NetemError
+from netem.cliapp import CliError, ErrorPolicy, check_writable, make_app, run
+from netem.errors import NetemError, ProfileError
 from netem.profile import DirectionProfile, GilbertElliott, LinkProfile, RandomLoss, builtin_profiles
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
+USAGE_ERRORS: dict[type[BaseException], str] = {
+    ProfileError: "list the built-in profiles with 'netem profiles'; a profile file's keys are in docs/PROFILES.md",
+}
+app = make_app(__doc__, name="netem", policy=ErrorPolicy(USAGE_ERRORS, failures=(NetemError,)))
 err_console = Console(stderr=True)
 
 
@@ -123,13 +128,11 @@ def profiles_command(
     Console(width=max(160, Console().width)).print(table)
 
 
-@app.command(
-    "shell",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
+@app.command("shell", context_settings={"allow_interspersed_args": False})
 def shell_command(
-    ctx: typer.Context,
     profile: Annotated[str, typer.Option("--profile", "-p", help="built-in profile name or a .toml path")],
+    command: Annotated[list[str] | None, typer.Argument(
+        help="the command to run on the ue side (after --; default: $SHELL)", show_default=False)] = None,
     backend: Annotated[str, typer.Option(help="auto | kernel | userspace")] = "auto",
     server: Annotated[str | None, typer.Option(help="command to run on the edge side (split like a shell)")] = None,
     server_wait: Annotated[float, typer.Option(help="seconds to let the server start before CMD")] = 0.5,
@@ -137,18 +140,35 @@ def shell_command(
     report: Annotated[Path | None, typer.Option(help="write topology description + link counters (JSON) here")] = None,
 ) -> None:
     """Run CMD (after --) on the ue side of an emulated link; its exit status becomes ours."""
-    command = list(ctx.args)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    if not command:
-        command = [os.environ.get("SHELL", "/bin/sh")]
-    try:
-        status = run_shell(profile, backend, command, server=server, server_wait=server_wait, capture=capture,
-                           report=report)
-    except NetemError as exc:
-        err_console.print(f"[red]netem shell:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+    argv = list(command or []) or [os.environ.get("SHELL", "/bin/sh")]
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"{backend!r} is not one of {', '.join(BACKENDS)}", param_hint="'--backend'")
+    check_program(argv[0], "the command")
+    if server:
+        check_program(shlex.split(server)[0] if shlex.split(server) else "", "--server")
+    for option, path in (("--capture", capture), ("--report", report)):
+        if path is not None:
+            check_writable(path, option)
+    status = run_shell(profile, backend, argv, server=server, server_wait=server_wait, capture=capture,
+                       report=report)
     raise typer.Exit(code=status)
+
+
+BACKENDS = ("auto", "kernel", "userspace")
+
+
+def check_program(program: str, what: str) -> None:
+    """Refuse, before any link is built, a command that cannot be started (as a shell would say 'not found')."""
+    if not program:
+        raise CliError(f"{what} is empty", "give a program to run, e.g. -- sh -c 'ping -c 3 $NETEM_REMOTE'")
+    if "/" in program:
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            raise CliError(f"{what}: {program} is not an executable file", "check the path (ls -l)")
+        return
+    if shutil.which(program) is None:
+        raise CliError(f"command not found: {program}" if what == "the command" else f"{what}: command not found: "
+                       f"{program}",
+                       "install it or check the spelling; options of netem shell go before '--', the command after")
 
 
 def run_shell(
@@ -213,23 +233,27 @@ def _run_foreground(process: subprocess.Popen[Any]) -> int:
     return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as shells report it
 
 
-@app.command("doctor", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def doctor_command(ctx: typer.Context) -> None:
-    """What this host can emulate (root, namespaces, sch_netem, tbf, offloads, capture...)."""
-    try:
-        from netem import doctor
-    except ModuleNotFoundError as exc:
-        if exc.name == "netem.doctor":
-            err_console.print("netem doctor is not available in this installation")
-            raise typer.Exit(code=2) from None
-        raise
-    raise typer.Exit(code=int(doctor.main(list(ctx.args)) or 0))
+@app.command("doctor")
+def doctor_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print the probes as JSON")] = False,
+    no_userns: Annotated[bool, typer.Option(
+        "--no-userns", help="when not root, probe as this user instead of inside a user namespace")] = False,
+) -> None:
+    """What this host can emulate (root, namespaces, sch_netem, tbf, offloads, capture...); exit 1 when a
+    must-have is missing."""
+    from netem import doctor
+
+    argv = [*(["--json"] if as_json else []), *(["--no-userns"] if no_userns else [])]
+    raise typer.Exit(code=int(doctor.main(argv) or 0))
 
 
-def main() -> None:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    app(prog_name="netem")
+def main(argv: list[str] | None = None) -> int:
+    """`netem` (argv None: the process's own arguments): returns the exit status (2: bad input, with one line
+    saying what and the fix; 1: the emulation failed)."""
+    if argv is None:  # the program itself: `netem ... | head` ends quietly, as other tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    return run(app, "netem", argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

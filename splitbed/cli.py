@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 
-import typer
+from netem.cliapp import make_app, run
+from splitbed.cli_support import POLICY
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = make_app(__doc__, name="splitbed", policy=POLICY)
 
 
 @app.callback()
@@ -33,9 +34,11 @@ def _register_all() -> None:
 _register_all()
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """`splitbed` (argv None: the process's own arguments): returns the exit status (2: bad input, as one line
+    with the fix; 1: a failure while working)."""
+    return run(app, "splitbed", argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

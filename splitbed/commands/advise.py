@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from netem.cliapp import CliError, check_writable
+
 
 def advise(
     model: str = typer.Option(..., "--model", "-m", help="registered model name"),
@@ -29,8 +31,8 @@ def advise(
     measure: bool = typer.Option(False, help="also measure every partition on the real testbed and compare"),
     repetitions: int = typer.Option(6, help="--measure: inferences per partition (>= 6 gives a 95% CI)"),
     backend: str = typer.Option("auto", help="--measure: link backend (auto, kernel, userspace)"),
-    json_out: str | None = typer.Option(None, "--json", help="also write timings, predictions (and measurements) "
-                                        "to this JSON file"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write timings, predictions (and "
+                                                  "measurements) to this JSON file")] = None,
 ) -> None:
     """Rank a model's partitions for a link profile (predicted end-to-end latency), best first."""
     from rich.console import Console
@@ -38,6 +40,9 @@ def advise(
     from splitbed.advise import AdviseError, LinkModel, compare, measure_model, measure_on_testbed, predict
     from splitbed.sweep.plan import SweepSpecError
 
+    check_inputs(model, partition, weights, image, encoding, compression, backend)
+    if json_out is not None:
+        check_writable(json_out, "--json")
     console = Console(width=None if sys.stdout.isatty() else 160)
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -52,7 +57,8 @@ def advise(
                                    on_partition=lambda name: status.update(f"building {name} ..."))
         predictions = predict(timing, link, ue_slowdown=ue_slowdown)
     except (AdviseError, SweepSpecError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise CliError(str(exc), "see 'splitbed advise --help'; models and partitions: 'splitbed partitions "
+                       "[MODEL]'; profiles: 'netem profiles'") from None
     comparison = None
     if measure:
         from splitbed.testbed import Testbed
@@ -69,8 +75,6 @@ def advise(
         console.print(f"Measured best partition: [bold]{comparison.measured_best}[/bold]; Spearman rank correlation "
                       f"predicted vs measured: {comparison.spearman:.2f}; pairs ordered against a clear "
                       f"measurement (non-overlapping 95% CIs): {comparison.contradictions or 'none'}")
-    if timing.weights.get("source") == "random":
-        console.print("[yellow]random weights: timings and sizes hold; predictions of the model do not[/yellow]")
     if json_out:
         payload: dict[str, Any] = {"timing": timing.to_dict(), "link": _link_dict(link),
                                    "ue_slowdown": ue_slowdown, "predictions": [p.__dict__ for p in predictions]}
@@ -79,6 +83,35 @@ def advise(
             payload["spearman"] = comparison.spearman
         Path(json_out).write_text(json.dumps(payload, indent=2))
         console.print(f"written: {json_out}")
+
+
+def check_inputs(model: str, partitions: list[str] | None, weights: str, image: str, encoding: str,
+                 compression: str, backend: str) -> None:
+    """Refuse a typo in any name before TensorFlow starts (the timing runs for minutes)."""
+    from splitbed.models.errors import ModelError
+    from splitbed.models.weights import check_spec
+    from splitbed.nodes.errors import NodeError
+    from splitbed.nodes.images import check_image
+    from splitbed.sweep.plan import (
+        BACKENDS,
+        ENCODINGS,
+        SweepSpecError,
+        canonical_compressions,
+        resolve_partitions,
+    )
+
+    fix = "see 'splitbed advise --help'; models and partitions: 'splitbed partitions [MODEL]'"
+    try:
+        resolve_partitions(model, list(partitions) if partitions else ["all"])
+        canonical_compressions([compression])
+        check_spec(weights)
+        check_image(image)
+    except (SweepSpecError, ModelError, NodeError) as exc:
+        raise CliError(str(exc), fix) from None
+    if encoding not in ENCODINGS:
+        raise CliError(f"unknown encoding {encoding!r}", f"use one of {', '.join(ENCODINGS)}")
+    if backend not in BACKENDS:
+        raise CliError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
 
 
 def _link_dict(link: Any) -> dict[str, Any]:

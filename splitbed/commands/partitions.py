@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
+
+from netem.cliapp import CliError
 
 
 def _human(n: int) -> str:
@@ -32,6 +35,14 @@ def register(app: typer.Typer) -> None:
 
         from splitbed.models import ModelError, registry
 
+        if not verify and (weights != "auto" or image is not None):
+            raise CliError("--weights and --image apply only with --verify", "add --verify, or leave them out")
+        if verify:
+            from splitbed.models.weights import check_spec
+
+            check_spec(weights)
+            if image is not None and not Path(image).is_file():
+                raise CliError(f"--image {image}: no such file", "give an image file (default: scikit-image's cat)")
         console = Console(width=max(Console().width, 150))
         if model is None:
             table = Table(title="registered models")
@@ -53,8 +64,7 @@ def register(app: typer.Typer) -> None:
             else:
                 spec, prow = summary.partition_rows(model)
         except ModelError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
+            raise CliError(str(exc), "list the models with 'splitbed partitions'") from None
         if layers:
             if json_output:
                 typer.echo(json.dumps({"model": model, "layers": rows}, indent=1))
@@ -108,8 +118,7 @@ def _verify(console: object, model: str, weights: str, image: str | None, json_o
             prepared = load_image(image, loaded.spec)
         results = equivalence(loaded, prepared.array)
     except ModelError as exc:
-        console.print(f"[red]error:[/red] {exc}")  # type: ignore[attr-defined]
-        return 2
+        raise CliError(str(exc), "list the models with 'splitbed partitions'; weights: docs/MODELS.md") from None
     if json_output:
         typer.echo(json.dumps({"model": model, "weights": loaded.weights.to_dict(), "tolerance": TOLERANCE,
                                "results": [{"partition_id": r.partition.partition_id, "name": r.partition.name,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from netem.cliapp import CliError
+
 
 def report(
     results: str = typer.Argument(..., help="a sweep directory (with results.jsonl) or a JSONL file of records"),
@@ -21,8 +23,8 @@ def report(
     try:
         paths = build_report(results, Path(out_dir) if out_dir else None, budget=budget, title=title)
     except (ResultsError, BudgetError) as exc:
-        typer.echo(f"report: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliError(str(exc), "give a sweep directory (with results.jsonl) or a JSONL file of records; budget "
+                       "names are in splitbed/data/budgets.toml (docs/REPORT.md)") from None
     typer.echo(f"Report: {paths.html}")
     typer.echo(f"        {paths.markdown} ({len(paths.plots)} plots in {paths.directory / 'plots'})")
 

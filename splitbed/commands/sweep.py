@@ -11,7 +11,11 @@ from typing import Annotated, Any
 
 import typer
 
+from netem.cliapp import CliError
+
 DEFAULT_OUT = "results/sweep"
+SPEC_FIX = ("see 'splitbed sweep --help'; models and partitions: 'splitbed partitions [MODEL]'; profiles: "
+            "'netem profiles'")
 
 
 def sweep(
@@ -49,7 +53,9 @@ def sweep(
 
     out = Path(out_dir)
     console = Console(width=None if sys.stdout.isatty() else 200)
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING), format="%(message)s",
+    from splitbed.cli_support import log_level as level_of
+
+    logging.basicConfig(level=level_of(log_level), format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected, not a problem
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -62,7 +68,7 @@ def sweep(
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)
     except SweepSpecError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise CliError(str(exc), SPEC_FIX) from None
     if estimate:
         from splitbed.advise import AdviseError
         from splitbed.sweep.estimate import describe
@@ -72,7 +78,7 @@ def sweep(
             with console.status("timing partitions on this machine ...") as status:
                 result = predict_wall_time(spec, on_model=lambda m: status.update(f"timing {m} ..."))
         except AdviseError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise CliError(str(exc), SPEC_FIX) from None
         for line in describe(result):
             console.print(line)
         return
@@ -88,8 +94,9 @@ def sweep(
         try:
             outcome = run_sweep(spec, out, progress=bar)
         except SweepError as exc:
-            console.print(f"[red]sweep stopped:[/red] {exc}")
-            raise typer.Exit(1) from None
+            raise CliError(f"sweep stopped: {exc}", "every finished inference is kept in "
+                           f"{out / 'results.jsonl'}; fix the cause, then run the same command to resume",
+                           status=1) from None
         except KeyboardInterrupt:
             console.print(f"interrupted: every finished inference is in {out / 'results.jsonl'}; run the same "
                           "command to resume")
@@ -109,6 +116,7 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
     from splitbed.sweep.summary import SUMMARY_NAME
 
     records = read_records(out).records
+    warn_random_weights(records)
     summaries = summarise(records)
     if not summaries:
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
@@ -125,6 +133,19 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
 
         paths = build_report(out)
         console.print(f"Report: {paths.html} (Markdown: {paths.markdown})", soft_wrap=True)
+
+
+def warn_random_weights(records: list[dict[str, Any]]) -> None:
+    """Records measured with random weights carry the warning; the command says it once (splitbed.cli)."""
+    import warnings
+
+    from splitbed.models.weights import RandomWeightsWarning
+
+    for record in records:
+        weights = record.get("weights")
+        if isinstance(weights, dict) and weights.get("warning"):
+            warnings.warn(str(weights["warning"]), RandomWeightsWarning, stacklevel=2)
+            return
 
 
 def stolen_points(summaries: list[Any]) -> str | None:

@@ -176,6 +176,24 @@ def resolve(spec: str, imagenet_file: str) -> WeightsInfo:
     return WeightsInfo(source="file", requested=spec, path=str(resolved), sha256=file_sha256(resolved))
 
 
+def check_spec(spec: str) -> None:
+    """Refuse a malformed weights spec at once, the way `resolve` would, but without the network check of
+    `auto` or hashing a file: commands call it before they build anything."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise WeightsError(f"weights spec must be a non-empty string (auto, imagenet, random:SEED or a path), "
+                           f"got {spec!r}")
+    spec = spec.strip()
+    if spec in ("auto", "imagenet"):
+        return
+    if spec == "random" or spec.startswith("random:"):
+        if ":" in spec:
+            _parse_seed(spec.partition(":")[2], spec)
+        return
+    path = Path(spec[len("file:"):] if spec.startswith("file:") else spec).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights {spec!r}: not auto, imagenet or random:SEED, and no file {path} exists")
+
+
 def announce(info: WeightsInfo, model: str) -> None:
     """Make random weights loud: a Python warning (pytest shows it) and a log record."""
     if info.warning:

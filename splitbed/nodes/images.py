@@ -19,6 +19,17 @@ def cache_dir() -> Path:
     return Path(base) / "splitbed" / "images"
 
 
+def check_image(image: str) -> None:
+    """Refuse an unknown builtin name or a missing file before anything is built."""
+    if image.startswith(BUILTIN_PREFIX):
+        name = image[len(BUILTIN_PREFIX):]
+        if name not in BUILTIN_IMAGES:
+            raise ConfigurationError(f"unknown builtin image {name!r}; builtin: {', '.join(BUILTIN_IMAGES)}")
+    elif not Path(image).is_file():
+        raise ConfigurationError(f"image {image!r}: no such file (give an image file or builtin:NAME, NAME one of "
+                                 f"{', '.join(BUILTIN_IMAGES)})")
+
+
 def resolve_image(image: str) -> Path:
     """The file to read for `image`; builtin images are materialised on first use."""
     if not image.startswith(BUILTIN_PREFIX):

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ENCODINGS = ("tlv", "json-baseline")
+BACKENDS = ("auto", "kernel", "userspace")
+RUNTIMES = ("process", "docker")
 NO_COMPRESSION = "none"
 PARTITION_SETS = ("all", "seed")
 DEFAULT_PROFILE = "5g-split-ai"
@@ -83,6 +85,20 @@ class SweepSpec:
             raise SweepSpecError(f"repetitions must be 1..{MAX_REPETITIONS}, got {self.repetitions}")
         if not 0 <= self.warmup <= 100:
             raise SweepSpecError(f"warmup must be 0..100, got {self.warmup}")
+        if self.backend not in BACKENDS:
+            raise SweepSpecError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        if self.runtime not in RUNTIMES:
+            raise SweepSpecError(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        from splitbed.models.errors import ModelError
+        from splitbed.models.weights import check_spec
+        from splitbed.nodes.errors import NodeError
+        from splitbed.nodes.images import check_image
+
+        try:
+            check_spec(self.weights)
+            check_image(self.image)
+        except (ModelError, NodeError) as exc:
+            raise SweepSpecError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
