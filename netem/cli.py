@@ -30,12 +30,13 @@ from rich.table import Table
 from netem.cliapp import CliError, ErrorPolicy, check_writable, make_app, run
 from netem.errors import NetemError, ProfileError
 from netem.profile import DirectionProfile, GilbertElliott, LinkProfile, RandomLoss, builtin_profiles
+from netem.quicklink import QuickLinkError, quick_profile
 
 USAGE_ERRORS: dict[type[BaseException], str] = {
+    QuickLinkError: "see 'netem shell --help' for the units (--rate 20 or 500kbit, --delay 10 or 0.5s, --loss 0.1%)",
     ProfileError: "list the built-in profiles with 'netem profiles'; a profile file's keys are in docs/PROFILES.md",
 }
 app = make_app(__doc__, name="netem", policy=ErrorPolicy(USAGE_ERRORS, failures=(NetemError,)))
-err_console = Console(stderr=True)
 
 
 def _rate(direction: DirectionProfile) -> str:
@@ -130,17 +131,31 @@ def profiles_command(
 
 @app.command("shell", context_settings={"allow_interspersed_args": False})
 def shell_command(
-    profile: Annotated[str, typer.Option("--profile", "-p", help="built-in profile name or a .toml path")],
     command: Annotated[list[str] | None, typer.Argument(
         help="the command to run on the ue side (after --; default: $SHELL)", show_default=False)] = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", "-p", help="built-in profile name or a .toml path (the options below override its fields)")] = None,
+    rate: Annotated[str | None, typer.Option(help="link rate, Mbit/s (20) or with a unit (500kbit, 1gbit)")] = None,
+    delay: Annotated[str | None, typer.Option(help="one-way delay, ms (10) or with a unit (0.5s)")] = None,
+    loss: Annotated[str | None, typer.Option(help="random loss, a percentage (0.1%) or a fraction (0.001)")] = None,
+    uplink_only: Annotated[bool, typer.Option(
+        "--uplink-only", help="apply --rate/--delay/--loss to the uplink (ue -> edge) only")] = False,
     backend: Annotated[str, typer.Option(help="auto | kernel | userspace")] = "auto",
     server: Annotated[str | None, typer.Option(help="command to run on the edge side (split like a shell)")] = None,
     server_wait: Annotated[float, typer.Option(help="seconds to let the server start before CMD")] = 0.5,
     capture: Annotated[Path | None, typer.Option(help="write a pcap of the ue side here")] = None,
     report: Annotated[Path | None, typer.Option(help="write topology description + link counters (JSON) here")] = None,
 ) -> None:
-    """Run CMD (after --) on the ue side of an emulated link; its exit status becomes ours."""
+    """Run CMD (after --) on the ue side of an emulated link; its exit status becomes ours.
+
+    \b
+    The link: a --profile, quick options (as mahimahi's mm-link/mm-delay/mm-loss), or a profile with some
+    fields overridden:
+      netem shell --rate 20 --delay 10 --loss 0.1% -- ping -c 3 198.18.0.2
+      netem shell -p lte --rate 20 --uplink-only -- sh -c 'ping -c 3 "$NETEM_REMOTE"'
+    """
     argv = list(command or []) or [os.environ.get("SHELL", "/bin/sh")]
+    refuse_nesting()
     if backend not in BACKENDS:
         raise typer.BadParameter(f"{backend!r} is not one of {', '.join(BACKENDS)}", param_hint="'--backend'")
     check_program(argv[0], "the command")
@@ -149,12 +164,34 @@ def shell_command(
     for option, path in (("--capture", capture), ("--report", report)):
         if path is not None:
             check_writable(path, option)
-    status = run_shell(profile, backend, argv, server=server, server_wait=server_wait, capture=capture,
+    if profile is None and rate is None and delay is None and loss is None:
+        raise CliError("no link given", "name a --profile (see 'netem profiles') or give --rate, --delay and/or "
+                       "--loss, e.g. netem shell --rate 20 --delay 10 -- CMD")
+    link = quick_profile(LinkProfile.load(profile) if profile is not None else None, rate=rate, delay=delay,
+                         loss=loss, uplink_only=uplink_only)
+    status = run_shell(link, backend, argv, server=server, server_wait=server_wait, capture=capture,
                        report=report)
     raise typer.Exit(code=status)
 
 
 BACKENDS = ("auto", "kernel", "userspace")
+
+
+def refuse_nesting() -> None:
+    """A netem shell inside another's ue namespace would build a second, separate link (namespaces do not nest
+    here), so its traffic would not cross the outer link: say so, and how to compose instead."""
+    outer = os.environ.get("NETEM_NS_UE")
+    if not outer:
+        return
+    try:
+        inside = os.stat("/proc/self/ns/net").st_ino == os.stat(f"/run/netns/{outer}").st_ino
+    except OSError:
+        return
+    if inside:
+        raise CliError(f"already inside a netem shell (ue namespace {outer}); a nested shell would build a "
+                       "second link that its traffic never crosses",
+                       "compose in one shell instead: netem shell -p PROFILE --rate R --delay D --loss L -- CMD "
+                       "(the options override the profile's fields)")
 
 
 def check_program(program: str, what: str) -> None:
@@ -172,7 +209,7 @@ def check_program(program: str, what: str) -> None:
 
 
 def run_shell(
-    profile_name: str,
+    profile_name: str | LinkProfile,
     backend: str,
     command: list[str],
     *,
@@ -185,13 +222,13 @@ def run_shell(
     from netem.capture import Capture
     from netem.topology import Topology
 
-    profile = LinkProfile.load(profile_name)
+    profile = profile_name if isinstance(profile_name, LinkProfile) else LinkProfile.load(profile_name)
     with Topology(profile, backend=backend) as topo:
         env = dict(os.environ, NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
                    NETEM_BACKEND=str(topo.backend), NETEM_NS_UE=topo.ns_ue, NETEM_NS_EDGE=topo.ns_edge)
         server_env = dict(env, NETEM_REMOTE=topo.ue_addr, NETEM_LOCAL=topo.edge_addr)
-        err_console.print(f"netem: {profile.name} on the {topo.backend} backend; ue {topo.ue_addr} "
-                          f"({topo.ns_ue}), edge {topo.edge_addr} ({topo.ns_edge})")
+        print(f"netem: {profile.name} on the {topo.backend} backend; ue {topo.ue_addr} ({topo.ns_ue}), edge "
+              f"{topo.edge_addr} ({topo.ns_edge})", file=sys.stderr, flush=True)
         cap = Capture(topo, "ue", path=capture) if capture is not None else None
         if cap is not None:
             cap.start()

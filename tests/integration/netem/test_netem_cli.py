@@ -76,3 +76,48 @@ def test_doctor_is_reachable_through_netem() -> None:
     assert {"netns", "sch_netem", "tbf"} <= set(probes)
     assert done.returncode in (0, 1)
     assert (done.returncode == 1) == any(p["must_have"] and not p["ok"] for p in probes.values())
+
+
+def test_quick_link_without_a_profile_file_delays_and_shapes(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = netem("shell", "--rate", "20", "--delay", "10", "--loss", "0%", "--report", str(report), "--",
+                 "sh", "-c", 'ping -c 4 -i 0.1 -n "$NETEM_REMOTE"')
+    assert done.returncode == 0, done.stderr
+    rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", done.stdout)]
+    assert len(rtts) == 4 and min(rtts) >= 20.0  # 10 ms each way
+    profile = json.loads(report.read_text())["topology"]["profile"]
+    assert profile["uplink"]["rate_mbit"] == profile["downlink"]["rate_mbit"] == 20.0
+    assert profile["name"] == "quick-r20-d10-l0pct"
+    assert leftover(done.stderr) == []
+
+
+def test_quick_options_override_one_field_of_a_profile_on_the_uplink_only(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = netem("shell", "-p", "5g-split-ai", "--delay", "15", "--uplink-only", "--report", str(report), "--",
+                 "sh", "-c", 'ping -c 4 -i 0.1 -n "$NETEM_REMOTE"')
+    assert done.returncode == 0, done.stderr
+    rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", done.stdout)]
+    assert len(rtts) == 4 and min(rtts) >= 16.0  # 15 ms up + the profile's 1 ms down
+    profile = json.loads(report.read_text())["topology"]["profile"]
+    assert profile["uplink"]["delay_ms"] == 15.0 and profile["downlink"]["delay_ms"] == 1.0
+    assert profile["uplink"]["rate_mbit"] == 144.0  # the profile's other fields stay
+
+
+def test_a_shell_inside_a_shell_is_refused_with_how_to_compose() -> None:
+    inner = f"{sys.executable} -m netem.cli shell --rate 10 -- true"
+    done = netem("shell", "-p", "ideal", "--", "sh", "-c", inner + '; echo "inner=$?"')
+    assert done.returncode == 0, done.stderr
+    assert "inner=2" in done.stdout
+    refusal = [line for line in done.stderr.splitlines() if "already inside a netem shell" in line]
+    assert len(refusal) == 1 and "fix: compose in one shell instead" in refusal[0]
+    assert leftover(done.stderr) == []
+
+
+def test_bad_input_builds_nothing() -> None:
+    for argv in (["shell", "-p", "lte", "--rate", "10", "--bogus", "--", "true"],
+                 ["shell", "-p", "ideal", "--", "nosuchcommand"],
+                 ["shell", "-p", "lte", "--capture", "/missing/dir/x.pcap", "--", "true"]):
+        done = netem(*argv)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and "; fix: " in lines[0], done.stderr
+        assert "netem: " not in done.stderr  # the banner: no link was built
