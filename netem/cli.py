@@ -29,10 +29,12 @@ from rich.table import Table
 
 from netem.cliapp import CliError, ErrorPolicy, check_writable, make_app, run
 from netem.errors import NetemError, ProfileError
+from netem.linkgraph import LinkLogError
 from netem.profile import DirectionProfile, GilbertElliott, LinkProfile, RandomLoss, builtin_profiles
 from netem.quicklink import QuickLinkError, quick_profile
 
 USAGE_ERRORS: dict[type[BaseException], str] = {
+    LinkLogError: "give a file written by 'netem shell --log FILE'",
     QuickLinkError: "see 'netem shell --help' for the units (--rate 20 or 500kbit, --delay 10 or 0.5s, --loss 0.1%)",
     ProfileError: "list the built-in profiles with 'netem profiles'; a profile file's keys are in docs/PROFILES.md",
 }
@@ -145,6 +147,8 @@ def shell_command(
     server_wait: Annotated[float, typer.Option(help="seconds to let the server start before CMD")] = 0.5,
     capture: Annotated[Path | None, typer.Option(help="write a pcap of the ue side here")] = None,
     report: Annotated[Path | None, typer.Option(help="write topology description + link counters (JSON) here")] = None,
+    log: Annotated[Path | None, typer.Option(
+        help="write a per-packet log of the link here (userspace link; draw it with 'netem graph')")] = None,
 ) -> None:
     """Run CMD (after --) on the ue side of an emulated link; its exit status becomes ours.
 
@@ -153,6 +157,7 @@ def shell_command(
     fields overridden:
       netem shell --rate 20 --delay 10 --loss 0.1% -- ping -c 3 198.18.0.2
       netem shell -p lte --rate 20 --uplink-only -- sh -c 'ping -c 3 "$NETEM_REMOTE"'
+      netem shell --rate 20 --log link.log -- ping -c 3 198.18.0.2; netem graph link.log -o link.png
     """
     argv = list(command or []) or [os.environ.get("SHELL", "/bin/sh")]
     refuse_nesting()
@@ -161,7 +166,12 @@ def shell_command(
     check_program(argv[0], "the command")
     if server:
         check_program(shlex.split(server)[0] if shlex.split(server) else "", "--server")
-    for option, path in (("--capture", capture), ("--report", report)):
+    if log is not None:
+        if backend == "kernel":
+            raise CliError("--log needs the userspace link (the kernel's qdiscs log no packets)",
+                           "use --backend userspace (or auto)")
+        backend = "userspace"
+    for option, path in (("--capture", capture), ("--report", report), ("--log", log)):
         if path is not None:
             check_writable(path, option)
     if profile is None and rate is None and delay is None and loss is None:
@@ -170,7 +180,7 @@ def shell_command(
     link = quick_profile(LinkProfile.load(profile) if profile is not None else None, rate=rate, delay=delay,
                          loss=loss, uplink_only=uplink_only)
     status = run_shell(link, backend, argv, server=server, server_wait=server_wait, capture=capture,
-                       report=report)
+                       report=report, log=log)
     raise typer.Exit(code=status)
 
 
@@ -217,13 +227,19 @@ def run_shell(
     server_wait: float = 0.5,
     capture: Path | None = None,
     report: Path | None = None,
+    log: Path | None = None,
 ) -> int:
     """Build the topology, run server (edge) and command (ue), tear down; returns the command's exit status."""
     from netem.capture import Capture
     from netem.topology import Topology
 
     profile = profile_name if isinstance(profile_name, LinkProfile) else LinkProfile.load(profile_name)
-    with Topology(profile, backend=backend) as topo:
+    options = None
+    if log is not None:
+        from netem.link.options import ForwarderOptions
+
+        options = ForwarderOptions(log_path=str(log.expanduser().resolve()))
+    with Topology(profile, backend=backend, link_options=options) as topo:
         env = dict(os.environ, NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
                    NETEM_BACKEND=str(topo.backend), NETEM_NS_UE=topo.ns_ue, NETEM_NS_EDGE=topo.ns_edge)
         server_env = dict(env, NETEM_REMOTE=topo.ue_addr, NETEM_LOCAL=topo.edge_addr)
@@ -268,6 +284,24 @@ def _run_foreground(process: subprocess.Popen[Any]) -> int:
         except KeyboardInterrupt:
             continue
     return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as shells report it
+
+
+@app.command("graph")
+def graph_command(
+    log: Annotated[Path, typer.Argument(help="a per-packet link log (netem shell --log FILE)")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="the PNG to write (default: LOG.png)")] = None,
+    direction: Annotated[str, typer.Option(help="uplink (ue -> edge) or downlink")] = "uplink",
+    window_ms: Annotated[float, typer.Option(help="throughput averaging window, ms")] = 100.0,
+) -> None:
+    """Draw a link log as mm-throughput-graph and mm-delay-graph do: capacity, offered and delivered Mbit/s
+    per window, and every packet's delay through the link."""
+    from netem.linkgraph import draw
+
+    target = out if out is not None else log.with_suffix(log.suffix + ".png")
+    check_writable(target, "--out")
+    if direction not in ("uplink", "downlink"):
+        raise CliError(f"unknown direction {direction!r}", "use uplink or downlink")
+    print(draw(log, target, direction=direction, window_ms=window_ms))
 
 
 @app.command("doctor")

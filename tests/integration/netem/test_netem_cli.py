@@ -121,3 +121,28 @@ def test_bad_input_builds_nothing() -> None:
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and "; fix: " in lines[0], done.stderr
         assert "netem: " not in done.stderr  # the banner: no link was built
+
+
+def test_per_packet_log_and_its_graph(tmp_path: Path) -> None:
+    from netem.linkgraph import read_log, throughput_mbit
+
+    log, png = tmp_path / "link.log", tmp_path / "link.png"
+    done = netem("shell", "--rate", "20", "--delay", "10", "--log", str(log), "--server", "iperf3 -s -1", "--",
+                 "sh", "-c", 'iperf3 -c "$NETEM_REMOTE" -t 2 -J')
+    assert done.returncode == 0, done.stderr
+    received = json.loads(done.stdout)["end"]["sum_received"]["bytes"]
+    data = read_log(log)
+    up = data.uplink
+    assert data.profiles[0][1]["name"] == "quick-r20-d10"
+    assert len(up.departures_ms) <= len(up.arrivals_ms) and len(up.departures_ms) > 1000
+    assert min(up.delays_ms) >= 10.0  # every packet waited at least the one-way delay
+    # the frames the link delivered carry at least what the server counted (plus headers)
+    assert sum(up.departure_bytes) >= received
+    # delivered throughput never beats the link rate (one 100 ms window may hold a frame more: 5 % slack)
+    busiest = max(throughput_mbit(up.departures_ms, up.departure_bytes, 100.0, data.end_ms))
+    assert 15.0 <= busiest <= 20.0 * 1.05
+    drawn = netem("graph", str(log), "-o", str(png))
+    assert drawn.returncode == 0, drawn.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    refused = netem("shell", "--rate", "20", "--backend", "kernel", "--log", str(log), "--", "true")
+    assert refused.returncode == 2 and "--log needs the userspace link" in refused.stderr
