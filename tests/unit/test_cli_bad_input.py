@@ -26,12 +26,14 @@ CLIS = {"splitbed": splitbed.cli, "netem": netem.cli}
 ERROR_LINE = re.compile(r"^(?P<where>[a-z][\w -]*): error: (?P<what>.+); fix: (?P<fix>.+)$")
 
 #: Options whose value names something that must exist (a model, a profile, ...): a typo must be refused.
-NAME_OPTIONS = {"--model", "--profile", "--partition", "--encoding", "--compression", "--weights", "--backend",
+NAME_OPTIONS = {"--direction", "--model", "--profile", "--partition", "--encoding", "--compression", "--weights", "--backend",
                 "--runtime", "--image", "--budget", "--budgets", "--log-level", "--result-mode", "--aips", "--preload",
                 "--uplink-only", "--scenario"}
 NAME_ARGUMENTS = {"model", "scenario"}
-#: Options and arguments that name a file to read, or a file to write in an existing folder.
-PATH_NAMES = {"--jobs", "--json", "--output", "--capture", "--report", "--log", "--budgets", "results", "path"}
+#: Options and arguments that name a file to read, or a file to write in an existing folder (not --out: a
+#: results folder is created with its parents).
+PATH_NAMES = {"--jobs", "--json", "--output", "--capture", "--report", "--log", "--budgets", "results",
+              "path", "log"}
 
 
 def leaves(command: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
@@ -61,7 +63,7 @@ def valid_required(command: Any, tmp_path: Path) -> list[str]:
         if not param.required:
             continue
         name = param.opts[0]
-        value = values.get(name)
+        value = values.get(name) or (str(stream) if annotation(param) is Path else None)
         assert value is not None, f"add a valid value for the required {name!r} to this test"
         argv += [value] if param.param_type_name == "argument" else [name, value]
     return argv
