@@ -26,6 +26,9 @@ def sweep(
         "default seed")] = None,
     profile: Annotated[list[str] | None, typer.Option(
         help="link profile name or TOML path (repeatable; default 5g-split-ai, the TS 22.261 split-AI link)")] = None,
+    rate: Annotated[list[str] | None, typer.Option(
+        help="uplink rates in Mbit/s to sweep at each profile's delay, e.g. 10,20,50,100 (comma-separated or "
+        "repeated; each rate is its own point; default: the profile's own rate)")] = None,
     encoding: Annotated[list[str] | None, typer.Option(help="tlv or json-baseline (repeatable; default tlv)")] = None,
     compression: Annotated[list[str] | None, typer.Option(
         help="compression profile for tlv, by name or id (repeatable; default none)")] = None,
@@ -64,6 +67,8 @@ def sweep(
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, weights=weights, backend=backend, runtime=runtime,
                    image=image)
+    if rate:
+        options["rates"] = parse_rates(rate)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)
@@ -108,6 +113,22 @@ def sweep(
     finish(out, {p.key for p in matrix}, console, write_report=report)  # ends with the table and the report path
     if outcome.incomplete:
         raise typer.Exit(1)
+
+
+def parse_rates(values: list[str]) -> tuple[float, ...]:
+    """`--rate 10,20 --rate 50` -> (10.0, 20.0, 50.0); each must be a positive number of Mbit/s."""
+    rates = []
+    for value in values:
+        for item in value.split(","):
+            try:
+                rate = float(item.strip())
+            except ValueError:
+                raise CliError(f"--rate {item.strip()!r} is not a number of Mbit/s",
+                               "give rates in Mbit/s, comma-separated: --rate 10,20,50,100") from None
+            if not 0 < rate <= 100_000:
+                raise CliError(f"--rate {rate:g} is outside (0, 100000] Mbit/s", "give positive rates in Mbit/s")
+            rates.append(rate)
+    return tuple(dict.fromkeys(rates))
 
 
 def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> None:

@@ -1,6 +1,10 @@
 """What a sweep measures: the matrix of points (profile x model x partition x encoding x compression) and the
 stable key that names each point in the results, so that an interrupted sweep resumes where it stopped.
 
+Rate sweeps (`rates`): each profile is measured once per uplink rate, at the profile's delay (and other fields):
+the point's profile is then `NAME@RATEmbit` (e.g. `5g-split-ai@20mbit`), part of its key, resolved by
+`link_profile` (netem.quicklink: the uplink rate replaced, the downlink as the profile has it).
+
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
 candidate partition, `seed` = the seed's example candidates (`seed_example = true`), or names/ids.
 """
@@ -8,6 +12,7 @@ candidate partition, `seed` = the seed's example candidates (`seed_example = tru
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,6 +29,8 @@ DEFAULT_REPETITIONS = 10
 DEFAULT_IMAGE = "builtin:chelsea"
 FULL_MODELS = ("vgg16", "resnet50")
 MAX_POINTS = 100_000
+MAX_RATES = 100
+_RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
 MAX_REPETITIONS = 10_000
 
 
@@ -72,6 +79,7 @@ class SweepSpec:
     backend: str = "auto"
     runtime: str = "process"
     image: str = DEFAULT_IMAGE
+    rates: tuple[float, ...] = ()  # uplink rates (Mbit/s) to sweep at each profile's delay; () = the profile's
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +93,8 @@ class SweepSpec:
             raise SweepSpecError(f"repetitions must be 1..{MAX_REPETITIONS}, got {self.repetitions}")
         if not 0 <= self.warmup <= 100:
             raise SweepSpecError(f"warmup must be 0..100, got {self.warmup}")
+        if len(self.rates) > MAX_RATES:
+            raise SweepSpecError(f"at most {MAX_RATES} rates, got {len(self.rates)}")
         if self.backend not in BACKENDS:
             raise SweepSpecError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         if self.runtime not in RUNTIMES:
@@ -153,13 +163,32 @@ def canonical_compressions(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(result))
 
 
+def point_profiles(spec: SweepSpec) -> list[str]:
+    """The profile of every point: each profile, or each profile at each of `spec.rates` (NAME@RATEmbit)."""
+    names = list(dict.fromkeys(spec.profiles))
+    if not spec.rates:
+        return names
+    return [f"{name}@{rate:g}mbit" for name in names for rate in dict.fromkeys(spec.rates)]
+
+
+def link_profile(profile: str) -> Any:
+    """The LinkProfile a point's profile names: a built-in name or TOML path, with `@RATEmbit` the same profile
+    with that uplink rate (a capacity trace, if any, replaced by it)."""
+    from netem.profile import LinkProfile
+    from netem.quicklink import quick_profile
+
+    match = _RATE_SUFFIX.match(profile)
+    if match is None:
+        return LinkProfile.load(profile)
+    return quick_profile(LinkProfile.load(match["base"]), rate=match["rate"], uplink_only=True)
+
+
 def check_profiles(names: Sequence[str]) -> None:
     from netem.errors import NetemError
-    from netem.profile import LinkProfile
 
     for name in names:
         try:
-            LinkProfile.load(name)
+            link_profile(name)
         except NetemError as exc:
             raise SweepSpecError(str(exc)) from None
 
@@ -167,10 +196,11 @@ def check_profiles(names: Sequence[str]) -> None:
 def points(spec: SweepSpec) -> list[Point]:
     """Every point of the matrix, grouped by profile (one testbed per profile), in a stable order.
     The json-baseline carriage has no compression profiles: it gets one point per partition."""
-    check_profiles(spec.profiles)
+    profiles = point_profiles(spec)
+    check_profiles(profiles)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile in dict.fromkeys(spec.profiles):
+    for profile in profiles:
         for model in dict.fromkeys(spec.models):
             for partition, encoding in itertools.product(resolve_partitions(model, spec.partitions),
                                                          dict.fromkeys(spec.encodings)):

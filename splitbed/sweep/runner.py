@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from netem.errors import NetemError
 from netem.profile import LinkProfile
-from splitbed.sweep.plan import Point, SweepSpec, points
+from splitbed.sweep.plan import Point, SweepSpec, link_profile, points
 from splitbed.sweep.store import ResultStore
 from splitbed.sweep.trace_phases import at_repetition, is_trace_driven
 
@@ -117,7 +117,7 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
                  outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception],
                  refused_error: type[Exception]) -> None:
     models = list(dict.fromkeys(p.model for p in batch))
-    link = LinkProfile.load(profile)
+    link = link_profile(profile)
     placed = link if is_trace_driven(link) else None  # repetitions are placed along the trace (trace_phases)
     bed = None
     try:
@@ -151,7 +151,9 @@ def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: P
                    factory: TestbedFactory) -> Any:
     progress.phase(f"starting the testbed on {profile} ({', '.join(models)})")
     begin = time.monotonic()
-    bed = factory(profile=profile, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime)
+    # a rate-swept profile (NAME@RATEmbit) is no file: the testbed gets the LinkProfile itself
+    link = link_profile(profile) if "@" in profile else profile
+    bed = factory(profile=link, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime)
     bed.start()
     outcome.testbed_starts.append({"profile": profile, "models": models, "start_s": round(time.monotonic() - begin, 3),
                                    "backend": bed.link_info().get("backend")})
