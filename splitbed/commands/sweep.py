@@ -42,6 +42,10 @@ def sweep(
     full: bool = typer.Option(False, help="the seed's whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
     report: bool = typer.Option(True, help="write the report at the end"),
+    budget: str | None = typer.Option(None, help="the report's budget, by name (default: the budgets file's "
+                                      "default; the package's is TS 22.261's split AI/ML image recognition)"),
+    budgets: Annotated[Path | None, typer.Option(
+        help="your own budgets file, in the format of splitbed/data/budgets.toml (docs/REPORT.md)")] = None,
     dry_run: bool = typer.Option(False, help="list the points and what is already done; measure nothing"),
     estimate: bool = typer.Option(False, help="predict the sweep's wall time (times each model's partitions here "
                                   "first, minutes; no testbed) and exit"),
@@ -74,6 +78,12 @@ def sweep(
         matrix = points(spec)
     except SweepSpecError as exc:
         raise CliError(str(exc), SPEC_FIX) from None
+    from splitbed.report.budgets import BudgetError, get_budget
+
+    try:  # a typo in the budget is refused now, not after an hour of measuring
+        get_budget(budget, None if budgets is None else str(budgets))
+    except BudgetError as exc:
+        raise CliError(str(exc), "budget names and the file format: docs/REPORT.md, 'Budgets'") from None
     if estimate:
         from splitbed.advise import AdviseError
         from splitbed.sweep.estimate import describe
@@ -110,7 +120,7 @@ def sweep(
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
         console.print(f"[yellow]{len(outcome.incomplete)} point(s) lack good repetitions; run again to retry[/yellow]")
-    finish(out, {p.key for p in matrix}, console, write_report=report)  # ends with the table and the report path
+    finish(out, {p.key for p in matrix}, console, write_report=report, budget=budget, budgets_file=budgets)  # ends with the table and the report path
     if outcome.incomplete:
         raise typer.Exit(1)
 
@@ -131,7 +141,8 @@ def parse_rates(values: list[str]) -> tuple[float, ...]:
     return tuple(dict.fromkeys(rates))
 
 
-def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> None:
+def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budget: str | None = None,
+           budgets_file: Path | None = None) -> None:
     """Write summary.csv (every point in the results), print this sweep's points, write and name the report."""
     from splitbed.sweep import read_records, summarise, write_csv
     from splitbed.sweep.summary import SUMMARY_NAME
@@ -152,7 +163,7 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
     if write_report:
         from splitbed.report import build_report
 
-        paths = build_report(out)
+        paths = build_report(out, budget=budget, budgets_file=budgets_file)
         console.print(f"Report: {paths.html} (Markdown: {paths.markdown})", soft_wrap=True)
 
 

@@ -30,11 +30,12 @@ class ReportPaths:
 
 
 def build_report(results: str | Path, out_dir: str | Path | None = None, *, budget: str | None = None,
-                 title: str = "splitbed: split inference measurements") -> ReportPaths:
+                 title: str = "splitbed: split inference measurements",
+                 budgets_file: str | Path | None = None) -> ReportPaths:
     """Write report.md, report.html and plots/ for a results directory or JSONL file.
 
     `out_dir` defaults to `<results dir>/report`. Raises ResultsError when there is nothing to report."""
-    chosen = get_budget(budget)  # a typo in the name is refused before anything is read or written
+    chosen = get_budget(budget, None if budgets_file is None else str(budgets_file))  # a typo in the name is refused before anything is read or written
     source = results_path(results)
     read = read_records(source)
     summaries = summarise(read.records)
