@@ -29,8 +29,9 @@ from typing import Literal
 
 from netem.naming import pid_alive
 
-# The switch for Docker: container nodes exist (splitbed.runtime, tests/integration/docker) and scripts/setup.sh
-# starts an engine, so on CI (CI=true) a missing engine is a must-have failure; locally docker tests just skip.
+# The switch for Docker: container nodes exist (splitbed.runtime, tests/integration/docker) and the docker tests
+# start an engine when none answers (splitbed.runtime.dockerd), so on CI (CI=true) a missing engine is a
+# must-have failure; locally docker tests just skip.
 # Set to False to make Docker optional on CI too.
 DOCKER_MUST_HAVE_ON_CI = True
 

@@ -50,13 +50,35 @@ MARKER_PROBES = {"root": ("root_or_userns", "netns"), "docker": ("docker",)}
 
 
 def machine_probe(name: str) -> Probe:
-    """The doctor probe `name`, run at most once per session."""
+    """The doctor probe `name`, run at most once per session. The first test that needs `docker` starts an
+    engine when none answers (root, dockerd installed): set-up no longer does, so a sweep on processes never
+    starts a daemon; the one started here is stopped at the end of the session."""
     with _probe_lock:
         if name not in _probe_results:
             from splitbed.doctor import run_probe
 
+            if name == "docker":
+                _start_docker_for_tests()
             _probe_results[name] = run_probe(name)
         return _probe_results[name]
+
+
+_started_engines: list[object] = []
+
+
+def _start_docker_for_tests() -> None:
+    import os
+    import shutil
+
+    from splitbed.runtime.dockerd import engine_answers, start_engine
+    from splitbed.runtime.errors import EngineUnavailableError
+
+    if os.geteuid() != 0 or shutil.which("dockerd") is None or engine_answers():
+        return  # the probe then says what is missing (skip locally, fail on CI)
+    try:
+        _started_engines.append(start_engine("the docker tests"))
+    except EngineUnavailableError:
+        pass  # the probe reports the engine missing, with its reason
 
 
 def requires(*names: str) -> None:
@@ -85,12 +107,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for engine in _started_engines:
+        terminalreporter.write_line(f"splitbed: stopping the Docker engine the docker tests started (pid "
+                                    f"{getattr(engine, 'pid', '?')})")
     if not _probe_results:
         return
     terminalreporter.section("splitbed doctor probes used by this run")
     for probe in _probe_results.values():
         state = "yes" if probe.ok else ("MISSING (must-have)" if probe.must_have else "no")
         terminalreporter.write_line(f"{probe.name}: {state}: {probe.detail}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _started_engines:
+        engine = _started_engines.pop()
+        engine.stop()  # type: ignore[attr-defined]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

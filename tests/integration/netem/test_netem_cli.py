@@ -146,3 +146,14 @@ def test_per_packet_log_and_its_graph(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     refused = netem("shell", "--rate", "20", "--backend", "kernel", "--log", str(log), "--", "true")
     assert refused.returncode == 2 and "--log needs the userspace link" in refused.stderr
+
+
+def test_the_installed_tcpdump_reads_the_capture(tmp_path: Path) -> None:
+    """scripts/setup.sh installs tcpdump, which users reach for to read the pcaps."""
+    pcap = tmp_path / "ue.pcap"
+    done = netem("shell", "-p", "ideal", "--capture", str(pcap), "--", "sh", "-c",
+                 'ping -c 3 -i 0.05 -n "$NETEM_REMOTE" >/dev/null')
+    assert done.returncode == 0, done.stderr
+    read = subprocess.run(["tcpdump", "-nr", str(pcap), "icmp"], capture_output=True, text=True, timeout=30)
+    assert read.returncode == 0, read.stderr
+    assert len([line for line in read.stdout.splitlines() if "ICMP echo request" in line]) == 3
