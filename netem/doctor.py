@@ -447,7 +447,16 @@ PROBES: dict[str, Callable[[], Probe]] = {
     "iperf3": lambda: probe_tool("iperf3"),
     "ping": lambda: probe_tool("ping"),
     "docker": probe_docker,
+    "docker_cgroup": lambda: _host_probe("probe_docker_cgroup"),
+    "realtime": lambda: _host_probe("probe_realtime"),
 }
+
+
+def _host_probe(name: str) -> Probe:
+    from netem import hostprobes  # imports this module: loaded when first used
+
+    probe: Callable[[], Probe] = getattr(hostprobes, name)
+    return probe()
 
 
 def run_probe(name: str) -> Probe:

@@ -46,7 +46,8 @@ from splitbed.plugin.fixtures import (  # noqa: F401  (registered as this plugin
 # Probes are real (namespaces, captures, TensorFlow import): run each once per session.
 _probe_results: dict[str, Probe] = {}
 _probe_lock = threading.Lock()
-MARKER_PROBES = {"root": ("root_or_userns", "netns"), "docker": ("docker",)}
+MARKER_PROBES = {"root": ("root_or_userns", "netns"), "docker": ("docker", "docker_cgroup"),
+                 "realtime": ("realtime",)}
 
 
 def machine_probe(name: str) -> Probe:
@@ -132,7 +133,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in (
         "slow: long-running; deselected unless --full",
         "root: needs root (network namespaces, qdiscs)",
-        "docker: needs a running Docker engine",
+        "docker: needs a running Docker engine that can start containers (a writable cgroup hierarchy)",
+        "realtime: needs SCHED_FIFO (chrt -f) for the link and the measuring tools",
         "requires(*probes): needs these `splitbed doctor` probes (skip locally, fail on CI for must-haves)",
         "suite(check): parametrised by `suite_case` from splitbed/data/suite.toml (correctness, budgets, capture, "
         "bench, lifetime)",
