@@ -17,6 +17,7 @@ from splitbed.format.errors import FormatError
 from splitbed.models.errors import ModelError, UnknownModelError, UnknownPartitionError, WeightsError
 from splitbed.models.weights import RandomWeightsWarning
 from splitbed.nodes.errors import ConfigurationError, NodeError
+from splitbed.sweep.plan import DeprecatedNameWarning
 
 MODELS_FIX = "list the models with 'splitbed partitions' and a model's partitions with 'splitbed partitions MODEL'"
 
@@ -48,14 +49,21 @@ def log_level(text: str) -> int:
 @contextlib.contextmanager
 def random_weights_said_once(prog: str = "splitbed") -> Iterator[None]:
     """While a command runs, a RandomWeightsWarning (one per model loaded, plus its log record) becomes one
-    line, `PROG: warning: RANDOM WEIGHTS ...`, printed the first time only; other warnings are shown as usual."""
+    line, `PROG: warning: RANDOM WEIGHTS ...`, printed the first time only; an old name still accepted
+    (DeprecatedNameWarning) one line `PROG: note: ...`; other warnings are shown as usual."""
     shown: list[str] = []
+    notes: list[str] = []
     previous = warnings.showwarning
     weights_log = logging.getLogger(WEIGHTS_LOGGER)
     previous_level = weights_log.level
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
+        if issubclass(category, DeprecatedNameWarning):
+            if str(message) not in notes:
+                notes.append(str(message))
+                print(f"{prog}: note: {message}", file=sys.stderr, flush=True)
+            return
         if not issubclass(category, RandomWeightsWarning):
             previous(message, category, filename, lineno, file, line)
             return
@@ -68,6 +76,7 @@ def random_weights_said_once(prog: str = "splitbed") -> Iterator[None]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", RandomWeightsWarning)
+        warnings.simplefilter("always", DeprecatedNameWarning)
         warnings.showwarning = show
         weights_log.setLevel(logging.ERROR)  # the same news as the warning: said once, above
         try:

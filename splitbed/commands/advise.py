@@ -19,7 +19,7 @@ def advise(
     model: str = typer.Option(..., "--model", "-m", help="registered model name"),
     profile: str = typer.Option(..., help="link profile name or TOML path"),
     partition: Annotated[list[str] | None, typer.Option(
-        "--partition", "-p", help="partitions to consider (names, ids, `seed`, `all`; default all)")] = None,
+        "--partition", "-p", help="partitions to consider (names, ids, `examples`, `all`; default all)")] = None,
     encoding: str = typer.Option("tlv", help="tlv or json-baseline"),
     compression: str = typer.Option("none", help="compression profile (tlv)"),
     ue_slowdown: float = typer.Option(1.0, help="UE compute = this machine's head time x this factor"),
@@ -139,7 +139,7 @@ def _table(model: str, profile: str, link: Any, predictions: list[Any], comparis
         table.add_column("measured e2e ms [95% CI]", justify="right")
         table.add_column("measured rank", justify="right")
     for rank, p in enumerate(predictions, start=1):
-        row = [str(rank), p.partition + (" (slow start)" if p.slow_start else ""), f"{p.uplink_bytes:,}",
+        row = [str(rank), p.partition + (" +" if p.slow_start else ""), f"{p.uplink_bytes:,}",
                f"{p.local_ms:.1f}", f"{p.uplink_ms:.1f}", f"{p.remote_ms:.1f}", f"{p.downlink_ms:.1f}",
                f"{p.e2e_ms:.1f}"]
         if comparison is not None:
@@ -147,6 +147,11 @@ def _table(model: str, profile: str, link: Any, predictions: list[Any], comparis
             ci = f" [{m.low_ms:.1f}, {m.high_ms:.1f}]" if m is not None and m.low_ms is not None else ""
             row += [f"{m.median_ms:.1f}{ci}" if m else "-", str(order.index(p.partition) + 1) if m else "-"]
         table.add_row(*row, style="bold" if rank == 1 else None)
+    if any(p.slow_start for p in predictions):
+        table.caption = ("+ = TCP restarts from its initial window (slow start) before this transfer: the link "
+                         "idles longer than a retransmission timeout while the UE computes, and Linux then resets "
+                         "the window (net.ipv4.tcp_slow_start_after_idle = 1); the prediction adds those round "
+                         "trips")
     return table
 
 

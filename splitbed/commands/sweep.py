@@ -21,9 +21,9 @@ SPEC_FIX = ("see 'splitbed sweep --help'; models and partitions: 'splitbed parti
 def sweep(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="model (repeatable; default vgg16)")] = None,
     partition: Annotated[list[str] | None, typer.Option(
-        "--partition", "-p", help="partition name or id, `seed` (the seed's example candidates, or every candidate "
-        "of a model that has none marked) or `all` (every candidate in the model's data file); repeatable; "
-        "default seed")] = None,
+        "--partition", "-p", help="partition name or id, `examples` (the model's example partitions: VGG16's six, "
+        "block1_conv1 ... fc1; every candidate of a model that marks none) or `all` (every candidate in the "
+        "model's data file); repeatable; default examples")] = None,
     profile: Annotated[list[str] | None, typer.Option(
         help="link profile name or TOML path (repeatable; default 5g-split-ai, the TS 22.261 split-AI link)")] = None,
     rate: Annotated[list[str] | None, typer.Option(
@@ -39,7 +39,7 @@ def sweep(
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
-    full: bool = typer.Option(False, help="the seed's whole matrix: vgg16+resnet50 x all candidates x all built-in "
+    full: bool = typer.Option(False, help="the whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
     report: bool = typer.Option(True, help="write the report at the end"),
     budget: str | None = typer.Option(None, help="the report's budget, by name (default: the budgets file's "
@@ -203,7 +203,7 @@ def summary_table(summaries: list[Any]) -> Any:
 
     best = {id(s) for s in best_per_group(summaries).values()}
     table = Table(title="splitbed sweep: medians [95% CI] per point", show_lines=False)
-    for header in ("profile", "model", "partition", "carriage"):
+    for header in ("profile", "model", "partition", "encoding"):
         table.add_column(header)
     for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]"):
         table.add_column(header, justify="right")
@@ -216,7 +216,7 @@ def summary_table(summaries: list[Any]) -> Any:
                       _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
                       _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-",
                       style="bold" if star else None)
-    table.caption = "* = lowest median end-to-end latency for its profile, model and carriage"
+    table.caption = "* = lowest median end-to-end latency for its profile, model and encoding"
     return table
 
 

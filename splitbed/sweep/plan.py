@@ -6,7 +6,9 @@ the point's profile is then `NAME@RATEmbit` (e.g. `5g-split-ai@20mbit`), part of
 `link_profile` (netem.quicklink: the uplink rate replaced, the downlink as the profile has it).
 
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
-candidate partition, `seed` = the seed's example candidates (`seed_example = true`), or names/ids.
+candidate partition, `examples` = the model's example partitions (`seed_example = true` in its data file: VGG16's
+six, block1_conv1 ... fc1), or names/ids. `seed`, the old name of `examples`, still works with a one-line note:
+it read like the `random:SEED` of --weights.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ ENCODINGS = ("tlv", "json-baseline")
 BACKENDS = ("auto", "kernel", "userspace")
 RUNTIMES = ("process", "docker")
 NO_COMPRESSION = "none"
-PARTITION_SETS = ("all", "seed")
+PARTITION_SETS = ("all", "examples", "seed")
 DEFAULT_PROFILE = "5g-split-ai"
 DEFAULT_MODELS = ("vgg16",)
-DEFAULT_PARTITIONS = ("seed",)
+DEFAULT_PARTITIONS = ("examples",)
 DEFAULT_REPETITIONS = 10
 DEFAULT_IMAGE = "builtin:chelsea"
 FULL_MODELS = ("vgg16", "resnet50")
@@ -36,6 +38,10 @@ MAX_REPETITIONS = 10_000
 
 class SweepSpecError(ValueError):
     """A sweep option names something that does not exist or cannot be combined."""
+
+
+class DeprecatedNameWarning(UserWarning):
+    """An old name that still works; the command line says so once, in one line (splitbed.cli_support)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -126,7 +132,8 @@ class SweepSpec:
 
 
 def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
-    """Partition names of `model` for a selection of `all`, `seed`, names, aliases or ids, in registry order."""
+    """Partition names of `model` for a selection of `all`, `examples`, names, aliases or ids, in registry
+    order."""
     from splitbed.models import registry
     from splitbed.models.errors import ModelError
 
@@ -138,9 +145,14 @@ def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
     for item in selection:
         if item == "all":
             chosen.update(p.name for p in spec.partitions)
-        elif item == "seed":
-            seeds = [p.name for p in spec.partitions if p.seed_example]
-            chosen.update(seeds or [p.name for p in spec.partitions])
+        elif item in ("examples", "seed"):
+            if item == "seed":
+                import warnings
+
+                warnings.warn("-p seed is now -p examples (the model's example partitions); 'seed' still works "
+                              "for now", DeprecatedNameWarning, stacklevel=2)
+            examples = [p.name for p in spec.partitions if p.seed_example]
+            chosen.update(examples or [p.name for p in spec.partitions])
         else:
             try:
                 chosen.add(spec.partition(item).name)
