@@ -1,13 +1,19 @@
-"""The `netem` command: mahimahi-style shells over an emulated link, the profile list, and the host doctor.
-
-\b
-    netem profiles                         the built-in profiles and their figures
-    netem shell --profile 5g-embb [--backend auto|kernel|userspace] [--server "iperf3 -s"] -- iperf3 -c '$NETEM_REMOTE'
-    netem doctor                           what this host can emulate (netem.doctor)
+"""Emulated links, as mahimahi's shells make them: run a command over a link with the rate, delay and loss
+of a profile (or your own), log every packet and draw it, list the profiles, check this host.
 
 `netem shell` runs CMD on the ue side with NETEM_REMOTE (the edge address) in its environment, the optional
-server on the edge side (started first, stopped after; its output goes to stderr), returns CMD's exit status
-and removes everything.
+--server on the edge side (started first, stopped after; its output goes to stderr), returns CMD's exit status
+and removes everything. CMD gets no shell: use sh -c '...' for $NETEM_REMOTE.
+
+\b
+Examples:
+  netem profiles
+  netem shell -p 5g-embb -- sh -c 'ping -c 3 "$NETEM_REMOTE"'
+  netem shell --rate 20 --delay 10 --loss 0.1% -- ping -c 3 198.18.0.2
+  netem shell -p lte --server 'iperf3 -s' -- sh -c 'iperf3 -c $NETEM_REMOTE'
+  netem shell --rate 20 --log link.log -- ping -c 20 -i 0.05 198.18.0.2
+  netem graph link.log -o link.png
+  netem doctor
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
-from rich.table import Table
 
-from netem.cliapp import CliError, ErrorPolicy, check_writable, make_app, run
+from netem.cliapp import CliError, Column, ErrorPolicy, check_writable, dropped_note, fit_table, make_app, run
 from netem.errors import NetemError, ProfileError
 from netem.linkgraph import LinkLogError
 from netem.profile import DirectionProfile, GilbertElliott, LinkProfile, RandomLoss, builtin_profiles
@@ -78,6 +84,13 @@ def _queue(direction: DirectionProfile) -> str:
     return " / ".join(parts) + f" {direction.queue_discipline}"
 
 
+PROFILE_KEYS = ("name", "ul_rate", "ul_delay", "ul_jitter", "ul_loss", "ul_queue", "dl_rate", "dl_delay", "trace",
+                "source")
+PROFILE_COLUMNS = (Column("name"), Column("UL rate"), Column("UL delay"), Column("UL jitter", drop=4), Column("UL loss"),
+                   Column("UL queue", drop=3), Column("DL rate", drop=5), Column("DL delay", drop=6),
+                   Column("trace", drop=2), Column("source", wrap=True, drop=1))
+
+
 def profile_rows(profiles: list[LinkProfile]) -> list[dict[str, str]]:
     """The figures `netem profiles` shows, one dict per profile (also used by docs/tests)."""
     rows = []
@@ -111,6 +124,7 @@ def profiles_markdown(profiles: list[LinkProfile]) -> str:
 def profiles_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the profiles as JSON (LinkProfile.to_dict)")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="print the docs/PROFILES.md table")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column (and the full sources), however wide")] = False,
 ) -> None:
     """List the built-in link profiles with their figures and sources."""
     profiles = builtin_profiles()
@@ -120,15 +134,16 @@ def profiles_command(
     if markdown:
         print(profiles_markdown(profiles), end="")
         return
-    table = Table(title="netem built-in profiles (uplink = ue -> edge)", show_lines=True)
-    for column in ("name", "UL rate", "UL delay", "UL jitter", "UL loss", "UL queue", "DL rate", "DL delay", "trace",
-                   "source"):
-        table.add_column(column, overflow="fold", no_wrap=column == "name")
-    for row in profile_rows(profiles):
-        source = row["source"] if len(row["source"]) <= 160 else row["source"][:157] + "..."
-        table.add_row(row["name"], row["ul_rate"], row["ul_delay"], row["ul_jitter"], row["ul_loss"],
-                      row["ul_queue"], row["dl_rate"], row["dl_delay"], row["trace"], source)
-    Console(width=max(160, Console().width)).print(table)
+    rows = [[row[key] for key in PROFILE_KEYS] for row in profile_rows(profiles)]
+    for row in rows:  # the trace column names the file and kind
+        row[1] = "trace" if row[1].startswith("trace") else row[1]
+    table, width, hidden = fit_table("netem built-in profiles (uplink = ue -> edge)", PROFILE_COLUMNS, rows,
+                                     wide=wide, box=box.SIMPLE_HEAD, show_lines=wide)
+    console = Console(width=width)  # --wide: wider than the terminal, on purpose
+    console.print(table)
+    note = dropped_note(hidden, width)
+    if note:
+        console.print(f"{note} The sources are in docs/PROFILES.md.")
 
 
 @app.command("shell", context_settings={"allow_interspersed_args": False})
@@ -152,12 +167,14 @@ def shell_command(
 ) -> None:
     """Run CMD (after --) on the ue side of an emulated link; its exit status becomes ours.
 
+    The link is a --profile, quick options (--rate, --delay, --loss, as mahimahi's mm-link, mm-delay and
+    mm-loss), or a profile with some of its fields overridden by them.
+
     \b
-    The link: a --profile, quick options (as mahimahi's mm-link/mm-delay/mm-loss), or a profile with some
-    fields overridden:
+    Examples:
       netem shell --rate 20 --delay 10 --loss 0.1% -- ping -c 3 198.18.0.2
-      netem shell -p lte --rate 20 --uplink-only -- sh -c 'ping -c 3 "$NETEM_REMOTE"'
-      netem shell --rate 20 --log link.log -- ping -c 3 198.18.0.2; netem graph link.log -o link.png
+      netem shell -p lte --rate 20 --uplink-only -- ping -c 3 198.18.0.2
+      netem shell --rate 20 --log link.log -- ping -c 3 198.18.0.2
     """
     argv = list(command or []) or [os.environ.get("SHELL", "/bin/sh")]
     refuse_nesting()

@@ -187,3 +187,82 @@ def run_command(command: Command, prog: str, argv: Sequence[str] | None, policy:
 
 def _print(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tables that fit the terminal
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: `drop` orders the columns hidden to fit a narrow terminal (1 first; 0: never hidden);
+    `wrap`: long cells may wrap at spaces (names and numbers never do, and are never cut)."""
+
+    header: str
+    justify: str = "left"
+    drop: int = 0
+    wrap: bool = False
+
+
+def terminal_width() -> int:
+    """The terminal's width; 80 when the output is not a terminal (a file, a pipe) and COLUMNS is unset."""
+    from rich.console import Console
+
+    return Console().width
+
+
+def fit_table(title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[str]], *,
+              width: int | None = None, wide: bool = False, caption: str | None = None,
+              styles: Sequence[str | None] | None = None, **table_options: Any) -> tuple[Any, int, list[str]]:
+    """A rich Table of `rows` that fits `width` columns (default: the terminal's) without cutting a cell: it
+    drops the columns marked droppable, in their order, until the narrowest rendering fits. Returns the table,
+    the console width to print it at, and the headers dropped (say so: `--wide` shows all). With `wide`, every
+    column stays and the width is what the table needs."""
+    from rich.cells import cell_len
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    target = width or terminal_width()
+
+    def needs(i: int, full: bool) -> int:
+        """Cells of column i: the widest cell (no_wrap, or `full`), else the longest word (it may wrap)."""
+        texts = [columns[i].header, *(row[i] for row in rows)]
+        if full or not columns[i].wrap:
+            return max(cell_len(line) for text in texts for line in text.splitlines() or [""])
+        return max(cell_len(word) for text in texts for word in text.split() or [""])
+
+    def build(keep: list[int], blank: bool = False) -> Table:
+        table = Table(title=None if blank else title, caption=None if blank else caption, **table_options)
+        for i in keep:
+            column = columns[i]
+            table.add_column("" if blank else column.header, justify=column.justify,  # type: ignore[arg-type]
+                             no_wrap=not column.wrap, min_width=needs(i, False))
+        if not blank:
+            for r, row in enumerate(rows):
+                table.add_row(*(row[i] for i in keep), style=styles[r] if styles else None)
+        return table
+
+    def required(keep: list[int], full: bool) -> int:
+        console = Console(width=10_000)  # borders and padding: what an empty table of these columns takes
+        empty = build(keep, blank=True)
+        extra = Measurement.get(console, console.options, empty).minimum - sum(needs(i, False) for i in keep)
+        return extra + sum(needs(i, full) for i in keep)
+
+    keep = list(range(len(columns)))
+    if wide:
+        return build(keep), max(target, required(keep, full=True)), []
+    order = sorted((c.drop, i) for i, c in enumerate(columns) if c.drop > 0)
+    dropped: list[str] = []
+    while required(keep, full=False) > target and order:
+        _, index = order.pop(0)
+        keep.remove(index)
+        dropped.append(columns[index].header)
+    return build(keep), target, dropped
+
+
+def dropped_note(dropped: Sequence[str], width: int) -> str | None:
+    """The line under a table that lost columns to the terminal's width."""
+    if not dropped:
+        return None
+    return f"(hidden to fit {width} columns: {', '.join(dropped)}; --wide shows every column)"

@@ -1,4 +1,18 @@
-"""The `splitbed` command line. Heavy imports (TensorFlow) stay inside the commands, so `--help` is instant."""
+"""Split inference over emulated 5G links: a UE runs the head of a DNN, sends the intermediate tensors uplink
+in the AI intermediate data format through an emulated link, an edge node runs the tail; every inference
+becomes one metrics record (sizes, compute, delivery, end-to-end latency, wire traffic).
+
+\b
+Examples:
+  splitbed sweep --dry-run     # the main job's points (make sweep runs them)
+  splitbed sweep -m mobilenet_v2 -p out_relu --repetitions 3
+  splitbed advise -m mobilenet_v2 --profile lte --repeats 3
+  splitbed partitions vgg16
+  splitbed scenario list
+  splitbed doctor
+"""
+
+# Heavy imports (TensorFlow) stay inside the commands, so that `--help` is instant.
 
 from __future__ import annotations
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 
-from netem.cliapp import CliError, check_writable
+from netem.cliapp import CliError, Column, check_writable, dropped_note, fit_table
 
 
 def advise(
@@ -33,6 +33,7 @@ def advise(
     backend: str = typer.Option("auto", help="--measure: link backend (auto, kernel, userspace)"),
     json_out: Annotated[Path | None, typer.Option("--json", help="also write timings, predictions (and "
                                                   "measurements) to this JSON file")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="every column of the table, however wide")] = False,
 ) -> None:
     """Rank a model's partitions for a link profile (predicted end-to-end latency), best first."""
     from rich.console import Console
@@ -43,7 +44,7 @@ def advise(
     check_inputs(model, partition, weights, image, encoding, compression, backend)
     if json_out is not None:
         check_writable(json_out, "--json")
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console()  # the terminal's width; 80 into a file or pipe (COLUMNS sets another)
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if ue_slowdown != 1.0 and measure:
@@ -68,7 +69,11 @@ def advise(
                 measured = measure_on_testbed(bed, model, [p.partition for p in predictions], encoding=encoding,
                                               compression=compression, image=image, repetitions=repetitions)
         comparison = compare(predictions, measured)
-    console.print(_table(model, profile, link, predictions, comparison))
+    table, width, hidden = _table(model, profile, link, predictions, comparison, wide=wide)
+    Console(width=width, file=console.file).print(table)  # --wide: wider than the terminal, on purpose
+    note = dropped_note(hidden, width)
+    if note:
+        console.print(note)
     best = predictions[0]
     console.print(f"Predicted best partition: [bold]{best.partition}[/bold] ({best.e2e_ms:.1f} ms end-to-end)")
     if comparison is not None:
@@ -125,19 +130,20 @@ def _link_dict(link: Any) -> dict[str, Any]:
             "slow_start_after_idle": link.slow_start_after_idle}
 
 
-def _table(model: str, profile: str, link: Any, predictions: list[Any], comparison: Any) -> Any:
-    from rich.table import Table
+ADVISE_COLUMNS = (Column("rank", "right", drop=5), Column("partition"), Column("uplink bytes", "right", drop=4),
+                  Column("local ms", "right", drop=3), Column("uplink ms", "right", drop=6),
+                  Column("remote ms", "right", drop=1), Column("downlink ms", "right", drop=2),
+                  Column("predicted e2e ms", "right"))
+MEASURED_COLUMNS = (Column("measured e2e ms [95% CI]", "right"), Column("measured rank", "right", drop=7))
 
+
+def _table(model: str, profile: str, link: Any, predictions: list[Any], comparison: Any, *,
+           wide: bool = False) -> tuple[Any, int, list[str]]:
+    """The ranking, fitted to the terminal (netem.cliapp.fit_table): (table, width, hidden columns)."""
     measured = {p.partition: m for p, m in comparison.rows} if comparison is not None else {}
     order = sorted(measured, key=lambda k: measured[k].median_ms)
-    table = Table(title=f"{model} on {profile} (uplink {link.uplink.rate_note}, {link.uplink.delay_ms:g} ms): "
-                        "predicted end-to-end latency")
-    for header in ("rank", "partition", "uplink bytes", "local ms", "uplink ms", "remote ms", "downlink ms",
-                   "predicted e2e ms"):
-        table.add_column(header, justify="left" if header == "partition" else "right")
-    if comparison is not None:
-        table.add_column("measured e2e ms [95% CI]", justify="right")
-        table.add_column("measured rank", justify="right")
+    columns = [*ADVISE_COLUMNS, *(MEASURED_COLUMNS if comparison is not None else ())]
+    rows, styles = [], []
     for rank, p in enumerate(predictions, start=1):
         row = [str(rank), p.partition + (" +" if p.slow_start else ""), f"{p.uplink_bytes:,}",
                f"{p.local_ms:.1f}", f"{p.uplink_ms:.1f}", f"{p.remote_ms:.1f}", f"{p.downlink_ms:.1f}",
@@ -146,13 +152,16 @@ def _table(model: str, profile: str, link: Any, predictions: list[Any], comparis
             m = measured.get(p.partition)
             ci = f" [{m.low_ms:.1f}, {m.high_ms:.1f}]" if m is not None and m.low_ms is not None else ""
             row += [f"{m.median_ms:.1f}{ci}" if m else "-", str(order.index(p.partition) + 1) if m else "-"]
-        table.add_row(*row, style="bold" if rank == 1 else None)
+        rows.append(row)
+        styles.append("bold" if rank == 1 else None)
+    caption = None
     if any(p.slow_start for p in predictions):
-        table.caption = ("+ = TCP restarts from its initial window (slow start) before this transfer: the link "
-                         "idles longer than a retransmission timeout while the UE computes, and Linux then resets "
-                         "the window (net.ipv4.tcp_slow_start_after_idle = 1); the prediction adds those round "
-                         "trips")
-    return table
+        caption = ("+ = TCP restarts from its initial window (slow start) before this transfer: the link idles "
+                   "longer than a retransmission timeout while the UE computes, and Linux then resets the window "
+                   "(net.ipv4.tcp_slow_start_after_idle = 1); the prediction adds those round trips")
+    title = (f"{model} on {profile} (uplink {link.uplink.rate_note}, {link.uplink.delay_ms:g} ms): predicted "
+             "end-to-end latency")
+    return fit_table(title, columns, rows, wide=wide, styles=styles, caption=caption, box=box.SIMPLE_HEAD)
 
 
 def register(app: typer.Typer) -> None:

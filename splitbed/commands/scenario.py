@@ -14,7 +14,9 @@ SCENARIO_FIX = "list the built-in scenarios with 'splitbed scenario list'; the f
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(no_args_is_help=True, help=__doc__)
+    group = typer.Typer(no_args_is_help=True, help="Dynamic-network scenarios (live link changes, outages, trace "
+                        "replay, adaptive partitioning) on the testbed: records, a timeline plot and a summary "
+                        "(docs/SCENARIOS.md).")
     app.add_typer(group, name="scenario")
 
     @group.command("list")

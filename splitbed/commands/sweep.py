@@ -5,13 +5,12 @@ report (OUT/report/report.html and .md), then prints the summary table and the r
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from netem.cliapp import CliError
+from netem.cliapp import CliError, Column, dropped_note, fit_table
 
 DEFAULT_OUT = "results/sweep"
 SPEC_FIX = ("see 'splitbed sweep --help'; models and partitions: 'splitbed partitions [MODEL]'; profiles: "
@@ -50,6 +49,7 @@ def sweep(
     estimate: bool = typer.Option(False, help="predict the sweep's wall time (times each model's partitions here "
                                   "first, minutes; no testbed) and exit"),
     log_level: str = typer.Option("warning", help="debug, info, warning"),
+    wide: bool = typer.Option(False, "--wide", help="show every column of the summary table, however wide"),
 ) -> None:
     """Measure a sweep (resumable), then print the summary table and the report's path."""
     from rich.console import Console
@@ -59,7 +59,7 @@ def sweep(
     from splitbed.sweep.store import completed_counts
 
     out = Path(out_dir)
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console()  # the terminal's width; 80 into a file or pipe (COLUMNS sets another)
     from splitbed.cli_support import log_level as level_of
 
     logging.basicConfig(level=level_of(log_level), format="%(message)s",
@@ -120,7 +120,8 @@ def sweep(
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
         console.print(f"[yellow]{len(outcome.incomplete)} point(s) lack good repetitions; run again to retry[/yellow]")
-    finish(out, {p.key for p in matrix}, console, write_report=report, budget=budget, budgets_file=budgets)  # ends with the table and the report path
+    finish(out, {p.key for p in matrix}, console, write_report=report, budget=budget, budgets_file=budgets,
+           wide=wide)  # ends with the table and the report path
     if outcome.incomplete:
         raise typer.Exit(1)
 
@@ -142,8 +143,10 @@ def parse_rates(values: list[str]) -> tuple[float, ...]:
 
 
 def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budget: str | None = None,
-           budgets_file: Path | None = None) -> None:
+           budgets_file: Path | None = None, wide: bool = False) -> None:
     """Write summary.csv (every point in the results), print this sweep's points, write and name the report."""
+    from rich.console import Console
+
     from splitbed.sweep import read_records, summarise, write_csv
     from splitbed.sweep.summary import SUMMARY_NAME
 
@@ -155,7 +158,11 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
         return
     csv_path = write_csv(summaries, out / SUMMARY_NAME)
     shown = [s for s in summaries if s.key in keys] or summaries
-    console.print(summary_table(shown))
+    table, width, hidden = summary_table(shown, wide=wide)
+    Console(width=width, file=console.file).print(table)  # --wide: wider than the terminal, on purpose
+    note = dropped_note(hidden, width)
+    if note:
+        console.print(note)
     disturbed = stolen_points(shown)
     if disturbed:
         console.print(f"[yellow]{disturbed}[/yellow]", soft_wrap=True)
@@ -195,29 +202,56 @@ def stolen_points(summaries: list[Any]) -> str | None:
             "quieter host or compare with care.")
 
 
-def summary_table(summaries: list[Any]) -> Any:
-    """The rich table printed at the end of a sweep: one row per point, the best partition per group starred."""
-    from rich.table import Table
+#: The summary table's columns; `drop` orders those hidden to fit a narrow terminal (0: never hidden).
+SUMMARY_COLUMNS = (Column("profile"), Column("model"), Column("encoding"), Column("partition"),
+                   Column("n", "right", drop=2), Column("uplink bytes", "right", drop=4),
+                   Column("local ms", "right", drop=3), Column("delivery ms", "right", drop=5),
+                   Column("remote ms", "right", drop=1), Column("e2e ms [95% CI]", "right"))
+SUMMARY_TITLE = "splitbed sweep: medians [95% CI] per point"
+SUMMARY_CAPTION = "* = lowest median end-to-end latency for its profile, model and encoding"
 
+
+def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool = False) -> tuple[Any, int, list[str]]:
+    """What a sweep prints at the end: one row per point, the best partition of each (profile, model, encoding)
+    starred. It fits `width` (default: the terminal's): one table per (profile, model, encoding), titled with
+    them, whose measurement columns are hidden in SUMMARY_COLUMNS' order as needed (names are never cut).
+    Returns (renderable, width to print it at, hidden headers); `wide`: one table with every column."""
+    from rich import box
+    from rich.console import Group
+    from rich.text import Text
+
+    from netem.cliapp import terminal_width
     from splitbed.sweep import best_per_group
 
     best = {id(s) for s in best_per_group(summaries).values()}
-    table = Table(title="splitbed sweep: medians [95% CI] per point", show_lines=False)
-    for header in ("profile", "model", "partition", "encoding"):
-        table.add_column(header)
-    for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]"):
-        table.add_column(header, justify="right")
+    rows, styles, groups = [], [], []
     for s in summaries:
         e2e = s.figures["e2e_latency_ms"]
         ci = f" [{e2e.low:.1f}, {e2e.high:.1f}]" if e2e.has_ci else " [n<6: no CI]"
         star = "* " if id(s) in best else ""
-        table.add_row(s.profile, s.model, f"{star}{s.partition}", s.carriage, f"{s.n}" + (f" ({s.n_errors} err)"
-                      if s.n_errors else ""), _num(s.median("uplink_bytes"), "{:,.0f}"),
-                      _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
-                      _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-",
-                      style="bold" if star else None)
-    table.caption = "* = lowest median end-to-end latency for its profile, model and encoding"
-    return table
+        rows.append([s.profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
+            f" ({s.n_errors} err)" if s.n_errors else ""), _num(s.median("uplink_bytes"), "{:,.0f}"),
+            _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
+            _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-"])
+        styles.append("bold" if star else None)
+        groups.append((s.profile, s.model, s.carriage))
+    if wide:
+        return fit_table(SUMMARY_TITLE, SUMMARY_COLUMNS, rows, wide=True, styles=styles, caption=SUMMARY_CAPTION)
+    target = width or terminal_width()
+    measured = SUMMARY_COLUMNS[3:]  # the group (profile, model, encoding) is each table's title
+    _, _, hidden = fit_table(None, measured, [row[3:] for row in rows], width=target, box=box.SIMPLE_HEAD)
+    kept = [c for c in measured if c.header not in hidden]
+    columns = [Column(c.header, c.justify) for c in kept]
+    index = [SUMMARY_COLUMNS.index(c) for c in kept]
+    parts: list[Any] = [Text(SUMMARY_TITLE, style="bold")]
+    for group in dict.fromkeys(groups):
+        mine = [r for r, g in enumerate(groups) if g == group]
+        table, _, _ = fit_table(" · ".join(group), columns, [[rows[r][i] for i in index] for r in mine],
+                                width=target, styles=[styles[r] for r in mine], title_justify="left",
+                                box=box.SIMPLE_HEAD)
+        parts.append(table)
+    parts.append(Text(SUMMARY_CAPTION))
+    return Group(*parts), target, hidden
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
