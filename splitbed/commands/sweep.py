@@ -239,7 +239,8 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
         return fit_table(SUMMARY_TITLE, SUMMARY_COLUMNS, rows, wide=True, styles=styles, caption=SUMMARY_CAPTION)
     target = width or terminal_width()
     measured = SUMMARY_COLUMNS[3:]  # the group (profile, model, encoding) is each table's title
-    _, _, hidden = fit_table(None, measured, [row[3:] for row in rows], width=target, box=box.SIMPLE_HEAD)
+    _, _, hidden = fit_table(None, measured, [row[3:] for row in rows], width=target, box=box.SIMPLE_HEAD,
+                             pad_edge=False)
     kept = [c for c in measured if c.header not in hidden]
     columns = [Column(c.header, c.justify) for c in kept]
     index = [SUMMARY_COLUMNS.index(c) for c in kept]
@@ -248,7 +249,7 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
         mine = [r for r, g in enumerate(groups) if g == group]
         table, _, _ = fit_table(" · ".join(group), columns, [[rows[r][i] for i in index] for r in mine],
                                 width=target, styles=[styles[r] for r in mine], title_justify="left",
-                                box=box.SIMPLE_HEAD)
+                                box=box.SIMPLE_HEAD, pad_edge=False)
         parts.append(table)
     parts.append(Text(SUMMARY_CAPTION))
     return Group(*parts), target, hidden
