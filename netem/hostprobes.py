@@ -23,16 +23,16 @@ from netem.doctor import DOCKER_MUST_HAVE_ON_CI, Probe, is_ci
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: cgroup-v1 hierarchies the engine writes a container's limits into
 V1_CONTROLLERS = ("cpuset", "cpu", "memory", "pids")
-CONTAINER_FLAGS = ("docker run --cap-add NET_ADMIN --cap-add SYS_ADMIN --cap-add SYS_NICE --ulimit rtprio=99 "
-                   "--cpu-rt-runtime=950000 --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw ... "
-                   "(docs/INSTALL.md, 'In a container')")
+CONTAINER_FLAGS = ("docker run --cap-add NET_ADMIN --cap-add SYS_ADMIN --cap-add SYS_NICE --cpu-rt-runtime=950000 "
+                   "--cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw ... (docs/INSTALL.md, 'In a container')")
 
 
 def probe_realtime() -> Probe:
     meaning_no = ("the userspace link runs under SCHED_OTHER (records say so): on a busy host its delays grow; "
                   "tests that need SCHED_FIFO skip")
-    fix = ("run as root with CAP_SYS_NICE and an rtprio limit; in a container: --cap-add SYS_NICE --ulimit "
-           "rtprio=99 (cgroup v1 with RT group scheduling: also --cpu-rt-runtime=950000)")
+    fix = ("run as root with CAP_SYS_NICE (or give the user an rtprio limit); in a container: --cap-add SYS_NICE "
+           "(cgroup v1 with real-time group scheduling: also --cpu-rt-runtime=950000, from an engine started with "
+           "--cpu-rt-runtime; docs/INSTALL.md, 'In a container')")
     chrt = shutil.which("chrt")
     if chrt is None:
         return Probe("realtime", False, False, "chrt not on PATH", fix="apt-get install util-linux",
