@@ -1,24 +1,29 @@
 """The built-in Keras models as ONNX graphs: converted with tf2onnx at first use, cached, never downloaded.
 
-Converter: `tf2onnx.convert.from_keras` at opset OPSET. Keras 3's own `model.export(path, format="onnx")` calls
-tf2onnx too on the TensorFlow backend, but refuses a model that has never been called; tf2onnx directly takes
-the functional model as it is built.
+Converter: tf2onnx (`tf2onnx.convert.from_function`, opset OPSET) on the Keras model's `stateless_call` with the
+weights as graph inputs, which are then attached as initializers; then ONNX Runtime's basic offline optimisation
+folds the weight transposes and fuses standard patterns (see `_tf2onnx_stateless` and `_fold` for why not
+`tf2onnx.convert.from_keras`: VGG16 ran out of memory). Keras 3's own `model.export(path, format="onnx")` calls
+tf2onnx too on the TensorFlow backend (same memory problem) and refuses a model that has never been called.
 
 How a Keras partition finds its ONNX tensors: tf2onnx names graph tensors after TensorFlow ops and fuses layers
 (a Conv2D and its BatchNormalization become one ONNX Conv), so a Keras layer's output may not exist by name in a
 plain conversion. splitbed therefore converts a probe model whose outputs are the model's output plus every
 crossing tensor of every registered partition (Keras names them after their layers). tf2onnx then keeps each of
-them as a tensor; for a 4-D tensor it computes in NCHW inside and adds a Transpose to NHWC for the output. After
-conversion the extra outputs (and those Transposes) are removed again, and each Keras crossing tensor is mapped to
-a `Boundary`: the ONNX tensor inside, its wire name (the Keras tensor name) and the permutation NCHW -> NHWC. The
+them as a tensor, in NHWC like Keras (tf2onnx computes convolutions in NCHW inside and transposes; ONNX Runtime's
+basic optimisation moves those transposes, so some of these tensors stay NHWC in the graph and others are an
+NCHW tensor followed by a Transpose). After conversion the extra outputs (and unused Transposes) are removed, and
+each Keras crossing tensor is mapped to a `Boundary`: the ONNX tensor inside, its wire name (the Keras tensor
+name) and the permutation NCHW -> NHWC when the tensor inside is NCHW. The
 map is stored in the file's metadata (`splitbed.partitions`, JSON), so the file alone says how to run any
 registered partition of the model on ONNX Runtime with the same wire tensors as the Keras runtime. Cost of the
 probe outputs: a fusion across a partition point is not made (e.g. a BatchNormalization whose output is a
-candidate stays a Mul/Add after its Conv).
+candidate stays an Add after its Conv), and the NHWC tensors at partition points add Transposes: ONNX Runtime
+compute measured on these graphs includes them.
 
 Cache: `$SPLITBED_ONNX_CACHE` or `$XDG_CACHE_HOME/splitbed/onnx` (default `~/.cache/splitbed/onnx`), one file per
 key; the key hashes the model, its input size, the weights' identity (SHA-256 of the weight values) and the
-versions of tf2onnx, onnx, TensorFlow and Keras, the opset and CONVERSION_SCHEME. Writes are atomic (temporary
+versions of tf2onnx, onnx, ONNX Runtime, TensorFlow and Keras, the opset and CONVERSION_SCHEME. Writes are atomic (temporary
 file, then rename) under an exclusive lock, so the UE and edge processes converting at once produce one file.
 """
 
@@ -177,7 +182,7 @@ def _tf2onnx_stateless(probe: Any, input_shape: tuple[int, ...]) -> Any:
     count = len(trainable)
     names = list(probe.output_names)
 
-    @tf.function(input_signature=specs)  # type: ignore[misc]
+    @tf.function(input_signature=specs)
     def call(x: Any, *weights: Any) -> dict[str, Any]:
         outputs, _ = probe.stateless_call(list(weights[:count]), list(weights[count:]), x, training=False)
         return dict(zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs], strict=True))

@@ -109,9 +109,12 @@ def extract_head(graph: OnnxGraph, boundaries: list[Boundary], name: str = "head
             continue
         wire_name = b.wire if b.wire not in taken else f"{b.wire}__wire"
         taken.add(wire_name)
-        op = ("Transpose", {"perm": list(b.perm)}) if b.perm is not None else ("Identity", {})
-        model.graph.node.append(onnx.helper.make_node(op[0], [out.name], [wire_name], name=f"{wire_name}__out",
-                                                      **op[1]))
+        if b.perm is not None:
+            node = onnx.helper.make_node("Transpose", [out.name], [wire_name], name=f"{wire_name}__out",
+                                         perm=list(b.perm))
+        else:
+            node = onnx.helper.make_node("Identity", [out.name], [wire_name], name=f"{wire_name}__out")
+        model.graph.node.append(node)
         wire = wire_tensor(graph, b)
         model.graph.output.append(_value_info(OnnxTensor(wire_name, wire.shape, wire.dtype)))
     return _finish(model, graph, name)

@@ -253,9 +253,8 @@ class OnnxGraph:
             if name in outputs:
                 add(head_of, (p, k), name)
                 continue
-            readers = self.consumers.get(name, ())
             inside = all_cuts
-            for c in readers:
+            for c in self.consumers.get(name, []):
                 inside &= desc[c]
             add(head_of & ~inside, (p, k), name)
         ancestors_count = self._ancestor_counts(compute)

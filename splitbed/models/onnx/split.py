@@ -67,3 +67,14 @@ def build_split(graph: OnnxGraph, partition: Partition, boundaries: list[Boundar
     head = OrtModel(extract_head(graph, boundaries, name=f"{tag}_head"), threads)
     tail = OrtModel(extract_tail(graph, boundaries, name=f"{tag}_tail"), threads)
     return OnnxSplit(head=head, tail=tail, cut=cut, partition=partition, boundaries=tuple(boundaries))
+
+
+def split_converted(conv: Any, partition: Partition, threads: int | None = None) -> OnnxSplit:
+    """A registered model's partition on ONNX Runtime, from its converted graph (`convert.converted`): the same
+    crossing tensors, in the same order, names, shapes and dtypes as the Keras split."""
+    boundaries = conv.partitions.get(partition.partition_id)
+    if boundaries is None:
+        raise ModelError(f"{conv.path}: the converted graph has no map for partition {partition.partition_id} "
+                         f"({partition.name}); the data file changed since: delete the file to convert again")
+    model = conv.source.get("model", "model")
+    return build_split(conv.graph, partition, boundaries, tag=f"{model}_p{partition.partition_id}", threads=threads)
