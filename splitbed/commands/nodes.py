@@ -55,6 +55,8 @@ def remote_node(
     max_sessions: int = typer.Option(16, help="sessions served at once"),
     shutdown_grace: float = typer.Option(10.0, help="seconds in-flight inferences get after SIGTERM"),
     warm: bool = typer.Option(False, help="build every partition's tail at start"),
+    memory_budget_mib: int = typer.Option(1024, min=1, help="memory all sessions' units may hold at once "
+                                          "(buffers and decoding); a unit that does not fit is refused"),
     log_level: str = typer.Option("info", help="debug, info, warning"),
 ) -> None:
     """Run the remote inference node (edge server) until SIGTERM. Prints one JSON `ready` line on stdout."""
@@ -66,7 +68,8 @@ def remote_node(
                           read_timeout_s=read_timeout, idle_timeout_s=idle_timeout,
                           unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
                           config_timeout_s=config_timeout, max_sessions=max_sessions,
-                          shutdown_grace_s=shutdown_grace, warm=warm)
+                          shutdown_grace_s=shutdown_grace, warm=warm,
+                          memory_budget_bytes=memory_budget_mib << 20)
     try:
         code = run_remote(config)
     except (NodeError, OSError) as exc:

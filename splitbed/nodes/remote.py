@@ -33,9 +33,16 @@ import numpy as np
 from netem.tcpinfo import try_read_state
 from splitbed.nodes import protocol as proto
 from splitbed.nodes import rxstamp
+from splitbed.nodes.budget import DEFAULT_BUDGET_BYTES, BudgetRefused, MemoryBudget, Reservation
 from splitbed.nodes.clock import boot_id, now_ns
 from splitbed.nodes.errors import ConfigurationError, NodeError, NodeTimeout, PeerClosed, ProtocolError
-from splitbed.nodes.formatio import DecodedTensors, FormatSession, decode_json_baseline, tensor_crc32
+from splitbed.nodes.formatio import (
+    DecodedTensors,
+    FormatSession,
+    decode_json_baseline,
+    json_baseline_bytes,
+    tensor_crc32,
+)
 from splitbed.nodes.metrics import software_versions
 from splitbed.nodes.protocol import ControlUnit, MsgType, UnitChunk, UnitEnd, UnitFramer, UnitStart
 from splitbed.nodes.resources import ResourceMeter, gpu_info, host_info
@@ -65,6 +72,7 @@ class RemoteConfig:
     max_sessions: int = 16
     shutdown_grace_s: float = 10.0
     warm: bool = False                  # build every partition's tail at start
+    memory_budget_bytes: int = DEFAULT_BUDGET_BYTES  # shared by all sessions' units (splitbed.nodes.budget)
 
     def unit_deadline_s(self, length: int) -> float:
         return self.unit_timeout_base_s + length / self.unit_min_rate_bps
@@ -77,6 +85,7 @@ class ServerState:
     config: RemoteConfig
     runner: ModelRunner
     meter: ResourceMeter
+    budget: MemoryBudget
     offer: dict[str, Any] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     sessions: dict[int, RemoteSession] = field(default_factory=dict)
@@ -120,6 +129,8 @@ class RemoteSession:
         self.rx = rxstamp.ReceiveClock(conn)  # reads, and when their bytes arrived
         self._decode_ns = 0
         self._events: list[dict[str, Any]] = []
+        self._held: Reservation | None = None  # memory of the unit being received, until its reply is sent
+        self._refused: ProtocolError | None = None  # why the unit being received is skipped (answered at its end)
 
     # --- main loop --------------------------------------------------------------------------------
 
@@ -137,6 +148,7 @@ class RemoteSession:
             log.exception("session %s from %s: internal error", self.session_id or "-", self.peer)
             self._last_words("internal_error", f"{type(exc).__name__}: {exc}")
         finally:
+            self._release_unit()
             try:
                 self.conn.close()
             except OSError:
@@ -207,16 +219,65 @@ class RemoteSession:
 
     def _on_frame(self, frame: proto.Frame, t_recv: int) -> None:
         if isinstance(frame, UnitStart):
+            if frame.unit_type == MsgType.JSON_BASELINE:
+                self._start_json_unit(frame)
+                return
             self._require_configured(f"unit of type {frame.unit_type}")
             self._mark_first_byte(t_recv)
-            self._feed_format(frame.header)
+            if self.encoding != "tlv":
+                raise ProtocolError("unexpected_message", "AIPS/intermediate data units on a session configured "
+                                    "for the json-baseline carriage")
+            if self._hold(self.fmt.unit_bytes(frame.unit_type, frame.length), f"type {frame.unit_type} unit "
+                          f"of {frame.length} bytes"):
+                self._feed_format(frame.header)
         elif isinstance(frame, UnitChunk):
-            self._feed_format(frame.data)
+            if self._refused is None:
+                self._feed_format(frame.data)
         elif isinstance(frame, UnitEnd):
             self.units += 1
-            self._drain_format(t_recv)
+            if self._refused is not None:
+                refused, self._refused = self._refused, None
+                self._reply_error(refused.code, refused.message, fatal=False)
+                return
+            try:
+                self._drain_format(t_recv)
+            finally:
+                self._release_unit()
         else:
-            self._on_control(frame, t_recv)
+            try:
+                self._on_control(frame, t_recv)
+            finally:
+                self._release_unit()
+
+    def _hold(self, nbytes: int, what: str) -> bool:
+        """Reserve the unit's memory from the node's budget before keeping a byte of it; if it does not fit,
+        skip the unit (it is answered with memory_budget at its end) and return False."""
+        try:
+            self._held = self.state.budget.reserve(nbytes, what)
+        except BudgetRefused as exc:
+            log.warning("session %s from %s: refused a unit: %s", self.session_id or "-", self.peer, exc.message)
+            self._skip_unit(exc)
+            return False
+        return True
+
+    def _skip_unit(self, reason: ProtocolError) -> None:
+        self._refused = reason
+        self.framer.skip_unit()
+
+    def _release_unit(self) -> None:
+        if self._held is not None:
+            self._held.release()
+            self._held = None
+
+    def _start_json_unit(self, frame: UnitStart) -> None:
+        """A JSON-baseline unit is refused at its header, before a byte of it is buffered, unless this session
+        was configured for that carriage and the node's memory budget has room to assemble it."""
+        self._require_configured("JSON_BASELINE unit")
+        if self.encoding != "json-baseline":
+            self._skip_unit(ProtocolError("unexpected_message", "JSON_BASELINE unit on a session configured for "
+                                          "the tlv carriage", fatal=False))
+            return
+        self._hold(frame.length + (frame.length >> 3) + 64, f"JSON-baseline unit of {frame.length} bytes")
 
     def _require_configured(self, what: str) -> None:
         if not self.configured:
@@ -224,9 +285,6 @@ class RemoteSession:
                                 "(send HELLO, then SELECT, and wait for ACCEPT)")
 
     def _feed_format(self, data: bytes | memoryview) -> None:
-        if self.encoding != "tlv":
-            raise ProtocolError("unexpected_message", "AIPS/intermediate data units on a session configured for "
-                                "the json-baseline carriage")
         start = time.perf_counter_ns()
         self.fmt.feed(data)
         self._decode_ns += time.perf_counter_ns() - start
@@ -245,13 +303,16 @@ class RemoteSession:
 
     def _on_control(self, unit: ControlUnit, t_recv: int) -> None:
         kind = unit.unit_type
-        if kind == MsgType.JSON_BASELINE:
-            self._require_configured("JSON_BASELINE unit")
+        if kind == MsgType.JSON_BASELINE:  # configured for it: checked at its header (_start_json_unit)
             self._mark_first_byte(t_recv)
             self.units += 1
-            if self.encoding != "json-baseline":
-                self._reply_error("unexpected_message", "JSON_BASELINE unit on a session configured for the tlv "
-                                  "carriage", fatal=False)
+            try:  # what json.loads will build, before it builds it (a count, outside the timed decode)
+                if self._held is not None:
+                    self._held.grow(json_baseline_bytes(unit.payload))
+            except BudgetRefused as exc:
+                log.warning("session %s from %s: refused a unit: %s", self.session_id or "-", self.peer,
+                            exc.message)
+                self._reply_error(exc.code, exc.message, fatal=False)
                 return
             start = time.perf_counter_ns()
             try:
@@ -462,7 +523,8 @@ class RemoteNode:
 
     def __init__(self, config: RemoteConfig, *, runner: ModelRunner | None = None) -> None:
         self.config = config
-        self.state = ServerState(config, runner or ModelRunner(weights=config.weights), ResourceMeter())
+        self.state = ServerState(config, runner or ModelRunner(weights=config.weights), ResourceMeter(),
+                                 MemoryBudget(config.memory_budget_bytes))
         self.listener: socket.socket | None = None
         self.address: tuple[str, int] = (config.host, config.port)
         self._threads: list[threading.Thread] = []
@@ -496,7 +558,8 @@ class RemoteNode:
             "limits": {"max_unit_bytes": self.config.max_unit_bytes, "max_control_bytes": proto.MAX_CONTROL_BYTES,
                        "read_timeout_s": self.config.read_timeout_s, "idle_timeout_s": self.config.idle_timeout_s,
                        "unit_timeout_base_s": self.config.unit_timeout_base_s,
-                       "unit_min_rate_bps": self.config.unit_min_rate_bps, "max_sessions": self.config.max_sessions},
+                       "unit_min_rate_bps": self.config.unit_min_rate_bps, "max_sessions": self.config.max_sessions,
+                       "memory_budget_bytes": self.config.memory_budget_bytes},
             "inference_call": INFERENCE_CALL,
         }
 

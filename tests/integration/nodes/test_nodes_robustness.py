@@ -7,6 +7,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +222,34 @@ def test_several_clients_at_once(remote: RemoteProcess) -> None:
     assert not errors, errors
     assert sorted(outcomes) == [0, 1, 2, 3]
     assert max(b["concurrent_sessions"] for bodies in outcomes.values() for b in bodies) >= 2
+
+
+def test_json_baseline_unit_is_refused_at_its_header(remote: RemoteProcess) -> None:
+    """A JSON_BASELINE unit is refused from its 5-byte header when the session cannot use it: before the
+    configuration stage (fatal, at once, while its payload has not even been sent), and on a tlv session (not
+    fatal: its payload is counted off unread, the node's RSS does not grow by it, the session goes on)."""
+    length = 6 << 20
+    with RawClient(remote.host, remote.port) as client:
+        client.send(proto.pack_header(MsgType.JSON_BASELINE, length))  # and nothing more
+        body = _expect_error(client, "unexpected_message")
+        assert "before the configuration stage" in body["message"]
+    pid = remote.proc.pid
+    with RawClient(remote.host, remote.port) as client:
+        client.configure()
+        arrays = client.tensors(PARTITION)
+        status = Path(f"/proc/{pid}/status")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        base = _kib(status, "VmRSS")
+        client.units += 1
+        client.send(proto.pack_header(MsgType.JSON_BASELINE, length), b"[" * length)
+        kind, body = client.read(30)
+        assert kind == MsgType.ERROR and body["code"] == "unexpected_message" and not body["fatal"], body
+        assert body["after_unit"] == client.units
+        grown = _kib(status, "VmHWM") - base
+        assert grown < 3 << 10, f"node RSS grew by {grown} KiB while skipping a {length >> 20} MiB unit"
+        kind, body = client.infer(PARTITION, arrays)
+        assert kind == MsgType.RESULT, body
+
+
+def _kib(status: Path, key: str) -> int:
+    return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith(key + ":"))
