@@ -49,10 +49,12 @@ def remote_node(
     max_unit_bytes: int = typer.Option(DEFAULT_MAX_UNIT_BYTES, help="largest unit accepted"),
     read_timeout: float = typer.Option(30.0, help="seconds without progress inside a unit"),
     idle_timeout: float = typer.Option(600.0, help="seconds without any unit before the session is closed"),
-    unit_timeout_base: float = typer.Option(30.0, help="whole-unit deadline: base seconds ..."),
-    unit_min_rate: float = typer.Option(65536.0, help="... plus length at this many bytes per second"),
+    unit_timeout_base: float = typer.Option(30.0, help="a unit may take base seconds ..."),
+    unit_min_rate: float = typer.Option(65536.0, help="... plus its bytes received so far at this many B/s"),
     config_timeout: float = typer.Option(30.0, help="seconds for the whole configuration stage"),
     max_sessions: int = typer.Option(16, help="sessions served at once"),
+    evict_after: float = typer.Option(10.0, help="when full, a session idle (or behind the minimum rate) this many "
+                                      "seconds is evicted to admit a new one"),
     shutdown_grace: float = typer.Option(10.0, help="seconds in-flight inferences get after SIGTERM"),
     warm: bool = typer.Option(False, help="build every partition's tail at start"),
     memory_budget_mib: int = typer.Option(1024, min=1, help="memory all sessions' units may hold at once "
@@ -67,7 +69,7 @@ def remote_node(
     config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, max_unit_bytes=max_unit_bytes,
                           read_timeout_s=read_timeout, idle_timeout_s=idle_timeout,
                           unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
-                          config_timeout_s=config_timeout, max_sessions=max_sessions,
+                          config_timeout_s=config_timeout, max_sessions=max_sessions, evict_after_s=evict_after,
                           shutdown_grace_s=shutdown_grace, warm=warm,
                           memory_budget_bytes=memory_budget_mib << 20)
     try:

@@ -33,6 +33,7 @@ import numpy as np
 from netem.tcpinfo import try_read_state
 from splitbed.nodes import protocol as proto
 from splitbed.nodes import rxstamp
+from splitbed.nodes.admission import Admission, AdmissionRefused, RatePolicy, Slot
 from splitbed.nodes.budget import DEFAULT_BUDGET_BYTES, BudgetRefused, MemoryBudget, Reservation
 from splitbed.nodes.clock import boot_id, now_ns
 from splitbed.nodes.errors import ConfigurationError, NodeError, NodeTimeout, PeerClosed, ProtocolError
@@ -65,8 +66,9 @@ class RemoteConfig:
     max_unit_bytes: int = proto.DEFAULT_MAX_UNIT_BYTES
     read_timeout_s: float = 30.0        # no progress at all within a started unit
     idle_timeout_s: float = 600.0       # nothing at all between units
-    unit_timeout_base_s: float = 30.0   # whole-unit deadline = base + length / min rate
+    unit_timeout_base_s: float = 30.0   # a unit may take base + its received bytes at the min rate
     unit_min_rate_bps: float = 65536.0  # bytes per second, against slow drip (slowloris)
+    evict_after_s: float = 10.0         # node full: a session idle (or behind the min rate) this long may go
     config_timeout_s: float = 30.0      # the whole configuration stage
     send_timeout_s: float = 60.0
     max_sessions: int = 16
@@ -74,8 +76,8 @@ class RemoteConfig:
     warm: bool = False                  # build every partition's tail at start
     memory_budget_bytes: int = DEFAULT_BUDGET_BYTES  # shared by all sessions' units (splitbed.nodes.budget)
 
-    def unit_deadline_s(self, length: int) -> float:
-        return self.unit_timeout_base_s + length / self.unit_min_rate_bps
+    def rate_policy(self) -> RatePolicy:
+        return RatePolicy(self.unit_timeout_base_s, self.unit_min_rate_bps)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class ServerState:
     runner: ModelRunner
     meter: ResourceMeter
     budget: MemoryBudget
+    admission: Admission
     offer: dict[str, Any] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     sessions: dict[int, RemoteSession] = field(default_factory=dict)
@@ -104,11 +107,13 @@ class _Abort(Exception):
 class RemoteSession:
     """One connection: configuration stage, then units until the peer closes, an error, or shutdown."""
 
-    def __init__(self, state: ServerState, conn: socket.socket, peer: tuple[Any, ...]) -> None:
+    def __init__(self, state: ServerState, conn: socket.socket, peer: tuple[Any, ...], slot: Slot) -> None:
         self.state = state
         self.cfg = state.config
         self.conn = conn
         self.peer = f"{peer[0]}:{peer[1]}"
+        self.slot = slot  # what admission sees of this session: idle or receiving, and how fast
+        self.rate = self.cfg.rate_policy()
         self.session_id = ""
         self.model = ""
         self.encoding = "tlv"
@@ -163,9 +168,15 @@ class RemoteSession:
 
     def _loop(self) -> None:
         config_deadline = time.monotonic() + self.cfg.config_timeout_s
-        idle_since = last_progress = unit_started = time.monotonic()
+        last_progress = time.monotonic()
+        slot = self.slot
         while True:
             now = time.monotonic()
+            if slot.evicted is not None:
+                log.warning("session %s from %s: %s", slot.label, self.peer, slot.evicted)
+                self._reply_error("evicted", f"the remote node is full and this session was {slot.evicted}",
+                                  fatal=True)
+                raise _Abort
             if self.state.stopping.is_set() and not self.framer.mid_unit and not self._readable_now():
                 # Bytes already received are in-flight work: they are served first (the grace period bounds it).
                 self._reply_error("shutting_down", "the remote node is shutting down", fatal=True)
@@ -173,15 +184,14 @@ class RemoteSession:
             if not self.configured and now > config_deadline:
                 raise NodeTimeout(f"configuration stage not finished within {self.cfg.config_timeout_s:g} s")
             if self.framer.mid_unit:
-                length = self.framer.unit_length
                 if now - last_progress > self.cfg.read_timeout_s:
                     raise NodeTimeout(f"no bytes for {self.cfg.read_timeout_s:g} s in the middle of a unit")
-                if now - unit_started > self.cfg.unit_deadline_s(length):
-                    raise NodeTimeout(f"a {length}-byte unit did not arrive within "
-                                      f"{self.cfg.unit_deadline_s(length):.1f} s (base "
-                                      f"{self.cfg.unit_timeout_base_s:g} s + length at "
-                                      f"{self.cfg.unit_min_rate_bps:g} B/s)")
-            elif now - idle_since > self.cfg.idle_timeout_s:
+                if slot.overdue_s(now, self.rate) > 0:
+                    elapsed = now - (slot.unit_started or now)
+                    raise NodeTimeout(f"a {self.framer.unit_length}-byte unit did not arrive within the time its "
+                                      f"progress allows: {slot.unit_received} bytes in {elapsed:.1f} s, slower than "
+                                      f"{self.rate.min_rate_bps:g} B/s after a {self.rate.base_s:g} s allowance")
+            elif slot.idle_s(now) > self.cfg.idle_timeout_s:
                 raise NodeTimeout(f"session idle for more than {self.cfg.idle_timeout_s:g} s")
             self.conn.settimeout(POLL_S)
             try:
@@ -198,13 +208,17 @@ class RemoteSession:
             last_progress = time.monotonic()
             if not self.framer.mid_unit:
                 self._mark_first_byte(t_recv)
+            if slot.idle_since is not None:
+                slot.unit_begins(last_progress)  # busy from here until the units of this read are answered
             started_before = self.framer.units_started
             for frame in self.framer.feed(memoryview(self._buf)[:n]):
                 self._on_frame(frame, t_recv)
-            if self.framer.mid_unit and self.framer.units_started != started_before:
-                unit_started = last_progress  # the unit still open began in this recv
-            if not self.framer.mid_unit:
-                idle_since = time.monotonic()
+            if self.framer.mid_unit:
+                if self.framer.units_started != started_before:
+                    slot.unit_begins(time.monotonic())  # the unit still open began in this recv, after its replies
+                slot.unit_progress(self.framer.unit_received)
+            else:
+                slot.at_rest(time.monotonic())
 
     def _readable_now(self) -> bool:
         readable, _, _ = select.select([self.conn], [], [], 0)
@@ -414,6 +428,7 @@ class RemoteSession:
         self.model, self.encoding, self.result_mode, self.top_k = model, encoding, result_mode, top_k
         self.verify = verify
         self.session_id = session_id
+        self.slot.label = session_id
         self.fmt.new_session()
         self.configured = True
         self._first_byte_ns = None
@@ -524,7 +539,8 @@ class RemoteNode:
     def __init__(self, config: RemoteConfig, *, runner: ModelRunner | None = None) -> None:
         self.config = config
         self.state = ServerState(config, runner or ModelRunner(weights=config.weights), ResourceMeter(),
-                                 MemoryBudget(config.memory_budget_bytes))
+                                 MemoryBudget(config.memory_budget_bytes),
+                                 Admission(config.max_sessions, config.rate_policy(), config.evict_after_s))
         self.listener: socket.socket | None = None
         self.address: tuple[str, int] = (config.host, config.port)
         self._threads: list[threading.Thread] = []
@@ -596,16 +612,22 @@ class RemoteNode:
 
     def _start_session(self, conn: socket.socket, peer: tuple[Any, ...]) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.state.active_sessions() >= self.config.max_sessions:
+        where = f"{peer[0]}:{peer[1]}"
+        try:
+            slot, victim, why = self.state.admission.admit(where)
+        except AdmissionRefused as exc:
+            log.warning("refused a connection from %s: busy: %s", where, exc.reason)
             try:
                 send_pieces(conn, [proto.encode_control(MsgType.ERROR, proto.error_body(
-                    "busy", f"the remote node serves at most {self.config.max_sessions} sessions at once",
-                    fatal=True))], 2.0)
+                    "busy", f"the remote node serves at most {self.config.max_sessions} sessions at once and "
+                    f"{exc.reason}; retry later", fatal=True))], 2.0)
             except (NodeError, OSError):
                 pass
             conn.close()
             return
-        session = RemoteSession(self.state, conn, peer)
+        if victim is not None:
+            log.warning("evicting session %s from %s to admit %s: %s", victim.label, victim.peer, where, why)
+        session = RemoteSession(self.state, conn, peer, slot)
         thread = threading.Thread(target=self._run_session, args=(session,), name=f"session-{peer[1]}",
                                   daemon=True)
         with self.state.sessions_lock:
@@ -619,6 +641,7 @@ class RemoteNode:
         try:
             session.run()
         finally:
+            self.state.admission.leave(session.slot)
             with self.state.sessions_lock:
                 self.state.sessions.pop(id(session), None)
 
