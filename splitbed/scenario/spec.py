@@ -35,18 +35,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netem import tomlfile
 from netem.errors import NetemError
 from netem.profile import MAX_TRACE_START_S, NAME_PATTERN, DirectionProfile, LinkProfile, RandomLoss
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "data" / "scenarios"
 MAX_FILE_BYTES = 1 << 20
@@ -168,11 +163,9 @@ def load(name_or_path: str | Path) -> Scenario:
     if size > MAX_FILE_BYTES:
         raise ScenarioError(f"{path}: {size} bytes; a scenario file may have at most {MAX_FILE_BYTES}")
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+        data = tomlfile.loads(path.read_bytes())
+    except tomlfile.TomlError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
     try:
         return parse(data, source=str(path), base_dir=path.parent)
     except ScenarioError as exc:
