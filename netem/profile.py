@@ -298,6 +298,20 @@ class LinkProfile:
             return self.downlink
         raise ProfileError(f"direction must be 'uplink' or 'downlink', not {which!r}")
 
+    def check_traces(self) -> None:
+        """Read and validate every trace file the profile names (a TraceError naming the file and direction);
+        planners call it so that a bad trace stops a run before any link starts, not when the link does."""
+        from netem.errors import TraceError
+        from netem.trace import load as load_trace
+
+        for which in ("uplink", "downlink"):
+            trace = self.direction(which).trace
+            if trace is not None:
+                try:
+                    load_trace(trace.path, trace.kind)
+                except TraceError as exc:
+                    raise TraceError(f"profile {self.name!r} {which} trace: {exc}") from None
+
     def replace(self, **changes: Any) -> LinkProfile:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
