@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from netem.tcpinfo import try_read_state
+from splitbed.nodes import logsafe, rxstamp
 from splitbed.nodes import protocol as proto
-from splitbed.nodes import rxstamp
 from splitbed.nodes.admission import Admission, AdmissionRefused, RatePolicy, Slot
 from splitbed.nodes.budget import DEFAULT_BUDGET_BYTES, BudgetRefused, MemoryBudget, Reservation
 from splitbed.nodes.clock import boot_id, now_ns
@@ -415,7 +415,7 @@ class RemoteSession:
         verify = body.get("verify", False)
         if not isinstance(verify, bool):
             raise ProtocolError("bad_control_message", f"verify must be true or false, got {verify!r}")
-        session_id = str(body.get("session_id") or uuid.uuid4().hex)[:64]
+        session_id = logsafe.session_id(body.get("session_id")) or uuid.uuid4().hex
         if model not in self.cfg.models:
             raise ProtocolError("unknown_model", f"model {model!r} is not offered; offered: "
                                 f"{', '.join(self.cfg.models)}")

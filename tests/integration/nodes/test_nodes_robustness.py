@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from nodes_harness import RawClient, RemoteProcess
 
+from splitbed.nodes import logsafe
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.protocol import MsgType
 
@@ -253,3 +254,19 @@ def test_json_baseline_unit_is_refused_at_its_header(remote: RemoteProcess) -> N
 
 def _kib(status: Path, key: str) -> int:
     return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith(key + ":"))
+
+
+def test_a_session_id_cannot_forge_log_lines(remote: RemoteProcess) -> None:
+    forged = "x\n2099-01-01 00:00:00,000 splitbed.nodes.remote CRITICAL forged by a client"
+    with RawClient(remote.host, remote.port) as client:
+        client.send(proto.encode_control(MsgType.HELLO, {"protocol_version": proto.PROTOCOL_VERSION}))
+        kind, _ = client.read()
+        assert kind == MsgType.OFFER
+        client.send(proto.encode_control(MsgType.SELECT, {"model": "mobilenet_v2", "encoding": "tlv",
+                                                           "session_id": forged}))
+        kind, body = client.read()
+        assert kind == MsgType.ACCEPT and body["session_id"] == logsafe.session_id(forged)
+        assert "\n" not in body["session_id"] and len(body["session_id"]) == 64
+    time.sleep(0.5)
+    assert not [line for line in remote.log().splitlines() if line.startswith("2099-01-01")]
+    assert "x_2099-01-01" in remote.log()
