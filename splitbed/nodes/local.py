@@ -358,7 +358,8 @@ class _Inference:
 
     def _blank(self) -> InferenceRecord:
         s, job, plan, node = self.s, self.job, self.plan, self.node
-        offer_server = s.offer.get("server", {})
+        # The remote's host, versions and GPU come in ACCEPT (protocol 1 remotes before 2026 sent them in OFFER).
+        offer_server = s.accept.get("server") or s.offer.get("server") or {}
         model_offer: dict[str, Any] = next((m for m in s.offer.get("models", []) if m.get("name") == job.model), {})
         return InferenceRecord(
             schema_version=SCHEMA_VERSION, record_type="inference", status="ok", error=None,

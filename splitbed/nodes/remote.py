@@ -90,6 +90,9 @@ class ServerState:
     budget: MemoryBudget
     admission: Admission
     offer: dict[str, Any] = field(default_factory=dict)
+    # Host, software and GPU of this node: for the records, sent in ACCEPT only (never to a peer that has not
+    # completed the configuration stage, authenticated when the node requires it); not in the OFFER.
+    server_info: dict[str, Any] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     sessions: dict[int, RemoteSession] = field(default_factory=dict)
     sessions_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -435,7 +438,8 @@ class RemoteSession:
         log.info("session %s from %s: model %s, %s carriage", session_id, self.peer, model, encoding)
         self._send([proto.encode_control(MsgType.ACCEPT, {
             "session_id": session_id, "model": model, "encoding": encoding, "result_mode": result_mode,
-            "top_k": top_k, "verify": verify, "weights": self.state.runner.weights_info(model)})])
+            "top_k": top_k, "verify": verify, "weights": self.state.runner.weights_info(model),
+            "server": self.state.server_info})])
 
     # --- inference ---------------------------------------------------------------------------------
 
@@ -499,7 +503,7 @@ class RemoteSession:
             "remote_decode_ms": decode_ms,
             "remote_queue_wait_ms": queue_ms,
             "remote_tail_build_ms": built_ms,  # non-zero only when no PREPARE preceded the first inference
-            "server_physical_gpus": self.state.offer["server"]["gpu"]["count"],
+            "server_physical_gpus": self.state.server_info["gpu"]["count"],
             "remote_resources": resources,
             "concurrent_sessions": self.state.active_sessions(),
             "aips_events": self._take_events(),
@@ -563,10 +567,10 @@ class RemoteNode:
                 "partitions": [{"partition_id": p.partition_id, "name": p.name, "tensors": p.tensors}
                                for p in spec.partitions],
             })
+        self.state.server_info = {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info())}
         self.state.offer = {
             "protocol_version": proto.PROTOCOL_VERSION,
             "boot_id": boot_id(),
-            "server": {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info())},
             "models": models,
             "compression_profiles": compression_profiles(),
             "encodings": list(proto.ENCODINGS),

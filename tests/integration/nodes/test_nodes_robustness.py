@@ -3,6 +3,8 @@ and is closed, while a well-behaved client on another connection keeps being ser
 
 from __future__ import annotations
 
+import json
+import socket
 import struct
 import threading
 import time
@@ -270,3 +272,23 @@ def test_a_session_id_cannot_forge_log_lines(remote: RemoteProcess) -> None:
     time.sleep(0.5)
     assert not [line for line in remote.log().splitlines() if line.startswith("2099-01-01")]
     assert "x_2099-01-01" in remote.log()
+
+
+def test_the_offer_tells_no_host_details_and_accept_does(remote: RemoteProcess) -> None:
+    """Host name, kernel, CPU and memory go only to a peer that completed the configuration stage."""
+    with RawClient(remote.host, remote.port) as client:
+        offer = client.configure()
+        text = json.dumps(offer)
+        host = socket.gethostname()
+        assert "server" not in offer and "kernel" not in text and "cpu_model" not in text
+        assert host not in text
+        client.send(proto.encode_control(MsgType.CLOCK_PING, {"t1": 1}))  # still configured and served
+        kind, _ = client.read()
+        assert kind == MsgType.CLOCK_PONG
+    with RawClient(remote.host, remote.port) as client:
+        client.send(proto.encode_control(MsgType.HELLO, {"protocol_version": proto.PROTOCOL_VERSION}))
+        client.read()
+        client.send(proto.encode_control(MsgType.SELECT, {"model": "mobilenet_v2", "encoding": "tlv"}))
+        kind, accept = client.read()
+        assert kind == MsgType.ACCEPT and accept["server"]["host"]["hostname"] == host
+        assert {"cpu_model", "kernel", "memory_total_bytes"} <= set(accept["server"]["host"])
