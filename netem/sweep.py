@@ -51,7 +51,7 @@ def sweep_stale_files(directory: str | os.PathLike[str] | None = None) -> list[s
     pid is gone and that belong to us (a process killed with SIGKILL never deletes its temporary files).
     Symlinks, folders and other users' files are never touched. Returns the paths removed."""
     folder = Path(directory if directory is not None else tempfile.gettempdir())
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:

@@ -77,6 +77,11 @@ def sweep(
             console.print(line)
         return
     if dry_run:  # reads only: creates and repairs nothing
+        from splitbed.sweep.runner import stale_runs
+
+        for note in stale_runs(out):
+            console.print(f"[yellow]{out / 'sweep.json'}: {note} (the next run marks it killed)[/yellow]",
+                          soft_wrap=True)
         counts = completed_counts(out)
         done = sum(1 for p in matrix if counts[p.key] >= spec.repetitions)
         for p in matrix:
@@ -94,6 +99,8 @@ def sweep(
             console.print(f"interrupted: every finished inference is in {out / 'results.jsonl'}; run the same "
                           "command to resume")
             raise typer.Exit(130) from None
+    for note in outcome.killed_runs:
+        console.print(f"[yellow]earlier run marked killed in sweep.json: {note}[/yellow]", soft_wrap=True)
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
