@@ -167,7 +167,7 @@ def run_shell(
     from netem.topology import Topology
 
     profile = LinkProfile.load(profile_name)
-    with Topology(profile, backend=backend) as topo:
+    with Topology(profile, backend=backend, guard=True) as topo:  # kill -9 of the shell: nothing survives
         # PYTHONSAFEPATH: a `python -m ...` among the commands never imports from the working directory.
         env = dict(safe_env(), NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
                    NETEM_BACKEND=str(topo.backend), NETEM_NS_UE=topo.ns_ue, NETEM_NS_EDGE=topo.ns_edge)
