@@ -115,7 +115,12 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
     from splitbed.sweep import read_records, summarise, write_csv
     from splitbed.sweep.summary import SUMMARY_NAME
 
-    records = read_records(out).records
+    read = read_records(out)
+    records = read.records
+    if read.skipped:  # said, never silent: these lines are in no figure
+        number, reason = read.skipped[0]
+        console.print(f"[yellow]{len(read.skipped)} line(s) of {out / 'results.jsonl'} left out of the summary "
+                      f"(first: line {number}: {reason})[/yellow]", soft_wrap=True)
     summaries = summarise(records)
     if not summaries:
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
