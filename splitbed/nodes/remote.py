@@ -34,6 +34,7 @@ from netem.tcpinfo import try_read_state
 from splitbed.nodes import logsafe, rxstamp
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.admission import Admission, AdmissionRefused, RatePolicy, Slot
+from splitbed.nodes.auth import ServerHandshake
 from splitbed.nodes.budget import DEFAULT_BUDGET_BYTES, BudgetRefused, MemoryBudget, Reservation
 from splitbed.nodes.clock import boot_id, now_ns
 from splitbed.nodes.errors import ConfigurationError, NodeError, NodeTimeout, PeerClosed, ProtocolError
@@ -75,6 +76,7 @@ class RemoteConfig:
     shutdown_grace_s: float = 10.0
     warm: bool = False                  # build every partition's tail at start
     memory_budget_bytes: int = DEFAULT_BUDGET_BYTES  # shared by all sessions' units (splitbed.nodes.budget)
+    secret: bytes | None = field(default=None, repr=False)  # peers must prove they hold it (splitbed.nodes.auth)
 
     def rate_policy(self) -> RatePolicy:
         return RatePolicy(self.unit_timeout_base_s, self.unit_min_rate_bps)
@@ -116,6 +118,7 @@ class RemoteSession:
         self.conn = conn
         self.peer = f"{peer[0]}:{peer[1]}"
         self.slot = slot  # what admission sees of this session: idle or receiving, and how fast
+        self.auth = ServerHandshake(self.cfg.secret)
         self.rate = self.cfg.rate_policy()
         self.session_id = ""
         self.model = ""
@@ -343,6 +346,9 @@ class RemoteSession:
             self._infer(decoded, t_recv)
             return
         body = proto.decode_control(kind, unit.payload)
+        if not self.auth.authenticated and kind != MsgType.HELLO:
+            raise ProtocolError("unauthenticated", f"{kind.name} before authentication: this remote node serves only "
+                                "peers that hold its shared secret (HELLO with the proof first)")
         if kind == MsgType.HELLO:
             self._on_hello(body)
         elif kind == MsgType.CLOCK_PING:
@@ -403,8 +409,17 @@ class RemoteSession:
         if version != proto.PROTOCOL_VERSION:
             raise ProtocolError("unsupported_protocol_version",
                                 f"this remote node speaks protocol {proto.PROTOCOL_VERSION}, the local node {version}")
+        offer = self.state.offer
+        if not self.auth.authenticated:
+            proof = self.auth.answer(body)
+            if proof is None:  # the challenge: nothing else about this node before the peer proves itself
+                self._send([proto.encode_control(MsgType.OFFER, {"protocol_version": proto.PROTOCOL_VERSION,
+                                                                 "auth": self.auth.challenge()})])
+                return
+            log.info("peer %s authenticated", self.peer)
+            offer = {**offer, "auth": proof}
         self.hello_seen = True
-        self._send([proto.encode_control(MsgType.OFFER, self.state.offer)])
+        self._send([proto.encode_control(MsgType.OFFER, offer)])
 
     def _on_select(self, body: dict[str, Any]) -> None:
         if self.configured:
