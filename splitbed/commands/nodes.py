@@ -74,6 +74,8 @@ def remote_node(
     warm: bool = typer.Option(False, help="build every partition's tail at start"),
     memory_budget_mib: int = typer.Option(1024, min=1, help="memory all sessions' units may hold at once "
                                           "(buffers and decoding); a unit that does not fit is refused"),
+    max_batch: int = typer.Option(1, min=1, help="samples a data unit's tensors may hold (the tail's memory grows "
+                                  "with it)"),
     secret_file: Annotated[Path | None, typer.Option(help="serve only peers holding this file's shared secret "
                                                      "(chmod 600; or set $SPLITBED_SECRET)")] = None,
     log_level: str = typer.Option("info", help="debug, info, warning"),
@@ -90,7 +92,7 @@ def remote_node(
                           unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
                           config_timeout_s=config_timeout, max_sessions=max_sessions, evict_after_s=evict_after,
                           shutdown_grace_s=shutdown_grace, warm=warm,
-                          memory_budget_bytes=memory_budget_mib << 20, secret=secret)
+                          memory_budget_bytes=memory_budget_mib << 20, secret=secret, max_batch=max_batch)
     try:
         code = run_remote(config)
     except (NodeError, OSError) as exc:

@@ -77,6 +77,7 @@ class RemoteConfig:
     warm: bool = False                  # build every partition's tail at start
     memory_budget_bytes: int = DEFAULT_BUDGET_BYTES  # shared by all sessions' units (splitbed.nodes.budget)
     secret: bytes | None = field(default=None, repr=False)  # peers must prove they hold it (splitbed.nodes.auth)
+    max_batch: int = 1                  # samples per inference (the local node sends one image at a time)
 
     def rate_policy(self) -> RatePolicy:
         return RatePolicy(self.unit_timeout_base_s, self.unit_min_rate_bps)
@@ -476,7 +477,7 @@ class RemoteSession:
             built_now = 0.0 if plan.build_reported else plan.build_ms
             plan.build_reported = True
             try:
-                arrays = ModelRunner.check_tensors(plan, decoded.arrays)
+                arrays = ModelRunner.check_tensors(plan, decoded.arrays, self.cfg.max_batch)
             except ProtocolError as exc:
                 self._reply_error(exc.code, exc.message, fatal=False)
                 return
@@ -594,7 +595,7 @@ class RemoteNode:
                        "read_timeout_s": self.config.read_timeout_s, "idle_timeout_s": self.config.idle_timeout_s,
                        "unit_timeout_base_s": self.config.unit_timeout_base_s,
                        "unit_min_rate_bps": self.config.unit_min_rate_bps, "max_sessions": self.config.max_sessions,
-                       "memory_budget_bytes": self.config.memory_budget_bytes},
+                       "memory_budget_bytes": self.config.memory_budget_bytes, "max_batch": self.config.max_batch},
             "inference_call": INFERENCE_CALL,
         }
 

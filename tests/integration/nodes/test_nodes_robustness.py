@@ -292,3 +292,17 @@ def test_the_offer_tells_no_host_details_and_accept_does(remote: RemoteProcess) 
         kind, accept = client.read()
         assert kind == MsgType.ACCEPT and accept["server"]["host"]["hostname"] == host
         assert {"cpu_model", "kernel", "memory_total_bytes"} <= set(accept["server"]["host"])
+
+
+def test_a_batch_beyond_max_batch_is_refused_before_the_tail_runs(remote: RemoteProcess) -> None:
+    """The decoded-size cap would let a unit carry hundreds of samples, and the tail's activations grow with
+    each: a batch is refused above --max-batch (1), with the reason, and the session goes on."""
+    with RawClient(remote.host, remote.port) as client:
+        client.configure()
+        offer_arrays = client.tensors(PARTITION)
+        batch = [np.concatenate([offer_arrays[0]] * 64)]
+        kind, body = client.infer(PARTITION, batch, aips_id=1)
+        assert kind == MsgType.ERROR and body["code"] == "tensor_mismatch" and not body["fatal"], body
+        assert "batch of 64 samples" in body["message"] and "--max-batch" in body["message"]
+        kind, body = client.infer(PARTITION, offer_arrays, aips_id=2)
+        assert kind == MsgType.RESULT, body
