@@ -28,6 +28,7 @@ from rich.table import Table
 
 from netem.errors import NetemError
 from netem.profile import DirectionProfile, GilbertElliott, LinkProfile, RandomLoss, builtin_profiles
+from netem.pyexec import safe_env
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
 err_console = Console(stderr=True)
@@ -166,8 +167,9 @@ def run_shell(
     from netem.topology import Topology
 
     profile = LinkProfile.load(profile_name)
-    with Topology(profile, backend=backend) as topo:
-        env = dict(os.environ, NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
+    with Topology(profile, backend=backend, guard=True) as topo:  # kill -9 of the shell: nothing survives
+        # PYTHONSAFEPATH: a `python -m ...` among the commands never imports from the working directory.
+        env = dict(safe_env(), NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
                    NETEM_BACKEND=str(topo.backend), NETEM_NS_UE=topo.ns_ue, NETEM_NS_EDGE=topo.ns_edge)
         server_env = dict(env, NETEM_REMOTE=topo.ue_addr, NETEM_LOCAL=topo.edge_addr)
         err_console.print(f"netem: {profile.name} on the {topo.backend} backend; ue {topo.ue_addr} "

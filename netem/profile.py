@@ -34,17 +34,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
+from netem import tomlfile
 from netem.errors import ProfileError, ProfileNotFoundError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
@@ -303,6 +298,20 @@ class LinkProfile:
             return self.downlink
         raise ProfileError(f"direction must be 'uplink' or 'downlink', not {which!r}")
 
+    def check_traces(self) -> None:
+        """Read and validate every trace file the profile names (a TraceError naming the file and direction);
+        planners call it so that a bad trace stops a run before any link starts, not when the link does."""
+        from netem.errors import TraceError
+        from netem.trace import load as load_trace
+
+        for which in ("uplink", "downlink"):
+            trace = self.direction(which).trace
+            if trace is not None:
+                try:
+                    load_trace(trace.path, trace.kind)
+                except TraceError as exc:
+                    raise TraceError(f"profile {self.name!r} {which} trace: {exc}") from None
+
     def replace(self, **changes: Any) -> LinkProfile:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -358,11 +367,9 @@ class LinkProfile:
             raise ProfileError(f"profile file {path} is {size} bytes; the limit is {MAX_PROFILE_FILE_BYTES}")
         try:
             with path.open("rb") as handle:
-                data = tomllib.loads(handle.read(MAX_PROFILE_FILE_BYTES).decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ProfileError(f"profile file {path} is not UTF-8 text: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ProfileError(f"profile file {path} is not valid TOML: {exc}") from None
+                data = tomlfile.loads(handle.read(MAX_PROFILE_FILE_BYTES))
+        except tomlfile.TomlError as exc:
+            raise ProfileError(f"profile file {path} is {exc}") from None
         try:
             return cls.from_dict(data, base_dir=path.parent)
         except ProfileError as exc:

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from netem.profile import LinkProfile
+from netem.pyexec import python_module
 from netem.tcp import DEFAULT_CONGESTION_CONTROL
 from netem.topology import Topology
 from splitbed.nodes.jobs import Job, parse_job
@@ -262,15 +263,15 @@ class Testbed:
 
     def _remote_argv(self) -> list[str]:
         assert self.topology is not None
-        argv = [self.python, "-m", "splitbed.nodes.remote", "--host", self.topology.edge_addr, "--port", "0",
-                "--weights", self.weights]
+        argv = python_module("splitbed.nodes.remote", "--host", self.topology.edge_addr, "--port", "0",
+                             "--weights", self.weights, python=self.python)
         for model in self.models:
             argv += ["--model", model]
         return argv + self.remote_args
 
     def _local_argv(self) -> list[str]:
-        return [self.python, "-m", "splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
-                "--weights", self.weights, "--jobs", "-"] + self.local_args
+        return python_module("splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
+                             "--weights", self.weights, "--jobs", "-", *self.local_args, python=self.python)
 
     def _edge_addr(self) -> str:
         assert self.topology is not None

@@ -77,6 +77,11 @@ def sweep(
             console.print(line)
         return
     if dry_run:  # reads only: creates and repairs nothing
+        from splitbed.sweep.runner import stale_runs
+
+        for note in stale_runs(out):
+            console.print(f"[yellow]{out / 'sweep.json'}: {note} (the next run marks it killed)[/yellow]",
+                          soft_wrap=True)
         counts = completed_counts(out)
         done = sum(1 for p in matrix if counts[p.key] >= spec.repetitions)
         for p in matrix:
@@ -94,6 +99,8 @@ def sweep(
             console.print(f"interrupted: every finished inference is in {out / 'results.jsonl'}; run the same "
                           "command to resume")
             raise typer.Exit(130) from None
+    for note in outcome.killed_runs:
+        console.print(f"[yellow]earlier run marked killed in sweep.json: {note}[/yellow]", soft_wrap=True)
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
@@ -108,7 +115,12 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
     from splitbed.sweep import read_records, summarise, write_csv
     from splitbed.sweep.summary import SUMMARY_NAME
 
-    records = read_records(out).records
+    read = read_records(out)
+    records = read.records
+    if read.skipped:  # said, never silent: these lines are in no figure
+        number, reason = read.skipped[0]
+        console.print(f"[yellow]{len(read.skipped)} line(s) of {out / 'results.jsonl'} left out of the summary "
+                      f"(first: line {number}: {reason})[/yellow]", soft_wrap=True)
     summaries = summarise(records)
     if not summaries:
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")

@@ -143,7 +143,7 @@ def check_profiles(names: Sequence[str]) -> None:
 
     for name in names:
         try:
-            LinkProfile.load(name)
+            LinkProfile.load(name).check_traces()
         except NetemError as exc:
             raise SweepSpecError(str(exc)) from None
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from netem.errors import NetemError
 from netem.profile import LinkProfile
+from splitbed.sweep import runstate
 from splitbed.sweep.plan import Point, SweepSpec, points
 from splitbed.sweep.store import ResultStore
 from splitbed.sweep.trace_phases import at_repetition, is_trace_driven
@@ -70,6 +71,7 @@ class SweepOutcome:
     wall_s: float = 0.0
     testbed_starts: list[dict[str, Any]] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
+    killed_runs: list[str] = field(default_factory=list)  # earlier runs found `running` with their owner gone
 
 
 TestbedFactory = Callable[..., Any]
@@ -97,7 +99,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
         outcome.skipped_points = len(all_points) - len(todo)
         total = sum(spec.repetitions - store.completed(p.key) + spec.warmup for p in todo)
         progress.begin(total, outcome.skipped_points, len(all_points))
-        _write_meta(outcome.out_dir, spec, started_utc, None, "running", outcome)
+        for run in _write_meta(outcome.out_dir, spec, started_utc, None, "running", outcome):
+            outcome.killed_runs.append(runstate.describe(run))
+            log.warning("%s: %s", outcome.out_dir / SWEEP_META_NAME, runstate.describe(run))
         try:
             for profile in dict.fromkeys(p.profile for p in todo):
                 batch = [p for p in todo if p.profile == profile]
@@ -208,9 +212,25 @@ def _close_quietly(bed: Any) -> None:
         log.exception("closing a failed testbed")
 
 
+def read_meta(out_dir: Path) -> dict[str, Any]:
+    """sweep.json as written by _write_meta ({"runs": []} when absent or unreadable)."""
+    path = out_dir / SWEEP_META_NAME
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8")[: 16 << 20])
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {"runs": []}
+    return loaded if isinstance(loaded, dict) and isinstance(loaded.get("runs"), list) else {"runs": []}
+
+
+def stale_runs(out_dir: Path) -> list[str]:
+    """What sweep.json says is running but is not (reads only: for --dry-run)."""
+    return [runstate.describe(run) for run in read_meta(out_dir)["runs"] if runstate.is_stale(run)]
+
+
 def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | None, state: str,
-                outcome: SweepOutcome) -> None:
-    """sweep.json: every run of this directory (options, state, wall time), newest last."""
+                outcome: SweepOutcome) -> list[dict[str, Any]]:
+    """sweep.json: every run of this directory (options, state, wall time, owner), newest last. Earlier runs
+    left `running` by a killed process are marked `killed`; returns those."""
     path = out_dir / SWEEP_META_NAME
     meta: dict[str, Any] = {"runs": []}
     if path.exists():
@@ -221,7 +241,9 @@ def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | No
         except (json.JSONDecodeError, UnicodeDecodeError):
             log.warning("%s is not valid JSON; starting a new one", path)
     runs = [r for r in meta["runs"] if not (isinstance(r, dict) and r.get("started_utc") == started)]
-    runs.append({"started_utc": started, "finished_utc": finished, "state": state, "spec": spec.to_dict(),
+    killed = runstate.mark_killed(runs)
+    runs.append({"started_utc": started, "finished_utc": finished, "state": state, **runstate.owner(),
+                 "spec": spec.to_dict(),
                  "points": len(outcome.points), "skipped_points": outcome.skipped_points,
                  "inferences": outcome.inferences, "errors": outcome.errors, "wall_s": round(outcome.wall_s, 3),
                  "testbed_starts": outcome.testbed_starts, "incomplete_points": outcome.incomplete})
@@ -229,3 +251,4 @@ def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | No
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)
+    return killed
