@@ -8,6 +8,10 @@ is kept and the point tries again, at most `repetitions` extra times. A job the 
 an unreadable image) leaves that point incomplete and the sweep goes on. If the testbed itself breaks (a node
 died, a timeout), it is rebuilt once for that point; a second failure stops the sweep (everything measured so far is kept;
 running the same command again resumes).
+
+On a link with random loss or jitter each measured inference draws its own realisation (seeds from the profile's
+seed, the point key and the draw; splitbed.sweep.realisations), applied as a live link update before it; on a
+trace-driven link the same update places the trace (trace_phases).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from typing import Any, Protocol
 from netem.errors import NetemError
 from netem.profile import LinkProfile
 from splitbed.sweep.plan import Point, SweepSpec, points
+from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
-from splitbed.sweep.trace_phases import at_repetition, is_trace_driven
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +122,7 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
                  refused_error: type[Exception]) -> None:
     models = list(dict.fromkeys(p.model for p in batch))
     link = LinkProfile.load(profile)
-    placed = link if is_trace_driven(link) else None  # repetitions are placed along the trace (trace_phases)
+    placed = link if varies(link) else None  # each inference gets its own draw / trace place (realisations)
     bed = None
     try:
         for point in batch:
@@ -159,33 +163,40 @@ def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: P
 
 
 def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, progress: Progress,
-               outcome: SweepOutcome, trace_profile: LinkProfile | None = None) -> None:
+               outcome: SweepOutcome, varying_link: LinkProfile | None = None) -> None:
     missing = spec.repetitions - store.completed(point.key)
     if missing <= 0:
         return
     progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)})")
 
-    def place_trace() -> None:  # before each repetition (and the warm-ups): where it belongs in the trace
-        if trace_profile is None:
-            return
+    def place_link() -> dict[str, Any]:  # before each inference (and the warm-ups): its draw, its trace place
+        draw = store.completed(point.key) + store.errors[point.key]
+        if varying_link is None:
+            return {"draw": draw}
         repetition = store.completed(point.key)
-        try:
-            bed.update_link(at_repetition(trace_profile, repetition, spec.repetitions))
-        except NetemError as exc:  # the profile ran before, so the link itself failed: rebuild the testbed
-            from splitbed.testbed import TestbedError
+        realisation = link_for(varying_link, point.key, draw, repetition, spec.repetitions)
+        if realisation.profile is not None:
+            try:
+                bed.update_link(realisation.profile)
+            except NetemError as exc:  # the profile ran before, so the link itself failed: rebuild the testbed
+                from splitbed.testbed import TestbedError
 
-            raise TestbedError(f"the link could not restart its trace for repetition {repetition}: {exc}") from exc
+                raise TestbedError(f"the link could not change to draw {draw} (repetition {repetition}): "
+                                   f"{exc}") from exc
+        return realisation.tag
 
-    place_trace()
+    realisation = place_link()
     for index in range(spec.warmup):
-        for record in bed.run(point.job(tags={"warmup": True, "warmup_index": index})):
+        tags = {"warmup": True, "warmup_index": index, "draw": realisation["draw"], "realisation": realisation}
+        for record in bed.run(point.job(tags=tags)):
             store.append(record)
             progress.advance(record)
     attempts = 0
     while store.completed(point.key) < spec.repetitions and attempts < 2 * missing:
         attempts += 1
-        place_trace()
-        for record in bed.run(point.job(tags={"rep": store.completed(point.key)})):
+        realisation = place_link()
+        tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation}
+        for record in bed.run(point.job(tags=tags)):
             store.append(record)
             outcome.inferences += 1
             if record.get("status") != "ok":
