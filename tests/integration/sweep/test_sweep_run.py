@@ -64,7 +64,7 @@ def test_summary_csv_equals_statistics_recomputed_from_the_jsonl(shared_sweep: P
         assert float(row["e2e_latency_ms_median"]) == pytest.approx(statistics.median(e2e), rel=1e-9)
         assert float(row["e2e_latency_ms_ci_low"]) == min(e2e) and float(row["e2e_latency_ms_ci_high"]) == max(e2e)
         assert int(row["raw_intermediate_bytes_median"]) == mine[0]["raw_intermediate_bytes"]
-        assert float(row["uplink_rate_mbit"]) == 144.0 and row["weights"] == WEIGHTS
+        assert float(row["uplink_rate_mbit"]) == 150.564 and row["weights"] == WEIGHTS
         assert float(row["ci_coverage"]) == pytest.approx(1 - 2 / 64)
     assert int(rows[("block_3_project_BN", "json-baseline")]["serialized_intermediate_bytes_median"]) > \
         3 * int(rows[("block_3_project_BN", "tlv")]["serialized_intermediate_bytes_median"])

@@ -27,12 +27,12 @@ def test_profiles_table_shows_the_figures() -> None:
     for name in builtin_names():
         assert name in done.stdout
     rows = {row["name"]: row for row in profile_rows(builtin_profiles())}
-    assert rows["5g-split-ai"]["ul_rate"] == "144 Mbit/s" and rows["5g-embb"]["ul_delay"] == "4 ms"
+    assert rows["5g-split-ai"]["ul_rate"] == "150.564 Mbit/s" and rows["5g-embb"]["ul_delay"] == "4 ms"
     assert rows["5g-mmwave-driving"]["ul_rate"] == "trace (throughput)"
     assert rows["5g-mmwave-driving"]["trace"] == "mmwave-driving.tput"
-    assert rows["cell-edge"]["ul_loss"].startswith("GE mean 1.06")
+    assert rows["cell-edge"]["ul_loss"].startswith("GE mean 0.0997")
     assert rows["lte"]["ul_jitter"] == "σ 2 ms normal"
-    assert "144 Mbit/s" in done.stdout and "TS 22.261" in done.stdout
+    assert "150.564" in done.stdout and "22.261" in done.stdout
 
 
 def test_shell_with_a_bad_profile_fails_clearly() -> None:

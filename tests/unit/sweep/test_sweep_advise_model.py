@@ -94,7 +94,7 @@ def test_window_from_a_recorded_tcp_state_applies_the_idle_restart() -> None:
 def test_link_model_reads_the_profile_and_its_unshaped_directions() -> None:
     lte = LinkProfile.load("lte")
     model = LinkModel.from_profile(lte, slow_start_after_idle=False)
-    assert (model.uplink.rate_mbit, model.uplink.delay_ms) == (46.0, 16.3)
+    assert (model.uplink.rate_mbit, model.uplink.delay_ms) == (48.097, 16.3)
     assert model.downlink.rate_mbit is None and "unshaped" in model.downlink.rate_note
     assert model.rtt_ms == pytest.approx(32.6)
     assert LinkModel.from_profile("ideal", unshaped_rate_mbit=250).uplink.rate_mbit == 250
