@@ -2,7 +2,9 @@
 inference so that every record is on disk as soon as it exists, and resume by point key.
 
 For each point: `warmup` inferences first (written with tags.warmup = true, left out of every statistic: the first
-inference of a partition pays one-off costs such as TensorFlow's first call on new shapes), then inferences until
+inference of a partition pays one-off costs such as TensorFlow's first call on new shapes), and more, up to
+`warmup_max`, until two in a row agree on the compute time within WARMUP_TOLERANCE (the measured records say
+how many warm-ups ran and whether the compute settled), then inferences until
 the point has `repetitions` good records. An error record (the inference failed, e.g. the link lost the session)
 is kept and the point tries again, at most `repetitions` extra times. A job the local node refuses outright (e.g.
 an unreadable image) leaves that point incomplete and the sweep goes on. If the testbed itself breaks (a node
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 
 from netem.errors import NetemError
 from netem.profile import LinkProfile
-from splitbed.sweep.plan import Point, SweepSpec, points
+from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec, points
 from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
 
@@ -155,7 +157,8 @@ def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: P
                    factory: TestbedFactory) -> Any:
     progress.phase(f"starting the testbed on {profile} ({', '.join(models)})")
     begin = time.monotonic()
-    bed = factory(profile=profile, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime)
+    bed = factory(profile=profile, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime,
+                  cpus=spec.cpus)
     bed.start()
     outcome.testbed_starts.append({"profile": profile, "models": models, "start_s": round(time.monotonic() - begin, 3),
                                    "backend": bed.link_info().get("backend")})
@@ -186,16 +189,29 @@ def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, prog
         return realisation.tag
 
     realisation = place_link()
-    for index in range(spec.warmup):
-        tags = {"warmup": True, "warmup_index": index, "draw": realisation["draw"], "realisation": realisation}
-        for record in bed.run(point.job(tags=tags)):
+    computes: list[float | None] = []
+    settled: bool | None = None if spec.warmup else True
+    while len(computes) < (spec.warmup_max if spec.warmup else 0):
+        tags = {"warmup": True, "warmup_index": len(computes), "draw": realisation["draw"],
+                "realisation": realisation}
+        records = bed.run(point.job(tags=tags))
+        for record in records:
             store.append(record)
             progress.advance(record)
+        computes.append(compute_ms(records))
+        if len(computes) >= spec.warmup:
+            settled = compute_settled(computes)
+            if settled:
+                break
+    if spec.warmup and not settled and spec.warmup_max > spec.warmup:
+        log.warning("%s: compute did not settle within %d warm-ups (%s ms)", point.key, len(computes),
+                    ", ".join("-" if c is None else f"{c:.1f}" for c in computes))
+    warm = {"warmups": len(computes), "warmup_settled": settled}
     attempts = 0
     while store.completed(point.key) < spec.repetitions and attempts < 2 * missing:
         attempts += 1
         realisation = place_link()
-        tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation}
+        tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation, **warm}
         for record in bed.run(point.job(tags=tags)):
             store.append(record)
             outcome.inferences += 1
@@ -206,6 +222,24 @@ def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, prog
                 progress.advance(record)
     if store.completed(point.key) < spec.repetitions:
         outcome.incomplete.append(point.key)
+
+
+def compute_ms(records: list[dict[str, Any]]) -> float | None:
+    """Both nodes' model compute of a one-inference job (local + remote inference), or None if it failed."""
+    if len(records) != 1 or records[0].get("status") != "ok":
+        return None
+    local, remote = records[0].get("local_inference_ms"), records[0].get("remote_inference_ms")
+    if not isinstance(local, (int, float)) or not isinstance(remote, (int, float)):
+        return None
+    return float(local) + float(remote)
+
+
+def compute_settled(computes: list[float | None], tolerance: float = WARMUP_TOLERANCE) -> bool:
+    """True when the last two warm-ups' compute times agree within `tolerance` (of the later one)."""
+    if len(computes) < 2 or computes[-1] is None or computes[-2] is None:
+        return False
+    last, before = computes[-1], computes[-2]
+    return abs(last - before) <= tolerance * last
 
 
 def _carriage(point: Point) -> str:
