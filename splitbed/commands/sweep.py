@@ -226,6 +226,9 @@ class _RichProgress:
 
     def advance(self, record: dict[str, Any]) -> None:
         if self.task is not None:
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            if task.total is not None and task.completed >= task.total:  # a warm-up beyond --warmup (not settled)
+                self.progress.update(self.task, total=task.total + 1)
             self.progress.advance(self.task)
 
 

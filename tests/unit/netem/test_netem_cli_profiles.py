@@ -39,3 +39,17 @@ def test_shell_with_a_bad_profile_fails_clearly() -> None:
     done = run_cli("shell", "--profile", "no-such-profile", "--", "true")
     assert done.returncode == 2
     assert "no built-in profile named 'no-such-profile'" in done.stderr
+
+
+def test_tcp_check_with_a_bad_profile_fails_clearly_before_measuring() -> None:
+    done = run_cli("tcp-check", "--profile", "no-such-profile")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no built-in profile named 'no-such-profile'" in done.stderr
+
+
+def test_the_tcp_table_lists_every_claim_with_its_basis() -> None:
+    done = run_cli("profiles", "--tcp-markdown")
+    assert done.returncode == 0, done.stderr
+    for profile in builtin_profiles():
+        assert profile.expected_tcp is not None and profile.expected_tcp.basis in done.stdout
+    assert "| `5g-split-ai` | uplink | 150.564 Mbit/s | 144 Mbit/s |" in done.stdout
