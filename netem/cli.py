@@ -115,15 +115,19 @@ def tcp_markdown(profiles: list[LinkProfile], measured: dict[str, Any]) -> str:
         notes.append(f"- **`{profile.name}`**: {claim.basis}")
         for which in ("uplink", "downlink"):
             expected = claim.direction(which)
+            figures = measured.get("measured", {}).get(profile.name, {}).get(which)
+            traced = profile.direction(which).trace is not None
+            if expected is None and traced and isinstance(figures, dict) and "expected_mbit" in figures:
+                expected = float(figures["expected_mbit"])
+                lines.append(f"| `{profile.name}` | {which} | {_rate(profile.direction(which))}, "
+                             f"{figures.get('stretch')} | {expected:g} Mbit/s (that x 1448/1514) | "
+                             f"{_measured_cell(figures)} | {100 * float(figures['goodput_mbit']) / expected:.1f} % |")
+                continue
             if expected is None:
                 continue
-            figures = measured.get("measured", {}).get(profile.name, {}).get(which)
             if isinstance(figures, dict):
-                value = float(figures["goodput_mbit"])
-                stolen = figures.get("host_cpu_stolen_pct")
-                steal = "" if stolen is None else f", {stolen:g} % CPU stolen"
-                got = f"{value:g} Mbit/s ({figures.get('date')}, {figures.get('backend')} link{steal})"
-                ratio = f"{100 * value / expected:.1f} %"
+                got = _measured_cell(figures)
+                ratio = f"{100 * float(figures['goodput_mbit']) / expected:.1f} %"
             else:
                 got, ratio = "not measured", "-"
             lines.append(f"| `{profile.name}` | {which} | {_rate(profile.direction(which))} | {expected:g} Mbit/s | "
@@ -133,6 +137,12 @@ def tcp_markdown(profiles: list[LinkProfile], measured: dict[str, Any]) -> str:
     lines.append("")
     lines += notes
     return "\n".join(lines) + "\n"
+
+
+def _measured_cell(figures: dict[str, Any]) -> str:
+    stolen = figures.get("host_cpu_stolen_pct")
+    steal = "" if stolen is None else f", {stolen:g} % CPU stolen"
+    return f"{float(figures['goodput_mbit']):g} Mbit/s ({figures.get('date')}, {figures.get('backend')} link{steal})"
 
 
 @app.command("profiles")
@@ -177,7 +187,7 @@ def tcp_check_command(
     and iperf3; exit status 1 when a claim misses by more than the tolerance."""
     import datetime
 
-    from netem.tcpcheck import check_profile, within_claim, write_measured
+    from netem.tcpcheck import check_profile, expected_of, within_claim, write_measured
 
     try:
         profiles = [LinkProfile.load(name) for name in profile] if profile else builtin_profiles()
@@ -195,7 +205,7 @@ def tcp_check_command(
             err_console.print(f"error: {link.name}: {exc}")
             raise typer.Exit(1) from None
         for result in measured:
-            claim = link.expected_tcp.direction(result.direction)
+            claim = expected_of(link, result)
             assert claim is not None
             ok = within_claim(result.goodput_mbit, claim)
             missed += not ok

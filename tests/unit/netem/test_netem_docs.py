@@ -41,3 +41,6 @@ def test_every_shaped_builtin_states_what_tcp_gets_and_every_stored_figure_meets
                 assert within_claim(figures["goodput_mbit"], claim), (profile.name, which, figures, claim)
             else:
                 assert claim is None, f"{profile.name} {which} is not rate-shaped: no single TCP figure to claim"
+            if direction.trace is not None:  # checked on a stretch of the trace without outages
+                figures = measured[profile.name][which]
+                assert within_claim(figures["goodput_mbit"], figures["expected_mbit"]), (profile.name, figures)

@@ -148,3 +148,12 @@ def test_old_records_with_one_seed_rest_on_one_draw() -> None:
     lossy = LinkProfile("x", "d", "s", DirectionProfile(loss=RandomLoss(0.01)), DirectionProfile())
     records = [{"link": {"profile": lossy.to_dict()}} for _ in range(10)]
     assert independent_draws(records) == 1
+
+
+def test_a_trace_driven_random_link_gets_its_draw_and_its_trace_place_in_one_update() -> None:
+    driving = LinkProfile.load("5g-mmwave-driving")  # a throughput trace (period 1800 s) and jitter both ways
+    realisation = link_for(driving, "k", 3, 2, 10)
+    assert realisation.profile is not None and realisation.profile.uplink.trace is not None
+    assert realisation.profile.uplink.trace.start_s == pytest.approx(360.0)  # repetition 2 of 10: 2/10 in
+    assert realisation.profile.uplink.seed == derive_seed(driving.uplink.seed, "k", 3, "link.uplink")
+    assert realisation.tag["draw"] == 3 and realisation.tag["seeds"]["uplink"] == realisation.profile.uplink.seed
