@@ -123,6 +123,9 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
     console.print(summary_table(shown))
     for line in outlier_lines(shown):
         console.print(line, soft_wrap=True, markup=False)
+    draws = draws_line(shown)
+    if draws:
+        console.print(draws, soft_wrap=True)
     disturbed = stolen_points(shown)
     if disturbed:
         console.print(f"[yellow]{disturbed}[/yellow]", soft_wrap=True)
@@ -174,6 +177,21 @@ def summary_table(summaries: list[Any]) -> Any:
     table.caption = ("* = lowest median end-to-end latency for its profile, model and carriage; CV = standard "
                      "deviation / mean of e2e; outliers and their causes: below and in summary.csv")
     return table
+
+
+def draws_line(summaries: list[Any]) -> str | None:
+    """How many independent channel draws the points' statistics rest on (docs/SWEEP.md), where the link is
+    random; None when every link was deterministic."""
+    random = [s for s in summaries if s.independent_draws is not None]
+    if not random:
+        return None
+    short = [s for s in random if s.independent_draws < s.n]
+    text = (f"Channel draws: {len(random)} point(s) on a random link; their statistics rest on "
+            f"{min(s.independent_draws for s in random)}-{max(s.independent_draws for s in random)} independent "
+            "draws each (summary.csv: independent_draws)")
+    if short:
+        text += f"; {len(short)} point(s) on fewer draws than repetitions (records made before per-repetition seeds)"
+    return text
 
 
 def outlier_lines(summaries: list[Any]) -> list[str]:

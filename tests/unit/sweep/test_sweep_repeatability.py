@@ -102,3 +102,19 @@ def test_the_summary_reports_cv_and_outliers_per_point(tmp_path: Path) -> None:
     assert float(row["e2e_cv_pct"]) == pytest.approx(summary.e2e_cv_pct)
     assert row["outliers"] == "1" and row["outlier_causes"].startswith("rep 6: 160.0 ms (+60.0)")
     assert summarise([_record(0, 5.0)])[0].e2e_cv_pct is None  # one value has no spread
+
+
+def test_the_sweep_says_how_many_draws_its_random_points_rest_on() -> None:
+    from splitbed.commands.sweep import draws_line, outlier_lines
+    from splitbed.sweep.summary import PointSummary
+
+    def point(n: int, draws: int | None) -> PointSummary:
+        return PointSummary(key="k", profile="lte", backend="userspace", model="vgg16", partition="fc1",
+                            partition_id=20, encoding="tlv", compression="none", image="i", weights="w",
+                            random_weights=True, uplink_rate_mbit=48.097, uplink_delay_ms=16.3, n=n,
+                            independent_draws=draws)
+
+    assert draws_line([point(10, None)]) is None
+    assert "rest on 10-10 independent draws" in (draws_line([point(10, 10)]) or "")
+    assert "1 point(s) on fewer draws than repetitions" in (draws_line([point(10, 10), point(10, 1)]) or "")
+    assert outlier_lines([point(10, 10)]) == []
