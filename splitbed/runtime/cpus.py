@@ -8,7 +8,7 @@ Pinned, each keeps its CPUs (and caches) from one inference to the next.
 Default plan from the CPUs this process may use (its affinity, so a container's cpuset counts), in order:
 - 1 CPU: nothing to separate; everything on it.
 - 2 CPUs: UE on the first, edge and link on the second. The UE's head and the edge's tail run one after the
-  other, each alone on its CPU; the link works only while data crosses, when the UE sends (its CPU) and the edge
+  other, each alone on its CPU; the link is busy mostly while data crosses, when the UE sends (its CPU) and the edge
   only receives (the link's CPU), and it runs SCHED_FIFO, so it preempts the edge there at once.
 - 3 or more: the link gets the last CPU alone; the others are split between the UE (first half, rounded down)
   and the edge (the rest).
