@@ -47,14 +47,15 @@ def test_the_main_job_command_prints_the_table_and_report_and_resumes(tmp_path: 
     assert result.stdout.rstrip().splitlines()[-1].startswith(f"Report: {report}") and report.is_file()
     assert "1 points (0 already complete), 6 inferences this run, 0 errors" in result.stdout
     lines = (out / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 7 and sum(1 for line in lines if json.loads(line)["tags"].get("warmup")) == 1
+    warm = sum(1 for line in lines if json.loads(line)["tags"].get("warmup"))
+    assert 1 <= warm <= 5 and len(lines) == 6 + warm  # warm-ups until the compute settles, at most 5
     assert not {n for n in netns_names() - before if n.startswith(f"sb{pid}")}
 
     again, _ = _sweep(out, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming: 1 of 1 points already complete" in again.stdout
     assert "1 points (1 already complete), 0 inferences this run" in again.stdout
-    assert len((out / "results.jsonl").read_text().splitlines()) == 7
+    assert len((out / "results.jsonl").read_text().splitlines()) == 6 + warm
     meta = json.loads((out / "sweep.json").read_text())
     assert [run["state"] for run in meta["runs"]] == ["complete", "complete"]
     assert meta["runs"][1]["testbed_starts"] == []
