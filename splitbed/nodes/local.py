@@ -29,6 +29,7 @@ import numpy as np
 from netem.tcpinfo import TcpState, try_read_state
 from splitbed.nodes import formatio, rxstamp
 from splitbed.nodes import protocol as proto
+from splitbed.nodes.auth import ClientHandshake
 from splitbed.nodes.clock import ClockRecord, PingSample, boot_id, decide_clock, estimate_offset, now_ns
 from splitbed.nodes.errors import (
     ConfigurationError,
@@ -66,6 +67,7 @@ class LocalConfig:
     clock_pings: int = 8
     allow_weights_mismatch: bool = False
     verify_delivery: bool = False  # remote returns CRC-32s of the decoded tensors; the record compares them
+    secret: bytes | None = field(default=None, repr=False)  # shared with the remote (splitbed.nodes.auth)
 
 
 @dataclass
@@ -178,11 +180,19 @@ class LocalNode:
             def left() -> float:
                 return max(deadline - time.monotonic(), 0.001)
 
-            send_pieces(sock, [proto.encode_control(MsgType.HELLO, {
-                "protocol_version": proto.PROTOCOL_VERSION, "boot_id": boot_id(),
-                "client": {"versions": software_versions(), "host": dict(self._host)}})], left())
+            handshake = ClientHandshake(cfg.secret)
+            hello = {"protocol_version": proto.PROTOCOL_VERSION, "boot_id": boot_id(),
+                     "client": {"versions": software_versions(), "host": dict(self._host)}}
+            send_pieces(sock, [proto.encode_control(MsgType.HELLO, {**hello, **handshake.hello_fields()})], left())
             unit, _, _ = reader.expect(MsgType.OFFER, left())
             offer = proto.decode_control(unit.unit_type, unit.payload)
+            challenge = offer.get("auth")
+            if isinstance(challenge, dict) and "nonce" in challenge and "proof" not in challenge:
+                send_pieces(sock, [proto.encode_control(MsgType.HELLO, {**hello, **handshake.respond(challenge)})],
+                            left())
+                unit, _, _ = reader.expect(MsgType.OFFER, left())
+                offer = proto.decode_control(unit.unit_type, unit.payload)
+            handshake.check_server(offer.get("auth"))
             self._check_offer(offer, model, encoding, local_weights)
             samples = []
             for _ in range(max(cfg.clock_pings, 1)):
@@ -358,7 +368,8 @@ class _Inference:
 
     def _blank(self) -> InferenceRecord:
         s, job, plan, node = self.s, self.job, self.plan, self.node
-        offer_server = s.offer.get("server", {})
+        # The remote's host, versions and GPU come in ACCEPT (protocol 1 remotes before 2026 sent them in OFFER).
+        offer_server = s.accept.get("server") or s.offer.get("server") or {}
         model_offer: dict[str, Any] = next((m for m in s.offer.get("models", []) if m.get("name") == job.model), {})
         return InferenceRecord(
             schema_version=SCHEMA_VERSION, record_type="inference", status="ok", error=None,
