@@ -63,3 +63,9 @@ class OrtModel:
                              f"({', '.join(self.input_names)}), got {len(arrays)}")
         feeds = {name: np.ascontiguousarray(a) for name, a in zip(self.input_names, arrays, strict=True)}
         return [np.asarray(o) for o in self._session.run(self.output_names, feeds)]
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """Keras's calling convention (an array, or a list for several inputs; an array back for one output, a
+        list for several), so that code written for Keras sub-models runs ONNX Runtime ones unchanged."""
+        outs = self.run(list(x) if isinstance(x, (list, tuple)) else [x])
+        return outs[0] if len(outs) == 1 else outs
