@@ -44,7 +44,7 @@ from splitbed.nodes.jobs import ADAPTIVE_PARTITION, Job, parse_job
 from splitbed.nodes.metrics import SCHEMA_VERSION, ErrorInfo, InferenceRecord, Prediction, software_versions
 from splitbed.nodes.protocol import MsgType
 from splitbed.nodes.resources import GpuInfo, ResourceMeter, gpu_info, host_info
-from splitbed.nodes.runner import INFERENCE_CALL, ModelRunner, PartPlan
+from splitbed.nodes.runner import ModelRunner, PartPlan
 from splitbed.nodes.wire import ControlReader, send_pieces
 
 log = logging.getLogger("splitbed.nodes.local")
@@ -58,6 +58,7 @@ class LocalConfig:
     host: str = "127.0.0.1"
     port: int = 0
     weights: str = "auto"
+    engine: str = "tensorflow"  # inference runtime of registered models (splitbed.nodes.runner.ENGINES)
     link: dict[str, Any] | None = None
     connect_timeout_s: float = 10.0
     connect_retry_s: float = 0.0   # keep retrying a refused connection this long (remote node still starting)
@@ -118,7 +119,7 @@ class LocalNode:
     def __init__(self, config: LocalConfig, *, runner: ModelRunner | None = None,
                  meter: ResourceMeter | None = None) -> None:
         self.config = config
-        self.runner = runner or ModelRunner(weights=config.weights)
+        self.runner = runner or ModelRunner(weights=config.weights, engine=config.engine)
         self.meter = meter or ResourceMeter()
         self.session: Session | None = None
         self._gpu: GpuInfo | None = None
@@ -391,7 +392,8 @@ class _Inference:
             result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[], adaptive=None,
             local_resources=None, remote_resources=None, local_gpu=node.gpu(),
             remote_gpu=offer_server.get("gpu"), remote_concurrent_sessions=None,
-            inference_call=INFERENCE_CALL, weights=node.runner.weights_info(job.model),
+            inference_call=node.runner.inference_call(job.model), weights=node.runner.weights_info(job.model),
+            ue_runtime=node.runner.runtime_info(job.model), edge_runtime=model_offer.get("runtime"),
             remote_weights=model_offer.get("weights"),
             link=default_link(job.link if job.link is not None else node.config.link), clock=s.clock,
             versions={"local": software_versions(), "remote": offer_server.get("versions")},

@@ -64,6 +64,7 @@ class RemoteConfig:
     port: int = 0
     models: tuple[str, ...] = ("mobilenet_v2",)
     weights: str = "auto"
+    engine: str = "tensorflow"  # inference runtime of registered models (splitbed.nodes.runner.ENGINES)
     max_unit_bytes: int = proto.DEFAULT_MAX_UNIT_BYTES
     read_timeout_s: float = 30.0        # no progress at all within a started unit
     idle_timeout_s: float = 600.0       # nothing at all between units
@@ -525,7 +526,7 @@ class RemoteSession:
             "aips_events": self._take_events(),
             "carriage_extra": extra,
             "timestamps_ns": dict(stamps),
-            "inference_call": INFERENCE_CALL,
+            "inference_call": self.state.runner.inference_call(self.model),
         }
         if self.result_mode == "full":
             body["preds"] = [float(v) for v in row]  # the seed's json.dumps({'preds': preds.tolist(), ...})
@@ -558,7 +559,7 @@ class RemoteNode:
 
     def __init__(self, config: RemoteConfig, *, runner: ModelRunner | None = None) -> None:
         self.config = config
-        self.state = ServerState(config, runner or ModelRunner(weights=config.weights), ResourceMeter(),
+        self.state = ServerState(config, runner or ModelRunner(weights=config.weights, engine=config.engine), ResourceMeter(),
                                  MemoryBudget(config.memory_budget_bytes),
                                  Admission(config.max_sessions, config.rate_policy(), config.evict_after_s))
         self.listener: socket.socket | None = None
@@ -580,6 +581,7 @@ class RemoteNode:
                         runner.plan(name, part.partition_id)
             models.append({
                 "name": name, "weights": runner.weights_info(name), "input_shape": list(spec.input_shape),
+                "runtime": runner.runtime_info(name),
                 "partitions": [{"partition_id": p.partition_id, "name": p.name, "tensors": p.tensors}
                                for p in spec.partitions],
             })

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from netem.errors import NetemError
 from netem.profile import LinkProfile
 from splitbed.sweep import runstate
-from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec, points
+from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec, engine_args, points
 from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
 
@@ -162,7 +162,7 @@ def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: P
     progress.phase(f"starting the testbed on {profile} ({', '.join(models)})")
     begin = time.monotonic()
     bed = factory(profile=profile, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime,
-                  cpus=spec.cpus)
+                  cpus=spec.cpus, **engine_args(spec.engine))
     bed.start()
     outcome.testbed_starts.append({"profile": profile, "models": models, "start_s": round(time.monotonic() - begin, 3),
                                    "backend": bed.link_info().get("backend")})
