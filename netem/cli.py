@@ -37,6 +37,7 @@ from netem.cliapp import CliError, Column, ErrorPolicy, check_writable, dropped_
 from netem.errors import NetemError, ProfileError
 from netem.linkgraph import LinkLogError
 from netem.profile import DirectionProfile, GilbertElliott, LinkProfile, RandomLoss, builtin_profiles
+from netem.pyexec import safe_env
 from netem.quicklink import QuickLinkError, quick_profile
 
 USAGE_ERRORS: dict[type[BaseException], str] = {
@@ -120,14 +121,66 @@ def profiles_markdown(profiles: list[LinkProfile]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tcp_markdown(profiles: list[LinkProfile], measured: dict[str, Any]) -> str:
+    """The "What TCP gets" table of docs/PROFILES.md: each profile's TCP claim and why, and the stored
+    measurement (netem/data/tcp_goodput.json, written by `netem tcp-check --write`); a test keeps the document
+    equal to this."""
+    from netem.tcpcheck import TOLERANCE
+
+    lines = ["| profile | direction | link rate (frames) | TCP should reach | measured TCP goodput | of the claim |",
+             "|---|---|---|---|---|---|"]
+    notes = []
+    for profile in profiles:
+        claim = profile.expected_tcp
+        if claim is None:
+            continue
+        notes.append(f"- **`{profile.name}`**: {claim.basis}")
+        for which in ("uplink", "downlink"):
+            expected = claim.direction(which)
+            figures = measured.get("measured", {}).get(profile.name, {}).get(which)
+            traced = profile.direction(which).trace is not None
+            if expected is None and traced and isinstance(figures, dict) and "expected_mbit" in figures:
+                expected = float(figures["expected_mbit"])
+                lines.append(f"| `{profile.name}` | {which} | {_rate(profile.direction(which))}, "
+                             f"{figures.get('stretch')} | {expected:g} Mbit/s (that x 1448/1514) | "
+                             f"{_measured_cell(figures)} | {100 * float(figures['goodput_mbit']) / expected:.1f} % |")
+                continue
+            if expected is None:
+                continue
+            if isinstance(figures, dict):
+                got = _measured_cell(figures)
+                ratio = f"{100 * float(figures['goodput_mbit']) / expected:.1f} %"
+            else:
+                got, ratio = "not measured", "-"
+            lines.append(f"| `{profile.name}` | {which} | {_rate(profile.direction(which))} | {expected:g} Mbit/s | "
+                         f"{got} | {ratio} |")
+    lines.append("")
+    lines.append(f"A claim holds when the measured goodput is within {TOLERANCE:.0%} of it. Why each figure:")
+    lines.append("")
+    lines += notes
+    return "\n".join(lines) + "\n"
+
+
+def _measured_cell(figures: dict[str, Any]) -> str:
+    stolen = figures.get("host_cpu_stolen_pct")
+    steal = "" if stolen is None else f", {stolen:g} % CPU stolen"
+    return f"{float(figures['goodput_mbit']):g} Mbit/s ({figures.get('date')}, {figures.get('backend')} link{steal})"
+
+
 @app.command("profiles")
 def profiles_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the profiles as JSON (LinkProfile.to_dict)")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="print the docs/PROFILES.md table")] = False,
+    tcp_table: Annotated[bool, typer.Option("--tcp-markdown", help="print the docs/PROFILES.md TCP table")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="every column (and the full sources), however wide")] = False,
 ) -> None:
     """List the built-in link profiles with their figures and sources."""
     profiles = builtin_profiles()
+    if tcp_table:
+        from netem.tcpcheck import read_measured
+
+        print(tcp_markdown(profiles, read_measured()), end="")
+        return
     if as_json:
         print(json.dumps([p.to_dict() for p in profiles], indent=2))
         return
@@ -144,6 +197,46 @@ def profiles_command(
     note = dropped_note(hidden, width)
     if note:
         console.print(f"{note} The sources are in docs/PROFILES.md.")
+
+
+@app.command("tcp-check")
+def tcp_check_command(
+    profile: Annotated[list[str] | None, typer.Option("--profile", "-p", help="profile (repeatable; default: every "
+                                                       "built-in with a TCP claim)")] = None,
+    backend: Annotated[str, typer.Option(help="auto | kernel | userspace")] = "auto",
+    write: Annotated[bool, typer.Option("--write", help="store the figures for docs/PROFILES.md "
+                                        "(netem/data/tcp_goodput.json)")] = False,
+) -> None:
+    """Measure what one TCP flow gets through each profile (iperf3) against what the profile claims. Needs root
+    and iperf3; exit status 1 when a claim misses by more than the tolerance."""
+    import datetime
+
+    from netem.tcpcheck import check_profile, expected_of, within_claim, write_measured
+
+    if backend not in BACKENDS:
+        raise CliError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+    profiles = [LinkProfile.load(name) for name in profile] if profile else builtin_profiles()  # bad name: exit 2
+    results, missed = [], 0
+    for link in profiles:
+        if link.expected_tcp is None:
+            print(f"{link.name}: states no TCP figure ([expected_tcp] missing); skipped")
+            continue
+        try:
+            measured = check_profile(link, backend=backend)
+        except NetemError as exc:
+            raise CliError(f"{link.name}: {exc}", "see 'netem doctor' for what this host can emulate",
+                           status=1) from None
+        for result in measured:
+            claim = expected_of(link, result)
+            assert claim is not None
+            ok = within_claim(result.goodput_mbit, claim)
+            missed += not ok
+            print(f"{result.describe()}; claim {claim:g} Mbit/s: {100 * result.goodput_mbit / claim:.1f} % "
+                  f"{'ok' if ok else 'MISSED'}")
+        results += measured
+    if write and results:
+        write_measured(results, datetime.date.today().isoformat())
+    raise typer.Exit(1 if missed else 0)
 
 
 @app.command("shell", context_settings={"allow_interspersed_args": False})
@@ -256,8 +349,10 @@ def run_shell(
         from netem.link.options import ForwarderOptions
 
         options = ForwarderOptions(log_path=str(log.expanduser().resolve()))
-    with Topology(profile, backend=backend, link_options=options) as topo:
-        env = dict(os.environ, NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
+    # guard: kill -9 of the shell leaves nothing behind
+    with Topology(profile, backend=backend, link_options=options, guard=True) as topo:
+        # PYTHONSAFEPATH: a `python -m ...` among the commands never imports from the working directory.
+        env = dict(safe_env(), NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
                    NETEM_BACKEND=str(topo.backend), NETEM_NS_UE=topo.ns_ue, NETEM_NS_EDGE=topo.ns_edge)
         server_env = dict(env, NETEM_REMOTE=topo.ue_addr, NETEM_LOCAL=topo.edge_addr)
         print(f"netem: {profile.name} on the {topo.backend} backend; ue {topo.ue_addr} ({topo.ns_ue}), edge "

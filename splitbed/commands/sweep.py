@@ -18,7 +18,8 @@ SPEC_FIX = ("see 'splitbed sweep --help'; models and partitions: 'splitbed parti
 
 
 def sweep(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="model (repeatable; default vgg16)")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="model name or .onnx file (repeatable; "
+                                                    "default vgg16)")] = None,
     partition: Annotated[list[str] | None, typer.Option(
         "--partition", "-p", help="partition name or id, `examples` (the model's example partitions: VGG16's six, "
         "block1_conv1 ... fc1; every candidate of a model that marks none) or `all` (every candidate in the "
@@ -32,10 +33,18 @@ def sweep(
     compression: Annotated[list[str] | None, typer.Option(
         help="compression profile for tlv, by name or id (repeatable; default none)")] = None,
     repetitions: int = typer.Option(10, help="good inferences per point (n of the median and its CI)"),
-    warmup: int = typer.Option(1, help="warm-up inferences per point, recorded as such and left out of statistics"),
+    warmup: int = typer.Option(1, help="warm-up inferences per point at least, recorded as such and left out of "
+                               "statistics"),
+    warmup_max: int = typer.Option(5, help="warm-ups go on up to this many until two in a row agree on the compute "
+                                   "time within 5 % (= --warmup for a fixed count)"),
+    cpus: str = typer.Option("auto", help="CPUs of the UE node, edge node and link: auto (the default plan for "
+                             "this host), none, or ue=0;edge=1;link=1 (docs/SWEEP.md)"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (both nodes)"),
     backend: str = typer.Option("auto", help="link backend: auto, kernel, userspace"),
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
+    engine: str = typer.Option("tensorflow", help="inference runtime: tensorflow, onnxruntime (registered models "
+                               "converted at first use), or UE/EDGE such as onnxruntime/tensorflow; .onnx models "
+                               "run on onnxruntime"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     full: bool = typer.Option(False, help="the whole matrix: vgg16+resnet50 x all candidates x all built-in "
@@ -69,8 +78,8 @@ def sweep(
     given: dict[str, Any] = {"models": model, "partitions": partition, "profiles": profile, "encodings": encoding,
                              "compressions": compression}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
-    options.update(repetitions=repetitions, warmup=warmup, weights=weights, backend=backend, runtime=runtime,
-                   image=image)
+    options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
+                   backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus)
     if rate:
         options["rates"] = parse_rates(rate)
     try:
@@ -98,6 +107,11 @@ def sweep(
             console.print(line)
         return
     if dry_run:  # reads only: creates and repairs nothing
+        from splitbed.sweep.runner import stale_runs
+
+        for note in stale_runs(out):
+            console.print(f"[yellow]{out / 'sweep.json'}: {note} (the next run marks it killed)[/yellow]",
+                          soft_wrap=True)
         counts = completed_counts(out)
         done = sum(1 for p in matrix if counts[p.key] >= spec.repetitions)
         for p in matrix:
@@ -116,6 +130,8 @@ def sweep(
             console.print(f"interrupted: every finished inference is in {out / 'results.jsonl'}; run the same "
                           "command to resume")
             raise typer.Exit(130) from None
+    for note in outcome.killed_runs:
+        console.print(f"[yellow]earlier run marked killed in sweep.json: {note}[/yellow]", soft_wrap=True)
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
@@ -150,7 +166,12 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
     from splitbed.sweep import read_records, summarise, write_csv
     from splitbed.sweep.summary import SUMMARY_NAME
 
-    records = read_records(out).records
+    read = read_records(out)
+    records = read.records
+    if read.skipped:  # said, never silent: these lines are in no figure
+        number, reason = read.skipped[0]
+        console.print(f"[yellow]{len(read.skipped)} line(s) of {out / 'results.jsonl'} left out of the summary "
+                      f"(first: line {number}: {reason})[/yellow]", soft_wrap=True)
     warn_random_weights(records)
     summaries = summarise(records)
     if not summaries:
@@ -163,6 +184,11 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
     note = dropped_note(hidden, width)
     if note:
         console.print(note)
+    for line in outlier_lines(shown):
+        console.print(line, soft_wrap=True, markup=False)
+    draws = draws_line(shown)
+    if draws:
+        console.print(draws, soft_wrap=True)
     disturbed = stolen_points(shown)
     if disturbed:
         console.print(f"[yellow]{disturbed}[/yellow]", soft_wrap=True)
@@ -206,9 +232,11 @@ def stolen_points(summaries: list[Any]) -> str | None:
 SUMMARY_COLUMNS = (Column("profile"), Column("model"), Column("encoding"), Column("partition"),
                    Column("n", "right", drop=2), Column("uplink bytes", "right", drop=4),
                    Column("local ms", "right", drop=3), Column("delivery ms", "right", drop=5),
-                   Column("remote ms", "right", drop=1), Column("e2e ms [95% CI]", "right"))
+                   Column("remote ms", "right", drop=1), Column("e2e ms [95% CI]", "right"),
+                   Column("e2e CV %", "right", drop=1), Column("outliers", "right", drop=1))
 SUMMARY_TITLE = "splitbed sweep: medians [95% CI] per point"
-SUMMARY_CAPTION = "* = lowest median end-to-end latency for its profile, model and encoding"
+SUMMARY_CAPTION = ("* = lowest median end-to-end latency for its profile, model and encoding; CV = standard "
+                   "deviation / mean of e2e; outliers and their causes: below and in summary.csv")
 
 
 def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool = False) -> tuple[Any, int, list[str]]:
@@ -232,7 +260,8 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
         rows.append([s.profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
             f" ({s.n_errors} err)" if s.n_errors else ""), _num(s.median("uplink_bytes"), "{:,.0f}"),
             _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
-            _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-"])
+            _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-",
+            _num(s.e2e_cv_pct), str(len(s.outliers))])
         styles.append("bold" if star else None)
         groups.append((s.profile, s.model, s.carriage))
     if wide:
@@ -253,6 +282,30 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
         parts.append(table)
     parts.append(Text(SUMMARY_CAPTION))
     return Group(*parts), target, hidden
+
+
+def draws_line(summaries: list[Any]) -> str | None:
+    """How many independent channel draws the points' statistics rest on (docs/SWEEP.md), where the link is
+    random; None when every link was deterministic."""
+    random = [s for s in summaries if s.independent_draws is not None]
+    if not random:
+        return None
+    short = [s for s in random if s.independent_draws < s.n]
+    text = (f"Channel draws: {len(random)} point(s) on a random link; their statistics rest on "
+            f"{min(s.independent_draws for s in random)}-{max(s.independent_draws for s in random)} independent "
+            "draws each (summary.csv: independent_draws)")
+    if short:
+        text += f"; {len(short)} point(s) on fewer draws than repetitions (records made before per-repetition seeds)"
+    return text
+
+
+def outlier_lines(summaries: list[Any]) -> list[str]:
+    """One line per slow single inference, with its cause where the record shows one (splitbed.sweep.outliers)."""
+    lines = []
+    for s in summaries:
+        for outlier in s.outliers:
+            lines.append(f"outlier {s.profile}/{s.model}/{s.partition}/{s.carriage} {outlier.describe()}")
+    return lines
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
@@ -296,6 +349,9 @@ class _RichProgress:
 
     def advance(self, record: dict[str, Any]) -> None:
         if self.task is not None:
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            if task.total is not None and task.completed >= task.total:  # a warm-up beyond --warmup (not settled)
+                self.progress.update(self.task, total=task.total + 1)
             self.progress.advance(self.task)
 
 

@@ -8,7 +8,8 @@ the point's profile is then `NAME@RATEmbit` (e.g. `5g-split-ai@20mbit`), part of
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
 candidate partition, `examples` = the model's example partitions (`seed_example = true` in its data file: VGG16's
 six, block1_conv1 ... fc1), or names/ids. `seed`, the old name of `examples`, still works with a one-line note:
-it read like the `random:SEED` of --weights.
+it read like the `random:SEED` of --weights. A model may be an `.onnx` file: its candidates are the graph's cuts
+(ids = node indices; `examples` = all of them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ DEFAULT_MODELS = ("vgg16",)
 DEFAULT_PARTITIONS = ("examples",)
 DEFAULT_REPETITIONS = 10
 DEFAULT_IMAGE = "builtin:chelsea"
+DEFAULT_WARMUP_MAX = 5
+WARMUP_TOLERANCE = 0.05  # warm-ups end when two in a row took compute times within 5 % of each other
 FULL_MODELS = ("vgg16", "resnet50")
+DEFAULT_ENGINE = "tensorflow"
 MAX_POINTS = 100_000
 MAX_RATES = 100
 _RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
@@ -57,11 +61,15 @@ class Point:
     weights: str
     backend: str
     runtime: str
+    engine: str = DEFAULT_ENGINE  # inference runtimes "UE/EDGE" (or one name for both sides)
 
     @property
     def key(self) -> str:
-        return "|".join((self.profile, self.model, self.partition, self.encoding, self.compression, self.image,
-                         self.weights, self.backend, self.runtime))
+        parts = [self.profile, self.model, self.partition, self.encoding, self.compression, self.image,
+                 self.weights, self.backend, self.runtime]
+        if self.engine != DEFAULT_ENGINE:  # keys of TensorFlow points stay as they were (resume)
+            parts.append(self.engine)
+        return "|".join(parts)
 
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
         """The local node job for this point (splitbed.nodes.jobs)."""
@@ -81,9 +89,12 @@ class SweepSpec:
     compressions: tuple[str, ...] = (NO_COMPRESSION,)
     repetitions: int = DEFAULT_REPETITIONS
     warmup: int = 1
+    warmup_max: int = DEFAULT_WARMUP_MAX  # warm-ups go on (up to this) until the compute time settles
+    cpus: str = "auto"  # where the UE node, the edge node and the link run (splitbed.runtime.cpus)
     weights: str = "auto"
     backend: str = "auto"
     runtime: str = "process"
+    engine: str = DEFAULT_ENGINE  # inference runtime: tensorflow, onnxruntime, or UE/EDGE (e.g. onnxruntime/tensorflow)
     image: str = DEFAULT_IMAGE
     rates: tuple[float, ...] = ()  # uplink rates (Mbit/s) to sweep at each profile's delay; () = the profile's
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -99,21 +110,26 @@ class SweepSpec:
             raise SweepSpecError(f"repetitions must be 1..{MAX_REPETITIONS}, got {self.repetitions}")
         if not 0 <= self.warmup <= 100:
             raise SweepSpecError(f"warmup must be 0..100, got {self.warmup}")
+        if not self.warmup <= self.warmup_max <= 100:
+            raise SweepSpecError(f"warmup_max must be warmup ({self.warmup})..100, got {self.warmup_max}")
         if len(self.rates) > MAX_RATES:
             raise SweepSpecError(f"at most {MAX_RATES} rates, got {len(self.rates)}")
         if self.backend not in BACKENDS:
             raise SweepSpecError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         if self.runtime not in RUNTIMES:
             raise SweepSpecError(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        engine_sides(self.engine)
         from splitbed.models.errors import ModelError
         from splitbed.models.weights import check_spec
         from splitbed.nodes.errors import NodeError
         from splitbed.nodes.images import check_image
+        from splitbed.runtime.cpus import CpuPlanError, plan_from
 
         try:
             check_spec(self.weights)
             check_image(self.image)
-        except (ModelError, NodeError) as exc:
+            plan_from(self.cpus)
+        except (ModelError, NodeError, CpuPlanError) as exc:
             raise SweepSpecError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,14 +147,35 @@ class SweepSpec:
         return cls(**base)
 
 
+def engine_sides(engine: str) -> tuple[str, str]:
+    """(UE, edge) inference runtimes of an engine setting: `E` for both sides or `UE/EDGE`."""
+    from splitbed.nodes.runner import ENGINES
+
+    sides = engine.split("/")
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or any(s not in ENGINES for s in sides):
+        raise SweepSpecError(f"engine {engine!r}: one of {', '.join(ENGINES)} for both nodes, or UE/EDGE such as "
+                             "onnxruntime/tensorflow")
+    return sides[0], sides[1]
+
+
+def engine_args(engine: str) -> dict[str, list[str]]:
+    """Testbed options that start the nodes on these inference runtimes ({} for the default)."""
+    ue, edge = engine_sides(engine)
+    if (ue, edge) == (DEFAULT_ENGINE, DEFAULT_ENGINE):
+        return {}
+    return {"local_args": ["--engine", ue], "remote_args": ["--engine", edge]}
+
+
 def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
     """Partition names of `model` for a selection of `all`, `examples`, names, aliases or ids, in registry
     order."""
-    from splitbed.models import registry
+    from splitbed.models import spec_for
     from splitbed.models.errors import ModelError
 
     try:
-        spec = registry.get(model)
+        spec = spec_for(model)
     except ModelError as exc:
         raise SweepSpecError(str(exc)) from None
     chosen: set[str] = set()
@@ -200,7 +237,7 @@ def check_profiles(names: Sequence[str]) -> None:
 
     for name in names:
         try:
-            link_profile(name)
+            link_profile(name).check_traces()
         except NetemError as exc:
             raise SweepSpecError(str(exc)) from None
 
@@ -219,7 +256,7 @@ def points(spec: SweepSpec) -> list[Point]:
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime))
+                                        spec.backend, spec.runtime, spec.engine))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
     return result
