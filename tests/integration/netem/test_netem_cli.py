@@ -100,7 +100,9 @@ def test_quick_options_override_one_field_of_a_profile_on_the_uplink_only(tmp_pa
     assert len(rtts) == 4 and min(rtts) >= 16.0  # 15 ms up + the profile's 1 ms down
     profile = json.loads(report.read_text())["topology"]["profile"]
     assert profile["uplink"]["delay_ms"] == 15.0 and profile["downlink"]["delay_ms"] == 1.0
-    assert profile["uplink"]["rate_mbit"] == 144.0  # the profile's other fields stay
+    from netem.profile import LinkProfile
+
+    assert profile["uplink"]["rate_mbit"] == LinkProfile.load("5g-split-ai").uplink.rate_mbit  # the others stay
 
 
 def test_a_shell_inside_a_shell_is_refused_with_how_to_compose() -> None:

@@ -3,7 +3,8 @@
 
 Each source's examples run in order in one scratch folder (so `netem graph link.log` finds the log the example
 before it wrote), with `.venv` linked there, the CLIs on PATH, `results/sweep` holding a real sweep's results
-(the shared sweep of this package) and the files an example names (a budgets file) written from the docs.
+(the shared sweep of this package) and the files an example names: a budgets file (from the docs) and an ONNX
+model (the small residual graph of the ONNX unit tests).
 
 How an example runs, by what it is (`plan`):
 - it runs as printed, and must succeed (exit 0; the doctors may say 1: a missing must-have is their answer);
@@ -49,7 +50,7 @@ EXCLUDED = {
 }
 #: Examples too long for the default run: parsed (and sweeps dry-run) by default, run as printed with --full.
 LONG = re.compile(r"^(splitbed (sweep|advise|scenario run|doctor|partitions vgg16|partitions resnet50)|netem doctor"
-                  r"|netem shell .*iperf3)")
+                  r"|netem shell .*iperf3|splitbed partitions \S+ .*--onnx)")
 MAX_REAL_POINTS = 12  # with --full, a documented sweep of more points runs as a dry run only (hours otherwise)
 NEVER_FOR_REAL = re.compile(r"splitbed sweep .*--full(?! --estimate)|splitbed sweep --full$")  # hours
 
@@ -141,6 +142,9 @@ def scratch(tmp_path: Path, shared_sweep: Path) -> Path:
     shutil.copytree(shared_sweep, tmp_path / "results" / "sweep")
     report = (REPO / "docs" / "REPORT.md").read_text()
     (tmp_path / "my-budgets.toml").write_text(re.search(r"```toml\n(.*?)```", report, flags=re.S).group(1))  # type: ignore[union-attr]
+    from tests.unit.models.test_models_onnx_graph import residual_model
+
+    (tmp_path / "model.onnx").write_bytes(residual_model().SerializeToString())  # "your ONNX file"
     benchmarks = tmp_path / "bench"
     benchmarks.mkdir()
     (benchmarks / "test_tiny.py").write_text("def test_sum(benchmark):\n    benchmark(sum, range(100))\n")
