@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 
-from netem.cliapp import CliError
+from netem.cliapp import CliError, Column, dropped_note, fit_table
 
 
 def _human(n: int) -> str:
@@ -16,6 +17,13 @@ def _human(n: int) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+#: `splitbed partitions MODEL`: hidden in this order to fit the terminal (names and shapes never cut).
+PARTITION_COLUMNS = (Column("id", "right"), Column("partition"), Column("crossing tensor", drop=5),
+                     Column("dtype shape"), Column("raw bytes", "right"), Column("head params", "right", drop=4),
+                     Column("tail params", "right", drop=3), Column("head MACs", "right", drop=2),
+                     Column("tail MACs", "right", drop=1))
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +36,7 @@ def register(app: typer.Typer) -> None:
                                     help="build every head/tail and check max |tail(head(x)) - full(x)| <= 1e-5"),
         weights: str = typer.Option("auto", "--weights", help="with --verify: auto, imagenet, random:SEED or a file"),
         image: str = typer.Option(None, "--image", help="with --verify: image file (default: scikit-image's cat)"),
+        wide: bool = typer.Option(False, "--wide", help="every column of the partition table, however wide"),
         onnx: bool = typer.Option(False, "--onnx", help="convert MODEL to ONNX (cached; --weights) and list the "
                                                          "cuts of the ONNX graph"),
     ) -> None:
@@ -94,22 +103,23 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps({"model": spec.name, "input_shape": list(spec.input_shape), "partitions": data},
                                   indent=1))
             return
-        table = Table(title=f"{spec.name}: candidate partitions (per sample, "
-                            f"{spec.input_shape[0]}x{spec.input_shape[1]}; MACs: FLOPs = 2 x MACs)")
-        for col in ("id", "partition", "crossing tensor", "dtype shape", "raw bytes", "head params",
-                    "tail params", "head MACs", "tail MACs"):
-            table.add_column(col, justify="left" if col in ("partition", "crossing tensor", "dtype shape")
-                             else "right")
+        title = (f"{spec.name}: candidate partitions (per sample, {spec.input_shape[0]}x{spec.input_shape[1]}; "
+                 "MACs: FLOPs = 2 x MACs)")
+        rows = []
         for d in data:
             for k, t in enumerate(d["tensors"]):
                 first = k == 0
-                table.add_row(str(d["partition_id"]) if first else "", d["name"] if first else "", t["name"],
-                              f"{t['dtype']} {tuple(t['shape'])}", f"{t['raw_bytes']:,}",
-                              f"{d['head_params']:,}" if first else "", f"{d['tail_params']:,}" if first else "",
-                              _human(d["head_macs"]) if first else "", _human(d["tail_macs"]) if first else "")
+                rows.append([str(d["partition_id"]) if first else "", d["name"] if first else "", t["name"],
+                             f"{t['dtype']} {tuple(t['shape'])}", f"{t['raw_bytes']:,}",
+                             f"{d['head_params']:,}" if first else "", f"{d['tail_params']:,}" if first else "",
+                             _human(d["head_macs"]) if first else "", _human(d["tail_macs"]) if first else ""])
             if len(d["tensors"]) > 1:
-                table.add_row("", "", "(all crossing tensors)", "", f"{d['raw_bytes']:,}", "", "", "", "")
-        console.print(table)
+                rows.append(["", "", "(all crossing tensors)", "", f"{d['raw_bytes']:,}", "", "", "", ""])
+        fitted, width, hidden = fit_table(title, PARTITION_COLUMNS, rows, wide=wide, box=box.SIMPLE_HEAD)
+        Console(width=width).print(fitted)  # --wide: wider than the terminal, on purpose
+        note = dropped_note(hidden, width)
+        if note:
+            Console().print(note)
 
 
 def _verify(console: object, model: str, weights: str, image: str | None, json_output: bool) -> int:

@@ -106,3 +106,12 @@ def test_netem_profiles_fits_80_columns_and_wide_shows_everything() -> None:
     wide = subprocess.run([sys.executable, "-m", "netem.cli", "profiles", "--wide"], capture_output=True, text=True,
                           timeout=60, env=env)
     assert "TS 22.261" in wide.stdout and "source" in wide.stdout and ELLIPSIS not in wide.stdout
+
+
+def test_the_partition_table_fits_80_columns() -> None:
+    env = dict(os.environ, COLUMNS=str(WIDTH))
+    done = subprocess.run([sys.executable, "-m", "splitbed.cli", "partitions", "mobilenet_v2"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert max(map(len, done.stdout.splitlines())) <= WIDTH and ELLIPSIS not in done.stdout, done.stdout
+    assert "expanded_conv_project_BN" in done.stdout and "float32 (112, 112, 16)" in done.stdout
