@@ -109,7 +109,9 @@ class Capture:
             self._process = None
             if self._temporary:
                 self.pcap_path.unlink(missing_ok=True)
-            answer = (line + err).strip()[-800:] or f"no answer within {READY_TIMEOUT_S:.0f} s"
+            # the child's last line says why (its traceback's exception line), never a cut-off middle of it
+            lines = [text for text in (line + err).splitlines() if text.strip()]
+            answer = lines[-1].strip()[:800] if lines else f"no answer within {READY_TIMEOUT_S:.0f} s"
             raise CaptureError(f"capture on {self.interface} in {self.topology.namespace(self.side)} did not start: "
                                f"{answer}")
 

@@ -30,8 +30,9 @@ from typing import Literal
 from netem.naming import pid_alive
 from netem.pyexec import python_module
 
-# The switch for Docker: container nodes exist (splitbed.runtime, tests/integration/docker) and scripts/setup.sh
-# starts an engine, so on CI (CI=true) a missing engine is a must-have failure; locally docker tests just skip.
+# The switch for Docker: container nodes exist (splitbed.runtime, tests/integration/docker) and the docker tests
+# start an engine when none answers (splitbed.runtime.dockerd), so on CI (CI=true) a missing engine is a
+# must-have failure; locally docker tests just skip.
 # Set to False to make Docker optional on CI too.
 DOCKER_MUST_HAVE_ON_CI = True
 
@@ -447,7 +448,16 @@ PROBES: dict[str, Callable[[], Probe]] = {
     "iperf3": lambda: probe_tool("iperf3"),
     "ping": lambda: probe_tool("ping"),
     "docker": probe_docker,
+    "docker_cgroup": lambda: _host_probe("probe_docker_cgroup"),
+    "realtime": lambda: _host_probe("probe_realtime"),
 }
+
+
+def _host_probe(name: str) -> Probe:
+    from netem import hostprobes  # imports this module: loaded when first used
+
+    probe: Callable[[], Probe] = getattr(hostprobes, name)
+    return probe()
 
 
 def run_probe(name: str) -> Probe:

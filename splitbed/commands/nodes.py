@@ -11,17 +11,20 @@ from typing import Annotated, Any
 
 import typer
 
+from netem.cliapp import CliError, check_writable
 from splitbed.nodes.protocol import DEFAULT_MAX_UNIT_BYTES
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 def _logging(level: str) -> None:
+    from splitbed.cli_support import log_level
     from splitbed.nodes.logsafe import SafeFormatter
 
+    chosen = log_level(level)  # a typo is refused (it would silently log at the default)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter(LOG_FORMAT))  # peers' text in a message never starts a line of its own
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+    logging.basicConfig(level=chosen, handlers=[handler])
 
 
 def _secret(path: Path | None) -> bytes | None:
@@ -83,9 +86,14 @@ def remote_node(
 ) -> None:
     """Run the remote inference node (edge server) until SIGTERM. Prints one JSON `ready` line on stdout."""
     _logging(log_level)
+    from splitbed.models import registry
+    from splitbed.models.weights import check_spec
     from splitbed.nodes.errors import NodeError
     from splitbed.nodes.remote import RemoteConfig, run_remote
 
+    for name in models or []:
+        registry.get(name)  # an unknown name is refused before the port is bound
+    check_spec(weights)
     secret = _secret(secret_file)
 
     config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, engine=engine, max_unit_bytes=max_unit_bytes,
@@ -97,8 +105,8 @@ def remote_node(
     try:
         code = run_remote(config)
     except (NodeError, OSError) as exc:
-        typer.echo(f"remote-node: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliError(str(exc), "check --host/--port (0: any free port) and --model; see 'splitbed "
+                       "remote-node --help'") from None
     raise typer.Exit(code)
 
 
@@ -138,6 +146,30 @@ def local_node(
     from splitbed.nodes.local import LocalConfig, LocalNode, run_jobs
 
     host, port = parse_address(connect)
+    from splitbed.models import registry
+    from splitbed.models.weights import check_spec
+    from splitbed.nodes.images import check_image
+
+    check_spec(weights)
+    if jobs is None:  # one job from the options: refuse a bad one before connecting
+        registry.get(model).partition(int(partition) if partition.isdigit() else partition)
+        check_image(image)
+        if encoding == "tlv":
+            from splitbed.format.errors import FormatError
+            from splitbed.format.profiles import get_profile
+
+            try:
+                get_profile(int(compression) if compression.isdigit() else compression)
+            except FormatError as exc:
+                raise CliError(str(exc), "list the compression profiles with 'splitbed format profiles'") from None
+        Job(model=model, partition=partition, image=image, encoding=encoding, compression=compression,
+            repetitions=repetitions, aips=aips, result_mode=result_mode, top_k=top_k)
+    for name in preload or []:
+        registry.get(name)
+    if jobs is not None and jobs != "-" and not Path(jobs).is_file():
+        raise CliError(f"--jobs {jobs}: no such file", "give a file of JSON-line jobs, or '-' for stdin")
+    if output is not None:
+        check_writable(output, "--output")
     link = _json_object(link_info, "--link-info")
     tags: dict[str, Any] = {}
     for item in tag or []:
@@ -167,8 +199,8 @@ def local_node(
             failed = run_jobs(node, [json.dumps(job.__dict__)], out, on_record=_summary)
             raise typer.Exit(1 if failed else 0)
     except NodeError as exc:
-        typer.echo(f"local-node: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliError(str(exc), "check that the remote node runs at --connect and that both nodes use the same "
+                       "--weights; see 'splitbed local-node --help'") from None
     finally:
         if output is not None:
             out.close()
@@ -194,9 +226,19 @@ def register(app: typer.Typer) -> None:
     app.command("local-node")(local_node)
 
 
+def _single(command: Any, prog: str) -> int:
+    """`python -m splitbed.nodes.remote|local`: the same command, with the same one-line errors."""
+    from netem.cliapp import make_app, run
+    from splitbed.cli_support import POLICY
+
+    app = make_app(None, no_args_is_help=False)
+    app.command()(command)
+    return run(app, prog, policy=POLICY)
+
+
 def remote_main() -> None:
-    typer.run(remote_node)
+    sys.exit(_single(remote_node, "splitbed remote-node"))
 
 
 def local_main() -> None:
-    typer.run(local_node)
+    sys.exit(_single(local_node, "splitbed local-node"))

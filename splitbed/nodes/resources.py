@@ -340,8 +340,10 @@ class GpuInfo(TypedDict):
 
 def gpu_info() -> GpuInfo:
     """GPUs TensorFlow can use (the seed's `server_physical_gpus`). No utilisation sampling is implemented."""
-    if "tensorflow" not in sys.modules:
-        import tensorflow  # noqa: F401  (nodes load TensorFlow anyway; this only asks it)
+    if "tensorflow" not in sys.modules:  # nodes load TensorFlow anyway; this only asks it
+        from splitbed.models.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
     tf = sys.modules["tensorflow"]
     devices = [d.name for d in tf.config.list_physical_devices("GPU")]
     reason = ("no GPU: TensorFlow lists no GPU device (tensorflow-cpu build or no driver)" if not devices else

@@ -1,24 +1,33 @@
 """What a sweep measures: the matrix of points (profile x model x partition x encoding x compression) and the
 stable key that names each point in the results, so that an interrupted sweep resumes where it stopped.
 
+Rate sweeps (`rates`): each profile is measured once per uplink rate, at the profile's delay (and other fields):
+the point's profile is then `NAME@RATEmbit` (e.g. `5g-split-ai@20mbit`), part of its key, resolved by
+`link_profile` (netem.quicklink: the uplink rate replaced, the downlink as the profile has it).
+
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
-candidate partition, `seed` = the seed's example candidates (`seed_example = true`), or names/ids. A model may be
-an `.onnx` file: its candidates are the graph's cuts (ids = node indices; `seed` = all of them).
+candidate partition, `examples` = the model's example partitions (`seed_example = true` in its data file: VGG16's
+six, block1_conv1 ... fc1), or names/ids. `seed`, the old name of `examples`, still works with a one-line note:
+it read like the `random:SEED` of --weights. A model may be an `.onnx` file: its candidates are the graph's cuts
+(ids = node indices; `examples` = all of them).
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ENCODINGS = ("tlv", "json-baseline")
+BACKENDS = ("auto", "kernel", "userspace")
+RUNTIMES = ("process", "docker")
 NO_COMPRESSION = "none"
-PARTITION_SETS = ("all", "seed")
+PARTITION_SETS = ("all", "examples", "seed")
 DEFAULT_PROFILE = "5g-split-ai"
 DEFAULT_MODELS = ("vgg16",)
-DEFAULT_PARTITIONS = ("seed",)
+DEFAULT_PARTITIONS = ("examples",)
 DEFAULT_REPETITIONS = 10
 DEFAULT_IMAGE = "builtin:chelsea"
 DEFAULT_WARMUP_MAX = 5
@@ -26,11 +35,17 @@ WARMUP_TOLERANCE = 0.05  # warm-ups end when two in a row took compute times wit
 FULL_MODELS = ("vgg16", "resnet50")
 DEFAULT_ENGINE = "tensorflow"
 MAX_POINTS = 100_000
+MAX_RATES = 100
+_RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
 MAX_REPETITIONS = 10_000
 
 
 class SweepSpecError(ValueError):
     """A sweep option names something that does not exist or cannot be combined."""
+
+
+class DeprecatedNameWarning(UserWarning):
+    """An old name that still works; the command line says so once, in one line (splitbed.cli_support)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -81,6 +96,7 @@ class SweepSpec:
     runtime: str = "process"
     engine: str = DEFAULT_ENGINE  # inference runtime: tensorflow, onnxruntime, or UE/EDGE (e.g. onnxruntime/tensorflow)
     image: str = DEFAULT_IMAGE
+    rates: tuple[float, ...] = ()  # uplink rates (Mbit/s) to sweep at each profile's delay; () = the profile's
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -96,12 +112,24 @@ class SweepSpec:
             raise SweepSpecError(f"warmup must be 0..100, got {self.warmup}")
         if not self.warmup <= self.warmup_max <= 100:
             raise SweepSpecError(f"warmup_max must be warmup ({self.warmup})..100, got {self.warmup_max}")
+        if len(self.rates) > MAX_RATES:
+            raise SweepSpecError(f"at most {MAX_RATES} rates, got {len(self.rates)}")
+        if self.backend not in BACKENDS:
+            raise SweepSpecError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        if self.runtime not in RUNTIMES:
+            raise SweepSpecError(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
         engine_sides(self.engine)
+        from splitbed.models.errors import ModelError
+        from splitbed.models.weights import check_spec
+        from splitbed.nodes.errors import NodeError
+        from splitbed.nodes.images import check_image
         from splitbed.runtime.cpus import CpuPlanError, plan_from
 
         try:
+            check_spec(self.weights)
+            check_image(self.image)
             plan_from(self.cpus)
-        except CpuPlanError as exc:
+        except (ModelError, NodeError, CpuPlanError) as exc:
             raise SweepSpecError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,7 +169,8 @@ def engine_args(engine: str) -> dict[str, list[str]]:
 
 
 def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
-    """Partition names of `model` for a selection of `all`, `seed`, names, aliases or ids, in registry order."""
+    """Partition names of `model` for a selection of `all`, `examples`, names, aliases or ids, in registry
+    order."""
     from splitbed.models import spec_for
     from splitbed.models.errors import ModelError
 
@@ -153,9 +182,14 @@ def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
     for item in selection:
         if item == "all":
             chosen.update(p.name for p in spec.partitions)
-        elif item == "seed":
-            seeds = [p.name for p in spec.partitions if p.seed_example]
-            chosen.update(seeds or [p.name for p in spec.partitions])
+        elif item in ("examples", "seed"):
+            if item == "seed":
+                import warnings
+
+                warnings.warn("-p seed is now -p examples (the model's example partitions); 'seed' still works "
+                              "for now", DeprecatedNameWarning, stacklevel=2)
+            examples = [p.name for p in spec.partitions if p.seed_example]
+            chosen.update(examples or [p.name for p in spec.partitions])
         else:
             try:
                 chosen.add(spec.partition(item).name)
@@ -178,13 +212,32 @@ def canonical_compressions(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(result))
 
 
+def point_profiles(spec: SweepSpec) -> list[str]:
+    """The profile of every point: each profile, or each profile at each of `spec.rates` (NAME@RATEmbit)."""
+    names = list(dict.fromkeys(spec.profiles))
+    if not spec.rates:
+        return names
+    return [f"{name}@{rate:g}mbit" for name in names for rate in dict.fromkeys(spec.rates)]
+
+
+def link_profile(profile: str) -> Any:
+    """The LinkProfile a point's profile names: a built-in name or TOML path, with `@RATEmbit` the same profile
+    with that uplink rate (a capacity trace, if any, replaced by it)."""
+    from netem.profile import LinkProfile
+    from netem.quicklink import quick_profile
+
+    match = _RATE_SUFFIX.match(profile)
+    if match is None:
+        return LinkProfile.load(profile)
+    return quick_profile(LinkProfile.load(match["base"]), rate=match["rate"], uplink_only=True)
+
+
 def check_profiles(names: Sequence[str]) -> None:
     from netem.errors import NetemError
-    from netem.profile import LinkProfile
 
     for name in names:
         try:
-            LinkProfile.load(name).check_traces()
+            link_profile(name).check_traces()
         except NetemError as exc:
             raise SweepSpecError(str(exc)) from None
 
@@ -192,10 +245,11 @@ def check_profiles(names: Sequence[str]) -> None:
 def points(spec: SweepSpec) -> list[Point]:
     """Every point of the matrix, grouped by profile (one testbed per profile), in a stable order.
     The json-baseline carriage has no compression profiles: it gets one point per partition."""
-    check_profiles(spec.profiles)
+    profiles = point_profiles(spec)
+    check_profiles(profiles)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile in dict.fromkeys(spec.profiles):
+    for profile in profiles:
         for model in dict.fromkeys(spec.models):
             for partition, encoding in itertools.product(resolve_partitions(model, spec.partitions),
                                                          dict.fromkeys(spec.encodings)):

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from netem.errors import NetemError
 from netem.profile import LinkProfile
 from splitbed.sweep import runstate
-from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec, engine_args, points
+from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec, engine_args, link_profile, points
 from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
 
@@ -127,7 +127,7 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
                  outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception],
                  refused_error: type[Exception]) -> None:
     models = list(dict.fromkeys(p.model for p in batch))
-    link = LinkProfile.load(profile)
+    link = link_profile(profile)
     placed = link if varies(link) else None  # each inference gets its own draw / trace place (realisations)
     bed = None
     try:
@@ -161,7 +161,9 @@ def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: P
                    factory: TestbedFactory) -> Any:
     progress.phase(f"starting the testbed on {profile} ({', '.join(models)})")
     begin = time.monotonic()
-    bed = factory(profile=profile, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime,
+    # a rate-swept profile (NAME@RATEmbit) is no file: the testbed gets the LinkProfile itself
+    link = link_profile(profile) if "@" in profile else profile
+    bed = factory(profile=link, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime,
                   cpus=spec.cpus, **engine_args(spec.engine))
     bed.start()
     outcome.testbed_starts.append({"profile": profile, "models": models, "start_s": round(time.monotonic() - begin, 3),

@@ -110,7 +110,13 @@ def test_cli_dry_run_sees_the_finished_points(shared_sweep: Path) -> None:
 
 
 def test_a_refused_point_is_left_incomplete_and_the_sweep_goes_on(shared_bed: object, tmp_path: Path) -> None:
-    spec = sweep_spec(image=str(tmp_path / "missing.jpg"), encodings=("tlv",))
+    # A missing or non-image file is refused by the spec itself, before any testbed: a JPEG cut after its header
+    # passes that check and fails only when the local node decodes it.
+    from splitbed.nodes.images import resolve_image
+
+    broken = tmp_path / "truncated.jpg"
+    broken.write_bytes(resolve_image("builtin:chelsea").read_bytes()[:5000])
+    spec = sweep_spec(image=str(broken), encodings=("tlv",))
     bed = SharedBed(shared_bed)
     outcome = run_sweep(spec, tmp_path / "out", testbed_factory=bed.factory)
     assert sorted(outcome.incomplete) == sorted(p.key for p in points(spec)) and bed.starts == 1
@@ -129,7 +135,7 @@ def test_a_testbed_that_cannot_start_stops_the_sweep_with_its_reason(offline: No
         starts.append(kwargs["profile"])
         return Testbed(**kwargs, remote_args=["--no-such-option"])  # type: ignore[arg-type]
 
-    with pytest.raises(SweepError, match="(?s)failed twice.*No such option: --no-such-option"):
+    with pytest.raises(SweepError, match="(?s)failed twice.*no such option: --no-such-option"):
         run_sweep(sweep_spec(encodings=("tlv",), partitions=("out_relu",)), tmp_path, testbed_factory=broken_remote)
     assert starts == [PROFILE, PROFILE]
     assert json.loads((tmp_path / "sweep.json").read_text())["runs"][-1]["state"] == "failed"

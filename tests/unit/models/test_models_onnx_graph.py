@@ -133,7 +133,7 @@ def test_cli_lists_cuts(residual: Path) -> None:
     table = _cli("partitions", str(residual))
     assert table.returncode == 0 and "(all crossing tensors)" in table.stdout and "r1_out" in table.stdout
     refused = _cli("partitions", str(residual), "--layers")
-    assert refused.returncode == 2 and "--json only" in refused.stdout
+    assert refused.returncode == 2 and "--json only" in refused.stderr and len(refused.stderr.splitlines()) == 1
 
 
 def test_bad_files_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
