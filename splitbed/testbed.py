@@ -262,14 +262,14 @@ class Testbed:
 
     def _remote_argv(self) -> list[str]:
         assert self.topology is not None
-        argv = [self.python, "-m", "splitbed.nodes.remote", "--host", self.topology.edge_addr, "--port", "0",
+        argv = [self.python, "-m", "splitbed", "remote-node", "--host", self.topology.edge_addr, "--port", "0",
                 "--weights", self.weights]
         for model in self.models:
             argv += ["--model", model]
         return argv + self.remote_args
 
     def _local_argv(self) -> list[str]:
-        return [self.python, "-m", "splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
+        return [self.python, "-m", "splitbed", "local-node", "--connect", f"{self._edge_addr()}:{self.remote_port}",
                 "--weights", self.weights, "--jobs", "-"] + self.local_args
 
     def _edge_addr(self) -> str:

@@ -1,5 +1,5 @@
 """`splitbed remote-node` and `splitbed local-node`: the two inference nodes, run by hand on two hosts or in the
-testbed's namespaces. Also reachable as `python -m splitbed.nodes.remote` / `python -m splitbed.nodes.local`."""
+testbed's namespaces (the testbed starts them as `python -m splitbed remote-node ...` / `local-node ...`)."""
 
 from __future__ import annotations
 
@@ -162,11 +162,3 @@ def _summary(record: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     app.command("remote-node")(remote_node)
     app.command("local-node")(local_node)
-
-
-def remote_main() -> None:
-    typer.run(remote_node)
-
-
-def local_main() -> None:
-    typer.run(local_node)

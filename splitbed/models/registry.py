@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -176,3 +177,19 @@ def get(name: str) -> ModelSpec:
     if spec.name != name:
         raise PartitionDataError(f"{source}: model = {spec.name!r} does not match the file name")
     return spec
+
+
+def select_partitions(model: str, selection: Sequence[str]) -> list[str]:
+    """Partition names of `model` for a selection of `all`, `seed` (the example candidates marked
+    `seed_example`, else every one), names, aliases or ids, in registry order. ModelError names what is unknown."""
+    spec = get(model)
+    chosen: set[str] = set()
+    for item in selection:
+        if item == "all":
+            chosen.update(p.name for p in spec.partitions)
+        elif item == "seed":
+            examples = [p.name for p in spec.partitions if p.seed_example]
+            chosen.update(examples or [p.name for p in spec.partitions])
+        else:
+            chosen.add(spec.partition(item).name)
+    return [p.name for p in spec.partitions if p.name in chosen]

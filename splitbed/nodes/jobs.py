@@ -7,7 +7,7 @@ Besides inferences, a job can be a session action used to exercise the AIPS life
 {"action": "reset-decoder"} asks the remote to reset its decoder; {"action": "reconnect"} starts a new session.
 Per inference, "aips" overrides the automatic AIPS policy: "auto" (send only when needed), "resend-same-id",
 "resend-new-id", "omit" (send data without an AIPS even when one is needed, to provoke the error path).
-"partition": "adaptive" lets splitbed.adaptive choose the partition (and compression) per inference, configured
+"partition": "adaptive" lets splitbed.nodes.adaptive choose the partition (and compression) per inference, configured
 by the optional "policy" object (docs/SCENARIOS.md). "deadline_s" bounds each inference of the job as a whole
 (session setup, send, result): past it the inference is an error record with code `timeout` and the session is
 closed, so the next inference starts a new one. "input_size": [height, width] runs a variable-input model

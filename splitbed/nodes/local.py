@@ -121,7 +121,7 @@ class LocalNode:
         self.session: Session | None = None
         self._gpu: GpuInfo | None = None
         self._host = host_info()
-        self.policies: dict[str, Any] = {}      # splitbed.adaptive policies, kept across jobs and sessions
+        self.policies: dict[str, Any] = {}      # splitbed.nodes.adaptive policies, kept across jobs and sessions
         self._deadline: float | None = None     # monotonic deadline of the running inference (job.deadline_s)
         self._deadline_s: float | None = None
 
@@ -332,7 +332,7 @@ class LocalNode:
                 self._ensure_session(job)
             return [dict(self.reconnect(), job_id=job.job_id)]
         if job.partition == ADAPTIVE_PARTITION:
-            from splitbed.adaptive import run_adaptive
+            from splitbed.nodes.adaptive import run_adaptive
 
             return [run_adaptive(self, job, rep) for rep in range(job.repetitions)]
         return [dict(self.infer(job, rep)) for rep in range(job.repetitions)]
@@ -745,10 +745,3 @@ def _count_field(value: Any) -> int | None:
         raise ProtocolError("bad_control_message", f"RESULT uplink_out_of_order_packets must be null or a count, "
                             f"got {value!r}")
     return value
-
-
-if __name__ == "__main__":
-    from splitbed.commands.nodes import local_main
-
-    local_main()
-

@@ -603,9 +603,3 @@ def announce_ready(announce: Any, host: str, port: int, config: RemoteConfig) ->
 
     announce(json.dumps({"event": "ready", "host": host, "port": port, "pid": os.getpid(),
                          "models": list(config.models)}), flush=True)
-
-
-if __name__ == "__main__":
-    from splitbed.commands.nodes import remote_main
-
-    remote_main()

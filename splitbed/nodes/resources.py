@@ -36,7 +36,7 @@ from typing import TypedDict
 import psutil
 
 from netem.hostload import HostCpuCounters, read_counters
-from splitbed.runtime import cgroup
+from splitbed.host import cgroup
 
 try:
     import tomllib

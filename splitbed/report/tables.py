@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from splitbed.report.budgets import Budget
-from splitbed.sweep.stats import MedianCI
+from splitbed.stats import MedianCI
 from splitbed.sweep.summary import PointSummary, best_per_group
 
 MB = 1e6

@@ -2,7 +2,7 @@
 topology's network namespace.
 
     with Topology(profile) as topo, DockerRuntime(topo) as runtime:
-        edge = runtime.start_node("edge", [python, "-m", "splitbed.nodes.remote", ...], stdout=PIPE)
+        edge = runtime.start_node("edge", [python, "-m", "splitbed", "remote-node", ...], stdout=PIPE)
         ue = runtime.start_node("ue", argv, limits=NodeLimits.make(cpus=0.5, memory="2g"),
                                 stdin=PIPE, stdout=PIPE)
 

@@ -11,7 +11,7 @@
     gap_ms = 200
     deadline_s = 10
 
-    [policy]                                # splitbed.adaptive.PolicyConfig (partition = "adaptive" only)
+    [policy]                                # splitbed.nodes.adaptive.PolicyConfig (partition = "adaptive" only)
     candidates = ["input_layer", "block_6_project_BN"]
     ue_slowdown = 10
 
@@ -125,7 +125,7 @@ class Scenario:
     source: str                       # the file it came from
     base: LinkProfile
     workload: Workload
-    policy: dict[str, Any] | None     # the [policy] table, validated by splitbed.adaptive.PolicyConfig
+    policy: dict[str, Any] | None     # the [policy] table, validated by splitbed.nodes.adaptive.PolicyConfig
     events: tuple[LinkEvent, ...]
     backend: str = "auto"
 
@@ -195,7 +195,7 @@ def parse(data: dict[str, Any], *, source: str = "<memory>", base_dir: Path | No
     if policy is not None:
         if not workload.adaptive:
             raise ScenarioError("[policy] applies only to workload.partition = \"adaptive\"")
-        from splitbed.adaptive import PolicyConfig, PolicyError
+        from splitbed.nodes.adaptive import PolicyConfig, PolicyError
 
         try:
             PolicyConfig.from_dict(policy)

@@ -100,27 +100,15 @@ class SweepSpec:
 
 
 def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
-    """Partition names of `model` for a selection of `all`, `seed`, names, aliases or ids, in registry order."""
+    """Partition names of `model` for a selection of `all`, `seed`, names, aliases or ids, in registry order
+    (splitbed.models.registry.select_partitions), with a SweepSpecError for anything unknown."""
     from splitbed.models import registry
     from splitbed.models.errors import ModelError
 
     try:
-        spec = registry.get(model)
+        return registry.select_partitions(model, selection)
     except ModelError as exc:
         raise SweepSpecError(str(exc)) from None
-    chosen: set[str] = set()
-    for item in selection:
-        if item == "all":
-            chosen.update(p.name for p in spec.partitions)
-        elif item == "seed":
-            seeds = [p.name for p in spec.partitions if p.seed_example]
-            chosen.update(seeds or [p.name for p in spec.partitions])
-        else:
-            try:
-                chosen.add(spec.partition(item).name)
-            except ModelError as exc:
-                raise SweepSpecError(str(exc)) from None
-    return [p.name for p in spec.partitions if p.name in chosen]
 
 
 def canonical_compressions(names: Sequence[str]) -> list[str]:

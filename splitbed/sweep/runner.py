@@ -25,7 +25,7 @@ from netem.errors import NetemError
 from netem.profile import LinkProfile
 from splitbed.sweep.plan import Point, SweepSpec, points
 from splitbed.sweep.store import ResultStore
-from splitbed.sweep.trace_phases import at_repetition, is_trace_driven
+from splitbed.trace_phases import at_repetition, is_trace_driven
 
 log = logging.getLogger(__name__)
 

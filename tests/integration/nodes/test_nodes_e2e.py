@@ -49,7 +49,7 @@ def _run_local_nodes(remote: RemoteProcess, tmp_path: Path, proxy: RecordingProx
     for name, jobs, port in (("a", _jobs_a(), remote.port), ("b", _jobs_b(), proxy.port)):
         jobs_file = tmp_path / f"jobs-{name}.jsonl"
         jobs_file.write_text("".join(json.dumps(j) + "\n" for j in jobs))
-        argv = [sys.executable, "-m", "splitbed.nodes.local", "--connect", f"{remote.host}:{port}",
+        argv = [sys.executable, "-m", "splitbed", "local-node", "--connect", f"{remote.host}:{port}",
                 "--weights", WEIGHTS, "--jobs", str(jobs_file), "--verify-delivery", "--link-info", json.dumps(LINK)]
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = []

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from splitbed.adaptive import (
+from splitbed.linkmodel import DirectionModel, wire_bytes
+from splitbed.models import registry
+from splitbed.nodes.adaptive import (
     MAX_RATE_MBIT,
     MIN_TRANSMIT_MS,
     AdaptivePolicy,
@@ -18,8 +20,6 @@ from splitbed.adaptive import (
     arms_for,
     rate_from_delivery,
 )
-from splitbed.advise import DirectionModel, wire_bytes
-from splitbed.models import registry
 
 DELAY_MS = 1.0
 # (partition, raw = data bytes, head ms, tail ms): MobileNetV2-like figures measured on this machine

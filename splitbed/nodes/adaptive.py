@@ -7,14 +7,14 @@ It runs inside the local node (a job with `"partition": "adaptive"` and a `"poli
    (partition x compression), on the live link. Their records give what the advisor's model needs, measured here and now:
    preprocess, head, encode, remote decode and tail times, the data unit's size, the downlink time.
 2. **Estimate the uplink**: every record gives one rate sample: the rate at which the advisor's transfer model
-   (`splitbed.advise`: one-way delay + frames on the wire, `wire_bytes`) explains the measured `delivery_ms` of
+   (`splitbed.linkmodel`: one-way delay + frames on the wire, `wire_bytes`) explains the measured `delivery_ms` of
    the bytes sent: rate = wire bits / (delivery - delay). TCP's window growth is not modelled apart: it is part
    of the measured (effective) rate. Samples are averaged as an EWMA of the *time per bit* (1/rate), not of the
    rate: a transfer's time is what latency is made of, and this average reacts to a drop at once and to a
    recovery more cautiously. The one-way delay is half the session's minimum ping RTT (clock exchange at
    session start). A failed inference that stalled (timeout) counts as a sample of at most bytes / time waited.
 3. **Decide**: predicted e2e per arm = preprocess + head x `ue_slowdown` + encode + uplink(bytes, rate, delay)
-   + decode + tail + downlink + result decode (the advisor's formula, `splitbed.advise.predict`). Compute
+   + decode + tail + downlink + result decode (the advisor's formula, `splitbed.latency.predict`). Compute
    figures are medians over the arm's last `window` successful records (probes included): a median, because on
    a shared CPU single inferences spike (x `ue_slowdown` a spike would decide alone). Arms not run lately keep
    their last figures. Switch to the best arm only if it beats the current one by more than `hysteresis` (a fraction) and the
@@ -39,7 +39,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from splitbed.advise import DirectionModel, wire_bytes
+from splitbed.linkmodel import DirectionModel, wire_bytes
 
 ADAPTIVE = "adaptive"  # the job's partition value that hands the choice to this policy
 POLICY_NAME = "ewma-advisor"
