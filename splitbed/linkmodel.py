@@ -118,9 +118,9 @@ class SendWindow:
 
     @classmethod
     def from_tcp_state(cls, state: dict[str, Any], *, slow_start_after_idle: bool) -> SendWindow:
-        """The window of a sender whose TCP_INFO (netem.tcpinfo, as recorded in a metrics record) was read just
+        """The window of a sender whose TCP_INFO (splitbed.host.tcpinfo, as recorded in a metrics record) was read just
         before the transfer, after the kernel's restart-after-idle rule."""
-        from netem.tcpinfo import TcpState
+        from splitbed.host.tcpinfo import TcpState
 
         tcp = TcpState.from_dict(state)
         cwnd, ssthresh = tcp.send_window_segments(slow_start_after_idle=slow_start_after_idle,

@@ -30,6 +30,7 @@ from typing import IO, Any
 from netem.profile import LinkProfile
 from netem.tcp import DEFAULT_CONGESTION_CONTROL
 from netem.topology import Topology
+from splitbed.models import tfboot
 from splitbed.nodes.jobs import Job, parse_job
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ JOB_BASE_TIMEOUT_S = 300.0     # per job: session setup, model load and partitio
 INFERENCE_TIMEOUT_S = 480.0    # ... plus this per repetition
 MAX_LINE_BYTES = 8 << 20       # a metrics record is a few kB; anything near this is a broken node
 LOG_TAIL_BYTES = 4000
-NODE_ENV = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+NODE_ENV = {"PYTHONUNBUFFERED": "1", **tfboot.QUIET_ENV}
 
 
 class TestbedError(RuntimeError):

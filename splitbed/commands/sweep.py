@@ -128,9 +128,9 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
 
 
 def stolen_points(summaries: list[Any]) -> str | None:
-    """A warning naming the points measured while the hypervisor took over netem.hostload.STEAL_LIMIT of the
+    """A warning naming the points measured while the hypervisor took over splitbed.host.load.STEAL_LIMIT of the
     host's CPU: their times describe a descheduled VM as much as the link and the model."""
-    from netem.hostload import STEAL_LIMIT
+    from splitbed.host.load import STEAL_LIMIT
 
     hit = [s for s in summaries if s.host_cpu_stolen_pct is not None and s.host_cpu_stolen_pct > 100 * STEAL_LIMIT]
     if not hit:

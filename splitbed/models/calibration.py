@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.models import tfboot
 from splitbed.models.errors import ModelError
 from splitbed.models.registry import ModelSpec
 
@@ -77,7 +78,7 @@ def _consumers(layer: Any) -> list[Any]:
 
 def _homogeneous(layer: Any) -> bool:
     """f(c*x) = c*f(x) for c > 0: what lets a kernel's scale pass through to the next kernel layer."""
-    import keras
+    keras = tfboot.keras()
 
     kind = type(layer).__name__
     if kind in {"MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten",
@@ -92,7 +93,7 @@ def _homogeneous(layer: Any) -> bool:
 
 def _upstream_scale(tensor: Any, scales: dict[str, float]) -> float:
     """Factor by which the rescaled kernels upstream multiply `tensor` (1 after a BN or at the model input)."""
-    import keras
+    keras = tfboot.keras()
 
     layer = _producer(tensor)
     if isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization)):
@@ -122,9 +123,9 @@ def _is_softmax(layer: Any) -> bool:
 
 def calibrate(model: Any, spec: ModelSpec, seed: int) -> None:
     """Set `model`'s BN statistics and free kernel scales from one pass on the seed's calibration batch."""
-    import keras
-
     from splitbed.models.preprocess import load_image
+
+    keras = tfboot.keras()
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     kernel_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)

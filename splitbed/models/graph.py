@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from splitbed.models import tfboot
 from splitbed.models.errors import GraphCutError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -177,16 +178,14 @@ def _single_or_list(items: list[Any]) -> Any:
 
 def build_head(model: Any, cut: GraphCut, name: str) -> Any:
     """Sub-model from the model inputs to the crossing tensors (in cut order), sharing the model's layers."""
-    import keras
-
+    keras = tfboot.keras()
     return keras.Model(inputs=_single_or_list(list(model.inputs)),
                        outputs=[c.tensor for c in cut.crossing], name=name)
 
 
 def build_tail(model: Any, cut: GraphCut, name: str) -> Any:
     """Sub-model from one new Input per crossing tensor to the model outputs, re-applying the tail's layers."""
-    import keras
-
+    keras = tfboot.keras()
     tensor_map: dict[int, Any] = {}
     inputs: list[Any] = []
     for k, c in enumerate(cut.crossing):

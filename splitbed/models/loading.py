@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from splitbed.models import registry
+from splitbed.models import registry, tfboot
 from splitbed.models import weights as wts
 from splitbed.models.errors import WeightsError
 from splitbed.models.registry import ModelSpec, Partition
@@ -51,15 +50,8 @@ class LoadedModel:
         return LoadedModel(keras_model=model, spec=spec, weights=self.weights)
 
 
-def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter hides real messages; keep errors only (unless the user chose)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def _build(spec: ModelSpec, keras_weights: str | None) -> Any:
-    quiet_tensorflow()
-    import keras
-
+    keras = tfboot.keras()
     module = getattr(keras.applications, spec.keras_module)
     constructor = getattr(module, spec.constructor)
     input_tensor = keras.Input(shape=spec.input_shape, name=INPUT_NAME)
@@ -81,8 +73,9 @@ def _build_random(spec: ModelSpec, seed: int) -> Any:
 
     keras.utils.set_random_seed also seeds Python's and NumPy's global generators: put those back after.
     """
-    import keras
     import numpy as np
+
+    keras = tfboot.keras()
 
     from splitbed.models.calibration import calibrate
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.models import tfboot
 from splitbed.models.errors import ImageError
 from splitbed.models.registry import ModelSpec
 
@@ -32,11 +33,7 @@ class PreparedInput:
 
 
 def _preprocess(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    from splitbed.models.loading import quiet_tensorflow
-
-    quiet_tensorflow()
-    import keras
-
+    keras = tfboot.keras()
     module = getattr(keras.applications, spec.keras_module)
     return np.asarray(module.preprocess_input(batch.astype("float32", copy=True)), dtype="float32")
 
@@ -66,11 +63,8 @@ def _from_file(path: Path, spec: ModelSpec) -> PreparedInput:
     if size > MAX_IMAGE_FILE_BYTES:
         raise ImageError(f"image file {path} is {size:,} bytes, over the {MAX_IMAGE_FILE_BYTES:,}-byte cap")
     _check_header(path)
-    from splitbed.models.loading import quiet_tensorflow
 
-    quiet_tensorflow()
-    import keras
-
+    keras = tfboot.keras()
     try:
         img = keras.utils.load_img(str(path), target_size=spec.target_size)
     except Exception as exc:  # truncated or corrupt pixel data surfaces only here

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from netem.tcpinfo import TcpState, try_read_state
+from splitbed.host.tcpinfo import TcpState, try_read_state
 from splitbed.nodes import formatio, rxstamp
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.clock import ClockRecord, PingSample, boot_id, decide_clock, estimate_offset, now_ns

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from netem.tcpinfo import try_read_state
+from splitbed.host.tcpinfo import try_read_state
 from splitbed.nodes import protocol as proto
 from splitbed.nodes import rxstamp
 from splitbed.nodes.clock import boot_id, now_ns

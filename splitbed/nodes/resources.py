@@ -16,7 +16,7 @@ A `ResourceMeter` measures a *window* (start() ... stop()) of the calling proces
   figure read from splitbed/nodes/data/power.toml.
 - GPU: devices as TensorFlow lists them; none here (tensorflow-cpu), recorded with that reason.
 - The host: CPU time the hypervisor stole from the whole (virtual) machine and the time tasks waited for a CPU
-  during the window (netem.hostload). Not the node's cost: whether its times describe the node or a VM that was
+  during the window (splitbed.host.load). Not the node's cost: whether its times describe the node or a VM that was
   descheduled meanwhile.
 """
 
@@ -26,7 +26,6 @@ import os
 import platform
 import re
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,8 +34,8 @@ from typing import TypedDict
 
 import psutil
 
-from netem.hostload import HostCpuCounters, read_counters
 from splitbed.host import cgroup
+from splitbed.host.load import HostCpuCounters, read_counters
 
 try:
     import tomllib
@@ -297,9 +296,9 @@ class GpuInfo(TypedDict):
 
 def gpu_info() -> GpuInfo:
     """GPUs TensorFlow can use (the seed's `server_physical_gpus`). No utilisation sampling is implemented."""
-    if "tensorflow" not in sys.modules:
-        import tensorflow  # noqa: F401  (nodes load TensorFlow anyway; this only asks it)
-    tf = sys.modules["tensorflow"]
+    from splitbed.models import tfboot
+
+    tf = tfboot.tensorflow()  # nodes load TensorFlow anyway; this only asks it
     devices = [d.name for d in tf.config.list_physical_devices("GPU")]
     reason = ("no GPU: TensorFlow lists no GPU device (tensorflow-cpu build or no driver)" if not devices else
               "GPU present; per-inference GPU utilisation and energy are not sampled by this version")
