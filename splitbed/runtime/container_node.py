@@ -35,6 +35,8 @@ from splitbed.runtime.process_node import ProcessRuntime
 if TYPE_CHECKING:
     import docker
 
+    from netem.topology import Topology
+
 # Host environment variables passed into node containers (model/TF tuning and splitbed's own settings).
 PASS_ENV_PREFIXES = ("SPLITBED_", "TF_", "KERAS_", "OMP_", "PYTHONHASHSEED")
 # json-file logs are kept until the container is removed; bound them.
@@ -205,7 +207,7 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, topology: Any, *, image: str | None = None, client: docker.DockerClient | None = None,
+    def __init__(self, topology: Topology, *, image: str | None = None, client: docker.DockerClient | None = None,
                  mounts: list[Any] | tuple[Any, ...] = (), env: dict[str, str] | None = None,
                  default_limits: NodeLimits | None = None, sides: tuple[str, ...] | list[str] = SIDES) -> None:
         unknown = set(sides) - set(SIDES)

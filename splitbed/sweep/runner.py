@@ -7,7 +7,7 @@ the point has `repetitions` good records. An error record (the inference failed,
 is kept and the point tries again, at most `repetitions` extra times. A job the local node refuses outright (e.g.
 an unreadable image) leaves that point incomplete and the sweep goes on. If the testbed itself breaks (a node
 died, a timeout), it is rebuilt once for that point; a second failure stops the sweep (everything measured so far is kept;
-running the same command again resumes).
+running the same command again resumes). The loop itself is splitbed.sweep.loop.ProfileRun.
 """
 
 from __future__ import annotations
@@ -15,36 +15,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from netem.errors import NetemError
-from netem.profile import LinkProfile
-from splitbed.sweep.plan import Point, SweepSpec, points
+from splitbed.sweep.loop import (
+    ProfileRun,
+    Progress,
+    SweepError,
+    SweepOutcome,
+    SweepTestbed,
+    TestbedFactory,
+)
+from splitbed.sweep.plan import SweepSpec, points
 from splitbed.sweep.store import ResultStore
-from splitbed.trace_phases import at_repetition, is_trace_driven
 
 log = logging.getLogger(__name__)
 
 SWEEP_META_NAME = "sweep.json"
 MAX_RUNS_KEPT = 1000
 
-
-class SweepError(RuntimeError):
-    """The sweep had to stop; what was measured so far is in the results file."""
-
-
-class Progress(Protocol):
-    """What the sweep tells its caller (the CLI draws a progress bar from it)."""
-
-    def begin(self, total: int, done_points: int, points: int) -> None: ...
-
-    def phase(self, text: str) -> None: ...
-
-    def advance(self, record: dict[str, Any]) -> None: ...
+__all__ = ["Progress", "SweepError", "SweepOutcome", "SweepTestbed", "TestbedFactory", "run_sweep"]
 
 
 class _Silent:
@@ -58,34 +49,15 @@ class _Silent:
         pass
 
 
-@dataclass
-class SweepOutcome:
-    """What one run did. `skipped_points` were complete before it started (resume)."""
-
-    out_dir: Path
-    points: list[Point]
-    skipped_points: int = 0
-    inferences: int = 0
-    errors: int = 0
-    wall_s: float = 0.0
-    testbed_starts: list[dict[str, Any]] = field(default_factory=list)
-    incomplete: list[str] = field(default_factory=list)
-
-
-TestbedFactory = Callable[..., Any]
-
-
-def _default_factory(**kwargs: Any) -> Any:
+def _default_factory(*, profile: str, backend: str, models: list[str], weights: str, runtime: str) -> SweepTestbed:
     from splitbed.testbed import Testbed
 
-    return Testbed(**kwargs)
+    return Testbed(profile=profile, backend=backend, models=models, weights=weights, runtime=runtime)
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None = None,
               testbed_factory: TestbedFactory = _default_factory) -> SweepOutcome:
     """Measure every point of `spec` not yet complete in `out_dir`; see the module docstring."""
-    from splitbed.testbed import JobRefusedError, TestbedError
-
     progress = progress or _Silent()
     all_points = points(spec)
     outcome = SweepOutcome(out_dir=Path(out_dir), points=all_points)
@@ -101,8 +73,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
         try:
             for profile in dict.fromkeys(p.profile for p in todo):
                 batch = [p for p in todo if p.profile == profile]
-                _run_profile(spec, profile, batch, store, progress, outcome, testbed_factory, TestbedError,
-                             JobRefusedError)
+                ProfileRun(spec, profile, store, progress, outcome, testbed_factory).run(batch)
             state = "complete" if not outcome.incomplete else "incomplete"
         except SweepError:
             state = "failed"
@@ -111,101 +82,6 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
             outcome.wall_s = time.monotonic() - started
             _write_meta(outcome.out_dir, spec, started_utc, datetime.now(timezone.utc).isoformat(), state, outcome)
     return outcome
-
-
-def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: ResultStore, progress: Progress,
-                 outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception],
-                 refused_error: type[Exception]) -> None:
-    models = list(dict.fromkeys(p.model for p in batch))
-    link = LinkProfile.load(profile)
-    placed = link if is_trace_driven(link) else None  # repetitions are placed along the trace (trace_phases)
-    bed = None
-    try:
-        for point in batch:
-            for attempt in (1, 2):
-                try:
-                    if bed is None:
-                        bed = _start_testbed(spec, profile, models, progress, outcome, factory)
-                    _run_point(spec, point, bed, store, progress, outcome, placed)
-                    break
-                except refused_error as exc:  # this point's job cannot run; the testbed is fine
-                    log.warning("the local node refused point %s: %s", point.key, exc)
-                    progress.phase(f"point refused: {exc}")
-                    outcome.incomplete.append(point.key)
-                    break
-                except testbed_error as exc:  # a failed start, a dead node, a timeout
-                    log.warning("testbed failed on %s: %s", point.key, exc)
-                    if bed is not None:
-                        _close_quietly(bed)
-                    bed = None
-                    if attempt == 2:
-                        raise SweepError(f"the testbed failed twice on point {point.key}; stopping. Results so far "
-                                         f"are in {store.path}; run the same command to resume.\n{exc}") from exc
-                    progress.phase(f"testbed failed ({str(exc).splitlines()[0]}); rebuilding it")
-    finally:
-        if bed is not None:
-            bed.close()
-
-
-def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: Progress, outcome: SweepOutcome,
-                   factory: TestbedFactory) -> Any:
-    progress.phase(f"starting the testbed on {profile} ({', '.join(models)})")
-    begin = time.monotonic()
-    bed = factory(profile=profile, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime)
-    bed.start()
-    outcome.testbed_starts.append({"profile": profile, "models": models, "start_s": round(time.monotonic() - begin, 3),
-                                   "backend": bed.link_info().get("backend")})
-    return bed
-
-
-def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, progress: Progress,
-               outcome: SweepOutcome, trace_profile: LinkProfile | None = None) -> None:
-    missing = spec.repetitions - store.completed(point.key)
-    if missing <= 0:
-        return
-    progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)})")
-
-    def place_trace() -> None:  # before each repetition (and the warm-ups): where it belongs in the trace
-        if trace_profile is None:
-            return
-        repetition = store.completed(point.key)
-        try:
-            bed.update_link(at_repetition(trace_profile, repetition, spec.repetitions))
-        except NetemError as exc:  # the profile ran before, so the link itself failed: rebuild the testbed
-            from splitbed.testbed import TestbedError
-
-            raise TestbedError(f"the link could not restart its trace for repetition {repetition}: {exc}") from exc
-
-    place_trace()
-    for index in range(spec.warmup):
-        for record in bed.run(point.job(tags={"warmup": True, "warmup_index": index})):
-            store.append(record)
-            progress.advance(record)
-    attempts = 0
-    while store.completed(point.key) < spec.repetitions and attempts < 2 * missing:
-        attempts += 1
-        place_trace()
-        for record in bed.run(point.job(tags={"rep": store.completed(point.key)})):
-            store.append(record)
-            outcome.inferences += 1
-            if record.get("status") != "ok":
-                outcome.errors += 1
-                log.warning("inference error at %s: %s", point.key, record.get("error"))
-            else:
-                progress.advance(record)
-    if store.completed(point.key) < spec.repetitions:
-        outcome.incomplete.append(point.key)
-
-
-def _carriage(point: Point) -> str:
-    return point.encoding if point.encoding != "tlv" else f"tlv/{point.compression}"
-
-
-def _close_quietly(bed: Any) -> None:
-    try:
-        bed.close()
-    except Exception:
-        log.exception("closing a failed testbed")
 
 
 def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | None, state: str,
