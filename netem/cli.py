@@ -216,13 +216,8 @@ def _run_foreground(process: subprocess.Popen[Any]) -> int:
 @app.command("doctor", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def doctor_command(ctx: typer.Context) -> None:
     """What this host can emulate (root, namespaces, sch_netem, tbf, offloads, capture...)."""
-    try:
-        from netem import doctor
-    except ModuleNotFoundError as exc:
-        if exc.name == "netem.doctor":
-            err_console.print("netem doctor is not available in this installation")
-            raise typer.Exit(code=2) from None
-        raise
+    from netem import doctor
+
     raise typer.Exit(code=int(doctor.main(list(ctx.args)) or 0))
 
 

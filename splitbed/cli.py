@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from splitbed.commands import advise, docker_image, doctor, nodes, partitions, report, scenario, sweep
+from splitbed.commands import format as format_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -14,23 +15,10 @@ def _group() -> None:
     """Keeps `splitbed` a group of sub-commands even while only one is registered (typer would otherwise make
     that single command the whole program and reject its name as an extra argument)."""
 
-# Each module in splitbed/commands registers its own sub-commands.
-COMMAND_MODULES = ["doctor", "partitions", "nodes", "sweep", "report", "advise", "scenario", "format", "docker_image"]
-
-
-def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        modname = f"splitbed.commands.{name}"
-        try:
-            module = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:  # command not built yet
-            if exc.name == modname:
-                continue
-            raise
-        module.register(app)
-
-
-_register_all()
+# Each module in splitbed/commands registers its own sub-commands, in this order (the order of `--help`).
+COMMAND_MODULES = (doctor, partitions, nodes, sweep, report, advise, scenario, format_command, docker_image)
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def main() -> None:

@@ -63,12 +63,10 @@ HEADER_SIZE = HEADER.size
 
 
 def format_version() -> object:
-    """The format library's version, recorded with every result (empty until splitbed.format provides one)."""
-    try:
-        from splitbed import format as fmt
-    except ImportError:
-        return ""
-    return getattr(fmt, "FORMAT_VERSION", "")
+    """The format library's version, recorded with every result."""
+    from splitbed.format import FORMAT_VERSION
+
+    return FORMAT_VERSION
 
 
 def pack_header(unit_type: int, length: int) -> bytes:
