@@ -84,7 +84,7 @@ def local_node(
     compression: str = typer.Option("none", help="compression profile name or id (tlv only)"),
     repetitions: int = typer.Option(1, help="inferences to run"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the remote)"),
-    result_mode: str = typer.Option("full", help="full (all 1000 scores, as the seed) or topk"),
+    result_mode: str = typer.Option("full", help="full (all 1000 scores, as the testbed contribution) or topk"),
     top_k: int = typer.Option(5, help="predictions to decode"),
     aips: str = typer.Option("auto", help="auto, resend-same-id, resend-new-id, omit"),
     link_info: str | None = typer.Option(None, help='JSON recorded as the link, e.g. {"profile":"5g-embb"}'),

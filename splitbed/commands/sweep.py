@@ -17,7 +17,7 @@ DEFAULT_OUT = "results/sweep"
 def sweep(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="model (repeatable; default vgg16)")] = None,
     partition: Annotated[list[str] | None, typer.Option(
-        "--partition", "-p", help="partition name or id, `seed` (the seed's example candidates, or every candidate "
+        "--partition", "-p", help="partition name or id, `seed` (the testbed contribution's example candidates, or every candidate "
         "of a model that has none marked) or `all` (every candidate in the model's data file); repeatable; "
         "default seed")] = None,
     profile: Annotated[list[str] | None, typer.Option(
@@ -32,7 +32,7 @@ def sweep(
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
-    full: bool = typer.Option(False, help="the seed's whole matrix: vgg16+resnet50 x all candidates x all built-in "
+    full: bool = typer.Option(False, help="the testbed contribution's whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
     report: bool = typer.Option(True, help="write the report at the end"),
     dry_run: bool = typer.Option(False, help="list the points and what is already done; measure nothing"),

@@ -5,7 +5,7 @@ after layer (MobileNetV2's depthwise kernels are drawn with Glorot fans of 9*C i
 block), so MobileNetV2's softmax came out exactly uniform and ResNet50's one-hot on the same class for every
 image: an end-to-end correctness check on such outputs cannot fail.
 
-Here, after the seeded build, one forward pass in training mode on a calibration batch drawn from the seed
+Here, after a seeded build, one forward pass in training mode on a calibration batch drawn from SEED
 (dead-leaves images: overlapping discs with power-law radii, a standard synthetic stand-in for natural image
 statistics) sets:
 - every BatchNormalization's moving mean and variance to the batch statistics of its input (in training mode each
@@ -35,7 +35,7 @@ DISCS = 600
 DISC_RADIUS = (0.01, 0.4)  # fraction of the image side
 DISC_RADIUS_EXPONENT = 3.0  # density r^-3: scale-invariant, like natural images
 CHROMA = 0.35  # colour spread around each disc's grey level (photos' channels are strongly correlated)
-STREAM_KEY = 0x5B17  # separates this generator's stream from any other use of the seed
+STREAM_KEY = 0x5B17  # separates this generator's stream from any other use of SEED
 
 
 def calibration_images(seed: int, count: int, height: int, width: int) -> np.ndarray:
@@ -122,7 +122,7 @@ def _is_softmax(layer: Any) -> bool:
 
 
 def calibrate(model: Any, spec: ModelSpec, seed: int) -> None:
-    """Set `model`'s BN statistics and free kernel scales from one pass on the seed's calibration batch."""
+    """Set `model`'s BN statistics and free kernel scales from one pass on the calibration batch drawn from `seed`."""
     from splitbed.models.preprocess import load_image
 
     keras = tfboot.keras()

@@ -1,6 +1,6 @@
 """Graph cut of a Keras 3 functional model into a head and a tail sub-model.
 
-Why a graph walk: the seed's `Model(Input(tensor=split_layer.output), ...)` does not work in Keras 3, and
+Why a graph walk: the testbed contribution's `Model(Input(tensor=split_layer.output), ...)` does not work in Keras 3, and
 re-applying the layers after the split point one by one to a single tensor breaks on any residual block (the
 `Add` needs the shortcut too). Here a partition named after layer L puts L and every node L depends on in the
 head; all other nodes go to the tail. The crossing tensors are the head tensors that a tail node consumes (or

@@ -67,7 +67,7 @@ def build_architecture(name: str) -> Any:
 
 
 def _build_random(spec: ModelSpec, seed: int) -> Any:
-    """Seeded initialisers, then calibration from the seed (wts.RANDOM_SCHEME): bit-identical weights in every
+    """Seeded initialisers, then calibration from `seed` (wts.RANDOM_SCHEME): bit-identical weights in every
     process (tested with real subprocesses) whose outputs depend on the input (raw Keras initialisers gave
     MobileNetV2 an exactly uniform softmax).
 

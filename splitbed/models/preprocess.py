@@ -1,8 +1,8 @@
 """Model input from an image file or an array, preprocessed exactly as the model's Keras application defines.
 
-File path follows the seed: keras.utils.load_img(path, target_size) -> img_to_array -> expand_dims ->
+File path follows the testbed contribution: keras.utils.load_img(path, target_size) -> img_to_array -> expand_dims ->
 preprocess_input of the application (VGG16/ResNet50: caffe mode, RGB->BGR and ImageNet mean subtraction;
-MobileNetV2: tf mode, scaled to [-1, 1]). The seed's "input data size" is the file's size in bytes.
+MobileNetV2: tf mode, scaled to [-1, 1]). The testbed contribution's "input data size" is the file's size in bytes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_IMAGE_PIXELS = 50_000_000  # checked from the header before the pixels are d
 
 @dataclass(frozen=True)
 class PreparedInput:
-    """A batch of one preprocessed image and the seed's two size figures."""
+    """A batch of one preprocessed image and the testbed contribution's two size figures."""
 
     array: np.ndarray  # (1, height, width, 3) float32, ready for the model (or its head)
     input_bytes: int  # file size, or the given array's nbytes

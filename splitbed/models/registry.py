@@ -58,7 +58,7 @@ class ModelSpec:
     input_shape: tuple[int, int, int]
     imagenet_weights_file: str
     partitions: tuple[Partition, ...] = field(repr=False)
-    # Fully convolutional up to a global pooling: the same weights serve any input size (seed 004's "input media
+    # Fully convolutional up to a global pooling: the same weights serve any input size (S4-260189's "input media
     # size changes may alter tensor shape"); `at_input_size` gives the spec of such a build.
     variable_input: bool = False
 

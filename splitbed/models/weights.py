@@ -1,7 +1,7 @@
 """Which weights a model gets, and the small JSON-able record of that choice (embedded in every metrics record).
 
 Specs: `imagenet` (Keras download + cache, for users online), a path to a local weights file (`file:` prefix
-optional), `random:SEED` (seeded initialisers, then calibrated from the seed: RANDOM_SCHEME, see
+optional), `random:SEED` (seeded initialisers, then calibrated from SEED: RANDOM_SCHEME, see
 splitbed.models.calibration; bit-identical in every process, so the UE and the edge get the same model), or
 `auto`: ImageNet if the Keras cache has the file or the download host answers within a short timeout, else
 `random:0` with a loud warning that every result records. Set SPLITBED_OFFLINE=1 to skip the network check (tests
@@ -125,7 +125,7 @@ def _parse_seed(text: str, spec: str) -> int:
     try:
         seed = int(text, 10)
     except ValueError:
-        raise WeightsError(f"bad weights spec {spec!r}: the seed after 'random:' must be an integer") from None
+        raise WeightsError(f"bad weights spec {spec!r}: the random seed after 'random:' must be an integer") from None
     if not 0 <= seed <= MAX_SEED:
         raise WeightsError(f"bad weights spec {spec!r}: seed must be in 0..{MAX_SEED}")
     return seed

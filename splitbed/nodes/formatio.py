@@ -172,7 +172,7 @@ def payload_sizes(pieces: Sequence[Piece]) -> list[int]:
 
 
 def json_baseline_unit(arrays: Sequence[np.ndarray], partition_id: int) -> bytes:
-    """The JSON baseline carriage (seed 000's json.dumps(...tolist())) in a JSON_BASELINE control unit."""
+    """The JSON baseline carriage (the testbed contribution's json.dumps(...tolist())) in a JSON_BASELINE control unit."""
     payload = json_baseline.encode(list(arrays), partition_id=partition_id)
     return pack_header(MsgType.JSON_BASELINE, len(payload)) + payload
 

@@ -630,7 +630,7 @@ class _Inference:
                 "expected_match": lossless}
 
     def _predictions(self, body: dict[str, Any]) -> list[Prediction]:
-        """Decode the predictions on the local side, as the seed allows (decode_predictions)."""
+        """Decode the predictions on the local side, as the testbed contribution allows (decode_predictions)."""
         from splitbed.models import labels
 
         top_k = self.s.top_k

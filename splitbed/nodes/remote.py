@@ -432,7 +432,7 @@ class RemoteSession:
             "inference_call": INFERENCE_CALL,
         }
         if self.result_mode == "full":
-            body["preds"] = [float(v) for v in row]  # the seed's json.dumps({'preds': preds.tolist(), ...})
+            body["preds"] = [float(v) for v in row]  # the testbed contribution's json.dumps({'preds': preds.tolist(), ...})
         return body
 
     # --- replies -----------------------------------------------------------------------------------

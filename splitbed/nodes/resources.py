@@ -295,7 +295,7 @@ class GpuInfo(TypedDict):
 
 
 def gpu_info() -> GpuInfo:
-    """GPUs TensorFlow can use (the seed's `server_physical_gpus`). No utilisation sampling is implemented."""
+    """GPUs TensorFlow can use (the testbed contribution's `server_physical_gpus`). No utilisation sampling is implemented."""
     from splitbed.models import tfboot
 
     tf = tfboot.tensorflow()  # nodes load TensorFlow anyway; this only asks it

@@ -54,7 +54,7 @@ class SuiteCase:
     @property
     def lossless(self) -> bool:
         if self.carriage == JSON_CARRIAGE:
-            return True  # the seed's JSON carries float32 values as shortest round-trip decimals
+            return True  # the testbed contribution's JSON carries float32 values as shortest round-trip decimals
         from splitbed.format import get_profile
 
         return bool(get_profile(self.compression).lossless)

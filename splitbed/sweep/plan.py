@@ -2,7 +2,7 @@
 stable key that names each point in the results, so that an interrupted sweep resumes where it stopped.
 
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
-candidate partition, `seed` = the seed's example candidates (`seed_example = true`), or names/ids.
+candidate partition, `seed` = the testbed contribution's example candidates (`seed_example = true`), or names/ids.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class SweepSpec:
 
     @classmethod
     def full(cls, **overrides: Any) -> SweepSpec:
-        """The seed's whole matrix: vgg16 + resnet50, every candidate partition, every built-in profile, both
+        """The testbed contribution's whole matrix: vgg16 + resnet50, every candidate partition, every built-in profile, both
         encodings."""
         from netem.profile import builtin_names
 

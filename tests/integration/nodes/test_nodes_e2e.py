@@ -233,7 +233,7 @@ def test_driven_local_nodes(driven: list[list[dict[str, Any]]]) -> None:
     assert all(r["compression_profile"] == "shuffle-zstd" for r in b_records)
     assert b_records[0]["session_id"] not in {r["session_id"] for recs in a.values() for r in recs
                                                if "session_id" in r}
-    # the full-mode result carries all 1000 scores like the seed; top-k only a few
+    # the full-mode result carries all 1000 scores like the testbed contribution; top-k only a few
     assert raw1["downlink_bytes"] > 10 * b_records[0]["downlink_bytes"]
 
 

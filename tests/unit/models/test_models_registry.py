@@ -33,7 +33,7 @@ def test_every_data_file_parses_with_unique_ids(name: str) -> None:
     ids = [p.partition_id for p in spec.partitions]
     assert len(ids) == len(set(ids)) and all(0 <= i <= registry.MAX_PARTITION_ID for i in ids)
     assert spec.input_shape == (224, 224, 3)
-    assert spec.partition("input_1").name == "input_layer"  # the seed's Keras 2 input name is an alias
+    assert spec.partition("input_1").name == "input_layer"  # the testbed contribution's Keras 2 input name is an alias
 
 
 def test_vgg16_holds_seed_example_and_every_seed_layer() -> None:

@@ -41,7 +41,7 @@ def test_all_required_builtins_exist_and_cite_a_source() -> None:
 
 
 def test_builtin_figures_match_design_numbers() -> None:
-    # The numbers DESIGN.md cites; a wrong figure here puts a wrong figure in every report.
+    # The numbers the profiles' sources give (docs/REFERENCES.md); a wrong figure here puts a wrong figure in every report.
     assert LinkProfile.load("5g-embb").uplink.rate_mbit == 50.0
     assert LinkProfile.load("5g-embb").uplink.delay_ms == 4.0
     assert LinkProfile.load("5g-split-ai").uplink.rate_mbit == 144.0

@@ -1,5 +1,5 @@
 """splitbed/data/budgets.toml: parses, cites its sources, and the default budget is the TS 22.261 split AI/ML
-image recognition row whose figures DESIGN.md records (15 ms, 144 Mbit/s, 0.27 MByte)."""
+image recognition row of 3GPP TS 22.261 Table 7.10.1-1 (15 ms, 144 Mbit/s, 0.27 MByte)."""
 
 from __future__ import annotations
 
