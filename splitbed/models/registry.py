@@ -15,6 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from netem.fields import Checker
 from splitbed.models.errors import PartitionDataError, UnknownModelError, UnknownPartitionError
 
 if sys.version_info >= (3, 11):
@@ -103,25 +104,24 @@ class ModelSpec:
                                     f"(see splitbed/models/data/{self.name}.toml)")
 
 
+_check = Checker(PartitionDataError)
+
+
 def _require(cond: bool, source: str, message: str) -> None:
     if not cond:
         raise PartitionDataError(f"{source}: {message}")
 
 
 def _parse_partition(raw: Any, source: str) -> Partition:
-    _require(isinstance(raw, dict), source, "each [[partition]] must be a table")
-    unknown = set(raw) - _PARTITION_KEYS
-    _require(not unknown, source, f"unknown partition keys {sorted(unknown)}")
-    pid, name = raw.get("id"), raw.get("name")
-    _require(isinstance(pid, int) and not isinstance(pid, bool) and 0 <= pid <= MAX_PARTITION_ID, source,
-             f"partition id must be an integer 0..{MAX_PARTITION_ID}, got {pid!r}")
+    _check.table(f"{source}: each [[partition]]", raw)
+    _check.keys(source, raw, _PARTITION_KEYS, noun="partition keys")
+    pid = _check.integer(f"{source}: partition id", raw.get("id"), low=0, high=MAX_PARTITION_ID)
+    name = raw.get("name")
     _require(isinstance(name, str) and bool(_NAME_RE.match(name)), source, f"bad partition name {name!r}")
     aliases = raw.get("aliases", [])
     _require(isinstance(aliases, list) and all(isinstance(a, str) and _NAME_RE.match(a) for a in aliases),
              source, f"aliases of {name!r} must be a list of names")
-    tensors = raw.get("tensors", 1)
-    _require(isinstance(tensors, int) and not isinstance(tensors, bool) and tensors >= 1, source,
-             f"tensors of {name!r} must be a positive integer")
+    tensors = _check.integer(f"{source}: tensors of {name!r}", raw.get("tensors", 1), low=1)
     return Partition(partition_id=pid, name=name, aliases=tuple(aliases), tensors=tensors,
                      seed_example=bool(raw.get("seed_example", False)),
                      stage_output=bool(raw.get("stage_output", False)), note=str(raw.get("note", "")))
@@ -129,10 +129,9 @@ def _parse_partition(raw: Any, source: str) -> Partition:
 
 def parse_spec(data: dict[str, Any], source: str) -> ModelSpec:
     """Validate one parsed data file; `source` names it in error messages."""
-    unknown = set(data) - _MODEL_KEYS
-    _require(not unknown, source, f"unknown keys {sorted(unknown)}")
+    _check.keys(source, data, _MODEL_KEYS, noun="keys")
     for key in ("model", "keras_module", "constructor", "imagenet_weights_file"):
-        _require(isinstance(data.get(key), str) and bool(data[key]), source, f"missing or empty {key!r}")
+        _check.string(f"{source}: {key}", data.get(key), non_empty=True)
     shape: Any = data.get("input_shape")
     _require(isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and 0 < d <= 4096
                                                                  for d in shape),
@@ -145,8 +144,7 @@ def parse_spec(data: dict[str, Any], source: str) -> ModelSpec:
     keys = [k for p in parts for k in (p.name, *p.aliases)]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     _require(not dupes, source, f"names or aliases used twice: {dupes}")
-    variable = data.get("variable_input", False)
-    _require(isinstance(variable, bool), source, f"variable_input must be true or false, got {variable!r}")
+    variable = _check.boolean(f"{source}: variable_input", data.get("variable_input", False))
     return ModelSpec(name=data["model"], keras_module=data["keras_module"], constructor=data["constructor"],
                      input_shape=(shape[0], shape[1], shape[2]),
                      imagenet_weights_file=data["imagenet_weights_file"], partitions=parts, variable_input=variable)

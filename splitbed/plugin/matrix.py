@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from netem.fields import Checker
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -28,6 +30,9 @@ JSON_CARRIAGE = "json-baseline"
 
 class MatrixError(ValueError):
     """suite.toml (or a filter) names something that does not exist."""
+
+
+_check = Checker(MatrixError)
 
 
 @dataclass(frozen=True, order=True)
@@ -102,10 +107,11 @@ def _group_cases(group: Mapping[str, Any], where: str) -> list[SuiteCase]:
     from netem.profile import builtin_names
     from splitbed.models import registry
 
-    unknown = set(group) - GROUP_KEYS
+    _check.table(where, group)
+    _check.keys(where, group, GROUP_KEYS, noun="keys")
     missing = GROUP_KEYS - set(group)
-    if unknown or missing:
-        raise MatrixError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    if missing:
+        raise MatrixError(f"{where}: missing keys {sorted(missing)}")
     models = _expand(group["models"], registry.names(), "models", where)
     profiles = _expand(group["profiles"], builtin_names(), "profiles", where)
     carriages = _expand(group["carriages"], (), "carriages", where)

@@ -14,11 +14,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from netem.fields import Checker
+
 _KEYS = {"default", "title", "uplink_latency_ms", "uplink_rate_mbit", "payload_bytes", "source"}
 
 
 class BudgetError(ValueError):
     """budgets.toml is malformed, or a budget name is unknown."""
+
+
+_check = Checker(BudgetError)
 
 
 @dataclass(frozen=True)
@@ -38,28 +43,23 @@ class Budget:
 def _number(name: str, key: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise BudgetError(f"budgets.toml [{name}] {key} must be a positive number, got {value!r}")
-    return float(value)
+    return _check.number(f"budgets.toml [{name}] {key}", value, low=0.0, low_open=True)
 
 
 def parse_budgets(data: dict[str, Any]) -> dict[str, Budget]:
     budgets: dict[str, Budget] = {}
     for name, table in data.items():
-        if not isinstance(table, dict):
-            raise BudgetError(f"budgets.toml: {name!r} must be a table")
-        unknown = set(table) - _KEYS
-        if unknown:
-            raise BudgetError(f"budgets.toml [{name}]: unknown keys {sorted(unknown)}")
+        where = f"budgets.toml [{name}]"
+        _check.table(where, table)
+        _check.keys(where, table, _KEYS, noun="keys")
         for key in ("title", "source"):
-            if not isinstance(table.get(key), str) or not table[key].strip():
-                raise BudgetError(f"budgets.toml [{name}]: {key} must be a non-empty string (cite the source)")
+            _check.string(f"{where} {key}", table.get(key), non_empty=True, fix="cite the source")
         payload = _number(name, "payload_bytes", table.get("payload_bytes"))
         budgets[name] = Budget(name=name, title=table["title"], source=table["source"],
                                uplink_latency_ms=_number(name, "uplink_latency_ms", table.get("uplink_latency_ms")),
                                uplink_rate_mbit=_number(name, "uplink_rate_mbit", table.get("uplink_rate_mbit")),
                                payload_bytes=int(payload) if payload is not None else None,
-                               default=bool(table.get("default", False)))
+                               default=_check.boolean(f"{where} default", table.get("default", False)))
     defaults = [b.name for b in budgets.values() if b.default]
     if len(defaults) != 1:
         raise BudgetError(f"budgets.toml must mark exactly one budget `default = true`, found {defaults}")

@@ -81,8 +81,8 @@ def _bad(mutate) -> dict:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d["partition"].append({"id": 0, "name": "again"}), "duplicate partition ids"),
-    (lambda d: d["partition"][1].update(id=-1), "partition id must be an integer"),
-    (lambda d: d["partition"][1].update(id=256), "partition id must be an integer"),
+    (lambda d: d["partition"][1].update(id=-1), "partition id = -1 is outside"),
+    (lambda d: d["partition"][1].update(id=256), "partition id = 256 is outside"),
     (lambda d: d["partition"][1].update(id=True), "partition id must be an integer"),
     (lambda d: d["partition"][1].update(name="block 1"), "bad partition name"),
     (lambda d: d["partition"][2].update(aliases=["block1_conv1"]), "used twice"),

@@ -28,7 +28,7 @@ def test_every_budget_cites_a_source_that_states_its_numbers() -> None:
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"a": {"title": "t", "source": "s", "default": True, "uplink_latency_ms": -1}}, "positive number"),
+    ({"a": {"title": "t", "source": "s", "default": True, "uplink_latency_ms": -1}}, "uplink_latency_ms = -1 is outside \\(0"),
     ({"a": {"title": "t", "source": "", "default": True}}, "cite the source"),
     ({"a": {"title": "t", "source": "s", "default": True, "colour": "red"}}, "unknown keys"),
     ({"a": {"title": "t", "source": "s"}}, "exactly one budget"),
