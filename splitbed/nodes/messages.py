@@ -385,6 +385,17 @@ class Result:
             remote_tail_build_ms=_float(body, "remote_tail_build_ms"),
             downlink_tcp=tcp_state_field(body.get("downlink_tcp")), aips_events=_events(body), body=body)
 
+    @classmethod
+    def outgoing(cls, body: dict[str, Any]) -> Result:
+        """A RESULT this node builds to send: carried as it is (the receiver checks it with from_body)."""
+        stamps = body.get("timestamps_ns", {})
+        return cls(body.get("after_unit"), body.get("partition_id", -1),
+                   {k: v for k, v in stamps.items() if k in RESULT_STAMPS}, stamps.get("remote_last_byte_kernel"),
+                   body.get("uplink_end_reason"), body.get("uplink_out_of_order_packets"),
+                   float(body.get("remote_inference_ms", 0.0)), float(body.get("remote_decode_ms", 0.0)),
+                   float(body.get("remote_queue_wait_ms", 0.0)), float(body.get("remote_tail_build_ms", 0.0)),
+                   body.get("downlink_tcp"), list(body.get("aips_events", [])), body)
+
     def predictions(self, result_mode: str, top_k: int) -> list[tuple[int, float]]:
         """(class, score) of the best `top_k`: ranked here from all the scores (full mode) or as the remote
         ranked them (topk mode)."""
