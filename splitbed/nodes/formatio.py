@@ -30,10 +30,7 @@ from splitbed.format.events import (
 from splitbed.format.profiles import PROFILES, get_profile
 from splitbed.format.tlv import TLV_HEADER
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
-from splitbed.nodes.protocol import HEADER, MsgType, pack_header
-
-# The protocol's control units must frame exactly like the format's units, or a capture would not decode.
-assert HEADER.format.lstrip("!>") == TLV_HEADER.format.lstrip("!>"), "protocol and format TLV headers differ"
+from splitbed.nodes.protocol import MsgType, pack_header
 
 Piece = bytes | bytearray | memoryview
 
