@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from netem.errors import CaptureError
+from netem.pyexec import python_module
 
 if TYPE_CHECKING:
     from netem.flows import FlowStats
@@ -95,8 +96,8 @@ class Capture:
         self.stop()
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "netem.capture", self.interface, str(self.pcap_path),
-                "--max-packets", str(self.max_packets), "--max-seconds", str(self.max_seconds)]
+        argv = python_module("netem.capture", self.interface, str(self.pcap_path),
+                             "--max-packets", str(self.max_packets), "--max-seconds", str(self.max_seconds))
         self._process = self.topology.popen(self.side, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             text=True)
         assert self._process.stdout is not None

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from netem.errors import NetemError
 from netem.profile import DirectionProfile, GilbertElliott, LinkProfile, RandomLoss, builtin_profiles
+from netem.pyexec import safe_env
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
 err_console = Console(stderr=True)
@@ -99,13 +100,65 @@ def profiles_markdown(profiles: list[LinkProfile]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tcp_markdown(profiles: list[LinkProfile], measured: dict[str, Any]) -> str:
+    """The "What TCP gets" table of docs/PROFILES.md: each profile's TCP claim and why, and the stored
+    measurement (netem/data/tcp_goodput.json, written by `netem tcp-check --write`); a test keeps the document
+    equal to this."""
+    from netem.tcpcheck import TOLERANCE
+
+    lines = ["| profile | direction | link rate (frames) | TCP should reach | measured TCP goodput | of the claim |",
+             "|---|---|---|---|---|---|"]
+    notes = []
+    for profile in profiles:
+        claim = profile.expected_tcp
+        if claim is None:
+            continue
+        notes.append(f"- **`{profile.name}`**: {claim.basis}")
+        for which in ("uplink", "downlink"):
+            expected = claim.direction(which)
+            figures = measured.get("measured", {}).get(profile.name, {}).get(which)
+            traced = profile.direction(which).trace is not None
+            if expected is None and traced and isinstance(figures, dict) and "expected_mbit" in figures:
+                expected = float(figures["expected_mbit"])
+                lines.append(f"| `{profile.name}` | {which} | {_rate(profile.direction(which))}, "
+                             f"{figures.get('stretch')} | {expected:g} Mbit/s (that x 1448/1514) | "
+                             f"{_measured_cell(figures)} | {100 * float(figures['goodput_mbit']) / expected:.1f} % |")
+                continue
+            if expected is None:
+                continue
+            if isinstance(figures, dict):
+                got = _measured_cell(figures)
+                ratio = f"{100 * float(figures['goodput_mbit']) / expected:.1f} %"
+            else:
+                got, ratio = "not measured", "-"
+            lines.append(f"| `{profile.name}` | {which} | {_rate(profile.direction(which))} | {expected:g} Mbit/s | "
+                         f"{got} | {ratio} |")
+    lines.append("")
+    lines.append(f"A claim holds when the measured goodput is within {TOLERANCE:.0%} of it. Why each figure:")
+    lines.append("")
+    lines += notes
+    return "\n".join(lines) + "\n"
+
+
+def _measured_cell(figures: dict[str, Any]) -> str:
+    stolen = figures.get("host_cpu_stolen_pct")
+    steal = "" if stolen is None else f", {stolen:g} % CPU stolen"
+    return f"{float(figures['goodput_mbit']):g} Mbit/s ({figures.get('date')}, {figures.get('backend')} link{steal})"
+
+
 @app.command("profiles")
 def profiles_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the profiles as JSON (LinkProfile.to_dict)")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="print the docs/PROFILES.md table")] = False,
+    tcp_table: Annotated[bool, typer.Option("--tcp-markdown", help="print the docs/PROFILES.md TCP table")] = False,
 ) -> None:
     """List the built-in link profiles with their figures and sources."""
     profiles = builtin_profiles()
+    if tcp_table:
+        from netem.tcpcheck import read_measured
+
+        print(tcp_markdown(profiles, read_measured()), end="")
+        return
     if as_json:
         print(json.dumps([p.to_dict() for p in profiles], indent=2))
         return
@@ -121,6 +174,48 @@ def profiles_command(
         table.add_row(row["name"], row["ul_rate"], row["ul_delay"], row["ul_jitter"], row["ul_loss"],
                       row["ul_queue"], row["dl_rate"], row["dl_delay"], row["trace"], source)
     Console(width=max(160, Console().width)).print(table)
+
+
+@app.command("tcp-check")
+def tcp_check_command(
+    profile: Annotated[list[str] | None, typer.Option("--profile", "-p", help="profile (repeatable; default: every "
+                                                       "built-in with a TCP claim)")] = None,
+    backend: Annotated[str, typer.Option(help="auto | kernel | userspace")] = "auto",
+    write: Annotated[bool, typer.Option("--write", help="store the figures for docs/PROFILES.md "
+                                        "(netem/data/tcp_goodput.json)")] = False,
+) -> None:
+    """Measure what one TCP flow gets through each profile (iperf3) against what the profile claims. Needs root
+    and iperf3; exit status 1 when a claim misses by more than the tolerance."""
+    import datetime
+
+    from netem.tcpcheck import check_profile, expected_of, within_claim, write_measured
+
+    try:
+        profiles = [LinkProfile.load(name) for name in profile] if profile else builtin_profiles()
+    except NetemError as exc:
+        err_console.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    results, missed = [], 0
+    for link in profiles:
+        if link.expected_tcp is None:
+            print(f"{link.name}: states no TCP figure ([expected_tcp] missing); skipped")
+            continue
+        try:
+            measured = check_profile(link, backend=backend)
+        except NetemError as exc:
+            err_console.print(f"error: {link.name}: {exc}")
+            raise typer.Exit(1) from None
+        for result in measured:
+            claim = expected_of(link, result)
+            assert claim is not None
+            ok = within_claim(result.goodput_mbit, claim)
+            missed += not ok
+            print(f"{result.describe()}; claim {claim:g} Mbit/s: {100 * result.goodput_mbit / claim:.1f} % "
+                  f"{'ok' if ok else 'MISSED'}")
+        results += measured
+    if write and results:
+        write_measured(results, datetime.date.today().isoformat())
+    raise typer.Exit(1 if missed else 0)
 
 
 @app.command(
@@ -166,8 +261,9 @@ def run_shell(
     from netem.topology import Topology
 
     profile = LinkProfile.load(profile_name)
-    with Topology(profile, backend=backend) as topo:
-        env = dict(os.environ, NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
+    with Topology(profile, backend=backend, guard=True) as topo:  # kill -9 of the shell: nothing survives
+        # PYTHONSAFEPATH: a `python -m ...` among the commands never imports from the working directory.
+        env = dict(safe_env(), NETEM_REMOTE=topo.edge_addr, NETEM_LOCAL=topo.ue_addr, NETEM_PROFILE=profile.name,
                    NETEM_BACKEND=str(topo.backend), NETEM_NS_UE=topo.ns_ue, NETEM_NS_EDGE=topo.ns_edge)
         server_env = dict(env, NETEM_REMOTE=topo.ue_addr, NETEM_LOCAL=topo.edge_addr)
         err_console.print(f"netem: {profile.name} on the {topo.backend} backend; ue {topo.ue_addr} "

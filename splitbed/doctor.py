@@ -16,8 +16,8 @@ from pathlib import Path
 
 from netem import doctor as netem_doctor
 from netem.doctor import Probe
+from netem.hostload import STEAL_LIMIT, HostCpuCounters, read_counters
 from splitbed.host import cgroup
-from splitbed.host.load import STEAL_LIMIT, HostCpuCounters, read_counters
 
 RAPL_ENERGY_FILE = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 

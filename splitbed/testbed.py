@@ -28,11 +28,13 @@ from types import TracebackType
 from typing import IO, Any, NoReturn
 
 from netem.profile import LinkProfile
+from netem.pyexec import python_module
 from netem.tcp import DEFAULT_CONGESTION_CONTROL
 from netem.topology import Topology
 from splitbed.models import tfboot
 from splitbed.nodes.jobs import Job, parse_job
 from splitbed.runtime import NodeHandle, NodeLimits, NodeRuntime
+from splitbed.runtime.cpus import exec_prefix, format_cpus, pin_process, plan_from
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ class Testbed:
     `make_runtime`, `limits` maps a side to NodeLimits. `warmup_partition` overrides the warm-up partition.
     `remote_args` / `local_args` are extra command-line options for the nodes (e.g. `--verify-delivery`).
     `tcp_congestion_control`: the algorithm both nodes' TCP uses (netem.Topology; None = the host's default).
+    `cpus`: where the UE node, the edge node and the userspace link run (splitbed.runtime.cpus: `auto` = the
+    default plan for this host's CPUs, `none`, `ue=0;edge=1;link=1`, a mapping or a CpuPlan); recorded in every
+    record's `link.cpus`.
     """
 
     __test__ = False
@@ -94,6 +99,7 @@ class Testbed:
         local_args: Sequence[str] = (),
         python: str = sys.executable,
         tcp_congestion_control: str | None = DEFAULT_CONGESTION_CONTROL,
+        cpus: Any = "auto",
     ) -> None:
         if not models:
             raise ValueError("Testbed needs at least one model")
@@ -110,6 +116,8 @@ class Testbed:
         self.remote_args = list(remote_args)
         self.local_args = list(local_args)
         self.tcp_congestion_control = tcp_congestion_control
+        self.cpu_plan = plan_from(cpus)  # CpuPlanError (a ValueError) for a bad plan, before anything starts
+        self.cpu_pinning: dict[str, Any] = {"ue": "not started", "edge": "not started", "link": "not started"}
         self.python = python
         self.topology: Topology | None = None
         self.runtime: NodeRuntime | None = None
@@ -153,6 +161,7 @@ class Testbed:
         self.topology = Topology(self.profile, self.requested_backend,
                                  tcp_congestion_control=self.tcp_congestion_control)
         self.topology.start()
+        self._pin_link()
         self.runtime = self._make_runtime(self.topology)
         deadline = time.monotonic() + self.ready_timeout_s
         self.remote = self._start_node(self.runtime, "edge", self._remote_argv(), stdin=None)
@@ -230,6 +239,7 @@ class Testbed:
         return {"profile": self.profile.to_dict(), "backend": self.topology.backend,
                 "requested_backend": self.requested_backend, "emulator": described.get("link"),
                 "tcp": described.get("tcp"),
+                "cpus": {**self.cpu_plan.to_dict(), "applied": dict(self.cpu_pinning)},
                 "runtime": self._runtime_name(), "ue_addr": self.topology.ue_addr,
                 "edge_addr": self.topology.edge_addr}
 
@@ -264,21 +274,48 @@ class Testbed:
 
     def _remote_argv(self) -> list[str]:
         assert self.topology is not None
-        argv = [self.python, "-m", "splitbed", "remote-node", "--host", self.topology.edge_addr, "--port", "0",
-                "--weights", self.weights]
+        argv = python_module("splitbed", "remote-node", "--host", self.topology.edge_addr, "--port", "0",
+                             "--weights", self.weights, python=self.python)
         for model in self.models:
             argv += ["--model", model]
         return argv + self.remote_args
 
     def _local_argv(self) -> list[str]:
-        return [self.python, "-m", "splitbed", "local-node", "--connect", f"{self._edge_addr()}:{self.remote_port}",
-                "--weights", self.weights, "--jobs", "-"] + self.local_args
+        return python_module("splitbed", "local-node", "--connect", f"{self._edge_addr()}:{self.remote_port}",
+                             "--weights", self.weights, "--jobs", "-", *self.local_args, python=self.python)
 
     def _edge_addr(self) -> str:
         assert self.topology is not None
         return self.topology.edge_addr
 
+    def _pin_link(self) -> None:
+        assert self.topology is not None
+        cpus = self.cpu_plan.link
+        link = self.topology.describe().get("link") or {}
+        pid = link.get("pid") if isinstance(link, dict) else None
+        if not cpus:
+            self.cpu_pinning["link"] = "not pinned"
+        elif not isinstance(pid, int):
+            self.cpu_pinning["link"] = f"not pinned: the {self.topology.backend} backend has no link process"
+        else:
+            threads = pin_process(pid, cpus)
+            self.cpu_pinning["link"] = f"pinned to {format_cpus(cpus)} (pid {pid}, {threads} threads)"
+
+    def _pinned_argv(self, side: str, argv: list[str]) -> list[str]:
+        role = "ue" if side == "ue" else "edge"
+        cpus = self.cpu_plan.cpus(role)
+        if not cpus:
+            self.cpu_pinning[role] = "not pinned"
+            return argv
+        if self._runtime_name() != "process":
+            self.cpu_pinning[role] = (f"not pinned: the {self._runtime_name()} runtime places its nodes (give "
+                                      "limits with a cpuset)")
+            return argv
+        self.cpu_pinning[role] = f"pinned to {format_cpus(cpus)} at exec (taskset)"
+        return exec_prefix(cpus) + argv
+
     def _start_node(self, runtime: NodeRuntime, side: str, argv: list[str], *, stdin: int | None) -> NodeHandle:
+        argv = self._pinned_argv(side, argv)
         kwargs: dict[str, Any] = {"stdin": stdin, "stdout": _PIPE, "stderr": None, "env": dict(NODE_ENV)}
         if side in self.limits:
             kwargs["limits"] = self.limits[side]

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from netem.pyexec import python_module
+
 # Environment variable set inside the user-namespace sandbox the doctor re-executes into (see userns_wrapper).
 USERNS_ENV = "SPLITBED_USERNS"
 
@@ -89,6 +91,6 @@ def reexec_in_userns_if_needed(module: str, argv: Sequence[str], allow: bool) ->
     if userns_blockers() or not try_userns()[0]:
         return
     env = dict(os.environ, **{USERNS_ENV: "1"})
-    command = userns_wrapper([sys.executable, "-m", module, *argv])
+    command = userns_wrapper(python_module(module, *argv))
     sys.stdout.flush()
     os.execvpe(command[0], command, env)

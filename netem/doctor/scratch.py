@@ -10,13 +10,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from netem.naming import pid_alive
+from netem.pyexec import python_module
 
 # Scratch objects are `sb<pid>dr<n>` (namespace); the veth pair lives only inside it, so the host never sees it.
 SCRATCH_ROLE = "dr"
@@ -86,7 +86,7 @@ def scratch_error(exc: BaseException) -> str:
 def run_inside(scratch: Scratch, check: str) -> dict[str, object]:
     """Run `check` in a child process entered into the scratch namespace (scapy opens its sockets in its own
     sniffer thread, so the whole process must be in the namespace). Returns the child's JSON answer."""
-    argv = [sys.executable, "-m", "netem.doctor", "--inside", scratch.netns, check, scratch.veth_a, scratch.veth_b]
+    argv = python_module("netem.doctor", "--inside", scratch.netns, check, scratch.veth_a, scratch.veth_b)
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))

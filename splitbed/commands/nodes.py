@@ -17,7 +17,22 @@ LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT)
+    from splitbed.nodes.logsafe import SafeFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))  # peers' text in a message never starts a line of its own
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+
+
+def _secret(path: Path | None) -> bytes | None:
+    """The shared secret from --secret-file or $SPLITBED_SECRET (never from the command line itself)."""
+    from splitbed.nodes.auth import load_secret
+    from splitbed.nodes.errors import ConfigurationError
+
+    try:
+        return load_secret(path)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--secret-file") from None
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -49,12 +64,20 @@ def remote_node(
     max_unit_bytes: int = typer.Option(DEFAULT_MAX_UNIT_BYTES, help="largest unit accepted"),
     read_timeout: float = typer.Option(30.0, help="seconds without progress inside a unit"),
     idle_timeout: float = typer.Option(600.0, help="seconds without any unit before the session is closed"),
-    unit_timeout_base: float = typer.Option(30.0, help="whole-unit deadline: base seconds ..."),
-    unit_min_rate: float = typer.Option(65536.0, help="... plus length at this many bytes per second"),
+    unit_timeout_base: float = typer.Option(30.0, help="a unit may take base seconds ..."),
+    unit_min_rate: float = typer.Option(65536.0, help="... plus its bytes received so far at this many B/s"),
     config_timeout: float = typer.Option(30.0, help="seconds for the whole configuration stage"),
     max_sessions: int = typer.Option(16, help="sessions served at once"),
+    evict_after: float = typer.Option(10.0, help="when full, a session idle (or behind the minimum rate) this many "
+                                      "seconds is evicted to admit a new one"),
     shutdown_grace: float = typer.Option(10.0, help="seconds in-flight inferences get after SIGTERM"),
     warm: bool = typer.Option(False, help="build every partition's tail at start"),
+    memory_budget_mib: int = typer.Option(1024, min=1, help="memory all sessions' units may hold at once "
+                                          "(buffers and decoding); a unit that does not fit is refused"),
+    max_batch: int = typer.Option(1, min=1, help="samples a data unit's tensors may hold (the tail's memory grows "
+                                  "with it)"),
+    secret_file: Annotated[Path | None, typer.Option(help="serve only peers holding this file's shared secret "
+                                                     "(chmod 600; or set $SPLITBED_SECRET)")] = None,
     log_level: str = typer.Option("info", help="debug, info, warning"),
 ) -> None:
     """Run the remote inference node (edge server) until SIGTERM. Prints one JSON `ready` line on stdout."""
@@ -62,11 +85,14 @@ def remote_node(
     from splitbed.nodes.errors import NodeError
     from splitbed.nodes.remote import RemoteConfig, run_remote
 
+    secret = _secret(secret_file)
+
     config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, max_unit_bytes=max_unit_bytes,
                           read_timeout_s=read_timeout, idle_timeout_s=idle_timeout,
                           unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
-                          config_timeout_s=config_timeout, max_sessions=max_sessions,
-                          shutdown_grace_s=shutdown_grace, warm=warm)
+                          config_timeout_s=config_timeout, max_sessions=max_sessions, evict_after_s=evict_after,
+                          shutdown_grace_s=shutdown_grace, warm=warm,
+                          memory_budget_bytes=memory_budget_mib << 20, secret=secret, max_batch=max_batch)
     try:
         code = run_remote(config)
     except (NodeError, OSError) as exc:
@@ -98,6 +124,8 @@ def local_node(
     clock_pings: int = typer.Option(8, help="ping-pongs for the clock offset estimate"),
     allow_weights_mismatch: bool = typer.Option(False, help="run even if the remote's weights differ"),
     verify_delivery: bool = typer.Option(False, help="compare CRC-32s of sent and decoded tensors (after timing)"),
+    secret_file: Annotated[Path | None, typer.Option(help="prove this file's shared secret to the remote node and "
+                                                     "require its proof (chmod 600; or set $SPLITBED_SECRET)")] = None,
     log_level: str = typer.Option("warning", help="debug, info, warning"),
 ) -> None:
     """Run the local inference node (UE): one job from the options, or JSON-line jobs (--jobs); writes one JSON
@@ -118,7 +146,7 @@ def local_node(
     config = LocalConfig(host=host, port=port, weights=weights, link=link, result_timeout_s=result_timeout,
                          connect_retry_s=connect_retry,
                          clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch,
-                         verify_delivery=verify_delivery)
+                         verify_delivery=verify_delivery, secret=_secret(secret_file))
     out = output.open("a") if output is not None else sys.stdout
     try:
         with LocalNode(config) as node:

@@ -26,7 +26,12 @@ def sweep(
     compression: Annotated[list[str] | None, typer.Option(
         help="compression profile for tlv, by name or id (repeatable; default none)")] = None,
     repetitions: int = typer.Option(10, help="good inferences per point (n of the median and its CI)"),
-    warmup: int = typer.Option(1, help="warm-up inferences per point, recorded as such and left out of statistics"),
+    warmup: int = typer.Option(1, help="warm-up inferences per point at least, recorded as such and left out of "
+                               "statistics"),
+    warmup_max: int = typer.Option(5, help="warm-ups go on up to this many until two in a row agree on the compute "
+                                   "time within 5 % (= --warmup for a fixed count)"),
+    cpus: str = typer.Option("auto", help="CPUs of the UE node, edge node and link: auto (the default plan for "
+                             "this host), none, or ue=0;edge=1;link=1 (docs/SWEEP.md)"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (both nodes)"),
     backend: str = typer.Option("auto", help="link backend: auto, kernel, userspace"),
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
@@ -56,8 +61,8 @@ def sweep(
     given: dict[str, Any] = {"models": model, "partitions": partition, "profiles": profile, "encodings": encoding,
                              "compressions": compression}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
-    options.update(repetitions=repetitions, warmup=warmup, weights=weights, backend=backend, runtime=runtime,
-                   image=image)
+    options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
+                   backend=backend, runtime=runtime, image=image, cpus=cpus)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)
@@ -77,6 +82,11 @@ def sweep(
             console.print(line)
         return
     if dry_run:  # reads only: creates and repairs nothing
+        from splitbed.sweep.runner import stale_runs
+
+        for note in stale_runs(out):
+            console.print(f"[yellow]{out / 'sweep.json'}: {note} (the next run marks it killed)[/yellow]",
+                          soft_wrap=True)
         counts = completed_counts(out)
         done = sum(1 for p in matrix if counts[p.key] >= spec.repetitions)
         for p in matrix:
@@ -94,6 +104,8 @@ def sweep(
             console.print(f"interrupted: every finished inference is in {out / 'results.jsonl'}; run the same "
                           "command to resume")
             raise typer.Exit(130) from None
+    for note in outcome.killed_runs:
+        console.print(f"[yellow]earlier run marked killed in sweep.json: {note}[/yellow]", soft_wrap=True)
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
@@ -108,7 +120,12 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
     from splitbed.sweep import read_records, summarise, write_csv
     from splitbed.sweep.summary import SUMMARY_NAME
 
-    records = read_records(out).records
+    read = read_records(out)
+    records = read.records
+    if read.skipped:  # said, never silent: these lines are in no figure
+        number, reason = read.skipped[0]
+        console.print(f"[yellow]{len(read.skipped)} line(s) of {out / 'results.jsonl'} left out of the summary "
+                      f"(first: line {number}: {reason})[/yellow]", soft_wrap=True)
     summaries = summarise(records)
     if not summaries:
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
@@ -116,6 +133,11 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
     csv_path = write_csv(summaries, out / SUMMARY_NAME)
     shown = [s for s in summaries if s.key in keys] or summaries
     console.print(summary_table(shown))
+    for line in outlier_lines(shown):
+        console.print(line, soft_wrap=True, markup=False)
+    draws = draws_line(shown)
+    if draws:
+        console.print(draws, soft_wrap=True)
     disturbed = stolen_points(shown)
     if disturbed:
         console.print(f"[yellow]{disturbed}[/yellow]", soft_wrap=True)
@@ -128,9 +150,9 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
 
 
 def stolen_points(summaries: list[Any]) -> str | None:
-    """A warning naming the points measured while the hypervisor took over splitbed.host.load.STEAL_LIMIT of the
+    """A warning naming the points measured while the hypervisor took over netem.hostload.STEAL_LIMIT of the
     host's CPU: their times describe a descheduled VM as much as the link and the model."""
-    from splitbed.host.load import STEAL_LIMIT
+    from netem.hostload import STEAL_LIMIT
 
     hit = [s for s in summaries if s.host_cpu_stolen_pct is not None and s.host_cpu_stolen_pct > 100 * STEAL_LIMIT]
     if not hit:
@@ -152,7 +174,8 @@ def summary_table(summaries: list[Any]) -> Any:
     table = Table(title="splitbed sweep: medians [95% CI] per point", show_lines=False)
     for header in ("profile", "model", "partition", "carriage"):
         table.add_column(header)
-    for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]"):
+    for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]",
+                   "e2e CV %", "outliers"):
         table.add_column(header, justify="right")
     for s in summaries:
         e2e = s.figures["e2e_latency_ms"]
@@ -162,9 +185,34 @@ def summary_table(summaries: list[Any]) -> Any:
                       if s.n_errors else ""), _num(s.median("uplink_bytes"), "{:,.0f}"),
                       _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
                       _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-",
-                      style="bold" if star else None)
-    table.caption = "* = lowest median end-to-end latency for its profile, model and carriage"
+                      _num(s.e2e_cv_pct), str(len(s.outliers)), style="bold" if star else None)
+    table.caption = ("* = lowest median end-to-end latency for its profile, model and carriage; CV = standard "
+                     "deviation / mean of e2e; outliers and their causes: below and in summary.csv")
     return table
+
+
+def draws_line(summaries: list[Any]) -> str | None:
+    """How many independent channel draws the points' statistics rest on (docs/SWEEP.md), where the link is
+    random; None when every link was deterministic."""
+    random = [s for s in summaries if s.independent_draws is not None]
+    if not random:
+        return None
+    short = [s for s in random if s.independent_draws < s.n]
+    text = (f"Channel draws: {len(random)} point(s) on a random link; their statistics rest on "
+            f"{min(s.independent_draws for s in random)}-{max(s.independent_draws for s in random)} independent "
+            "draws each (summary.csv: independent_draws)")
+    if short:
+        text += f"; {len(short)} point(s) on fewer draws than repetitions (records made before per-repetition seeds)"
+    return text
+
+
+def outlier_lines(summaries: list[Any]) -> list[str]:
+    """One line per slow single inference, with its cause where the record shows one (splitbed.sweep.outliers)."""
+    lines = []
+    for s in summaries:
+        for outlier in s.outliers:
+            lines.append(f"outlier {s.profile}/{s.model}/{s.partition}/{s.carriage} {outlier.describe()}")
+    return lines
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
@@ -208,6 +256,9 @@ class _RichProgress:
 
     def advance(self, record: dict[str, Any]) -> None:
         if self.task is not None:
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            if task.total is not None and task.completed >= task.total:  # a warm-up beyond --warmup (not settled)
+                self.progress.update(self.task, total=task.total + 1)
             self.progress.advance(self.task)
 
 

@@ -11,10 +11,17 @@ After an Infer or Build it returns no further action until that request is answe
 what arrived after the unit it answers. A peer that breaks the protocol raises ProtocolError (fatal: the node
 sends `error_reply()` as its last words and closes). No sockets, threads or models here: the session is tested
 against the UE machine in memory (tests/unit/nodes/test_nodes_session.py).
+
+What the node shares between sessions comes in as objects, not I/O: the memory budget (splitbed.nodes.budget:
+each unit's memory is reserved at its header, before a byte is kept, and released when its reply is built; a unit
+that does not fit is skipped and answered `memory_budget`), and the shared secret (splitbed.nodes.auth: until a
+peer proves it holds it, it gets the challenge and nothing else). Call `close()` when the session ends.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 import uuid
 from collections import deque
@@ -24,15 +31,25 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.nodes import logsafe
 from splitbed.nodes import messages as m
 from splitbed.nodes import protocol as proto
+from splitbed.nodes.auth import ServerHandshake
+from splitbed.nodes.budget import BudgetRefused, MemoryBudget, Reservation
 from splitbed.nodes.clock import now_ns
 from splitbed.nodes.errors import ProtocolError
-from splitbed.nodes.formatio import DecodedTensors, FormatSession, decode_json_baseline, tensor_crc32
+from splitbed.nodes.formatio import (
+    DecodedTensors,
+    FormatSession,
+    decode_json_baseline,
+    json_baseline_bytes,
+    tensor_crc32,
+)
 from splitbed.nodes.protocol import ControlUnit, MsgType, UnitChunk, UnitEnd, UnitFramer, UnitStart
 from splitbed.nodes.runner import INFERENCE_CALL
 
 UPLINK = proto.UPLINK_CONTROL | {MsgType.JSON_BASELINE}
+log = logging.getLogger("splitbed.nodes.remote")
 
 
 @dataclass(frozen=True)
@@ -74,11 +91,16 @@ Action = Send | Infer | Build | PeerFailed
 class EdgeSession:
     """One session on the edge (see the module docstring). Not thread-safe: one per connection."""
 
-    def __init__(self, offer: m.Offer, *, max_unit_bytes: int = proto.DEFAULT_MAX_UNIT_BYTES,
-                 clock: Callable[[], int] = now_ns, perf: Callable[[], int] = time.perf_counter_ns,
+    def __init__(self, offer: m.Offer, *, server: dict[str, Any] | None = None, secret: bytes | None = None,
+                 budget: MemoryBudget | None = None, max_unit_bytes: int = proto.DEFAULT_MAX_UNIT_BYTES,
+                 peer: str = "-", clock: Callable[[], int] = now_ns, perf: Callable[[], int] = time.perf_counter_ns,
                  new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self.offer = offer
+        self.server = server or {}   # host, software, GPU: sent in ACCEPT only, never to an unconfigured peer
         self.offered = tuple(model.name for model in offer.models)
+        self.auth = ServerHandshake(secret)
+        self.budget = budget if budget is not None else MemoryBudget()
+        self.peer = peer
         self.max_unit_bytes = max_unit_bytes
         self.clock, self.perf, self.new_session_id = clock, perf, new_session_id
         self.framer = UnitFramer(max_unit_bytes=max_unit_bytes, accepted_control=frozenset(UPLINK))
@@ -96,6 +118,8 @@ class EdgeSession:
         self._t_recv = 0
         self._out: deque[Action] = deque()
         self._pending: Infer | Build | None = None
+        self._held: Reservation | None = None          # memory of the unit being received, until its reply
+        self._refused: ProtocolError | None = None     # why the unit being received is skipped (answered at its end)
 
     # --- bytes in, actions out ---------------------------------------------------------------------------
 
@@ -129,6 +153,15 @@ class EdgeSession:
     def mid_unit(self) -> bool:
         return self.framer.mid_unit
 
+    @property
+    def model(self) -> str:
+        """The model this session selected (ProtocolError before SELECT)."""
+        return self._selection().model
+
+    def close(self) -> None:
+        """The session ended: give back the memory still reserved."""
+        self._release_unit()
+
     # --- answers to requests -----------------------------------------------------------------------------
 
     def result(self, request: Infer, *, partition_id: int, partition_name: str, preds: np.ndarray,
@@ -137,6 +170,7 @@ class EdgeSession:
                last_byte_kernel: int | None, out_of_order: int | None, end_reason: str | None) -> None:
         """The tail ran: the RESULT (and with verify, the CHECKSUM behind it, outside every figure)."""
         self._answered(request)
+        self._release_unit()
         select = self._selection()
         row = np.asarray(preds, dtype=np.float64).reshape(preds.shape[0], -1)[0]
         order = np.argsort(row, kind="stable")[::-1][: select.top_k]
@@ -151,7 +185,7 @@ class EdgeSession:
             "remote_inference_ms": (tail_end_ns - tail_start_ns) / 1e6,
             "remote_decode_ms": request.decode_ms, "remote_queue_wait_ms": queue_ms,
             "remote_tail_build_ms": built_ms,  # non-zero only when no PREPARE preceded the first inference
-            "server_physical_gpus": self.offer.server.get("gpu", {}).get("count"),
+            "server_physical_gpus": self.server.get("gpu", {}).get("count"),
             "remote_resources": resources, "concurrent_sessions": concurrent_sessions,
             "aips_events": self._take_events(), "carriage_extra": request.decoded.extra, "timestamps_ns": stamps,
             "inference_call": INFERENCE_CALL, "downlink_tcp": downlink_tcp,
@@ -168,11 +202,13 @@ class EdgeSession:
     def built(self, request: Build, *, partition_id: int, name: str, build_ms: float,
               cut: list[dict[str, Any]]) -> None:
         self._answered(request)
+        self._release_unit()
         self._out.append(Send(m.Prepared(request.after_unit, partition_id, name, build_ms, cut)))
 
     def refuse(self, request: Infer | Build, code: str, message: str) -> None:
         """The request cannot be served (unknown partition, tensors that do not fit): a non-fatal ERROR."""
         self._answered(request)
+        self._release_unit()
         self._out.append(Send(self.error_reply(code, message, fatal=False)))
 
     def error_reply(self, code: str, message: str, *, fatal: bool) -> m.Error:
@@ -185,18 +221,65 @@ class EdgeSession:
 
     def _on_frame(self, frame: proto.Frame) -> None:
         if isinstance(frame, UnitStart):
+            if frame.unit_type == MsgType.JSON_BASELINE:
+                self._start_json_unit(frame)
+                return
             self._require_configured(f"unit of type {frame.unit_type}")
             self._mark_first_byte(self._t_recv)
-            self._feed_format(frame.header)
+            if self._selection().encoding != "tlv":
+                raise ProtocolError("unexpected_message", "AIPS/intermediate data units on a session configured "
+                                    "for the json-baseline carriage")
+            if self._hold(self.fmt.unit_bytes(frame.unit_type, frame.length),
+                          f"type {frame.unit_type} unit of {frame.length} bytes"):
+                self._feed_format(frame.header)
         elif isinstance(frame, UnitChunk):
-            self._feed_format(frame.data)
+            if self._refused is None:
+                self._feed_format(frame.data)
         elif isinstance(frame, UnitEnd):
             self.units += 1
+            if self._refused is not None:
+                refused, self._refused = self._refused, None
+                self._out.append(Send(self.error_reply(refused.code, refused.message, fatal=False)))
+                return
             self._drain_format()
+            if self._pending is None:
+                self._release_unit()  # an AIPS, an unknown type, an error: nothing of it is held any more
         elif frame.unit_type == MsgType.JSON_BASELINE:
             self._on_json_baseline(frame)
         else:
             self._on_control(frame.unit_type, proto.decode_control(frame.unit_type, frame.payload))
+            if self._pending is None:
+                self._release_unit()
+
+    def _hold(self, nbytes: int, what: str) -> bool:
+        """Reserve the unit's memory from the node's budget before keeping a byte of it; if it does not fit,
+        skip the unit (answered `memory_budget` at its end) and return False."""
+        try:
+            self._held = self.budget.reserve(nbytes, what)
+        except BudgetRefused as exc:
+            log.warning("session %s from %s: refused a unit: %s", self.session_id or "-", self.peer, exc.message)
+            self._skip_unit(exc)
+            return False
+        return True
+
+    def _skip_unit(self, reason: ProtocolError) -> None:
+        self._refused = reason
+        self.framer.skip_unit()
+
+    def _release_unit(self) -> None:
+        if self._held is not None:
+            self._held.release()
+            self._held = None
+
+    def _start_json_unit(self, frame: UnitStart) -> None:
+        """A JSON-baseline unit is refused at its header, before a byte of it is buffered, unless this session
+        was configured for that carriage and the node's memory budget has room to assemble it."""
+        self._require_configured("JSON_BASELINE unit")
+        if self._selection().encoding != "json-baseline":
+            self._skip_unit(ProtocolError("unexpected_message", "JSON_BASELINE unit on a session configured for "
+                                          "the tlv carriage", fatal=False))
+            return
+        self._hold(frame.length + (frame.length >> 3) + 64, f"JSON-baseline unit of {frame.length} bytes")
 
     def _require_configured(self, what: str) -> None:
         if not self.configured:
@@ -208,9 +291,6 @@ class EdgeSession:
             self._first_byte_ns = t_recv
 
     def _feed_format(self, data: bytes | memoryview) -> None:
-        if self._selection().encoding != "tlv":
-            raise ProtocolError("unexpected_message", "AIPS/intermediate data units on a session configured for "
-                                "the json-baseline carriage")
         start = self.perf()
         self.fmt.feed(data)
         self._decode_ns += self.perf() - start
@@ -228,18 +308,23 @@ class EdgeSession:
             self._infer(outcome.complete)
 
     def _on_json_baseline(self, unit: ControlUnit) -> None:
-        self._require_configured("JSON_BASELINE unit")
+        """Configured for this carriage (checked at its header, _start_json_unit)."""
         self._mark_first_byte(self._t_recv)
         self.units += 1
-        if self._selection().encoding != "json-baseline":
-            self._out.append(Send(self.error_reply("unexpected_message", "JSON_BASELINE unit on a session "
-                                                   "configured for the tlv carriage", fatal=False)))
+        try:  # what json.loads will build, before it builds it (a count, outside the timed decode)
+            if self._held is not None:
+                self._held.grow(json_baseline_bytes(unit.payload))
+        except BudgetRefused as exc:
+            log.warning("session %s from %s: refused a unit: %s", self.session_id or "-", self.peer, exc.message)
+            self._out.append(Send(self.error_reply(exc.code, exc.message, fatal=False)))
+            self._release_unit()
             return
         start = self.perf()
         try:
             decoded = decode_json_baseline(unit.payload, self.max_unit_bytes)
         except ProtocolError as exc:
             self._out.append(Send(self.error_reply(exc.code, exc.message, fatal=False)))
+            self._release_unit()
             return
         self._decode_ns += self.perf() - start
         self._infer(decoded)
@@ -254,6 +339,9 @@ class EdgeSession:
     def _on_control(self, kind: MsgType, body: dict[str, Any]) -> None:
         """State first, then the message's fields: a message that is wrong now is `unexpected_message` whatever
         its fields say."""
+        if not self.auth.authenticated and kind != MsgType.HELLO:
+            raise ProtocolError("unauthenticated", f"{kind.name} before authentication: this remote node serves only "
+                                "peers that hold its shared secret (HELLO with the proof first)")
         if kind == MsgType.HELLO:
             if self.configured:
                 raise ProtocolError("unexpected_message", "HELLO after the configuration stage")
@@ -261,8 +349,16 @@ class EdgeSession:
             if message.protocol_version != proto.PROTOCOL_VERSION:
                 raise ProtocolError("unsupported_protocol_version", f"this remote node speaks protocol "
                                     f"{proto.PROTOCOL_VERSION}, the local node {message.protocol_version}")
+            offer = self.offer
+            if not self.auth.authenticated:
+                proof = self.auth.answer(body)
+                if proof is None:  # the challenge: nothing else about this node before the peer proves itself
+                    self._out.append(Send(m.Offer(auth=self.auth.challenge())))
+                    return
+                log.info("peer %s authenticated", self.peer)
+                offer = dataclasses.replace(offer, auth=proof)
             self.hello_seen = True
-            self._out.append(Send(self.offer))
+            self._out.append(Send(offer))
         elif kind == MsgType.CLOCK_PING:
             ping = m.ClockPing.from_body(body)
             after = None
@@ -298,13 +394,16 @@ class EdgeSession:
         if refusal is not None:
             raise refusal
         self.select = select
-        self.session_id = (select.session_id or self.new_session_id())[:64]
+        self.session_id = logsafe.session_id(select.session_id) or self.new_session_id()
         self.fmt.new_session()
         self.configured = True
         self._first_byte_ns = None
         model = self.offer.model(select.model)
+        log.info("session %s from %s: model %s, %s carriage", self.session_id, self.peer, select.model,
+                 select.encoding)
         self._out.append(Send(m.Accept(self.session_id, select.model, select.encoding, str(select.result_mode),
-                                       int(select.top_k), select.verify, None if model is None else model.weights)))
+                                       int(select.top_k), select.verify, None if model is None else model.weights,
+                                       self.server)))
 
     # --- helpers ---------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from splitbed.nodes import messages as m
@@ -55,6 +55,7 @@ class LocalConfig:
     clock_pings: int = 8
     allow_weights_mismatch: bool = False
     verify_delivery: bool = False  # remote returns CRC-32s of the decoded tensors; the record compares them
+    secret: bytes | None = field(default=None, repr=False)  # shared with the remote (splitbed.nodes.auth)
 
 
 @dataclass
@@ -140,7 +141,7 @@ class LocalNode:
         cfg = self.config
         weights = self.runner.weights_info(model)  # loads the model before connecting (slow)
         machine = UeSession(Choices(model, encoding, result_mode, top_k, uuid.uuid4().hex, weights,
-                                    cfg.verify_delivery, cfg.allow_weights_mismatch))
+                                    cfg.verify_delivery, cfg.allow_weights_mismatch, cfg.secret))
         transport = self._connect()
         try:
             deadline = time.monotonic() + self.timeout(cfg.config_timeout_s)
@@ -151,13 +152,16 @@ class LocalNode:
                 reply, _, t_read = transport.receive(max(deadline - time.monotonic(), 0.001))
                 return reply, t_read
 
-            offer = machine.offered(exchange(machine.start(boot_id=boot_id(), client={
+            again = machine.offered(exchange(machine.start(boot_id=boot_id(), client={
                 "versions": software_versions(), "host": dict(self._host)}))[0])
+            if again is not None:  # a challenge: the same HELLO with the proof of the shared secret
+                machine.offered(exchange(again)[0])
+            assert machine.offer is not None
             samples = []
             for _ in range(max(cfg.clock_pings, 1)):
                 ping = machine.ping(now_ns())
                 samples.append(machine.ponged(*exchange(ping)))
-            clock = decide_clock(boot_id(), offer.boot_id, estimate_offset(samples))
+            clock = decide_clock(boot_id(), machine.offer.boot_id, estimate_offset(samples))
             machine.accepted(exchange(machine.select())[0])
         except BaseException:
             transport.close()

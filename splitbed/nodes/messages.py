@@ -48,19 +48,27 @@ def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Hello:
+    """`auth_nonce` / `auth_proof`: the shared-secret handshake (splitbed.nodes.auth), when a secret is set."""
+
     TYPE: ClassVar[MsgType] = MsgType.HELLO
     protocol_version: int
     boot_id: str = ""
     client: dict[str, Any] = field(default_factory=dict)
+    auth_nonce: Any = None
+    auth_proof: Any = None
 
     def to_body(self) -> dict[str, Any]:
-        return {"protocol_version": self.protocol_version, "boot_id": self.boot_id, "client": self.client}
+        body = {"protocol_version": self.protocol_version, "boot_id": self.boot_id, "client": self.client}
+        for key in ("auth_nonce", "auth_proof"):
+            if getattr(self, key) is not None:
+                body[key] = getattr(self, key)
+        return body
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Hello:
         client = body.get("client")
         return cls(require(body, "protocol_version", int, msg="HELLO"), str(body.get("boot_id", "")),
-                   client if isinstance(client, dict) else {})
+                   client if isinstance(client, dict) else {}, body.get("auth_nonce"), body.get("auth_proof"))
 
 
 @dataclass(frozen=True)
@@ -80,27 +88,43 @@ class ModelOffer:
 @dataclass(frozen=True)
 class Offer:
     """The remote's partitioning configuration. Read leniently: a field of the wrong type counts as absent, and
-    the local node then refuses what it needs and does not find (a model, a carriage)."""
+    the local node then refuses what it needs and does not find (a model, a carriage).
+
+    `auth`: with a shared secret, first a challenge ({scheme, nonce}: the OFFER then says nothing else about the
+    node), then, after the proof, the full OFFER with the node's own proof. `server` (host, software, GPU) comes in
+    ACCEPT since 2026; remotes before sent it here, and the local node still reads it from either."""
 
     TYPE: ClassVar[MsgType] = MsgType.OFFER
     protocol_version: int = proto.PROTOCOL_VERSION
     boot_id: str = ""
-    server: dict[str, Any] = field(default_factory=dict)
     models: tuple[ModelOffer, ...] = ()
     compression_profiles: list[dict[str, Any]] = field(default_factory=list)
     encodings: list[str] = field(default_factory=list)
     result_modes: list[str] = field(default_factory=list)
     limits: dict[str, Any] = field(default_factory=dict)
     inference_call: str = ""
+    auth: dict[str, Any] | None = None
+    server: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_challenge(self) -> bool:
+        return self.auth is not None and "nonce" in self.auth and "proof" not in self.auth
 
     def model(self, name: str) -> ModelOffer | None:
         return next((m for m in self.models if m.name == name), None)
 
     def to_body(self) -> dict[str, Any]:
-        return {"protocol_version": self.protocol_version, "boot_id": self.boot_id, "server": self.server,
+        if self.is_challenge:
+            return {"protocol_version": self.protocol_version, "auth": self.auth}
+        body = {"protocol_version": self.protocol_version, "boot_id": self.boot_id,
                 "models": [m.to_body() for m in self.models], "compression_profiles": self.compression_profiles,
                 "encodings": list(self.encodings), "result_modes": list(self.result_modes), "limits": self.limits,
                 "inference_call": self.inference_call}
+        if self.server:
+            body["server"] = self.server
+        if self.auth is not None:
+            body["auth"] = self.auth
+        return body
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Offer:
@@ -119,11 +143,11 @@ class Offer:
 
         models = tuple(model(m) for m in list_of("models") if isinstance(m, dict) and isinstance(m.get("name"), str))
         version = _optional_int(body, "protocol_version")
-        return cls(proto.PROTOCOL_VERSION if version is None else version, str(body.get("boot_id", "")),
-                   dict_of("server"), models, list_of("compression_profiles"),
-                   [e for e in list_of("encodings") if isinstance(e, str)],
+        auth = body.get("auth")
+        return cls(proto.PROTOCOL_VERSION if version is None else version, str(body.get("boot_id", "")), models,
+                   list_of("compression_profiles"), [e for e in list_of("encodings") if isinstance(e, str)],
                    [m for m in list_of("result_modes") if isinstance(m, str)], dict_of("limits"),
-                   str(body.get("inference_call", "")))
+                   str(body.get("inference_call", "")), auth if isinstance(auth, dict) else None, dict_of("server"))
 
 
 @dataclass(frozen=True)
@@ -178,17 +202,19 @@ class Accept:
     top_k: int
     verify: bool
     weights: dict[str, Any] | None = None
+    server: dict[str, Any] = field(default_factory=dict)  # the remote's host, software and GPU, for the records
 
     def to_body(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "model": self.model, "encoding": self.encoding,
-                "result_mode": self.result_mode, "top_k": self.top_k, "verify": self.verify, "weights": self.weights}
+                "result_mode": self.result_mode, "top_k": self.top_k, "verify": self.verify, "weights": self.weights,
+                "server": self.server}
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Accept:
-        weights = body.get("weights")
+        weights, server = body.get("weights"), body.get("server")
         return cls(str(body.get("session_id", "")), str(body.get("model", "")), str(body.get("encoding", "")),
                    str(body.get("result_mode", "")), _optional_int(body, "top_k") or 0, body.get("verify") is True,
-                   weights if isinstance(weights, dict) else None)
+                   weights if isinstance(weights, dict) else None, server if isinstance(server, dict) else {})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.2"
+SCHEMA_VERSION = "2.3"
 
 
 class TensorFigures(TypedDict):

@@ -164,10 +164,11 @@ class UnitEnd:
 
 @dataclass(frozen=True)
 class ControlUnit:
-    """A complete control unit (or JSON-baseline unit): its payload, assembled."""
+    """A complete control unit (or JSON-baseline unit): its payload, assembled (a JSON-baseline payload is the
+    bytearray it was assembled in: no joining copy of a unit that may be 64 MiB)."""
 
     unit_type: MsgType
-    payload: bytes
+    payload: bytes | bytearray
 
 
 Frame = UnitStart | UnitChunk | UnitEnd | ControlUnit
@@ -178,13 +179,15 @@ class UnitFramer:
     """Splits a byte stream into TLV units, on the format's own cutter (splitbed.format.framing.TlvCutter, the
     one reader of TLV headers). Format units stream through as chunks (no buffering, the format decoder
     assembles them); control units are assembled here. Lengths are checked against the caps from the 5-byte
-    header, before a single payload byte is kept; payloads grow only as bytes actually arrive."""
+    header, before a single payload byte is kept; payloads grow only as bytes actually arrive. A receiver may
+    refuse a unit at its UnitStart (`skip_unit`): its bytes are then counted off unread."""
 
     max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES
     max_control_bytes: int = MAX_CONTROL_BYTES
     accepted_control: frozenset[MsgType] = UPLINK_CONTROL | {MsgType.JSON_BASELINE}
     _cutter: TlvCutter = field(default_factory=TlvCutter)
     _control: bytearray = field(default_factory=bytearray)
+    _skipping: bool = False
 
     @property
     def units_started(self) -> int:
@@ -205,6 +208,15 @@ class UnitFramer:
         """Value bytes of the current unit received so far."""
         return self._cutter.unit_received
 
+    def skip_unit(self) -> None:
+        """Drop the rest of the unit just started (after its UnitStart): its bytes are counted off, neither
+        yielded nor kept, and it ends with a UnitEnd whatever its type. The receiver refused it at its header."""
+        if not self._cutter.mid_unit:
+            raise RuntimeError("skip_unit() outside a unit")
+        self._cutter.skip()
+        self._skipping = True
+        self._control.clear()
+
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
         for piece in self._cutter.feed(data):
             if type(piece) is UnitValue:
@@ -216,9 +228,14 @@ class UnitFramer:
                 yield from self._start_unit(piece.unit_type, piece.length)
             else:
                 assert type(piece) is UnitDone
-                if piece.unit_type in CONTROL_TYPES:
-                    payload = bytes(self._control)
-                    self._control.clear()
+                skipped, self._skipping = self._skipping, False
+                if piece.unit_type in CONTROL_TYPES and not skipped:
+                    if piece.unit_type == MsgType.JSON_BASELINE:  # the bytearray itself: no copy of up to 64 MiB
+                        payload: bytes | bytearray = self._control
+                        self._control = bytearray()
+                    else:
+                        payload = bytes(self._control)
+                        self._control.clear()
                     yield ControlUnit(MsgType(piece.unit_type), payload)
                 else:
                     yield UnitEnd(piece.unit_type, piece.length)
@@ -237,5 +254,6 @@ class UnitFramer:
             raise ProtocolError("unit_too_large",
                                 f"unit of type {unit_type} declares {length} bytes; the cap is {self.max_unit_bytes}"
                                 " (raise --max-unit-bytes on the remote node if this is legitimate)")
-        if unit_type not in CONTROL_TYPES:
+        if unit_type not in CONTROL_TYPES or unit_type == MsgType.JSON_BASELINE:
+            # A JSON-baseline unit is announced too, so that a receiver can refuse it before buffering it.
             yield UnitStart(unit_type, length, pack_header(unit_type, length))

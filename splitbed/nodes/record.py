@@ -29,7 +29,8 @@ def blank(session: UeSession, *, job: Any, plan: Any, repetition: int, clock: An
           stamps: dict[str, int | None]) -> InferenceRecord:
     """The record of an inference about to run: identity, what runs, how it is measured; figures empty."""
     offer = session.offer or m.Offer()
-    server = offer.server
+    # The remote's host, versions and GPU come in ACCEPT (protocol 1 remotes before 2026 sent them in OFFER).
+    server = (session.accept.server if session.accept is not None else {}) or offer.server
     model = offer.model(job.model)
     return InferenceRecord(
         schema_version=SCHEMA_VERSION, record_type="inference", status="ok", error=None,

@@ -142,8 +142,9 @@ class ModelRunner:
         return [np.ascontiguousarray(a) for a in arrays]
 
     @staticmethod
-    def check_tensors(plan: PartPlan, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """The arrays, cast to the tail's dtypes, if they fit the cut; a specific error if they do not."""
+    def check_tensors(plan: PartPlan, arrays: list[np.ndarray], max_batch: int | None = None) -> list[np.ndarray]:
+        """The arrays, cast to the tail's dtypes, if they fit the cut (and hold at most `max_batch` samples: the
+        tail's activations grow with the batch, outside any decode budget); a specific error if they do not."""
         if len(arrays) != len(plan.cut):
             raise ProtocolError("tensor_mismatch", f"partition {plan.name} (id {plan.partition_id}) takes "
                                 f"{len(plan.cut)} tensors, got {len(arrays)}", fatal=False)
@@ -153,6 +154,10 @@ class ModelRunner:
                 raise ProtocolError("tensor_mismatch", f"tensor {cut.tensor_id} ({cut.name}) of partition "
                                     f"{plan.name} must have shape [batch, {', '.join(map(str, cut.shape))}], got "
                                     f"{list(array.shape)}", fatal=False)
+            if max_batch is not None and array.shape[0] > max_batch:
+                raise ProtocolError("tensor_mismatch", f"tensor {cut.tensor_id} ({cut.name}) holds a batch of "
+                                    f"{array.shape[0]} samples; this node runs at most {max_batch} per inference "
+                                    "(remote node option --max-batch)", fatal=False)
             fitted.append(array if array.dtype == cut.dtype else array.astype(cut.dtype))
         return fitted
 

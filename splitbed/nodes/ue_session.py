@@ -4,7 +4,8 @@ prepared partitions). No sockets, no clocks, no models: the local node (local.py
 clocks, runs the head and measures; this machine only speaks the protocol, so it is tested without either
 (tests/unit/nodes/test_nodes_session.py) and any ordered, reliable byte stream can carry it (TCP today).
 
-Configuration stage: start() -> HELLO; offered(OFFER); ping(t1) -> CLOCK_PING, ponged(CLOCK_PONG, t4) as often
+Configuration stage: start() -> HELLO; offered(OFFER) (with a shared secret the first OFFER is a challenge:
+offered() returns the second HELLO, with the proof, to send; splitbed.nodes.auth); ping(t1) -> CLOCK_PING, ponged(CLOCK_PONG, t4) as often
 as wanted; select() -> SELECT; accepted(ACCEPT). Data phase: prepare() -> PREPARE / prepared(PREPARED);
 reset() -> RESET / reset_done(RESET_DONE); for an inference, aips_plan() says whether an AIPS goes and why,
 sent() commits what was sent, and reply() reads the replies until the one that answers the last unit sent.
@@ -12,6 +13,7 @@ sent() commits what was sent, and reply() reads the replies until the one that a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from splitbed.format.aips import Aips
 from splitbed.nodes import messages as m
 from splitbed.nodes import protocol as proto
+from splitbed.nodes.auth import ClientHandshake
 from splitbed.nodes.clock import PingSample
 from splitbed.nodes.errors import ConfigurationError, ProtocolError, RemoteError
 
@@ -46,6 +49,7 @@ class Choices:
     weights: dict[str, Any]
     verify: bool = False
     allow_weights_mismatch: bool = False
+    secret: bytes | None = field(default=None, repr=False)  # shared with the remote (splitbed.nodes.auth)
 
 
 @dataclass(frozen=True)
@@ -86,19 +90,31 @@ class UeSession:
     pending_reason: str = "first_data"    # why the next AIPS is needed when none is active
     prepared_keys: set[tuple[int, tuple[int, int] | None]] = field(default_factory=set)
     _last_ping: int | None = None
+    _hello: m.Hello | None = None
+    _handshake: ClientHandshake | None = None
+    _challenged: bool = False
 
     # --- configuration stage ----------------------------------------------------------------------------
 
     def start(self, *, boot_id: str, client: dict[str, Any]) -> m.Hello:
         self._expect_stage(Stage.NEW, "HELLO")
         self.stage = Stage.HELLO_SENT
-        return m.Hello(proto.PROTOCOL_VERSION, boot_id, client)
+        self._handshake = ClientHandshake(self.choices.secret)
+        self._hello = m.Hello(proto.PROTOCOL_VERSION, boot_id, client, **self._handshake.hello_fields())
+        return self._hello
 
-    def offered(self, message: m.Message) -> m.Offer:
-        """Take the OFFER; refuse (ConfigurationError) what this session cannot use: the model, the carriage,
-        or another model's weights (head and tail must come from one model)."""
+    def offered(self, message: m.Message) -> m.Hello | None:
+        """Take the OFFER. A challenge (the remote serves only holders of the shared secret) is answered: the
+        HELLO to send with the proof is returned. The full OFFER must carry the remote's own proof (when this
+        node has a secret), and refuses (ConfigurationError) what this session cannot use: the model, the
+        carriage, or another model's weights (head and tail must come from one model)."""
         self._expect_stage(Stage.HELLO_SENT, "OFFER")
         offer = _expect(message, m.Offer)
+        assert self._handshake is not None and self._hello is not None
+        if offer.is_challenge and not self._challenged:
+            self._challenged = True
+            return dataclasses.replace(self._hello, **self._handshake.respond(offer.auth))
+        self._handshake.check_server(offer.auth)
         c = self.choices
         model = offer.model(c.model)
         if model is None:
@@ -112,7 +128,7 @@ class UeSession:
                 "different models and predictions would be meaningless. Start both nodes with the same --weights "
                 "(or pass --allow-weights-mismatch to measure traffic only)")
         self.offer, self.stage = offer, Stage.OFFERED
-        return offer
+        return None
 
     def ping(self, t1: int) -> m.ClockPing:
         self._expect_stage(Stage.OFFERED, "CLOCK_PING")

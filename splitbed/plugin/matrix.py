@@ -7,7 +7,6 @@ A case's id is `model-partition-profile-carriage` (e.g. `vgg16-block3_pool-5g-em
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -15,12 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from netem import tomlfile
 from netem.fields import Checker
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 SUITE_FILE = "suite.toml"
 CHECKS = ("correctness", "budgets", "capture", "bench")
@@ -78,8 +73,8 @@ def load_suite(path: str | None = None) -> dict[str, Any]:
     else:
         text = resources.files("splitbed.data").joinpath(SUITE_FILE).read_text()
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return tomlfile.loads(text)
+    except tomlfile.TomlError as exc:
         raise MatrixError(f"{path or SUITE_FILE}: {exc}") from None
 
 

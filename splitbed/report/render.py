@@ -8,7 +8,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from splitbed.host.load import STEAL_LIMIT
+from netem.hostload import STEAL_LIMIT
 from splitbed.report.budgets import Budget
 from splitbed.report.plots import BEST_MARK, Plot
 from splitbed.report.provenance import Provenance
@@ -41,7 +41,7 @@ def weights_warning(content: ReportContent) -> str | None:
 
 
 def host_warning(info: Provenance) -> str | None:
-    """Set when the hypervisor took over splitbed.host.load.STEAL_LIMIT of the host's CPU while the nodes measured."""
+    """Set when the hypervisor took over netem.hostload.STEAL_LIMIT of the host's CPU while the nodes measured."""
     stolen = info.host_cpu_stolen_pct
     if stolen is None or stolen <= 100 * STEAL_LIMIT:
         return None
@@ -58,7 +58,7 @@ def host_cpu_line(info: Provenance) -> str:
     if info.host_cpu_wait_ms:
         waits = sorted(info.host_cpu_wait_ms)
         text += f"; tasks waited for a CPU a median {waits[len(waits) // 2]:.1f} ms per inference (PSI)"
-    return text + " (splitbed.host.load, docs/METRICS.md)"
+    return text + " (netem.hostload, docs/METRICS.md)"
 
 
 def transfer_ends_line(info: Provenance) -> str:

@@ -7,8 +7,11 @@ point cannot be measured.
   once for that point; a second failure on the same point stops the sweep (`SweepError`), everything measured so
   far being on disk;
 - an inference that fails (an error record) is kept, and the point tries again, at most `repetitions` extra times;
-- before every repetition (and the warm-ups) of a point on a trace-driven profile, the trace restarts where that
-  repetition belongs (splitbed.trace_phases).
+- warm-ups first (`warmup`, and more up to `warmup_max` until two in a row agree on the compute time within
+  WARMUP_TOLERANCE); the measured records say how many ran and whether the compute settled;
+- on a link with random loss or jitter each measured inference draws its own realisation, and on a trace-driven
+  link the trace restarts where that repetition belongs (splitbed.sweep.realisations), applied as a live link
+  update before it.
 
 `ProfileRun` is I/O-free apart from the testbed it is given and the result store, so it is tested with a fake
 testbed, without root (tests/unit/sweep/test_sweep_loop.py).
@@ -25,10 +28,10 @@ from typing import Any, Protocol
 
 from netem.errors import NetemError
 from netem.profile import LinkProfile
-from splitbed.sweep.plan import Point, SweepSpec
+from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec
+from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
 from splitbed.testbed import JobRefusedError, TestbedError
-from splitbed.trace_phases import at_repetition, is_trace_driven
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,8 @@ class SweepTestbed(Protocol):
 class TestbedFactory(Protocol):
     """Makes the (not yet started) testbed for one profile; `splitbed.testbed.Testbed` by default."""
 
-    def __call__(self, *, profile: str, backend: str, models: list[str], weights: str,
-                 runtime: str) -> SweepTestbed: ...
+    def __call__(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str,
+                 cpus: str) -> SweepTestbed: ...
 
 
 @dataclass
@@ -80,6 +83,7 @@ class SweepOutcome:
     wall_s: float = 0.0
     testbed_starts: list[dict[str, Any]] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
+    killed_runs: list[str] = field(default_factory=list)  # earlier runs found `running` with their owner gone
 
 
 class ProfileRun:
@@ -91,7 +95,7 @@ class ProfileRun:
         self.factory = factory
         self.bed: SweepTestbed | None = None
         link = LinkProfile.load(profile)
-        self.trace_profile = link if is_trace_driven(link) else None  # repetitions are placed along the trace
+        self.varying_link = link if varies(link) else None  # each inference gets its own draw / trace place
 
     def run(self, batch: list[Point]) -> None:
         models = list(dict.fromkeys(p.model for p in batch))
@@ -128,7 +132,7 @@ class ProfileRun:
         begin = time.monotonic()
         spec = self.spec
         bed = self.factory(profile=self.profile, backend=spec.backend, models=models, weights=spec.weights,
-                           runtime=spec.runtime)
+                           runtime=spec.runtime, cpus=spec.cpus)
         try:
             bed.start()
         except BaseException:
@@ -151,15 +155,21 @@ class ProfileRun:
         except Exception:
             log.exception("closing a failed testbed")
 
-    def _place_trace(self, point: Point, bed: SweepTestbed) -> None:
-        """Before each repetition (and the warm-ups): the trace starts where that repetition belongs."""
-        if self.trace_profile is None:
-            return
-        repetition = self.store.completed(point.key)
-        try:
-            bed.update_link(at_repetition(self.trace_profile, repetition, self.spec.repetitions))
-        except NetemError as exc:  # the profile ran before, so the link itself failed: rebuild the testbed
-            raise TestbedError(f"the link could not restart its trace for repetition {repetition}: {exc}") from exc
+    def _place_link(self, point: Point, bed: SweepTestbed) -> dict[str, Any]:
+        """Before each inference (and the warm-ups): its draw and, on a varying link, its realisation."""
+        store = self.store
+        draw = store.completed(point.key) + store.errors[point.key]
+        if self.varying_link is None:
+            return {"draw": draw}
+        repetition = store.completed(point.key)
+        realisation = link_for(self.varying_link, point.key, draw, repetition, self.spec.repetitions)
+        if realisation.profile is not None:
+            try:
+                bed.update_link(realisation.profile)
+            except NetemError as exc:  # the profile ran before, so the link itself failed: rebuild the testbed
+                raise TestbedError(f"the link could not change to draw {draw} (repetition {repetition}): "
+                                   f"{exc}") from exc
+        return realisation.tag
 
     def _run_point(self, point: Point, bed: SweepTestbed) -> None:
         spec, store, progress, outcome = self.spec, self.store, self.progress, self.outcome
@@ -167,16 +177,32 @@ class ProfileRun:
         if missing <= 0:
             return
         progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)})")
-        self._place_trace(point, bed)
-        for index in range(spec.warmup):
-            for record in bed.run(point.job(tags={"warmup": True, "warmup_index": index})):
+        realisation = self._place_link(point, bed)
+        computes: list[float | None] = []
+        settled: bool | None = None if spec.warmup else True
+        while len(computes) < (spec.warmup_max if spec.warmup else 0):
+            tags = {"warmup": True, "warmup_index": len(computes), "draw": realisation["draw"],
+                    "realisation": realisation}
+            records = bed.run(point.job(tags=tags))
+            for record in records:
                 store.append(record)
                 progress.advance(record)
+            computes.append(compute_ms(records))
+            if len(computes) >= spec.warmup:
+                settled = compute_settled(computes)
+                if settled:
+                    break
+        if spec.warmup and not settled and spec.warmup_max > spec.warmup:
+            log.warning("%s: compute did not settle within %d warm-ups (%s ms)", point.key, len(computes),
+                        ", ".join("-" if c is None else f"{c:.1f}" for c in computes))
+        warm = {"warmups": len(computes), "warmup_settled": settled}
         attempts = 0
         while store.completed(point.key) < spec.repetitions and attempts < 2 * missing:
             attempts += 1
-            self._place_trace(point, bed)
-            for record in bed.run(point.job(tags={"rep": store.completed(point.key)})):
+            realisation = self._place_link(point, bed)
+            tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation,
+                    **warm}
+            for record in bed.run(point.job(tags=tags)):
                 store.append(record)
                 outcome.inferences += 1
                 if record.get("status") != "ok":
@@ -186,6 +212,24 @@ class ProfileRun:
                     progress.advance(record)
         if store.completed(point.key) < spec.repetitions:
             outcome.incomplete.append(point.key)
+
+
+def compute_ms(records: list[dict[str, Any]]) -> float | None:
+    """Both nodes' model compute of a one-inference job (local + remote inference), or None if it failed."""
+    if len(records) != 1 or records[0].get("status") != "ok":
+        return None
+    local, remote = records[0].get("local_inference_ms"), records[0].get("remote_inference_ms")
+    if not isinstance(local, (int, float)) or not isinstance(remote, (int, float)):
+        return None
+    return float(local) + float(remote)
+
+
+def compute_settled(computes: list[float | None], tolerance: float = WARMUP_TOLERANCE) -> bool:
+    """True when the last two warm-ups' compute times agree within `tolerance` (of the later one)."""
+    if len(computes) < 2 or computes[-1] is None or computes[-2] is None:
+        return False
+    last, before = computes[-1], computes[-2]
+    return abs(last - before) <= tolerance * last
 
 
 def _carriage(point: Point) -> str:

@@ -20,6 +20,8 @@ DEFAULT_MODELS = ("vgg16",)
 DEFAULT_PARTITIONS = ("seed",)
 DEFAULT_REPETITIONS = 10
 DEFAULT_IMAGE = "builtin:chelsea"
+DEFAULT_WARMUP_MAX = 5
+WARMUP_TOLERANCE = 0.05  # warm-ups end when two in a row took compute times within 5 % of each other
 FULL_MODELS = ("vgg16", "resnet50")
 MAX_POINTS = 100_000
 MAX_REPETITIONS = 10_000
@@ -66,6 +68,8 @@ class SweepSpec:
     compressions: tuple[str, ...] = (NO_COMPRESSION,)
     repetitions: int = DEFAULT_REPETITIONS
     warmup: int = 1
+    warmup_max: int = DEFAULT_WARMUP_MAX  # warm-ups go on (up to this) until the compute time settles
+    cpus: str = "auto"  # where the UE node, the edge node and the link run (splitbed.runtime.cpus)
     weights: str = "auto"
     backend: str = "auto"
     runtime: str = "process"
@@ -83,6 +87,14 @@ class SweepSpec:
             raise SweepSpecError(f"repetitions must be 1..{MAX_REPETITIONS}, got {self.repetitions}")
         if not 0 <= self.warmup <= 100:
             raise SweepSpecError(f"warmup must be 0..100, got {self.warmup}")
+        if not self.warmup <= self.warmup_max <= 100:
+            raise SweepSpecError(f"warmup_max must be warmup ({self.warmup})..100, got {self.warmup_max}")
+        from splitbed.runtime.cpus import CpuPlanError, plan_from
+
+        try:
+            plan_from(self.cpus)
+        except CpuPlanError as exc:
+            raise SweepSpecError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,7 +143,7 @@ def check_profiles(names: Sequence[str]) -> None:
 
     for name in names:
         try:
-            LinkProfile.load(name)
+            LinkProfile.load(name).check_traces()
         except NetemError as exc:
             raise SweepSpecError(str(exc)) from None
 

@@ -2,12 +2,18 @@
 inference so that every record is on disk as soon as it exists, and resume by point key.
 
 For each point: `warmup` inferences first (written with tags.warmup = true, left out of every statistic: the first
-inference of a partition pays one-off costs such as TensorFlow's first call on new shapes), then inferences until
+inference of a partition pays one-off costs such as TensorFlow's first call on new shapes), and more, up to
+`warmup_max`, until two in a row agree on the compute time within WARMUP_TOLERANCE (the measured records say
+how many warm-ups ran and whether the compute settled), then inferences until
 the point has `repetitions` good records. An error record (the inference failed, e.g. the link lost the session)
 is kept and the point tries again, at most `repetitions` extra times. A job the local node refuses outright (e.g.
 an unreadable image) leaves that point incomplete and the sweep goes on. If the testbed itself breaks (a node
 died, a timeout), it is rebuilt once for that point; a second failure stops the sweep (everything measured so far is kept;
 running the same command again resumes). The loop itself is splitbed.sweep.loop.ProfileRun.
+
+On a link with random loss or jitter each measured inference draws its own realisation (seeds from the profile's
+seed, the point key and the draw; splitbed.sweep.realisations), applied as a live link update before it; on a
+trace-driven link the same update places the trace (trace_phases).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from splitbed.sweep import runstate
 from splitbed.sweep.loop import (
     ProfileRun,
     Progress,
@@ -26,6 +33,8 @@ from splitbed.sweep.loop import (
     SweepOutcome,
     SweepTestbed,
     TestbedFactory,
+    compute_ms,
+    compute_settled,
 )
 from splitbed.sweep.plan import SweepSpec, points
 from splitbed.sweep.store import ResultStore
@@ -35,7 +44,8 @@ log = logging.getLogger(__name__)
 SWEEP_META_NAME = "sweep.json"
 MAX_RUNS_KEPT = 1000
 
-__all__ = ["Progress", "SweepError", "SweepOutcome", "SweepTestbed", "TestbedFactory", "run_sweep"]
+__all__ = ["Progress", "SweepError", "SweepOutcome", "SweepTestbed", "TestbedFactory", "compute_ms",
+           "compute_settled", "read_meta", "run_sweep", "stale_runs"]
 
 
 class _Silent:
@@ -49,10 +59,11 @@ class _Silent:
         pass
 
 
-def _default_factory(*, profile: str, backend: str, models: list[str], weights: str, runtime: str) -> SweepTestbed:
+def _default_factory(*, profile: str, backend: str, models: list[str], weights: str, runtime: str,
+                     cpus: str) -> SweepTestbed:
     from splitbed.testbed import Testbed
 
-    return Testbed(profile=profile, backend=backend, models=models, weights=weights, runtime=runtime)
+    return Testbed(profile=profile, backend=backend, models=models, weights=weights, runtime=runtime, cpus=cpus)
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None = None,
@@ -69,7 +80,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
         outcome.skipped_points = len(all_points) - len(todo)
         total = sum(spec.repetitions - store.completed(p.key) + spec.warmup for p in todo)
         progress.begin(total, outcome.skipped_points, len(all_points))
-        _write_meta(outcome.out_dir, spec, started_utc, None, "running", outcome)
+        for run in _write_meta(outcome.out_dir, spec, started_utc, None, "running", outcome):
+            outcome.killed_runs.append(runstate.describe(run))
+            log.warning("%s: %s", outcome.out_dir / SWEEP_META_NAME, runstate.describe(run))
         try:
             for profile in dict.fromkeys(p.profile for p in todo):
                 batch = [p for p in todo if p.profile == profile]
@@ -84,9 +97,25 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
     return outcome
 
 
+def read_meta(out_dir: Path) -> dict[str, Any]:
+    """sweep.json as written by _write_meta ({"runs": []} when absent or unreadable)."""
+    path = out_dir / SWEEP_META_NAME
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8")[: 16 << 20])
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {"runs": []}
+    return loaded if isinstance(loaded, dict) and isinstance(loaded.get("runs"), list) else {"runs": []}
+
+
+def stale_runs(out_dir: Path) -> list[str]:
+    """What sweep.json says is running but is not (reads only: for --dry-run)."""
+    return [runstate.describe(run) for run in read_meta(out_dir)["runs"] if runstate.is_stale(run)]
+
+
 def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | None, state: str,
-                outcome: SweepOutcome) -> None:
-    """sweep.json: every run of this directory (options, state, wall time), newest last."""
+                outcome: SweepOutcome) -> list[dict[str, Any]]:
+    """sweep.json: every run of this directory (options, state, wall time, owner), newest last. Earlier runs
+    left `running` by a killed process are marked `killed`; returns those."""
     path = out_dir / SWEEP_META_NAME
     meta: dict[str, Any] = {"runs": []}
     if path.exists():
@@ -97,7 +126,9 @@ def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | No
         except (json.JSONDecodeError, UnicodeDecodeError):
             log.warning("%s is not valid JSON; starting a new one", path)
     runs = [r for r in meta["runs"] if not (isinstance(r, dict) and r.get("started_utc") == started)]
-    runs.append({"started_utc": started, "finished_utc": finished, "state": state, "spec": spec.to_dict(),
+    killed = runstate.mark_killed(runs)
+    runs.append({"started_utc": started, "finished_utc": finished, "state": state, **runstate.owner(),
+                 "spec": spec.to_dict(),
                  "points": len(outcome.points), "skipped_points": outcome.skipped_points,
                  "inferences": outcome.inferences, "errors": outcome.errors, "wall_s": round(outcome.wall_s, 3),
                  "testbed_starts": outcome.testbed_starts, "incomplete_points": outcome.incomplete})
@@ -105,3 +136,4 @@ def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | No
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)
+    return killed

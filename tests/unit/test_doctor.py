@@ -15,8 +15,8 @@ from rich.console import Console
 
 from netem import doctor
 from netem.doctor import Probe
+from netem.hostload import read_counters
 from splitbed import doctor as sb_doctor
-from splitbed.host.load import read_counters
 
 REPO = Path(__file__).resolve().parents[2]
 

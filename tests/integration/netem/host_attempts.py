@@ -1,5 +1,5 @@
 """Timing bars on a shared VM: hold a bar in the best of a few attempts, each printed with the CPU the hypervisor
-stole meanwhile (splitbed.host.load); fail when every attempt misses, unless every attempt had over STEAL_LIMIT
+stole meanwhile (netem.hostload); fail when every attempt misses, unless every attempt had over STEAL_LIMIT
 stolen, then skip with the figures. Invariants that hold on any host stay asserted inside `measure`, every time.
 """
 
@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from splitbed.host.load import STEAL_LIMIT, HostCpuWindow, read_counters
+from netem.hostload import STEAL_LIMIT, HostCpuWindow, read_counters
 
 Figures = TypeVar("Figures")
 

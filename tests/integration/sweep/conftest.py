@@ -28,8 +28,9 @@ class SharedBed:
         self.bed = bed
         self.starts = 0
 
-    def factory(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str) -> Any:
-        assert (backend, weights, runtime) == ("userspace", WEIGHTS, "process") and set(models) <= {MODEL}
+    def factory(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str,
+                cpus: str = "auto") -> Any:
+        assert (backend, weights, runtime, cpus) == ("userspace", WEIGHTS, "process", "auto") and set(models) <= {MODEL}
         self.starts += 1
         self.bed.update_link(profile)
         return self
@@ -63,7 +64,7 @@ def slow_fast_trace_profile(tmp_path: Path, name: str, slow_mbit: float) -> Path
 
 def sweep_spec(**overrides: Any) -> SweepSpec:
     options: dict[str, Any] = {"profiles": (PROFILE,), "models": (MODEL,), "partitions": SWEEP_PARTITIONS,
-                               "encodings": ("tlv", "json-baseline"), "repetitions": 6, "warmup": 1,
+                               "encodings": ("tlv", "json-baseline"), "repetitions": 6, "warmup": 1, "warmup_max": 1,
                                "weights": WEIGHTS, "backend": "userspace"}
     options.update(overrides)
     return SweepSpec(**options)

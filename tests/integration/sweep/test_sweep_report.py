@@ -18,8 +18,8 @@ from PIL import Image, ImageStat
 from typer.testing import CliRunner
 
 from netem.doctor import is_ci
+from netem.hostload import STEAL_LIMIT
 from splitbed.cli import app
-from splitbed.host.load import STEAL_LIMIT
 from splitbed.report import build_report
 from splitbed.report.provenance import provenance
 from splitbed.report.tables import METRIC_HEADERS

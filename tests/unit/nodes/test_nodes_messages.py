@@ -13,11 +13,14 @@ from splitbed.nodes.protocol import HEADER_SIZE, MsgType, encode_control
 
 SAMPLES: list[m.Message] = [
     m.Hello(1, "boot", {"host": {"hostname": "ue"}}),
-    m.Offer(1, "boot", {"gpu": {"count": 0}}, (m.ModelOffer("mobilenet_v2", {"source": "random", "seed": 0},
-                                                            [224, 224, 3], [{"partition_id": 5}]),),
-            [{"id": 0, "name": "none"}], ["tlv", "json-baseline"], ["full", "topk"], {"max_unit_bytes": 1}, "call"),
+    m.Offer(1, "boot", (m.ModelOffer("mobilenet_v2", {"source": "random", "seed": 0}, [224, 224, 3],
+                                     [{"partition_id": 5}]),),
+            [{"id": 0, "name": "none"}], ["tlv", "json-baseline"], ["full", "topk"], {"max_unit_bytes": 1}, "call",
+            {"scheme": "hmac-sha256", "proof": "ab"}),
+    m.Offer(auth={"scheme": "hmac-sha256", "nonce": "00" * 32}),  # the challenge: nothing else about the node
+    m.Hello(1, "boot", {}, auth_nonce="11" * 32, auth_proof="cd"),
     m.Select("mobilenet_v2", "tlv", "topk", 3, "s1", {"source": "random"}, True),
-    m.Accept("s1", "mobilenet_v2", "tlv", "topk", 3, True, {"source": "random"}),
+    m.Accept("s1", "mobilenet_v2", "tlv", "topk", 3, True, {"source": "random"}, {"gpu": {"count": 0}}),
     m.ClockPing(11), m.ClockPong(11, 12, 13), m.ClockPong(11, 12, 13, after_unit=4),
     m.Reset(), m.ResetDone(3, [{"event": "ended", "aips_id": 1, "reason": "reset"}]),
     m.Prepare(5), m.Prepare(5, (160, 128)),

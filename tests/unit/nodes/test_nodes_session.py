@@ -31,7 +31,7 @@ PARTITION = 5
 
 
 def offer() -> m.Offer:
-    return m.Offer(1, "edge-boot", {"gpu": {"count": 0}}, (m.ModelOffer(MODEL, WEIGHTS, [224, 224, 3], []),),
+    return m.Offer(1, "edge-boot", (m.ModelOffer(MODEL, WEIGHTS, [224, 224, 3], []),),
                    formatio.compression_profiles(), ["tlv", "json-baseline"], ["full", "topk"], {}, "predict_on_batch")
 
 
@@ -226,6 +226,6 @@ def test_what_the_ue_refuses_in_an_offer() -> None:
             ue.offered(offer())
     ue = UeSession(Choices(MODEL, "tlv", "full", 5, "s", dict(WEIGHTS, seed=1), allow_weights_mismatch=True))
     ue.start(boot_id="b", client={})
-    assert ue.offered(offer()).model(MODEL) is not None
+    assert ue.offered(offer()) is None and ue.offer is not None and ue.offer.model(MODEL) is not None
     with pytest.raises(RemoteError, match="busy"):
         UeSession(ue.choices, stage=ue.stage.HELLO_SENT).offered(m.Error("busy", "full", True))

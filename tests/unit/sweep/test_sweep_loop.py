@@ -21,12 +21,17 @@ from splitbed.testbed import JobRefusedError, TestbedError
 Script = Callable[["FakeBed", Mapping[str, Any]], list[dict[str, Any]]]
 
 
+def _record(job: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"record_type": "inference", "model": job["model"], "partition_name": job["partition"],
+            "encoding": job["encoding"], "tags": dict(job["tags"]), **fields}
+
+
 def ok(bed: FakeBed, job: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"record_type": "inference", "status": "ok", "tags": dict(job["tags"])}]
+    return [_record(job, status="ok")]
 
 
 def error(bed: FakeBed, job: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"record_type": "inference", "status": "error", "error": {"code": "timeout"}, "tags": dict(job["tags"])}]
+    return [_record(job, status="error", error={"code": "timeout"})]
 
 
 class FakeBed:
@@ -68,9 +73,10 @@ class Factory:
         self.beds = list(beds)
         self.asked: list[dict[str, Any]] = []
 
-    def __call__(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str) -> FakeBed:
+    def __call__(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str,
+                 cpus: str) -> FakeBed:
         self.asked.append({"profile": profile, "backend": backend, "models": models, "weights": weights,
-                           "runtime": runtime})
+                           "runtime": runtime, "cpus": cpus})
         return self.beds.pop(0)
 
 
@@ -100,7 +106,7 @@ def _run(tmp_path: Path, spec: SweepSpec, factory: Factory,
 
 
 SPEC = SweepSpec(profiles=("ideal",), models=("vgg16",), partitions=("block1_pool", "block2_pool"), repetitions=3,
-                 warmup=1, weights="random:0", backend="userspace")
+                 warmup=1, warmup_max=1, weights="random:0", backend="userspace")
 
 
 def test_every_point_gets_its_repetitions_on_one_testbed(tmp_path: Path) -> None:
@@ -111,7 +117,7 @@ def test_every_point_gets_its_repetitions_on_one_testbed(tmp_path: Path) -> None
     assert log == ["start", "run block1_pool warmup", *["run block1_pool"] * 3,
                    "run block2_pool warmup", *["run block2_pool"] * 3, "close"]
     assert factory.asked == [{"profile": "ideal", "backend": "userspace", "models": ["vgg16"], "weights": "random:0",
-                              "runtime": "process"}]
+                              "runtime": "process", "cpus": "auto"}]
     assert outcome.inferences == 6 and outcome.errors == 0 and outcome.incomplete == []
     assert [s["backend"] for s in outcome.testbed_starts] == ["userspace"]
     assert phases.advanced == 8  # 2 warm-ups + 6 good records
@@ -180,7 +186,7 @@ def test_a_trace_driven_profile_restarts_the_trace_before_every_repetition(tmp_p
     profile.write_text('name = "tr"\ndescription = "t"\nsource = "this test"\n[uplink]\ndelay_ms = 1.0\n'
                        f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
     spec = SweepSpec(profiles=(str(profile),), models=("vgg16",), partitions=("block1_pool",), repetitions=3,
-                     warmup=1, weights="random:0", backend="userspace")
+                     warmup=1, warmup_max=1, weights="random:0", backend="userspace")
     log: list[str] = []
     bed = FakeBed(log, {"block1_pool": [ok]})
     (tmp_path / "out").mkdir()
@@ -196,7 +202,7 @@ def test_a_link_that_cannot_restart_its_trace_counts_as_a_broken_testbed(tmp_pat
     profile.write_text('name = "tr"\ndescription = "t"\nsource = "this test"\n[uplink]\ndelay_ms = 1.0\n'
                        f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
     spec = SweepSpec(profiles=(str(profile),), models=("vgg16",), partitions=("block1_pool",), repetitions=2,
-                     warmup=0, weights="random:0", backend="userspace")
+                     warmup=0, warmup_max=0, weights="random:0", backend="userspace")
 
     class StuckLink(FakeBed):
         def update_link(self, profile: LinkProfile) -> None:
@@ -204,7 +210,7 @@ def test_a_link_that_cannot_restart_its_trace_counts_as_a_broken_testbed(tmp_pat
 
     log: list[str] = []
     (tmp_path / "out").mkdir()
-    with pytest.raises(SweepError, match="could not restart its trace"):
+    with pytest.raises(SweepError, match="the link could not change to draw 0"):
         beds = (StuckLink(log, {"block1_pool": [ok]}), StuckLink(log, {"block1_pool": [ok]}))
         _run(tmp_path / "out", spec, Factory(*beds), profile=str(profile))
     assert log.count("start") == 2 and log.count("close") == 2

@@ -1,4 +1,4 @@
-"""splitbed.host.load: the hypervisor's steal and the CPU wait between two readings, from /proc files (real ones here,
+"""netem.hostload: the hypervisor's steal and the CPU wait between two readings, from /proc files (real ones here,
 and written ones for the shapes a host may give)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from splitbed.host.load import PROC_STAT, HostCpuCounters, read_counters
+from netem.hostload import PROC_STAT, HostCpuCounters, read_counters
 
 STAT = "cpu  {user} 0 {system} {idle} 0 0 0 {steal} 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
 PSI = "some avg10=0.00 avg60=0.00 avg300=0.00 total={total}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
