@@ -229,3 +229,48 @@ def test_what_the_ue_refuses_in_an_offer() -> None:
     assert ue.offered(offer()) is None and ue.offer is not None and ue.offer.model(MODEL) is not None
     with pytest.raises(RemoteError, match="busy"):
         UeSession(ue.choices, stage=ue.stage.HELLO_SENT).offered(m.Error("busy", "full", True))
+
+
+def test_the_shared_secret_handshake_through_both_machines() -> None:
+    """With a secret the first OFFER is a challenge that says nothing about the node; the UE answers with its
+    proof, the edge answers with its own, and only then does the session go on. A wrong secret is refused."""
+    secret = b"s" * 32
+    edge = EdgeSession(offer(), server={"host": {"hostname": "edge"}}, secret=secret)
+    ue = UeSession(Choices(MODEL, "tlv", "full", 3, "s1", WEIGHTS, secret=secret))
+    down = UnitFramer(accepted_control=DOWNLINK_CONTROL)
+
+    def exchange(message: m.Message) -> list[m.Message]:
+        edge.receive(m.encode(message), 1)
+        out = []
+        while (action := edge.next_action()) is not None:
+            assert isinstance(action, Send)
+            out += [m.decode(f.unit_type, f.payload) for f in down.feed(m.encode(action.message))
+                    if isinstance(f, ControlUnit)]
+        return out
+
+    [challenge] = exchange(ue.start(boot_id="b", client={}))
+    assert isinstance(challenge, m.Offer) and challenge.is_challenge and challenge.models == ()
+    assert set(m.encode(challenge)[5:].decode().split('"')) >= {"auth", "nonce"}  # no host, no models
+    again = ue.offered(challenge)
+    assert again is not None and again.auth_proof is not None
+    [full] = exchange(again)
+    assert ue.offered(full) is None and ue.offer is not None and ue.offer.auth is not None
+    [pong] = exchange(ue.ping(5))
+    ue.ponged(pong, 9)
+    [accept] = exchange(ue.select())
+    assert ue.accepted(accept).server == {"host": {"hostname": "edge"}}  # the host only after authentication
+
+    stranger = EdgeSession(offer(), secret=b"t" * 32)
+    intruder = UeSession(Choices(MODEL, "tlv", "full", 3, "s2", WEIGHTS, secret=secret))
+    stranger.receive(m.encode(intruder.start(boot_id="b", client={})), 1)
+    challenge = stranger.next_action()
+    assert isinstance(challenge, Send) and isinstance(challenge.message, m.Offer) and stranger.next_action() is None
+    stranger.receive(m.encode(intruder.offered(challenge.message)), 2)  # type: ignore[arg-type]
+    with pytest.raises(ProtocolError) as caught:
+        stranger.next_action()
+    assert caught.value.code == "auth_failed"
+    early = EdgeSession(offer(), secret=secret)
+    early.receive(m.encode(m.ClockPing(1)), 1)
+    with pytest.raises(ProtocolError) as caught:
+        early.next_action()
+    assert caught.value.code == "unauthenticated"
