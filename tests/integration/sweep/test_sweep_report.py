@@ -79,7 +79,7 @@ def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False)
 
 
-def test_markdown_has_the_seed_table_per_partition_and_the_method(report: object, shared_sweep: Path) -> None:
+def test_markdown_has_the_metric_table_per_partition_and_the_method(report: object, shared_sweep: Path) -> None:
     text = report.markdown.read_text()  # type: ignore[attr-defined]
     summaries = summarise(read_records(shared_sweep).records)
     assert "| " + " | ".join(METRIC_HEADERS) + " |" in text

@@ -25,7 +25,7 @@ def test_round_trip_every_dtype_and_extra_fields() -> None:
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-def test_looks_like_the_seed() -> None:
+def test_looks_like_the_testbed_contributions_json() -> None:
     x = np.array([[0.1, 2.0]], np.float32)
     doc = json.loads(json_baseline.encode([x], preds_time=1))
     assert doc["tensors"] == [x.tolist()] and doc["preds_time"] == 1
