@@ -38,7 +38,7 @@ def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, parti
 
     import numpy as np
 
-    from splitbed.models import preprocess, registry
+    from splitbed.models import preprocess, registry, spec_for
     from splitbed.models.errors import ModelError
     from splitbed.nodes import formatio
     from splitbed.nodes.images import resolve_image
@@ -53,7 +53,7 @@ def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, parti
         key = (encoding, compression if encoding == "tlv" else "none")
         wanted[key] = formatio.profile_id(compression)[0] if encoding == "tlv" else 0
     try:
-        names = registry.select_partitions(model, list(partitions) if partitions else ["all"])
+        names = registry.select_partitions(spec_for(model), list(partitions) if partitions else ["all"])
     except ModelError as exc:
         raise AdviseError(str(exc)) from None
     runner = ModelRunner(weights=weights)

@@ -342,9 +342,9 @@ class Testbed:
     def _warmup_partition(self, model: str) -> str | int:
         if self.warmup_partition is not None:
             return self.warmup_partition
-        from splitbed.models import registry
+        from splitbed.models import spec_for
 
-        parts = registry.get(model).partitions
+        parts = spec_for(model).partitions
         seeds = [p for p in parts if p.seed_example]
         return (seeds or list(parts))[0].name
 

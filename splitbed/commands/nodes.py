@@ -61,6 +61,7 @@ def remote_node(
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="model to offer (repeatable; default "
                                                      "mobilenet_v2)")] = None,
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the local node)"),
+    engine: str = typer.Option("tensorflow", help="inference runtime of registered models: tensorflow or onnxruntime (converted at first use, cached); .onnx models always run on onnxruntime"),
     max_unit_bytes: int = typer.Option(DEFAULT_MAX_UNIT_BYTES, help="largest unit accepted"),
     read_timeout: float = typer.Option(30.0, help="seconds without progress inside a unit"),
     idle_timeout: float = typer.Option(600.0, help="seconds without any unit before the session is closed"),
@@ -87,7 +88,7 @@ def remote_node(
 
     secret = _secret(secret_file)
 
-    config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, max_unit_bytes=max_unit_bytes,
+    config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, engine=engine, max_unit_bytes=max_unit_bytes,
                           read_timeout_s=read_timeout, idle_timeout_s=idle_timeout,
                           unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
                           config_timeout_s=config_timeout, max_sessions=max_sessions, evict_after_s=evict_after,
@@ -103,13 +104,14 @@ def remote_node(
 
 def local_node(
     connect: str = typer.Option(..., help="remote node address HOST:PORT"),
-    model: str = typer.Option("mobilenet_v2", help="model (registered name)"),
+    model: str = typer.Option("mobilenet_v2", help="model (registered name, or an .onnx file)"),
     partition: str = typer.Option("0", help="partition name or id"),
     image: str = typer.Option("builtin:chelsea", help="image file, or builtin:NAME (chelsea, astronaut, ...)"),
     encoding: str = typer.Option("tlv", help="tlv or json-baseline"),
     compression: str = typer.Option("none", help="compression profile name or id (tlv only)"),
     repetitions: int = typer.Option(1, help="inferences to run"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the remote)"),
+    engine: str = typer.Option("tensorflow", help="inference runtime of registered models: tensorflow or onnxruntime (converted at first use, cached); .onnx models always run on onnxruntime"),
     result_mode: str = typer.Option("full", help="full (all 1000 scores, as the testbed contribution) or topk"),
     top_k: int = typer.Option(5, help="predictions to decode"),
     aips: str = typer.Option("auto", help="auto, resend-same-id, resend-new-id, omit"),
@@ -143,7 +145,7 @@ def local_node(
         if not sep or not key:
             raise typer.BadParameter(f"--tag takes KEY=VALUE, got {item!r}")
         tags[key] = value
-    config = LocalConfig(host=host, port=port, weights=weights, link=link, result_timeout_s=result_timeout,
+    config = LocalConfig(host=host, port=port, weights=weights, engine=engine, link=link, result_timeout_s=result_timeout,
                          connect_retry_s=connect_retry,
                          clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch,
                          verify_delivery=verify_delivery, secret=_secret(secret_file))

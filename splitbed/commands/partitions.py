@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -24,15 +25,25 @@ def register(app: typer.Typer) -> None:
                                     help="build every head/tail and check max |tail(head(x)) - full(x)| <= 1e-5"),
         weights: str = typer.Option("auto", "--weights", help="with --verify: auto, imagenet, random:SEED or a file"),
         image: str = typer.Option(None, "--image", help="with --verify: image file (default: scikit-image's cat)"),
+        onnx: bool = typer.Option(False, "--onnx", help="convert MODEL to ONNX (cached; --weights) and list the "
+                                                         "cuts of the ONNX graph"),
     ) -> None:
         """Candidate partitions of MODEL (224x224, float32, one sample): crossing tensors (name, shape, dtype,
-        raw bytes), head/tail parameters and multiply-accumulates (FLOPs = 2 x MACs)."""
+        raw bytes), head/tail parameters and multiply-accumulates (FLOPs = 2 x MACs). MODEL may be an .onnx
+        file: every candidate cut of its graph (docs/MODELS.md, "ONNX")."""
         from rich.console import Console
         from rich.table import Table
 
         from splitbed.models import ModelError, registry
+        from splitbed.models.onnx import is_onnx_path
 
         console = Console(width=max(Console().width, 150))
+        if model is not None and (onnx or is_onnx_path(model)):
+            if layers or verify:
+                console.print("[red]error:[/red] --layers and --verify are for registered Keras models; an ONNX "
+                              "listing takes --json only")
+                raise typer.Exit(2)
+            raise typer.Exit(_onnx_listing(console, model, weights if onnx else None, json_output))
         if model is None:
             table = Table(title="registered models")
             for col in ("model", "input", "partitions", "data file"):
@@ -127,3 +138,56 @@ def _verify(console: object, model: str, weights: str, image: str | None, json_o
         if loaded.weights.warning:
             console.print(f"[bold red]{loaded.weights.warning}[/bold red]")  # type: ignore[attr-defined]
     return 0 if all(r.ok for r in results) else 1
+
+
+def _onnx_listing(console: Any, model: str, weights: str | None, json_output: bool) -> int:
+    """Every candidate cut of an ONNX file, or (weights given) of a registered model's converted graph."""
+    from rich.table import Table
+
+    from splitbed.models import ModelError
+
+    try:
+        if weights is not None:
+            from splitbed.models import load
+            from splitbed.models.onnx.convert import converted
+
+            result = converted(load(model, weights))
+            graph = result.graph
+            note = (f"{model} converted to ONNX ({'from the cache' if result.cached else 'now'}; conversion "
+                    f"{result.conversion_seconds:.1f} s): {result.path}")
+        else:
+            from splitbed.models.onnx.graph import load as load_graph
+
+            graph = load_graph(model)
+            note = ""
+        from splitbed.models.onnx.summary import listing
+
+        data = listing(graph)
+    except ModelError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    if json_output:
+        typer.echo(json.dumps(data, indent=1))
+        return 0
+    ins = ", ".join(f"{t['name']} {t['dtype']}{t['shape']}" for t in data["inputs"])
+    table = Table(title=f"{graph.source}: {len(data['cuts'])} candidate cuts of {data['nodes']} nodes (input {ins}; "
+                        "per sample: the first dimension is the batch)")
+    for col in ("cut", "node", "op", "keras partition", "branches", "crossing tensor", "dtype shape", "raw bytes"):
+        table.add_column(col, justify="right" if col in ("cut", "branches", "raw bytes") else "left",
+                         overflow="fold")
+    for cut in data["cuts"]:
+        keras = ", ".join(f"{k['partition_id']}={k['name']}" for k in cut["keras_partitions"])
+        for k, t in enumerate(cut["tensors"]):
+            first = k == 0
+            size = "?" if t["raw_bytes"] is None else f"{t['raw_bytes']:,}"
+            table.add_row(str(cut["cut_id"]) if first else "", cut["node"] if first else "",
+                          cut["op_type"] if first else "", keras if first else "",
+                          str(cut["branches"]) if first else "", t["name"],
+                          f"{t['dtype']} {tuple(t['per_sample_shape'] or ())}", size)
+        if cut["branches"] > 1:
+            total = "?" if cut["raw_bytes"] is None else f"{cut['raw_bytes']:,}"
+            table.add_row("", "", "", "", "", "(all crossing tensors)", "", total)
+    console.print(table)
+    if note:
+        console.print(note)
+    return 0

@@ -15,7 +15,8 @@ DEFAULT_OUT = "results/sweep"
 
 
 def sweep(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="model (repeatable; default vgg16)")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="model name or .onnx file (repeatable; "
+                                                    "default vgg16)")] = None,
     partition: Annotated[list[str] | None, typer.Option(
         "--partition", "-p", help="partition name or id, `seed` (the testbed contribution's example candidates, or every candidate "
         "of a model that has none marked) or `all` (every candidate in the model's data file); repeatable; "
@@ -35,6 +36,9 @@ def sweep(
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (both nodes)"),
     backend: str = typer.Option("auto", help="link backend: auto, kernel, userspace"),
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
+    engine: str = typer.Option("tensorflow", help="inference runtime: tensorflow, onnxruntime (registered models "
+                               "converted at first use), or UE/EDGE such as onnxruntime/tensorflow; .onnx models "
+                               "run on onnxruntime"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     full: bool = typer.Option(False, help="the testbed contribution's whole matrix: vgg16+resnet50 x all candidates x all built-in "
@@ -62,7 +66,7 @@ def sweep(
                              "compressions": compression}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
-                   backend=backend, runtime=runtime, image=image, cpus=cpus)
+                   backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)

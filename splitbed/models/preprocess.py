@@ -33,6 +33,9 @@ class PreparedInput:
 
 
 def _preprocess(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    prepare = getattr(spec, "prepare_batch", None)
+    if prepare is not None:  # an ONNX file's own preprocessing (splitbed.models.onnx.model.OnnxFileSpec)
+        return np.asarray(prepare(batch))
     keras = tfboot.keras()
     module = getattr(keras.applications, spec.keras_module)
     return np.asarray(module.preprocess_input(batch.astype("float32", copy=True)), dtype="float32")

@@ -177,10 +177,10 @@ def get(name: str) -> ModelSpec:
     return spec
 
 
-def select_partitions(model: str, selection: Sequence[str]) -> list[str]:
-    """Partition names of `model` for a selection of `all`, `seed` (the example candidates marked
-    `seed_example`, else every one), names, aliases or ids, in registry order. ModelError names what is unknown."""
-    spec = get(model)
+def select_partitions(spec: ModelSpec, selection: Sequence[str]) -> list[str]:
+    """Partition names of a model's spec (`get(name)`, or splitbed.models.spec_for for an `.onnx` file too) for a
+    selection of `all`, `seed` (the example candidates marked `seed_example`, else every one), names, aliases or
+    ids, in registry order. ModelError names what is unknown."""
     chosen: set[str] = set()
     for item in selection:
         if item == "all":

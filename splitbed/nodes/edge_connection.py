@@ -200,7 +200,8 @@ class EdgeConnection:
                             queue_ms=(t_locked - t_lock) / 1e6, built_ms=built_now, resources=dict(resources),
                             concurrent_sessions=state.active_sessions(),
                             downlink_tcp=try_read_state(self.conn),  # the window the RESULT starts with
-                            last_byte_kernel=last_byte_kernel, out_of_order=out_of_order, end_reason=no_stamp_reason)
+                            last_byte_kernel=last_byte_kernel, out_of_order=out_of_order, end_reason=no_stamp_reason,
+                            inference_call=state.runner.inference_call(self.machine.model))
 
     def _send(self, message: m.Message) -> None:
         try:

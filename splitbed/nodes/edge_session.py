@@ -167,7 +167,8 @@ class EdgeSession:
     def result(self, request: Infer, *, partition_id: int, partition_name: str, preds: np.ndarray,
                tail_start_ns: int, tail_end_ns: int, lock_request_ns: int, queue_ms: float, built_ms: float,
                resources: dict[str, Any], concurrent_sessions: int, downlink_tcp: dict[str, Any] | None,
-               last_byte_kernel: int | None, out_of_order: int | None, end_reason: str | None) -> None:
+               last_byte_kernel: int | None, out_of_order: int | None, end_reason: str | None,
+               inference_call: str = INFERENCE_CALL) -> None:
         """The tail ran: the RESULT (and with verify, the CHECKSUM behind it, outside every figure)."""
         self._answered(request)
         self._release_unit()
@@ -188,7 +189,7 @@ class EdgeSession:
             "server_physical_gpus": self.server.get("gpu", {}).get("count"),
             "remote_resources": resources, "concurrent_sessions": concurrent_sessions,
             "aips_events": self._take_events(), "carriage_extra": request.decoded.extra, "timestamps_ns": stamps,
-            "inference_call": INFERENCE_CALL, "downlink_tcp": downlink_tcp,
+            "inference_call": inference_call, "downlink_tcp": downlink_tcp,
             "uplink_out_of_order_packets": out_of_order, "uplink_end_reason": end_reason,
         }
         if select.result_mode == "full":

@@ -34,7 +34,8 @@ class Inference:
         self.data_pieces: list[Any] = []
         self.record = record.blank(session.machine, job=job, plan=plan, repetition=repetition, clock=session.clock,
                                    link=job.link if job.link is not None else node.config.link,
-                                   local_weights=node.runner.weights_info(job.model), local_gpu=node.gpu(),
+                                   local_weights=node.runner.weights_info(job.model),
+                                   local_runtime=node.runner.runtime_info(job.model), local_gpu=node.gpu(),
                                    local_host=node._host, stamps=self.stamps)
 
     def run(self) -> InferenceRecord:

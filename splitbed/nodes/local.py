@@ -46,6 +46,7 @@ class LocalConfig:
     host: str = "127.0.0.1"
     port: int = 0
     weights: str = "auto"
+    engine: str = "tensorflow"  # inference runtime of registered models (splitbed.nodes.runner.ENGINES)
     link: dict[str, Any] | None = None
     connect_timeout_s: float = 10.0
     connect_retry_s: float = 0.0   # keep retrying a refused connection this long (remote node still starting)
@@ -82,7 +83,7 @@ class LocalNode:
     def __init__(self, config: LocalConfig, *, runner: ModelRunner | None = None,
                  meter: ResourceMeter | None = None) -> None:
         self.config = config
-        self.runner = runner or ModelRunner(weights=config.weights)
+        self.runner = runner or ModelRunner(weights=config.weights, engine=config.engine)
         self.meter = meter or ResourceMeter()
         self.session: Session | None = None
         self._gpu: GpuInfo | None = None

@@ -79,10 +79,14 @@ class ModelOffer:
     weights: dict[str, Any] | None = None
     input_shape: list[int] = field(default_factory=list)
     partitions: list[dict[str, Any]] = field(default_factory=list)
+    runtime: dict[str, Any] | None = None  # the inference runtime that runs its tails (ModelRunner.runtime_info)
 
     def to_body(self) -> dict[str, Any]:
-        return {"name": self.name, "weights": self.weights, "input_shape": list(self.input_shape),
+        body = {"name": self.name, "weights": self.weights, "input_shape": list(self.input_shape),
                 "partitions": list(self.partitions)}
+        if self.runtime is not None:
+            body["runtime"] = self.runtime
+        return body
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,10 @@ class Offer:
 
         def model(entry: dict[str, Any]) -> ModelOffer:
             weights, shape, parts = entry.get("weights"), entry.get("input_shape"), entry.get("partitions")
+            runtime = entry.get("runtime")
             return ModelOffer(str(entry["name"]), weights if isinstance(weights, dict) else None,
-                              shape if isinstance(shape, list) else [], parts if isinstance(parts, list) else [])
+                              shape if isinstance(shape, list) else [], parts if isinstance(parts, list) else [],
+                              runtime if isinstance(runtime, dict) else None)
 
         models = tuple(model(m) for m in list_of("models") if isinstance(m, dict) and isinstance(m.get("name"), str))
         version = _optional_int(body, "protocol_version")

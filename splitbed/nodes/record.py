@@ -12,7 +12,6 @@ import numpy as np
 
 from splitbed.nodes import messages as m
 from splitbed.nodes.metrics import SCHEMA_VERSION, InferenceRecord, Prediction, software_versions
-from splitbed.nodes.runner import INFERENCE_CALL
 from splitbed.nodes.timing import Transfer
 from splitbed.nodes.ue_session import UeSession
 
@@ -25,7 +24,7 @@ def default_link(config_link: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def blank(session: UeSession, *, job: Any, plan: Any, repetition: int, clock: Any, link: dict[str, Any] | None,
-          local_weights: dict[str, Any] | None, local_gpu: Any, local_host: Any,
+          local_weights: dict[str, Any] | None, local_runtime: dict[str, Any], local_gpu: Any, local_host: Any,
           stamps: dict[str, int | None]) -> InferenceRecord:
     """The record of an inference about to run: identity, what runs, how it is measured; figures empty."""
     offer = session.offer or m.Offer()
@@ -51,7 +50,8 @@ def blank(session: UeSession, *, job: Any, plan: Any, repetition: int, clock: An
         uplink_tcp=None, downlink_tcp=None,
         result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[], adaptive=None,
         local_resources=None, remote_resources=None, local_gpu=local_gpu, remote_gpu=server.get("gpu"),
-        remote_concurrent_sessions=None, inference_call=INFERENCE_CALL, weights=local_weights,
+        remote_concurrent_sessions=None, inference_call=str(local_runtime["call"]), weights=local_weights,
+        ue_runtime=local_runtime, edge_runtime=None if model is None else model.runtime,
         remote_weights=None if model is None else model.weights, link=default_link(link), clock=clock,
         versions={"local": software_versions(), "remote": server.get("versions")},
         host={"local": local_host, "remote": server.get("host")},

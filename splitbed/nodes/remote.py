@@ -53,6 +53,7 @@ class RemoteConfig:
     port: int = 0
     models: tuple[str, ...] = ("mobilenet_v2",)
     weights: str = "auto"
+    engine: str = "tensorflow"  # inference runtime of registered models (splitbed.nodes.runner.ENGINES)
     max_unit_bytes: int = proto.DEFAULT_MAX_UNIT_BYTES
     read_timeout_s: float = 30.0        # no progress at all within a started unit
     idle_timeout_s: float = 600.0       # nothing at all between units
@@ -100,8 +101,8 @@ class RemoteNode:
 
     def __init__(self, config: RemoteConfig, *, runner: ModelRunner | None = None) -> None:
         self.config = config
-        self.state = ServerState(config, runner or ModelRunner(weights=config.weights), ResourceMeter(),
-                                 MemoryBudget(config.memory_budget_bytes),
+        self.state = ServerState(config, runner or ModelRunner(weights=config.weights, engine=config.engine),
+                                 ResourceMeter(), MemoryBudget(config.memory_budget_bytes),
                                  Admission(config.max_sessions, config.rate_policy(), config.evict_after_s))
         self.listener: socket.socket | None = None
         self.address: tuple[str, int] = (config.host, config.port)
@@ -120,7 +121,7 @@ class RemoteNode:
                         runner.plan(name, part.partition_id)
             models.append(m.ModelOffer(name, runner.weights_info(name), list(spec.input_shape),
                                        [{"partition_id": p.partition_id, "name": p.name, "tensors": p.tensors}
-                                        for p in spec.partitions]))
+                                        for p in spec.partitions], runner.runtime_info(name)))
         self.state.server_info = {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info())}
         cfg = self.config
         self.state.offer = m.Offer(

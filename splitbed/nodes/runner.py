@@ -2,6 +2,11 @@
 run them with `predict_on_batch` (a compiled call: ~20 ms for MobileNetV2 here, where eager `model(x)` took
 ~140 ms and `predict` ~75 ms of mostly overhead), and check tensors against the cut before running a tail.
 
+Inference runtime (one small interface, `predict_on_batch` on the head and tail): TensorFlow (Keras sub-models)
+by default; `engine="onnxruntime"` runs a registered model's converted ONNX graph on ONNX Runtime instead, and an
+`.onnx` model name always runs on ONNX Runtime (splitbed.models.onnx). `runtime_info(model)` says which, for the
+records.
+
 TensorFlow is imported on first use. One `ModelRunner` is shared by every session of a process; building and
 running models is serialised by its lock (Keras graph building is not thread-safe, and a serialised run keeps
 one session's inference time free of another's compute). Time spent waiting for that lock is reported apart.
@@ -19,6 +24,7 @@ import numpy as np
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
 
 INFERENCE_CALL = "keras Model.predict_on_batch (compiled), after one warm-up call per sub-model"
+ENGINES = ("tensorflow", "onnxruntime")
 MAX_INPUT_SIZES = 8  # other input sizes one node builds per model (each a whole model in memory)
 
 
@@ -54,8 +60,42 @@ class PartPlan:
 class ModelRunner:
     weights: str = "auto"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    engine: str = "tensorflow"  # inference runtime of registered models (ENGINES); .onnx files: onnxruntime
     _loaded: dict[tuple[str, tuple[int, int] | None], Any] = field(default_factory=dict)
     _plans: dict[tuple[str, int, tuple[int, int] | None], PartPlan] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigurationError(f"inference runtime {self.engine!r}; choose one of {', '.join(ENGINES)}")
+
+    def _load_new(self, model: str) -> Any:
+        from splitbed.models.onnx import is_onnx_path
+
+        if is_onnx_path(model):
+            from splitbed.models.onnx.model import load_file
+
+            return load_file(model)
+        from splitbed.models import load
+
+        loaded = load(model, self.weights)
+        if self.engine == "onnxruntime":
+            from splitbed.models.onnx.model import converted_model
+
+            return converted_model(loaded)
+        return loaded
+
+    def runtime_info(self, model: str) -> dict[str, Any]:
+        """Which inference runtime runs `model`'s sub-models here, and its version (loads the model)."""
+        loaded = self.load(model)
+        if hasattr(loaded, "runtime_info"):
+            return dict(loaded.runtime_info())
+        from splitbed.models import tfboot
+
+        return {"name": "tensorflow", "version": tfboot.tensorflow().__version__,
+                "keras": tfboot.keras().__version__, "call": INFERENCE_CALL}
+
+    def inference_call(self, model: str) -> str:
+        return str(self.runtime_info(model)["call"])
 
     def load(self, model: str, input_size: tuple[int, int] | None = None) -> Any:
         """The LoadedModel for `model` (built on first use, with this runner's weights), at `input_size`
@@ -63,7 +103,6 @@ class ModelRunner:
         size = self._size(model, input_size)
         loaded = self._loaded.get((model, size))
         if loaded is None:
-            from splitbed.models import load
             from splitbed.models.errors import ModelError
 
             built = sum(1 for name, other in self._loaded if name == model and other is not None)
@@ -71,7 +110,7 @@ class ModelRunner:
                 raise ConfigurationError(f"{model} is already built at {built} other input sizes, the most one node "
                                          f"keeps (each is a whole model in memory); use one of those")
             try:
-                loaded = load(model, self.weights) if size is None else self.load(model).at_input_size(*size)
+                loaded = self._load_new(model) if size is None else self.load(model).at_input_size(*size)
             except ModelError as exc:
                 raise ConfigurationError(str(exc)) from exc
             self._loaded[(model, size)] = loaded
@@ -88,11 +127,11 @@ class ModelRunner:
         return dict(self.load(model).weights.to_dict())
 
     def spec(self, model: str, input_size: Any = None) -> Any:
-        from splitbed.models import registry
+        from splitbed.models import spec_for
         from splitbed.models.errors import ModelError
 
         try:
-            spec = registry.get(model)
+            spec = spec_for(model)
             return spec if input_size is None else spec.at_input_size(int(input_size[0]), int(input_size[1]))
         except ModelError as exc:
             raise ConfigurationError(str(exc)) from exc

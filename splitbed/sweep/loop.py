@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from netem.errors import NetemError
 from netem.profile import LinkProfile
-from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec
+from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec, engine_args
 from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
 from splitbed.testbed import JobRefusedError, TestbedError
@@ -67,8 +67,10 @@ class SweepTestbed(Protocol):
 class TestbedFactory(Protocol):
     """Makes the (not yet started) testbed for one profile; `splitbed.testbed.Testbed` by default."""
 
-    def __call__(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str,
-                 cpus: str) -> SweepTestbed: ...
+    def __call__(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str, cpus: str,
+                 **engine: Any) -> SweepTestbed:
+        """`engine`: the nodes' options for a non-default inference runtime (sweep.plan.engine_args), if any."""
+        ...
 
 
 @dataclass
@@ -132,7 +134,7 @@ class ProfileRun:
         begin = time.monotonic()
         spec = self.spec
         bed = self.factory(profile=self.profile, backend=spec.backend, models=models, weights=spec.weights,
-                           runtime=spec.runtime, cpus=spec.cpus)
+                           runtime=spec.runtime, cpus=spec.cpus, **engine_args(spec.engine))
         try:
             bed.start()
         except BaseException:

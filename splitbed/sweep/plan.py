@@ -2,7 +2,8 @@
 stable key that names each point in the results, so that an interrupted sweep resumes where it stopped.
 
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
-candidate partition, `seed` = the testbed contribution's example candidates (`seed_example = true`), or names/ids.
+candidate partition, `seed` = the testbed contribution's example candidates (`seed_example = true`), or names/ids. A model may be
+an `.onnx` file: its candidates are the graph's cuts (ids = node indices; `seed` = all of them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DEFAULT_IMAGE = "builtin:chelsea"
 DEFAULT_WARMUP_MAX = 5
 WARMUP_TOLERANCE = 0.05  # warm-ups end when two in a row took compute times within 5 % of each other
 FULL_MODELS = ("vgg16", "resnet50")
+DEFAULT_ENGINE = "tensorflow"
 MAX_POINTS = 100_000
 MAX_REPETITIONS = 10_000
 
@@ -44,11 +46,15 @@ class Point:
     weights: str
     backend: str
     runtime: str
+    engine: str = DEFAULT_ENGINE  # inference runtimes "UE/EDGE" (or one name for both sides)
 
     @property
     def key(self) -> str:
-        return "|".join((self.profile, self.model, self.partition, self.encoding, self.compression, self.image,
-                         self.weights, self.backend, self.runtime))
+        parts = [self.profile, self.model, self.partition, self.encoding, self.compression, self.image,
+                 self.weights, self.backend, self.runtime]
+        if self.engine != DEFAULT_ENGINE:  # keys of TensorFlow points stay as they were (resume)
+            parts.append(self.engine)
+        return "|".join(parts)
 
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
         """The local node job for this point (splitbed.nodes.jobs)."""
@@ -73,6 +79,7 @@ class SweepSpec:
     weights: str = "auto"
     backend: str = "auto"
     runtime: str = "process"
+    engine: str = DEFAULT_ENGINE  # inference runtime: tensorflow, onnxruntime, or UE/EDGE (e.g. onnxruntime/tensorflow)
     image: str = DEFAULT_IMAGE
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -89,6 +96,7 @@ class SweepSpec:
             raise SweepSpecError(f"warmup must be 0..100, got {self.warmup}")
         if not self.warmup <= self.warmup_max <= 100:
             raise SweepSpecError(f"warmup_max must be warmup ({self.warmup})..100, got {self.warmup_max}")
+        engine_sides(self.engine)
         from splitbed.runtime.cpus import CpuPlanError, plan_from
 
         try:
@@ -111,14 +119,36 @@ class SweepSpec:
         return cls(**base)
 
 
+def engine_sides(engine: str) -> tuple[str, str]:
+    """(UE, edge) inference runtimes of an engine setting: `E` for both sides or `UE/EDGE`."""
+    from splitbed.nodes.runner import ENGINES
+
+    sides = engine.split("/")
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or any(s not in ENGINES for s in sides):
+        raise SweepSpecError(f"engine {engine!r}: one of {', '.join(ENGINES)} for both nodes, or UE/EDGE such as "
+                             "onnxruntime/tensorflow")
+    return sides[0], sides[1]
+
+
+def engine_args(engine: str) -> dict[str, list[str]]:
+    """Testbed options that start the nodes on these inference runtimes ({} for the default)."""
+    ue, edge = engine_sides(engine)
+    if (ue, edge) == (DEFAULT_ENGINE, DEFAULT_ENGINE):
+        return {}
+    return {"local_args": ["--engine", ue], "remote_args": ["--engine", edge]}
+
+
 def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
-    """Partition names of `model` for a selection of `all`, `seed`, names, aliases or ids, in registry order
-    (splitbed.models.registry.select_partitions), with a SweepSpecError for anything unknown."""
-    from splitbed.models import registry
+    """Partition names of `model` (registered, or an `.onnx` file) for a selection of `all`, `seed`, names,
+    aliases or ids, in registry order (splitbed.models.registry.select_partitions), with a SweepSpecError for
+    anything unknown."""
+    from splitbed.models import registry, spec_for
     from splitbed.models.errors import ModelError
 
     try:
-        return registry.select_partitions(model, selection)
+        return registry.select_partitions(spec_for(model), selection)
     except ModelError as exc:
         raise SweepSpecError(str(exc)) from None
 
@@ -161,7 +191,7 @@ def points(spec: SweepSpec) -> list[Point]:
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime))
+                                        spec.backend, spec.runtime, spec.engine))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
     return result

@@ -59,11 +59,12 @@ class _Silent:
         pass
 
 
-def _default_factory(*, profile: str, backend: str, models: list[str], weights: str, runtime: str,
-                     cpus: str) -> SweepTestbed:
+def _default_factory(*, profile: str, backend: str, models: list[str], weights: str, runtime: str, cpus: str,
+                     **engine: Any) -> SweepTestbed:
     from splitbed.testbed import Testbed
 
-    return Testbed(profile=profile, backend=backend, models=models, weights=weights, runtime=runtime, cpus=cpus)
+    return Testbed(profile=profile, backend=backend, models=models, weights=weights, runtime=runtime, cpus=cpus,
+                   **engine)
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None = None,

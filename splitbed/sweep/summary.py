@@ -26,7 +26,8 @@ from splitbed.sweep.store import is_measurement, point_key
 
 SUMMARY_NAME = "summary.csv"
 IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "model", "partition",
-                    "partition_id", "encoding", "compression", "image", "weights", "random_weights", "n", "n_errors",
+                    "partition_id", "encoding", "compression", "image", "weights", "random_weights", "runtimes", "n",
+                    "n_errors",
                     "ci_coverage", "host_cpu_stolen_pct", "independent_draws", "e2e_cv_pct", "outliers",
                     "outlier_causes")
 
@@ -48,6 +49,7 @@ class PointSummary:
     random_weights: bool
     uplink_rate_mbit: float | None
     uplink_delay_ms: float | None
+    runtimes: str = "tensorflow/tensorflow"  # inference runtimes of the UE and the edge (records' ue/edge_runtime)
     n: int = 0
     n_errors: int = 0
     figures: dict[str, MedianCI] = field(default_factory=dict)
@@ -98,6 +100,8 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
         "weights_warning": weights.get("warning"),
         "uplink_rate_mbit": uplink.get("rate_mbit"),
         "uplink_delay_ms": uplink.get("delay_ms"),
+        "runtimes": "/".join(str(_table(record.get(side)).get("name") or "tensorflow")
+                             for side in ("ue_runtime", "edge_runtime")),
     }
 
 
@@ -181,7 +185,7 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
         for s in summaries:
             row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.model,
                               s.partition, s.partition_id, s.encoding, s.compression, s.image, s.weights,
-                              s.random_weights, s.n, s.n_errors, _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct),
+                              s.random_weights, s.runtimes, s.n, s.n_errors, _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct),
                               _cell(s.independent_draws), _cell(s.e2e_cv_pct), len(s.outliers),
                               " | ".join(o.describe() for o in s.outliers)]
             for figure in FIGURES:
