@@ -12,7 +12,7 @@ from splitbed.report.budgets import Budget, get_budget, load_budgets
 from splitbed.report.plots import all_plots
 from splitbed.report.provenance import provenance
 from splitbed.report.render import ReportContent, render_html, render_markdown
-from splitbed.report.tables import best_table, seed_tables
+from splitbed.report.tables import best_table, metric_tables
 from splitbed.sweep.store import ResultsError, read_records, results_path
 from splitbed.sweep.summary import summarise
 
@@ -45,7 +45,7 @@ def build_report(results: str | Path, out_dir: str | Path | None = None, *, budg
     report_dir.mkdir(parents=True, exist_ok=True)
     plots, excluded = all_plots(summaries, chosen, report_dir)
     content = ReportContent(title=title, source=str(source), budget=chosen, provenance=provenance(read.records),
-                            best=best_table(summaries, chosen), tables=seed_tables(summaries), plots=plots,
+                            best=best_table(summaries, chosen), tables=metric_tables(summaries), plots=plots,
                             excluded_rate_profiles=excluded, skipped_lines=read.skipped)
     markdown = report_dir / "report.md"
     page = report_dir / "report.html"

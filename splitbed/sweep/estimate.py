@@ -1,6 +1,6 @@
-"""How long a sweep will take, before running it: the advisor's per-partition prediction (splitbed.advise: compute
-timed here, real data-unit sizes, the link model) for every point, times its inferences, plus the orchestration
-costs measured on the main job. An estimate, not a measurement: it ignores loss and retransmissions (a lower
+"""How long a sweep will take, before running it: the advisor's per-partition prediction (splitbed.latency:
+compute timed here by splitbed.measure, real data-unit sizes, the link model of splitbed.linkmodel) for every
+point, times its inferences, plus the orchestration costs measured on the main job. An estimate, not a measurement: it ignores loss and retransmissions (a lower
 bound on lossy profiles such as cell-edge) and takes each transfer on a trace-driven link at its median time over
 the trace's start phases.
 """
@@ -36,8 +36,10 @@ class Estimate:
 def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], None] | None = None,
              timings: dict[str, dict[tuple[str, str], Any]] | None = None) -> Estimate:
     """Predict the wall time of `spec` on this machine. Each model's partitions are timed first (minutes), unless
-    `timings` (model -> {(encoding, compression): advise.ModelTiming}) are given."""
-    from splitbed.advise import LinkModel, measure_carriages, predict
+    `timings` (model -> {(encoding, compression): latency.ModelTiming}) are given."""
+    from splitbed.latency import predict
+    from splitbed.linkmodel import LinkModel
+    from splitbed.measure import measure_carriages
 
     matrix = points(spec)
     per_inference: dict[str, float] = {}
