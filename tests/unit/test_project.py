@@ -205,3 +205,15 @@ def test_nothing_deletes_namespaces_or_processes_it_did_not_create() -> None:
     hits = [f"{p.relative_to(REPO)}: {rx.pattern}" for p in files if p.resolve() != this_file
             for rx in forbidden if rx.search(p.read_text(errors="replace"))]
     assert not hits, hits
+
+
+def test_test_file_basenames_are_unique() -> None:
+    """The test folders are not packages, so pytest imports each test file by its basename: two files of the same
+    name anywhere under tests/ make the whole suite fail at collection ("import file mismatch")."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(REPO)} and {path.relative_to(REPO)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, f"rename one of each pair: {clashes}"
