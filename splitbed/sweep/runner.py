@@ -123,6 +123,17 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
     return outcome
 
 
+def measure_points(spec: SweepSpec, profile: str, batch: list[Point], store: Any, progress: Progress,
+                   outcome: SweepOutcome, testbed_factory: TestbedFactory = _default_factory) -> None:
+    """The run loop for some points of one profile on one testbed, as run_sweep runs them: the seam through which
+    the distributed sweep (splitbed.sweep.distributed) measures one point on a worker. `store` is a ResultStore or
+    anything with its `completed(key)`, `errors[key]`, `append(record)` and `path`. Raises SweepError when the
+    testbed failed twice."""
+    from splitbed.testbed import JobRefusedError, TestbedError
+
+    _run_profile(spec, profile, batch, store, progress, outcome, testbed_factory, TestbedError, JobRefusedError)
+
+
 def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: ResultStore, progress: Progress,
                  outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception],
                  refused_error: type[Exception]) -> None:

@@ -4,7 +4,9 @@ as summary.csv; and the best partition per (profile, model, carriage).
 Records are grouped by the point key the sweep writes into their tags; records from elsewhere (a local node run
 by hand) are grouped by what they say about themselves (profile, model, partition, carriage, image, weights).
 Only measurements count: warm-up inferences and error records are left out of the statistics (errors are
-counted per point).
+counted per point). A point measured on hosts of different CPU models (a distributed sweep, or results moved
+between machines) gets one summary per CPU model: compute times of different CPUs are different quantities, and
+pooling them would give a median of neither. `pool_hosts=True` pools them anyway (the row then names them all).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from splitbed.sweep.figures import BY_KEY, FIGURES, LATENCY_SEGMENTS, segment_value
+from splitbed.sweep.hosts import cpu_model, machine
 from splitbed.sweep.outliers import Outlier, find_outliers
 from splitbed.sweep.realisations import independent_draws
 from splitbed.sweep.stats import MedianCI, median_ci
@@ -59,6 +62,8 @@ class PointSummary:
     independent_draws: int | None = None  # distinct channel realisations among the n (None: deterministic link)
     e2e_cv_pct: float | None = None  # coefficient of variation of e2e over the n good records
     outliers: list[Outlier] = field(default_factory=list)  # slow single inferences, with their causes
+    cpu_model: str = "unknown"  # the CPU model that measured the n ("; "-joined when pooled across models)
+    hosts: list[str] = field(default_factory=list)  # machines the n were measured on (splitbed.sweep.hosts)
 
     @property
     def carriage(self) -> str:
@@ -127,21 +132,24 @@ def coefficient_of_variation_pct(values: Iterable[float | None]) -> float | None
     return 100.0 * statistics.stdev(data) / mean if mean > 0 else None
 
 
-def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
-    """One PointSummary per point, in the order points first appear."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False) -> list[PointSummary]:
+    """One PointSummary per point, in the order points first appear; per point and CPU model when the point was
+    measured on hosts of different CPU models, unless `pool_hosts`."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if not is_measurement(record):
             continue
         ident = _identity(record)
         key = point_key(record) or "|".join(str(ident[k]) for k in ("profile", "model", "partition", "encoding",
                                                                      "compression", "image", "weights", "backend"))
-        groups[key].append(record)
+        groups[(key, "" if pool_hosts else cpu_model(record))].append(record)
     summaries = []
-    for key, group in groups.items():
+    for (key, _), group in groups.items():
         good = [r for r in group if r.get("status") == "ok"]
         ident = _identity((good or group)[0])
         summary = PointSummary(key=key, n=len(good), n_errors=len(group) - len(good), **ident)
+        summary.cpu_model = "; ".join(dict.fromkeys(cpu_model(r) for r in group))
+        summary.hosts = list(dict.fromkeys(machine(r) for r in group))
         summary.figures = {f.key: median_ci(f.value(r) for r in good) for f in FIGURES}
         summary.segments = {k: median_ci(segment_value(r, k) for r in good) for k, _ in LATENCY_SEGMENTS}
         summary.host_cpu_stolen_pct = host_cpu_stolen_pct(good)
@@ -152,9 +160,27 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
     return summaries
 
 
+def by_cpu_model(summaries: Iterable[PointSummary]) -> dict[str, list[PointSummary]]:
+    """Summaries per CPU model, in order of appearance (one group when every point ran on one model or was
+    pooled)."""
+    groups: dict[str, list[PointSummary]] = {}
+    for summary in summaries:
+        groups.setdefault(summary.cpu_model, []).append(summary)
+    return groups
+
+
+def split_by_host(summaries: Iterable[PointSummary]) -> list[str]:
+    """Keys of points that have more than one summary (measured on hosts of different CPU models, not pooled)."""
+    seen: dict[str, int] = defaultdict(int)
+    for summary in summaries:
+        seen[summary.key] += 1
+    return [key for key, count in seen.items() if count > 1]
+
+
 def best_per_group(summaries: Iterable[PointSummary],
                    by: tuple[str, ...] = ("profile", "model", "carriage")) -> dict[tuple[str, ...], PointSummary]:
-    """The point with the lowest median end-to-end latency in each group (ties: lower partition id)."""
+    """The point with the lowest median end-to-end latency in each group (ties: lower partition id). Summaries of
+    several CPU models are compared per model (`by_cpu_model`), never against each other."""
     best: dict[tuple[str, ...], PointSummary] = {}
     for summary in summaries:
         value = summary.median("e2e_latency_ms")
