@@ -127,7 +127,7 @@ def run_distributed(spec: SweepSpec, out_dir: str | Path, scheduler: str | Any, 
     all_points = points(spec)
     outcome = SweepOutcome(out_dir=Path(out_dir), points=all_points)
     own_client = isinstance(scheduler, str)
-    client = connect(scheduler) if own_client else scheduler
+    client: Any = connect(scheduler) if isinstance(scheduler, str) else scheduler
     started = time.monotonic()
     started_utc = datetime.now(timezone.utc).isoformat()
     state = "interrupted"
