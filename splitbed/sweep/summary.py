@@ -29,8 +29,8 @@ from splitbed.sweep.store import is_measurement, point_key
 
 SUMMARY_NAME = "summary.csv"
 IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "model", "partition",
-                    "partition_id", "encoding", "compression", "image", "weights", "random_weights", "runtimes", "n",
-                    "n_errors",
+                    "partition_id", "encoding", "compression", "image", "weights", "random_weights", "runtimes", "cpu_model",
+                    "hosts", "n", "n_errors",
                     "ci_coverage", "host_cpu_stolen_pct", "independent_draws", "e2e_cv_pct", "outliers",
                     "outlier_causes")
 
@@ -64,6 +64,7 @@ class PointSummary:
     outliers: list[Outlier] = field(default_factory=list)  # slow single inferences, with their causes
     cpu_model: str = "unknown"  # the CPU model that measured the n ("; "-joined when pooled across models)
     hosts: list[str] = field(default_factory=list)  # machines the n were measured on (splitbed.sweep.hosts)
+    pooled_hosts: bool = False  # summarised with pool_hosts=True: CPU models were not kept apart
 
     @property
     def carriage(self) -> str:
@@ -150,6 +151,7 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False) ->
         summary = PointSummary(key=key, n=len(good), n_errors=len(group) - len(good), **ident)
         summary.cpu_model = "; ".join(dict.fromkeys(cpu_model(r) for r in group))
         summary.hosts = list(dict.fromkeys(machine(r) for r in group))
+        summary.pooled_hosts = pool_hosts
         summary.figures = {f.key: median_ci(f.value(r) for r in good) for f in FIGURES}
         summary.segments = {k: median_ci(segment_value(r, k) for r in good) for k, _ in LATENCY_SEGMENTS}
         summary.host_cpu_stolen_pct = host_cpu_stolen_pct(good)
@@ -161,10 +163,13 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False) ->
 
 
 def by_cpu_model(summaries: Iterable[PointSummary]) -> dict[str, list[PointSummary]]:
-    """Summaries per CPU model, in order of appearance (one group when every point ran on one model or was
-    pooled)."""
+    """Summaries per CPU model, in order of appearance (one group when every point ran on one model or when they
+    were pooled)."""
+    items = list(summaries)
+    if any(s.pooled_hosts for s in items):
+        return {"; ".join(dict.fromkeys(s.cpu_model for s in items)): items} if items else {}
     groups: dict[str, list[PointSummary]] = {}
-    for summary in summaries:
+    for summary in items:
         groups.setdefault(summary.cpu_model, []).append(summary)
     return groups
 
@@ -211,7 +216,8 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
         for s in summaries:
             row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.model,
                               s.partition, s.partition_id, s.encoding, s.compression, s.image, s.weights,
-                              s.random_weights, s.runtimes, s.n, s.n_errors, _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct),
+                              s.random_weights, s.runtimes, s.cpu_model, "; ".join(s.hosts), s.n, s.n_errors,
+                              _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct),
                               _cell(s.independent_draws), _cell(s.e2e_cv_pct), len(s.outliers),
                               " | ".join(o.describe() for o in s.outliers)]
             for figure in FIGURES:
