@@ -66,7 +66,7 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Any:
                                "there, and is its port open to this machine? (docs/DISTRIBUTED.md)") from None
 
 
-def testbed_workers(client: Any) -> dict[str, dict[str, Any]]:
+def list_testbed_workers(client: Any) -> dict[str, dict[str, Any]]:
     """The scheduler's workers that offer the testbed resource: address -> its scheduler info."""
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
     return {address: info for address, info in workers.items()
@@ -76,7 +76,7 @@ def testbed_workers(client: Any) -> dict[str, dict[str, Any]]:
 def wait_for_testbed_workers(client: Any, wait_s: float = DEFAULT_WAIT_S) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + wait_s
     while True:
-        found = testbed_workers(client)
+        found = list_testbed_workers(client)
         if found or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
@@ -192,7 +192,7 @@ def _measure(client: Any, spec: SweepSpec, todo: list[Any], store: ResultStore, 
                                       pure=False)
         keys[task] = point.key
     try:
-        for future in as_completed(list(futures.values())):
+        for future in as_completed(list(futures.values()), loop=client.loop):
             key = keys[future.key]
             if future.status == "error":
                 exc = future.exception()
