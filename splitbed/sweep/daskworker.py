@@ -273,7 +273,8 @@ class _EventProgress:
 
     def _send(self, message: dict[str, Any]) -> None:
         try:
-            self.worker.log_event(EVENT_TOPIC, {"point": self.key, "worker": self.name, **message})
+            # the scheduler adds "worker": this worker's address
+            self.worker.log_event(EVENT_TOPIC, {"point": self.key, "name": self.name, **message})
         except Exception:  # progress is best effort; the result carries everything
             log.debug("progress event not sent", exc_info=True)
 

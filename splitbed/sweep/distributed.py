@@ -176,7 +176,7 @@ def _measure(client: Any, spec: SweepSpec, todo: list[Any], store: ResultStore, 
             on_event(message)
         if "phase" in message:
             with lock:
-                progress.phase(f"[{message.get('worker')}] {message['phase']}")
+                progress.phase(f"[{message.get('name') or message.get('worker')}] {message['phase']}")
 
     client.subscribe_topic(EVENT_TOPIC, handle)
     run_id = uuid.uuid4().hex[:8]

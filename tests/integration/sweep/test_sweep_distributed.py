@@ -124,13 +124,11 @@ def test_a_worker_killed_mid_point_loses_nothing_to_the_results_and_the_point_is
     spec = _spec(repetitions=3)
     killed: dict[str, int] = {}
     with real_cluster(2) as client:
-        pids = client.run(os.getpid)  # worker address -> its process
-        names = client.run(lambda dask_worker: str(dask_worker.name))
-        pid_of = {names[address]: pid for address, pid in pids.items()}
+        pid_of = client.run(os.getpid)  # worker address -> its process
 
         def kill_mid_point(event: dict[str, Any]) -> None:  # in the client's event thread
             if not killed and event.get("status") == "ok" and not event.get("warmup"):  # a repetition is measured
-                killed.update(pid=pid_of[event["worker"]])
+                killed.update(pid=pid_of[event["worker"]], point=event["point"])
                 os.kill(killed["pid"], signal.SIGKILL)
 
         outcome = run_distributed(spec, tmp_path, client, on_event=kill_mid_point)
@@ -138,6 +136,7 @@ def test_a_worker_killed_mid_point_loses_nothing_to_the_results_and_the_point_is
     assert not outcome.incomplete
     records = read_records(tmp_path).records
     assert killed["pid"] not in {r["tags"]["worker"]["pid"] for r in records}  # nothing of the dead worker
+    assert [r["tags"].get("rep") for r in records if r["tags"]["point"] == killed["point"]] == [None, 0, 1, 2]
     for key, mine in _by_point(records).items():
         assert [r["tags"].get("rep") for r in mine] == [None, 0, 1, 2], key  # one whole attempt per point
         assert len({r["tags"]["worker"]["pid"] for r in mine}) == 1

@@ -76,6 +76,7 @@ def test_every_point_comes_back_whole_and_only_the_client_writes(client: Any, tm
         workers = {r["tags"]["worker"]["address"] for r in mine}
         assert len(workers) == 1 and mine[0]["tags"]["worker"]["hostname"]  # one worker measured the point
     assert {e["point"] for e in events} == {p.key for p in points(spec)}  # progress events from the workers
+    assert {e["worker"] for e in events} <= set(client.scheduler_info()["workers"])  # the scheduler names them
     runs = json.loads((tmp_path / "sweep.json").read_text())["runs"]
     assert runs[-1]["state"] == "complete" and runs[-1]["inferences"] == 6
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".jsonl"] == ["results.jsonl"]
