@@ -122,7 +122,7 @@ def test_a_sweep_through_a_local_cluster_gets_the_records_of_a_local_sweep(share
 def test_a_worker_killed_mid_point_loses_nothing_to_the_results_and_the_point_is_measured_again(
         tmp_path: Path) -> None:
     spec = _spec(repetitions=3)
-    killed: dict[str, int] = {}
+    killed: dict[str, Any] = {}
     with real_cluster(2) as client:
         pid_of = client.run(os.getpid)  # worker address -> its process
 
