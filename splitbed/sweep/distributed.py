@@ -26,7 +26,7 @@ from typing import Any
 
 from splitbed.sweep import runstate
 from splitbed.sweep.plan import SweepSpec, SweepSpecError, points
-from splitbed.sweep.pointwire import PointRequest, WireError, parse_result, request_text
+from splitbed.sweep.pointwire import PointRequest, PointResult, WireError, parse_result, request_text
 from splitbed.sweep.runner import SWEEP_META_NAME, Progress, SweepError, SweepOutcome, _Silent, _write_meta
 from splitbed.sweep.store import ResultStore
 
@@ -119,8 +119,8 @@ def prepare_workers(client: Any, spec: SweepSpec, wait_s: float = DEFAULT_WAIT_S
 
 
 def run_distributed(spec: SweepSpec, out_dir: str | Path, scheduler: str | Any, *, progress: Progress | None = None,
-                    wait_s: float = DEFAULT_WAIT_S, on_event: Callable[[dict[str, Any]], None] | None = None
-                    ) -> SweepOutcome:
+                    wait_s: float = DEFAULT_WAIT_S, on_event: Callable[[dict[str, Any]], None] | None = None,
+                    on_result: Callable[[PointResult], None] | None = None) -> SweepOutcome:
     """Measure every point of `spec` not yet complete in `out_dir` on the cluster at `scheduler` (an address, or
     a distributed.Client that stays open). `on_event` sees the workers' progress events (tests use them)."""
     progress = progress or _Silent()
@@ -143,9 +143,11 @@ def run_distributed(spec: SweepSpec, out_dir: str | Path, scheduler: str | Any, 
             try:
                 if todo:
                     progress.phase("checking the cluster's testbed workers")
+                    checked = time.monotonic()
                     facts = prepare_workers(client, spec, wait_s)
+                    log.info("testbed workers checked in %.3f s", time.monotonic() - checked)
                     progress.phase(f"{len(todo)} points on {len(facts)} testbed worker(s)")
-                    _measure(client, spec, todo, store, progress, outcome, on_event)
+                    _measure(client, spec, todo, store, progress, outcome, on_event, on_result)
                 state = "complete" if not outcome.incomplete else "incomplete"
             except SweepError:
                 state = "failed"
@@ -161,7 +163,8 @@ def run_distributed(spec: SweepSpec, out_dir: str | Path, scheduler: str | Any, 
 
 
 def _measure(client: Any, spec: SweepSpec, todo: list[Any], store: ResultStore, progress: Progress,
-             outcome: SweepOutcome, on_event: Callable[[dict[str, Any]], None] | None) -> None:
+             outcome: SweepOutcome, on_event: Callable[[dict[str, Any]], None] | None,
+             on_result: Callable[[PointResult], None] | None) -> None:
     from distributed import KilledWorker, as_completed
 
     from splitbed.sweep.daskworker import measure_point, release_testbed
@@ -213,6 +216,8 @@ def _measure(client: Any, spec: SweepSpec, todo: list[Any], store: ResultStore, 
                 future.release()
             with lock:
                 _keep(result, store, progress, outcome)
+            if on_result is not None:
+                on_result(result)
             if result.failed is not None:
                 raise SweepError(f"{result.failed}\nResults so far are in {store.path}; run the same command to "
                                  "resume.")
@@ -221,13 +226,15 @@ def _measure(client: Any, spec: SweepSpec, todo: list[Any], store: ResultStore, 
         if pending:
             client.cancel(pending)
         client.unsubscribe_topic(EVENT_TOPIC)
+        released = time.monotonic()
         try:
             client.run(release_testbed)
+            log.info("workers' testbeds released in %.3f s", time.monotonic() - released)
         except Exception as exc:  # a worker gone meanwhile: its testbed went with it
             log.info("releasing the workers' testbeds: %s", exc)
 
 
-def _keep(result: Any, store: ResultStore, progress: Progress, outcome: SweepOutcome) -> None:
+def _keep(result: PointResult, store: ResultStore, progress: Progress, outcome: SweepOutcome) -> None:
     """Append one point's records (the client is the only writer) and count them as a local sweep does."""
     for record in result.records:
         store.append(record)

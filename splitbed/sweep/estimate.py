@@ -21,9 +21,12 @@ OVERHEAD_PER_POINT_S = 2.0
 OVERHEAD_PER_INFERENCE_MS = 20.0
 # Testbed start (topology, both nodes, one warm-up per model), per profile: measured 32 s (VGG16) and 25 s (both).
 TESTBED_START_S = 30.0
-# What Dask adds per point on top of the run loop (submit, schedule on a testbed worker, JSON result back, records
-# written by the client): docs/DISTRIBUTED.md "Overhead", measured on this machine with a LocalCluster.
-DASK_OVERHEAD_PER_POINT_S = 0.1
+# What Dask adds on top of the run loop (docs/DISTRIBUTED.md "Overhead", scripts/measure_dask_overhead.py on this
+# machine with a LocalCluster): per point (submit, schedule on a testbed worker, the JSON result back, the client's
+# checks) 0.011 s measured, taken as 0.02 s; per sweep (the workers' check before, the testbeds' release after)
+# 2.5 s measured.
+DASK_OVERHEAD_PER_POINT_S = 0.02
+DASK_OVERHEAD_PER_SWEEP_S = 2.5
 
 
 @dataclass
@@ -85,20 +88,22 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
         result.total_s, result.machine_s = deal(costs, [p.profile for p in matrix], workers)
         result.notes.append(f"on {workers} testbed worker(s), each as fast as this machine: points dealt in order to "
                             f"the worker free first, a testbed start per profile per worker, "
-                            f"{DASK_OVERHEAD_PER_POINT_S:g} s of Dask per point (docs/DISTRIBUTED.md)")
+                            f"Dask's {DASK_OVERHEAD_PER_POINT_S:g} s per point and {DASK_OVERHEAD_PER_SWEEP_S:g} s per "
+                            "sweep (docs/DISTRIBUTED.md)")
     return result
 
 
 def deal(costs: list[tuple[float, str]], profiles: list[str], workers: int) -> tuple[float, float]:
     """(wall time, summed busy time) of points of `costs` (seconds, key) in order on `workers` workers: each
-    point goes to the worker free first; a worker pays TESTBED_START_S when its profile changes."""
+    point goes to the worker free first; a worker pays TESTBED_START_S when its profile changes; the sweep pays
+    DASK_OVERHEAD_PER_SWEEP_S once."""
     free = [0.0] * workers
     last: list[str | None] = [None] * workers
     for (seconds, _), profile in zip(costs, profiles, strict=True):
         index = min(range(workers), key=lambda w: free[w])
         free[index] += seconds + DASK_OVERHEAD_PER_POINT_S + (TESTBED_START_S if last[index] != profile else 0.0)
         last[index] = profile
-    return max(free), sum(free)
+    return max(free) + DASK_OVERHEAD_PER_SWEEP_S, sum(free) + DASK_OVERHEAD_PER_SWEEP_S
 
 
 def describe(result: Estimate) -> list[str]:

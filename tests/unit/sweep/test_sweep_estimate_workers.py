@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from splitbed.sweep.estimate import DASK_OVERHEAD_PER_POINT_S, TESTBED_START_S, deal, describe, estimate
+from splitbed.sweep.estimate import (
+    DASK_OVERHEAD_PER_POINT_S,
+    DASK_OVERHEAD_PER_SWEEP_S,
+    TESTBED_START_S,
+    deal,
+    describe,
+    estimate,
+)
 from splitbed.sweep.plan import SweepSpec
 from tests.unit.sweep.test_sweep_estimate import _timing
 
@@ -24,10 +31,12 @@ def test_points_are_dealt_to_the_worker_free_first_with_a_testbed_start_per_prof
     wall, busy = deal(costs, profiles, 2)
     per_point = 10.0 + DASK_OVERHEAD_PER_POINT_S
     # each worker: one start on a, two points of a; then b goes to the first free one, which starts b's testbed
-    assert wall == pytest.approx(TESTBED_START_S + 2 * per_point + TESTBED_START_S + 1.0 + DASK_OVERHEAD_PER_POINT_S)
-    assert busy == pytest.approx(3 * TESTBED_START_S + 4 * per_point + 1.0 + DASK_OVERHEAD_PER_POINT_S)
+    once = DASK_OVERHEAD_PER_SWEEP_S
+    assert wall == pytest.approx(TESTBED_START_S + 2 * per_point + TESTBED_START_S + 1.0 + DASK_OVERHEAD_PER_POINT_S
+                                 + once)
+    assert busy == pytest.approx(3 * TESTBED_START_S + 4 * per_point + 1.0 + DASK_OVERHEAD_PER_POINT_S + once)
     one_wall, one_busy = deal(costs, profiles, 1)
-    assert one_wall == one_busy == pytest.approx(2 * TESTBED_START_S + 41.0 + 5 * DASK_OVERHEAD_PER_POINT_S)
+    assert one_wall == one_busy == pytest.approx(2 * TESTBED_START_S + 41.0 + 5 * DASK_OVERHEAD_PER_POINT_S + once)
 
 
 def test_more_workers_shorten_the_wall_time_but_not_the_machine_time() -> None:
@@ -35,7 +44,7 @@ def test_more_workers_shorten_the_wall_time_but_not_the_machine_time() -> None:
     local = estimate(spec, timings=TIMINGS)
     assert local.workers == 1 and local.machine_s == local.total_s
     on_one = estimate(spec, timings=TIMINGS, workers=1, distributed=True)
-    assert on_one.total_s == pytest.approx(local.total_s + 4 * DASK_OVERHEAD_PER_POINT_S)
+    assert on_one.total_s == pytest.approx(local.total_s + 4 * DASK_OVERHEAD_PER_POINT_S + DASK_OVERHEAD_PER_SWEEP_S)
     on_four = estimate(spec, timings=TIMINGS, workers=4)
     assert on_four.total_s < local.total_s / 2  # four points, four machines: the longest point + its start
     assert on_four.machine_s > local.total_s  # each worker starts its own testbed
