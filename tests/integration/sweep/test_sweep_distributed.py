@@ -4,7 +4,9 @@ splitbed worker through the preload (doctor check, stale sweep, facts), measurin
 - the records of a distributed sweep are those of a local sweep (point keys, repetitions, draws, sizes, weights);
 - a worker killed (SIGKILL) mid-point: the point is measured again elsewhere and none of the dead worker's records
   reach the results file; its namespaces are swept;
-- a resumed distributed sweep, on a new cluster, measures only the missing points.
+- a resumed distributed sweep, on a new cluster, measures only the missing points;
+- docs/DISTRIBUTED.md's commands (`dask scheduler`, `dask worker ... --preload`, `splitbed sweep --scheduler`)
+  on loopback.
 
 Every scheduler, nanny and worker a test starts is stopped at its end, also on failure (context managers), and the
 test checks that no process of the cluster outlives it."""
@@ -14,7 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,3 +162,68 @@ def test_a_resumed_distributed_sweep_on_a_new_cluster_measures_only_the_missing_
     new = [json.loads(line) for line in text[len(first):].splitlines()]
     assert [(r["tags"]["point"], r["tags"].get("rep")) for r in new] == [(points(_spec())[1].key, rep)
                                                                          for rep in (None, 0, 1)]
+
+
+@contextmanager
+def _started(argv: list[str], ready: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A process in its own session, up when its log shows `ready` (a regex; group 1 is returned); its whole
+    process group is stopped at the end (SIGTERM, then SIGKILL), also on failure."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (match := re.search(ready, log.read_text(errors="replace"))):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+        yield process, match.group(1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # nothing of the group may outlive the test
+
+
+def _group_alive(pgid: int) -> bool:
+    return any(_running(p) for p in psutil.process_iter() if _pgid(p) == pgid)
+
+
+def _pgid(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+@pytest.mark.slow
+def test_the_documented_scheduler_worker_and_sweep_commands_work_on_loopback(tmp_path: Path) -> None:
+    """docs/DISTRIBUTED.md's walk-through with both machines on this one: `dask scheduler`, `dask worker` with the
+    testbed resource and the preload, then `splitbed sweep --scheduler` twice (the second resumes: nothing left)."""
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, SPLITBED_OFFLINE="1", COLUMNS="100")
+    sweep = [str(bin_dir / "splitbed"), "sweep", "-m", "mobilenet_v2", "-p", "block_3_project_BN", "--profile",
+             "ideal", "--repetitions", "2", "--warmup-max", "1", "--weights", WEIGHTS, "--backend", "userspace",
+             "--out", str(tmp_path / "out"), "--no-report"]
+    with _started([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                   "--dashboard-address", "127.0.0.1:0"], r"Scheduler at:\s+(tcp://\S+)", tmp_path / "s.log") \
+            as (_, address), \
+            _started([str(bin_dir / "dask"), "worker", address, "--nworkers", "1", "--nthreads", "1", "--resources",
+                      "testbed=1", "--preload", "splitbed.sweep.daskworker", "--memory-limit", "0", "--name",
+                      "docworker"], r"(Registered to):", tmp_path / "w.log"):
+        first = subprocess.run([*sweep, "--scheduler", address], env=env, capture_output=True, text=True,
+                               timeout=600)
+        again = subprocess.run([*sweep, "--scheduler", address], env=env, capture_output=True, text=True,
+                               timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "1 points (0 already complete), 2 inferences this run" in first.stdout
+    assert again.returncode == 0 and "1 points (1 already complete), 0 inferences this run" in again.stdout
+    records = read_records(tmp_path / "out").records
+    assert len(records) == 3 and {r["tags"]["worker"]["name"] for r in records} == {"docworker"}
+    assert "Starting Worker plugin splitbed" in (tmp_path / "w.log").read_text()
