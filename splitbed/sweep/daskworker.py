@@ -99,7 +99,8 @@ def machine_facts(steal_window_s: float = STEAL_WINDOW_S) -> dict[str, Any]:
 class TestbedCache:
     """The worker's one testbed, kept between points that ask for the same one. `lease(**options)` is the
     testbed factory the run loop gets: its `start()` reuses or (re)builds the testbed, its `close()` keeps it for
-    the next point, and a TestbedError from it discards the testbed (the loop then asks for a new one)."""
+    the next point, and any error from it but a refused job discards the testbed (the loop then asks for a new
+    one)."""
 
     __test__ = False
 
@@ -202,13 +203,13 @@ class _Lease:
         return info
 
     def _guarded(self, call: Any) -> Any:
-        from splitbed.testbed import JobRefusedError, TestbedError
+        from splitbed.testbed import JobRefusedError
 
         try:
             return call()
         except JobRefusedError:  # the job, not the testbed
             raise
-        except TestbedError:
+        except Exception:  # a dead node, a timeout, a link that failed to change: the next lease builds anew
             self.cache.discard()
             raise
 
