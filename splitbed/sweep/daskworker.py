@@ -130,8 +130,9 @@ class TestbedCache:
             bed = factory(**options)
             bed.start()
             self.bed, self.key = bed, key
-            self.last_start = {"profile": _describe(options.get("profile")), "models": list(options.get("models", ())),
-                               "start_s": round(time.monotonic() - begin, 3),
+            profile = options.get("profile")
+            self.last_start = {"profile": str(getattr(profile, "name", profile)),
+                               "models": list(options.get("models", ())), "start_s": round(time.monotonic() - begin, 3),
                                "backend": bed.link_info().get("backend")}
             return bed
 
