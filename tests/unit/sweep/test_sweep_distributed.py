@@ -194,3 +194,14 @@ def test_a_result_is_checked_before_any_record_is_kept() -> None:
         parse_result(b"{}", "p")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         _result([{**good, "x": float("nan")}])  # a worker never sends one
+
+
+def test_a_local_sweep_never_imports_dask() -> None:
+    """Without --scheduler nothing of Dask is loaded (and so no Dask process can start)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, splitbed.cli, splitbed.commands.sweep, splitbed.sweep.runner, splitbed.sweep.distributed, "
+            "splitbed.report; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
