@@ -122,7 +122,9 @@ def run_distributed(spec: SweepSpec, out_dir: str | Path, scheduler: str | Any, 
                     wait_s: float = DEFAULT_WAIT_S, on_event: Callable[[dict[str, Any]], None] | None = None,
                     on_result: Callable[[PointResult], None] | None = None) -> SweepOutcome:
     """Measure every point of `spec` not yet complete in `out_dir` on the cluster at `scheduler` (an address, or
-    a distributed.Client that stays open). `on_event` sees the workers' progress events (tests use them)."""
+    a distributed.Client that stays open). `on_event` sees the workers' progress events (tests use them): dicts
+    with `point`, `worker` (address), `name`, and `phase` or a record's `status` and `warmup`; `on_result` each
+    point's result once its records are written (the overhead measurement uses its `wall_s`)."""
     progress = progress or _Silent()
     all_points = points(spec)
     outcome = SweepOutcome(out_dir=Path(out_dir), points=all_points)
