@@ -14,9 +14,7 @@ without the preload gets the same plugin from the client at the start of a sweep
 
 Each point is a task that asks for the `testbed` resource, so a machine runs one point at a time (one testbed,
 its CPUs to itself). The task runs the sweep's own run loop (splitbed.sweep.runner.measure_points) on the
-worker's testbed, which is kept between points of the same profile and options (as a local sweep keeps it per
-profile) and closed when a point needs another, when the client releases it, after IDLE_CLOSE_S without a point,
-and when the worker closes. The point's records are collected in memory and returned as one JSON result; the
+worker's testbed, kept between points by splitbed.sweep.bedcache. The point's records are collected in memory and returned as one JSON result; the
 worker never writes a results file. If the worker dies mid-point its records die with it and Dask gives the
 point to another worker, which measures it from the client's counts again.
 """
@@ -28,7 +26,6 @@ import json
 import logging
 import os
 import subprocess
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,6 +33,7 @@ from typing import Any
 
 from distributed import WorkerPlugin, get_worker
 
+from splitbed.sweep.bedcache import IDLE_CLOSE_S, Lease, TestbedCache
 from splitbed.sweep.pointwire import PointResult, WireError, parse_request, request_key, result_text
 
 log = logging.getLogger(__name__)
@@ -46,7 +44,6 @@ EVENT_TOPIC = "splitbed-point"  # progress events (phase, each record's status) 
 REQUIRED_PROBES = ("root_or_userns", "netns", "tensorflow")  # without these no testbed can run here
 DOCTOR_TIMEOUT_S = 300.0
 STEAL_WINDOW_S = 1.0
-IDLE_CLOSE_S = 300.0
 
 
 class WorkerUnfit(RuntimeError):
@@ -94,137 +91,6 @@ def machine_facts(steal_window_s: float = STEAL_WINDOW_S) -> dict[str, Any]:
     from splitbed.nodes.resources import host_info
 
     return {**host_info(), "host_cpu_stolen_pct": steal_pct(steal_window_s), "pid": os.getpid()}
-
-
-class TestbedCache:
-    """The worker's one testbed, kept between points that ask for the same one. `lease(**options)` is the
-    testbed factory the run loop gets: its `start()` reuses or (re)builds the testbed, its `close()` keeps it for
-    the next point, and any error from it but a refused job discards the testbed (the loop then asks for a new
-    one)."""
-
-    __test__ = False
-
-    def __init__(self, factory: Any = None, idle_close_s: float = IDLE_CLOSE_S) -> None:
-        self.factory = factory
-        self.idle_close_s = idle_close_s
-        self.bed: Any = None
-        self.key: str | None = None
-        self.in_use = False
-        self.last_start: dict[str, Any] | None = None  # set when a lease built a testbed (for the result)
-        self._lock = threading.RLock()
-        self._timer: threading.Timer | None = None
-
-    def lease(self, **options: Any) -> _Lease:
-        return _Lease(self, options)
-
-    def _acquire(self, options: dict[str, Any]) -> Any:
-        key = json.dumps(options, sort_keys=True, default=_describe)
-        with self._lock:
-            self._cancel_timer()
-            self.in_use = True
-            if self.bed is not None and self.key == key and not getattr(self.bed, "closed", False):
-                return self.bed
-            self._close()
-            factory = self.factory or _default_factory
-            begin = time.monotonic()
-            bed = factory(**options)
-            bed.start()
-            self.bed, self.key = bed, key
-            profile = options.get("profile")
-            self.last_start = {"profile": str(getattr(profile, "name", profile)),
-                               "models": list(options.get("models", ())), "start_s": round(time.monotonic() - begin, 3),
-                               "backend": bed.link_info().get("backend")}
-            return bed
-
-    def discard(self) -> None:
-        """Close the testbed after it failed; the next lease builds a new one."""
-        with self._lock:
-            self._close()
-
-    def done(self) -> None:
-        """A point finished with the testbed: keep it, but close it after `idle_close_s` without another point."""
-        with self._lock:
-            self.in_use = False
-            self._cancel_timer()
-            if self.bed is not None and self.idle_close_s > 0:
-                self._timer = threading.Timer(self.idle_close_s, self.release)
-                self._timer.daemon = True
-                self._timer.start()
-
-    def release(self) -> bool:
-        """Close the testbed unless a point is using it; True when none is left open."""
-        with self._lock:
-            if self.in_use:
-                return False
-            self._cancel_timer()
-            self._close()
-            return True
-
-    def close(self) -> None:
-        with self._lock:
-            self._cancel_timer()
-            self._close()
-
-    def _close(self) -> None:
-        bed, self.bed, self.key = self.bed, None, None
-        if bed is not None:
-            try:
-                bed.close()
-            except Exception:
-                log.exception("closing the worker's testbed")
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-
-class _Lease:
-    """The run loop's view of the cached testbed (splitbed.sweep.runner's testbed protocol)."""
-
-    def __init__(self, cache: TestbedCache, options: dict[str, Any]) -> None:
-        self.cache, self.options = cache, options
-        self.bed: Any = None
-
-    def start(self) -> _Lease:
-        self.bed = self.cache._acquire(self.options)
-        return self
-
-    def close(self) -> None:  # kept for the next point; TestbedCache.done/release/close end it
-        pass
-
-    def run(self, job: Any) -> list[dict[str, Any]]:
-        return self._guarded(lambda: self.bed.run(job))
-
-    def update_link(self, profile: Any) -> None:
-        self._guarded(lambda: self.bed.update_link(profile))
-
-    def link_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = self.bed.link_info()
-        return info
-
-    def _guarded(self, call: Any) -> Any:
-        from splitbed.testbed import JobRefusedError
-
-        try:
-            return call()
-        except JobRefusedError:  # the job, not the testbed
-            raise
-        except Exception:  # a dead node, a timeout, a link that failed to change: the next lease builds anew
-            self.cache.discard()
-            raise
-
-
-def _default_factory(**options: Any) -> Any:
-    from splitbed.testbed import Testbed
-
-    return Testbed(**options)
-
-
-def _describe(value: Any) -> Any:
-    """JSON-able form of a testbed option (a LinkProfile for rate-swept profiles)."""
-    to_dict = getattr(value, "to_dict", None)
-    return to_dict() if callable(to_dict) else value if isinstance(value, (str, int, float, list, dict)) else str(value)
 
 
 class PointRecords:
@@ -411,7 +277,7 @@ def _with_models(cache: TestbedCache, models: tuple[str, ...]) -> Any:
     """The loop's testbed factory: the testbed serves the models of the whole profile batch the client saw (so
     that consecutive points of one profile share it, as in a local sweep)."""
 
-    def factory(**options: Any) -> _Lease:
+    def factory(**options: Any) -> Lease:
         options["models"] = list(dict.fromkeys([*models, *options.get("models", [])]))
         return cache.lease(**options)
 
