@@ -68,12 +68,20 @@ def check_machine(timeout_s: float = DOCTOR_TIMEOUT_S) -> dict[str, dict[str, An
         raise WorkerUnfit(f"splitbed doctor failed on this machine (exit {done.returncode}): "
                           f"{' / '.join(tail) or 'no output'}; is splitbed installed here (README: make setup)?"
                           ) from None
-    missing = [name for name in REQUIRED_PROBES if not (verdicts.get(name) or {}).get("ok")]
-    if missing:
-        raise WorkerUnfit("this machine cannot run a testbed: " + "; ".join(
-            f"{name}: {(verdicts.get(name) or {}).get('detail') or 'not probed'} (fix: "
-            f"{(verdicts.get(name) or {}).get('fix') or 'see splitbed doctor'})" for name in missing))
+    why = unfit_reason(verdicts)
+    if why is not None:
+        raise WorkerUnfit(why)
     return verdicts
+
+
+def unfit_reason(verdicts: dict[str, dict[str, Any]]) -> str | None:
+    """One line naming each probe of REQUIRED_PROBES that failed (or did not run), with the doctor's fix."""
+    missing = [name for name in REQUIRED_PROBES if not (verdicts.get(name) or {}).get("ok")]
+    if not missing:
+        return None
+    return "this machine cannot run a testbed: " + "; ".join(
+        f"{name}: {(verdicts.get(name) or {}).get('detail') or 'not probed'} (fix: "
+        f"{(verdicts.get(name) or {}).get('fix') or 'see splitbed doctor'})" for name in missing)
 
 
 def steal_pct(window_s: float = STEAL_WINDOW_S) -> float | None:

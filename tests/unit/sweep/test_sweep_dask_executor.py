@@ -205,3 +205,16 @@ def test_a_local_sweep_never_imports_dask() -> None:
             "splitbed.report; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_machine_without_what_a_testbed_needs_is_named_with_the_doctors_fix() -> None:
+    from splitbed.sweep.daskworker import REQUIRED_PROBES, unfit_reason
+
+    fine = {name: {"ok": True, "must_have": True, "detail": "", "fix": ""} for name in REQUIRED_PROBES}
+    assert unfit_reason({**fine, "rapl": {"ok": False}}) is None  # only what a testbed needs counts
+    broken = {**fine, "netns": {"ok": False, "detail": "ip netns add failed: Operation not permitted",
+                                "fix": "run as root"}}
+    del broken["tensorflow"]
+    assert unfit_reason(broken) == (
+        "this machine cannot run a testbed: netns: ip netns add failed: Operation not permitted (fix: run as root); "
+        "tensorflow: not probed (fix: see splitbed doctor)")
