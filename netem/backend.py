@@ -1,7 +1,7 @@
 """Choosing the link backend: `kernel`, `userspace`, or `auto`.
 
 `auto` picks the kernel when it can emulate the whole profile exactly with the qdiscs this host really has
-(probed, see netem.capabilities), else the userspace link. On this machine (no sch_netem) that means: profiles
+(probed, see netem.kernel.capabilities), else the userspace link. On this machine (no sch_netem) that means: profiles
 with no delay/jitter/loss and no trace (`ideal`, or rate-only) run on the kernel (plain veth, or tbf); every
 other built-in profile runs on the userspace link. On a host with sch_netem, only traces, drophead/codel and
 two-unit queue limits need the userspace link. The choice is recorded in Topology.describe()["backend"].
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from netem.capabilities import probe_qdiscs
 from netem.errors import BackendUnavailableError, UnsupportedProfileError
 from netem.kernel import kernel_problems, required_kinds
+from netem.kernel.capabilities import probe_qdiscs
 from netem.profile import LinkProfile
 
 

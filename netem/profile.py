@@ -34,7 +34,6 @@ Units and meanings (every backend must honour exactly these):
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any, Literal
 
 from netem import tomlfile
 from netem.errors import ProfileError, ProfileNotFoundError
+from netem.fields import Checker
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 """Where the built-in profiles live (package data)."""
@@ -67,6 +67,7 @@ MAX_TRACE_START_S = 10_000_000.0  # seconds (116 days): beyond any trace's perio
 MAX_PROFILE_FILE_BYTES = 1 << 20
 MAX_TEXT_CHARS = 4000
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_check = Checker(ProfileError)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class RandomLoss:
     p: float
 
     def __post_init__(self) -> None:
-        _check_probability("loss.p", self.p)
+        _check.number("loss.p", self.p, low=0.0, high=1.0)
 
     @property
     def mean_loss(self) -> float:
@@ -109,7 +110,7 @@ class GilbertElliott:
 
     def __post_init__(self) -> None:
         for field_name in ("p", "r", "h", "k"):
-            _check_probability(f"loss.{field_name}", getattr(self, field_name))
+            _check.number(f"loss.{field_name}", getattr(self, field_name), low=0.0, high=1.0)
         if self.p > 0 and self.r == 0:
             raise ProfileError(
                 "loss.r = 0 with loss.p > 0 traps the Gilbert-Elliott chain in the Bad state forever; "
@@ -144,14 +145,9 @@ class TraceRef:
     start_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.path, str) or not self.path:
-            raise ProfileError("trace.path must be a non-empty string (a file path)")
-        if self.kind not in TRACE_KINDS:
-            raise ProfileError(f"trace.kind is {self.kind!r}; it must be one of {', '.join(TRACE_KINDS)}")
-        if not (isinstance(self.start_s, (int, float)) and not isinstance(self.start_s, bool)
-                and math.isfinite(self.start_s) and 0.0 <= self.start_s <= MAX_TRACE_START_S):
-            raise ProfileError(f"trace.start_s is {self.start_s!r}; it must be a number of seconds in "
-                               f"[0, {MAX_TRACE_START_S:g}]")
+        _check.string("trace.path", self.path, non_empty=True)
+        _check.choice("trace.kind", self.kind, TRACE_KINDS)
+        _check.number("trace.start_s", self.start_s, low=0.0, high=MAX_TRACE_START_S)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "kind": self.kind}
@@ -180,29 +176,22 @@ class DirectionProfile:
 
     def __post_init__(self) -> None:
         if self.rate_mbit is not None:
-            _check_number("rate_mbit", self.rate_mbit, low=0.0, high=MAX_RATE_MBIT, low_inclusive=False)
-        _check_number("delay_ms", self.delay_ms, low=0.0, high=MAX_DELAY_MS)
-        _check_number("jitter_ms", self.jitter_ms, low=0.0, high=MAX_DELAY_MS)
-        if self.jitter_distribution not in JITTER_DISTRIBUTIONS:
-            raise ProfileError(
-                f"jitter_distribution is {self.jitter_distribution!r}; it must be one of "
-                f"{', '.join(JITTER_DISTRIBUTIONS)}"
-            )
+            _check.number("rate_mbit", self.rate_mbit, low=0.0, high=MAX_RATE_MBIT, low_open=True)
+        _check.number("delay_ms", self.delay_ms, low=0.0, high=MAX_DELAY_MS)
+        _check.number("jitter_ms", self.jitter_ms, low=0.0, high=MAX_DELAY_MS)
+        _check.choice("jitter_distribution", self.jitter_distribution, JITTER_DISTRIBUTIONS)
         if self.loss is not None and not isinstance(self.loss, (RandomLoss, GilbertElliott)):
             raise ProfileError(f"loss must be RandomLoss, GilbertElliott or None, not {type(self.loss).__name__}")
         if self.queue_packets is not None:
-            _check_int("queue_packets", self.queue_packets, low=1, high=MAX_QUEUE_PACKETS)
+            _check.integer("queue_packets", self.queue_packets, low=1, high=MAX_QUEUE_PACKETS)
         if self.queue_bytes is not None:
-            _check_int("queue_bytes", self.queue_bytes, low=1514, high=MAX_QUEUE_BYTES)
-        if self.queue_discipline not in QUEUE_DISCIPLINES:
-            raise ProfileError(
-                f"queue_discipline is {self.queue_discipline!r}; it must be one of {', '.join(QUEUE_DISCIPLINES)}"
-            )
+            _check.integer("queue_bytes", self.queue_bytes, low=1514, high=MAX_QUEUE_BYTES)
+        _check.choice("queue_discipline", self.queue_discipline, QUEUE_DISCIPLINES)
         if self.trace is not None and not isinstance(self.trace, TraceRef):
             raise ProfileError(f"trace must be a TraceRef or None, not {type(self.trace).__name__}")
         if self.trace is not None and self.rate_mbit is not None:
             raise ProfileError("a trace sets the link capacity over time; leave rate_mbit unset when trace is set")
-        _check_int("seed", self.seed, low=0, high=MAX_SEED)
+        _check.integer("seed", self.seed, low=0, high=MAX_SEED)
 
     @property
     def effective_queue_packets(self) -> int | None:
@@ -242,19 +231,18 @@ class DirectionProfile:
         cls, data: Mapping[str, Any], *, where: str = "direction", base_dir: Path | None = None, default_seed: int = 1
     ) -> DirectionProfile:
         """Build from a TOML/JSON table; relative trace paths resolve against `base_dir` (the profile's folder)."""
-        if not isinstance(data, Mapping):
-            raise ProfileError(f"[{where}] must be a table, not {type(data).__name__}")
-        _reject_unknown_keys(where, data, _DIRECTION_KEYS)
+        _check.table(f"[{where}]", data)
+        _check.keys(f"[{where}]", data, _DIRECTION_KEYS)
         kwargs: dict[str, Any] = {}
         for key in ("rate_mbit", "delay_ms", "jitter_ms"):
             if data.get(key) is not None:
-                kwargs[key] = _as_float(f"{where}.{key}", data[key])
+                kwargs[key] = _check.number(f"{where}.{key}", data[key])
         for key in ("queue_packets", "queue_bytes", "seed"):
             if data.get(key) is not None:
-                kwargs[key] = _as_int(f"{where}.{key}", data[key])
+                kwargs[key] = _check.integer(f"{where}.{key}", data[key], integral_float=True)
         for key in ("jitter_distribution", "queue_discipline"):
             if data.get(key) is not None:
-                kwargs[key] = _as_str(f"{where}.{key}", data[key])
+                kwargs[key] = _check.string(f"{where}.{key}", data[key])
         kwargs.setdefault("seed", default_seed)
         if data.get("loss") is not None:
             kwargs["loss"] = loss_from_dict(data["loss"], where=f"{where}.loss")
@@ -282,7 +270,7 @@ class ExpectedTcp:
         for key in ("uplink_mbit", "downlink_mbit"):
             value = getattr(self, key)
             if value is not None:
-                _check_number(f"expected_tcp.{key}", value, low=0.0, high=MAX_RATE_MBIT, low_inclusive=False)
+                _check.number(f"expected_tcp.{key}", value, low=0.0, high=MAX_RATE_MBIT, low_open=True)
 
     def direction(self, which: str) -> float | None:
         return {"uplink": self.uplink_mbit, "downlink": self.downlink_mbit}[which]
@@ -292,15 +280,14 @@ class ExpectedTcp:
 
     @classmethod
     def from_dict(cls, data: Any) -> ExpectedTcp:
-        if not isinstance(data, Mapping):
-            raise ProfileError(f"[expected_tcp] must be a table, not {type(data).__name__}")
-        _reject_unknown_keys("expected_tcp", data, {"basis", "uplink_mbit", "downlink_mbit"})
+        _check.table("[expected_tcp]", data)
+        _check.keys("[expected_tcp]", data, {"basis", "uplink_mbit", "downlink_mbit"})
         if "basis" not in data:
             raise ProfileError("[expected_tcp] needs basis: why TCP should reach these figures (from the source)")
-        kwargs: dict[str, Any] = {"basis": _as_str("expected_tcp.basis", data["basis"])}
+        kwargs: dict[str, Any] = {"basis": _check.string("expected_tcp.basis", data["basis"])}
         for key in ("uplink_mbit", "downlink_mbit"):
             if data.get(key) is not None:
-                kwargs[key] = _as_float(f"expected_tcp.{key}", data[key])
+                kwargs[key] = _check.number(f"expected_tcp.{key}", data[key])
         return cls(**kwargs)
 
 
@@ -377,22 +364,18 @@ class LinkProfile:
         A top-level `seed` (default 1) seeds the uplink; the downlink gets `seed + 1` so the two directions do not
         draw the same random sequence. A `seed` inside a direction table wins over both.
         """
-        if not isinstance(data, Mapping):
-            raise ProfileError(f"a profile must be a table/object, not {type(data).__name__}")
-        _reject_unknown_keys("profile", data, _PROFILE_KEYS)
-        for key in ("name", "description", "source"):
-            if key not in data:
-                raise ProfileError(f"profile is missing the required key {key!r}")
+        _check.table("a profile", data, what="a table/object")
+        _check.keys("[profile]", data, _PROFILE_KEYS)
+        _check.required("profile", data, ("name", "description", "source"))
         for key in ("uplink", "downlink"):
             if key not in data:
                 raise ProfileError(f"profile {data.get('name')!r} is missing the [{key}] table (use {{}} for ideal)")
-        seed = _as_int("seed", data["seed"]) if data.get("seed") is not None else 1
-        if not 0 <= seed < MAX_SEED:
-            raise ProfileError(f"seed must be in 0..{MAX_SEED - 1}, got {seed}")
+        seed = _check.integer("seed", data["seed"], low=0, high=MAX_SEED - 1, integral_float=True) \
+            if data.get("seed") is not None else 1
         return cls(
-            name=_as_str("name", data["name"]),
-            description=_as_str("description", data["description"]),
-            source=_as_str("source", data["source"]),
+            name=_check.string("name", data["name"]),
+            description=_check.string("description", data["description"]),
+            source=_check.string("source", data["source"]),
             uplink=DirectionProfile.from_dict(data["uplink"], where="uplink", base_dir=base_dir, default_seed=seed),
             downlink=DirectionProfile.from_dict(
                 data["downlink"], where="downlink", base_dir=base_dir, default_seed=seed + 1
@@ -423,47 +406,46 @@ class LinkProfile:
 
 def loss_from_dict(data: Any, *, where: str = "loss") -> LossModel:
     """`{model = "random", p = ...}` or `{model = "gilbert-elliott", p, r, h, k}` -> a loss model."""
-    if not isinstance(data, Mapping):
-        raise ProfileError(f"[{where}] must be a table with a 'model' key, not {type(data).__name__}")
+    _check.table(f"[{where}]", data, what="a table with a 'model' key")
     model = data.get("model")
     try:
         if model == "random":
-            _reject_unknown_keys(where, data, {"model", "p"})
+            _check.keys(f"[{where}]", data, {"model", "p"})
             if "p" not in data:
                 raise ProfileError(f"[{where}] random loss needs p (drop probability 0..1)")
-            return RandomLoss(p=_as_float(f"{where}.p", data["p"]))
+            return RandomLoss(p=_check.number(f"{where}.p", data["p"]))
         if model == "gilbert-elliott":
-            _reject_unknown_keys(where, data, {"model", "p", "r", "h", "k"})
+            _check.keys(f"[{where}]", data, {"model", "p", "r", "h", "k"})
             for key in ("p", "r"):
                 if key not in data:
                     raise ProfileError(f"[{where}] gilbert-elliott loss needs {key}")
             return GilbertElliott(
-                p=_as_float(f"{where}.p", data["p"]),
-                r=_as_float(f"{where}.r", data["r"]),
-                h=_as_float(f"{where}.h", data.get("h", 0.0)),
-                k=_as_float(f"{where}.k", data.get("k", 1.0)),
+                p=_check.number(f"{where}.p", data["p"]),
+                r=_check.number(f"{where}.r", data["r"]),
+                h=_check.number(f"{where}.h", data.get("h", 0.0)),
+                k=_check.number(f"{where}.k", data.get("k", 1.0)),
             )
     except ProfileError as exc:
         if str(exc).startswith("["):
             raise
         raise ProfileError(f"[{where}] {exc}") from None
-    raise ProfileError(f"[{where}] model is {model!r}; it must be 'random' or 'gilbert-elliott'")
+    _check.choice(f"[{where}] model", model, ("random", "gilbert-elliott"))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def trace_from_dict(data: Any, *, where: str = "trace", base_dir: Path | None = None) -> TraceRef:
     """`{path = "...", kind = "throughput"}` -> TraceRef; a relative path resolves against `base_dir`."""
-    if not isinstance(data, Mapping):
-        raise ProfileError(f"[{where}] must be a table with 'path' and 'kind', not {type(data).__name__}")
-    _reject_unknown_keys(where, data, {"path", "kind", "start_s"})
+    _check.table(f"[{where}]", data, what="a table with 'path' and 'kind'")
+    _check.keys(f"[{where}]", data, {"path", "kind", "start_s"})
     for key in ("path", "kind"):
         if key not in data:
             raise ProfileError(f"[{where}] needs {key!r}")
-    raw_path = Path(_as_str(f"{where}.path", data["path"]))
+    raw_path = Path(_check.string(f"{where}.path", data["path"]))
     if not raw_path.is_absolute() and base_dir is not None:
         raw_path = (base_dir / raw_path).resolve()
     try:
-        start_s = _as_float(f"{where}.start_s", data["start_s"]) if "start_s" in data else 0.0
-        return TraceRef(path=str(raw_path), kind=_as_str(f"{where}.kind", data["kind"]),  # type: ignore[arg-type]
+        start_s = _check.number(f"{where}.start_s", data["start_s"]) if "start_s" in data else 0.0
+        return TraceRef(path=str(raw_path), kind=_check.string(f"{where}.kind", data["kind"]),  # type: ignore[arg-type]
                         start_s=start_s)
     except ProfileError as exc:
         raise ProfileError(f"[{where}] {exc}") from None
@@ -500,55 +482,3 @@ def _locate(name_or_path: str | Path) -> Path:
             f"no built-in profile named {text!r}; built-ins: {', '.join(builtin_names())} (or give a .toml path)"
         )
     return path
-
-
-def _reject_unknown_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ProfileError(
-            f"[{where}] has unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}"
-        )
-
-
-def _as_float(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ProfileError(f"{where} must be a number, not {type(value).__name__} {value!r}")
-    return float(value)
-
-
-def _as_int(where: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ProfileError(f"{where} must be an integer, not {type(value).__name__} {value!r}")
-    return value
-
-
-def _as_str(where: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ProfileError(f"{where} must be a string, not {type(value).__name__} {value!r}")
-    return value
-
-
-def _check_probability(where: str, value: Any) -> None:
-    _check_number(where, value, low=0.0, high=1.0)
-
-
-def _check_number(
-    where: str, value: Any, *, low: float, high: float, low_inclusive: bool = True
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ProfileError(f"{where} must be a number, not {type(value).__name__} {value!r}")
-    if not math.isfinite(value):
-        raise ProfileError(f"{where} must be finite, got {value}")
-    too_low = value < low if low_inclusive else value <= low
-    if too_low or value > high:
-        bracket = "[" if low_inclusive else "("
-        raise ProfileError(f"{where} = {value} is outside {bracket}{low:g}, {high:g}]")
-
-
-def _check_int(where: str, value: Any, *, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProfileError(f"{where} must be an integer, not {type(value).__name__} {value!r}")
-    if not low <= value <= high:
-        raise ProfileError(f"{where} = {value} is outside [{low}, {high}]")

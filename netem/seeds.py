@@ -4,7 +4,7 @@ run again draws exactly the same ones.
 
 A profile's `seed` alone would give every repetition the same channel: the loss stage's generator restarts
 from it, so the same packets (by arrival order) are lost every time, and a median over n repetitions would
-describe one draw of the channel, n times. Instead the seed of stream S in repetition k of point P is
+describe one draw of the channel, n times. Instead the random seed of stream S in repetition k of point P is
 
     derive_seed(base_seed, P, k, S) = first 63 bits of BLAKE2b-64(JSON [base_seed, P, k, S], person "splitbed/rep")
 

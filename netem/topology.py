@@ -39,7 +39,7 @@ from netem.netns import create_namespace, kill_namespace_processes, open_namespa
 from netem.nsexec import preexec_enter
 from netem.offload import disable_offloads
 from netem.profile import LinkProfile
-from netem.sweep import sweep_stale
+from netem.stale import sweep_stale
 from netem.tcp import DEFAULT_CONGESTION_CONTROL, set_congestion_control, tcp_settings
 from netem.userspace import DEFAULT_RT_PRIORITY, UserspaceLink
 

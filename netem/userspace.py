@@ -13,21 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from netem.errors import BackendUnavailableError
+from netem.errors import TopologyError
+from netem.link import ForwarderOptions, LinkProcess
 from netem.profile import LinkProfile
 
 DEFAULT_RT_PRIORITY = 10
-
-
-def link_api() -> tuple[Any, Any]:
-    """(netem.link.LinkProcess, netem.link.ForwarderOptions), or BackendUnavailableError saying why not."""
-    try:
-        from netem.link import ForwarderOptions, LinkProcess
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"the userspace link (netem.link.LinkProcess) is not available: {exc}"
-        ) from exc
-    return LinkProcess, ForwarderOptions
 
 
 class UserspaceLink:
@@ -41,7 +31,7 @@ class UserspaceLink:
         edge_ifname: str,
         *,
         rt_priority: int | None = DEFAULT_RT_PRIORITY,
-        options: Any = None,
+        options: ForwarderOptions | None = None,
     ) -> None:
         """`rt_priority`: SCHED_FIFO priority (1-99) for the link process, or None for normal scheduling;
         `options`: a whole netem.link.ForwarderOptions instead (its realtime_priority wins over `rt_priority`)."""
@@ -53,32 +43,34 @@ class UserspaceLink:
         self.edge_ifname = edge_ifname
         self.rt_priority = rt_priority
         self.options = options
-        self.process: Any = None
+        self.process: LinkProcess | None = None
 
     def start(self) -> None:
-        link_process, forwarder_options = link_api()
         options = self.options
         if options is None:
-            options = forwarder_options(realtime_priority=self.rt_priority or 0)
-        self.process = link_process.start(self.namespace, self.ue_ifname, self.edge_ifname, self.profile,
+            options = ForwarderOptions(realtime_priority=self.rt_priority or 0)
+        self.process = LinkProcess.start(self.namespace, self.ue_ifname, self.edge_ifname, self.profile,
                                           options=options)
 
     def update(self, profile: LinkProfile) -> None:
-        self.process.update(profile)
+        self._running().update(profile)
         self.profile = profile
 
     def stats(self) -> dict[str, Any]:
-        return dict(self.process.stats())
+        return dict(self._running().stats())
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"namespace": self.namespace, "ue_interface": self.ue_ifname,
                                 "edge_interface": self.edge_ifname, "requested_rt_priority": self.rt_priority if self.options is None else self.options.realtime_priority}
         if self.process is not None:
-            info["pid"] = getattr(self.process, "pid", None)
-            describe = getattr(self.process, "describe", None)
-            if callable(describe):
-                info["process"] = describe()
+            info["pid"] = self.process.pid
+            info["process"] = self.process.describe()
         return info
+
+    def _running(self) -> LinkProcess:
+        if self.process is None:
+            raise TopologyError("the userspace link is not running (start() first)")
+        return self.process
 
     def stop(self) -> None:
         if self.process is not None:

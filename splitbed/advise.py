@@ -1,397 +1,40 @@
 """The partition advisor, in the spirit of Neurosurgeon (Kang et al., ASPLOS 2017): predict each partition's
-end-to-end latency from compute times measured on this machine, the intermediate data size, and the link
-profile, then rank the partitions.
-
-Per partition (docs/SWEEP.md, "Advisor"):
-
-    predicted e2e = preprocess + head x ue_slowdown + encode + uplink(bytes) + decode + tail + downlink(result)
-                    + result decode
-
-- compute: the partition's head and tail are built and timed here with the nodes' own call (ModelRunner,
-  `predict_on_batch` after a warm-up), median of `repeats`; `ue_slowdown` scales the head for a slower UE;
-- bytes: the real data unit the local node would send for this image and carriage (steady state: the AIPS is
-  sent once per session, so it is not counted), encode/decode timed with the nodes' format adapter;
-- uplink(bytes): one-way delay + frames on the wire (1448-byte TCP segments + 66 bytes of TCP/IP/Ethernet
-  headers, the bytes a rate limit counts) at the profile's rate. If the sender sat idle longer than its RTO since
-  its last transfer (Linux: smoothed RTT + at least TCP_RTO_MIN = 200 ms, so RTT + 200 ms) and the kernel
-  restarts slow start after idle (Linux default), the transfer starts again from an initial window of 10
-  segments, doubling each round trip until the window covers the bandwidth-delay product. Unshaped directions
-  use `unshaped_rate_mbit` (None: no transmission time, but still the round trips of a restarted window);
-  trace-driven ones take each transmission's median time over evenly spaced start phases of the trace
-  (netem.trace.delivery_ms), not the trace's mean rate, which a trace with slow stretches and outages makes
-  optimistic (5g-mmwave-driving: mean 150 Mbit/s, but a 3.3 MB upload takes 390 ms at the median phase, not
-  the 176 ms the mean implies);
-- downlink: the RESULT message (1000 scores as JSON in the seed's full mode) the same way; its sender, the
-  remote node, idles from one result to the next (local work, the uplink, the remote's own work).
+end-to-end latency from compute times measured on this machine (splitbed.measure), the intermediate data size,
+and the link profile (splitbed.latency, splitbed.linkmodel), then rank the partitions.
 
 `compare` puts the prediction next to a measurement (e.g. a sweep on the real testbed): Spearman rank correlation
-and which pairs of partitions are ranked in the wrong order although their measured 95% CIs do not overlap.
+and which pairs of partitions are ranked in the wrong order although their measured 95% CIs do not overlap;
+`measure_on_testbed` makes that measurement.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import statistics
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from netem.profile import LinkProfile
+from splitbed.latency import AdviseError, ModelTiming, PartitionTiming, Prediction, predict
+from splitbed.linkmodel import (
+    FRAME_OVERHEAD_BYTES,
+    INITIAL_WINDOW_SEGMENTS,
+    MSS_BYTES,
+    DirectionModel,
+    LinkModel,
+    SendWindow,
+    wire_bytes,
+)
+from splitbed.measure import measure_carriages, measure_model
 
-from netem.profile import DirectionProfile, LinkProfile
-from netem.trace import MahimahiTrace, Trace, delivery_ms, start_phases_ms
-from netem.trace import load as load_trace
-
-MSS_BYTES = 1448               # TCP payload per segment: 1500 MTU - 20 IP - 32 TCP (with timestamps)
-FRAME_OVERHEAD_BYTES = 66      # 14 Ethernet + 20 IP + 32 TCP: what a rate limit counts on top of the payload
-ETHERNET_HEADER_BYTES = 14     # not counted by a mahimahi trace, which counts IP packets
-INITIAL_WINDOW_SEGMENTS = 10   # Linux initial congestion window (RFC 6928)
-MIN_RTO_MS = 200.0             # Linux TCP_RTO_MIN
-RESULT_OVERHEAD_BYTES = 600    # RESULT message fields besides the scores (timestamps, resources, ids)
-SLOW_START_SYSCTL = Path("/proc/sys/net/ipv4/tcp_slow_start_after_idle")
-MAX_REPEATS = 1000
-
-
-class AdviseError(ValueError):
-    """The advisor cannot predict for these options."""
-
-
-@dataclass(frozen=True)
-class PartitionTiming:
-    """What one partition costs on this machine (medians of `repeats` runs)."""
-
-    partition: str
-    partition_id: int
-    head_ms: float
-    tail_ms: float
-    encode_ms: float
-    decode_ms: float
-    raw_bytes: int
-    uplink_bytes: int   # one data unit (TLV or JSON-baseline carriage), AIPS not included
-    result_bytes: int   # the RESULT message on the downlink (estimate: the scores as JSON + fixed overhead)
+__all__ = [  # the advisor's API; the model and the timing live below it and are re-exported here
+    "FRAME_OVERHEAD_BYTES", "INITIAL_WINDOW_SEGMENTS", "MSS_BYTES", "AdviseError", "Comparison", "DirectionModel",
+    "LinkModel", "Measured", "ModelTiming", "PartitionTiming", "Prediction", "SendWindow", "compare",
+    "measure_carriages", "measure_model", "measure_on_testbed", "predict", "ranks", "spearman", "wire_bytes",
+]
 
 
-@dataclass(frozen=True)
-class ModelTiming:
-    """Timings of every partition of a model, and the per-inference figures that do not depend on it."""
-
-    model: str
-    encoding: str
-    compression: str
-    image: str
-    weights: dict[str, Any]
-    repeats: int
-    preprocess_ms: float
-    result_decode_ms: float
-    partitions: tuple[PartitionTiming, ...]
-    measured_at_utc: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class DirectionModel:
-    """One direction of the link as the predictor sees it.
-
-    `trace`: a capacity trace the direction follows; transmission times then come from the trace itself (the
-    median over start phases, netem.trace.delivery_ms) and `rate_mbit` is the rate the link has at the median
-    start phase, used only to size the bandwidth-delay product."""
-
-    rate_mbit: float | None
-    delay_ms: float
-    rate_note: str = ""
-    trace: Trace | None = field(default=None, compare=False, repr=False)
-
-    @classmethod
-    def from_profile(cls, direction: DirectionProfile, unshaped_rate_mbit: float | None) -> DirectionModel:
-        if direction.trace is not None:
-            trace = load_trace(direction.trace.path, direction.trace.kind)
-            typical = trace_rate_at_median_phase(trace)
-            note = (f"trace, {typical:.1f} Mbit/s at the median of {len(start_phases_ms(trace))} start phases; "
-                    f"mean {trace.mean_rate_mbit():.1f}")
-            return cls(typical, direction.delay_ms, note, trace)
-        if direction.rate_mbit is None:
-            note = "unshaped: no transmission time" if unshaped_rate_mbit is None else \
-                f"unshaped: taken as {unshaped_rate_mbit:g} Mbit/s"
-            return cls(unshaped_rate_mbit, direction.delay_ms, note)
-        return cls(direction.rate_mbit, direction.delay_ms, f"{direction.rate_mbit:g} Mbit/s")
-
-    def serialisation_ms(self, payload_bytes: int) -> float:
-        if self.trace is not None:
-            return _trace_serialisation_ms(self.trace, payload_bytes)
-        if self.rate_mbit is None:
-            return 0.0
-        return wire_bytes(payload_bytes) * 8 / (self.rate_mbit * 1e3)
-
-    def transfer_ms(self, payload_bytes: int, *, rtt_ms: float, slow_start: bool,
-                    window: SendWindow | None = None) -> float:
-        """Time from the first byte sent to the last byte delivered.
-
-        `window`: the congestion window the sender starts with, read off its socket (SendWindow.from_tcp_state);
-        it overrides `slow_start`. Without it: slow_start=True starts from the initial window, False assumes a
-        window that already covers the bandwidth-delay product (the transfer runs at the link's rate)."""
-        if payload_bytes <= 0:
-            return self.delay_ms
-        if window is None:
-            if not slow_start:
-                return self.delay_ms + self.serialisation_ms(payload_bytes)
-            window = SendWindow(INITIAL_WINDOW_SEGMENTS)
-        bdp_bytes = math.inf if self.rate_mbit is None else self.rate_mbit * 1e3 / 8 * rtt_ms
-        cwnd, ssthresh, mss = max(1, window.cwnd_segments), window.ssthresh_segments, window.mss_bytes
-        sent, elapsed = 0, 0.0
-        while payload_bytes - sent > cwnd * mss and cwnd * mss < bdp_bytes:
-            sent += cwnd * mss                           # one window, then wait for its ACKs
-            elapsed += max(rtt_ms, self.serialisation_ms(cwnd * mss))
-            cwnd = window.next_cwnd(cwnd, ssthresh)
-        return elapsed + self.serialisation_ms(payload_bytes - sent) + self.delay_ms
-
-
-@dataclass(frozen=True)
-class SendWindow:
-    """The congestion window a transfer starts with, in segments of `mss_bytes`.
-
-    Growth per round trip: slow start (doubling) below `ssthresh_segments` (None: no threshold yet), then one
-    segment per round trip (congestion avoidance; CUBIC grows at least that fast right after an idle restart,
-    which re-bases its curve on the current window)."""
-
-    cwnd_segments: int
-    ssthresh_segments: int | None = None
-    mss_bytes: int = MSS_BYTES
-
-    @staticmethod
-    def next_cwnd(cwnd: int, ssthresh: int | None) -> int:
-        if ssthresh is None:
-            return cwnd * 2
-        if cwnd < ssthresh:
-            return min(cwnd * 2, max(ssthresh, cwnd + 1))
-        return cwnd + 1
-
-    @classmethod
-    def from_tcp_state(cls, state: dict[str, Any], *, slow_start_after_idle: bool) -> SendWindow:
-        """The window of a sender whose TCP_INFO (netem.tcpinfo, as recorded in a metrics record) was read just
-        before the transfer, after the kernel's restart-after-idle rule."""
-        from netem.tcpinfo import TcpState
-
-        tcp = TcpState.from_dict(state)
-        cwnd, ssthresh = tcp.send_window_segments(slow_start_after_idle=slow_start_after_idle,
-                                                  initial_window=INITIAL_WINDOW_SEGMENTS)
-        return cls(cwnd, ssthresh, tcp.mss_bytes or MSS_BYTES)
-
-
-def wire_bytes(payload_bytes: int) -> int:
-    """Bytes a rate limit counts for a TCP payload: full segments plus headers per frame."""
-    frames = max(1, math.ceil(payload_bytes / MSS_BYTES))
-    return payload_bytes + frames * FRAME_OVERHEAD_BYTES
-
-
-def _trace_serialisation_ms(trace: Trace, payload_bytes: int) -> float:
-    """Median transmission time of a payload over the trace's start phases, counting bytes as its stage does
-    (Ethernet frames for throughput traces; IP packets, 14 bytes less per frame, for mahimahi ones)."""
-    counted = wire_bytes(payload_bytes)
-    if isinstance(trace, MahimahiTrace):
-        counted -= max(1, math.ceil(payload_bytes / MSS_BYTES)) * ETHERNET_HEADER_BYTES
-    return float(np.median(delivery_ms(trace, counted, start_phases_ms(trace))))
-
-
-def trace_rate_at_median_phase(trace: Trace) -> float:
-    """The trace's capacity (Mbit/s) exceeded at half of all start phases: what a transfer typically meets."""
-    one_second = 125_000  # bytes: the average rate over 1 s of transmission from each phase
-    times = delivery_ms(trace, one_second, start_phases_ms(trace))
-    return float(one_second * 8 / (np.median(times) * 1e3))
-
-
-@dataclass(frozen=True)
-class LinkModel:
-    uplink: DirectionModel
-    downlink: DirectionModel
-    profile: str
-    slow_start_after_idle: bool
-
-    @classmethod
-    def from_profile(cls, profile: LinkProfile | str, *, unshaped_rate_mbit: float | None = None,
-                     slow_start_after_idle: bool | None = None) -> LinkModel:
-        link = profile if isinstance(profile, LinkProfile) else LinkProfile.load(profile)
-        if slow_start_after_idle is None:
-            slow_start_after_idle = _sysctl_slow_start()
-        return cls(DirectionModel.from_profile(link.uplink, unshaped_rate_mbit),
-                   DirectionModel.from_profile(link.downlink, unshaped_rate_mbit), link.name, slow_start_after_idle)
-
-    @property
-    def rtt_ms(self) -> float:
-        return self.uplink.delay_ms + self.downlink.delay_ms
-
-    def restarts_after(self, idle_ms: float) -> bool:
-        """Whether a sender idle this long restarts from the initial window: idle longer than its RTO, which
-        Linux keeps at the smoothed RTT + at least TCP_RTO_MIN."""
-        return self.slow_start_after_idle and idle_ms > self.rtt_ms + MIN_RTO_MS
-
-
-def _sysctl_slow_start() -> bool:
-    try:
-        return SLOW_START_SYSCTL.read_text().strip() != "0"
-    except OSError:
-        return True  # the Linux default
-
-
-@dataclass(frozen=True)
-class Prediction:
-    partition: str
-    partition_id: int
-    uplink_bytes: int
-    local_ms: float      # preprocess + head (x slowdown) + encode
-    uplink_ms: float
-    remote_ms: float     # decode + tail
-    downlink_ms: float   # result transfer + local result decode
-    e2e_ms: float
-    slow_start: bool
-
-
-def predict(timing: ModelTiming, link: LinkModel, *, ue_slowdown: float = 1.0) -> list[Prediction]:
-    """Predicted end-to-end latency per partition, best first."""
-    if not 0 < ue_slowdown <= 1000:
-        raise AdviseError(f"ue_slowdown must be in (0, 1000], got {ue_slowdown}")
-    predictions = []
-    for part in timing.partitions:
-        local = timing.preprocess_ms + part.head_ms * ue_slowdown + part.encode_ms
-        remote = part.decode_ms + part.tail_ms
-        # Each sender sat idle since its previous transfer: everything else in one cycle (the downlink's lower
-        # bound counts the uplink's one-way delay only, which is all a restart decision needs here).
-        down_idle = timing.result_decode_ms + local + link.uplink.delay_ms + remote
-        downlink = link.downlink.transfer_ms(part.result_bytes, rtt_ms=link.rtt_ms,
-                                             slow_start=link.restarts_after(down_idle))
-        downlink += timing.result_decode_ms
-        idle = local + remote + downlink + link.uplink.delay_ms
-        slow_start = link.restarts_after(idle)
-        uplink = link.uplink.transfer_ms(part.uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
-        predictions.append(Prediction(part.partition, part.partition_id, part.uplink_bytes, local, uplink, remote,
-                                      downlink, local + uplink + remote + downlink, slow_start))
-    return sorted(predictions, key=lambda p: (p.e2e_ms, p.partition_id))
-
-
-# -- measuring compute on this machine --------------------------------------------------------------------------
-def measure_model(model: str, *, partitions: Sequence[str] | None = None, weights: str = "auto",
-                  image: str = "builtin:chelsea", encoding: str = "tlv", compression: str = "none",
-                  repeats: int = 5, on_partition: Callable[[str], None] | None = None) -> ModelTiming:
-    """Build and time every (or the given) partition of `model` here, with the nodes' own code paths."""
-    timings = measure_carriages(model, [(encoding, compression)], partitions=partitions, weights=weights,
-                                image=image, repeats=repeats, on_partition=on_partition)
-    return next(iter(timings.values()))
-
-
-def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, partitions: Sequence[str] | None = None,
-                      weights: str = "auto", image: str = "builtin:chelsea", repeats: int = 5,
-                      on_partition: Callable[[str], None] | None = None) -> dict[tuple[str, str], ModelTiming]:
-    """`measure_model` for several (encoding, compression) carriages at once: compute is timed once, encoding,
-    decoding and sizes per carriage. Keys are (encoding, compression) with compression "none" for json-baseline."""
-    from datetime import datetime, timezone
-
-    import numpy as np
-
-    from splitbed.models import preprocess
-    from splitbed.nodes import formatio
-    from splitbed.nodes.images import resolve_image
-    from splitbed.nodes.runner import ModelRunner
-    from splitbed.sweep.plan import resolve_partitions
-
-    if not 1 <= repeats <= MAX_REPEATS:
-        raise AdviseError(f"repeats must be 1..{MAX_REPEATS}, got {repeats}")
-    wanted: dict[tuple[str, str], int] = {}
-    for encoding, compression in carriages:
-        if encoding not in ("tlv", "json-baseline"):
-            raise AdviseError(f"encoding must be tlv or json-baseline, got {encoding!r}")
-        key = (encoding, compression if encoding == "tlv" else "none")
-        wanted[key] = formatio.profile_id(compression)[0] if encoding == "tlv" else 0
-    names = resolve_partitions(model, list(partitions) if partitions else ["all"])
-    runner = ModelRunner(weights=weights)
-    spec = runner.spec(model)
-    path = resolve_image(image)
-    prepared = preprocess.load_image(path, spec)
-    preprocess_ms = _median_ms(lambda: preprocess.load_image(path, spec), repeats)
-    plans, outputs = [], []
-    for name in names:  # build and warm every partition first
-        if on_partition is not None:
-            on_partition(name)
-        plans.append(runner.plan(model, name))
-        outputs.append(ModelRunner.run_head(plans[-1], prepared.array))
-    # Compute is timed round-robin over the partitions, so that load from elsewhere on a shared machine falls on
-    # all of them alike instead of on whichever partition happened to be timed at that moment.
-    head: list[list[float]] = [[] for _ in plans]
-    tail: list[list[float]] = [[] for _ in plans]
-    for _ in range(repeats):
-        for i, (plan, arrays) in enumerate(zip(plans, outputs, strict=True)):
-            head[i].append(_time_once(functools.partial(ModelRunner.run_head, plan, prepared.array)))
-            tail[i].append(_time_once(functools.partial(ModelRunner.run_tail, plan, arrays)))
-    results: dict[tuple[str, str], list[PartitionTiming]] = {key: [] for key in wanted}
-    result_decode_ms = 0.0
-    for i, (name, plan, arrays) in enumerate(zip(names, plans, outputs, strict=True)):
-        scores = ModelRunner.run_tail(plan, arrays)
-        result = json.dumps({"preds": np.asarray(scores, dtype=np.float64).ravel().tolist()},
-                            separators=(",", ":"))
-        result_decode_ms = max(result_decode_ms, _median_ms(functools.partial(json.loads, result), repeats))
-        for (encoding, compression), profile_id in wanted.items():
-            if encoding == "tlv":
-                encode_ms, decode_ms, unit_bytes = _time_tlv(arrays, plan.partition_id, profile_id, repeats)
-            else:
-                encode_ms, decode_ms, unit_bytes = _time_json(arrays, plan.partition_id, repeats)
-            results[(encoding, compression)].append(PartitionTiming(
-                name, plan.partition_id, float(statistics.median(head[i])), float(statistics.median(tail[i])),
-                encode_ms, decode_ms, int(sum(a.nbytes for a in arrays)), unit_bytes,
-                len(result) + RESULT_OVERHEAD_BYTES))
-    measured_at = datetime.now(timezone.utc).isoformat()
-    return {key: ModelTiming(model, key[0], key[1], image, runner.weights_info(model), repeats, preprocess_ms,
-                             result_decode_ms, tuple(parts), measured_at) for key, parts in results.items()}
-
-
-def _time_tlv(arrays: list[Any], partition_id: int, profile_id: int, repeats: int) -> tuple[float, float, int]:
-    """(encode ms, decode ms, data unit bytes) of the AIPS/TLV carriage, with the nodes' format adapter."""
-    from splitbed.nodes import formatio
-
-    aips = formatio.build_aips(1, partition_id, arrays, profile_id)
-    encode_ms = _median_ms(lambda: formatio.data_unit(aips, arrays), repeats)
-    unit = b"".join(formatio.data_unit(aips, arrays))
-    aips_bytes = formatio.aips_unit(aips)
-    samples = []
-    for _ in range(repeats):
-        session = formatio.FormatSession(max_unit_bytes=len(unit) + 4096)
-        session.feed(aips_bytes)
-        session.drain()
-        start = time.perf_counter_ns()
-        session.feed(unit)
-        outcome = session.drain()
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-        if outcome.complete is None:
-            raise AdviseError(f"the format decoder did not return the tensors of partition {partition_id}")
-    return encode_ms, float(statistics.median(samples)), len(unit)
-
-
-def _time_json(arrays: list[Any], partition_id: int, repeats: int) -> tuple[float, float, int]:
-    """(encode ms, decode ms, unit bytes) of the JSON baseline carriage."""
-    from splitbed.nodes import formatio
-    from splitbed.nodes.protocol import HEADER
-
-    unit = formatio.json_baseline_unit(arrays, partition_id)
-    encode_ms = _median_ms(lambda: formatio.json_baseline_unit(arrays, partition_id), repeats)
-    payload = unit[HEADER.size:]
-    decode_ms = _median_ms(lambda: formatio.decode_json_baseline(payload, len(payload)), repeats)
-    return encode_ms, decode_ms, len(unit)
-
-
-def _time_once(call: Callable[[], Any]) -> float:
-    start = time.perf_counter_ns()
-    call()
-    return (time.perf_counter_ns() - start) / 1e6
-
-
-def _median_ms(call: Callable[[], Any], repeats: int) -> float:
-    return float(statistics.median(_time_once(call) for _ in range(repeats)))
-
-
-# -- prediction vs measurement -----------------------------------------------------------------------------------
 def ranks(values: Sequence[float]) -> list[float]:
     """1-based ranks, ties get their average rank."""
     order = sorted(range(len(values)), key=lambda i: values[i])
@@ -489,10 +132,10 @@ def measure_on_testbed(bed: Any, model: str, partitions: Sequence[str], *, encod
     """Median end-to-end latency and 95% CI per partition, measured on a running Testbed.
 
     On a trace-driven link, round k of the round-robin starts every partition's inference k/n of the trace's
-    period in (splitbed.sweep.trace_phases), so partitions meet the same capacities, spread over the whole
+    period in (splitbed.trace_phases), so partitions meet the same capacities, spread over the whole
     trace, as the prediction (the median over start phases) assumes."""
-    from splitbed.sweep.stats import median_ci
-    from splitbed.sweep.trace_phases import at_repetition, is_trace_driven
+    from splitbed.stats import median_ci
+    from splitbed.trace_phases import at_repetition, is_trace_driven
 
     base = getattr(bed, "profile", None)
     trace_profile = base if isinstance(base, LinkProfile) and is_trace_driven(base) else None

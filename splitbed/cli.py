@@ -16,10 +16,10 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
-
 from netem.cliapp import make_app, run
 from splitbed.cli_support import POLICY
+from splitbed.commands import advise, docker_image, doctor, nodes, partitions, report, scenario, sweep
+from splitbed.commands import format as format_command
 
 app = make_app(__doc__, name="splitbed", policy=POLICY)
 
@@ -29,23 +29,10 @@ def _group() -> None:
     """Keeps `splitbed` a group of sub-commands even while only one is registered (typer would otherwise make
     that single command the whole program and reject its name as an extra argument)."""
 
-# Each module in splitbed/commands registers its own sub-commands.
-COMMAND_MODULES = ["doctor", "partitions", "nodes", "sweep", "report", "advise", "scenario", "format", "docker_image"]
-
-
-def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        modname = f"splitbed.commands.{name}"
-        try:
-            module = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:  # command not built yet
-            if exc.name == modname:
-                continue
-            raise
-        module.register(app)
-
-
-_register_all()
+# Each module in splitbed/commands registers its own sub-commands, in this order (the order of `--help`).
+COMMAND_MODULES = (doctor, partitions, nodes, sweep, report, advise, scenario, format_command, docker_image)
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

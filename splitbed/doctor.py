@@ -17,25 +17,20 @@ from pathlib import Path
 from netem import doctor as netem_doctor
 from netem.doctor import Probe
 from netem.hostload import STEAL_LIMIT, HostCpuCounters, read_counters
+from splitbed.host import cgroup
 
 RAPL_ENERGY_FILE = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
-
-
-def _quiet_tensorflow() -> None:
-    """Import TensorFlow without its start-up notices; a broken install raises here and is reported."""
-    from splitbed.models.quiet import quiet_tensorflow
-
-    quiet_tensorflow()
 
 
 def probe_tensorflow() -> Probe:
     name = "tensorflow"
     fix = "bash scripts/setup.sh (installs tensorflow-cpu with Keras 3 into .venv)"
+    from splitbed.models import tfboot
+
     started = time.perf_counter()
     try:
-        _quiet_tensorflow()
-        import keras
-        import tensorflow as tf
+        keras = tfboot.keras()
+        tf = tfboot.tensorflow()
     except Exception as exc:  # a broken install can raise anything at import
         return Probe(name, False, True, f"import failed: {type(exc).__name__}: {exc}", fix=fix,
                      meaning="no models: nothing can be measured")
@@ -47,18 +42,10 @@ def probe_tensorflow() -> Probe:
     return Probe(name, True, True, detail, meaning="versions are recorded in every metrics record")
 
 
-def _cgroup_cpu_limit() -> float | None:
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-    except (OSError, ValueError):
-        return None
-    return None if quota == "max" else int(quota) / int(period)
-
-
 def probe_cpus() -> Probe:
     """Inference times depend on how many cores the process may use and how busy they are right now."""
     usable = len(os.sched_getaffinity(0))
-    limit = _cgroup_cpu_limit()
+    limit = cgroup.cpu_limit_cores()
     load1, _, _ = os.getloadavg()
     detail = f"{os.cpu_count()} CPUs, {usable} usable by this process"
     if limit is not None:
@@ -115,10 +102,10 @@ def probe_rapl() -> Probe:
 
 
 def probe_gpu() -> Probe:
-    try:
-        _quiet_tensorflow()
-        import tensorflow as tf
+    from splitbed.models import tfboot
 
+    try:
+        tf = tfboot.tensorflow()
         gpus = tf.config.list_physical_devices("GPU")
     except Exception as exc:
         return Probe("gpu", False, False, f"not probed: {type(exc).__name__}: {exc}", meaning="CPU inference")

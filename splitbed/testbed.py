@@ -25,13 +25,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from netem.profile import LinkProfile
 from netem.pyexec import python_module
 from netem.tcp import DEFAULT_CONGESTION_CONTROL
 from netem.topology import Topology
+from splitbed.models import tfboot
 from splitbed.nodes.jobs import Job, parse_job
+from splitbed.runtime import NodeHandle, NodeLimits, NodeRuntime
 from splitbed.runtime.cpus import exec_prefix, format_cpus, pin_process, plan_from
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ JOB_BASE_TIMEOUT_S = 300.0     # per job: session setup, model load and partitio
 INFERENCE_TIMEOUT_S = 480.0    # ... plus this per repetition
 MAX_LINE_BYTES = 8 << 20       # a metrics record is a few kB; anything near this is a broken node
 LOG_TAIL_BYTES = 4000
-NODE_ENV = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+NODE_ENV = {"PYTHONUNBUFFERED": "1", **tfboot.QUIET_ENV}
 
 
 class TestbedError(RuntimeError):
@@ -68,8 +70,8 @@ class Testbed:
 
     `profile`: a LinkProfile or a built-in name/TOML path. `backend`: netem backend (auto, kernel, userspace).
     `models`: offered by the remote node and warmed up on the local node. `weights`: the same spec for both
-    nodes (auto, imagenet, random:SEED, a file). `runtime`: node runtime name (`process`, `docker`) or a runtime
-    object with `start_node(side, argv, ...)`/`close()` (splitbed.runtime); `runtime_options` go to
+    nodes (auto, imagenet, random:SEED, a file). `runtime`: node runtime name (`process`, `docker`) or a
+    `splitbed.runtime.NodeRuntime` the caller built (and started) for this topology; `runtime_options` go to
     `make_runtime`, `limits` maps a side to NodeLimits. `warmup_partition` overrides the warm-up partition.
     `remote_args` / `local_args` are extra command-line options for the nodes (e.g. `--verify-delivery`).
     `tcp_congestion_control`: the algorithm both nodes' TCP uses (netem.Topology; None = the host's default).
@@ -86,10 +88,10 @@ class Testbed:
         backend: str = "auto",
         models: Sequence[str] = ("mobilenet_v2",),
         weights: str = "auto",
-        runtime: Any = "process",
+        runtime: str | NodeRuntime = "process",
         *,
         runtime_options: Mapping[str, Any] | None = None,
-        limits: Mapping[str, Any] | None = None,
+        limits: Mapping[str, NodeLimits] | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
         warmup: bool = True,
         warmup_partition: str | int | None = None,
@@ -118,9 +120,9 @@ class Testbed:
         self.cpu_pinning: dict[str, Any] = {"ue": "not started", "edge": "not started", "link": "not started"}
         self.python = python
         self.topology: Topology | None = None
-        self.runtime: Any = None
-        self.remote: Any = None
-        self.local: Any = None
+        self.runtime: NodeRuntime | None = None
+        self.remote: NodeHandle | None = None
+        self.local: NodeHandle | None = None
         self.remote_port: int | None = None
         self.warmup_records: list[dict[str, Any]] = []
         self._lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
@@ -160,12 +162,13 @@ class Testbed:
                                  tcp_congestion_control=self.tcp_congestion_control)
         self.topology.start()
         self._pin_link()
-        self.runtime = self._make_runtime()
+        self.runtime = self._make_runtime(self.topology)
         deadline = time.monotonic() + self.ready_timeout_s
-        self.remote = self._start_node("edge", self._remote_argv(), stdin=None)
-        self.remote_port = self._await_ready(deadline)
-        self.local = self._start_node("ue", self._local_argv(), stdin=_PIPE)
-        threading.Thread(target=self._pump_local, name="testbed-local-stdout", daemon=True).start()
+        self.remote = self._start_node(self.runtime, "edge", self._remote_argv(), stdin=None)
+        self.remote_port = self._await_ready(self.remote, deadline)
+        self.local = local = self._start_node(self.runtime, "ue", self._local_argv(), stdin=_PIPE)
+        threading.Thread(target=_pump, args=(local.stdout, self._lines), name="testbed-local-stdout",
+                         daemon=True).start()
         if self.warmup:
             for model in self.models:
                 job = {"model": model, "partition": self._warmup_partition(model), "repetitions": 1,
@@ -254,32 +257,31 @@ class Testbed:
         return {node.side: node.logs(LOG_TAIL_BYTES) for node in (self.remote, self.local) if node is not None}
 
     # -- internals -------------------------------------------------------------------------------------------
-    def _make_runtime(self) -> Any:
+    def _make_runtime(self, topology: Topology) -> NodeRuntime:
         if not isinstance(self.runtime_spec, str):
             return self.runtime_spec  # a runtime object the caller built for this topology
         from splitbed.runtime import make_runtime
 
-        runtime = make_runtime(self.runtime_spec, self.topology, **self.runtime_options)
-        start = getattr(runtime, "start", None)
-        return start() if callable(start) else runtime
+        return make_runtime(self.runtime_spec, topology, **self.runtime_options).start()
 
     def _runtime_name(self) -> str:
-        return str(getattr(self.runtime, "name", self.runtime_spec))
+        if self.runtime is not None:
+            return self.runtime.name
+        return self.runtime_spec if isinstance(self.runtime_spec, str) else self.runtime_spec.name
 
-    def _runtime_describe(self) -> Any:
-        describe = getattr(self.runtime, "describe", None)
-        return describe() if callable(describe) else {"runtime": self._runtime_name()}
+    def _runtime_describe(self) -> dict[str, Any]:
+        return self.runtime.describe() if self.runtime is not None else {"runtime": self._runtime_name()}
 
     def _remote_argv(self) -> list[str]:
         assert self.topology is not None
-        argv = python_module("splitbed.nodes.remote", "--host", self.topology.edge_addr, "--port", "0",
+        argv = python_module("splitbed", "remote-node", "--host", self.topology.edge_addr, "--port", "0",
                              "--weights", self.weights, python=self.python)
         for model in self.models:
             argv += ["--model", model]
         return argv + self.remote_args
 
     def _local_argv(self) -> list[str]:
-        return python_module("splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
+        return python_module("splitbed", "local-node", "--connect", f"{self._edge_addr()}:{self.remote_port}",
                              "--weights", self.weights, "--jobs", "-", *self.local_args, python=self.python)
 
     def _edge_addr(self) -> str:
@@ -312,20 +314,20 @@ class Testbed:
         self.cpu_pinning[role] = f"pinned to {format_cpus(cpus)} at exec (taskset)"
         return exec_prefix(cpus) + argv
 
-    def _start_node(self, side: str, argv: list[str], *, stdin: int | None) -> Any:
+    def _start_node(self, runtime: NodeRuntime, side: str, argv: list[str], *, stdin: int | None) -> NodeHandle:
         argv = self._pinned_argv(side, argv)
         kwargs: dict[str, Any] = {"stdin": stdin, "stdout": _PIPE, "stderr": None, "env": dict(NODE_ENV)}
         if side in self.limits:
             kwargs["limits"] = self.limits[side]
-        return self.runtime.start_node(side, argv, **kwargs)
+        return runtime.start_node(side, argv, **kwargs)
 
-    def _await_ready(self, deadline: float) -> int:
+    def _await_ready(self, remote: NodeHandle, deadline: float) -> int:
         """The remote node's port, from its `{"event": "ready", ...}` line on stdout."""
         lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
-        threading.Thread(target=_pump, args=(self.remote.stdout, lines), name="testbed-remote-stdout",
+        threading.Thread(target=_pump, args=(remote.stdout, lines), name="testbed-remote-stdout",
                          daemon=True).start()
         while True:
-            item = self._next(lines, deadline, self.remote, "the remote node's ready line")
+            item = self._next(lines, deadline, remote, "the remote node's ready line")
             try:
                 message = json.loads(item)
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -346,9 +348,6 @@ class Testbed:
         seeds = [p for p in parts if p.seed_example]
         return (seeds or list(parts))[0].name
 
-    def _pump_local(self) -> None:
-        _pump(self.local.stdout, self._lines)
-
     def _run(self, spec: dict[str, Any], *, deadline: float, what: str) -> list[dict[str, Any]]:
         self._require_running()
         job_id = f"tb{next(self._job_ids)}"
@@ -356,15 +355,17 @@ class Testbed:
         spec.setdefault("link", self.link_info())
         line = json.dumps(spec, separators=(",", ":")) + "\n"
         parse_job(line)  # validate here (ConfigurationError): a bad spec is the caller's error, not a broken node
+        local = self.local
+        assert local is not None and local.stdin is not None  # started with stdin=PIPE; _require_running checked
         try:
-            self.local.stdin.write(line.encode())
-            self.local.stdin.flush()
+            local.stdin.write(line.encode())
+            local.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self._fail(f"cannot send {what} to the local node: {exc}")
         records: list[dict[str, Any]] = []
         refused: JobRefusedError | None = None
         while True:
-            item = self._next(self._lines, deadline, self.local, what)
+            item = self._next(self._lines, deadline, local, what)
             try:
                 message = json.loads(item)
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -384,7 +385,7 @@ class Testbed:
                 return records
             records.append(message)
 
-    def _next(self, lines: queue.Queue[bytes | BaseException | None], deadline: float, node: Any,
+    def _next(self, lines: queue.Queue[bytes | BaseException | None], deadline: float, node: NodeHandle,
               what: str) -> bytes:
         while True:
             left = deadline - time.monotonic()
@@ -405,7 +406,7 @@ class Testbed:
             assert isinstance(item, bytes)
             return item
 
-    def _fail(self, message: str) -> Any:
+    def _fail(self, message: str) -> NoReturn:
         self._broken = message
         raise TestbedError(message + self._tails())
 

@@ -1,1 +1,1 @@
-"""Trace files shipped with netem (package data) and the seeded generator that makes them (`generate`)."""
+"""Trace files shipped with netem (package data) and the generator (seeded) that makes them (`generate`)."""

@@ -1,8 +1,8 @@
 """Make the trace files shipped in netem/traces/: ``python -m netem.traces.generate [--check]``.
 
 **mmwave-driving.tput** (the ``5g-mmwave-driving`` profile's uplink capacity): per-second Mbit/s from a seeded
-model fitted to the three figures DESIGN.md cites for commercial mmWave 5G uplink while driving (Ghoshal et
-al., 5G-MeMU 2022): median 65 Mbit/s, 10 % of samples at 0 (outages), 90th percentile 402 Mbit/s.
+model fitted to the three figures Ghoshal et al. (5G-MeMU 2022, docs/REFERENCES.md) report for commercial
+mmWave 5G uplink while driving: median 65 Mbit/s, 10 % of samples at 0 (outages), 90th percentile 402 Mbit/s.
 
 * Outages: a two-state Markov chain stepped once per second. P(up -> outage) = a, P(outage -> up) = b with
   b = 1 / 2 s (mean outage 2 s) and a = b * 0.10 / 0.90 so that 10 % of seconds are outages in the long run.

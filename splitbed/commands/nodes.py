@@ -1,5 +1,5 @@
 """`splitbed remote-node` and `splitbed local-node`: the two inference nodes, run by hand on two hosts or in the
-testbed's namespaces. Also reachable as `python -m splitbed.nodes.remote` / `python -m splitbed.nodes.local`."""
+testbed's namespaces (the testbed starts them as `python -m splitbed remote-node ...` / `local-node ...`)."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def local_node(
     repetitions: int = typer.Option(1, help="inferences to run"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the remote)"),
     engine: str = typer.Option("tensorflow", help="inference runtime of registered models: tensorflow or onnxruntime (converted at first use, cached); .onnx models always run on onnxruntime"),
-    result_mode: str = typer.Option("full", help="full (all 1000 scores, as the seed) or topk"),
+    result_mode: str = typer.Option("full", help="full (all 1000 scores, as the testbed contribution) or topk"),
     top_k: int = typer.Option(5, help="predictions to decode"),
     aips: str = typer.Option("auto", help="auto, resend-same-id, resend-new-id, omit"),
     link_info: str | None = typer.Option(None, help='JSON recorded as the link, e.g. {"profile":"5g-embb"}'),
@@ -224,21 +224,3 @@ def _summary(record: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     app.command("remote-node")(remote_node)
     app.command("local-node")(local_node)
-
-
-def _single(command: Any, prog: str) -> int:
-    """`python -m splitbed.nodes.remote|local`: the same command, with the same one-line errors."""
-    from netem.cliapp import make_app, run
-    from splitbed.cli_support import POLICY
-
-    app = make_app(None, no_args_is_help=False)
-    app.command()(command)
-    return run(app, prog, policy=POLICY)
-
-
-def remote_main() -> None:
-    sys.exit(_single(remote_node, "splitbed remote-node"))
-
-
-def local_main() -> None:
-    sys.exit(_single(local_node, "splitbed local-node"))

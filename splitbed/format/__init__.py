@@ -1,4 +1,4 @@
-"""The AI intermediate data format (seed 004): AIPS + TLV units, compression profiles, a sans-I/O decoder.
+"""The AI intermediate data format (S4-260189, docs/REFERENCES.md): AIPS + TLV units, compression profiles, a sans-I/O decoder.
 
 docs/FORMAT.md is the byte-exact specification; this package implements it and nothing else (no sockets).
 

@@ -1,4 +1,4 @@
-"""The sans-I/O decoder: bytes in, events out, with the seed's AIPS lifetime rules.
+"""The sans-I/O decoder: bytes in, events out, with the AIPS lifetime rules of S4-260189.
 
     dec = Decoder()
     dec.feed(chunk)                       # from a socket, a file, a capture: the decoder never does I/O

@@ -1,12 +1,17 @@
 """Cut a byte stream into TLV units, checking every length against the cap before buffering a byte of it.
 
-Each AIPS or data unit's value is assembled in its own bytearray (the one copy the receive path makes), so
-decoded raw tensors can be zero-copy views of it. Values of other types are counted off and never stored.
+`TlvCutter` is the one reader of TLV headers in the project: it yields each unit's header, then views of its
+value as bytes arrive, then its end, and keeps nothing. The format's `UnitFramer` (below, used by the Decoder)
+and the session protocol's framer (splitbed.nodes.protocol) are both built on it, each deciding at a unit's
+header what to keep: here AIPS and data values, each assembled in its own bytearray (the one copy the receive
+path makes), so decoded raw tensors can be zero-copy views of it; values of other types are counted off and
+never stored.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from splitbed.format.errors import ErrorCode
@@ -14,6 +19,124 @@ from splitbed.format.limits import MAX_TLV_LENGTH, TLV_HEADER_SIZE
 from splitbed.format.tlv import TLV_HEADER, UnitType
 
 _STORED_TYPES = frozenset({UnitType.AIPS, UnitType.INTERMEDIATE_DATA})
+
+
+@dataclass(frozen=True, slots=True)
+class UnitHeader:
+    """A unit's 5-byte header is complete; its value follows."""
+
+    unit_type: int
+    length: int
+    offset: int  # stream offset of the header's first byte
+
+
+@dataclass(frozen=True, slots=True)
+class UnitValue:
+    """Part of the current unit's value: a view into the bytes just fed (copy what you keep before the next)."""
+
+    unit_type: int
+    data: memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class UnitDone:
+    unit_type: int
+    length: int
+    offset: int
+
+
+class TlvCutter:
+    """Bytes in, unit pieces out, nothing kept (see the module docstring). A consumer that stops iterating a
+    feed() (a cap exceeded) leaves `offset` at the last byte it was given."""
+
+    def __init__(self) -> None:
+        self.offset = 0           # bytes of the stream consumed so far
+        self.units_started = 0    # units whose first header byte has been read
+        self._header = bytearray()
+        self._type = -1           # the current unit's type; -1 between units
+        self._length = 0
+        self._unit_offset = 0
+        self._missing = 0         # value bytes still to come
+        self._skipping = False
+
+    @property
+    def mid_unit(self) -> bool:
+        """True while a unit has started and not ended: the stream is not at a unit boundary."""
+        return bool(self._header) or self._type >= 0
+
+    @property
+    def unit_type(self) -> int:
+        return self._type
+
+    @property
+    def unit_length(self) -> int:
+        return self._length if self._type >= 0 else 0
+
+    @property
+    def unit_offset(self) -> int:
+        return self._unit_offset
+
+    @property
+    def unit_received(self) -> int:
+        """Value bytes of the current unit read so far."""
+        return self._length - self._missing if self._type >= 0 else 0
+
+    @property
+    def header_bytes(self) -> int:
+        """Bytes of a header read so far (between units)."""
+        return len(self._header)
+
+    def skip(self) -> None:
+        """Count off the rest of the current unit's value: no more UnitValue for it; it still ends (UnitDone)."""
+        if self._type < 0:
+            raise RuntimeError("skip() outside a unit")
+        self._skipping = True
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[UnitHeader | UnitValue | UnitDone]:
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        end = len(view)
+        pos = 0
+        while True:
+            if self._type >= 0:
+                if self._missing:
+                    if pos >= end:
+                        return
+                    take = min(self._missing, end - pos)
+                    chunk = view[pos:pos + take]
+                    pos += take
+                    self.offset += take
+                    self._missing -= take
+                    if not self._skipping:
+                        yield UnitValue(self._type, chunk)
+                    if self._missing:
+                        continue
+                unit_type, length = self._type, self._length
+                self._type, self._length, self._skipping = -1, 0, False
+                yield UnitDone(unit_type, length, self._unit_offset)
+                continue
+            if pos >= end:
+                return
+            if not self._header:
+                self.units_started += 1
+            if not self._header and end - pos >= TLV_HEADER_SIZE:
+                unit_type, length = TLV_HEADER.unpack_from(view, pos)
+                pos += TLV_HEADER_SIZE
+            else:
+                take = min(TLV_HEADER_SIZE - len(self._header), end - pos)
+                self._header += view[pos:pos + take]
+                pos += take
+                if len(self._header) < TLV_HEADER_SIZE:
+                    self.offset += take
+                    return
+                self.offset -= len(self._header) - take  # counted again below, as the whole header
+                unit_type, length = TLV_HEADER.unpack(self._header)
+                self._header.clear()
+            self._unit_offset = self.offset
+            self.offset += TLV_HEADER_SIZE
+            self._type, self._length, self._missing = unit_type, length, length
+            yield UnitHeader(unit_type, length, self._unit_offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,80 +168,56 @@ class UnitFramer:
         self.max_unit_size = max_unit_size
         self.frames: deque[Frame] = deque()
         self.failure: FramingFailure | None = None
-        self.stream_offset = 0  # bytes of the stream consumed so far
-        self._header = bytearray()
-        self._unit_type = 0
-        self._unit_length = 0
-        self._unit_offset = 0
+        self._cutter = TlvCutter()
         self._value: bytearray | None = None
-        self._missing = 0  # value bytes still to come for the current unit
-        self._in_value = False
+
+    @property
+    def stream_offset(self) -> int:
+        """Bytes of the stream consumed so far."""
+        return self._cutter.offset
 
     @property
     def buffered(self) -> int:
         """Bytes of an incomplete unit held (header + value so far)."""
-        if self._in_value:
-            return TLV_HEADER_SIZE + self._unit_length - self._missing
-        return len(self._header)
+        cutter = self._cutter
+        if cutter.unit_type >= 0:
+            return TLV_HEADER_SIZE + cutter.unit_received
+        return cutter.header_bytes
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
-        end = len(view)
-        pos = 0
-        while pos < end and self.failure is None:
-            if self._in_value:
-                take = min(self._missing, end - pos)
+        if self.failure is not None:
+            return
+        for piece in self._cutter.feed(data):
+            if type(piece) is UnitValue:
                 if self._value is not None:
-                    self._value += view[pos:pos + take]
-                pos += take
-                self._missing -= take
-                if not self._missing:
-                    self._finish_unit()
-                continue
-            if not self._header and end - pos >= TLV_HEADER_SIZE:
-                unit_type, length = TLV_HEADER.unpack_from(view, pos)
-                pos += TLV_HEADER_SIZE
+                    self._value += piece.data
+            elif type(piece) is UnitHeader:
+                if piece.length > self.max_unit_size:
+                    self.failure = FramingFailure(
+                        ErrorCode.UNIT_TOO_LARGE,
+                        f"type {piece.unit_type} unit at offset {piece.offset} declares a {piece.length}-byte value, "
+                        f"over this receiver's cap of {self.max_unit_size} bytes; the stream cannot be resynchronised",
+                        piece.unit_type, piece.offset)
+                    return
+                if piece.unit_type in _STORED_TYPES:
+                    self._value = bytearray()
+                else:
+                    self._value = None
+                    self._cutter.skip()
             else:
-                take = min(TLV_HEADER_SIZE - len(self._header), end - pos)
-                self._header += view[pos:pos + take]
-                pos += take
-                if len(self._header) < TLV_HEADER_SIZE:
-                    break
-                unit_type, length = TLV_HEADER.unpack(self._header)
-                self._header.clear()
-            self._start_unit(unit_type, length, self.stream_offset + pos - TLV_HEADER_SIZE)
-        self.stream_offset += pos
+                assert type(piece) is UnitDone
+                self.frames.append(Frame(piece.unit_type, piece.length, self._value, piece.offset))
+                self._value = None
 
     def end_of_stream(self) -> None:
         """No more bytes will come: a partly received unit is a fatal truncation."""
+        cutter = self._cutter
         if self.failure is None and self.buffered:
-            kind = f"type {self._unit_type} unit" if self._in_value else "TLV header"
-            total = TLV_HEADER_SIZE + self._unit_length if self._in_value else TLV_HEADER_SIZE
+            in_value = cutter.unit_type >= 0
+            kind = f"type {cutter.unit_type} unit" if in_value else "TLV header"
+            total = TLV_HEADER_SIZE + cutter.unit_length if in_value else TLV_HEADER_SIZE
+            start = cutter.unit_offset if in_value else cutter.offset - cutter.header_bytes
             self.failure = FramingFailure(
                 ErrorCode.TRUNCATED,
-                f"stream ended {self.buffered} bytes into a {total}-byte {kind} starting at offset "
-                f"{self._unit_offset if self._in_value else self.stream_offset - len(self._header)}",
-                self._unit_type if self._in_value else None,
-                self._unit_offset if self._in_value else self.stream_offset - len(self._header))
-
-    def _start_unit(self, unit_type: int, length: int, offset: int) -> None:
-        if length > self.max_unit_size:
-            self.failure = FramingFailure(
-                ErrorCode.UNIT_TOO_LARGE,
-                f"type {unit_type} unit at offset {offset} declares a {length}-byte value, over this "
-                f"receiver's cap of {self.max_unit_size} bytes; the stream cannot be resynchronised",
-                unit_type, offset)
-            return
-        self._unit_type, self._unit_length, self._unit_offset = unit_type, length, offset
-        self._value = bytearray() if unit_type in _STORED_TYPES else None
-        self._missing = length
-        self._in_value = True
-        if not length:
-            self._finish_unit()
-
-    def _finish_unit(self) -> None:
-        self.frames.append(Frame(self._unit_type, self._unit_length, self._value, self._unit_offset))
-        self._value = None
-        self._in_value = False
+                f"stream ended {self.buffered} bytes into a {total}-byte {kind} starting at offset {start}",
+                cutter.unit_type if in_value else None, start)

@@ -1,4 +1,5 @@
-"""The seed's JSON carriage (`json.dumps({'preds': preds.tolist(), ...})`) applied to intermediate tensors.
+"""The JSON carriage of the testbed contribution (`json.dumps({'preds': preds.tolist(), ...})`, docs/REFERENCES.md)
+applied to intermediate tensors.
 
 Kept only as the baseline the binary format is compared against (size and speed). Decoding is capped in
 size and checked (shape regular, dtype known, values representable) like every other input.
@@ -20,7 +21,7 @@ _LOSSLESS_VIA_FLOAT32 = (DType.FLOAT16, DType.BFLOAT16)
 
 
 def encode(arrays: Sequence[np.ndarray], **extra: Any) -> bytes:
-    """{"tensors": [a.tolist(), ...], "dtypes": [...], **extra} as UTF-8 JSON, like the seed's testbed."""
+    """{"tensors": [a.tolist(), ...], "dtypes": [...], **extra} as UTF-8 JSON, like the testbed contribution."""
     if "tensors" in extra or "dtypes" in extra:
         raise FormatError(ErrorCode.BAD_FIELD, "extra fields may not be named 'tensors' or 'dtypes'")
     tensors, dtypes = [], []

@@ -12,7 +12,7 @@ TLV_HEADER = struct.Struct(">BI")
 
 
 class UnitType(IntEnum):
-    """TLV unit types of seed Table X.X.24-1; 3-255 are undefined and skipped by length."""
+    """TLV unit types of S4-260189 Table X.X.24-1; 3-255 are undefined and skipped by length."""
 
     RESERVED = 0
     AIPS = 1

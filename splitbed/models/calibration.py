@@ -5,7 +5,7 @@ after layer (MobileNetV2's depthwise kernels are drawn with Glorot fans of 9*C i
 block), so MobileNetV2's softmax came out exactly uniform and ResNet50's one-hot on the same class for every
 image: an end-to-end correctness check on such outputs cannot fail.
 
-Here, after the seeded build, one forward pass in training mode on a calibration batch drawn from the seed
+Here, after a seeded build, one forward pass in training mode on a calibration batch drawn from SEED
 (dead-leaves images: overlapping discs with power-law radii, a standard synthetic stand-in for natural image
 statistics) sets:
 - every BatchNormalization's moving mean and variance to the batch statistics of its input (in training mode each
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.models import tfboot
 from splitbed.models.errors import ModelError
 from splitbed.models.registry import ModelSpec
 
@@ -34,7 +35,7 @@ DISCS = 600
 DISC_RADIUS = (0.01, 0.4)  # fraction of the image side
 DISC_RADIUS_EXPONENT = 3.0  # density r^-3: scale-invariant, like natural images
 CHROMA = 0.35  # colour spread around each disc's grey level (photos' channels are strongly correlated)
-STREAM_KEY = 0x5B17  # separates this generator's stream from any other use of the seed
+STREAM_KEY = 0x5B17  # separates this generator's stream from any other use of SEED
 
 
 def calibration_images(seed: int, count: int, height: int, width: int) -> np.ndarray:
@@ -77,7 +78,7 @@ def _consumers(layer: Any) -> list[Any]:
 
 def _homogeneous(layer: Any) -> bool:
     """f(c*x) = c*f(x) for c > 0: what lets a kernel's scale pass through to the next kernel layer."""
-    import keras
+    keras = tfboot.keras()
 
     kind = type(layer).__name__
     if kind in {"MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten",
@@ -92,7 +93,7 @@ def _homogeneous(layer: Any) -> bool:
 
 def _upstream_scale(tensor: Any, scales: dict[str, float]) -> float:
     """Factor by which the rescaled kernels upstream multiply `tensor` (1 after a BN or at the model input)."""
-    import keras
+    keras = tfboot.keras()
 
     layer = _producer(tensor)
     if isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization)):
@@ -121,10 +122,10 @@ def _is_softmax(layer: Any) -> bool:
 
 
 def calibrate(model: Any, spec: ModelSpec, seed: int) -> None:
-    """Set `model`'s BN statistics and free kernel scales from one pass on the seed's calibration batch."""
-    import keras
-
+    """Set `model`'s BN statistics and free kernel scales from one pass on the calibration batch drawn from `seed`."""
     from splitbed.models.preprocess import load_image
+
+    keras = tfboot.keras()
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     kernel_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)

@@ -1,6 +1,6 @@
 """Graph cut of a Keras 3 functional model into a head and a tail sub-model.
 
-Why a graph walk: the seed's `Model(Input(tensor=split_layer.output), ...)` does not work in Keras 3, and
+Why a graph walk: the testbed contribution's `Model(Input(tensor=split_layer.output), ...)` does not work in Keras 3, and
 re-applying the layers after the split point one by one to a single tensor breaks on any residual block (the
 `Add` needs the shortcut too). Here a partition named after layer L puts L and every node L depends on in the
 head; all other nodes go to the tail. The crossing tensors are the head tensors that a tail node consumes (or
@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from splitbed.models import tfboot
 from splitbed.models.errors import GraphCutError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -177,16 +178,14 @@ def _single_or_list(items: list[Any]) -> Any:
 
 def build_head(model: Any, cut: GraphCut, name: str) -> Any:
     """Sub-model from the model inputs to the crossing tensors (in cut order), sharing the model's layers."""
-    import keras
-
+    keras = tfboot.keras()
     return keras.Model(inputs=_single_or_list(list(model.inputs)),
                        outputs=[c.tensor for c in cut.crossing], name=name)
 
 
 def build_tail(model: Any, cut: GraphCut, name: str) -> Any:
     """Sub-model from one new Input per crossing tensor to the model outputs, re-applying the tail's layers."""
-    import keras
-
+    keras = tfboot.keras()
     tensor_map: dict[int, Any] = {}
     inputs: list[Any] = []
     for k, c in enumerate(cut.crossing):

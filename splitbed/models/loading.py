@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from splitbed.models import registry
+from splitbed.models import registry, tfboot
 from splitbed.models import weights as wts
 from splitbed.models.errors import WeightsError
 from splitbed.models.registry import ModelSpec, Partition
@@ -50,17 +50,8 @@ class LoadedModel:
         return LoadedModel(keras_model=model, spec=spec, weights=self.weights)
 
 
-def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter hides real messages: import it without (splitbed.models.quiet)."""
-    from splitbed.models.quiet import quiet_tensorflow as import_quietly
-
-    import_quietly()
-
-
 def _build(spec: ModelSpec, keras_weights: str | None) -> Any:
-    quiet_tensorflow()
-    import keras
-
+    keras = tfboot.keras()
     module = getattr(keras.applications, spec.keras_module)
     constructor = getattr(module, spec.constructor)
     input_tensor = keras.Input(shape=spec.input_shape, name=INPUT_NAME)
@@ -76,14 +67,15 @@ def build_architecture(name: str) -> Any:
 
 
 def _build_random(spec: ModelSpec, seed: int) -> Any:
-    """Seeded initialisers, then calibration from the seed (wts.RANDOM_SCHEME): bit-identical weights in every
+    """Seeded initialisers, then calibration from `seed` (wts.RANDOM_SCHEME): bit-identical weights in every
     process (tested with real subprocesses) whose outputs depend on the input (raw Keras initialisers gave
     MobileNetV2 an exactly uniform softmax).
 
     keras.utils.set_random_seed also seeds Python's and NumPy's global generators: put those back after.
     """
-    import keras
     import numpy as np
+
+    keras = tfboot.keras()
 
     from splitbed.models.calibration import calibrate
 

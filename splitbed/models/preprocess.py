@@ -1,8 +1,8 @@
 """Model input from an image file or an array, preprocessed exactly as the model's Keras application defines.
 
-File path follows the seed: keras.utils.load_img(path, target_size) -> img_to_array -> expand_dims ->
+File path follows the testbed contribution: keras.utils.load_img(path, target_size) -> img_to_array -> expand_dims ->
 preprocess_input of the application (VGG16/ResNet50: caffe mode, RGB->BGR and ImageNet mean subtraction;
-MobileNetV2: tf mode, scaled to [-1, 1]). The seed's "input data size" is the file's size in bytes.
+MobileNetV2: tf mode, scaled to [-1, 1]). The testbed contribution's "input data size" is the file's size in bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.models import tfboot
 from splitbed.models.errors import ImageError
 from splitbed.models.registry import ModelSpec
 
@@ -23,7 +24,7 @@ MAX_IMAGE_PIXELS = 50_000_000  # checked from the header before the pixels are d
 
 @dataclass(frozen=True)
 class PreparedInput:
-    """A batch of one preprocessed image and the seed's two size figures."""
+    """A batch of one preprocessed image and the testbed contribution's two size figures."""
 
     array: np.ndarray  # (1, height, width, 3) float32, ready for the model (or its head)
     input_bytes: int  # file size, or the given array's nbytes
@@ -35,11 +36,7 @@ def _preprocess(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
     prepare = getattr(spec, "prepare_batch", None)
     if prepare is not None:  # an ONNX file's own preprocessing (splitbed.models.onnx.model.OnnxFileSpec)
         return np.asarray(prepare(batch))
-    from splitbed.models.loading import quiet_tensorflow
-
-    quiet_tensorflow()
-    import keras
-
+    keras = tfboot.keras()
     module = getattr(keras.applications, spec.keras_module)
     return np.asarray(module.preprocess_input(batch.astype("float32", copy=True)), dtype="float32")
 
@@ -69,11 +66,8 @@ def _from_file(path: Path, spec: ModelSpec) -> PreparedInput:
     if size > MAX_IMAGE_FILE_BYTES:
         raise ImageError(f"image file {path} is {size:,} bytes, over the {MAX_IMAGE_FILE_BYTES:,}-byte cap")
     _check_header(path)
-    from splitbed.models.loading import quiet_tensorflow
 
-    quiet_tensorflow()
-    import keras
-
+    keras = tfboot.keras()
     try:
         img = keras.utils.load_img(str(path), target_size=spec.target_size)
     except Exception as exc:  # truncated or corrupt pixel data surfaces only here

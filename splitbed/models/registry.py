@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from netem.fields import Checker
 from splitbed.models.errors import PartitionDataError, UnknownModelError, UnknownPartitionError
 
 if sys.version_info >= (3, 11):
@@ -57,7 +59,7 @@ class ModelSpec:
     input_shape: tuple[int, int, int]
     imagenet_weights_file: str
     partitions: tuple[Partition, ...] = field(repr=False)
-    # Fully convolutional up to a global pooling: the same weights serve any input size (seed 004's "input media
+    # Fully convolutional up to a global pooling: the same weights serve any input size (S4-260189's "input media
     # size changes may alter tensor shape"); `at_input_size` gives the spec of such a build.
     variable_input: bool = False
 
@@ -102,25 +104,24 @@ class ModelSpec:
                                     f"(see splitbed/models/data/{self.name}.toml)")
 
 
+_check = Checker(PartitionDataError)
+
+
 def _require(cond: bool, source: str, message: str) -> None:
     if not cond:
         raise PartitionDataError(f"{source}: {message}")
 
 
 def _parse_partition(raw: Any, source: str) -> Partition:
-    _require(isinstance(raw, dict), source, "each [[partition]] must be a table")
-    unknown = set(raw) - _PARTITION_KEYS
-    _require(not unknown, source, f"unknown partition keys {sorted(unknown)}")
-    pid, name = raw.get("id"), raw.get("name")
-    _require(isinstance(pid, int) and not isinstance(pid, bool) and 0 <= pid <= MAX_PARTITION_ID, source,
-             f"partition id must be an integer 0..{MAX_PARTITION_ID}, got {pid!r}")
+    _check.table(f"{source}: each [[partition]]", raw)
+    _check.keys(source, raw, _PARTITION_KEYS, noun="partition keys")
+    pid = _check.integer(f"{source}: partition id", raw.get("id"), low=0, high=MAX_PARTITION_ID)
+    name = raw.get("name")
     _require(isinstance(name, str) and bool(_NAME_RE.match(name)), source, f"bad partition name {name!r}")
     aliases = raw.get("aliases", [])
     _require(isinstance(aliases, list) and all(isinstance(a, str) and _NAME_RE.match(a) for a in aliases),
              source, f"aliases of {name!r} must be a list of names")
-    tensors = raw.get("tensors", 1)
-    _require(isinstance(tensors, int) and not isinstance(tensors, bool) and tensors >= 1, source,
-             f"tensors of {name!r} must be a positive integer")
+    tensors = _check.integer(f"{source}: tensors of {name!r}", raw.get("tensors", 1), low=1)
     return Partition(partition_id=pid, name=name, aliases=tuple(aliases), tensors=tensors,
                      seed_example=bool(raw.get("seed_example", False)),
                      stage_output=bool(raw.get("stage_output", False)), note=str(raw.get("note", "")))
@@ -128,10 +129,9 @@ def _parse_partition(raw: Any, source: str) -> Partition:
 
 def parse_spec(data: dict[str, Any], source: str) -> ModelSpec:
     """Validate one parsed data file; `source` names it in error messages."""
-    unknown = set(data) - _MODEL_KEYS
-    _require(not unknown, source, f"unknown keys {sorted(unknown)}")
+    _check.keys(source, data, _MODEL_KEYS, noun="keys")
     for key in ("model", "keras_module", "constructor", "imagenet_weights_file"):
-        _require(isinstance(data.get(key), str) and bool(data[key]), source, f"missing or empty {key!r}")
+        _check.string(f"{source}: {key}", data.get(key), non_empty=True)
     shape: Any = data.get("input_shape")
     _require(isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and 0 < d <= 4096
                                                                  for d in shape),
@@ -144,8 +144,7 @@ def parse_spec(data: dict[str, Any], source: str) -> ModelSpec:
     keys = [k for p in parts for k in (p.name, *p.aliases)]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     _require(not dupes, source, f"names or aliases used twice: {dupes}")
-    variable = data.get("variable_input", False)
-    _require(isinstance(variable, bool), source, f"variable_input must be true or false, got {variable!r}")
+    variable = _check.boolean(f"{source}: variable_input", data.get("variable_input", False))
     return ModelSpec(name=data["model"], keras_module=data["keras_module"], constructor=data["constructor"],
                      input_shape=(shape[0], shape[1], shape[2]),
                      imagenet_weights_file=data["imagenet_weights_file"], partitions=parts, variable_input=variable)
@@ -176,3 +175,19 @@ def get(name: str) -> ModelSpec:
     if spec.name != name:
         raise PartitionDataError(f"{source}: model = {spec.name!r} does not match the file name")
     return spec
+
+
+def select_partitions(spec: ModelSpec, selection: Sequence[str]) -> list[str]:
+    """Partition names of a model's spec (`get(name)`, or splitbed.models.spec_for for an `.onnx` file too) for a
+    selection of `all`, `examples` (the example candidates marked `seed_example`, else every one; `seed` is its
+    old name), names, aliases or ids, in registry order. ModelError names what is unknown."""
+    chosen: set[str] = set()
+    for item in selection:
+        if item == "all":
+            chosen.update(p.name for p in spec.partitions)
+        elif item in ("examples", "seed"):
+            examples = [p.name for p in spec.partitions if p.seed_example]
+            chosen.update(examples or [p.name for p in spec.partitions])
+        else:
+            chosen.add(spec.partition(item).name)
+    return [p.name for p in spec.partitions if p.name in chosen]

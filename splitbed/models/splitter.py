@@ -28,7 +28,7 @@ class CutTensor:
 
     @property
     def nbytes(self) -> int:
-        """Raw bytes of one sample's tensor (the seed's "intermediate data size (Raw)")."""
+        """Raw bytes of one sample's tensor (the testbed contribution's "intermediate data size (Raw)")."""
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 

@@ -1,7 +1,7 @@
 """Which weights a model gets, and the small JSON-able record of that choice (embedded in every metrics record).
 
 Specs: `imagenet` (Keras download + cache, for users online), a path to a local weights file (`file:` prefix
-optional), `random:SEED` (seeded initialisers, then calibrated from the seed: RANDOM_SCHEME, see
+optional), `random:SEED` (seeded initialisers, then calibrated from SEED: RANDOM_SCHEME, see
 splitbed.models.calibration; bit-identical in every process, so the UE and the edge get the same model), or
 `auto`: ImageNet if the Keras cache has the file or the download host answers within a short timeout, else
 `random:0` with a loud warning that every result records. Set SPLITBED_OFFLINE=1 to skip the network check (tests
@@ -21,7 +21,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from netem.fields import Checker
 from splitbed.models.errors import WeightsError
+
+_check = Checker(WeightsError)
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,8 @@ class WeightsInfo:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeightsInfo:
         fields = {"source", "requested", "seed", "path", "sha256", "warning", "scheme"}
-        unknown = set(data) - fields
-        if unknown:
-            raise WeightsError(f"unknown WeightsInfo fields {sorted(unknown)}")
-        if data.get("source") not in ("imagenet", "file", "random"):
-            raise WeightsError(f"WeightsInfo source must be imagenet, file or random, got {data.get('source')!r}")
+        _check.keys("WeightsInfo", data, fields, noun="WeightsInfo fields")
+        _check.choice("WeightsInfo source", data.get("source"), ("imagenet", "file", "random"))
         return cls(**data)
 
 
@@ -125,10 +125,8 @@ def _parse_seed(text: str, spec: str) -> int:
     try:
         seed = int(text, 10)
     except ValueError:
-        raise WeightsError(f"bad weights spec {spec!r}: the seed after 'random:' must be an integer") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise WeightsError(f"bad weights spec {spec!r}: seed must be in 0..{MAX_SEED}")
-    return seed
+        raise WeightsError(f"bad weights spec {spec!r}: the random seed after 'random:' must be an integer") from None
+    return _check.integer(f"weights spec {spec!r}: the random seed", seed, low=0, high=MAX_SEED)
 
 
 def random_warning(seed: int, why: str) -> str:
@@ -166,10 +164,7 @@ def resolve(spec: str, imagenet_file: str) -> WeightsInfo:
 
     For `imagenet` the record's path is the cached file when present (else Keras downloads it on load).
     """
-    if not isinstance(spec, str) or not spec.strip():
-        raise WeightsError(f"weights spec must be a non-empty string (auto, imagenet, random:SEED or a path), "
-                           f"got {spec!r}")
-    spec = spec.strip()
+    spec = _check.string("weights spec", spec, non_empty=True, fix="auto, imagenet, random:SEED or a path").strip()
     if spec == "auto":
         cached = keras_cache_file(imagenet_file)
         if cached is not None:

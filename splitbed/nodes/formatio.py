@@ -31,10 +31,7 @@ from splitbed.format.memory import decode_bytes
 from splitbed.format.profiles import PROFILES, get_profile
 from splitbed.format.tlv import TLV_HEADER
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
-from splitbed.nodes.protocol import HEADER, MsgType, pack_header
-
-# The protocol's control units must frame exactly like the format's units, or a capture would not decode.
-assert HEADER.format.lstrip("!>") == TLV_HEADER.format.lstrip("!>"), "protocol and format TLV headers differ"
+from splitbed.nodes.protocol import MsgType, pack_header
 
 Piece = bytes | bytearray | memoryview
 
@@ -185,7 +182,7 @@ def payload_sizes(pieces: Sequence[Piece]) -> list[int]:
 
 
 def json_baseline_unit(arrays: Sequence[np.ndarray], partition_id: int) -> bytes:
-    """The JSON baseline carriage (seed 000's json.dumps(...tolist())) in a JSON_BASELINE control unit."""
+    """The JSON baseline carriage (the testbed contribution's json.dumps(...tolist())) in a JSON_BASELINE control unit."""
     payload = json_baseline.encode(list(arrays), partition_id=partition_id)
     return pack_header(MsgType.JSON_BASELINE, len(payload)) + payload
 

@@ -1,5 +1,5 @@
 """Input images for the local node: a file path, or `builtin:NAME` for one of scikit-image's bundled photos
-(offline; `builtin:chelsea` is a cat), written once as a JPEG file so that the seed's "input data size" is a
+(offline; `builtin:chelsea` is a cat), written once as a JPEG file so that the testbed contribution's "input data size" is a
 real file's size, as for any user image."""
 
 from __future__ import annotations

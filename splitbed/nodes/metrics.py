@@ -113,7 +113,7 @@ class InferenceRecord(TypedDict):
     delivery_check: dict[str, Any] | None
     aips_events: list[dict[str, Any]]
     adaptive: dict[str, Any] | None
-    # resources (the seed's "not yet implemented" figures)
+    # resources (the testbed contribution's "not yet implemented" figures)
     local_resources: ResourceFigures | None
     remote_resources: ResourceFigures | None
     local_gpu: GpuInfo | None

@@ -12,12 +12,13 @@ This module is sans-I/O: it builds and parses bytes; sockets live in wire.py, lo
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from splitbed.format.framing import TlvCutter, UnitDone, UnitHeader, UnitValue
+from splitbed.format.tlv import TLV_HEADER
 from splitbed.nodes.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
@@ -56,19 +57,17 @@ ENCODINGS = ("tlv", "json-baseline")
 RESULT_MODES = ("full", "topk")
 
 
-# --- TLV header: the format's (type u8, length u32, network byte order) -------------------------------------
+# --- TLV header: the format's own (type u8, length u32, network byte order) --------------------------------
 
-HEADER = struct.Struct("!BI")
+HEADER = TLV_HEADER
 HEADER_SIZE = HEADER.size
 
 
 def format_version() -> object:
-    """The format library's version, recorded with every result (empty until splitbed.format provides one)."""
-    try:
-        from splitbed import format as fmt
-    except ImportError:
-        return ""
-    return getattr(fmt, "FORMAT_VERSION", "")
+    """The format library's version, recorded with every result."""
+    from splitbed.format import FORMAT_VERSION
+
+    return FORMAT_VERSION
 
 
 def pack_header(unit_type: int, length: int) -> bytes:
@@ -177,76 +176,71 @@ Frame = UnitStart | UnitChunk | UnitEnd | ControlUnit
 
 @dataclass
 class UnitFramer:
-    """Splits a byte stream into TLV units. Format units stream through as chunks (no buffering, the format
-    decoder assembles them); control units are assembled here. Lengths are checked against the caps from the
-    5-byte header, before a single payload byte is kept; payloads grow only as bytes actually arrive."""
+    """Splits a byte stream into TLV units, on the format's own cutter (splitbed.format.framing.TlvCutter, the
+    one reader of TLV headers). Format units stream through as chunks (no buffering, the format decoder
+    assembles them); control units are assembled here. Lengths are checked against the caps from the 5-byte
+    header, before a single payload byte is kept; payloads grow only as bytes actually arrive. A receiver may
+    refuse a unit at its UnitStart (`skip_unit`): its bytes are then counted off unread."""
 
     max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES
     max_control_bytes: int = MAX_CONTROL_BYTES
     accepted_control: frozenset[MsgType] = UPLINK_CONTROL | {MsgType.JSON_BASELINE}
-    _header: bytearray = field(default_factory=bytearray)
-    _type: int = -1
-    _remaining: int = 0
-    _length: int = 0
+    _cutter: TlvCutter = field(default_factory=TlvCutter)
     _control: bytearray = field(default_factory=bytearray)
     _skipping: bool = False
-    units_started: int = 0  # counts units whose first header byte has been fed
+
+    @property
+    def units_started(self) -> int:
+        """Units whose first header byte has been fed."""
+        return self._cutter.units_started
 
     @property
     def mid_unit(self) -> bool:
         """True while a unit has started and not ended: the stream is not at a unit boundary."""
-        return bool(self._header) or self._type >= 0
+        return self._cutter.mid_unit
 
     @property
     def unit_length(self) -> int:
-        return self._length
+        return self._cutter.unit_length
 
     @property
     def unit_received(self) -> int:
         """Value bytes of the current unit received so far."""
-        return self._length - self._remaining if self._type >= 0 else 0
+        return self._cutter.unit_received
 
     def skip_unit(self) -> None:
         """Drop the rest of the unit just started (after its UnitStart): its bytes are counted off, neither
         yielded nor kept, and it ends with a UnitEnd whatever its type. The receiver refused it at its header."""
-        if self._type < 0:
+        if not self._cutter.mid_unit:
             raise RuntimeError("skip_unit() outside a unit")
+        self._cutter.skip()
         self._skipping = True
         self._control.clear()
 
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
-        view = memoryview(data).cast("B")
-        pos = 0
-        while pos < len(view) or (self._type >= 0 and self._remaining == 0):
-            if self._type < 0:
-                if not self._header:
-                    self.units_started += 1
-                need = HEADER_SIZE - len(self._header)
-                take = view[pos:pos + need]
-                self._header += take
-                pos += len(take)
-                if len(self._header) < HEADER_SIZE:
-                    break
-                yield from self._start_unit()
-                continue
-            take_n = min(self._remaining, len(view) - pos)
-            chunk = view[pos:pos + take_n]
-            pos += take_n
-            self._remaining -= take_n
-            if self._skipping:
-                pass
-            elif self._type in CONTROL_TYPES:
-                if take_n:
-                    self._control += chunk
-            elif take_n:
-                yield UnitChunk(self._type, chunk)
-            if self._remaining == 0:
-                yield from self._end_unit()
+        for piece in self._cutter.feed(data):
+            if type(piece) is UnitValue:
+                if piece.unit_type in CONTROL_TYPES:
+                    self._control += piece.data
+                else:
+                    yield UnitChunk(piece.unit_type, piece.data)
+            elif type(piece) is UnitHeader:
+                yield from self._start_unit(piece.unit_type, piece.length)
+            else:
+                assert type(piece) is UnitDone
+                skipped, self._skipping = self._skipping, False
+                if piece.unit_type in CONTROL_TYPES and not skipped:
+                    if piece.unit_type == MsgType.JSON_BASELINE:  # the bytearray itself: no copy of up to 64 MiB
+                        payload: bytes | bytearray = self._control
+                        self._control = bytearray()
+                    else:
+                        payload = bytes(self._control)
+                        self._control.clear()
+                    yield ControlUnit(MsgType(piece.unit_type), payload)
+                else:
+                    yield UnitEnd(piece.unit_type, piece.length)
 
-    def _start_unit(self) -> Iterator[Frame]:
-        unit_type, length = HEADER.unpack(self._header)
-        header = bytes(self._header)
-        self._header.clear()
+    def _start_unit(self, unit_type: int, length: int) -> Iterator[Frame]:
         if unit_type in CONTROL_TYPES:
             msg_type = MsgType(unit_type)
             if msg_type not in self.accepted_control:
@@ -260,21 +254,6 @@ class UnitFramer:
             raise ProtocolError("unit_too_large",
                                 f"unit of type {unit_type} declares {length} bytes; the cap is {self.max_unit_bytes}"
                                 " (raise --max-unit-bytes on the remote node if this is legitimate)")
-        self._type, self._length, self._remaining = unit_type, length, length
         if unit_type not in CONTROL_TYPES or unit_type == MsgType.JSON_BASELINE:
             # A JSON-baseline unit is announced too, so that a receiver can refuse it before buffering it.
-            yield UnitStart(unit_type, length, header)
-
-    def _end_unit(self) -> Iterator[Frame]:
-        unit_type, length, skipped = self._type, self._length, self._skipping
-        self._type, self._length, self._skipping = -1, 0, False
-        if unit_type in CONTROL_TYPES and not skipped:
-            if unit_type == MsgType.JSON_BASELINE:
-                payload: bytes | bytearray = self._control
-                self._control = bytearray()
-            else:
-                payload = bytes(self._control)
-                self._control.clear()
-            yield ControlUnit(MsgType(unit_type), payload)
-        else:
-            yield UnitEnd(unit_type, length)
+            yield UnitStart(unit_type, length, pack_header(unit_type, length))

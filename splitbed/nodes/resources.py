@@ -32,7 +32,6 @@ import platform
 import re
 import resource
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from typing import TypedDict
 import psutil
 
 from netem.hostload import HostCpuCounters, read_counters
-from splitbed.runtime import cgroup
+from splitbed.host import cgroup
 
 try:
     import tomllib
@@ -339,12 +338,10 @@ class GpuInfo(TypedDict):
 
 
 def gpu_info() -> GpuInfo:
-    """GPUs TensorFlow can use (the seed's `server_physical_gpus`). No utilisation sampling is implemented."""
-    if "tensorflow" not in sys.modules:  # nodes load TensorFlow anyway; this only asks it
-        from splitbed.models.quiet import quiet_tensorflow
+    """GPUs TensorFlow can use (the testbed contribution's `server_physical_gpus`). No utilisation sampling is implemented."""
+    from splitbed.models import tfboot
 
-        quiet_tensorflow()
-    tf = sys.modules["tensorflow"]
+    tf = tfboot.tensorflow()  # nodes load TensorFlow anyway; this only asks it
     devices = [d.name for d in tf.config.list_physical_devices("GPU")]
     reason = ("no GPU: TensorFlow lists no GPU device (tensorflow-cpu build or no driver)" if not devices else
               "GPU present; per-inference GPU utilisation and energy are not sampled by this version")

@@ -89,10 +89,10 @@ class ModelRunner:
         loaded = self.load(model)
         if hasattr(loaded, "runtime_info"):
             return dict(loaded.runtime_info())
-        import keras
-        import tensorflow as tf
+        from splitbed.models import tfboot
 
-        return {"name": "tensorflow", "version": tf.__version__, "keras": keras.__version__, "call": INFERENCE_CALL}
+        return {"name": "tensorflow", "version": tfboot.tensorflow().__version__,
+                "keras": tfboot.keras().__version__, "call": INFERENCE_CALL}
 
     def inference_call(self, model: str) -> str:
         return str(self.runtime_info(model)["call"])

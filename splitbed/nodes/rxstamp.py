@@ -27,7 +27,7 @@ import socket
 import struct
 import time
 
-from netem.tcpinfo import out_of_order_packets
+from splitbed.host.tcpinfo import out_of_order_packets
 from splitbed.nodes.clock import now_ns
 
 # SO_TIMESTAMPNS (= SCM_TIMESTAMPNS): 35 in asm-generic/socket.h, which x86, arm, arm64, riscv, powerpc, s390,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from splitbed.nodes import rxstamp
+from splitbed.host.tcpinfo import try_read_state
+from splitbed.nodes import messages, rxstamp
 from splitbed.nodes.errors import NodeTimeout, PeerClosed, ProtocolError, RemoteError
+from splitbed.nodes.messages import Message
 from splitbed.nodes.protocol import (
     DOWNLINK_CONTROL,
     HEADER_SIZE,
@@ -110,3 +113,46 @@ class ControlReader:
         if unit.unit_type != wanted:
             raise ProtocolError("unexpected_message", f"expected {wanted.name}, the remote sent {unit.unit_type.name}")
         return unit, size, t_read
+
+
+class TcpTransport:
+    """The UE's end of a session over TCP, as the local node uses it (nodes.transport.UeTransport): zero-copy
+    sends with a deadline, whole typed messages with the kernel's receive stamp of their last byte, and the
+    socket's TCP_INFO. The protocol itself is the session machine's (ue_session); only this class knows TCP."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = ControlReader(sock)
+
+    @classmethod
+    def connect(cls, host: str, port: int, timeout_s: float) -> TcpTransport:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock)
+
+    def send(self, pieces: Sequence[bytes | bytearray | memoryview], timeout_s: float) -> int:
+        return send_pieces(self.sock, pieces, timeout_s)
+
+    def receive(self, timeout_s: float) -> tuple[Message, int, int]:
+        """The next message, its size on the wire and the CLOCK_MONOTONIC ns its last byte was read."""
+        unit, size, t_read = self.reader.read(timeout_s)
+        return messages.decode(unit.unit_type, unit.payload), size, t_read
+
+    def arrival(self) -> tuple[int | None, int | None, str | None]:
+        """When the kernel received the last message's last byte (None: unknown), the out-of-order packets since
+        mark(), and why there is no stamp (rxstamp.END_REASONS)."""
+        return self.reader.rx.arrival(self.reader.kernel_ns, self.reader.no_stamp_reason)
+
+    def mark(self) -> None:
+        """A transfer starts: count the reply's out-of-order packets from here."""
+        self.reader.rx.mark()
+
+    def tcp_state(self) -> dict[str, Any] | None:
+        """TCP_INFO of the connection now (the window a transfer starts with), None where unreadable."""
+        return try_read_state(self.sock)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -45,10 +45,10 @@ def network_ms(uplink_bytes: int, downlink_bytes: int, idle_ms: float, profile: 
     """Predicted uplink and downlink transfer times (first byte sent -> last byte delivered) on `profile`.
 
     With a sender's TCP state (`uplink_tcp` / `downlink_tcp`, as recorded), its transfer starts from that
-    state's window (splitbed.advise.SendWindow.from_tcp_state). Without: the window is taken as full unless the
+    state's window (splitbed.linkmodel.SendWindow.from_tcp_state). Without: the window is taken as full unless the
     sender sat idle (`idle_ms`) longer than the RTO, when it restarts at the initial 10 segments (RFC 5681 4.1);
     both senders send once per inference, so the same idle period applies to both."""
-    from splitbed.advise import INITIAL_WINDOW_SEGMENTS, LinkModel, SendWindow
+    from splitbed.linkmodel import INITIAL_WINDOW_SEGMENTS, LinkModel, SendWindow
 
     link = LinkModel.from_profile(profile)
     idle_restart = link.restarts_after(idle_ms)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from netem import tomlfile
+from netem.fields import Checker
 
 SUITE_FILE = "suite.toml"
 CHECKS = ("correctness", "budgets", "capture", "bench")
@@ -24,6 +25,9 @@ JSON_CARRIAGE = "json-baseline"
 
 class MatrixError(ValueError):
     """suite.toml (or a filter) names something that does not exist."""
+
+
+_check = Checker(MatrixError)
 
 
 @dataclass(frozen=True, order=True)
@@ -50,7 +54,7 @@ class SuiteCase:
     @property
     def lossless(self) -> bool:
         if self.carriage == JSON_CARRIAGE:
-            return True  # the seed's JSON carries float32 values as shortest round-trip decimals
+            return True  # the testbed contribution's JSON carries float32 values as shortest round-trip decimals
         from splitbed.format import get_profile
 
         return bool(get_profile(self.compression).lossless)
@@ -98,10 +102,11 @@ def _group_cases(group: Mapping[str, Any], where: str) -> list[SuiteCase]:
     from netem.profile import builtin_names
     from splitbed.models import registry
 
-    unknown = set(group) - GROUP_KEYS
+    _check.table(where, group)
+    _check.keys(where, group, GROUP_KEYS, noun="keys")
     missing = GROUP_KEYS - set(group)
-    if unknown or missing:
-        raise MatrixError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    if missing:
+        raise MatrixError(f"{where}: missing keys {sorted(missing)}")
     models = _expand(group["models"], registry.names(), "models", where)
     profiles = _expand(group["profiles"], builtin_names(), "profiles", where)
     carriages = _expand(group["carriages"], (), "carriages", where)

@@ -13,7 +13,7 @@ from splitbed.report.budgets import Budget, get_budget, load_budgets
 from splitbed.report.plots import all_plots
 from splitbed.report.provenance import provenance
 from splitbed.report.render import ReportContent, render_html, render_markdown
-from splitbed.report.tables import Table, best_table, seed_tables
+from splitbed.report.tables import Table, best_table, metric_tables
 from splitbed.sweep.store import ResultsError, read_records, results_path
 from splitbed.sweep.summary import PointSummary, by_cpu_model, summarise
 
@@ -49,7 +49,7 @@ def build_report(results: str | Path, out_dir: str | Path | None = None, *, budg
     hosts = by_cpu_model(summaries)
     if len(hosts) == 1:
         plots, excluded = all_plots(summaries, chosen, report_dir)
-        best, tables = best_table(summaries, chosen), seed_tables(summaries)
+        best, tables = best_table(summaries, chosen), metric_tables(summaries)
     else:
         best, tables, plots, excluded = _per_host(hosts, chosen, report_dir)
     notes = []
@@ -88,7 +88,7 @@ def _per_host(hosts: dict[str, list[PointSummary]], budget: Budget, report_dir: 
             best = Table(title=host_best.title, headers=["Host (CPU model)", *host_best.headers], rows=[],
                          anchor=host_best.anchor, notes=list(host_best.notes))
         best.rows += [[label, *row] for row in host_best.rows]
-        for table in seed_tables(members):
+        for table in metric_tables(members):
             table.title += f"; host {label}"
             table.anchor += f"-host{index}"
             tables.append(table)

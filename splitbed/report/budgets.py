@@ -17,6 +17,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from netem.fields import Checker
+
 _KEYS = {"default", "title", "uplink_latency_ms", "uplink_rate_mbit", "payload_bytes", "source"}
 MAX_BUDGETS_FILE_BYTES = 1 << 20
 PACKAGE_FILE = "budgets.toml"
@@ -24,6 +26,9 @@ PACKAGE_FILE = "budgets.toml"
 
 class BudgetError(ValueError):
     """budgets.toml is malformed, or a budget name is unknown."""
+
+
+_check = Checker(BudgetError)
 
 
 @dataclass(frozen=True)
@@ -43,23 +48,18 @@ class Budget:
 def _number(where: str, name: str, key: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise BudgetError(f"{where} [{name}] {key} must be a positive number, got {value!r}")
-    return float(value)
+    return _check.number(f"{where} [{name}] {key}", value, low=0.0, low_open=True)
 
 
 def parse_budgets(data: dict[str, Any], where: str = PACKAGE_FILE, *, lone_is_default: bool = False) -> dict[
         str, Budget]:
     budgets: dict[str, Budget] = {}
     for name, table in data.items():
-        if not isinstance(table, dict):
-            raise BudgetError(f"{where}: {name!r} must be a table")
-        unknown = set(table) - _KEYS
-        if unknown:
-            raise BudgetError(f"{where} [{name}]: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+        label = f"{where} [{name}]"
+        _check.table(label, table)
+        _check.keys(label, table, _KEYS, noun="keys")
         for key in ("title", "source"):
-            if not isinstance(table.get(key), str) or not table[key].strip():
-                raise BudgetError(f"{where} [{name}]: {key} must be a non-empty string (cite the source)")
+            _check.string(f"{label} {key}", table.get(key), non_empty=True, fix="cite the source")
         payload = _number(where, name, "payload_bytes", table.get("payload_bytes"))
         budgets[name] = Budget(name=name, title=table["title"], source=table["source"],
                                uplink_latency_ms=_number(where, name, "uplink_latency_ms",
@@ -67,7 +67,7 @@ def parse_budgets(data: dict[str, Any], where: str = PACKAGE_FILE, *, lone_is_de
                                uplink_rate_mbit=_number(where, name, "uplink_rate_mbit",
                                                         table.get("uplink_rate_mbit")),
                                payload_bytes=int(payload) if payload is not None else None,
-                               default=bool(table.get("default", False)))
+                               default=_check.boolean(f"{where} [{name}] default", table.get("default", False)))
     if not budgets:
         raise BudgetError(f"{where} holds no budget (one [name] table per budget, as in splitbed/data/budgets.toml)")
     defaults = [b.name for b in budgets.values() if b.default]

@@ -181,7 +181,7 @@ def render_markdown(content: ReportContent) -> str:
     out += ["## Best partition per profile", "", f"{BEST_MARK} marks the partition with the lowest median "
             "end-to-end latency for its profile, model and carriage.", ""]
     out += _md_table(content.best)[2:]
-    out += ["## Metrics per partition (seed 000 list)", "",
+    out += ["## Metrics per partition (as listed by the testbed contribution)", "",
             "Times: median [95% CI] in ms; sizes: median in bytes.", ""]
     for table in content.tables:
         out += _md_table(table)
@@ -246,7 +246,7 @@ def render_html(content: ReportContent, report_dir: Path) -> str:
     parts += ['<h2 id="best-partition">Best partition per profile</h2>',
               f"<p>{BEST_MARK} marks the partition with the lowest median end-to-end latency for its profile, model "
               "and carriage.</p>", _html_table(content.best),
-              '<h2 id="metrics">Metrics per partition (seed 000 list)</h2>',
+              '<h2 id="metrics">Metrics per partition (as listed by the testbed contribution)</h2>',
               "<p>Times: median [95% CI] in ms; sizes: median in bytes.</p>"]
     for table in content.tables:
         parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]

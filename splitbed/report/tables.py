@@ -1,5 +1,5 @@
 """The report's tables as plain data (headers, rows of cells, which row is best), rendered by both the Markdown
-and the HTML writer. The per-partition table has every metric of seed 000's list, with units."""
+and the HTML writer. The per-partition table has every metric of the testbed contribution's list, with units."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from splitbed.report.budgets import Budget
-from splitbed.sweep.stats import MedianCI
+from splitbed.stats import MedianCI
 from splitbed.sweep.summary import PointSummary, best_per_group
 
 MB = 1e6
@@ -57,7 +57,7 @@ def _memory(summary: PointSummary, side: str) -> str:
     return "-" if value is None else f"{value / MB:,.0f}"
 
 
-SEED_HEADERS = [
+METRIC_HEADERS = [
     "Partition (id)", "Input data size (B)", "Preprocessed input size (B)", "Intermediate data size, raw (B)",
     "Delivered size, serialized/compressed (B)", "Local inference (ms)", "Remote inference (ms)",
     "Total inference (ms)", "Delivery time (ms)", "End-to-end latency (ms)", "CPU time local / remote (ms)",
@@ -69,7 +69,7 @@ def group_key(summary: PointSummary) -> tuple[str, str, str]:
     return (summary.profile, summary.model, summary.carriage)
 
 
-def seed_tables(summaries: Iterable[PointSummary]) -> list[Table]:
+def metric_tables(summaries: Iterable[PointSummary]) -> list[Table]:
     """One table per (profile, model, carriage), a row per partition (in partition id order)."""
     groups: dict[tuple[str, str, str], list[PointSummary]] = {}
     for summary in summaries:
@@ -96,7 +96,7 @@ def seed_tables(summaries: Iterable[PointSummary]) -> list[Table]:
         notes = []
         if any(s.random_weights for s in members):
             notes.append("RANDOM WEIGHTS: sizes and times are valid; predictions are meaningless.")
-        tables.append(Table(title=f"{model} on {profile}, {carriage}", headers=list(SEED_HEADERS), rows=rows,
+        tables.append(Table(title=f"{model} on {profile}, {carriage}", headers=list(METRIC_HEADERS), rows=rows,
                             best_row=best_row, notes=notes, anchor=_anchor(profile, model, carriage)))
     return tables
 

@@ -7,8 +7,9 @@ suite and the sweep pick one by name: `make_runtime("docker", topology)`. docs/D
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from splitbed.runtime.base import NodeRuntime
 from splitbed.runtime.errors import (
     EngineUnavailableError,
     ImageBuildError,
@@ -24,11 +25,14 @@ DEFAULT_RUNTIME = "process"
 
 __all__ = [
     "DEFAULT_RUNTIME", "DEVNULL", "PIPE", "RUNTIMES", "SIDES", "STDOUT", "EngineUnavailableError", "ImageBuildError",
-    "LimitError", "NodeHandle", "NodeLimits", "NodeRuntimeError", "NodeStartError", "make_runtime",
+    "LimitError", "NodeHandle", "NodeLimits", "NodeRuntime", "NodeRuntimeError", "NodeStartError", "make_runtime",
 ]
 
+if TYPE_CHECKING:
+    from netem.topology import Topology
 
-def make_runtime(name: str, topology: Any, **options: Any) -> Any:
+
+def make_runtime(name: str, topology: Topology, **options: Any) -> NodeRuntime:
     """A `ProcessRuntime` or `DockerRuntime` for `topology`; options go to the runtime's constructor."""
     if name == "process":
         from splitbed.runtime.process_node import ProcessRuntime

@@ -2,7 +2,7 @@
 topology's network namespace.
 
     with Topology(profile) as topo, DockerRuntime(topo) as runtime:
-        edge = runtime.start_node("edge", [python, "-m", "splitbed.nodes.remote", ...], stdout=PIPE)
+        edge = runtime.start_node("edge", [python, "-m", "splitbed", "remote-node", ...], stdout=PIPE)
         ue = runtime.start_node("ue", argv, limits=NodeLimits.make(cpus=0.5, memory="2g"),
                                 stdin=PIPE, stdout=PIPE)
 
@@ -34,6 +34,8 @@ from splitbed.runtime.process_node import ProcessRuntime
 
 if TYPE_CHECKING:
     import docker
+
+    from netem.topology import Topology
 
 # Host environment variables passed into node containers (model/TF tuning and splitbed's own settings).
 PASS_ENV_PREFIXES = ("SPLITBED_", "TF_", "KERAS_", "OMP_", "PYTHONHASHSEED")
@@ -205,7 +207,7 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, topology: Any, *, image: str | None = None, client: docker.DockerClient | None = None,
+    def __init__(self, topology: Topology, *, image: str | None = None, client: docker.DockerClient | None = None,
                  mounts: list[Any] | tuple[Any, ...] = (), env: dict[str, str] | None = None,
                  default_limits: NodeLimits | None = None, sides: tuple[str, ...] | list[str] = SIDES) -> None:
         unknown = set(sides) - set(SIDES)

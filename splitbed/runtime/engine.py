@@ -33,10 +33,8 @@ def connect(timeout: float = 120.0) -> docker.DockerClient:
 
     `timeout` bounds each API call: removing a container or a 2 GB image takes tens of seconds on a busy host.
     """
-    try:
-        import docker
-    except ImportError as exc:  # pragma: no cover - a dependency of splitbed
-        raise EngineUnavailableError(f"the docker Python SDK is not installed ({exc}); run scripts/setup.sh") from exc
+    import docker
+
     try:
         client = docker.from_env(timeout=int(timeout))
         client.ping()

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import psutil
 
@@ -17,6 +17,9 @@ from splitbed.runtime.errors import LimitError, NodeStartError
 from splitbed.runtime.handle import DEVNULL, PIPE, STDOUT, NodeHandle
 from splitbed.runtime.limits import NodeLimits
 from splitbed.runtime.netns import namespace_name
+
+if TYPE_CHECKING:
+    from netem.topology import Topology
 
 
 class ProcessNode(NodeHandle):
@@ -83,7 +86,7 @@ class ProcessRuntime:
 
     name = "process"
 
-    def __init__(self, topology: Any) -> None:
+    def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.nodes: list[ProcessNode] = []
 

@@ -111,9 +111,9 @@ def _testbed(scenario: Scenario, given: Any, backend: str | None, weights: str |
 
 
 def _probe_arms(scenario: Scenario) -> list[Any]:
-    from splitbed.adaptive import PolicyConfig, PolicyError, arms_for
     from splitbed.models import registry
     from splitbed.models.errors import ModelError
+    from splitbed.nodes.adaptive import PolicyConfig, PolicyError, arms_for
 
     try:
         config = PolicyConfig.from_dict(scenario.policy)

@@ -11,7 +11,7 @@
     gap_ms = 200
     deadline_s = 10
 
-    [policy]                                # splitbed.adaptive.PolicyConfig (partition = "adaptive" only)
+    [policy]                                # splitbed.nodes.adaptive.PolicyConfig (partition = "adaptive" only)
     candidates = ["input_layer", "block_6_project_BN"]
     ue_slowdown = 10
 
@@ -34,13 +34,13 @@ so that a bad step is an error before any namespace exists. Meanings and every k
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from netem import tomlfile
 from netem.errors import NetemError
+from netem.fields import Checker
 from netem.profile import MAX_TRACE_START_S, NAME_PATTERN, DirectionProfile, LinkProfile, RandomLoss
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "data" / "scenarios"
@@ -62,6 +62,9 @@ _DIRECTION_KEYS = {f.name for f in dataclasses.fields(DirectionProfile)}
 
 class ScenarioError(ValueError):
     """A scenario file that cannot run; the message names the file, the key and what is allowed."""
+
+
+_check = Checker(ScenarioError)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ class Scenario:
     source: str                       # the file it came from
     base: LinkProfile
     workload: Workload
-    policy: dict[str, Any] | None     # the [policy] table, validated by splitbed.adaptive.PolicyConfig
+    policy: dict[str, Any] | None     # the [policy] table, validated by splitbed.nodes.adaptive.PolicyConfig
     events: tuple[LinkEvent, ...]
     backend: str = "auto"
 
@@ -174,21 +177,19 @@ def load(name_or_path: str | Path) -> Scenario:
 
 def parse(data: dict[str, Any], *, source: str = "<memory>", base_dir: Path | None = None) -> Scenario:
     """Validate a parsed scenario table and resolve its steps into link events."""
-    _no_unknown("scenario", data, _TOP_KEYS)
-    name = _string(data, "name", "scenario")
+    _check.keys("[scenario]", data, _TOP_KEYS)
+    name = _check.string("scenario.name", data.get("name"), non_empty=True)
     if not NAME_PATTERN.match(name) or len(name) > 40:
         raise ScenarioError(f"name {name!r} must be 1-40 lowercase letters, digits, '.', '_' or '-'")
     description = str(data.get("description", "")) or name
-    base = _profile(_string(data, "profile", "scenario"), base_dir, "profile")
-    backend = str(data.get("backend", "auto"))
-    if backend not in ("auto", "kernel", "userspace"):
-        raise ScenarioError(f"backend {backend!r} must be auto, kernel or userspace")
+    base = _profile(_check.string("scenario.profile", data.get("profile"), non_empty=True), base_dir, "profile")
+    backend = _check.choice("backend", data.get("backend", "auto"), ("auto", "kernel", "userspace"))
     workload = _workload(data.get("workload"))
     policy = data.get("policy")
     if policy is not None:
         if not workload.adaptive:
             raise ScenarioError("[policy] applies only to workload.partition = \"adaptive\"")
-        from splitbed.adaptive import PolicyConfig, PolicyError
+        from splitbed.nodes.adaptive import PolicyConfig, PolicyError
 
         try:
             PolicyConfig.from_dict(policy)
@@ -211,17 +212,16 @@ def parse(data: dict[str, Any], *, source: str = "<memory>", base_dir: Path | No
 def _workload(raw: Any) -> Workload:
     if raw is None:
         raise ScenarioError("missing [workload] (model, inferences or duration_s, ...)")
-    if not isinstance(raw, dict):
-        raise ScenarioError("[workload] must be a table")
-    _no_unknown("workload", raw, _WORKLOAD_KEYS)
+    _check.table("[workload]", raw)
+    _check.keys("[workload]", raw, _WORKLOAD_KEYS)
     values: dict[str, Any] = {}
     for key in ("model", "weights", "encoding", "result_mode"):
         if key in raw:
-            values[key] = _string(raw, key, "workload")
+            values[key] = _check.string(f"workload.{key}", raw[key], non_empty=True)
     if "image" in raw and "images" in raw:
         raise ScenarioError("workload: give image or images, not both")
     if "image" in raw:
-        values["images"] = (_string(raw, "image", "workload"),)
+        values["images"] = (_check.string("workload.image", raw["image"], non_empty=True),)
     elif "images" in raw:
         images = raw["images"]
         if not isinstance(images, list) or not images or len(images) > MAX_IMAGES or \
@@ -229,14 +229,11 @@ def _workload(raw: Any) -> Workload:
             raise ScenarioError(f"workload.images must be a list of 1..{MAX_IMAGES} image paths or builtin:NAME")
         values["images"] = tuple(images)
     if "inferences" in raw:
-        n = raw["inferences"]
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_INFERENCES:
-            raise ScenarioError(f"workload.inferences must be an integer 1..{MAX_INFERENCES}, got {n!r}")
-        values["inferences"] = n
-    for key, low, high in (("duration_s", 0.0, MAX_AT_S), ("gap_ms", -1e-9, MAX_GAP_MS),
-                           ("deadline_s", 0.0, 3600.0)):
+        values["inferences"] = _check.integer("workload.inferences", raw["inferences"], low=1, high=MAX_INFERENCES)
+    for key, low_open, high in (("duration_s", True, MAX_AT_S), ("gap_ms", False, MAX_GAP_MS),
+                                ("deadline_s", True, 3600.0)):
         if key in raw:
-            values[key] = _number(raw[key], f"workload.{key}", low, high)
+            values[key] = _check.number(f"workload.{key}", raw[key], low=0.0, high=high, low_open=low_open)
     if "inferences" not in values and "duration_s" not in values:
         raise ScenarioError("workload needs inferences or duration_s (or both: whichever ends first)")
     for key in ("partition", "compression"):
@@ -245,8 +242,7 @@ def _workload(raw: Any) -> Workload:
             if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
                 raise ScenarioError(f"workload.{key} must be a name or an id, got {value!r}")
             values[key] = value
-    if values.get("encoding", "tlv") not in ("tlv", "json-baseline"):
-        raise ScenarioError(f"workload.encoding {values['encoding']!r} must be tlv or json-baseline")
+    _check.choice("workload.encoding", values.get("encoding", "tlv"), ("tlv", "json-baseline"))
     if values.get("partition") == "adaptive" and values.get("encoding") == "json-baseline":
         raise ScenarioError("an adaptive partition needs the tlv encoding (the AIPS is what follows the switch)")
     if "input_size" in raw:
@@ -304,10 +300,10 @@ def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir:
     previous_at = -1.0
     for index, step in enumerate(steps):
         where = f"step {index + 1}"
-        _no_unknown(where, step, _STEP_KEYS)
+        _check.keys(f"[{where}]", step, _STEP_KEYS)
         if "at_s" not in step:
             raise ScenarioError(f"{where}: needs at_s (seconds after the start)")
-        at = _number(step["at_s"], f"{where}.at_s", -1e-9, MAX_AT_S)
+        at = _check.number(f"{where}.at_s", step["at_s"], low=0.0, high=MAX_AT_S)
         if outage_until is not None and at < outage_until[0]:
             raise ScenarioError(f"{where}: at_s = {at:g} falls inside the outage of step {outage_until[1] + 1} "
                                 f"(until {outage_until[0]:g} s); change the link after the outage")
@@ -322,7 +318,7 @@ def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir:
         label = str(step.get("label", ""))
         step_name = f"{name}.s{index + 1}"
         if "outage_s" in step:
-            length = _number(step["outage_s"], f"{where}.outage_s", 0.0, MAX_AT_S)
+            length = _check.number(f"{where}.outage_s", step["outage_s"], low=0.0, high=MAX_AT_S, low_open=True)
             down = current.replace(
                 name=f"{step_name}-outage", description=f"{name}: outage of {length:g} s (step {index + 1})",
                 uplink=dataclasses.replace(current.uplink, loss=RandomLoss(1.0)),
@@ -337,7 +333,8 @@ def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir:
             events.append(LinkEvent(at, "input_size", label or f"input {size[0]}x{size[1]}", current, index, size))
             continue
         if "profile" in step:
-            current = _profile(_string(step, "profile", where), base_dir, f"{where}.profile")
+            current = _profile(_check.string(f"{where}.profile", step["profile"], non_empty=True), base_dir,
+                               f"{where}.profile")
             events.append(LinkEvent(at, "profile", label or f"profile {current.name}", current, index))
             continue
         changes = {}
@@ -357,7 +354,7 @@ def _events(name: str, base: LinkProfile, steps: list[dict[str, Any]], base_dir:
 def _direction(current: DirectionProfile, raw: Any, where: str, base_dir: Path | None) -> DirectionProfile:
     if not isinstance(raw, dict) or not raw:
         raise ScenarioError(f"[{where}] must be a non-empty table of changes, e.g. {{ rate_mbit = 5 }}")
-    _no_unknown(where, raw, _DIRECTION_KEYS)
+    _check.keys(f"[{where}]", raw, _DIRECTION_KEYS)
     merged = current.to_dict()
     raw = dict(raw)
     if "loss" in raw and isinstance(raw["loss"], (int, float)) and not isinstance(raw["loss"], bool):
@@ -389,9 +386,7 @@ def _trace(raw: Any, where: str, base_dir: Path | None) -> dict[str, Any]:
             or not isinstance(raw["path"], str):
         raise ScenarioError(f"{where} must be a path string or {{ path = ..., kind = ..., start_s = ... }} "
                             "(start_s optional)")
-    start = raw.get("start_s", 0.0)
-    if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 <= start <= MAX_TRACE_START_S:
-        raise ScenarioError(f"{where}.start_s = {start!r}: seconds into the trace, in [0, {MAX_TRACE_START_S:g}]")
+    start = _check.number(f"{where}.start_s", raw.get("start_s", 0.0), low=0.0, high=MAX_TRACE_START_S)
     path = Path(raw["path"]).expanduser()
     if not path.is_absolute():
         local = (base_dir / path) if base_dir is not None else path
@@ -431,26 +426,3 @@ def _describe(step: dict[str, Any]) -> str:
                 value = Path(value if isinstance(value, str) else value.get("path", "?")).name
             parts.append(f"{direction}.{key}={value}")
     return ", ".join(parts)
-
-
-def _no_unknown(where: str, data: dict[str, Any], allowed: set[str]) -> None:
-    if not isinstance(data, dict):
-        raise ScenarioError(f"[{where}] must be a table")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ScenarioError(f"[{where}] unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _string(data: dict[str, Any], key: str, where: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise ScenarioError(f"{where}.{key} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _number(value: Any, where: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ScenarioError(f"{where} must be a number, got {value!r}")
-    if not low < value <= high:
-        raise ScenarioError(f"{where} = {value} is outside ({low:g}, {high:g}]")
-    return float(value)

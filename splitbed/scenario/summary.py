@@ -98,7 +98,7 @@ def stalls(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def check_aips_lifetime(rows: list[dict[str, Any]]) -> list[str]:
-    """Violations of the AIPS lifetime rules (seed 004) seen in the records; empty when all hold.
+    """Violations of the AIPS lifetime rules (S4-260189) seen in the records; empty when all hold.
 
     Per session, in order: the first data goes with an AIPS that the remote activates; a record that sends a new
     AIPS (partition, shape, tensor count or compression change) must see the remote end the active one with the

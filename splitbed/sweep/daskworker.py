@@ -183,7 +183,7 @@ class SplitbedWorker(WorkerPlugin):
             swept: list[str] = []
             if self.check:
                 verdicts = check_machine()
-                from netem.sweep import sweep_stale
+                from netem.stale import sweep_stale
 
                 swept = sweep_stale()
             facts = machine_facts(self.steal_window_s)

@@ -1,6 +1,6 @@
-"""How long a sweep will take, before running it: the advisor's per-partition prediction (splitbed.advise: compute
-timed here, real data-unit sizes, the link model) for every point, times its inferences, plus the orchestration
-costs measured on the main job. An estimate, not a measurement: it ignores loss and retransmissions (a lower
+"""How long a sweep will take, before running it: the advisor's per-partition prediction (splitbed.latency:
+compute timed here by splitbed.measure, real data-unit sizes, the link model of splitbed.linkmodel) for every
+point, times its inferences, plus the orchestration costs measured on the main job. An estimate, not a measurement: it ignores loss and retransmissions (a lower
 bound on lossy profiles such as cell-edge) and takes each transfer on a trace-driven link at its median time over
 the trace's start phases.
 """
@@ -46,10 +46,12 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
              distributed: bool = False) -> Estimate:
     """Predict the wall time of `spec` on this machine, or on `workers` testbed workers of a Dask cluster
     (`distributed`, or `workers` > 1). Each model's partitions are timed first (minutes), unless `timings`
-    (model -> {(encoding, compression): advise.ModelTiming}) are given."""
+    (model -> {(encoding, compression): latency.ModelTiming}) are given."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    from splitbed.advise import LinkModel, measure_carriages, predict
+    from splitbed.latency import predict
+    from splitbed.linkmodel import LinkModel
+    from splitbed.measure import measure_carriages
 
     matrix = points(spec)
     per_inference: dict[str, float] = {}

@@ -1,5 +1,5 @@
 """The figures a sweep summarises and a report shows: where each lives in a metrics record, its unit, and which
-of seed 000's metrics it is. One list, read by the CSV summary, the report tables and docs/SWEEP.md."""
+of the testbed contribution's metrics it is. One list, read by the CSV summary, the report tables and docs/SWEEP.md."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Figure:
     label: str    # what a report calls it
     unit: str     # ms, bytes, ratio, %, mJ
     group: str    # sizes, times, transport, resources
-    seed: str = ""  # the seed 000 metric it answers, if any
+    testbed_metric: str = ""  # the metric of the testbed contribution it answers, if any (docs/REFERENCES.md)
 
     def value(self, record: Mapping[str, Any]) -> float | None:
         current: Any = record
@@ -70,7 +70,7 @@ FIGURES: tuple[Figure, ...] = (
            "segments", "transport"),
     Figure("uplink_retransmitted_segments", "uplink_retransmitted_segments",
            "Uplink segments retransmitted for this inference", "segments", "transport"),
-    # resources (the seed's "not yet implemented" computing power, memory, energy)
+    # resources (the testbed contribution's "not yet implemented" computing power, memory, energy)
     Figure("local_cpu_time_ms", "local_resources.cpu_time_ms", "Local CPU time", "ms", "resources",
            "Computing power consumption (local)"),
     Figure("local_cpu_utilisation_pct", "local_resources.cpu_utilisation_pct", "Local CPU utilisation", "%",

@@ -137,7 +137,7 @@ class SweepSpec:
 
     @classmethod
     def full(cls, **overrides: Any) -> SweepSpec:
-        """The seed's whole matrix: vgg16 + resnet50, every candidate partition, every built-in profile, both
+        """The testbed contribution's whole matrix: vgg16 + resnet50, every candidate partition, every built-in profile, both
         encodings."""
         from netem.profile import builtin_names
 
@@ -169,33 +169,21 @@ def engine_args(engine: str) -> dict[str, list[str]]:
 
 
 def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
-    """Partition names of `model` for a selection of `all`, `examples`, names, aliases or ids, in registry
-    order."""
-    from splitbed.models import spec_for
+    """Partition names of `model` (registered, or an `.onnx` file) for a selection of `all`, `examples`, names,
+    aliases or ids, in registry order (splitbed.models.registry.select_partitions), with a SweepSpecError for
+    anything unknown. `seed`, the old name of `examples`, still works with a one-line note."""
+    from splitbed.models import registry, spec_for
     from splitbed.models.errors import ModelError
 
+    if "seed" in selection:
+        import warnings
+
+        warnings.warn("-p seed is now -p examples (the model's example partitions); 'seed' still works for now",
+                      DeprecatedNameWarning, stacklevel=2)
     try:
-        spec = spec_for(model)
+        return registry.select_partitions(spec_for(model), selection)
     except ModelError as exc:
         raise SweepSpecError(str(exc)) from None
-    chosen: set[str] = set()
-    for item in selection:
-        if item == "all":
-            chosen.update(p.name for p in spec.partitions)
-        elif item in ("examples", "seed"):
-            if item == "seed":
-                import warnings
-
-                warnings.warn("-p seed is now -p examples (the model's example partitions); 'seed' still works "
-                              "for now", DeprecatedNameWarning, stacklevel=2)
-            examples = [p.name for p in spec.partitions if p.seed_example]
-            chosen.update(examples or [p.name for p in spec.partitions])
-        else:
-            try:
-                chosen.add(spec.partition(item).name)
-            except ModelError as exc:
-                raise SweepSpecError(str(exc)) from None
-    return [p.name for p in spec.partitions if p.name in chosen]
 
 
 def canonical_compressions(names: Sequence[str]) -> list[str]:

@@ -5,7 +5,7 @@ Draw k of a point is the point's k-th measured inference, counting the error rec
 used its draw; the retry takes the next), so a sweep run again, or resumed, gives every inference the draw it
 had. Before each measured inference the sweep applies `link_for(...)` as a live link update; the point's
 warm-ups run on the draw of the inference that follows them. Each record carries `tags.draw` and
-`tags.realisation` (the seeds and what they were derived from), and its `link.profile` the seeds in force.
+`tags.realisation` (its seeds and what they were derived from), and its `link.profile` every seed then in force.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from netem.errors import ProfileError
 from netem.profile import LinkProfile, loss_from_dict
 from netem.seeds import DERIVATION, LINK_STREAMS, is_random, reseeded
-from splitbed.sweep.trace_phases import at_repetition, is_trace_driven
+from splitbed.trace_phases import at_repetition, is_trace_driven
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Per-point summaries of a sweep's records: median and 95% CI (splitbed.sweep.stats) of every figure, written
+"""Per-point summaries of a sweep's records: median and 95% CI (splitbed.stats) of every figure, written
 as summary.csv; and the best partition per (profile, model, carriage).
 
 Records are grouped by the point key the sweep writes into their tags; records from elsewhere (a local node run
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from splitbed.stats import MedianCI, median_ci
 from splitbed.sweep.figures import BY_KEY, FIGURES, LATENCY_SEGMENTS, segment_value
 from splitbed.sweep.hosts import cpu_model, machine
 from splitbed.sweep.outliers import Outlier, find_outliers
 from splitbed.sweep.realisations import independent_draws
-from splitbed.sweep.stats import MedianCI, median_ci
 from splitbed.sweep.store import is_measurement, point_key
 
 SUMMARY_NAME = "summary.csv"

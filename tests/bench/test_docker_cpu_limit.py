@@ -76,12 +76,12 @@ class DrivenNode:
 def ue(node_image: Any) -> Iterator[Any]:
     """Edge process serving both models; a warmed-up UE container; torn down after the module."""
     with Topology("ideal") as topology, DockerRuntime(topology, sides=["ue"]) as runtime:
-        remote = runtime.start_node("edge", [sys.executable, "-m", "splitbed.nodes.remote", "--host",
+        remote = runtime.start_node("edge", [sys.executable, "-m", "splitbed", "remote-node", "--host",
                                              topology.edge_addr, "--port", "5599", "--weights", "random:0",
                                              *[a for m in HEADS for a in ("--model", m)]], stdout=PIPE, env=ENV)
         ready = json.loads(remote.stdout.readline() or b"{}")
         assert ready.get("event") == "ready", remote.logs()
-        local = runtime.start_node("ue", [sys.executable, "-m", "splitbed.nodes.local", "--connect",
+        local = runtime.start_node("ue", [sys.executable, "-m", "splitbed", "local-node", "--connect",
                                           f"{topology.edge_addr}:5599", "--weights", "random:0", "--jobs", "-"],
                                    stdin=PIPE, stdout=PIPE, env=ENV, limits=NodeLimits.make(memory="4g"))
         driven = DrivenNode(local)

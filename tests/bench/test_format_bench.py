@@ -1,5 +1,5 @@
 """Format speed and size on an 802,816-byte float32 tensor (VGG16 block3_pool, 1x28x28x256), per profile,
-against one memcpy of the same bytes and against the seed's JSON carriage, all in the same run.
+against one memcpy of the same bytes and against the testbed contribution's JSON carriage, all in the same run.
 
 Bars (issue 3): raw profile encode+decode <= 2x one memcpy, and >= 500x faster than JSON.
 The tensor is synthetic (ReLU of a seeded normal: half zeros, like post-activation feature maps); sizes of

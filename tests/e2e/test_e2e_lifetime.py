@@ -1,4 +1,4 @@
-"""Check 2, the AIPS lifetime rules of seed 004 in live sessions through the emulated network, one test per rule.
+"""Check 2, the AIPS lifetime rules of S4-260189 in live sessions through the emulated network, one test per rule.
 Each test starts a fresh session and asserts what the remote node's format decoder reported (the `aips_events`
 of each record: event, aips_id, reason) and what the data that followed could or could not use.
 
@@ -113,7 +113,7 @@ def test_a_change_of_tensor_shape_ends_the_active_aips(suite_case: SuiteCase, te
 @pytest.mark.suite("lifetime")
 def test_an_input_size_change_on_the_same_partition_ends_the_active_aips(suite_case: SuiteCase,
                                                                          testbed: Any) -> None:
-    """The seed's own example of a shape change: a new input size on a fully convolutional head changes the
+    """The testbed contribution's own example of a shape change: a new input size on a fully convolutional head changes the
     crossing tensor's shape while the partition stays; the new AIPS keeps the partition_id."""
     first = fresh_session(testbed, suite_case)
     size = SETTINGS["other_input_size"]

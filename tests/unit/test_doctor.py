@@ -83,7 +83,7 @@ def test_userns_wrapper_runs_the_command_last_and_mounts_a_private_netns_dir() -
 @pytest.mark.parametrize(("name", "ours"), [("sb123dr0", True), ("sb4194304dr17", True), ("sb123-0ue", False),
                                             ("sb123dr", False), ("sbproto123", False), ("xsb123dr0", False)])
 def test_scratch_names_match_only_the_doctors_own(name: str, ours: bool) -> None:
-    assert bool(doctor._SCRATCH_NAME.match(name)) is ours
+    assert bool(doctor.SCRATCH_NAME.match(name)) is ours
 
 
 def test_unknown_probe_name_lists_the_known_ones() -> None:

@@ -60,10 +60,11 @@ def cache_dir() -> Path:
 
 def converter_versions() -> dict[str, Any]:
     """What made a converted file; part of the cache key and of every record of an ONNX Runtime side."""
-    import keras
+    from splitbed.models import tfboot
+
+    keras, tf = tfboot.keras(), tfboot.tensorflow()  # quietly, before tf2onnx imports TensorFlow its own way
     import onnx
     import onnxruntime as ort
-    import tensorflow as tf
     import tf2onnx
 
     return {"converter": CONVERTER, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
@@ -103,9 +104,10 @@ class Converted:
 
 def _probe_and_map(loaded: Any) -> tuple[Any, dict[int, list[str]], list[str]]:
     """The probe model (outputs: model output + every crossing tensor) and each partition's crossing names."""
-    import keras
-
+    from splitbed.models import tfboot
     from splitbed.models.graph import cut_graph, graph_nodes
+
+    keras = tfboot.keras()
 
     model = loaded.keras_model
     nodes = graph_nodes(model)
@@ -169,11 +171,13 @@ def _tf2onnx_stateless(probe: Any, input_shape: tuple[int, ...]) -> Any:
     killed. Tracing `Model.stateless_call` with the weights as inputs gives tf2onnx a graph without big constants
     (VGG16 converts in about a second); the weight values are then attached once as initializers."""
     import numpy as np
-    import tensorflow as tf
+
+    from splitbed.models import tfboot
+    from splitbed.models.loading import INPUT_NAME
+
+    tf = tfboot.tensorflow()  # quietly, before tf2onnx imports TensorFlow its own way
     import tf2onnx
     from onnx import numpy_helper
-
-    from splitbed.models.loading import INPUT_NAME
 
     trainable = list(probe.trainable_variables)
     variables = trainable + list(probe.non_trainable_variables)

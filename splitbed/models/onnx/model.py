@@ -59,8 +59,9 @@ class OnnxFileSpec(ModelSpec):
     def prepare_batch(self, batch: np.ndarray) -> np.ndarray:
         """Model input from a batch of RGB images (batch, H, W, 3) with values 0..255."""
         if self.preprocessing.startswith("keras:"):
-            import keras
+            from splitbed.models import tfboot
 
+            keras = tfboot.keras()
             module = getattr(keras.applications, self.preprocessing.split(":", 1)[1])
             out = np.asarray(module.preprocess_input(batch.astype("float32", copy=True)), dtype="float32")
         else:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from splitbed.models import tfboot
 from splitbed.runtime import engine
 from splitbed.runtime.errors import ImageBuildError
 from splitbed.runtime.image.closure import (
@@ -272,7 +273,7 @@ def _smoke_test(client: docker.DockerClient, recipe: Recipe, image: str) -> None
     container = client.containers.create(
         image, [sys.executable, "-c", check], network_mode="none", labels=engine.owner_labels("smoke"),
         volumes=[m.docker_bind() for m in default_mounts()], name=f"sb{os.getpid()}-smoke-{int(time.time())}",
-        environment={"TF_CPP_MIN_LOG_LEVEL": "2"},
+        environment=dict(tfboot.QUIET_ENV),
     )
     try:
         container.start()

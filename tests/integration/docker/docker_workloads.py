@@ -44,7 +44,7 @@ def echo_client(host: str, port: str) -> None:
 
 def burn(cpu_seconds: str) -> None:
     """Spin until this process has used `cpu_seconds` of CPU; report CPU and wall time and CFS throttling."""
-    from splitbed.runtime import cgroup
+    from splitbed.host import cgroup
 
     target = float(cpu_seconds)
     assert 0 < target <= 10
@@ -67,7 +67,7 @@ def hog(megabytes: str) -> None:
 
 def netinfo() -> None:
     """Interfaces, routes, capabilities and cgroup limits as this process sees them."""
-    from splitbed.runtime import cgroup
+    from splitbed.host import cgroup
 
     interfaces = [line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]]
     routes = [line.split()[:2] for line in Path("/proc/net/route").read_text().splitlines()[1:]]

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from splitbed.runtime import NodeLimits, cgroup
+from splitbed.host import cgroup
+from splitbed.runtime import NodeLimits
 from splitbed.testbed import Testbed
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.timeout(1500)]  # the first test may build the image

@@ -93,7 +93,7 @@ def test_limits_are_applied_and_visible_inside(node_image: Any, topology: Topolo
 
 
 def test_limits_of_a_running_node_can_change(node_image: Any, topology: Topology) -> None:
-    program = ("import sys\nfrom splitbed.runtime import cgroup\n"
+    program = ("import sys\nfrom splitbed.host import cgroup\n"
                "for _ in sys.stdin: print(cgroup.cpu_limit_cores(), cgroup.memory_limit_bytes(), flush=True)\n")
     with runtime_for("docker", topology) as runtime:
         node = runtime.start_node("ue", [sys.executable, "-c", program], stdin=PIPE, stdout=PIPE,

@@ -11,7 +11,7 @@ import pytest
 from splitbed.models import split
 from splitbed.models.summary import layer_rows, partition_rows
 
-# Float32 bytes per sample at 224x224 (docs/MODELS.md; shared/DESIGN.md facts).
+# Float32 bytes per sample at 224x224 (docs/MODELS.md).
 VGG16_BYTES = {"block1_pool": 3_211_264, "block2_pool": 1_605_632, "block3_pool": 802_816,
                "block4_pool": 401_408, "block5_pool": 100_352, "fc1": 16_384}
 RESNET50_BYTES = {"conv2_block3_out": 3_211_264, "conv3_block4_out": 1_605_632, "conv4_block6_out": 802_816,

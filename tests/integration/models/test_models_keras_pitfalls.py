@@ -1,6 +1,6 @@
-"""Why splitbed walks the graph: the seed's Keras 2 recipe and a naive rebuild are unreliable in Keras 3.
+"""Why splitbed walks the graph: the testbed contribution's Keras 2 recipe and a naive rebuild are unreliable in Keras 3.
 
-`keras.Input(tensor=t)` returns `t` itself and takes over its history, so the seed's
+`keras.Input(tensor=t)` returns `t` itself and takes over its history, so the testbed contribution's
 `Model(Input(tensor=split_layer.output), model.outputs)` only runs for single-tensor cuts, only when the local
 model was built first, and never inside a residual block. Re-applying the later layers one by one to a single
 tensor loses the shortcut. These tests build fresh architectures (the recipe rewrites the graph it touches).

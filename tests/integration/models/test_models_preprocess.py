@@ -1,4 +1,4 @@
-"""Preprocessing as the seed does it (load_img -> img_to_array -> preprocess_input), sizes, arrays, bad input."""
+"""Preprocessing as the testbed contribution does it (load_img -> img_to_array -> preprocess_input), sizes, arrays, bad input."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from netem.errors import LinkError
 from netem.link import ForwarderOptions, LinkProcess
 from netem.netns import list_namespaces
 from netem.profile import LinkProfile
-from netem.sweep import sweep_stale
+from netem.stale import sweep_stale
 from netem.topology import Topology
 
 pytestmark = [pytest.mark.root, pytest.mark.requires("netns", "ping"), pytest.mark.timeout(120)]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from netem.netem_qdisc import NetemTcmsg, netem_message, netem_parameters
+from netem.kernel.netem_qdisc import NetemTcmsg, netem_message, netem_parameters
 from netem.netns import create_namespace, remove_namespace
 from netem.profile import DirectionProfile, GilbertElliott, RandomLoss
 

@@ -275,8 +275,8 @@ def test_kernel_topology_refuses_a_live_change_it_cannot_do() -> None:
 
 def test_backend_resolution_follows_the_probed_kernel() -> None:
     from netem.backend import resolve_backend
-    from netem.capabilities import kernel_has
     from netem.errors import BackendUnavailableError, UnsupportedProfileError
+    from netem.kernel.capabilities import kernel_has
 
     embb = LinkProfile.load("5g-embb")
     assert resolve_backend(LinkProfile.load("ideal"), "auto") == "kernel"

@@ -64,12 +64,12 @@ def free_port() -> int:
 
 
 def start_remote(tmp_dir: Path, *extra: str, prefix: tuple[str, ...] = (), port: int = 0) -> RemoteProcess:
-    """Start `python -m splitbed.nodes.remote` on 127.0.0.1 (`port`, 0: any) and wait for its ready line.
+    """Start `python -m splitbed remote-node` on 127.0.0.1 (`port`, 0: any) and wait for its ready line.
     `prefix` runs it through a wrapper that execs it (same pid), e.g. `unshare --time ...`."""
     log_path = tmp_dir / f"remote-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "splitbed.nodes.remote", "--host", "127.0.0.1", "--port", str(port),
+            [*prefix, sys.executable, "-m", "splitbed", "remote-node", "--host", "127.0.0.1", "--port", str(port),
              "--model", MODEL, "--weights", WEIGHTS, *extra],
             stdout=subprocess.PIPE, stderr=log_file, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None

@@ -84,7 +84,7 @@ def test_the_right_proof_opens_the_session(guarded: tuple[RemoteProcess, Path]) 
 
 def _local(server: RemoteProcess, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     job = json.dumps({"partition": 5, "repetitions": 1}) + "\n"
-    return subprocess.run([sys.executable, "-m", "splitbed.nodes.local", "--connect", f"{server.host}:{server.port}",
+    return subprocess.run([sys.executable, "-m", "splitbed", "local-node", "--connect", f"{server.host}:{server.port}",
                            "--weights", WEIGHTS, "--jobs", "-", *extra], input=job, capture_output=True, text=True,
                           timeout=300, env=env)
 

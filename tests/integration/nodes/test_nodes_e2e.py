@@ -49,7 +49,7 @@ def _run_local_nodes(remote: RemoteProcess, tmp_path: Path, proxy: RecordingProx
     for name, jobs, port in (("a", _jobs_a(), remote.port), ("b", _jobs_b(), proxy.port)):
         jobs_file = tmp_path / f"jobs-{name}.jsonl"
         jobs_file.write_text("".join(json.dumps(j) + "\n" for j in jobs))
-        argv = [sys.executable, "-m", "splitbed.nodes.local", "--connect", f"{remote.host}:{port}",
+        argv = [sys.executable, "-m", "splitbed", "local-node", "--connect", f"{remote.host}:{port}",
                 "--weights", WEIGHTS, "--jobs", str(jobs_file), "--verify-delivery", "--link-info", json.dumps(LINK)]
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = []
@@ -233,7 +233,7 @@ def test_driven_local_nodes(driven: list[list[dict[str, Any]]]) -> None:
     assert all(r["compression_profile"] == "shuffle-zstd" for r in b_records)
     assert b_records[0]["session_id"] not in {r["session_id"] for recs in a.values() for r in recs
                                                if "session_id" in r}
-    # the full-mode result carries all 1000 scores like the seed; top-k only a few
+    # the full-mode result carries all 1000 scores like the testbed contribution; top-k only a few
     assert raw1["downlink_bytes"] > 10 * b_records[0]["downlink_bytes"]
 
 

@@ -46,11 +46,11 @@ def run_nodes(profile: Any, jobs: list[dict[str, Any]]) -> tuple[list[dict[str, 
     from netem.topology import Topology
 
     with Topology(profile) as topo:
-        remote = topo.popen("edge", [sys.executable, "-m", "splitbed.nodes.remote", "--host", topo.edge_addr,
+        remote = topo.popen("edge", [sys.executable, "-m", "splitbed", "remote-node", "--host", topo.edge_addr,
                                      "--port", str(PORT), "--model", MODEL, "--weights", WEIGHTS],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         link = {"profile": topo.profile.name, "backend": topo.backend, "topology": topo.describe()}
-        local = topo.popen("ue", [sys.executable, "-m", "splitbed.nodes.local", "--connect",
+        local = topo.popen("ue", [sys.executable, "-m", "splitbed", "local-node", "--connect",
                                   f"{topo.edge_addr}:{PORT}", "--weights", WEIGHTS, "--jobs", "-", "--preload", MODEL,
                                   "--verify-delivery", "--link-info", json.dumps(link)],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -38,7 +38,7 @@ def shifted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RemotePr
     prefix = ("unshare", "--time", "--monotonic", str(CLOCK_AHEAD_S)) if _time_namespace_works() else ()
     port = free_port()
     local = subprocess.Popen(
-        [sys.executable, "-m", "splitbed.nodes.local", "--connect", f"127.0.0.1:{port}", "--weights", WEIGHTS,
+        [sys.executable, "-m", "splitbed", "local-node", "--connect", f"127.0.0.1:{port}", "--weights", WEIGHTS,
          "--jobs", "-", "--preload", MODEL, "--verify-delivery", "--clock-pings", "16"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,4 +1,4 @@
-"""The report from a real sweep's records: the seed's metric table per partition in Markdown and HTML, the best
+"""The report from a real sweep's records: the testbed contribution's metric table per partition in Markdown and HTML, the best
 partition highlighted, the random-weights warning, the method stated; one self-contained HTML file that a real
 headless Chromium (Debian's `chromium`, in a network namespace of its own: it cannot reach anything) renders
 with every table present and every embedded plot decoded."""
@@ -22,7 +22,7 @@ from netem.hostload import STEAL_LIMIT
 from splitbed.cli import app
 from splitbed.report import build_report
 from splitbed.report.provenance import provenance
-from splitbed.report.tables import SEED_HEADERS
+from splitbed.report.tables import METRIC_HEADERS
 from splitbed.sweep import read_records, summarise
 from tests.integration.sweep.conftest import PROFILE, SWEEP_PARTITIONS
 
@@ -79,10 +79,10 @@ def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False)
 
 
-def test_markdown_has_the_seed_table_per_partition_and_the_method(report: object, shared_sweep: Path) -> None:
+def test_markdown_has_the_metric_table_per_partition_and_the_method(report: object, shared_sweep: Path) -> None:
     text = report.markdown.read_text()  # type: ignore[attr-defined]
     summaries = summarise(read_records(shared_sweep).records)
-    assert "| " + " | ".join(SEED_HEADERS) + " |" in text
+    assert "| " + " | ".join(METRIC_HEADERS) + " |" in text
     for carriage in ("tlv/none", "json-baseline"):
         assert f"### mobilenet_v2 on {PROFILE}, {carriage}" in text
     for partition in SWEEP_PARTITIONS:

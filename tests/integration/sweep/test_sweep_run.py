@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from splitbed.advise import wire_bytes
 from splitbed.cli import app
+from splitbed.linkmodel import wire_bytes
 from splitbed.nodes.metrics import check_record
 from splitbed.sweep import points, read_records, run_sweep, summarise, write_csv
 from splitbed.sweep.store import is_measurement
@@ -143,7 +143,7 @@ def test_a_testbed_that_cannot_start_stops_the_sweep_with_its_reason(offline: No
 
 def test_a_trace_driven_sweep_places_each_repetition_along_the_trace(shared_bed: Any, tmp_path: Path) -> None:
     """On a link following a capacity trace, repetition k of n starts the trace k/n of its period in, for every
-    point alike (splitbed.sweep.trace_phases). Trace: 5 Mbit/s for 3 s, then 200 Mbit/s for 3 s; 2 repetitions:
+    point alike (splitbed.trace_phases). Trace: 5 Mbit/s for 3 s, then 200 Mbit/s for 3 s; 2 repetitions:
     the first (and its warm-up) meets 5 Mbit/s, the second 200 Mbit/s, and each record says where it started."""
     link = slow_fast_trace_profile(tmp_path, "slow-fast", 5.0)
     spec = sweep_spec(profiles=(str(link),), partitions=("block_1_project_BN",), encodings=("tlv",),

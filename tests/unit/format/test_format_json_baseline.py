@@ -1,4 +1,4 @@
-"""The JSON baseline (the seed's json.dumps of .tolist()): round trip, and capped, checked decoding."""
+"""The JSON baseline (the testbed contribution's json.dumps of .tolist()): round trip, and capped, checked decoding."""
 
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ def test_round_trip_every_dtype_and_extra_fields() -> None:
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-def test_looks_like_the_seed() -> None:
+def test_looks_like_the_testbed_contributions_json() -> None:
     x = np.array([[0.1, 2.0]], np.float32)
     doc = json.loads(json_baseline.encode([x], preds_time=1))
     assert doc["tensors"] == [x.tolist()] and doc["preds_time"] == 1
 
 
-def test_size_grows_like_the_seed_reports() -> None:
-    """float32 activations printed as decimal text take ~3x their binary size (DESIGN.md: 3.15x)."""
+def test_decimal_text_takes_about_three_times_the_binary_size() -> None:
+    """float32 activations printed as decimal text take ~3x their binary size (ReLU outputs: zeros are short)."""
     x = np.maximum(np.random.default_rng(1).standard_normal((1, 28, 28, 256), np.float32), 0)
     ratio = len(json_baseline.encode([x])) / x.nbytes
     assert 1.5 < ratio < 5, ratio

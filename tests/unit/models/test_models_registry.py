@@ -33,7 +33,7 @@ def test_every_data_file_parses_with_unique_ids(name: str) -> None:
     ids = [p.partition_id for p in spec.partitions]
     assert len(ids) == len(set(ids)) and all(0 <= i <= registry.MAX_PARTITION_ID for i in ids)
     assert spec.input_shape == (224, 224, 3)
-    assert spec.partition("input_1").name == "input_layer"  # the seed's Keras 2 input name is an alias
+    assert spec.partition("input_1").name == "input_layer"  # the testbed contribution's Keras 2 input name is an alias
 
 
 def test_vgg16_holds_seed_example_and_every_seed_layer() -> None:
@@ -81,8 +81,8 @@ def _bad(mutate) -> dict:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d["partition"].append({"id": 0, "name": "again"}), "duplicate partition ids"),
-    (lambda d: d["partition"][1].update(id=-1), "partition id must be an integer"),
-    (lambda d: d["partition"][1].update(id=256), "partition id must be an integer"),
+    (lambda d: d["partition"][1].update(id=-1), "partition id = -1 is outside"),
+    (lambda d: d["partition"][1].update(id=256), "partition id = 256 is outside"),
     (lambda d: d["partition"][1].update(id=True), "partition id must be an integer"),
     (lambda d: d["partition"][1].update(name="block 1"), "bad partition name"),
     (lambda d: d["partition"][2].update(aliases=["block1_conv1"]), "used twice"),

@@ -9,7 +9,7 @@ import pytest
 from netem.disttables import NETEM_DIST_SCALE, distribution_table, normal_table, pareto_table
 from netem.errors import UnsupportedProfileError
 from netem.kernel import kernel_problems, plan_direction, required_kinds
-from netem.netem_qdisc import U32_MAX, netem_parameters, probability_to_u32
+from netem.kernel.netem_qdisc import U32_MAX, netem_parameters, probability_to_u32
 from netem.profile import DirectionProfile, GilbertElliott, LinkProfile, RandomLoss, TraceRef
 
 IPROUTE2_DIST_DIRS = [Path("/usr/lib/x86_64-linux-gnu/tc"), Path("/usr/lib/tc"), Path("/usr/lib64/tc"),

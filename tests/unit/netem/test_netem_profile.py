@@ -41,7 +41,7 @@ def test_all_required_builtins_exist_and_cite_a_source() -> None:
 
 
 def test_builtin_figures_match_design_numbers() -> None:
-    # The numbers the sources cite; a wrong figure here puts a wrong figure in every report. Rates count frames:
+    # The numbers the profiles' sources give (docs/REFERENCES.md); a wrong figure here puts a wrong figure in every report. Rates count frames:
     # a payload (TCP) figure is x 1514/1448 on the link, a layer-3 (IP) figure x 1514/1500 (docs/PROFILES.md).
     embb = LinkProfile.load("5g-embb")
     assert embb.uplink.rate_mbit == pytest.approx(50.0 * 1514 / 1500, abs=1e-3)
@@ -120,10 +120,10 @@ def test_gilbert_elliott_steady_state() -> None:
         ('delay_ms = "4ms"', "delay_ms must be a number, not str"),
         ("delay_ms = true", "delay_ms must be a number, not bool"),
         ("seed = -3", "seed = -3 is outside"),
-        ("dealy_ms = 4", "unknown key(s) 'dealy_ms'"),
+        ("dealy_ms = 4", "unknown key(s) ['dealy_ms']"),
         ('loss = {model = "random", p = 1.5}', "loss.p = 1.5 is outside [0, 1]"),
         ('loss = {model = "random"}', "random loss needs p"),
-        ('loss = {model = "random", p = 0.1, q = 2}', "unknown key(s) 'q'"),
+        ('loss = {model = "random", p = 0.1, q = 2}', "unknown key(s) ['q']"),
         ('loss = {model = "gilbert", p = 0.1}', "model is 'gilbert'"),
         ('loss = {model = "gilbert-elliott", p = 0.1, r = 0}', "traps the Gilbert-Elliott chain"),
         ('loss = {model = "gilbert-elliott", p = 0.1}', "gilbert-elliott loss needs r"),
@@ -147,7 +147,7 @@ def test_bad_direction_values_are_rejected_with_specific_message(tmp_path: Path,
     [
         ('name = "t"\nsource = "s"\n[uplink]\n[downlink]\n', "missing the required key 'description'"),
         (MINIMAL + "[uplink]\n", "missing the [downlink] table"),
-        (MINIMAL + "colour = 1\n[uplink]\n[downlink]\n", "unknown key(s) 'colour'"),
+        (MINIMAL + "colour = 1\n[uplink]\n[downlink]\n", "unknown key(s) ['colour']"),
         ('name = "Bad Name"\ndescription = "d"\nsource = "s"\n[uplink]\n[downlink]\n', "profile name 'Bad Name'"),
         ('name = "t"\ndescription = ""\nsource = "s"\n[uplink]\n[downlink]\n', "description must be a non-empty"),
         (MINIMAL + "[uplink\n", "not valid TOML"),

@@ -37,8 +37,8 @@ def test_plain_dash_m_imports_the_marker(tmp_path: Path) -> None:
     assert "imported by pid" in hits.read_text()
 
 
-@pytest.mark.parametrize("module", ["netem.link", "netem.capture", "netem.doctor", "splitbed.nodes.remote",
-                                    "splitbed.nodes.local"])
+@pytest.mark.parametrize("module", ["netem.link", "netem.capture", "netem.doctor", "splitbed"])  # splitbed: the
+# entry point of both node processes (python -m splitbed remote-node|local-node)
 def test_python_module_never_imports_from_the_working_directory(tmp_path: Path, module: str) -> None:
     cwd, hits = marker_dir(tmp_path)
     argv = python_module(module, "--help")

@@ -1,6 +1,6 @@
 """The shipped driving trace: byte-identical to its seeded generator, and faithful to the cited figures.
 
-Cited (Ghoshal et al., 5G-MeMU 2022, commercial mmWave uplink while driving): median 65 Mbit/s,
+Cited (Ghoshal et al., 5G-MeMU 2022, commercial mmWave uplink while driving; docs/REFERENCES.md): median 65 Mbit/s,
 10 % of samples at 0 (outages), 90th percentile 402 Mbit/s. Tolerances: zero share within 2 percentage
 points, median and p90 within 10 % (a finite, time-correlated sample of a model fitted to those figures).
 """

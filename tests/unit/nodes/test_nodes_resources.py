@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from splitbed.host import cgroup
 from splitbed.nodes.resources import (
     PowerFigure,
     ResourceMeter,
@@ -17,7 +18,6 @@ from splitbed.nodes.resources import (
     rapl_delta_mj,
     read_rapl,
 )
-from splitbed.runtime import cgroup
 
 POWER = PowerFigure(4.0, "test", "test figure")
 

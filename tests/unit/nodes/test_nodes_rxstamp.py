@@ -11,7 +11,7 @@ import pytest
 from splitbed.nodes import rxstamp
 from splitbed.nodes.clock import now_ns
 from splitbed.nodes.errors import ProtocolError
-from splitbed.nodes.local import _end_reason, _kernel_stamp
+from splitbed.nodes.messages import end_reason, kernel_stamp
 from splitbed.nodes.protocol import MsgType, encode_control
 from splitbed.nodes.wire import ControlReader
 
@@ -186,18 +186,18 @@ def test_a_stamp_that_lands_after_the_read_is_refused_and_named() -> None:
 @pytest.mark.parametrize(("value", "stamped"), [(None, False), ("clock_step", True), ("bogus", False), (3, False)])
 def test_the_remotes_end_reason_must_match_its_stamp(value: object, stamped: bool) -> None:
     with pytest.raises(ProtocolError, match="uplink_end_reason"):
-        _end_reason(value, stamped=stamped)
-    assert _end_reason(None, stamped=True) is None
-    assert _end_reason("out_of_order", stamped=False) == "out_of_order"
+        end_reason(value, stamped=stamped)
+    assert end_reason(None, stamped=True) is None
+    assert end_reason("out_of_order", stamped=False) == "out_of_order"
 
 
 @pytest.mark.parametrize("value", ["1", 1.5, True, 2_000])
 def test_a_malformed_or_late_kernel_stamp_from_the_remote_is_refused(value: object) -> None:
     """The RESULT came over a socket: a stamp must be null or an integer no later than the read it belongs to."""
     with pytest.raises(ProtocolError, match="remote_last_byte_kernel"):
-        _kernel_stamp({"remote_last_byte_kernel": value}, "remote_last_byte_kernel", not_after=1_000)
+        kernel_stamp({"remote_last_byte_kernel": value}, "remote_last_byte_kernel", not_after=1_000)
 
 
 def test_null_and_good_kernel_stamps_are_taken() -> None:
-    assert _kernel_stamp({}, "remote_last_byte_kernel", not_after=1_000) is None
-    assert _kernel_stamp({"remote_last_byte_kernel": 900}, "remote_last_byte_kernel", not_after=1_000) == 900
+    assert kernel_stamp({}, "remote_last_byte_kernel", not_after=1_000) is None
+    assert kernel_stamp({"remote_last_byte_kernel": 900}, "remote_last_byte_kernel", not_after=1_000) == 900

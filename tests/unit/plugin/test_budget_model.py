@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from netem.profile import LinkProfile
-from splitbed.advise import FRAME_OVERHEAD_BYTES, MSS_BYTES, _sysctl_slow_start
+from splitbed.linkmodel import FRAME_OVERHEAD_BYTES, MSS_BYTES, _sysctl_slow_start
 from splitbed.plugin.budget import network_ms, predict_e2e_ms
 
 LTE = LinkProfile.load("lte")  # 48.097 Mbit/s of frames up (46 of TCP), downlink unshaped, 16.3 ms one-way each

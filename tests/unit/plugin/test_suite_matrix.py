@@ -23,7 +23,7 @@ def test_ids_are_readable_and_select_by_model_and_profile() -> None:
     assert not next(c for c in cases if c.carriage == "tlv-int8").lossless
 
 
-def test_full_adds_the_seed_matrix_and_filters_apply() -> None:
+def test_full_adds_the_testbed_contributions_matrix_and_filters_apply() -> None:
     default = matrix.cases("budgets")
     full = matrix.cases("budgets", full=True)
     assert set(c.id for c in default) < set(c.id for c in full)

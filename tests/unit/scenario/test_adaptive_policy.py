@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from splitbed.adaptive import (
+from splitbed.linkmodel import DirectionModel, wire_bytes
+from splitbed.models import registry
+from splitbed.nodes.adaptive import (
     MAX_RATE_MBIT,
     MIN_TRANSMIT_MS,
     AdaptivePolicy,
@@ -18,8 +20,6 @@ from splitbed.adaptive import (
     arms_for,
     rate_from_delivery,
 )
-from splitbed.advise import DirectionModel, wire_bytes
-from splitbed.models import registry
 
 DELAY_MS = 1.0
 # (partition, raw = data bytes, head ms, tail ms): MobileNetV2-like figures measured on this machine
@@ -66,7 +66,7 @@ def probed(config: PolicyConfig, rate_mbit: float = 144.0) -> AdaptivePolicy:
 def test_config_validation_names_the_key() -> None:
     assert PolicyConfig.from_dict(None) == PolicyConfig()
     for raw, message in (({"alpah": 0.5}, "unknown policy keys ['alpah']"), ({"alpha": 0}, "policy.alpha = 0"),
-                         ({"min_dwell": 0}, "policy.min_dwell must be an integer"),
+                         ({"min_dwell": 0}, "policy.min_dwell = 0 is outside [1,"),
                          ({"candidates": "input_layer"}, "policy.candidates must be a list"),
                          ({"compressions": []}, "at least one profile"),
                          ({"candidates": [1, 1]}, "lists an entry twice"), ([1], "must be a table")):

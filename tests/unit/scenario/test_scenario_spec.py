@@ -119,7 +119,7 @@ def test_job_input_size_is_checked() -> None:
 @pytest.mark.parametrize(("parts", "message"), [
     ({"bogus": 1}, "unknown key(s) ['bogus']"),
     ({"workload": {"model": "mobilenet_v2"}}, "needs inferences or duration_s"),
-    ({"workload": {"model": "mobilenet_v2", "inferences": 0}}, "workload.inferences must be an integer"),
+    ({"workload": {"model": "mobilenet_v2", "inferences": 0}}, "workload.inferences = 0 is outside [1,"),
     ({"workload": {"model": "mobilenet_v2", "inferences": 3, "gap_ms": -5}}, "workload.gap_ms = -5"),
     ({"workload": {"model": "mobilenet_v2", "inferences": 3, "partition": "input_layer"},
       "policy": {"ue_slowdown": 2}}, "[policy] applies only"),

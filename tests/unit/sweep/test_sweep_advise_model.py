@@ -1,4 +1,4 @@
-"""The advisor's link and ranking arithmetic (splitbed.advise), by hand-computed cases: frames on the wire,
+"""The advisor's link and ranking arithmetic (splitbed.linkmodel, splitbed.latency, splitbed.advise), by hand-computed cases: frames on the wire,
 slow start after idle, profile reading, Spearman with ties, and the comparison's contradiction rule."""
 
 from __future__ import annotations
@@ -8,20 +8,14 @@ import pytest
 
 from netem.profile import LinkProfile
 from netem.trace import delivery_ms, start_phases_ms
-from splitbed.advise import (
+from splitbed.advise import Measured, compare, ranks, spearman
+from splitbed.latency import AdviseError, ModelTiming, PartitionTiming, predict
+from splitbed.linkmodel import (
     FRAME_OVERHEAD_BYTES,
     MSS_BYTES,
-    AdviseError,
     DirectionModel,
     LinkModel,
-    Measured,
-    ModelTiming,
-    PartitionTiming,
     SendWindow,
-    compare,
-    predict,
-    ranks,
-    spearman,
     wire_bytes,
 )
 

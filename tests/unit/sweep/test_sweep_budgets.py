@@ -1,5 +1,5 @@
 """splitbed/data/budgets.toml: parses, cites its sources, and the default budget is the TS 22.261 split AI/ML
-image recognition row whose figures DESIGN.md records (15 ms, 144 Mbit/s, 0.27 MByte)."""
+image recognition row of 3GPP TS 22.261 Table 7.10.1-1 (15 ms, 144 Mbit/s, 0.27 MByte)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_every_budget_cites_a_source_that_states_its_numbers() -> None:
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"a": {"title": "t", "source": "s", "default": True, "uplink_latency_ms": -1}}, "positive number"),
+    ({"a": {"title": "t", "source": "s", "default": True, "uplink_latency_ms": -1}}, "uplink_latency_ms = -1 is outside \\(0"),
     ({"a": {"title": "t", "source": "", "default": True}}, "cite the source"),
     ({"a": {"title": "t", "source": "s", "default": True, "colour": "red"}}, "unknown keys"),
     ({"a": {"title": "t", "source": "s"}}, "exactly one budget"),

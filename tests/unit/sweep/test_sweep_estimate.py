@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from splitbed.advise import LinkModel, ModelTiming, PartitionTiming, predict
+from splitbed.latency import ModelTiming, PartitionTiming, predict
+from splitbed.linkmodel import LinkModel
 from splitbed.sweep.estimate import (
     OVERHEAD_PER_INFERENCE_MS,
     OVERHEAD_PER_POINT_S,

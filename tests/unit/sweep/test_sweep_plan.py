@@ -77,7 +77,7 @@ def test_point_key_is_stable_and_names_everything_that_changes_a_measurement() -
                    "compression": "zstd", "repetitions": 1, "tags": {"point": point.key, "rep": 3}}
 
 
-def test_full_matrix_is_the_seeds_whole_matrix() -> None:
+def test_full_matrix_is_the_testbed_contributions_whole_matrix() -> None:
     spec = SweepSpec.full(repetitions=3)
     assert spec.models == FULL_MODELS == ("vgg16", "resnet50")
     assert spec.profiles == tuple(builtin_names())

@@ -41,7 +41,7 @@ def test_reseeding_changes_what_the_link_loses_and_nothing_else() -> None:
     lte = lte.replace(uplink=dataclasses.replace(lte.uplink, loss=RandomLoss(0.01)))
     again, other = reseeded(lte, "p", 0), reseeded(lte, "p", 1)
     assert again == reseeded(lte, "p", 0) and again != other
-    assert again.replace(uplink=lte.uplink, downlink=lte.downlink) == lte  # only the seeds moved
+    assert again.replace(uplink=lte.uplink, downlink=lte.downlink) == lte  # only seeds moved
 
     def lost(profile: LinkProfile) -> list[int]:
         (stage,) = [s for s in build_stages(profile.uplink, 0) if isinstance(s, LossStage)]

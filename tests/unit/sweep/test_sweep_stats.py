@@ -1,4 +1,4 @@
-"""The median and its order-statistic 95% CI (splitbed.sweep.stats): exact binomial coverage, the narrowest
+"""The median and its order-statistic 95% CI (splitbed.stats): exact binomial coverage, the narrowest
 interval that still covers, and real coverage on skewed samples."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from splitbed.sweep.stats import CI_LEVEL, MIN_N_FOR_CI, binomial_cdf_half, ci_ranks, median, median_ci
+from splitbed.stats import CI_LEVEL, MIN_N_FOR_CI, binomial_cdf_half, ci_ranks, median, median_ci
 
 
 def test_binomial_cdf_matches_the_definition() -> None:

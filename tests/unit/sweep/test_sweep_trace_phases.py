@@ -12,7 +12,7 @@ from netem.errors import ProfileError
 from netem.link.pipeline import build_stages
 from netem.link.stages import ThroughputTraceStage
 from netem.profile import DirectionProfile, LinkProfile, TraceRef, trace_from_dict
-from splitbed.sweep.trace_phases import at_repetition, is_trace_driven, start_s
+from splitbed.trace_phases import at_repetition, is_trace_driven, start_s
 
 
 @pytest.fixture

@@ -1,11 +1,14 @@
-"""Import TensorFlow without its start-up notices reaching the user.
+"""The one way splitbed starts TensorFlow and Keras. Model loading, preprocessing, graph cutting, the nodes' GPU
+query and the doctor all go through here, and node processes are started with `QUIET_ENV`, so no module imports
+TensorFlow its own way.
 
 TensorFlow 2.16+ prints, on every import, an absl banner ("All log messages before absl::InitializeLog() ..."),
 a oneDNN notice and a CPU-instruction notice straight to file descriptor 2, from C++, before its own log level
 (TF_CPP_MIN_LOG_LEVEL) is read: no environment variable silences them. They say nothing a user can act on and
-bury the lines that matter, so the import runs with fd 2 pointed at a temporary file, and every line that is not
-one of those notices is written back to the real stderr afterwards (nothing else is lost). Turning oneDNN off
-(TF_ENABLE_ONEDNN_OPTS=0) would also silence it, but would change the measured compute times: not an option.
+bury the lines that matter, so the first import runs with fd 2 pointed at a temporary file, and every line that
+is not one of those notices is written back to the real stderr afterwards (nothing else is lost). Turning oneDNN
+off (TF_ENABLE_ONEDNN_OPTS=0) would also silence it, but would change the measured compute times: not an option.
+Later messages stay at errors only unless the user chose a level (TF_CPP_MIN_LOG_LEVEL wins).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import re
 import sys
 import tempfile
 import threading
+from typing import Any
+
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 NOTICE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -24,10 +30,10 @@ NOTICE = re.compile(
 _lock = threading.Lock()
 
 
-def quiet_tensorflow() -> None:
-    """Import tensorflow and keras (once per process) with their start-up notices dropped; keep TensorFlow's
-    own later messages at errors only unless the user chose a level (TF_CPP_MIN_LOG_LEVEL)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet() -> None:
+    """Import tensorflow and keras (once per process) with their start-up notices dropped."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
     if "keras" in sys.modules and "tensorflow" in sys.modules:
         return
     with _lock:
@@ -54,3 +60,19 @@ def replay(text: str) -> None:
     if kept:
         sys.stderr.write("\n".join(kept) + "\n")
         sys.stderr.flush()
+
+
+def tensorflow() -> Any:
+    """The tensorflow module, imported quietly."""
+    quiet()
+    import tensorflow as tf
+
+    return tf
+
+
+def keras() -> Any:
+    """The keras module (Keras 3 on TensorFlow), imported quietly."""
+    quiet()
+    import keras as keras_module
+
+    return keras_module

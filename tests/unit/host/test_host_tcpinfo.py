@@ -1,4 +1,4 @@
-"""netem.tcpinfo: TCP_INFO read off real loopback sockets, and the kernel's restart-after-idle rule by
+"""splitbed.host.tcpinfo: TCP_INFO read off real loopback sockets, and the kernel's restart-after-idle rule by
 hand-computed cases (net/ipv4/tcp_output.c, tcp_cwnd_restart)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from netem.tcpinfo import TcpState, parse_fields, read_state, try_read_state
+from splitbed.host.tcpinfo import TcpState, parse_fields, read_state, try_read_state
 
 
 @pytest.fixture

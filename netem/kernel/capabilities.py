@@ -15,8 +15,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netem.kernel.netem_qdisc import netem_message, netem_parameters, send
 from netem.naming import new_prefix, object_name
-from netem.netem_qdisc import netem_message, netem_parameters, send
 from netem.netns import create_namespace, remove_namespace
 from netem.profile import DirectionProfile
 

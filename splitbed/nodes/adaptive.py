@@ -7,14 +7,14 @@ It runs inside the local node (a job with `"partition": "adaptive"` and a `"poli
    (partition x compression), on the live link. Their records give what the advisor's model needs, measured here and now:
    preprocess, head, encode, remote decode and tail times, the data unit's size, the downlink time.
 2. **Estimate the uplink**: every record gives one rate sample: the rate at which the advisor's transfer model
-   (`splitbed.advise`: one-way delay + frames on the wire, `wire_bytes`) explains the measured `delivery_ms` of
+   (`splitbed.linkmodel`: one-way delay + frames on the wire, `wire_bytes`) explains the measured `delivery_ms` of
    the bytes sent: rate = wire bits / (delivery - delay). TCP's window growth is not modelled apart: it is part
    of the measured (effective) rate. Samples are averaged as an EWMA of the *time per bit* (1/rate), not of the
    rate: a transfer's time is what latency is made of, and this average reacts to a drop at once and to a
    recovery more cautiously. The one-way delay is half the session's minimum ping RTT (clock exchange at
    session start). A failed inference that stalled (timeout) counts as a sample of at most bytes / time waited.
 3. **Decide**: predicted e2e per arm = preprocess + head x `ue_slowdown` + encode + uplink(bytes, rate, delay)
-   + decode + tail + downlink + result decode (the advisor's formula, `splitbed.advise.predict`). Compute
+   + decode + tail + downlink + result decode (the advisor's formula, `splitbed.latency.predict`). Compute
    figures are medians over the arm's last `window` successful records (probes included): a median, because on
    a shared CPU single inferences spike (x `ue_slowdown` a spike would decide alone). Arms not run lately keep
    their last figures. Switch to the best arm only if it beats the current one by more than `hysteresis` (a fraction) and the
@@ -39,7 +39,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from splitbed.advise import DirectionModel, wire_bytes
+from netem.fields import Checker
+from splitbed.linkmodel import DirectionModel, wire_bytes
 
 ADAPTIVE = "adaptive"  # the job's partition value that hands the choice to this policy
 POLICY_NAME = "ewma-advisor"
@@ -51,6 +52,9 @@ MAX_RATE_MBIT = 100_000.0
 
 class PolicyError(ValueError):
     """A policy table that cannot work; the message names the key and what is allowed."""
+
+
+_check = Checker(PolicyError)
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,8 @@ class PolicyConfig:
         """Validate a `[policy]` table / the job's `policy` object."""
         if raw is None:
             return cls()
-        if not isinstance(raw, dict):
-            raise PolicyError(f"policy must be a table/object, not {type(raw).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise PolicyError(f"unknown policy keys {unknown}; known: {sorted(known)}")
+        _check.table("policy", raw, what="a table/object")
+        _check.keys("policy", raw, [f.name for f in dataclasses.fields(cls)], noun="policy keys")
         values: dict[str, Any] = {}
         for name in ("candidates", "compressions"):
             if name in raw:
@@ -92,23 +92,14 @@ class PolicyConfig:
                 values[name] = tuple(items)
         if "compressions" in values and not values["compressions"]:
             raise PolicyError("policy.compressions must name at least one profile (e.g. [\"none\"])")
-        for name, low, high, low_open in (("alpha", 0.0, 1.0, True),
-                                          ("hysteresis", 0.0, 0.9, False), ("ue_slowdown", 0.0, 1000.0, True),
+        for name, low, high, low_open in (("alpha", 0.0, 1.0, True), ("hysteresis", 0.0, 0.9, False),
+                                          ("ue_slowdown", 0.0, 1000.0, True),
                                           ("initial_rate_mbit", MIN_RATE_MBIT, MAX_RATE_MBIT, False)):
-            if name not in raw or (name == "initial_rate_mbit" and raw[name] is None):
-                continue
-            value = raw[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise PolicyError(f"policy.{name} must be a number, got {value!r}")
-            if value > high or (value <= low if low_open else value < low):
-                raise PolicyError(f"policy.{name} = {value} is outside {'(' if low_open else '['}{low:g}, {high:g}]")
-            values[name] = float(value)
-        for name, low, high in (("min_dwell", 1, 10_000), ("probe_repetitions", 1, 100), ("window", 1, 1000)):
+            if raw.get(name) is not None or (name in raw and name != "initial_rate_mbit"):
+                values[name] = _check.number(f"policy.{name}", raw[name], low=low, high=high, low_open=low_open)
+        for name, ilow, ihigh in (("min_dwell", 1, 10_000), ("probe_repetitions", 1, 100), ("window", 1, 1000)):
             if name in raw:
-                value = raw[name]
-                if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                    raise PolicyError(f"policy.{name} must be an integer {low}..{high}, got {value!r}")
-                values[name] = value
+                values[name] = _check.integer(f"policy.{name}", raw[name], low=ilow, high=ihigh)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

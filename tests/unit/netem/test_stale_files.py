@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from netem.sweep import sweep_stale_files
+from netem.stale import sweep_stale_files
 
 
 def _dead_pid() -> int:

@@ -1,0 +1,118 @@
+"""splitbed.nodes.messages: every control message survives encode -> decode unchanged, and a received one is
+checked field by field (bad_control_message naming the message and the field); a RESULT completely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from splitbed.nodes import messages as m
+from splitbed.nodes.errors import ProtocolError
+from splitbed.nodes.protocol import HEADER_SIZE, MsgType, encode_control
+
+SAMPLES: list[m.Message] = [
+    m.Hello(1, "boot", {"host": {"hostname": "ue"}}),
+    m.Offer(1, "boot", (m.ModelOffer("mobilenet_v2", {"source": "random", "seed": 0}, [224, 224, 3],
+                                     [{"partition_id": 5}]),),
+            [{"id": 0, "name": "none"}], ["tlv", "json-baseline"], ["full", "topk"], {"max_unit_bytes": 1}, "call",
+            {"scheme": "hmac-sha256", "proof": "ab"}),
+    m.Offer(auth={"scheme": "hmac-sha256", "nonce": "00" * 32}),  # the challenge: nothing else about the node
+    m.Hello(1, "boot", {}, auth_nonce="11" * 32, auth_proof="cd"),
+    m.Select("mobilenet_v2", "tlv", "topk", 3, "s1", {"source": "random"}, True),
+    m.Accept("s1", "mobilenet_v2", "tlv", "topk", 3, True, {"source": "random"}, {"gpu": {"count": 0}}),
+    m.ClockPing(11), m.ClockPong(11, 12, 13), m.ClockPong(11, 12, 13, after_unit=4),
+    m.Reset(), m.ResetDone(3, [{"event": "ended", "aips_id": 1, "reason": "reset"}]),
+    m.Prepare(5), m.Prepare(5, (160, 128)),
+    m.Prepared(2, 5, "block_3_project_BN", 12.5, [{"tensor_id": 0, "name": "t", "shape": [1, 2], "dtype": "float32"}]),
+    m.Error("shape_mismatch", "no", False, [], None, 7), m.Checksum(7, [1, 2]),
+]
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda x: type(x).__name__)
+def test_every_message_round_trips(message: m.Message) -> None:
+    unit = m.encode(message)
+    assert unit[0] == message.TYPE
+    assert m.decode(unit[0], unit[HEADER_SIZE:]) == message
+
+
+def _result_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "after_unit": 3, "partition_id": 5, "remote_inference_ms": 7.5, "remote_decode_ms": 0.5,
+        "timestamps_ns": {"remote_first_byte": 1, "remote_last_byte": 10, "remote_tail_start": 11,
+                          "remote_tail_end": 18, "remote_result_send": 20, "remote_lock_request": 10,
+                          "remote_last_byte_kernel": 9},
+        "uplink_end_reason": None, "uplink_out_of_order_packets": 0, "downlink_tcp": None,
+        "aips_events": [{"event": "activated", "aips_id": 1}],
+        "preds": [0.0] * 998 + [0.25, 0.75], "top": [[999, 0.75], [998, 0.25]]}
+    body.update(changes)
+    return body
+
+
+def test_a_good_result_is_read_whole() -> None:
+    result = m.Result.from_body(_result_body())
+    assert (result.after_unit, result.partition_id, result.last_byte_kernel, result.uplink_end_reason) == (3, 5, 9, None)
+    assert result.stamps["remote_result_send"] == 20 and result.remote_inference_ms == 7.5
+    assert result.remote_queue_wait_ms == 0.0 and result.aips_events == [{"event": "activated", "aips_id": 1}]
+    assert result.predictions("full", 2) == [(999, 0.75), (998, 0.25)]
+    assert result.predictions("topk", 1) == [(999, 0.75)]
+    assert m.decode(MsgType.RESULT, encode_control(MsgType.RESULT, _result_body())[HEADER_SIZE:]) == result
+
+
+@pytest.mark.parametrize(("changes", "fragment"), [
+    ({"timestamps_ns": [1]}, "field 'timestamps_ns' must be dict"),
+    ({"timestamps_ns": {"remote_first_byte": 1}}, "lacks an integer remote_last_byte"),
+    ({"timestamps_ns": dict(_result_body()["timestamps_ns"], remote_last_byte_kernel=11)}, "no later than"),
+    ({"uplink_end_reason": "stamping_off"}, "uplink_end_reason"),
+    ({"uplink_out_of_order_packets": -1}, "uplink_out_of_order_packets"),
+    ({"remote_inference_ms": "7"}, "remote_inference_ms"),
+    ({"remote_decode_ms": [1]}, "remote_decode_ms"),
+    ({"downlink_tcp": {"cwnd_segments": 10}}, "downlink_tcp"),
+])
+def test_a_result_that_contradicts_itself_is_refused(changes: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        m.Result.from_body(_result_body(**changes))
+    assert caught.value.code == "bad_control_message" and fragment in caught.value.message
+
+
+@pytest.mark.parametrize(("changes", "mode", "fragment"), [
+    ({"preds": [0.5] * 10}, "full", "preds must be 1000 numbers"),
+    ({"preds": None}, "full", "preds"),
+    ({"top": [[1000, 0.5]]}, "topk", "is not [class, score]"),
+    ({"top": "x"}, "topk", "field 'top' must be list"),
+])
+def test_predictions_are_checked_for_the_result_mode(changes: dict[str, Any], mode: str, fragment: str) -> None:
+    result = m.Result.from_body(_result_body(**changes))
+    with pytest.raises(ProtocolError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        result.predictions(mode, 5)
+
+
+def test_select_is_refused_in_the_order_the_remote_checks() -> None:
+    with pytest.raises(ProtocolError, match="lacks the field 'model'"):
+        m.Select.from_body({"encoding": "tlv"})
+    with pytest.raises(ProtocolError, match="verify must be true or false"):
+        m.Select.from_body({"model": "x", "encoding": "tlv", "verify": 1})
+    offered = ("mobilenet_v2",)
+    both_wrong = m.Select.from_body({"model": "vgg", "encoding": "xml", "top_k": 0})
+    assert both_wrong.refusal(offered).code == "unknown_model"  # type: ignore[union-attr]
+    assert m.Select("mobilenet_v2", "xml").refusal(offered).code == "unknown_encoding"  # type: ignore[union-attr]
+    assert "result_mode" in m.Select("mobilenet_v2", "tlv", "some").refusal(offered).message  # type: ignore[union-attr]
+    assert "top_k" in m.Select("mobilenet_v2", "tlv", top_k=True).refusal(offered).message  # type: ignore[union-attr]
+    assert m.Select("mobilenet_v2", "tlv").refusal(offered) is None
+
+
+def test_offer_and_error_replies_are_read_leniently() -> None:
+    offer = m.Offer.from_body({"models": [{"name": "a", "weights": "x"}, "junk", {"no": "name"}], "encodings": "tlv"})
+    assert [x.name for x in offer.models] == ["a"] and offer.models[0].weights is None
+    assert offer.model("a") is not None and offer.model("b") is None and offer.encodings == []
+    error = m.Error.from_body({"aips_events": "x"})
+    assert (error.code, error.fatal, error.aips_events) == ("unknown", True, [])
+
+
+def test_prepare_input_size_and_control_types() -> None:
+    with pytest.raises(ProtocolError, match=r"PREPARE input_size must be \[height, width\]"):
+        m.Prepare.from_body({"partition_id": 1, "input_size": [1, True]})
+    with pytest.raises(ProtocolError, match="lacks the field 'partition_id'"):
+        m.Prepare.from_body({})
+    with pytest.raises(ProtocolError, match="not a control message"):
+        m.decode(MsgType.JSON_BASELINE, b"{}")
