@@ -24,7 +24,7 @@ try:  # typer vendors click from 0.2x on; before, it used the click package
     from typer._click import Command
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - older typer
-    from click import Command  # type: ignore[no-redef]
+    from click import Command  # type: ignore[no-redef,assignment,unused-ignore]  # click: a dask dependency
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 #: Help never wider than this (an 80-column terminal; narrower terminals get narrower help).

@@ -19,6 +19,8 @@ def report(
     budgets: Annotated[Path | None, typer.Option(
         help="your own budgets file, in the format of splitbed/data/budgets.toml (docs/REPORT.md)")] = None,
     title: str = typer.Option("splitbed: split inference measurements", help="report title"),
+    pool_hosts: bool = typer.Option(False, help="pool a point's records across hosts of different CPU models "
+                                    "(default: one row per CPU model; docs/DISTRIBUTED.md)"),
 ) -> None:
     """Write report.md and report.html (plots embedded) and print their paths."""
     from splitbed.report import ResultsError, build_report
@@ -26,7 +28,7 @@ def report(
 
     try:
         paths = build_report(results, Path(out_dir) if out_dir else None, budget=budget, title=title,
-                             budgets_file=budgets)
+                             budgets_file=budgets, pool_hosts=pool_hosts)
     except (ResultsError, BudgetError) as exc:
         raise CliError(str(exc), "give a sweep directory (with results.jsonl) or a JSONL file of records; budget "
                        "names are in splitbed/data/budgets.toml (docs/REPORT.md)") from None

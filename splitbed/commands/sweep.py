@@ -57,6 +57,14 @@ def sweep(
     dry_run: bool = typer.Option(False, help="list the points and what is already done; measure nothing"),
     estimate: bool = typer.Option(False, help="predict the sweep's wall time (times each model's partitions here "
                                   "first, minutes; no testbed) and exit"),
+    scheduler: str | None = typer.Option(None, help="a Dask scheduler, tcp://HOST:8786: measure the points on its "
+                                         "testbed workers, one per machine at a time (docs/DISTRIBUTED.md); "
+                                         "default: on this machine, no Dask"),
+    wait_workers: float = typer.Option(60.0, help="with --scheduler: seconds to wait for a testbed worker"),
+    workers: int | None = typer.Option(None, min=1, max=10_000, help="with --estimate: testbed workers to plan "
+                                       "for (default: those of --scheduler, else 1)"),
+    pool_hosts: bool = typer.Option(False, help="pool a point's records across hosts of different CPU models in "
+                                    "the summary and report (default: one row per CPU model)"),
     log_level: str = typer.Option("warning", help="debug, info, warning"),
     wide: bool = typer.Option(False, "--wide", help="show every column of the summary table, however wide"),
 ) -> None:
@@ -85,6 +93,10 @@ def sweep(
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)
+        if scheduler is not None:
+            from splitbed.sweep.distributed import check_address
+
+            scheduler = check_address(scheduler)
     except SweepSpecError as exc:
         raise CliError(str(exc), SPEC_FIX) from None
     from splitbed.report.budgets import BudgetError, get_budget
@@ -98,9 +110,13 @@ def sweep(
         from splitbed.sweep.estimate import describe
         from splitbed.sweep.estimate import estimate as predict_wall_time
 
+        planned = workers
+        if planned is None and scheduler is not None:
+            planned = _count_testbed_workers(scheduler, wait_workers)
         try:
             with console.status("timing partitions on this machine ...") as status:
-                result = predict_wall_time(spec, on_model=lambda m: status.update(f"timing {m} ..."))
+                result = predict_wall_time(spec, on_model=lambda m: status.update(f"timing {m} ..."),
+                                           workers=planned or 1, distributed=scheduler is not None)
         except AdviseError as exc:
             raise CliError(str(exc), SPEC_FIX) from None
         for line in describe(result):
@@ -121,7 +137,12 @@ def sweep(
         return
     with _RichProgress(console) as bar:
         try:
-            outcome = run_sweep(spec, out, progress=bar)
+            if scheduler is None:
+                outcome = run_sweep(spec, out, progress=bar)
+            else:
+                from splitbed.sweep.distributed import run_distributed
+
+                outcome = run_distributed(spec, out, scheduler, progress=bar, wait_s=wait_workers)
         except SweepError as exc:
             raise CliError(f"sweep stopped: {exc}", "every finished inference is kept in "
                            f"{out / 'results.jsonl'}; fix the cause, then run the same command to resume",
@@ -137,9 +158,24 @@ def sweep(
     if outcome.incomplete:
         console.print(f"[yellow]{len(outcome.incomplete)} point(s) lack good repetitions; run again to retry[/yellow]")
     finish(out, {p.key for p in matrix}, console, write_report=report, budget=budget, budgets_file=budgets,
-           wide=wide)  # ends with the table and the report path
+           wide=wide, pool_hosts=pool_hosts)  # ends with the table and the report path
     if outcome.incomplete:
         raise typer.Exit(1)
+
+
+def _count_testbed_workers(scheduler: str, wait_s: float) -> int:
+    """How many testbed workers the scheduler has now (for --estimate; nothing is submitted)."""
+    from splitbed.sweep.distributed import DistributedError, connect, wait_for_testbed_workers
+
+    try:
+        client = connect(scheduler)
+        try:
+            return len(wait_for_testbed_workers(client, wait_s))
+        finally:
+            client.close()
+    except DistributedError as exc:
+        raise CliError(str(exc), "start the cluster first, or give --workers N to plan without it", status=1) \
+            from None
 
 
 def parse_rates(values: list[str]) -> tuple[float, ...]:
@@ -159,7 +195,7 @@ def parse_rates(values: list[str]) -> tuple[float, ...]:
 
 
 def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budget: str | None = None,
-           budgets_file: Path | None = None, wide: bool = False) -> None:
+           budgets_file: Path | None = None, wide: bool = False, pool_hosts: bool = False) -> None:
     """Write summary.csv (every point in the results), print this sweep's points, write and name the report."""
     from rich.console import Console
 
@@ -173,7 +209,7 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
         console.print(f"[yellow]{len(read.skipped)} line(s) of {out / 'results.jsonl'} left out of the summary "
                       f"(first: line {number}: {reason})[/yellow]", soft_wrap=True)
     warn_random_weights(records)
-    summaries = summarise(records)
+    summaries = summarise(records, pool_hosts=pool_hosts)
     if not summaries:
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
         return
@@ -192,12 +228,30 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
     disturbed = stolen_points(shown)
     if disturbed:
         console.print(f"[yellow]{disturbed}[/yellow]", soft_wrap=True)
+    hosts = hosts_line(shown, pool_hosts)
+    if hosts:
+        console.print(f"[yellow]{hosts}[/yellow]", soft_wrap=True)
     console.print(f"Summary (median and 95% CI per point): {csv_path}", soft_wrap=True)
     if write_report:
         from splitbed.report import build_report
 
-        paths = build_report(out, budget=budget, budgets_file=budgets_file)
+        paths = build_report(out, budget=budget, budgets_file=budgets_file, pool_hosts=pool_hosts)
         console.print(f"Report: {paths.html} (Markdown: {paths.markdown})", soft_wrap=True)
+
+
+def hosts_line(summaries: list[Any], pool_hosts: bool) -> str | None:
+    """Said when points were measured on hosts of different CPU models: kept apart, or pooled on request."""
+    from splitbed.sweep.summary import split_by_host
+
+    if pool_hosts:
+        mixed = [s for s in summaries if ";" in s.cpu_model]
+        return (f"{len(mixed)} point(s) pool records of different CPU models (--pool-hosts): their compute times "
+                "mix machines (summary.csv: cpu_model, hosts)") if mixed else None
+    split = split_by_host(summaries)
+    if not split:
+        return None
+    return (f"{len(split)} point(s) were measured on hosts of different CPU models: one row per CPU model "
+            "(summary.csv: cpu_model, hosts); --pool-hosts pools them")
 
 
 def warn_random_weights(records: list[dict[str, Any]]) -> None:
@@ -250,20 +304,23 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
 
     from netem.cliapp import terminal_width
     from splitbed.sweep import best_per_group
+    from splitbed.sweep.summary import by_cpu_model
 
-    best = {id(s) for s in best_per_group(summaries).values()}
+    hosts = by_cpu_model(summaries)  # points measured on several CPU models: a table (and a best) per model
+    best = {id(s) for members in hosts.values() for s in best_per_group(members).values()}
     rows, styles, groups = [], [], []
     for s in summaries:
         e2e = s.figures["e2e_latency_ms"]
         ci = f" [{e2e.low:.1f}, {e2e.high:.1f}]" if e2e.has_ci else " [n<6: no CI]"
         star = "* " if id(s) in best else ""
-        rows.append([s.profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
+        profile = s.profile if len(hosts) == 1 else f"{s.profile} [{s.cpu_model}]"
+        rows.append([profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
             f" ({s.n_errors} err)" if s.n_errors else ""), _num(s.median("uplink_bytes"), "{:,.0f}"),
             _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
             _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-",
             _num(s.e2e_cv_pct), str(len(s.outliers))])
         styles.append("bold" if star else None)
-        groups.append((s.profile, s.model, s.carriage))
+        groups.append((profile, s.model, s.carriage))
     if wide:
         return fit_table(SUMMARY_TITLE, SUMMARY_COLUMNS, rows, wide=True, styles=styles, caption=SUMMARY_CAPTION)
     target = width or terminal_width()

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from splitbed.report.budgets import Budget, get_budget, load_budgets
 from splitbed.report.plots import all_plots
 from splitbed.report.provenance import provenance
 from splitbed.report.render import ReportContent, render_html, render_markdown
-from splitbed.report.tables import best_table, metric_tables
+from splitbed.report.tables import Table, best_table, metric_tables
 from splitbed.sweep.store import ResultsError, read_records, results_path
-from splitbed.sweep.summary import summarise
+from splitbed.sweep.summary import PointSummary, by_cpu_model, summarise
 
 REPORT_DIR_NAME = "report"
 
@@ -31,27 +32,74 @@ class ReportPaths:
 
 def build_report(results: str | Path, out_dir: str | Path | None = None, *, budget: str | None = None,
                  title: str = "splitbed: split inference measurements",
-                 budgets_file: str | Path | None = None) -> ReportPaths:
+                 budgets_file: str | Path | None = None, pool_hosts: bool = False) -> ReportPaths:
     """Write report.md, report.html and plots/ for a results directory or JSONL file.
 
-    `out_dir` defaults to `<results dir>/report`. Raises ResultsError when there is nothing to report."""
+    `out_dir` defaults to `<results dir>/report`. Points measured on hosts of different CPU models get their tables
+    and plots per host (CPU model), unless `pool_hosts` (splitbed.sweep.summary). Raises ResultsError when there
+    is nothing to report."""
     chosen = get_budget(budget, None if budgets_file is None else str(budgets_file))  # a typo in the name is refused before anything is read or written
     source = results_path(results)
     read = read_records(source)
-    summaries = summarise(read.records)
+    summaries = summarise(read.records, pool_hosts=pool_hosts)
     if not summaries:
         raise ResultsError(f"{source} holds no inference measurements (only warm-ups, actions or unreadable lines)")
     report_dir = Path(out_dir) if out_dir is not None else source.parent / REPORT_DIR_NAME
     report_dir.mkdir(parents=True, exist_ok=True)
-    plots, excluded = all_plots(summaries, chosen, report_dir)
+    hosts = by_cpu_model(summaries)
+    if len(hosts) == 1:
+        plots, excluded = all_plots(summaries, chosen, report_dir)
+        best, tables = best_table(summaries, chosen), metric_tables(summaries)
+    else:
+        best, tables, plots, excluded = _per_host(hosts, chosen, report_dir)
+    notes = []
+    if pool_hosts and any(";" in s.cpu_model for s in summaries):
+        notes.append("Some points pool records of hosts with different CPU models (--pool-hosts): their compute "
+                     "times mix machines (summary.csv: cpu_model, hosts).")
+    elif len(hosts) > 1:
+        notes.append(f"Measured on {len(hosts)} CPU models: tables and plots are per host (CPU model), never pooled "
+                     "(docs/DISTRIBUTED.md).")
     content = ReportContent(title=title, source=str(source), budget=chosen, provenance=provenance(read.records),
-                            best=best_table(summaries, chosen), tables=metric_tables(summaries), plots=plots,
-                            excluded_rate_profiles=excluded, skipped_lines=read.skipped)
+                            best=best, tables=tables, plots=plots, excluded_rate_profiles=excluded,
+                            skipped_lines=read.skipped, method_notes=notes)
     markdown = report_dir / "report.md"
     page = report_dir / "report.html"
     _write(markdown, render_markdown(content))
     _write(page, render_html(content, report_dir))
     return ReportPaths(report_dir, markdown, page, tuple(report_dir / p.path for p in plots))
+
+
+def host_label(cpu_model: str, members: list[PointSummary]) -> str:
+    machines = list(dict.fromkeys(h for s in members for h in s.hosts))
+    return f"{cpu_model} ({', '.join(machines)})" if machines else cpu_model
+
+
+def _per_host(hosts: dict[str, list[PointSummary]], budget: Budget, report_dir: Path
+              ) -> tuple[Table, list[Table], list[Any], list[str]]:
+    """The best table with a host column, and each host's tables and plots (plots in report_dir/hostN/plots)."""
+    best: Table | None = None
+    tables: list[Table] = []
+    plots: list[Any] = []
+    excluded: list[str] = []
+    for index, (cpu_model, members) in enumerate(hosts.items(), start=1):
+        label = host_label(cpu_model, members)
+        host_best = best_table(members, budget)
+        if best is None:
+            best = Table(title=host_best.title, headers=["Host (CPU model)", *host_best.headers], rows=[],
+                         anchor=host_best.anchor, notes=list(host_best.notes))
+        best.rows += [[label, *row] for row in host_best.rows]
+        for table in metric_tables(members):
+            table.title += f"; host {label}"
+            table.anchor += f"-host{index}"
+            tables.append(table)
+        host_plots, host_excluded = all_plots(members, budget, report_dir / f"host{index}")
+        for plot in host_plots:
+            plot.path = Path(f"host{index}") / plot.path
+            plot.title += f" (host {label})"
+        plots += host_plots
+        excluded += [p for p in host_excluded if p not in excluded]
+    assert best is not None
+    return best, tables, plots, excluded
 
 
 def _write(path: Path, text: str) -> None:

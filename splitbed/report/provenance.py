@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from splitbed.sweep.hosts import MachineFacts, machines
 from splitbed.sweep.store import is_measurement
 
 
@@ -31,6 +32,7 @@ class Provenance:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    machines: dict[str, MachineFacts] = field(default_factory=dict)  # every machine that measured (by name)
     emulators: dict[str, Any] = field(default_factory=dict)
     host_cpu_ms: float = 0.0
     host_cpu_stolen_ms: float = 0.0
@@ -58,6 +60,7 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
     info = Provenance()
+    measured: list[dict[str, Any]] = []
     for record in records:
         if record.get("record_type") != "inference":
             continue
@@ -66,6 +69,7 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
             info.warmups += 1
             continue
         info.measurements += 1
+        measured.append(record)
         if record.get("status") != "ok":
             info.errors += 1
         started = record.get("started_at_utc")
@@ -111,6 +115,7 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
                 end = record.get(f"{prefix}_end")
                 if isinstance(end, str):
                     counter[str(record.get(f"{prefix}_end_reason") or end)] += 1
+    info.machines = machines(measured)
     return info
 
 

@@ -114,7 +114,8 @@ def method_lines(content: ReportContent) -> list[tuple[str, str]]:
                        "coverage >= 95%, none when n < 6 (docs/SWEEP.md)"),
         ("Software (local node)", ", ".join(f"{k} {v}" for k, v in sorted(local.items()) if v) or "-"),
         ("Software (remote node)", ", ".join(f"{k} {v}" for k, v in sorted(remote.items()) if v) or "-"),
-        ("Host", ", ".join(f"{k}: {v}" for k, v in sorted(host.items())) or "-"),
+        ("Host", ", ".join(f"{k}: {v}" for k, v in sorted(host.items())) or "-") if len(info.machines) <= 1 else
+        ("Hosts", "; ".join(m.describe() for m in info.machines.values())),
         ("Host CPU", host_cpu_line(info)),
         ("Transfer ends", transfer_ends_line(info)),
     ]

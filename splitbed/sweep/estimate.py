@@ -21,6 +21,12 @@ OVERHEAD_PER_POINT_S = 2.0
 OVERHEAD_PER_INFERENCE_MS = 20.0
 # Testbed start (topology, both nodes, one warm-up per model), per profile: measured 32 s (VGG16) and 25 s (both).
 TESTBED_START_S = 30.0
+# What Dask adds on top of the run loop (docs/DISTRIBUTED.md "Overhead", scripts/measure_dask_overhead.py on this
+# machine with a LocalCluster): per point (submit, schedule on a testbed worker, the JSON result back, the client's
+# checks) 0.011 s measured, taken as 0.02 s; per sweep (the workers' check before, the testbeds' release after)
+# 2.5 s measured.
+DASK_OVERHEAD_PER_POINT_S = 0.02
+DASK_OVERHEAD_PER_SWEEP_S = 2.5
 
 
 @dataclass
@@ -31,12 +37,18 @@ class Estimate:
     by_profile_s: dict[str, float] = field(default_factory=dict)
     slowest: list[tuple[float, str]] = field(default_factory=list)  # (seconds, point key), longest first
     notes: list[str] = field(default_factory=list)
+    workers: int = 1
+    machine_s: float = 0.0  # the sum of every worker's busy time (= total_s on one machine without Dask)
 
 
 def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], None] | None = None,
-             timings: dict[str, dict[tuple[str, str], Any]] | None = None) -> Estimate:
-    """Predict the wall time of `spec` on this machine. Each model's partitions are timed first (minutes), unless
-    `timings` (model -> {(encoding, compression): latency.ModelTiming}) are given."""
+             timings: dict[str, dict[tuple[str, str], Any]] | None = None, workers: int = 1,
+             distributed: bool = False) -> Estimate:
+    """Predict the wall time of `spec` on this machine, or on `workers` testbed workers of a Dask cluster
+    (`distributed`, or `workers` > 1). Each model's partitions are timed first (minutes), unless `timings`
+    (model -> {(encoding, compression): latency.ModelTiming}) are given."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     from splitbed.latency import predict
     from splitbed.linkmodel import LinkModel
     from splitbed.measure import measure_carriages
@@ -69,16 +81,38 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
         result.by_profile_s[point.profile] = result.by_profile_s.get(point.profile, 0.0) + seconds
     for profile in result.by_profile_s:
         result.by_profile_s[profile] += TESTBED_START_S
-    result.total_s = sum(result.by_profile_s.values())
+    result.machine_s = result.total_s = sum(result.by_profile_s.values())
     result.slowest = sorted(costs, reverse=True)[:5]
     result.notes = ["estimate from the advisor's model (docs/SWEEP.md): no loss or retransmissions, traces at "
                     "the median start phase; compute timed now on this machine"]
+    if distributed or workers > 1:
+        result.workers = workers
+        result.total_s, result.machine_s = deal(costs, [p.profile for p in matrix], workers)
+        result.notes.append(f"on {workers} testbed worker(s), each as fast as this machine: points dealt in order to "
+                            f"the worker free first, a testbed start per profile per worker, "
+                            f"Dask's {DASK_OVERHEAD_PER_POINT_S:g} s per point and {DASK_OVERHEAD_PER_SWEEP_S:g} s per "
+                            "sweep (docs/DISTRIBUTED.md)")
     return result
+
+
+def deal(costs: list[tuple[float, str]], profiles: list[str], workers: int) -> tuple[float, float]:
+    """(wall time, summed busy time) of points of `costs` (seconds, key) in order on `workers` workers: each
+    point goes to the worker free first; a worker pays TESTBED_START_S when its profile changes; the sweep pays
+    DASK_OVERHEAD_PER_SWEEP_S once."""
+    free = [0.0] * workers
+    last: list[str | None] = [None] * workers
+    for (seconds, _), profile in zip(costs, profiles, strict=True):
+        index = min(range(workers), key=lambda w: free[w])
+        free[index] += seconds + DASK_OVERHEAD_PER_POINT_S + (TESTBED_START_S if last[index] != profile else 0.0)
+        last[index] = profile
+    return max(free) + DASK_OVERHEAD_PER_SWEEP_S, sum(free) + DASK_OVERHEAD_PER_SWEEP_S
 
 
 def describe(result: Estimate) -> list[str]:
     """Human lines for the CLI."""
-    lines = [f"{result.points} points, {result.inferences} inferences: estimated {_hms(result.total_s)}"]
+    lines = [f"{result.points} points, {result.inferences} inferences: estimated {_hms(result.total_s)}"
+             + (f" on {result.workers} testbed worker(s) ({_hms(result.machine_s)} of machine time)"
+                if result.workers > 1 or result.machine_s != result.total_s else "")]
     lines += [f"  {profile}: {_hms(seconds)}" for profile, seconds in sorted(result.by_profile_s.items())]
     lines.append("  longest points:")
     lines += [f"    {_hms(seconds)}  {key}" for seconds, key in result.slowest]
@@ -94,4 +128,5 @@ def _hms(seconds: float) -> str:
 
 def to_dict(result: Estimate) -> dict[str, Any]:
     return {"points": result.points, "inferences": result.inferences, "total_s": result.total_s,
-            "by_profile_s": result.by_profile_s, "slowest": result.slowest, "notes": result.notes}
+            "by_profile_s": result.by_profile_s, "slowest": result.slowest, "notes": result.notes,
+            "workers": result.workers, "machine_s": result.machine_s}

@@ -37,7 +37,7 @@ from splitbed.sweep.loop import (
     compute_ms,
     compute_settled,
 )
-from splitbed.sweep.plan import SweepSpec, points
+from splitbed.sweep.plan import Point, SweepSpec, points
 from splitbed.sweep.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ SWEEP_META_NAME = "sweep.json"
 MAX_RUNS_KEPT = 1000
 
 __all__ = ["Progress", "SweepError", "SweepOutcome", "SweepTestbed", "TestbedFactory", "compute_ms",
-           "compute_settled", "read_meta", "run_sweep", "stale_runs"]
+           "compute_settled", "measure_points", "read_meta", "run_sweep", "stale_runs"]
 
 
 class _Silent:
@@ -97,6 +97,15 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
             outcome.wall_s = time.monotonic() - started
             _write_meta(outcome.out_dir, spec, started_utc, datetime.now(timezone.utc).isoformat(), state, outcome)
     return outcome
+
+
+def measure_points(spec: SweepSpec, profile: str, batch: list[Point], store: Any, progress: Progress,
+                   outcome: SweepOutcome, testbed_factory: TestbedFactory = _default_factory) -> None:
+    """The run loop for some points of one profile on one testbed, as run_sweep runs them: the seam through which
+    the distributed sweep (splitbed.sweep.distributed) measures one point on a worker. `store` is a ResultStore or
+    anything with its `completed(key)`, `errors[key]`, `append(record)` and `path`. Raises SweepError when the
+    testbed failed twice."""
+    ProfileRun(spec, profile, store, progress, outcome, testbed_factory).run(batch)
 
 
 def read_meta(out_dir: Path) -> dict[str, Any]:

@@ -4,7 +4,9 @@ as summary.csv; and the best partition per (profile, model, carriage).
 Records are grouped by the point key the sweep writes into their tags; records from elsewhere (a local node run
 by hand) are grouped by what they say about themselves (profile, model, partition, carriage, image, weights).
 Only measurements count: warm-up inferences and error records are left out of the statistics (errors are
-counted per point).
+counted per point). A point measured on hosts of different CPU models (a distributed sweep, or results moved
+between machines) gets one summary per CPU model: compute times of different CPUs are different quantities, and
+pooling them would give a median of neither. `pool_hosts=True` pools them anyway (the row then names them all).
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ from typing import Any
 
 from splitbed.stats import MedianCI, median_ci
 from splitbed.sweep.figures import BY_KEY, FIGURES, LATENCY_SEGMENTS, segment_value
+from splitbed.sweep.hosts import cpu_model, machine
 from splitbed.sweep.outliers import Outlier, find_outliers
 from splitbed.sweep.realisations import independent_draws
 from splitbed.sweep.store import is_measurement, point_key
 
 SUMMARY_NAME = "summary.csv"
 IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "model", "partition",
-                    "partition_id", "encoding", "compression", "image", "weights", "random_weights", "runtimes", "n",
-                    "n_errors",
+                    "partition_id", "encoding", "compression", "image", "weights", "random_weights", "runtimes", "cpu_model",
+                    "hosts", "n", "n_errors",
                     "ci_coverage", "host_cpu_stolen_pct", "independent_draws", "e2e_cv_pct", "outliers",
                     "outlier_causes")
 
@@ -59,6 +62,9 @@ class PointSummary:
     independent_draws: int | None = None  # distinct channel realisations among the n (None: deterministic link)
     e2e_cv_pct: float | None = None  # coefficient of variation of e2e over the n good records
     outliers: list[Outlier] = field(default_factory=list)  # slow single inferences, with their causes
+    cpu_model: str = "unknown"  # the CPU model that measured the n ("; "-joined when pooled across models)
+    hosts: list[str] = field(default_factory=list)  # machines the n were measured on (splitbed.sweep.hosts)
+    pooled_hosts: bool = False  # summarised with pool_hosts=True: CPU models were not kept apart
 
     @property
     def carriage(self) -> str:
@@ -127,21 +133,25 @@ def coefficient_of_variation_pct(values: Iterable[float | None]) -> float | None
     return 100.0 * statistics.stdev(data) / mean if mean > 0 else None
 
 
-def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
-    """One PointSummary per point, in the order points first appear."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False) -> list[PointSummary]:
+    """One PointSummary per point, in the order points first appear; per point and CPU model when the point was
+    measured on hosts of different CPU models, unless `pool_hosts`."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if not is_measurement(record):
             continue
         ident = _identity(record)
         key = point_key(record) or "|".join(str(ident[k]) for k in ("profile", "model", "partition", "encoding",
                                                                      "compression", "image", "weights", "backend"))
-        groups[key].append(record)
+        groups[(key, "" if pool_hosts else cpu_model(record))].append(record)
     summaries = []
-    for key, group in groups.items():
+    for (key, _), group in groups.items():
         good = [r for r in group if r.get("status") == "ok"]
         ident = _identity((good or group)[0])
         summary = PointSummary(key=key, n=len(good), n_errors=len(group) - len(good), **ident)
+        summary.cpu_model = "; ".join(dict.fromkeys(cpu_model(r) for r in group))
+        summary.hosts = list(dict.fromkeys(machine(r) for r in group))
+        summary.pooled_hosts = pool_hosts
         summary.figures = {f.key: median_ci(f.value(r) for r in good) for f in FIGURES}
         summary.segments = {k: median_ci(segment_value(r, k) for r in good) for k, _ in LATENCY_SEGMENTS}
         summary.host_cpu_stolen_pct = host_cpu_stolen_pct(good)
@@ -152,9 +162,30 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
     return summaries
 
 
+def by_cpu_model(summaries: Iterable[PointSummary]) -> dict[str, list[PointSummary]]:
+    """Summaries per CPU model, in order of appearance (one group when every point ran on one model or when they
+    were pooled)."""
+    items = list(summaries)
+    if any(s.pooled_hosts for s in items):
+        return {"; ".join(dict.fromkeys(s.cpu_model for s in items)): items} if items else {}
+    groups: dict[str, list[PointSummary]] = {}
+    for summary in items:
+        groups.setdefault(summary.cpu_model, []).append(summary)
+    return groups
+
+
+def split_by_host(summaries: Iterable[PointSummary]) -> list[str]:
+    """Keys of points that have more than one summary (measured on hosts of different CPU models, not pooled)."""
+    seen: dict[str, int] = defaultdict(int)
+    for summary in summaries:
+        seen[summary.key] += 1
+    return [key for key, count in seen.items() if count > 1]
+
+
 def best_per_group(summaries: Iterable[PointSummary],
                    by: tuple[str, ...] = ("profile", "model", "carriage")) -> dict[tuple[str, ...], PointSummary]:
-    """The point with the lowest median end-to-end latency in each group (ties: lower partition id)."""
+    """The point with the lowest median end-to-end latency in each group (ties: lower partition id). Summaries of
+    several CPU models are compared per model (`by_cpu_model`), never against each other."""
     best: dict[tuple[str, ...], PointSummary] = {}
     for summary in summaries:
         value = summary.median("e2e_latency_ms")
@@ -185,7 +216,8 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
         for s in summaries:
             row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.model,
                               s.partition, s.partition_id, s.encoding, s.compression, s.image, s.weights,
-                              s.random_weights, s.runtimes, s.n, s.n_errors, _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct),
+                              s.random_weights, s.runtimes, s.cpu_model, "; ".join(s.hosts), s.n, s.n_errors,
+                              _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct),
                               _cell(s.independent_draws), _cell(s.e2e_cv_pct), len(s.outliers),
                               " | ".join(o.describe() for o in s.outliers)]
             for figure in FIGURES:

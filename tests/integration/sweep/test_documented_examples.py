@@ -15,7 +15,9 @@ How an example runs, by what it is (`plan`):
 - a pytest example is collected (`--collect-only`: options checked, something selected), cwd the repository;
 - not run, with the reason (EXCLUDED): `make sweep` / `make test` (the Quickstart: test_project.py runs `make
   test`), the user-namespace wrapper and sysctl settings of docs/INSTALL.md (they change the machine; the
-  wrapper itself is test_doctor_nonroot.py's), and `docker run` (a whole suite in a container).
+  wrapper itself is test_doctor_nonroot.py's), `docker run` (a whole suite in a container) and the Dask
+  scheduler and worker of docs/DISTRIBUTED.md (they run until stopped; test_sweep_distributed.py runs them on
+  loopback).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ EXCLUDED = {
     "sysctl": "changes the machine's kernel settings",
     "unshare": "the whole suite in a user namespace; tests/integration/test_doctor_nonroot.py runs this wrapper",
     "docker run": "the whole suite in a container (docs/INSTALL.md)",
+    ".venv/bin/dask ": "a Dask scheduler or worker of a lab's machines, running until stopped: "
+                       "test_sweep_distributed.py runs these commands on loopback",
 }
 #: Examples too long for the default run: parsed (and sweeps dry-run) by default, run as printed with --full.
 LONG = re.compile(r"^(splitbed (sweep|advise|scenario run|doctor|partitions vgg16|partitions resnet50)|netem doctor"
