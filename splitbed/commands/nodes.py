@@ -86,13 +86,13 @@ def remote_node(
 ) -> None:
     """Run the remote inference node (edge server) until SIGTERM. Prints one JSON `ready` line on stdout."""
     _logging(log_level)
-    from splitbed.models import registry
+    from splitbed.models import spec_for
     from splitbed.models.weights import check_spec
     from splitbed.nodes.errors import NodeError
     from splitbed.nodes.remote import RemoteConfig, run_remote
 
     for name in models or []:
-        registry.get(name)  # an unknown name is refused before the port is bound
+        spec_for(name)  # an unknown name or a bad .onnx file is refused before the port is bound
     check_spec(weights)
     secret = _secret(secret_file)
 
@@ -146,13 +146,13 @@ def local_node(
     from splitbed.nodes.local import LocalConfig, LocalNode, run_jobs
 
     host, port = parse_address(connect)
-    from splitbed.models import registry
+    from splitbed.models import spec_for
     from splitbed.models.weights import check_spec
     from splitbed.nodes.images import check_image
 
     check_spec(weights)
     if jobs is None:  # one job from the options: refuse a bad one before connecting
-        registry.get(model).partition(int(partition) if partition.isdigit() else partition)
+        spec_for(model).partition(int(partition) if partition.isdigit() else partition)
         check_image(image)
         if encoding == "tlv":
             from splitbed.format.errors import FormatError
@@ -165,7 +165,7 @@ def local_node(
         Job(model=model, partition=partition, image=image, encoding=encoding, compression=compression,
             repetitions=repetitions, aips=aips, result_mode=result_mode, top_k=top_k)
     for name in preload or []:
-        registry.get(name)
+        spec_for(name)
     if jobs is not None and jobs != "-" and not Path(jobs).is_file():
         raise CliError(f"--jobs {jobs}: no such file", "give a file of JSON-line jobs, or '-' for stdin")
     if output is not None:
