@@ -27,6 +27,9 @@ Units and meanings (every backend must honour exactly these):
   replay that many seconds into the trace (wrapping at its period) instead of at its beginning, so that runs can
   be placed at chosen points of a trace (the sweep does this per repetition, docs/SWEEP.md).
 - `seed`: seeds every random draw of this direction (jitter, loss), so a run is reproducible.
+- `radio` (whole profile, optional): the radio access the link stands for (`lte`, `nr-sub6`, `nr-mmwave`, or
+  `wired`), so that a UE device profile can pick its uplink radio power model (splitbed.devices); `None` = not
+  stated. The emulation ignores it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ QueueDiscipline = Literal["droptail", "drophead", "codel"]
 QUEUE_DISCIPLINES: tuple[str, ...] = ("droptail", "drophead", "codel")
 TraceKind = Literal["mahimahi", "throughput"]
 TRACE_KINDS: tuple[str, ...] = ("mahimahi", "throughput")
+RADIO_ACCESS: tuple[str, ...] = ("lte", "nr-sub6", "nr-mmwave", "wired")
 
 DEFAULT_QUEUE_PACKETS = 1000
 """Queue limit when a profile sets none: Linux's default txqueuelen and netem's default limit."""
@@ -278,6 +282,7 @@ class LinkProfile:
     source: str
     uplink: DirectionProfile
     downlink: DirectionProfile
+    radio: str | None = None  # RADIO_ACCESS, or None: not stated
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
@@ -294,6 +299,9 @@ class LinkProfile:
         for key in ("uplink", "downlink"):
             if not isinstance(getattr(self, key), DirectionProfile):
                 raise ProfileError(f"profile {self.name!r}: {key} must be a DirectionProfile")
+        if self.radio is not None and self.radio not in RADIO_ACCESS:
+            raise ProfileError(f"profile {self.name!r}: radio is {self.radio!r}; it must be one of "
+                               f"{', '.join(RADIO_ACCESS)} (or left out)")
 
     def direction(self, which: str) -> DirectionProfile:
         """The `uplink` or `downlink` profile by name."""
@@ -315,6 +323,7 @@ class LinkProfile:
             "source": self.source,
             "uplink": self.uplink.to_dict(),
             "downlink": self.downlink.to_dict(),
+            "radio": self.radio,
         }
 
     @classmethod
@@ -340,6 +349,7 @@ class LinkProfile:
             name=_as_str("name", data["name"]),
             description=_as_str("description", data["description"]),
             source=_as_str("source", data["source"]),
+            radio=None if data.get("radio") is None else _as_str("radio", data["radio"]),
             uplink=DirectionProfile.from_dict(data["uplink"], where="uplink", base_dir=base_dir, default_seed=seed),
             downlink=DirectionProfile.from_dict(
                 data["downlink"], where="downlink", base_dir=base_dir, default_seed=seed + 1
@@ -429,7 +439,7 @@ def builtin_profiles() -> list[LinkProfile]:
 
 # ---------------------------------------------------------------------------------------------------------------
 _DIRECTION_KEYS = {field.name for field in dataclasses.fields(DirectionProfile)}
-_PROFILE_KEYS = {"name", "description", "source", "uplink", "downlink", "seed"}
+_PROFILE_KEYS = {"name", "description", "source", "uplink", "downlink", "seed", "radio"}
 
 
 def _locate(name_or_path: str | Path) -> Path:

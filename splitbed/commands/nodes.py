@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from splitbed.devices import DEFAULT_UE
 from splitbed.nodes.protocol import DEFAULT_MAX_UNIT_BYTES
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -55,6 +56,8 @@ def remote_node(
     max_sessions: int = typer.Option(16, help="sessions served at once"),
     shutdown_grace: float = typer.Option(10.0, help="seconds in-flight inferences get after SIGTERM"),
     warm: bool = typer.Option(False, help="build every partition's tail at start"),
+    device: str = typer.Option("host", help="edge device profile the tail emulates (`splitbed devices`; host = "
+                               "none) or a TOML path"),
     log_level: str = typer.Option("info", help="debug, info, warning"),
 ) -> None:
     """Run the remote inference node (edge server) until SIGTERM. Prints one JSON `ready` line on stdout."""
@@ -66,7 +69,7 @@ def remote_node(
                           read_timeout_s=read_timeout, idle_timeout_s=idle_timeout,
                           unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
                           config_timeout_s=config_timeout, max_sessions=max_sessions,
-                          shutdown_grace_s=shutdown_grace, warm=warm)
+                          shutdown_grace_s=shutdown_grace, warm=warm, device=device)
     try:
         code = run_remote(config)
     except (NodeError, OSError) as exc:
@@ -98,6 +101,8 @@ def local_node(
     clock_pings: int = typer.Option(8, help="ping-pongs for the clock offset estimate"),
     allow_weights_mismatch: bool = typer.Option(False, help="run even if the remote's weights differ"),
     verify_delivery: bool = typer.Option(False, help="compare CRC-32s of sent and decoded tensors (after timing)"),
+    device: str = typer.Option(DEFAULT_UE, help="UE device profile the head emulates (`splitbed devices`; host = "
+                               "none) or a TOML path"),
     log_level: str = typer.Option("warning", help="debug, info, warning"),
 ) -> None:
     """Run the local inference node (UE): one job from the options, or JSON-line jobs (--jobs); writes one JSON
@@ -118,7 +123,7 @@ def local_node(
     config = LocalConfig(host=host, port=port, weights=weights, link=link, result_timeout_s=result_timeout,
                          connect_retry_s=connect_retry,
                          clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch,
-                         verify_delivery=verify_delivery)
+                         verify_delivery=verify_delivery, device=device)
     out = output.open("a") if output is not None else sys.stdout
     try:
         with LocalNode(config) as node:

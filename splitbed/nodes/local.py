@@ -22,11 +22,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 
 from netem.tcpinfo import TcpState, try_read_state
+from splitbed.devices import DeviceError
+from splitbed.devices import load as load_device
+from splitbed.devices.emulation import DeviceEmulator
+from splitbed.devices.figures import check_device_figures
+from splitbed.devices.figures import complete as complete_devices
 from splitbed.nodes import formatio, rxstamp
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.clock import ClockRecord, PingSample, boot_id, decide_clock, estimate_offset, now_ns
@@ -66,6 +71,7 @@ class LocalConfig:
     clock_pings: int = 8
     allow_weights_mismatch: bool = False
     verify_delivery: bool = False  # remote returns CRC-32s of the decoded tensors; the record compares them
+    device: str = "host"           # device profile the head emulates (splitbed.devices; host = none)
 
 
 @dataclass
@@ -103,6 +109,14 @@ def _weights_identity(info: dict[str, Any] | None) -> tuple[Any, ...]:
     return tuple(info.get(k) for k in WEIGHTS_IDENTITY)
 
 
+def ue_emulator(name: str) -> DeviceEmulator:
+    """The local node's device (a ConfigurationError for an unknown profile or one that is not a UE's)."""
+    try:
+        return DeviceEmulator(load_device(name), "ue")
+    except DeviceError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 def default_link(config_link: dict[str, Any] | None) -> dict[str, Any]:
     if config_link:
         return dict(config_link)
@@ -116,7 +130,7 @@ class LocalNode:
     def __init__(self, config: LocalConfig, *, runner: ModelRunner | None = None,
                  meter: ResourceMeter | None = None) -> None:
         self.config = config
-        self.runner = runner or ModelRunner(weights=config.weights)
+        self.runner = runner or ModelRunner(weights=config.weights, device=ue_emulator(config.device))
         self.meter = meter or ResourceMeter()
         self.session: Session | None = None
         self._gpu: GpuInfo | None = None
@@ -380,6 +394,9 @@ class _Inference:
             result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[], adaptive=None,
             local_resources=None, remote_resources=None, local_gpu=node.gpu(),
             remote_gpu=offer_server.get("gpu"), remote_concurrent_sessions=None,
+            ue_device=None, edge_device=None, local_inference_measured_ms=None, local_inference_modelled_ms=None,
+            remote_inference_modelled_ms=None, e2e_latency_modelled_ms=None, ue_energy=None, edge_energy=None,
+            local_head_memory=plan.head_memory,
             inference_call=INFERENCE_CALL, weights=node.runner.weights_info(job.model),
             remote_weights=model_offer.get("weights"),
             link=default_link(job.link if job.link is not None else node.config.link), clock=s.clock,
@@ -436,6 +453,7 @@ class _Inference:
             stamps["local_preprocessed"] = now_ns()
             arrays = self.arrays = ModelRunner.run_head(plan, prepared.array)
             stamps["local_head_done"] = now_ns()
+            self._ue_device()
             pieces, aips, aips_bytes, units = self._encode(arrays)
             stamps["local_encoded"] = now_ns()
             rec["input_shape"] = list(prepared.array.shape)
@@ -463,6 +481,15 @@ class _Inference:
             rec["send_ms"] = _ms(stamps["local_first_send"], stamps["local_send_done"])
         finally:
             rec["local_resources"] = node.meter.stop(window)
+
+    def _ue_device(self) -> None:
+        """The UE device's figures for this head run (splitbed.devices; docs/METRICS.md "Devices")."""
+        rec, plan = self.record, self.plan
+        device = rec["ue_device"] = self.node.runner.device_figures(plan)
+        outcome = plan.last_outcome if plan.device is not None else None
+        rec["local_inference_measured_ms"] = (outcome.measured_ms if outcome is not None
+                                              else _ms(self.stamps["local_preprocessed"], self.stamps["local_head_done"]))
+        rec["local_inference_modelled_ms"] = None if device is None else device["device_ms"]
 
     def _encode(self, arrays: list[np.ndarray]) -> tuple[list[Any], Any, int, int]:
         """(pieces to send, AIPS in force, bytes of the AIPS unit sent (0: none), units sent). Changes no
@@ -609,6 +636,12 @@ class _Inference:
         rec["result_decode_ms"] = _ms(result_in, stamps["local_end"])
         rec["e2e_latency_ms"] = _ms(stamps["local_start"], stamps["local_end"])
         rec["delivery_check"] = self._delivery_check()  # after local_end: not part of any figure
+        try:
+            rec["edge_device"] = check_device_figures(body.get("edge_device"))
+        except ValueError as exc:
+            raise ProtocolError("bad_control_message", f"RESULT edge_device: {exc}") from None
+        runner_device = self.node.runner.device
+        complete_devices(cast(dict[str, Any], rec), None if runner_device is None else runner_device.profile)
         if int(body.get("partition_id", -1)) != self.plan.partition_id:
             raise ProtocolError("bad_control_message", f"RESULT is for partition {body.get('partition_id')}, "
                                 f"we sent {self.plan.partition_id}")

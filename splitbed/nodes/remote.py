@@ -31,6 +31,9 @@ from typing import Any
 import numpy as np
 
 from netem.tcpinfo import try_read_state
+from splitbed.devices import DeviceError
+from splitbed.devices import load as load_device
+from splitbed.devices.emulation import DeviceEmulator
 from splitbed.nodes import protocol as proto
 from splitbed.nodes import rxstamp
 from splitbed.nodes.clock import boot_id, now_ns
@@ -65,6 +68,7 @@ class RemoteConfig:
     max_sessions: int = 16
     shutdown_grace_s: float = 10.0
     warm: bool = False                  # build every partition's tail at start
+    device: str = "host"                # device profile the tail emulates (splitbed.devices; host = none)
 
     def unit_deadline_s(self, length: int) -> float:
         return self.unit_timeout_base_s + length / self.unit_min_rate_bps
@@ -390,12 +394,14 @@ class RemoteSession:
             preds = ModelRunner.run_tail(plan, arrays)
             t_tail_end = now_ns()
             resources = self.state.meter.stop(window)
+            edge_device = self.state.runner.device_figures(plan)  # under the lock: this run's outcome
         result = self._result_body(plan, preds, seq=seq, decode_ms=decode_ms, built_ms=built_now,
                                    stamps={"remote_first_byte": first_byte, "remote_last_byte": t_last_byte,
                                            "remote_lock_request": t_lock, "remote_tail_start": t_tail,
                                            "remote_tail_end": t_tail_end},
                                    queue_ms=(t_locked - t_lock) / 1e6, resources=dict(resources),
                                    extra=decoded.extra)
+        result["edge_device"] = edge_device
         result["downlink_tcp"] = try_read_state(self.conn)  # the window the RESULT starts with
         result["uplink_out_of_order_packets"] = out_of_order
         result["uplink_end_reason"] = no_stamp_reason
@@ -462,7 +468,8 @@ class RemoteNode:
 
     def __init__(self, config: RemoteConfig, *, runner: ModelRunner | None = None) -> None:
         self.config = config
-        self.state = ServerState(config, runner or ModelRunner(weights=config.weights), ResourceMeter())
+        self.state = ServerState(config, runner or ModelRunner(weights=config.weights,
+                                                               device=edge_emulator(config.device)), ResourceMeter())
         self.listener: socket.socket | None = None
         self.address: tuple[str, int] = (config.host, config.port)
         self._threads: list[threading.Thread] = []
@@ -488,7 +495,8 @@ class RemoteNode:
         self.state.offer = {
             "protocol_version": proto.PROTOCOL_VERSION,
             "boot_id": boot_id(),
-            "server": {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info())},
+            "server": {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info()),
+                       "device": None if runner.device is None else runner.device.describe()},
             "models": models,
             "compression_profiles": compression_profiles(),
             "encodings": list(proto.ENCODINGS),
@@ -577,6 +585,14 @@ class RemoteNode:
                 pass
         for thread in list(self._threads):
             thread.join(2.0)
+
+
+def edge_emulator(name: str) -> DeviceEmulator:
+    """The edge node's device (a ConfigurationError for an unknown profile or one that is not an edge's)."""
+    try:
+        return DeviceEmulator(load_device(name), "edge")
+    except DeviceError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def run_remote(config: RemoteConfig, *, announce: Any = print) -> int:

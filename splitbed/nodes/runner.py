@@ -5,6 +5,11 @@ run them with `predict_on_batch` (a compiled call: ~20 ms for MobileNetV2 here, 
 TensorFlow is imported on first use. One `ModelRunner` is shared by every session of a process; building and
 running models is serialised by its lock (Keras graph building is not thread-safe, and a serialised run keeps
 one session's inference time free of another's compute). Time spent waiting for that lock is reported apart.
+
+A runner may emulate a device (splitbed.devices): it calibrates each model when it first loads it, times each
+partition's sub-model on its side (the head on a UE, the tail on an edge) when it builds the plan, and runs that
+sub-model under the plan (stretched to the device's time, or measured and modelled). Each plan keeps the outcome
+of its last run for the record (read it with `lock` held, right after the run).
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.devices import DeviceError
+from splitbed.devices.emulation import DeviceEmulator, Outcome
+from splitbed.devices.emulation import Plan as DevicePlan
+from splitbed.devices.figures import DeviceFigures, HeadMemory, device_figures
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
 
 INFERENCE_CALL = "keras Model.predict_on_batch (compiled), after one warm-up call per sub-model"
@@ -48,12 +57,16 @@ class PartPlan:
     build_ms: float
     build_reported: bool = False  # the first inference on this plan reports build_ms, later ones 0
     input_size: tuple[int, int] | None = None  # None: the model's own size; else a variable-input build
+    device: DevicePlan | None = None      # the runner's device applied to this side's sub-model (None: no device)
+    last_outcome: Outcome | None = None   # the last run of this side's sub-model under `device`
+    head_memory: HeadMemory | None = None  # the head's weights and largest activation (model tensors, batch 1)
 
 
 @dataclass
 class ModelRunner:
     weights: str = "auto"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    device: DeviceEmulator | None = None  # the device this node emulates (None: the host, nothing timed)
     _loaded: dict[tuple[str, tuple[int, int] | None], Any] = field(default_factory=dict)
     _plans: dict[tuple[str, int, tuple[int, int] | None], PartPlan] = field(default_factory=dict)
 
@@ -71,9 +84,14 @@ class ModelRunner:
                 raise ConfigurationError(f"{model} is already built at {built} other input sizes, the most one node "
                                          f"keeps (each is a whole model in memory); use one of those")
             try:
+                if size is None and self.device is not None:
+                    self.device.check_model(model)  # a device without this model's latency: refuse before loading
                 loaded = load(model, self.weights) if size is None else self.load(model).at_input_size(*size)
-            except ModelError as exc:
+            except (ModelError, DeviceError) as exc:
                 raise ConfigurationError(str(exc)) from exc
+            if size is None and self.device is not None and self.device.active:
+                full = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
+                self.device.calibrate(model, lambda: loaded.keras_model.predict_on_batch(full))
             self._loaded[(model, size)] = loaded
         return loaded
 
@@ -122,8 +140,32 @@ class ModelRunner:
         split.tail.predict_on_batch(zeros if len(zeros) > 1 else zeros[0])
         built = PartPlan(part.partition_id, part.name, split, cut, (time.perf_counter() - start) * 1000,
                          input_size=size)
+        if self.device is not None:
+            built.device = self._device_plan(model, built, loaded.spec.input_shape, zeros)
+            if self.device.side == "ue":
+                built.head_memory = head_memory(split.head)
         self._plans[(model, part.partition_id, size)] = built
         return built
+
+    def _device_plan(self, model: str, built: PartPlan, input_shape: Any, zeros: list[np.ndarray]) -> DevicePlan:
+        """Time this side's sub-model on the host (after the warm-up above) and plan it on the device."""
+        assert self.device is not None
+        if self.device.side == "ue":
+            x = np.zeros((1, *input_shape), dtype=np.float32)
+            call = lambda: built.split.head.predict_on_batch(x)  # noqa: E731
+        else:
+            arrays = zeros if len(zeros) > 1 else zeros[0]
+            call = lambda: built.split.tail.predict_on_batch(arrays)  # noqa: E731
+        try:
+            return self.device.plan(model, call)
+        except DeviceError as exc:
+            raise ConfigurationError(str(exc)) from exc
+
+    def device_figures(self, plan: PartPlan) -> DeviceFigures | None:
+        """This side's device block for the record of the last run on `plan` (None without a device)."""
+        if self.device is None or plan.device is None:
+            return None
+        return device_figures(self.device.profile, self.device.side, plan.device, plan.last_outcome)
 
     def plan_for(self, model: str, partition_id: int, arrays: list[np.ndarray]) -> PartPlan:
         """The plan to run received tensors on: a built plan of this partition whose cut shapes match them (an
@@ -137,7 +179,11 @@ class ModelRunner:
 
     @staticmethod
     def run_head(plan: PartPlan, array: np.ndarray) -> list[np.ndarray]:
-        out = plan.split.head.predict_on_batch(array)
+        """The head's outputs; under a UE device, returns when the device's head would have finished."""
+        if plan.device is not None:
+            out, plan.last_outcome = DeviceEmulator.run(plan.device, lambda: plan.split.head.predict_on_batch(array))
+        else:
+            out = plan.split.head.predict_on_batch(array)
         arrays = list(out) if isinstance(out, (list, tuple)) else [out]
         return [np.ascontiguousarray(a) for a in arrays]
 
@@ -158,5 +204,31 @@ class ModelRunner:
 
     @staticmethod
     def run_tail(plan: PartPlan, arrays: list[np.ndarray]) -> np.ndarray:
-        out = plan.split.tail.predict_on_batch(arrays if len(arrays) > 1 else arrays[0])
+        """The tail's output; under an edge device, stretched or measured-and-modelled like a head."""
+        inputs = arrays if len(arrays) > 1 else arrays[0]
+        if plan.device is not None:
+            out, plan.last_outcome = DeviceEmulator.run(plan.device, lambda: plan.split.tail.predict_on_batch(inputs))
+        else:
+            out = plan.split.tail.predict_on_batch(inputs)
         return np.asarray(out)
+
+
+HEAD_MEMORY_METHOD = ("from the head sub-model: weights = sum of its weight tensors' bytes; largest activation = "
+                      "the largest single layer output for one sample (float32 unless the layer says otherwise); "
+                      "the TensorFlow process's RSS is reported apart (local_resources.peak_rss_bytes)")
+
+
+def head_memory(head: Any) -> HeadMemory:
+    """What the head needs in memory as model tensors: its weights and its largest activation, batch 1."""
+    weights = int(sum(int(np.prod(w.shape, dtype=np.int64)) * np.dtype(w.dtype).itemsize for w in head.weights))
+    largest, name = 0, ""
+    for layer in head.layers:
+        outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+        size = 0
+        for tensor in outputs:
+            shape = [int(d) for d in tuple(tensor.shape)[1:] if d is not None]
+            size += int(np.prod(shape, dtype=np.int64)) * np.dtype(str(tensor.dtype)).itemsize
+        if size > largest:
+            largest, name = size, layer.name
+    return HeadMemory(weights_bytes=weights, largest_activation_bytes=largest, largest_activation_layer=name,
+                      method=HEAD_MEMORY_METHOD)

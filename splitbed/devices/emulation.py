@@ -1,0 +1,195 @@
+"""Emulating a device's compute on this host: calibration, then stretching (device slower) or modelling (faster).
+
+Calibration (once per model, when a node first loads it): the host's own full-model time, the minimum of
+CALIBRATION_RUNS calls after a warm-up (CPU steal and preemption only ever add time, so the minimum is the least
+disturbed run). Each partition's sub-model (the head on a UE, the tail on an edge) is timed the same way when its
+plan is built. Its share of the model is host_part_ms / host_full_ms, and the device would take
+
+    device_ms = device full-model latency (profile) x share
+
+- Device slower than the host (device full-model latency >= host full-model time): mechanism `stretch`, measured
+  time dilation. The sub-model runs at host speed, then the node waits until start + device_ms (sleep, then a
+  short spin for the last SPIN_NS), so whatever follows (the send) happens when the device's would have. No CPU
+  quota is used: a quota would stretch every thread of the process, including the network I/O, and its period
+  quantises short heads. The wait can only end late, never early: late when the host's own compute this time
+  already took longer than device_ms (steal, a loaded host), or when the wake-up itself came late; the record
+  says which (`late_cause`) and by how much, rather than failing.
+- Device faster than the host: mechanism `model`. A node cannot be sped up: the sub-model runs at host speed,
+  the record keeps that measured time and adds device_ms as a modelled figure.
+- `host`: mechanism `none`, nothing is timed or changed.
+
+The share is the host's, not the device's: a phone's caches, vector units or NPU may weigh the layers
+differently (docs/DEVICES.md, "Limits").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from splitbed.devices.errors import DeviceError
+from splitbed.devices.profile import DeviceProfile
+
+T = TypeVar("T")
+
+NONE, STRETCH, MODEL = "none", "stretch", "model"
+MECHANISMS = (NONE, STRETCH, MODEL)
+CALIBRATION_RUNS = 5
+SPIN_NS = 1_500_000          # the last 1.5 ms of a stretch are waited by spinning: sleep wakes up too coarsely
+ON_TIME_TOLERANCE = 0.02     # a stretch ending within 2 % (or ON_TIME_FLOOR_MS) of its target is on time
+ON_TIME_FLOOR_MS = 0.5
+CALIBRATION_METHOD = (f"minimum of {CALIBRATION_RUNS} predict_on_batch calls (batch 1) after one warm-up call, "
+                      "on this host, when the node first loaded the model")
+STRETCH_METHOD = ("measured time dilation: the sub-model runs at host speed, then the node waits (sleep, then "
+                  "spin) until start + device latency x the partition's share of the host's full-model time; "
+                  "no CPU quota")
+MODEL_METHOD = ("modelled: the device is faster than this host, which cannot be sped up; the sub-model ran at host "
+                "speed (measured) and the device's time is device latency x the partition's share of the host's "
+                "full-model time")
+NONE_METHOD = "no emulation: the node computes at this host's speed"
+
+
+def time_calls(call: Callable[[], Any], runs: int = CALIBRATION_RUNS, warmup: int = 1) -> tuple[float, list[float]]:
+    """(minimum ms, every sample ms) of `runs` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(runs):
+        start = time.monotonic_ns()
+        call()
+        samples.append((time.monotonic_ns() - start) / 1e6)
+    return min(samples), samples
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The host's own full-model time for one model."""
+
+    model: str
+    host_full_ms: float
+    samples_ms: tuple[float, ...]
+    measured_at_utc: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "host_full_model_ms": self.host_full_ms,
+                "samples_ms": [round(s, 3) for s in self.samples_ms], "method": CALIBRATION_METHOD,
+                "measured_at_utc": self.measured_at_utc}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one partition's sub-model becomes on the device."""
+
+    mechanism: str
+    model: str
+    device_full_ms: float | None = None
+    calibration: Calibration | None = None
+    host_part_ms: float | None = None
+    host_part_samples_ms: tuple[float, ...] = ()
+    share: float | None = None
+    device_ms: float | None = None   # the stretch target, or the modelled time
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run of a sub-model under its plan. Times in ms from the call's start."""
+
+    measured_ms: float                 # the host's own compute
+    emulated_ms: float | None = None   # stretch: until the wait ended
+    late_ms: float | None = None       # stretch: emulated - target (>= 0)
+    late_cause: str | None = None      # stretch: None on time, host_compute_slower_than_device, wakeup_late
+
+    @property
+    def on_time(self) -> bool:
+        return self.late_cause is None
+
+
+class DeviceEmulator:
+    """One node's device: calibrates models, plans partitions, runs sub-models under their plan."""
+
+    def __init__(self, profile: DeviceProfile, side: str) -> None:
+        if side not in ("ue", "edge"):
+            raise ValueError(f"side must be 'ue' or 'edge', not {side!r}")
+        profile.check_role(side)
+        self.profile = profile
+        self.side = side
+        self.calibrations: dict[str, Calibration] = {}
+
+    @property
+    def active(self) -> bool:
+        """Whether this node times and emulates anything (False for `host`)."""
+        return not self.profile.is_host
+
+    def check_model(self, model: str) -> None:
+        """Raise a DeviceError now (at load) if the device has no latency for `model`."""
+        if self.active:
+            self.profile.full_model_ms(model)
+
+    def calibrate(self, model: str, full_call: Callable[[], Any]) -> Calibration | None:
+        """Time the host's full model once per model (no-op for `host`)."""
+        if not self.active:
+            return None
+        if model not in self.calibrations:
+            best, samples = time_calls(full_call)
+            self.calibrations[model] = Calibration(model, best, tuple(samples),
+                                                   datetime.now(timezone.utc).isoformat())
+        return self.calibrations[model]
+
+    def plan(self, model: str, part_call: Callable[[], Any] | None) -> Plan:
+        """The plan for a partition whose sub-model `part_call` runs (timed here; calibrate() the model first)."""
+        if not self.active:
+            return Plan(NONE, model)
+        calibration = self.calibrations.get(model)
+        if calibration is None:
+            raise DeviceError(f"model {model!r} was not calibrated on this node before planning a partition")
+        device_full = self.profile.full_model_ms(model)
+        samples: list[float] = []
+        if part_call is None:   # an empty sub-model (e.g. a head that is only the input layer)
+            host_part = 0.0
+        else:
+            host_part, samples = time_calls(part_call)
+        share = host_part / calibration.host_full_ms
+        mechanism = STRETCH if device_full >= calibration.host_full_ms else MODEL
+        return Plan(mechanism, model, device_full, calibration, host_part, tuple(samples), share,
+                    device_full * share)
+
+    @staticmethod
+    def run(plan: Plan, call: Callable[[], T]) -> tuple[T, Outcome]:
+        """Run `call` under `plan`: stretched to the device's time, or measured (and modelled by the plan)."""
+        start = time.monotonic_ns()
+        result = call()
+        done = time.monotonic_ns()
+        measured = (done - start) / 1e6
+        if plan.mechanism != STRETCH or plan.device_ms is None:
+            return result, Outcome(measured)
+        target_ns = start + int(plan.device_ms * 1e6)
+        end = wait_until(target_ns)
+        late = max(end - target_ns, 0) / 1e6
+        tolerance = max(ON_TIME_FLOOR_MS, ON_TIME_TOLERANCE * plan.device_ms)
+        cause = None
+        if measured > plan.device_ms + tolerance:
+            cause = "host_compute_slower_than_device"
+        elif late > tolerance:
+            cause = "wakeup_late"
+        return result, Outcome(measured, (end - start) / 1e6, late, cause)
+
+    def describe(self) -> dict[str, Any]:
+        """The device as records and the OFFER name it (without per-partition figures)."""
+        p = self.profile
+        return {"name": p.name, "side": self.side, "role": p.role, "description": p.description,
+                "source": p.source, "precision": p.precision, "path": p.path,
+                "calibrations": {m: c.to_dict() for m, c in self.calibrations.items()}}
+
+
+def wait_until(target_ns: int) -> int:
+    """Block until CLOCK_MONOTONIC reaches `target_ns` (sleep, then spin the last SPIN_NS); the time it ended."""
+    while True:
+        now = time.monotonic_ns()
+        left = target_ns - now
+        if left <= 0:
+            return now
+        if left > SPIN_NS:
+            time.sleep((left - SPIN_NS) / 1e9)
