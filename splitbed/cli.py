@@ -15,7 +15,7 @@ def _group() -> None:
     that single command the whole program and reject its name as an extra argument)."""
 
 # Each module in splitbed/commands registers its own sub-commands.
-COMMAND_MODULES = ["doctor", "partitions", "nodes", "sweep", "report", "advise", "scenario", "format", "docker_image"]
+COMMAND_MODULES = ["doctor", "partitions", "devices", "nodes", "sweep", "report", "advise", "scenario", "format", "docker_image"]
 
 
 def _register_all() -> None:
