@@ -30,6 +30,8 @@ from typing import IO, Any
 from netem.profile import LinkProfile
 from netem.tcp import DEFAULT_CONGESTION_CONTROL
 from netem.topology import Topology
+from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
+from splitbed.devices import load as load_device
 from splitbed.nodes.jobs import Job, parse_job
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ class Testbed:
     `make_runtime`, `limits` maps a side to NodeLimits. `warmup_partition` overrides the warm-up partition.
     `remote_args` / `local_args` are extra command-line options for the nodes (e.g. `--verify-delivery`).
     `tcp_congestion_control`: the algorithm both nodes' TCP uses (netem.Topology; None = the host's default).
+    `ue_device` / `edge_device`: the device profile each node emulates (splitbed.devices, docs/DEVICES.md; a name or
+    a TOML path); default a mid-range phone for the UE and the host itself (no emulation) for the edge.
     """
 
     __test__ = False
@@ -92,9 +96,15 @@ class Testbed:
         local_args: Sequence[str] = (),
         python: str = sys.executable,
         tcp_congestion_control: str | None = DEFAULT_CONGESTION_CONTROL,
+        ue_device: str = DEFAULT_UE,
+        edge_device: str = DEFAULT_EDGE,
     ) -> None:
         if not models:
             raise ValueError("Testbed needs at least one model")
+        for name, side in ((ue_device, "ue"), (edge_device, "edge")):
+            load_device(name).check_role(side)  # a DeviceError now, before any namespace or node exists
+        self.ue_device = ue_device
+        self.edge_device = edge_device
         self.profile = profile if isinstance(profile, LinkProfile) else LinkProfile.load(profile)
         self.requested_backend = backend
         self.models = tuple(dict.fromkeys(models))
@@ -237,7 +247,8 @@ class Testbed:
         return {"topology": self.topology.describe(), "runtime": self._runtime_describe(),
                 "nodes": {side: node.describe() for side, node in (("edge", self.remote), ("ue", self.local))
                           if node is not None},
-                "remote_port": self.remote_port, "models": list(self.models), "weights": self.weights}
+                "remote_port": self.remote_port, "models": list(self.models), "weights": self.weights,
+                "devices": {"ue": self.ue_device, "edge": self.edge_device}}
 
     def logs(self) -> dict[str, str]:
         """The last few kB of each node's log (stderr)."""
@@ -263,14 +274,14 @@ class Testbed:
     def _remote_argv(self) -> list[str]:
         assert self.topology is not None
         argv = [self.python, "-m", "splitbed.nodes.remote", "--host", self.topology.edge_addr, "--port", "0",
-                "--weights", self.weights]
+                "--weights", self.weights, "--device", self.edge_device]
         for model in self.models:
             argv += ["--model", model]
         return argv + self.remote_args
 
     def _local_argv(self) -> list[str]:
         return [self.python, "-m", "splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
-                "--weights", self.weights, "--jobs", "-"] + self.local_args
+                "--weights", self.weights, "--device", self.ue_device, "--jobs", "-"] + self.local_args
 
     def _edge_addr(self) -> str:
         assert self.topology is not None
@@ -387,7 +398,8 @@ class Testbed:
 
     def __repr__(self) -> str:
         return (f"Testbed(profile={self.profile.name!r}, backend={self.requested_backend!r}, "
-                f"models={list(self.models)}, runtime={self._runtime_name()!r})")
+                f"models={list(self.models)}, runtime={self._runtime_name()!r}, ue_device={self.ue_device!r}, "
+                f"edge_device={self.edge_device!r})")
 
 
 _PIPE = -1  # subprocess.PIPE, the value every runtime accepts

@@ -31,6 +31,12 @@ def sweep(
     backend: str = typer.Option("auto", help="link backend: auto, kernel, userspace"),
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
+    ue_device: Annotated[list[str] | None, typer.Option(
+        "--ue-device", help="device profile the UE emulates, by name (`splitbed devices`) or TOML path (repeatable; "
+        "default phone-midrange; `host` = no emulation)")] = None,
+    edge_device: Annotated[list[str] | None, typer.Option(
+        "--edge-device", help="device profile the edge emulates (repeatable; default host = no emulation; e.g. "
+        "edge-l4)")] = None,
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     full: bool = typer.Option(False, help="the seed's whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
@@ -54,7 +60,7 @@ def sweep(
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected, not a problem
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     given: dict[str, Any] = {"models": model, "partitions": partition, "profiles": profile, "encodings": encoding,
-                             "compressions": compression}
+                             "compressions": compression, "ue_devices": ue_device, "edge_devices": edge_device}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, weights=weights, backend=backend, runtime=runtime,
                    image=image)
@@ -149,21 +155,34 @@ def summary_table(summaries: list[Any]) -> Any:
     from splitbed.sweep import best_per_group
 
     best = {id(s) for s in best_per_group(summaries).values()}
-    table = Table(title="splitbed sweep: medians [95% CI] per point", show_lines=False)
-    for header in ("profile", "model", "partition", "carriage"):
+    combos = list(dict.fromkeys(s.devices for s in summaries))
+    table = Table(title="splitbed sweep: medians [95% CI] per point\nDevices (docs/DEVICES.md; stretch = emulated "
+                        "by measured time dilation, model = faster than this host, modelled): " + "; ".join(combos),
+                  show_lines=False)
+    for header in ("profile", "model", "partition", "carriage") + (("devices",) if len(combos) > 1 else ()):
         table.add_column(header)
-    for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]"):
+    modelled = any(s.modelled for s in summaries)
+    for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]") + (
+            ("e2e modelled ms",) if modelled else ()) + ("UE energy mJ compute+radio (model)",):
         table.add_column(header, justify="right")
     for s in summaries:
         e2e = s.figures["e2e_latency_ms"]
         ci = f" [{e2e.low:.1f}, {e2e.high:.1f}]" if e2e.has_ci else " [n<6: no CI]"
         star = "* " if id(s) in best else ""
-        table.add_row(s.profile, s.model, f"{star}{s.partition}", s.carriage, f"{s.n}" + (f" ({s.n_errors} err)"
-                      if s.n_errors else ""), _num(s.median("uplink_bytes"), "{:,.0f}"),
-                      _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
-                      _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-",
-                      style="bold" if star else None)
-    table.caption = "* = lowest median end-to-end latency for its profile, model and carriage"
+        compute, radio = s.median("ue_energy_compute_mj"), s.median("ue_energy_radio_mj")
+        energy = "-" if compute is None else f"{compute:,.0f}+" + ("n/a" if radio is None else f"{radio:,.0f}")
+        cells = [s.profile, s.model, f"{star}{s.partition}", s.carriage] + ([s.devices] if len(combos) > 1 else [])
+        cells += [f"{s.n}" + (f" ({s.n_errors} err)" if s.n_errors else "") + (
+                  f" ({s.ue_late_records} late)" if s.ue_late_records else ""),
+                  _num(s.median("uplink_bytes"), "{:,.0f}"), _num(s.median("local_inference_ms")),
+                  _num(s.median("delivery_ms")), _num(s.median("remote_inference_ms")),
+                  (_num(e2e.median) + ci) if e2e.median is not None else "-"]
+        if modelled:
+            cells.append(_num(s.median("e2e_latency_modelled_ms")) if s.modelled else "-")
+        cells.append(energy)
+        table.add_row(*cells, style="bold" if star else None)
+    table.caption = ("* = lowest median end-to-end latency (modelled where a device is modelled) for its profile, "
+                     "devices, model and carriage")
     return table
 
 

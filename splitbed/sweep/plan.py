@@ -1,5 +1,6 @@
-"""What a sweep measures: the matrix of points (profile x model x partition x encoding x compression) and the
-stable key that names each point in the results, so that an interrupted sweep resumes where it stopped.
+"""What a sweep measures: the matrix of points (profile x UE device x edge device x model x partition x encoding x
+compression) and the stable key that names each point in the results, so that an interrupted sweep resumes where
+it stopped.
 
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
 candidate partition, `seed` = the seed's example candidates (`seed_example = true`), or names/ids.
@@ -11,6 +12,8 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
 
 ENCODINGS = ("tlv", "json-baseline")
 NO_COMPRESSION = "none"
@@ -42,11 +45,18 @@ class Point:
     weights: str
     backend: str
     runtime: str
+    ue_device: str = DEFAULT_UE
+    edge_device: str = DEFAULT_EDGE
 
     @property
     def key(self) -> str:
         return "|".join((self.profile, self.model, self.partition, self.encoding, self.compression, self.image,
-                         self.weights, self.backend, self.runtime))
+                         self.weights, self.backend, self.runtime, self.ue_device, self.edge_device))
+
+    @property
+    def bed(self) -> tuple[str, str, str]:
+        """What one testbed serves: the link profile and the two nodes' devices."""
+        return (self.profile, self.ue_device, self.edge_device)
 
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
         """The local node job for this point (splitbed.nodes.jobs)."""
@@ -70,10 +80,12 @@ class SweepSpec:
     backend: str = "auto"
     runtime: str = "process"
     image: str = DEFAULT_IMAGE
+    ue_devices: tuple[str, ...] = (DEFAULT_UE,)
+    edge_devices: tuple[str, ...] = (DEFAULT_EDGE,)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("profiles", "models", "partitions", "encodings", "compressions"):
+        for name in ("profiles", "models", "partitions", "encodings", "compressions", "ue_devices", "edge_devices"):
             if not getattr(self, name):
                 raise SweepSpecError(f"sweep needs at least one of {name}")
         bad = [e for e in self.encodings if e not in ENCODINGS]
@@ -148,20 +160,38 @@ def check_profiles(names: Sequence[str]) -> None:
             raise SweepSpecError(str(exc)) from None
 
 
+def check_devices(ue_devices: Sequence[str], edge_devices: Sequence[str], models: Sequence[str]) -> None:
+    """Every device exists, fits its side, and has a latency for every model of the sweep."""
+    from splitbed.devices import DeviceError, load
+
+    for side, names in (("ue", ue_devices), ("edge", edge_devices)):
+        for name in names:
+            try:
+                device = load(name)
+                device.check_role(side)
+                if not device.is_host:
+                    for model in models:
+                        device.full_model_ms(model)
+            except DeviceError as exc:
+                raise SweepSpecError(str(exc)) from None
+
+
 def points(spec: SweepSpec) -> list[Point]:
-    """Every point of the matrix, grouped by profile (one testbed per profile), in a stable order.
-    The json-baseline carriage has no compression profiles: it gets one point per partition."""
+    """Every point of the matrix, grouped by (profile, UE device, edge device): one testbed each, in a stable
+    order. The json-baseline carriage has no compression profiles: it gets one point per partition."""
     check_profiles(spec.profiles)
+    partitions = {model: resolve_partitions(model, spec.partitions) for model in dict.fromkeys(spec.models)}
+    check_devices(spec.ue_devices, spec.edge_devices, spec.models)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile in dict.fromkeys(spec.profiles):
+    for profile, ue, edge in itertools.product(dict.fromkeys(spec.profiles), dict.fromkeys(spec.ue_devices),
+                                               dict.fromkeys(spec.edge_devices)):
         for model in dict.fromkeys(spec.models):
-            for partition, encoding in itertools.product(resolve_partitions(model, spec.partitions),
-                                                         dict.fromkeys(spec.encodings)):
+            for partition, encoding in itertools.product(partitions[model], dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime))
+                                        spec.backend, spec.runtime, ue, edge))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
     return result

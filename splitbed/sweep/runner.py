@@ -1,4 +1,4 @@
-"""Running a sweep: one Testbed per link profile (the nodes stay up across that profile's points), one job per
+"""Running a sweep: one Testbed per link profile and pair of devices (the nodes stay up across its points), one job per
 inference so that every record is on disk as soon as it exists, and resume by point key.
 
 For each point: `warmup` inferences first (written with tags.warmup = true, left out of every statistic: the first
@@ -99,9 +99,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
         progress.begin(total, outcome.skipped_points, len(all_points))
         _write_meta(outcome.out_dir, spec, started_utc, None, "running", outcome)
         try:
-            for profile in dict.fromkeys(p.profile for p in todo):
-                batch = [p for p in todo if p.profile == profile]
-                _run_profile(spec, profile, batch, store, progress, outcome, testbed_factory, TestbedError,
+            for bed in dict.fromkeys(p.bed for p in todo):
+                batch = [p for p in todo if p.bed == bed]
+                _run_profile(spec, bed, batch, store, progress, outcome, testbed_factory, TestbedError,
                              JobRefusedError)
             state = "complete" if not outcome.incomplete else "incomplete"
         except SweepError:
@@ -113,9 +113,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
     return outcome
 
 
-def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: ResultStore, progress: Progress,
-                 outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception],
+def _run_profile(spec: SweepSpec, bed_key: tuple[str, str, str], batch: list[Point], store: ResultStore,
+                 progress: Progress, outcome: SweepOutcome, factory: TestbedFactory, testbed_error: type[Exception],
                  refused_error: type[Exception]) -> None:
+    profile = bed_key[0]
     models = list(dict.fromkeys(p.model for p in batch))
     link = LinkProfile.load(profile)
     placed = link if is_trace_driven(link) else None  # repetitions are placed along the trace (trace_phases)
@@ -125,7 +126,7 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
             for attempt in (1, 2):
                 try:
                     if bed is None:
-                        bed = _start_testbed(spec, profile, models, progress, outcome, factory)
+                        bed = _start_testbed(spec, bed_key, models, progress, outcome, factory)
                     _run_point(spec, point, bed, store, progress, outcome, placed)
                     break
                 except refused_error as exc:  # this point's job cannot run; the testbed is fine
@@ -147,13 +148,16 @@ def _run_profile(spec: SweepSpec, profile: str, batch: list[Point], store: Resul
             bed.close()
 
 
-def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: Progress, outcome: SweepOutcome,
-                   factory: TestbedFactory) -> Any:
-    progress.phase(f"starting the testbed on {profile} ({', '.join(models)})")
+def _start_testbed(spec: SweepSpec, bed_key: tuple[str, str, str], models: list[str], progress: Progress,
+                   outcome: SweepOutcome, factory: TestbedFactory) -> Any:
+    profile, ue, edge = bed_key
+    progress.phase(f"starting the testbed on {profile} ({', '.join(models)}; UE {ue}, edge {edge})")
     begin = time.monotonic()
-    bed = factory(profile=profile, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime)
+    bed = factory(profile=profile, backend=spec.backend, models=models, weights=spec.weights, runtime=spec.runtime,
+                  ue_device=ue, edge_device=edge)
     bed.start()
-    outcome.testbed_starts.append({"profile": profile, "models": models, "start_s": round(time.monotonic() - begin, 3),
+    outcome.testbed_starts.append({"profile": profile, "ue_device": ue, "edge_device": edge, "models": models,
+                                   "start_s": round(time.monotonic() - begin, 3),
                                    "backend": bed.link_info().get("backend")})
     return bed
 
@@ -163,7 +167,7 @@ def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, prog
     missing = spec.repetitions - store.completed(point.key)
     if missing <= 0:
         return
-    progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)})")
+    progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)}; UE {point.ue_device})")
 
     def place_trace() -> None:  # before each repetition (and the warm-ups): where it belongs in the trace
         if trace_profile is None:

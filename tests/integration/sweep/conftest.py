@@ -28,8 +28,10 @@ class SharedBed:
         self.bed = bed
         self.starts = 0
 
-    def factory(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str) -> Any:
+    def factory(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str, ue_device: str,
+                edge_device: str) -> Any:
         assert (backend, weights, runtime) == ("userspace", WEIGHTS, "process") and set(models) <= {MODEL}
+        assert (ue_device, edge_device) == (self.bed.ue_device, self.bed.edge_device)
         self.starts += 1
         self.bed.update_link(profile)
         return self
