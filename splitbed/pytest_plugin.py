@@ -1,12 +1,13 @@
 """pytest plugin (entry point `splitbed`): options, markers and fixtures for split-inference test suites.
 
-Options: --model, --profile, --backend narrow the parametrised matrix; --full runs slow tests and the whole
+Options: --model, --profile, --backend narrow the parametrised matrix; --ue-device picks the UE device profile(s)
+the testbeds emulate (default phone-midrange, docs/DEVICES.md); --full runs slow tests and the whole
 seed matrix (default: a representative subset); --weights picks the nodes' weights; --results-dir is where a
 failing network test leaves its pcaps, records and node logs (named in the failure message).
 
 Fixtures (splitbed/plugin/fixtures.py, docs/SUITE.md): link, testbed, capture, metrics_records, results_dir,
 reference, budget_table, wire_table, and `suite_case` for tests marked `@pytest.mark.suite("<check>")`, parametrised from
-splitbed/data/suite.toml with ids like `vgg16-block3_pool-5g-embb-tlv-zstd`.
+splitbed/data/suite.toml with ids like `vgg16-block3_pool-5g-embb-phone-midrange-tlv-zstd`.
 
 Machine capabilities: `requires("netns", "scapy_capture")` (or `@pytest.mark.requires(...)`) runs the same probes
 as `splitbed doctor` (once per session) and skips with the probe's reason when one is missing; on CI (CI=true) a
@@ -94,6 +95,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", action="append", default=[], help="only these link profiles (repeatable)")
     group.addoption("--backend", default="auto", choices=["auto", "kernel", "userspace"],
                     help="link emulation backend")
+    group.addoption("--ue-device", action="append", default=[],
+                    help="UE device profile(s) the suite's testbeds emulate (repeatable; built-in names, "
+                         "`splitbed devices`; default phone-midrange; host = no emulation)")
     group.addoption("--full", action="store_true", default=False,
                     help="run slow tests and the full model x partition x profile matrix")
     group.addoption("--weights", default="auto",
@@ -129,11 +133,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     check = marker.args[0]
     options = metafunc.config.getoption
-    if check == "lifetime":
-        cases = matrix.lifetime_cases(models=options("--model"), profiles=options("--profile"))
-    else:
-        cases = matrix.cases(check, full=options("--full"), models=options("--model"),
-                             profiles=options("--profile"))
+    try:
+        if check == "lifetime":
+            cases = matrix.lifetime_cases(models=options("--model"), profiles=options("--profile"),
+                                          ue_devices=options("--ue-device"))
+        else:
+            cases = matrix.cases(check, full=options("--full"), models=options("--model"),
+                                 profiles=options("--profile"), ue_devices=options("--ue-device"))
+    except matrix.MatrixError as exc:
+        raise pytest.UsageError(str(exc)) from None
     metafunc.parametrize("suite_case", cases, ids=[case.id for case in cases])
 
 
@@ -151,7 +159,8 @@ def _group_suite_cases(items: list[pytest.Item]) -> None:
             slots.setdefault(item.nodeid.split("::")[0], []).append(index)
     for indices in slots.values():
         group = [items[i] for i in indices]
-        group.sort(key=lambda item: (getattr(_suite_case(item), "model", ""),
+        group.sort(key=lambda item: (getattr(_suite_case(item), "ue_device", ""),
+                                     getattr(_suite_case(item), "model", ""),
                                      getattr(_suite_case(item), "profile", "")))
         for index, item in zip(indices, group, strict=True):
             items[index] = item
