@@ -1,10 +1,14 @@
 """Emulating a device's compute on this host: calibration, then stretching (device slower) or modelling (faster).
 
-Calibration (once per model, when a node first loads it): the host's own full-model time, the minimum of
-CALIBRATION_RUNS calls after a warm-up (CPU steal and preemption only ever add time, so the minimum is the least
-disturbed run). Each partition's sub-model (the head on a UE, the tail on an edge) is timed the same way when its
-plan is built. Its share of the model is host_part_ms / host_full_ms, and the device would take
+Calibration (once per model, when a node first loads it): the host's own full-model time and its per-call
+overhead (an identity model called the same way), each the minimum of CALIBRATION_RUNS calls after a warm-up (CPU
+steal and preemption only ever add time, so the minimum is the least disturbed run). When a partition's plan is
+built, its sub-model (the head on a UE, the tail on an edge) and the full model are timed in alternation,
+CALIBRATION_RUNS rounds, so that both minimums come from the same stretch of time: on a shared host whose speed
+drifts by a factor of 3 within minutes, two separate calibrations gave heads "longer" than their whole model.
+The partition's share of the model's host time, without the call overhead the device does not share, is
 
+    share = (host_part_ms - overhead_ms) / (host_full_ms - overhead_ms), within [0, 1]
     device_ms = device full-model latency (profile) x share
 
 - Device slower than the host (device full-model latency >= host full-model time): mechanism `stretch`, measured
@@ -42,7 +46,8 @@ SPIN_NS = 1_500_000          # the last 1.5 ms of a stretch are waited by spinni
 ON_TIME_TOLERANCE = 0.02     # a stretch ending within 2 % (or ON_TIME_FLOOR_MS) of its target is on time
 ON_TIME_FLOOR_MS = 0.5
 CALIBRATION_METHOD = (f"minimum of {CALIBRATION_RUNS} predict_on_batch calls (batch 1) after one warm-up call, "
-                      "on this host, when the node first loaded the model")
+                      "on this host, when the node first loaded the model; the call overhead likewise, with an "
+                      "identity model of the same input")
 STRETCH_METHOD = ("measured time dilation: the sub-model runs at host speed, then the node waits (sleep, then "
                   "spin) until start + device latency x the partition's share of the host's full-model time; "
                   "no CPU quota")
@@ -66,17 +71,18 @@ def time_calls(call: Callable[[], Any], runs: int = CALIBRATION_RUNS, warmup: in
 
 @dataclass(frozen=True)
 class Calibration:
-    """The host's own full-model time for one model."""
+    """The host's own full-model time and per-call overhead for one model, at node start."""
 
     model: str
     host_full_ms: float
     samples_ms: tuple[float, ...]
+    overhead_ms: float
     measured_at_utc: str
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "host_full_model_ms": self.host_full_ms,
-                "samples_ms": [round(s, 3) for s in self.samples_ms], "method": CALIBRATION_METHOD,
-                "measured_at_utc": self.measured_at_utc}
+                "samples_ms": [round(s, 3) for s in self.samples_ms], "call_overhead_ms": self.overhead_ms,
+                "method": CALIBRATION_METHOD, "measured_at_utc": self.measured_at_utc}
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,11 @@ class Plan:
     model: str
     device_full_ms: float | None = None
     calibration: Calibration | None = None
-    host_part_ms: float | None = None
-    host_part_samples_ms: tuple[float, ...] = ()
+    host_part_ms: float | None = None       # minimum over the rounds alternating with the full model
+    host_full_ms: float | None = None       # the full model's minimum over the same rounds
     share: float | None = None
     device_ms: float | None = None   # the stretch target, or the modelled time
+    raw_share: float | None = None   # the share before clamping to [0, 1]
 
 
 @dataclass(frozen=True)
@@ -128,33 +135,41 @@ class DeviceEmulator:
         if self.active:
             self.profile.full_model_ms(model)
 
-    def calibrate(self, model: str, full_call: Callable[[], Any]) -> Calibration | None:
-        """Time the host's full model once per model (no-op for `host`)."""
+    def calibrate(self, model: str, full_call: Callable[[], Any],
+                  overhead_call: Callable[[], Any] | None = None) -> Calibration | None:
+        """Time the host's full model (and the per-call overhead) once per model (no-op for `host`)."""
         if not self.active:
             return None
         if model not in self.calibrations:
+            overhead = time_calls(overhead_call)[0] if overhead_call is not None else 0.0
             best, samples = time_calls(full_call)
-            self.calibrations[model] = Calibration(model, best, tuple(samples),
+            self.calibrations[model] = Calibration(model, best, tuple(samples), min(overhead, best),
                                                    datetime.now(timezone.utc).isoformat())
         return self.calibrations[model]
 
-    def plan(self, model: str, part_call: Callable[[], Any] | None) -> Plan:
-        """The plan for a partition whose sub-model `part_call` runs (timed here; calibrate() the model first)."""
+    def plan(self, model: str, part_call: Callable[[], Any], full_call: Callable[[], Any]) -> Plan:
+        """The plan for a partition whose sub-model `part_call` runs: it and the full model are timed here in
+        alternation (calibrate() the model first). The mechanism follows the node-start calibration, so one
+        model is stretched or modelled alike on every partition."""
         if not self.active:
             return Plan(NONE, model)
         calibration = self.calibrations.get(model)
         if calibration is None:
             raise DeviceError(f"model {model!r} was not calibrated on this node before planning a partition")
         device_full = self.profile.full_model_ms(model)
-        samples: list[float] = []
-        if part_call is None:   # an empty sub-model (e.g. a head that is only the input layer)
-            host_part = 0.0
-        else:
-            host_part, samples = time_calls(part_call)
-        share = host_part / calibration.host_full_ms
+        part_call()
+        full_call()
+        parts, fulls = [], []
+        for _ in range(CALIBRATION_RUNS):
+            parts.append(time_calls(part_call, runs=1, warmup=0)[0])
+            fulls.append(time_calls(full_call, runs=1, warmup=0)[0])
+        host_part, host_full = min(parts), min(fulls)
+        overhead = min(calibration.overhead_ms, host_part, host_full)
+        raw = (host_part - overhead) / (host_full - overhead) if host_full > overhead else 1.0
+        share = min(max(raw, 0.0), 1.0)
         mechanism = STRETCH if device_full >= calibration.host_full_ms else MODEL
-        return Plan(mechanism, model, device_full, calibration, host_part, tuple(samples), share,
-                    device_full * share)
+        return Plan(mechanism, model, device_full, calibration, host_part, host_full, share, device_full * share,
+                    raw)
 
     @staticmethod
     def run(plan: Plan, call: Callable[[], T]) -> tuple[T, Outcome]:

@@ -40,7 +40,9 @@ class DeviceFigures(TypedDict):
     device_full_model_ms: float | None
     calibration: dict[str, Any] | None
     host_part_ms: float | None
+    host_full_ms: float | None
     share: float | None
+    raw_share: float | None
     device_ms: float | None
     measured_ms: float | None
     emulated_ms: float | None
@@ -94,7 +96,8 @@ def device_figures(profile: DeviceProfile, side: str, plan: Plan, outcome: Outco
         latency_derived=None if latency is None or latency.derived is None else latency.derived.to_dict(),
         device_full_model_ms=plan.device_full_ms,
         calibration=None if plan.calibration is None else plan.calibration.to_dict(),
-        host_part_ms=plan.host_part_ms, share=plan.share, device_ms=plan.device_ms,
+        host_part_ms=plan.host_part_ms, host_full_ms=plan.host_full_ms, share=plan.share, raw_share=plan.raw_share,
+        device_ms=plan.device_ms,
         measured_ms=None if outcome is None else outcome.measured_ms,
         emulated_ms=None if outcome is None else outcome.emulated_ms,
         late_ms=None if outcome is None else outcome.late_ms,

@@ -90,8 +90,13 @@ class ModelRunner:
             except (ModelError, DeviceError) as exc:
                 raise ConfigurationError(str(exc)) from exc
             if size is None and self.device is not None and self.device.active:
+                import keras
+
                 full = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
-                self.device.calibrate(model, lambda: loaded.keras_model.predict_on_batch(full))
+                entry = keras.Input(shape=tuple(loaded.spec.input_shape))
+                identity = keras.Model(entry, entry)  # the per-call overhead, which a device does not share
+                self.device.calibrate(model, lambda: loaded.keras_model.predict_on_batch(full),
+                                      lambda: identity.predict_on_batch(full))
             self._loaded[(model, size)] = loaded
         return loaded
 
@@ -141,23 +146,24 @@ class ModelRunner:
         built = PartPlan(part.partition_id, part.name, split, cut, (time.perf_counter() - start) * 1000,
                          input_size=size)
         if self.device is not None:
-            built.device = self._device_plan(model, built, loaded.spec.input_shape, zeros)
+            built.device = self._device_plan(model, built, loaded, zeros)
             if self.device.side == "ue":
                 built.head_memory = head_memory(split.head)
         self._plans[(model, part.partition_id, size)] = built
         return built
 
-    def _device_plan(self, model: str, built: PartPlan, input_shape: Any, zeros: list[np.ndarray]) -> DevicePlan:
-        """Time this side's sub-model on the host (after the warm-up above) and plan it on the device."""
+    def _device_plan(self, model: str, built: PartPlan, loaded: Any, zeros: list[np.ndarray]) -> DevicePlan:
+        """Time this side's sub-model on the host, alternating with the full model at the same input size, and
+        plan it on the device."""
         assert self.device is not None
+        x = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
         if self.device.side == "ue":
-            x = np.zeros((1, *input_shape), dtype=np.float32)
             call = lambda: built.split.head.predict_on_batch(x)  # noqa: E731
         else:
             arrays = zeros if len(zeros) > 1 else zeros[0]
             call = lambda: built.split.tail.predict_on_batch(arrays)  # noqa: E731
         try:
-            return self.device.plan(model, call)
+            return self.device.plan(model, call, lambda: loaded.keras_model.predict_on_batch(x))
         except DeviceError as exc:
             raise ConfigurationError(str(exc)) from exc
 

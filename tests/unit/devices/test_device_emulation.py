@@ -24,14 +24,14 @@ def sleeper(ms: float):
 
 def calibrated(device: str, side: str, full_ms: float) -> DeviceEmulator:
     emulator = DeviceEmulator(load(device), side)
-    emulator.calibrate("mobilenet_v2", sleeper(full_ms))
+    emulator.calibrate("mobilenet_v2", sleeper(full_ms), sleeper(0.1))
     return emulator
 
 
 def test_host_plans_nothing() -> None:
     emulator = DeviceEmulator(load("host"), "ue")
     assert not emulator.active and emulator.calibrate("vgg16", sleeper(1)) is None
-    plan = emulator.plan("vgg16", sleeper(1))
+    plan = emulator.plan("vgg16", sleeper(1), sleeper(2))
     assert plan.mechanism == NONE and plan.device_ms is None
     result, outcome = DeviceEmulator.run(plan, lambda: 42)
     assert result == 42 and outcome.emulated_ms is None and outcome.on_time
@@ -39,24 +39,32 @@ def test_host_plans_nothing() -> None:
 
 def test_a_slower_device_is_stretched_to_its_share() -> None:
     emulator = calibrated("phone-midrange", "ue", 2.0)   # the host: ~2 ms for the whole model, the phone 26 ms
-    plan = emulator.plan("mobilenet_v2", sleeper(1.0))
-    assert plan.mechanism == STRETCH
-    assert plan.share == pytest.approx(plan.host_part_ms / plan.calibration.host_full_ms)
-    assert plan.device_ms == pytest.approx(26.08 * plan.share)
+    plan = emulator.plan("mobilenet_v2", sleeper(1.0), sleeper(2.0))
+    assert plan.mechanism == STRETCH and plan.host_part_ms < plan.host_full_ms
+    overhead = plan.calibration.overhead_ms
+    assert 0 < overhead < plan.host_part_ms
+    assert plan.share == pytest.approx((plan.host_part_ms - overhead) / (plan.host_full_ms - overhead))
+    assert 0 < plan.share < 1 and plan.device_ms == pytest.approx(26.08 * plan.share)
     _, outcome = DeviceEmulator.run(plan, sleeper(0.2))
     assert outcome.emulated_ms >= plan.device_ms  # never early: the wait ends at or after the target instant
     assert outcome.late_ms >= 0 and outcome.measured_ms < outcome.emulated_ms
 
 
 def test_a_stretch_whose_own_compute_overruns_says_so() -> None:
-    plan = Plan(STRETCH, "mobilenet_v2", 26.08, None, 1.0, (), 0.1, 2.0)
+    plan = Plan(STRETCH, "mobilenet_v2", 26.08, None, 1.0, 10.0, 0.1, 2.0)
     _, outcome = DeviceEmulator.run(plan, sleeper(20))
     assert outcome.late_cause == "host_compute_slower_than_device" and outcome.late_ms >= 15
 
 
+def test_a_share_is_clamped_to_the_whole_model() -> None:
+    emulator = calibrated("phone-midrange", "ue", 2.0)
+    plan = emulator.plan("mobilenet_v2", sleeper(3.0), sleeper(2.0))  # a "head" slower than its model: noise
+    assert plan.raw_share > 1 and plan.share == 1.0 and plan.device_ms == 26.08
+
+
 def test_a_faster_device_is_modelled_and_not_stretched() -> None:
     emulator = calibrated("edge-l4", "edge", 5.0)
-    plan = emulator.plan("mobilenet_v2", sleeper(2.0))
+    plan = emulator.plan("mobilenet_v2", sleeper(2.0), sleeper(5.0))
     assert plan.mechanism == MODEL and plan.device_ms == pytest.approx(0.027696 * plan.share)
     _, outcome = DeviceEmulator.run(plan, sleeper(1.0))
     assert outcome.emulated_ms is None and outcome.measured_ms >= 1.0
@@ -64,7 +72,7 @@ def test_a_faster_device_is_modelled_and_not_stretched() -> None:
 
 def test_a_device_block_round_trips_the_wire_check() -> None:
     emulator = calibrated("edge-l4", "edge", 5.0)
-    plan = emulator.plan("mobilenet_v2", sleeper(2.0))
+    plan = emulator.plan("mobilenet_v2", sleeper(2.0), sleeper(5.0))
     block = device_figures(emulator.profile, "edge", plan, Outcome(3.0))
     assert check_device_figures(dict(block)) == block
     assert block["latency_derived"]["from_model"] == "resnet50" and block["compute_power_w"] == 72.0
