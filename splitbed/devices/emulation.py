@@ -4,12 +4,16 @@ Calibration (once per model, when a node first loads it): the host's own full-mo
 overhead (an identity model called the same way), each the minimum of CALIBRATION_RUNS calls after a warm-up (CPU
 steal and preemption only ever add time, so the minimum is the least disturbed run). When a partition's plan is
 built, its sub-model (the head on a UE, the tail on an edge) and the full model are timed in alternation,
-CALIBRATION_RUNS rounds, so that both minimums come from the same stretch of time: on a shared host whose speed
-drifts by a factor of 3 within minutes, two separate calibrations gave heads "longer" than their whole model.
-The partition's share of the model's host time, without the call overhead the device does not share, is
+SHARE_ROUNDS rounds, by the process's CPU time (every thread, CLOCK_PROCESS_CPUTIME_ID): the work each call
+did, which CPU steal and preemption by other processes do not inflate. The share is the median of the rounds'
+ratios, without the per-call overhead (the identity model's CPU time) that the device does not share:
 
-    share = (host_part_ms - overhead_ms) / (host_full_ms - overhead_ms), within [0, 1]
+    share = median over rounds of (part_cpu - overhead_cpu) / (full_cpu - overhead_cpu), within [0, 1]
     device_ms = device full-model latency (profile) x share
+
+Why CPU time: on this shared 2-vCPU host, whose speed drifts by 3-5x within minutes, wall-clock shares were off
+by up to 30 % even as medians of back-to-back rounds (the whole model as a "head" came out at 0.77 of itself),
+where CPU-time ratios of the same rounds stayed within 3 % (0.997).
 
 - Device slower than the host (device full-model latency >= host full-model time): mechanism `stretch`, measured
   time dilation. The sub-model runs at host speed, then the node waits until start + device_ms (sleep, then a
@@ -28,6 +32,7 @@ differently (docs/DEVICES.md, "Limits").
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,12 +47,13 @@ T = TypeVar("T")
 NONE, STRETCH, MODEL = "none", "stretch", "model"
 MECHANISMS = (NONE, STRETCH, MODEL)
 CALIBRATION_RUNS = 5
+SHARE_ROUNDS = 7             # alternating (sub-model, full model) rounds per partition
 SPIN_NS = 1_500_000          # the last 1.5 ms of a stretch are waited by spinning: sleep wakes up too coarsely
 ON_TIME_TOLERANCE = 0.02     # a stretch ending within 2 % (or ON_TIME_FLOOR_MS) of its target is on time
-ON_TIME_FLOOR_MS = 0.5
+ON_TIME_FLOOR_MS = 0.05
 CALIBRATION_METHOD = (f"minimum of {CALIBRATION_RUNS} predict_on_batch calls (batch 1) after one warm-up call, "
-                      "on this host, when the node first loaded the model; the call overhead likewise, with an "
-                      "identity model of the same input")
+                      "on this host, when the node first loaded the model; the call overhead likewise (wall and "
+                      "process CPU time), with an identity model of the same input")
 STRETCH_METHOD = ("measured time dilation: the sub-model runs at host speed, then the node waits (sleep, then "
                   "spin) until start + device latency x the partition's share of the host's full-model time; "
                   "no CPU quota")
@@ -69,6 +75,13 @@ def time_calls(call: Callable[[], Any], runs: int = CALIBRATION_RUNS, warmup: in
     return min(samples), samples
 
 
+def cpu_call(call: Callable[[], Any]) -> tuple[float, float]:
+    """(wall ms, process CPU ms) of one call."""
+    wall, cpu = time.monotonic_ns(), time.process_time_ns()
+    call()
+    return (time.monotonic_ns() - wall) / 1e6, (time.process_time_ns() - cpu) / 1e6
+
+
 @dataclass(frozen=True)
 class Calibration:
     """The host's own full-model time and per-call overhead for one model, at node start."""
@@ -76,13 +89,15 @@ class Calibration:
     model: str
     host_full_ms: float
     samples_ms: tuple[float, ...]
-    overhead_ms: float
+    overhead_ms: float         # wall
+    overhead_cpu_ms: float     # process CPU time
     measured_at_utc: str
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "host_full_model_ms": self.host_full_ms,
                 "samples_ms": [round(s, 3) for s in self.samples_ms], "call_overhead_ms": self.overhead_ms,
-                "method": CALIBRATION_METHOD, "measured_at_utc": self.measured_at_utc}
+                "call_overhead_cpu_ms": self.overhead_cpu_ms, "method": CALIBRATION_METHOD,
+                "measured_at_utc": self.measured_at_utc}
 
 
 @dataclass(frozen=True)
@@ -93,11 +108,12 @@ class Plan:
     model: str
     device_full_ms: float | None = None
     calibration: Calibration | None = None
-    host_part_ms: float | None = None       # minimum over the rounds alternating with the full model
-    host_full_ms: float | None = None       # the full model's minimum over the same rounds
+    host_part_ms: float | None = None       # the sub-model's median over the rounds alternating with the full model
+    host_full_ms: float | None = None       # the full model's median over the same rounds
     share: float | None = None
     device_ms: float | None = None   # the stretch target, or the modelled time
     raw_share: float | None = None   # the share before clamping to [0, 1]
+    round_shares: tuple[float, ...] = ()  # each round's ratio
 
 
 @dataclass(frozen=True)
@@ -141,9 +157,13 @@ class DeviceEmulator:
         if not self.active:
             return None
         if model not in self.calibrations:
-            overhead = time_calls(overhead_call)[0] if overhead_call is not None else 0.0
+            overhead = overhead_cpu = 0.0
+            if overhead_call is not None:
+                overhead_call()
+                timed = [cpu_call(overhead_call) for _ in range(CALIBRATION_RUNS)]
+                overhead, overhead_cpu = min(w for w, _ in timed), min(c for _, c in timed)
             best, samples = time_calls(full_call)
-            self.calibrations[model] = Calibration(model, best, tuple(samples), min(overhead, best),
+            self.calibrations[model] = Calibration(model, best, tuple(samples), min(overhead, best), overhead_cpu,
                                                    datetime.now(timezone.utc).isoformat())
         return self.calibrations[model]
 
@@ -159,17 +179,19 @@ class DeviceEmulator:
         device_full = self.profile.full_model_ms(model)
         part_call()
         full_call()
-        parts, fulls = [], []
-        for _ in range(CALIBRATION_RUNS):
-            parts.append(time_calls(part_call, runs=1, warmup=0)[0])
-            fulls.append(time_calls(full_call, runs=1, warmup=0)[0])
-        host_part, host_full = min(parts), min(fulls)
-        overhead = min(calibration.overhead_ms, host_part, host_full)
-        raw = (host_part - overhead) / (host_full - overhead) if host_full > overhead else 1.0
+        parts, fulls, ratios = [], [], []
+        overhead = calibration.overhead_cpu_ms
+        for _ in range(SHARE_ROUNDS):
+            part, part_cpu = cpu_call(part_call)
+            full, full_cpu = cpu_call(full_call)
+            parts.append(part)
+            fulls.append(full)
+            ratios.append(max(part_cpu - overhead, 0.0) / (full_cpu - overhead) if full_cpu > overhead else 1.0)
+        raw = statistics.median(ratios)
         share = min(max(raw, 0.0), 1.0)
         mechanism = STRETCH if device_full >= calibration.host_full_ms else MODEL
-        return Plan(mechanism, model, device_full, calibration, host_part, host_full, share, device_full * share,
-                    raw)
+        return Plan(mechanism, model, device_full, calibration, statistics.median(parts), statistics.median(fulls),
+                    share, device_full * share, raw, tuple(round(r, 4) for r in ratios))
 
     @staticmethod
     def run(plan: Plan, call: Callable[[], T]) -> tuple[T, Outcome]:
