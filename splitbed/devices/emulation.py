@@ -191,7 +191,7 @@ class DeviceEmulator:
         share = min(max(raw, 0.0), 1.0)
         mechanism = STRETCH if device_full >= calibration.host_full_ms else MODEL
         return Plan(mechanism, model, device_full, calibration, statistics.median(parts), statistics.median(fulls),
-                    share, device_full * share, raw, tuple(round(r, 4) for r in ratios))
+                    share, device_full * share, raw, tuple(ratios))
 
     @staticmethod
     def run(plan: Plan, call: Callable[[], T]) -> tuple[T, Outcome]:
