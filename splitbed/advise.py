@@ -1,14 +1,19 @@
 """The partition advisor, in the spirit of Neurosurgeon (Kang et al., ASPLOS 2017): predict each partition's
-end-to-end latency from compute times measured on this machine, the intermediate data size, and the link
-profile, then rank the partitions.
+end-to-end latency (or the UE's energy) from the devices' profiles, the partition's share of the model measured
+on this machine, the intermediate data size, and the link profile, then rank the partitions.
 
 Per partition (docs/SWEEP.md, "Advisor"):
 
-    predicted e2e = preprocess + head x ue_slowdown + encode + uplink(bytes) + decode + tail + downlink(result)
-                    + result decode
+    predicted e2e = preprocess + head(UE device) + encode + uplink(bytes) + decode + tail(edge device)
+                    + downlink(result) + result decode
+    predicted UE energy = compute power x head(UE device) + radio model(uplink bytes, uplink time)
 
 - compute: the partition's head and tail are built and timed here with the nodes' own call (ModelRunner,
-  `predict_on_batch` after a warm-up), median of `repeats`; `ue_slowdown` scales the head for a slower UE;
+  `predict_on_batch` after a warm-up), median of `repeats`. On a device (splitbed.devices, docs/DEVICES.md) a
+  sub-model takes the device's full-model latency x its share of the model's time on this machine, measured as
+  the nodes measure it (splitbed.devices.emulation.measure_share: process CPU time, median of back-to-back
+  rounds); on `host` it takes the time measured here. This is what the testbed's nodes emulate, so prediction and
+  measurement describe the same device;
 - bytes: the real data unit the local node would send for this image and carriage (steady state: the AIPS is
   sent once per session, so it is not counted), encode/decode timed with the nodes' format adapter;
 - uplink(bytes): one-way delay + frames on the wire (1448-byte TCP segments + 66 bytes of TCP/IP/Ethernet
@@ -45,6 +50,7 @@ import numpy as np
 from netem.profile import DirectionProfile, LinkProfile
 from netem.trace import MahimahiTrace, Trace, delivery_ms, start_phases_ms
 from netem.trace import load as load_trace
+from splitbed.devices import DeviceError, DeviceProfile
 
 MSS_BYTES = 1448               # TCP payload per segment: 1500 MTU - 20 IP - 32 TCP (with timestamps)
 FRAME_OVERHEAD_BYTES = 66      # 14 Ethernet + 20 IP + 32 TCP: what a rate limit counts on top of the payload
@@ -73,6 +79,8 @@ class PartitionTiming:
     raw_bytes: int
     uplink_bytes: int   # one data unit (TLV or JSON-baseline carriage), AIPS not included
     result_bytes: int   # the RESULT message on the downlink (estimate: the scores as JSON + fixed overhead)
+    head_share: float | None = None  # the head's / tail's share of the model's time here (devices.measure_share)
+    tail_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,7 @@ class LinkModel:
     downlink: DirectionModel
     profile: str
     slow_start_after_idle: bool
+    radio: str | None = None  # the profile's radio access (netem.profile.RADIO_ACCESS), for the UE's radio energy
 
     @classmethod
     def from_profile(cls, profile: LinkProfile | str, *, unshaped_rate_mbit: float | None = None,
@@ -219,7 +228,8 @@ class LinkModel:
         if slow_start_after_idle is None:
             slow_start_after_idle = _sysctl_slow_start()
         return cls(DirectionModel.from_profile(link.uplink, unshaped_rate_mbit),
-                   DirectionModel.from_profile(link.downlink, unshaped_rate_mbit), link.name, slow_start_after_idle)
+                   DirectionModel.from_profile(link.downlink, unshaped_rate_mbit), link.name, slow_start_after_idle,
+                   link.radio)
 
     @property
     def rtt_ms(self) -> float:
@@ -243,22 +253,53 @@ class Prediction:
     partition: str
     partition_id: int
     uplink_bytes: int
-    local_ms: float      # preprocess + head (x slowdown) + encode
+    local_ms: float      # preprocess + head (on the UE device) + encode
     uplink_ms: float
-    remote_ms: float     # decode + tail
+    remote_ms: float     # decode + tail (on the edge device)
     downlink_ms: float   # result transfer + local result decode
     e2e_ms: float
     slow_start: bool
+    head_ms: float = 0.0                 # the head on the UE device (device latency x share; host: measured)
+    tail_ms: float = 0.0                 # the tail on the edge device
+    compute_mj: float | None = None      # UE energy, MODEL-BASED: compute power x head_ms
+    radio_mj: float | None = None        # UE energy: radio model on uplink_bytes and uplink_ms
+    ue_energy_mj: float | None = None    # compute + radio (None when either is unknown)
 
 
-def predict(timing: ModelTiming, link: LinkModel, *, ue_slowdown: float = 1.0) -> list[Prediction]:
-    """Predicted end-to-end latency per partition, best first."""
-    if not 0 < ue_slowdown <= 1000:
-        raise AdviseError(f"ue_slowdown must be in (0, 1000], got {ue_slowdown}")
+OBJECTIVES = ("latency", "energy")
+
+
+def device_ms(device: DeviceProfile | None, model: str, share: float | None, host_ms: float, what: str) -> float:
+    """A sub-model's time on `device`: its full-model latency x the sub-model's share (host: the time measured)."""
+    if device is None or device.is_host:
+        return host_ms
+    if share is None:
+        raise AdviseError(f"the {what} share of the model was not measured (measure_model with shares=True)")
+    try:
+        return device.full_model_ms(model) * share
+    except DeviceError as exc:
+        raise AdviseError(str(exc)) from None
+
+
+def predict(timing: ModelTiming, link: LinkModel, *, ue_device: DeviceProfile | None = None,
+            edge_device: DeviceProfile | None = None, objective: str = "latency") -> list[Prediction]:
+    """Predicted end-to-end latency and UE energy per partition, best first by `objective`. Without devices the
+    UE and the edge compute at this machine's speed (the `host` device)."""
+    if objective not in OBJECTIVES:
+        raise AdviseError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    radio = None
+    if ue_device is not None and not ue_device.is_host:
+        radio, reason = ue_device.radio_for(link.radio)
+        if radio is None and objective == "energy":
+            raise AdviseError(f"cannot rank by energy on {link.profile}: {reason}; use --objective latency")
+    elif objective == "energy":
+        raise AdviseError("ranking by energy needs a UE device profile with power figures (--ue-device), not host")
     predictions = []
     for part in timing.partitions:
-        local = timing.preprocess_ms + part.head_ms * ue_slowdown + part.encode_ms
-        remote = part.decode_ms + part.tail_ms
+        head = device_ms(ue_device, timing.model, part.head_share, part.head_ms, "head")
+        tail = device_ms(edge_device, timing.model, part.tail_share, part.tail_ms, "tail")
+        local = timing.preprocess_ms + head + part.encode_ms
+        remote = part.decode_ms + tail
         # Each sender sat idle since its previous transfer: everything else in one cycle (the downlink's lower
         # bound counts the uplink's one-way delay only, which is all a restart decision needs here).
         down_idle = timing.result_decode_ms + local + link.uplink.delay_ms + remote
@@ -268,8 +309,17 @@ def predict(timing: ModelTiming, link: LinkModel, *, ue_slowdown: float = 1.0) -
         idle = local + remote + downlink + link.uplink.delay_ms
         slow_start = link.restarts_after(idle)
         uplink = link.uplink.transfer_ms(part.uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
+        compute_mj = radio_mj = None
+        if ue_device is not None and ue_device.compute_power is not None:
+            compute_mj = ue_device.compute_power.watts * head
+        if radio is not None:
+            radio_mj = sum(radio.energy_mj(part.uplink_bytes, uplink))
+        energy = None if compute_mj is None or radio_mj is None else compute_mj + radio_mj
         predictions.append(Prediction(part.partition, part.partition_id, part.uplink_bytes, local, uplink, remote,
-                                      downlink, local + uplink + remote + downlink, slow_start))
+                                      downlink, local + uplink + remote + downlink, slow_start, head, tail,
+                                      compute_mj, radio_mj, energy))
+    if objective == "energy":
+        return sorted(predictions, key=lambda p: (p.ue_energy_mj or 0.0, p.partition_id))
     return sorted(predictions, key=lambda p: (p.e2e_ms, p.partition_id))
 
 
@@ -285,9 +335,12 @@ def measure_model(model: str, *, partitions: Sequence[str] | None = None, weight
 
 def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, partitions: Sequence[str] | None = None,
                       weights: str = "auto", image: str = "builtin:chelsea", repeats: int = 5,
-                      on_partition: Callable[[str], None] | None = None) -> dict[tuple[str, str], ModelTiming]:
+                      on_partition: Callable[[str], None] | None = None,
+                      shares: bool = True) -> dict[tuple[str, str], ModelTiming]:
     """`measure_model` for several (encoding, compression) carriages at once: compute is timed once, encoding,
-    decoding and sizes per carriage. Keys are (encoding, compression) with compression "none" for json-baseline."""
+    decoding and sizes per carriage. Keys are (encoding, compression) with compression "none" for json-baseline.
+    `shares`: also each head's and tail's share of the model's time, as the nodes' device emulation measures it
+    (needed to predict on a device profile)."""
     from datetime import datetime, timezone
 
     import numpy as np
@@ -326,6 +379,19 @@ def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, parti
         for i, (plan, arrays) in enumerate(zip(plans, outputs, strict=True)):
             head[i].append(_time_once(functools.partial(ModelRunner.run_head, plan, prepared.array)))
             tail[i].append(_time_once(functools.partial(ModelRunner.run_tail, plan, arrays)))
+    head_shares: list[float | None] = [None] * len(plans)
+    tail_shares: list[float | None] = [None] * len(plans)
+    if shares:
+        from splitbed.devices.emulation import call_overhead_cpu_ms, measure_share
+        from splitbed.nodes.runner import model_calls
+
+        full_call, identity_call = model_calls(runner.load(model))
+        overhead = call_overhead_cpu_ms(identity_call)
+        for i, (plan, arrays) in enumerate(zip(plans, outputs, strict=True)):
+            head_shares[i] = measure_share(functools.partial(ModelRunner.run_head, plan, prepared.array),
+                                           full_call, overhead).share
+            tail_shares[i] = measure_share(functools.partial(ModelRunner.run_tail, plan, arrays), full_call,
+                                           overhead).share
     results: dict[tuple[str, str], list[PartitionTiming]] = {key: [] for key in wanted}
     result_decode_ms = 0.0
     for i, (name, plan, arrays) in enumerate(zip(names, plans, outputs, strict=True)):
@@ -341,7 +407,7 @@ def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, parti
             results[(encoding, compression)].append(PartitionTiming(
                 name, plan.partition_id, float(statistics.median(head[i])), float(statistics.median(tail[i])),
                 encode_ms, decode_ms, int(sum(a.nbytes for a in arrays)), unit_bytes,
-                len(result) + RESULT_OVERHEAD_BYTES))
+                len(result) + RESULT_OVERHEAD_BYTES, head_shares[i], tail_shares[i]))
     measured_at = datetime.now(timezone.utc).isoformat()
     return {key: ModelTiming(model, key[0], key[1], image, runner.weights_info(model), repeats, preprocess_ms,
                              result_decode_ms, tuple(parts), measured_at) for key, parts in results.items()}
@@ -459,17 +525,23 @@ class Comparison:
         return a.low_ms <= b.high_ms  # the measured best lies below the predicted best: overlap iff a.low <= b.high
 
 
-def compare(predictions: Sequence[Prediction], measured: dict[str, Measured]) -> Comparison:
+def compare(predictions: Sequence[Prediction], measured: dict[str, Measured],
+            objective: str = "latency") -> Comparison:
     """Spearman over the common partitions, best of each, and the `contradictions`: pairs the prediction orders
-    one way while the measurement clearly (non-overlapping 95% CIs) orders them the other way."""
+    one way while the measurement clearly (non-overlapping 95% CIs) orders them the other way. `objective`:
+    what both rank by (the measured values are then energies, in mJ, in the `_ms` fields)."""
     rows = [(p, measured[p.partition]) for p in predictions if p.partition in measured]
     if len(rows) < 2:
         raise AdviseError("need measurements of at least two predicted partitions to compare rankings")
-    rho = spearman([p.e2e_ms for p, _ in rows], [m.median_ms for _, m in rows])
+
+    def value(p: Prediction) -> float:
+        return (p.ue_energy_mj or 0.0) if objective == "energy" else p.e2e_ms
+
+    rho = spearman([value(p) for p, _ in rows], [m.median_ms for _, m in rows])
     contradictions = []
     for i, (p_a, m_a) in enumerate(rows):
         for p_b, m_b in rows[i + 1:]:
-            predicted_a_first = p_a.e2e_ms <= p_b.e2e_ms
+            predicted_a_first = value(p_a) <= value(p_b)
             if m_a.high_ms is not None and m_b.low_ms is not None and m_a.high_ms < m_b.low_ms:
                 measured_a_first: bool | None = True
             elif m_b.high_ms is not None and m_a.low_ms is not None and m_b.high_ms < m_a.low_ms:
@@ -478,15 +550,28 @@ def compare(predictions: Sequence[Prediction], measured: dict[str, Measured]) ->
                 measured_a_first = None  # not clearly separated by the measurement
             if measured_a_first is not None and measured_a_first != predicted_a_first:
                 contradictions.append((p_a.partition, p_b.partition))
-    best_predicted = min(rows, key=lambda r: r[0].e2e_ms)[0].partition
+    best_predicted = min(rows, key=lambda r: value(r[0]))[0].partition
     best_measured = min(rows, key=lambda r: r[1].median_ms)[0].partition
     return Comparison(rows, rho, best_predicted, best_measured, contradictions)
 
 
+def record_figure(record: dict[str, Any], objective: str) -> float | None:
+    """What a measured record says for `objective`: the end-to-end latency (the modelled one where a device
+    faster than the host was modelled), or the UE's model-based energy (compute + radio)."""
+    if objective == "energy":
+        energy = record.get("ue_energy") or {}
+        value = energy.get("total_mj")
+    else:
+        modelled = record.get("e2e_latency_modelled_ms")
+        value = modelled if modelled is not None else record.get("e2e_latency_ms")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def measure_on_testbed(bed: Any, model: str, partitions: Sequence[str], *, encoding: str = "tlv",
                        compression: str = "none", image: str = "builtin:chelsea", repetitions: int = 6,
-                       warmup: int = 1) -> dict[str, Measured]:
-    """Median end-to-end latency and 95% CI per partition, measured on a running Testbed.
+                       warmup: int = 1, objective: str = "latency") -> dict[str, Measured]:
+    """Median end-to-end latency (or UE energy, by `objective`) and 95% CI per partition, measured on a running
+    Testbed (its devices emulated by its nodes).
 
     On a trace-driven link, round k of the round-robin starts every partition's inference k/n of the trace's
     period in (splitbed.sweep.trace_phases), so partitions meet the same capacities, spread over the whole
@@ -510,8 +595,8 @@ def measure_on_testbed(bed: Any, model: str, partitions: Sequence[str], *, encod
     samples: dict[str, list[float]] = {name: [] for name in partitions}
     for round_index in range(repetitions):  # round-robin, like the compute timings: load drifts hit all alike
         for name, job in jobs.items():
-            samples[name] += [r["e2e_latency_ms"] for r in run(job, round_index, {"advise": True})
-                              if r.get("status") == "ok" and r.get("e2e_latency_ms") is not None]
+            samples[name] += [value for r in run(job, round_index, {"advise": True})
+                              if r.get("status") == "ok" and (value := record_figure(r, objective)) is not None]
     if trace_profile is not None:
         bed.update_link(trace_profile)
     result = {}

@@ -83,6 +83,39 @@ def cpu_call(call: Callable[[], Any]) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class Share:
+    """A sub-model's share of its model's host time (CPU-time ratio, median of rounds, clamped to [0, 1])."""
+
+    share: float
+    raw: float
+    rounds: tuple[float, ...]
+    part_ms: float   # wall, median of the rounds
+    full_ms: float
+
+
+def call_overhead_cpu_ms(call: Callable[[], Any]) -> float:
+    """The process CPU time of one call that does nothing but the call (an identity model): minimum of runs."""
+    call()
+    return min(cpu_call(call)[1] for _ in range(CALIBRATION_RUNS))
+
+
+def measure_share(part_call: Callable[[], Any], full_call: Callable[[], Any], overhead_cpu_ms: float) -> Share:
+    """The share of `part_call` in `full_call`: SHARE_ROUNDS back-to-back rounds after one warm-up of each."""
+    part_call()
+    full_call()
+    parts, fulls, ratios = [], [], []
+    for _ in range(SHARE_ROUNDS):
+        part, part_cpu = cpu_call(part_call)
+        full, full_cpu = cpu_call(full_call)
+        parts.append(part)
+        fulls.append(full)
+        ratios.append(max(part_cpu - overhead_cpu_ms, 0.0) / (full_cpu - overhead_cpu_ms)
+                      if full_cpu > overhead_cpu_ms else 1.0)
+    raw = statistics.median(ratios)
+    return Share(min(max(raw, 0.0), 1.0), raw, tuple(ratios), statistics.median(parts), statistics.median(fulls))
+
+
+@dataclass(frozen=True)
 class Calibration:
     """The host's own full-model time and per-call overhead for one model, at node start."""
 
@@ -159,9 +192,8 @@ class DeviceEmulator:
         if model not in self.calibrations:
             overhead = overhead_cpu = 0.0
             if overhead_call is not None:
-                overhead_call()
-                timed = [cpu_call(overhead_call) for _ in range(CALIBRATION_RUNS)]
-                overhead, overhead_cpu = min(w for w, _ in timed), min(c for _, c in timed)
+                overhead_cpu = call_overhead_cpu_ms(overhead_call)
+                overhead = time_calls(overhead_call, warmup=0)[0]
             best, samples = time_calls(full_call)
             self.calibrations[model] = Calibration(model, best, tuple(samples), min(overhead, best), overhead_cpu,
                                                    datetime.now(timezone.utc).isoformat())
@@ -177,21 +209,10 @@ class DeviceEmulator:
         if calibration is None:
             raise DeviceError(f"model {model!r} was not calibrated on this node before planning a partition")
         device_full = self.profile.full_model_ms(model)
-        part_call()
-        full_call()
-        parts, fulls, ratios = [], [], []
-        overhead = calibration.overhead_cpu_ms
-        for _ in range(SHARE_ROUNDS):
-            part, part_cpu = cpu_call(part_call)
-            full, full_cpu = cpu_call(full_call)
-            parts.append(part)
-            fulls.append(full)
-            ratios.append(max(part_cpu - overhead, 0.0) / (full_cpu - overhead) if full_cpu > overhead else 1.0)
-        raw = statistics.median(ratios)
-        share = min(max(raw, 0.0), 1.0)
+        share = measure_share(part_call, full_call, calibration.overhead_cpu_ms)
         mechanism = STRETCH if device_full >= calibration.host_full_ms else MODEL
-        return Plan(mechanism, model, device_full, calibration, statistics.median(parts), statistics.median(fulls),
-                    share, device_full * share, raw, tuple(ratios))
+        return Plan(mechanism, model, device_full, calibration, share.part_ms, share.full_ms, share.share,
+                    device_full * share.share, share.raw, share.rounds)
 
     @staticmethod
     def run(plan: Plan, call: Callable[[], T]) -> tuple[T, Outcome]:

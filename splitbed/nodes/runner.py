@@ -90,13 +90,7 @@ class ModelRunner:
             except (ModelError, DeviceError) as exc:
                 raise ConfigurationError(str(exc)) from exc
             if size is None and self.device is not None and self.device.active:
-                import keras
-
-                full = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
-                entry = keras.Input(shape=tuple(loaded.spec.input_shape))
-                identity = keras.Model(entry, entry)  # the per-call overhead, which a device does not share
-                self.device.calibrate(model, lambda: loaded.keras_model.predict_on_batch(full),
-                                      lambda: identity.predict_on_batch(full))
+                self.device.calibrate(model, *model_calls(loaded))
             self._loaded[(model, size)] = loaded
         return loaded
 
@@ -217,6 +211,17 @@ class ModelRunner:
         else:
             out = plan.split.tail.predict_on_batch(inputs)
         return np.asarray(out)
+
+
+def model_calls(loaded: Any) -> tuple[Any, Any]:
+    """(the whole model, an identity model) called on a zero input the way sub-models are called: the host's
+    full-model time, and the per-call overhead a device does not share."""
+    import keras
+
+    x = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
+    entry = keras.Input(shape=tuple(loaded.spec.input_shape))
+    identity = keras.Model(entry, entry)
+    return (lambda: loaded.keras_model.predict_on_batch(x)), (lambda: identity.predict_on_batch(x))
 
 
 HEAD_MEMORY_METHOD = ("from the head sub-model: weights = sum of its weight tensors' bytes; largest activation = "
