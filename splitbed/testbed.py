@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
@@ -103,8 +104,8 @@ class Testbed:
             raise ValueError("Testbed needs at least one model")
         for name, side in ((ue_device, "ue"), (edge_device, "edge")):
             load_device(name).check_role(side)  # a DeviceError now, before any namespace or node exists
-        self.ue_device = ue_device
-        self.edge_device = edge_device
+        self.ue_device = _absolute_if_path(ue_device)
+        self.edge_device = _absolute_if_path(edge_device)
         self.profile = profile if isinstance(profile, LinkProfile) else LinkProfile.load(profile)
         self.requested_backend = backend
         self.models = tuple(dict.fromkeys(models))
@@ -289,6 +290,9 @@ class Testbed:
 
     def _start_node(self, side: str, argv: list[str], *, stdin: int | None) -> Any:
         kwargs: dict[str, Any] = {"stdin": stdin, "stdout": _PIPE, "stderr": None, "env": dict(NODE_ENV)}
+        device = self.ue_device if side == "ue" else self.edge_device
+        if Path(device).is_absolute():  # a device profile file: a container node must see it (read-only)
+            kwargs["mounts"] = [Path(device).parent]
         if side in self.limits:
             kwargs["limits"] = self.limits[side]
         return self.runtime.start_node(side, argv, **kwargs)
@@ -403,6 +407,13 @@ class Testbed:
 
 
 _PIPE = -1  # subprocess.PIPE, the value every runtime accepts
+
+
+def _absolute_if_path(device: str) -> str:
+    """A device profile given as a file path, made absolute (nodes may run elsewhere); a name as it is."""
+    if device.endswith(".toml") or "/" in device:
+        return str(Path(device).resolve())
+    return device
 
 
 def _job_dict(job: Job | Mapping[str, Any]) -> dict[str, Any]:
