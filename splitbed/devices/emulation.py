@@ -15,7 +15,8 @@ Why CPU time: on this shared 2-vCPU host, whose speed drifts by 3-5x within minu
 by up to 30 % even as medians of back-to-back rounds (the whole model as a "head" came out at 0.77 of itself),
 where CPU-time ratios of the same rounds stayed within 3 % (0.997).
 
-- Device slower than the host (device full-model latency >= host full-model time): mechanism `stretch`, measured
+- Device slower than the host (device full-model latency >= the host's fastest full-model call seen at
+  calibration or in any plan's rounds): mechanism `stretch`, measured
   time dilation. The sub-model runs at host speed, then the node waits until start + device_ms (sleep, then a
   short spin for the last SPIN_NS), so whatever follows (the send) happens when the device's would have. No CPU
   quota is used: a quota would stretch every thread of the process, including the network I/O, and its period
@@ -91,6 +92,7 @@ class Share:
     rounds: tuple[float, ...]
     part_ms: float   # wall, median of the rounds
     full_ms: float
+    full_min_ms: float  # wall, the fastest full-model call of the rounds
 
 
 def call_overhead_cpu_ms(call: Callable[[], Any]) -> float:
@@ -112,7 +114,8 @@ def measure_share(part_call: Callable[[], Any], full_call: Callable[[], Any], ov
         ratios.append(max(part_cpu - overhead_cpu_ms, 0.0) / (full_cpu - overhead_cpu_ms)
                       if full_cpu > overhead_cpu_ms else 1.0)
     raw = statistics.median(ratios)
-    return Share(min(max(raw, 0.0), 1.0), raw, tuple(ratios), statistics.median(parts), statistics.median(fulls))
+    return Share(min(max(raw, 0.0), 1.0), raw, tuple(ratios), statistics.median(parts), statistics.median(fulls),
+                 min(fulls))
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class Plan:
     device_ms: float | None = None   # the stretch target, or the modelled time
     raw_share: float | None = None   # the share before clamping to [0, 1]
     round_shares: tuple[float, ...] = ()  # each round's ratio
+    host_best_full_ms: float | None = None  # the fastest full-model call seen on this node: decides the mechanism
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,7 @@ class DeviceEmulator:
         self.profile = profile
         self.side = side
         self.calibrations: dict[str, Calibration] = {}
+        self.best_full_ms: dict[str, float] = {}  # fastest full-model call seen per model (calibration, plans)
 
     @property
     def active(self) -> bool:
@@ -197,12 +202,15 @@ class DeviceEmulator:
             best, samples = time_calls(full_call)
             self.calibrations[model] = Calibration(model, best, tuple(samples), min(overhead, best), overhead_cpu,
                                                    datetime.now(timezone.utc).isoformat())
+            self.best_full_ms[model] = best
         return self.calibrations[model]
 
     def plan(self, model: str, part_call: Callable[[], Any], full_call: Callable[[], Any]) -> Plan:
         """The plan for a partition whose sub-model `part_call` runs: it and the full model are timed here in
-        alternation (calibrate() the model first). The mechanism follows the node-start calibration, so one
-        model is stretched or modelled alike on every partition."""
+        alternation (calibrate() the model first). The mechanism compares the device with the fastest full-model
+        call this node has seen (at calibration and in every plan's rounds): a host that has shown it can compute
+        faster than the device is stretched even if a burst of steal slowed its calibration, and its records say
+        when a stretch still ended late."""
         if not self.active:
             return Plan(NONE, model)
         calibration = self.calibrations.get(model)
@@ -210,9 +218,10 @@ class DeviceEmulator:
             raise DeviceError(f"model {model!r} was not calibrated on this node before planning a partition")
         device_full = self.profile.full_model_ms(model)
         share = measure_share(part_call, full_call, calibration.overhead_cpu_ms)
-        mechanism = STRETCH if device_full >= calibration.host_full_ms else MODEL
+        best = self.best_full_ms[model] = min(self.best_full_ms.get(model, share.full_min_ms), share.full_min_ms)
+        mechanism = STRETCH if device_full >= best else MODEL
         return Plan(mechanism, model, device_full, calibration, share.part_ms, share.full_ms, share.share,
-                    device_full * share.share, share.raw, share.rounds)
+                    device_full * share.share, share.raw, share.rounds, best)
 
     @staticmethod
     def run(plan: Plan, call: Callable[[], T]) -> tuple[T, Outcome]:
