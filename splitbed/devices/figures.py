@@ -128,6 +128,31 @@ def check_device_figures(value: Any) -> DeviceFigures | None:
     return DeviceFigures(**value)  # type: ignore[typeddict-item]
 
 
+RUN_KEYS = ("measured_ms", "emulated_ms", "late_ms", "late_cause")
+
+
+def with_run(static: Any, run: Any, measured_ms: float | None) -> DeviceFigures | None:
+    """The other node's device block for one inference: its partition's static block (sent once, in PREPARED)
+    with this run's figures (sent in each RESULT; None when nothing was emulated: the measured time is the run).
+    Raises ValueError for a malformed block or run."""
+    block = check_device_figures(static)
+    if block is None:
+        return None
+    if run is None:
+        if block["mechanism"] != NONE:
+            raise ValueError(f"a {block['mechanism']} device sent no run figures")
+        return DeviceFigures(**dict(block, measured_ms=measured_ms))  # type: ignore[typeddict-item]
+    if not isinstance(run, Mapping) or set(run) != set(RUN_KEYS):
+        raise ValueError(f"a device run must be an object with exactly the keys {', '.join(RUN_KEYS)}")
+    for key in ("measured_ms", "emulated_ms", "late_ms"):
+        value = run[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"device run {key} must be a number or null")
+    if run["late_cause"] not in (None, "host_compute_slower_than_device", "wakeup_late"):
+        raise ValueError("device run late_cause is not one of the known causes")
+    return DeviceFigures(**dict(block, **{k: run[k] for k in RUN_KEYS}))  # type: ignore[typeddict-item]
+
+
 def compute_ms(device: Mapping[str, Any] | None) -> float | None:
     """The device's compute time for this run: the emulated (stretched) time, or the modelled one."""
     if device is None or device.get("mechanism") == NONE:

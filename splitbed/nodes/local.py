@@ -30,8 +30,8 @@ from netem.tcpinfo import TcpState, try_read_state
 from splitbed.devices import DeviceError
 from splitbed.devices import load as load_device
 from splitbed.devices.emulation import DeviceEmulator
-from splitbed.devices.figures import check_device_figures
 from splitbed.devices.figures import complete as complete_devices
+from splitbed.devices.figures import with_run
 from splitbed.nodes import formatio, rxstamp
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.clock import ClockRecord, PingSample, boot_id, decide_clock, estimate_offset, now_ns
@@ -95,6 +95,7 @@ class Session:
     pending_reason: str = "first_data"  # why the next AIPS is needed when none is active
     alive: bool = True
     prepared: set[tuple[int, tuple[int, int] | None]] = field(default_factory=set)  # (partition, input size)
+    edge_devices: dict[tuple[int, tuple[int, int] | None], Any] = field(default_factory=dict)  # from PREPARED
 
     def close(self) -> None:
         self.alive = False
@@ -325,6 +326,7 @@ class LocalNode:
             raise ConfigurationError(f"partition {plan.name}: the remote cuts the model into {theirs}, this node "
                                      f"into {ours}; the two nodes do not run the same model")
         s.prepared.add((plan.partition_id, plan.input_size))
+        s.edge_devices[(plan.partition_id, plan.input_size)] = body.get("edge_device")
 
     def _plan(self, job: Job) -> PartPlan:
         with self.runner.lock:
@@ -637,9 +639,10 @@ class _Inference:
         rec["e2e_latency_ms"] = _ms(stamps["local_start"], stamps["local_end"])
         rec["delivery_check"] = self._delivery_check()  # after local_end: not part of any figure
         try:
-            rec["edge_device"] = check_device_figures(body.get("edge_device"))
+            rec["edge_device"] = with_run(s.edge_devices.get((self.plan.partition_id, self.plan.input_size)),
+                                          body.get("edge_run"), remote_ms)
         except ValueError as exc:
-            raise ProtocolError("bad_control_message", f"RESULT edge_device: {exc}") from None
+            raise ProtocolError("bad_control_message", f"edge device (PREPARED, RESULT edge_run): {exc}") from None
         runner_device = self.node.runner.device
         complete_devices(cast(dict[str, Any], rec), None if runner_device is None else runner_device.profile)
         if int(body.get("partition_id", -1)) != self.plan.partition_id:

@@ -312,11 +312,12 @@ class RemoteSession:
             except ConfigurationError as exc:
                 self._reply_error("unknown_partition", str(exc), fatal=False)
                 return
+            edge_device = runner.device_figures(plan)  # the partition's device plan; each RESULT adds its run
         build_ms = 0.0 if plan.build_reported else plan.build_ms
         plan.build_reported = True
         self._send([proto.encode_control(MsgType.PREPARED, {
             "after_unit": self.units, "partition_id": plan.partition_id, "partition_name": plan.name,
-            "build_ms": build_ms,
+            "build_ms": build_ms, "edge_device": edge_device,
             "cut": [{"tensor_id": c.tensor_id, "name": c.name, "shape": list(c.shape), "dtype": c.dtype}
                     for c in plan.cut]})])
 
@@ -394,14 +395,14 @@ class RemoteSession:
             preds = ModelRunner.run_tail(plan, arrays)
             t_tail_end = now_ns()
             resources = self.state.meter.stop(window)
-            edge_device = self.state.runner.device_figures(plan)  # under the lock: this run's outcome
+            edge_run = ModelRunner.device_run(plan)  # under the lock: this run's outcome (None: nothing emulated)
         result = self._result_body(plan, preds, seq=seq, decode_ms=decode_ms, built_ms=built_now,
                                    stamps={"remote_first_byte": first_byte, "remote_last_byte": t_last_byte,
                                            "remote_lock_request": t_lock, "remote_tail_start": t_tail,
                                            "remote_tail_end": t_tail_end},
                                    queue_ms=(t_locked - t_lock) / 1e6, resources=dict(resources),
                                    extra=decoded.extra)
-        result["edge_device"] = edge_device
+        result["edge_run"] = edge_run
         result["downlink_tcp"] = try_read_state(self.conn)  # the window the RESULT starts with
         result["uplink_out_of_order_packets"] = out_of_order
         result["uplink_end_reason"] = no_stamp_reason

@@ -161,6 +161,16 @@ class ModelRunner:
         except DeviceError as exc:
             raise ConfigurationError(str(exc)) from exc
 
+    @staticmethod
+    def device_run(plan: PartPlan) -> dict[str, Any] | None:
+        """The last run's outcome under an emulating device, small enough for every RESULT (None when nothing is
+        emulated: the run is then the measured tail time itself)."""
+        outcome = plan.last_outcome
+        if plan.device is None or plan.device.mechanism == "none" or outcome is None:
+            return None
+        return {"measured_ms": outcome.measured_ms, "emulated_ms": outcome.emulated_ms, "late_ms": outcome.late_ms,
+                "late_cause": outcome.late_cause}
+
     def device_figures(self, plan: PartPlan) -> DeviceFigures | None:
         """This side's device block for the record of the last run on `plan` (None without a device)."""
         if self.device is None or plan.device is None:

@@ -15,6 +15,7 @@ from splitbed.devices.figures import (
     device_figures,
     modelled_e2e_ms,
     ue_energy,
+    with_run,
 )
 
 
@@ -88,6 +89,25 @@ def test_a_device_block_round_trips_the_wire_check() -> None:
         check_device_figures({"name": "x"})
     with pytest.raises(ValueError, match="mechanism"):
         check_device_figures(dict(block, mechanism="magic"))
+
+
+def test_the_other_nodes_block_is_sent_once_and_each_run_joins_it() -> None:
+    emulator = calibrated("edge-l4", "edge", 5.0)
+    plan = emulator.plan("mobilenet_v2", burner(2.0), burner(5.0))
+    static = dict(device_figures(emulator.profile, "edge", plan, None))  # what PREPARED carries
+    run = {"measured_ms": 3.0, "emulated_ms": None, "late_ms": None, "late_cause": None}  # what a RESULT carries
+    joined = with_run(static, run, 3.1)
+    assert joined["measured_ms"] == 3.0 and joined["device_ms"] == plan.device_ms
+    with pytest.raises(ValueError, match="sent no run figures"):
+        with_run(static, None, 3.1)
+    with pytest.raises(ValueError, match="exactly the keys"):
+        with_run(static, {"measured_ms": 3.0}, 3.1)
+    with pytest.raises(ValueError, match="late_cause"):
+        with_run(static, dict(run, late_cause="gremlins"), 3.1)
+    host = DeviceEmulator(load("host"), "edge")
+    host_static = dict(device_figures(host.profile, "edge", host.plan("mobilenet_v2", burner(1), burner(2)), None))
+    assert with_run(host_static, None, 4.5)["measured_ms"] == 4.5  # host: the run is the measured tail itself
+    assert with_run(None, None, 4.5) is None
 
 
 def test_modelled_e2e_replaces_only_the_modelled_sides() -> None:
