@@ -158,8 +158,8 @@ class DeviceProfile:
     def check_role(self, side: str) -> None:
         """Raise unless this profile may run as the `side` ('ue' or 'edge') node."""
         if self.role not in ("any", side):
-            raise DeviceError(f"device {self.name!r} is a {self.role} profile; the {side} node needs a {side} profile "
-                              f"or {HOST!r} (see `splitbed devices`)")
+            raise DeviceError(f"device {self.name!r} is {_a(self.role)} profile; the {side} node needs {_a(side)} "
+                              f"profile or {HOST!r} (see `splitbed devices`)")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +228,10 @@ class DeviceProfile:
         if isinstance(name_or_path, str) and not _looks_like_path(name_or_path) and profile.name != name_or_path:
             raise DeviceError(f"{where}: the file of built-in {name_or_path!r} names itself {profile.name!r}")
         return profile
+
+
+def _a(role: str) -> str:
+    return {"ue": "a UE", "edge": "an edge"}.get(role, f"an {role}")
 
 
 def _looks_like_path(text: str) -> bool:

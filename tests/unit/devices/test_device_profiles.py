@@ -166,7 +166,7 @@ def test_radio_tables_only_on_a_ue_and_host_takes_no_figures(tmp_path: Path) -> 
 def test_unknown_names_and_roles_are_refused() -> None:
     with pytest.raises(DeviceError, match="neither a built-in device profile"):
         load("phone-ultra")
-    with pytest.raises(DeviceError, match="is a edge profile; the ue node needs a ue profile"):
+    with pytest.raises(DeviceError, match="is an edge profile; the ue node needs a UE profile"):
         load("edge-l4").check_role("ue")
     load("host").check_role("ue")
     load("host").check_role("edge")

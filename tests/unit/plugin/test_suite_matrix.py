@@ -41,7 +41,7 @@ def test_ue_devices_are_a_dimension_and_ids_read_back_unambiguously() -> None:
                 assert matrix.parse_id(original.id) == original
     with pytest.raises(matrix.MatrixError, match="names 0 cases"):
         matrix.parse_id("vgg16-block3_pool-mars-phone-midrange-tlv-none")
-    with pytest.raises(matrix.MatrixError, match="is a edge profile"):
+    with pytest.raises(matrix.MatrixError, match="is an edge profile"):
         matrix.cases("correctness", ue_devices=["edge-l4"])
     assert [c.ue_device for c in matrix.lifetime_cases(ue_devices=["host"])] == ["host"] * len(
         matrix.lifetime_cases())

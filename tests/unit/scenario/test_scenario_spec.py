@@ -49,7 +49,7 @@ def test_devices_default_to_the_phone_and_are_validated() -> None:
     chosen = parse(table(ue_device="phone-flagship", edge_device="edge-l4"))
     assert (chosen.ue_device, chosen.edge_device) == ("phone-flagship", "edge-l4")
     assert chosen.to_dict()["ue_device"] == "phone-flagship"
-    with pytest.raises(ScenarioError, match="ue_device: device 'edge-l4' is a edge profile"):
+    with pytest.raises(ScenarioError, match="ue_device: device 'edge-l4' is an edge profile"):
         parse(table(ue_device="edge-l4"))
     with pytest.raises(ScenarioError, match="edge_device: 'gpu' is neither a built-in device profile"):
         parse(table(edge_device="gpu"))

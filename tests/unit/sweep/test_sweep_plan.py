@@ -110,8 +110,8 @@ def test_full_matrix_is_the_seeds_whole_matrix() -> None:
     ({"repetitions": 0}, "repetitions must be"),
     ({"models": ()}, "at least one of models"),
     ({"ue_devices": ("phone-ultra",)}, "neither a built-in device profile"),
-    ({"ue_devices": ("edge-l4",)}, "is a edge profile; the ue node needs a ue profile"),
-    ({"edge_devices": ("phone-midrange",)}, "is a ue profile; the edge node needs an? edge profile"),
+    ({"ue_devices": ("edge-l4",)}, "is an edge profile; the ue node needs a UE profile"),
+    ({"edge_devices": ("phone-midrange",)}, "is a UE profile; the edge node needs an edge profile"),
     ({"ue_devices": ()}, "at least one of ue_devices"),
 ])
 def test_bad_options_get_specific_errors(options: dict, message: str) -> None:
