@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from netem.errors import CaptureError
+from netem.pyexec import python_module
 
 if TYPE_CHECKING:
     from netem.flows import FlowStats
@@ -95,8 +96,8 @@ class Capture:
         self.stop()
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "netem.capture", self.interface, str(self.pcap_path),
-                "--max-packets", str(self.max_packets), "--max-seconds", str(self.max_seconds)]
+        argv = python_module("netem.capture", self.interface, str(self.pcap_path),
+                             "--max-packets", str(self.max_packets), "--max-seconds", str(self.max_seconds))
         self._process = self.topology.popen(self.side, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             text=True)
         assert self._process.stdout is not None
@@ -108,7 +109,9 @@ class Capture:
             self._process = None
             if self._temporary:
                 self.pcap_path.unlink(missing_ok=True)
-            answer = (line + err).strip()[-800:] or f"no answer within {READY_TIMEOUT_S:.0f} s"
+            # the child's last line says why (its traceback's exception line), never a cut-off middle of it
+            lines = [text for text in (line + err).splitlines() if text.strip()]
+            answer = lines[-1].strip()[:800] if lines else f"no answer within {READY_TIMEOUT_S:.0f} s"
             raise CaptureError(f"capture on {self.interface} in {self.topology.namespace(self.side)} did not start: "
                                f"{answer}")
 

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Literal
 
 from netem.naming import pid_alive
+from netem.pyexec import python_module
 
-# The switch for Docker: container nodes exist (splitbed.runtime, tests/integration/docker) and scripts/setup.sh
-# starts an engine, so on CI (CI=true) a missing engine is a must-have failure; locally docker tests just skip.
+# The switch for Docker: container nodes exist (splitbed.runtime, tests/integration/docker) and the docker tests
+# start an engine when none answers (splitbed.runtime.dockerd), so on CI (CI=true) a missing engine is a
+# must-have failure; locally docker tests just skip.
 # Set to False to make Docker optional on CI too.
 DOCKER_MUST_HAVE_ON_CI = True
 
@@ -334,7 +336,7 @@ def probe_qdisc(kind: str) -> Probe:
 def _run_inside(scratch: Scratch, check: str) -> dict[str, object]:
     """Run `check` in a child process entered into the scratch namespace (scapy opens its sockets in its own
     sniffer thread, so the whole process must be in the namespace). Returns the child's JSON answer."""
-    argv = [sys.executable, "-m", "netem.doctor", "--inside", scratch.netns, check, scratch.veth_a, scratch.veth_b]
+    argv = python_module("netem.doctor", "--inside", scratch.netns, check, scratch.veth_a, scratch.veth_b)
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
@@ -446,7 +448,16 @@ PROBES: dict[str, Callable[[], Probe]] = {
     "iperf3": lambda: probe_tool("iperf3"),
     "ping": lambda: probe_tool("ping"),
     "docker": probe_docker,
+    "docker_cgroup": lambda: _host_probe("probe_docker_cgroup"),
+    "realtime": lambda: _host_probe("probe_realtime"),
 }
+
+
+def _host_probe(name: str) -> Probe:
+    from netem import hostprobes  # imports this module: loaded when first used
+
+    probe: Callable[[], Probe] = getattr(hostprobes, name)
+    return probe()
 
 
 def run_probe(name: str) -> Probe:
@@ -549,7 +560,7 @@ def reexec_in_userns_if_needed(module: str, argv: Sequence[str], allow: bool) ->
     if userns_blockers() or not try_userns()[0]:
         return
     env = dict(os.environ, **{USERNS_ENV: "1"})
-    command = userns_wrapper([sys.executable, "-m", module, *argv])
+    command = userns_wrapper(python_module(module, *argv))
     sys.stdout.flush()
     os.execvpe(command[0], command, env)
 

@@ -30,6 +30,8 @@ Units and meanings (every backend must honour exactly these):
 - `radio` (whole profile, optional): the radio access the link stands for (`lte`, `nr-sub6`, `nr-mmwave`, or
   `wired`), so that a UE device profile can pick its uplink radio power model (splitbed.devices); `None` = not
   stated. The emulation ignores it.
+- `expected_tcp` (profile level): what a bulk TCP flow should reach per direction and why (`ExpectedTcp`);
+  netem.tcpcheck measures it.
 """
 
 from __future__ import annotations
@@ -37,17 +39,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
+from netem import tomlfile
 from netem.errors import ProfileError, ProfileNotFoundError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
@@ -274,6 +271,44 @@ class DirectionProfile:
 
 
 @dataclass(frozen=True)
+class ExpectedTcp:
+    """What one bulk TCP flow should reach through the profile (Mbit/s of payload, steady state), per shaped
+    direction, and why (from the profile's source). `None` for a direction = no claim (unshaped, or a trace:
+    then `basis` says what TCP should follow). netem.tcpcheck measures it; docs/PROFILES.md tabulates both."""
+
+    basis: str
+    uplink_mbit: float | None = None
+    downlink_mbit: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.basis, str) or not self.basis.strip() or len(self.basis) > MAX_TEXT_CHARS:
+            raise ProfileError(f"expected_tcp.basis must be a non-empty string of at most {MAX_TEXT_CHARS} chars")
+        for key in ("uplink_mbit", "downlink_mbit"):
+            value = getattr(self, key)
+            if value is not None:
+                _check_number(f"expected_tcp.{key}", value, low=0.0, high=MAX_RATE_MBIT, low_inclusive=False)
+
+    def direction(self, which: str) -> float | None:
+        return {"uplink": self.uplink_mbit, "downlink": self.downlink_mbit}[which]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"basis": self.basis, "uplink_mbit": self.uplink_mbit, "downlink_mbit": self.downlink_mbit}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ExpectedTcp:
+        if not isinstance(data, Mapping):
+            raise ProfileError(f"[expected_tcp] must be a table, not {type(data).__name__}")
+        _reject_unknown_keys("expected_tcp", data, {"basis", "uplink_mbit", "downlink_mbit"})
+        if "basis" not in data:
+            raise ProfileError("[expected_tcp] needs basis: why TCP should reach these figures (from the source)")
+        kwargs: dict[str, Any] = {"basis": _as_str("expected_tcp.basis", data["basis"])}
+        for key in ("uplink_mbit", "downlink_mbit"):
+            if data.get(key) is not None:
+                kwargs[key] = _as_float(f"expected_tcp.{key}", data[key])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
 class LinkProfile:
     """A named two-direction link: uplink (ue -> edge) and downlink (edge -> ue), with the source of its figures."""
 
@@ -283,6 +318,7 @@ class LinkProfile:
     uplink: DirectionProfile
     downlink: DirectionProfile
     radio: str | None = None  # RADIO_ACCESS, or None: not stated
+    expected_tcp: ExpectedTcp | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
@@ -302,6 +338,8 @@ class LinkProfile:
         if self.radio is not None and self.radio not in RADIO_ACCESS:
             raise ProfileError(f"profile {self.name!r}: radio is {self.radio!r}; it must be one of "
                                f"{', '.join(RADIO_ACCESS)} (or left out)")
+        if self.expected_tcp is not None and not isinstance(self.expected_tcp, ExpectedTcp):
+            raise ProfileError(f"profile {self.name!r}: expected_tcp must be an ExpectedTcp or None")
 
     def direction(self, which: str) -> DirectionProfile:
         """The `uplink` or `downlink` profile by name."""
@@ -310,6 +348,20 @@ class LinkProfile:
         if which == "downlink":
             return self.downlink
         raise ProfileError(f"direction must be 'uplink' or 'downlink', not {which!r}")
+
+    def check_traces(self) -> None:
+        """Read and validate every trace file the profile names (a TraceError naming the file and direction);
+        planners call it so that a bad trace stops a run before any link starts, not when the link does."""
+        from netem.errors import TraceError
+        from netem.trace import load as load_trace
+
+        for which in ("uplink", "downlink"):
+            trace = self.direction(which).trace
+            if trace is not None:
+                try:
+                    load_trace(trace.path, trace.kind)
+                except TraceError as exc:
+                    raise TraceError(f"profile {self.name!r} {which} trace: {exc}") from None
 
     def replace(self, **changes: Any) -> LinkProfile:
         """A copy with some fields changed (validated again)."""
@@ -324,6 +376,7 @@ class LinkProfile:
             "uplink": self.uplink.to_dict(),
             "downlink": self.downlink.to_dict(),
             "radio": self.radio,
+            **({} if self.expected_tcp is None else {"expected_tcp": self.expected_tcp.to_dict()}),
         }
 
     @classmethod
@@ -354,6 +407,7 @@ class LinkProfile:
             downlink=DirectionProfile.from_dict(
                 data["downlink"], where="downlink", base_dir=base_dir, default_seed=seed + 1
             ),
+            expected_tcp=None if data.get("expected_tcp") is None else ExpectedTcp.from_dict(data["expected_tcp"]),
         )
 
     @classmethod
@@ -368,11 +422,9 @@ class LinkProfile:
             raise ProfileError(f"profile file {path} is {size} bytes; the limit is {MAX_PROFILE_FILE_BYTES}")
         try:
             with path.open("rb") as handle:
-                data = tomllib.loads(handle.read(MAX_PROFILE_FILE_BYTES).decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ProfileError(f"profile file {path} is not UTF-8 text: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ProfileError(f"profile file {path} is not valid TOML: {exc}") from None
+                data = tomlfile.loads(handle.read(MAX_PROFILE_FILE_BYTES))
+        except tomlfile.TomlError as exc:
+            raise ProfileError(f"profile file {path} is {exc}") from None
         try:
             return cls.from_dict(data, base_dir=path.parent)
         except ProfileError as exc:
@@ -439,7 +491,7 @@ def builtin_profiles() -> list[LinkProfile]:
 
 # ---------------------------------------------------------------------------------------------------------------
 _DIRECTION_KEYS = {field.name for field in dataclasses.fields(DirectionProfile)}
-_PROFILE_KEYS = {"name", "description", "source", "uplink", "downlink", "seed", "radio"}
+_PROFILE_KEYS = {"name", "description", "source", "uplink", "downlink", "seed", "radio", "expected_tcp"}
 
 
 def _locate(name_or_path: str | Path) -> Path:

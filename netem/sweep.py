@@ -1,4 +1,5 @@
-"""Sweep what crashed runs left behind: namespaces and root-namespace links named `sb<pid>...` whose owner died.
+"""Sweep what crashed runs left behind: namespaces, root-namespace links and temporary files (node logs, captures)
+named `sb<pid>...` whose owner died.
 
 Runs at every Topology start. It only ever touches objects that follow the project's naming convention AND whose
 owner pid is gone, so concurrent runs (other engineers, parallel tests) are never disturbed.
@@ -7,6 +8,10 @@ owner pid is gone, so concurrent runs (other engineers, parallel tests) are neve
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -37,6 +42,36 @@ def sweep_stale() -> list[str]:
         except Exception as exc:  # keep sweeping the rest; report what failed
             log.warning("could not sweep stale namespace %s: %s", name, exc)
     removed.extend(_sweep_root_links())
+    removed.extend(sweep_stale_files())
+    return removed
+
+
+def sweep_stale_files(directory: str | os.PathLike[str] | None = None) -> list[str]:
+    """Remove regular files `sb<pid>-*` in the temporary folder (the nodes' logs, captures' pcaps) whose owner
+    pid is gone and that belong to us (a process killed with SIGKILL never deletes its temporary files).
+    Symlinks, folders and other users' files are never touched. Returns the paths removed."""
+    folder = Path(directory if directory is not None else tempfile.gettempdir())
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        log.debug("cannot list %s: %s", folder, exc)
+        return removed
+    uid = os.geteuid()
+    for entry in entries:
+        if not entry.name.startswith("sb") or not is_stale(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
+                continue
+            os.unlink(entry.path)
+            removed.append(entry.path)
+            log.info("swept stale file %s", entry.path)
+        except FileNotFoundError:  # another sweeper was first
+            continue
+        except OSError as exc:
+            log.warning("could not sweep stale file %s: %s", entry.path, exc)
     return removed
 
 

@@ -32,6 +32,7 @@ from pyroute2 import IPRoute
 
 from netem.backend import LinkBackend, kernel_refusal, resolve_backend
 from netem.errors import NetemError, TopologyError, UnsupportedProfileError
+from netem.guardian import Guardian
 from netem.kernel import KernelLink
 from netem.naming import new_prefix, object_name
 from netem.netns import create_namespace, kill_namespace_processes, open_namespace, remove_namespace
@@ -71,6 +72,7 @@ class Topology:
         link_rt_priority: int | None = DEFAULT_RT_PRIORITY,
         link_options: ForwarderOptions | None = None,
         tcp_congestion_control: str | None = DEFAULT_CONGESTION_CONTROL,
+        guard: bool = False,
     ) -> None:
         """`profile`: LinkProfile or a built-in name/TOML path; `backend`: "auto" | "kernel" | "userspace";
         `subnet_index`: third octet of the 198.18.x.0/24 (default: a per-process counter);
@@ -78,7 +80,9 @@ class Topology:
         `link_options`: every option of the userspace link process (netem.link.ForwarderOptions; its
         `realtime_priority` replaces `link_rt_priority`, which must then be left alone); userspace backend only;
         `tcp_congestion_control`: the algorithm new sockets in the ue and edge namespaces use (None = inherit the
-        host's default, which makes figures host-dependent).
+        host's default, which makes figures host-dependent);
+        `guard`: a watchdog process removes the namespaces, and kills everything in them, the moment this
+        process dies without closing the topology (netem.guardian; else the next start's sweep does).
         """
         if link_options is not None and link_rt_priority != DEFAULT_RT_PRIORITY:
             raise ValueError("give the link's priority as link_options.realtime_priority, not also link_rt_priority")
@@ -112,6 +116,7 @@ class Topology:
         self._closed = False
         self._lock = threading.RLock()
         self._owner_pid = os.getpid()
+        self._guardian: Guardian | None = Guardian([]) if guard else None
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> Topology:
@@ -174,6 +179,8 @@ class Topology:
                 except Exception as exc:
                     errors.append(f"removing namespace {namespace}: {exc}")
             _unregister(self)
+            if self._guardian is not None:
+                self._guardian.stop()
             if errors:
                 raise TopologyError("topology cleanup incomplete: " + "; ".join(errors))
 
@@ -298,6 +305,9 @@ class Topology:
                                 f"resolved to the {self.backend} backend: pass backend='userspace'")
         if userspace:
             self.ns_link = object_name(self.prefix, "ln")
+        if self._guardian is not None:  # before the namespaces exist: no moment where a kill leaves them behind
+            self._guardian.namespaces = [n for n in (self.ns_ue, self.ns_edge, self.ns_link) if n is not None]
+            self._guardian.start()
         for namespace in (self.ns_ue, self.ns_edge, self.ns_link):
             if namespace is None:
                 continue

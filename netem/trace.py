@@ -139,9 +139,10 @@ def parse_mahimahi(lines: list[str], source: str = "<memory>") -> MahimahiTrace:
         if not line:
             raise TraceError(f"{source}:{lineno}: empty line (mahimahi traces have one integer per line)")
         if not line.isdigit() or not line.isascii():
-            raise TraceError(f"{source}:{lineno}: {line[:40]!r} is not a non-negative integer millisecond")
+            raise TraceError(f"{source}:{lineno}: not a non-negative integer millisecond (a mahimahi trace has "
+                             "one per line; this file may not be a trace at all)")
         if len(line) > 12:
-            raise TraceError(f"{source}:{lineno}: {line[:40]!r} ms is implausibly large (more than 12 digits)")
+            raise TraceError(f"{source}:{lineno}: a millisecond value of more than 12 digits is implausibly large")
         ms = int(line)
         if ms < previous:
             raise TraceError(f"{source}:{lineno}: {ms} ms is before the previous line's {previous} ms")
@@ -168,25 +169,24 @@ def parse_throughput(lines: list[str], source: str = "<memory>") -> ThroughputTr
                 try:
                     interval_ms = int(match.group(1))
                 except ValueError:
-                    raise TraceError(
-                        f"{source}:{lineno}: interval_ms {match.group(1)[:20]!r} is not an integer"
-                    ) from None
+                    raise TraceError(f"{source}:{lineno}: interval_ms is not an integer") from None
                 if not MIN_INTERVAL_MS <= interval_ms <= MAX_INTERVAL_MS:
                     raise TraceError(
                         f"{source}:{lineno}: interval_ms {interval_ms} is outside [{MIN_INTERVAL_MS}, "
                         f"{MAX_INTERVAL_MS}]"
                     )
             continue
+        # Messages never quote the line: a path may name any file (it is not a trace then), and its content
+        # must not end up on a terminal or in a log.
         if len(line) > 32:
-            raise TraceError(f"{source}:{lineno}: {line[:40]!r}... is not a single Mbit/s value")
+            raise TraceError(f"{source}:{lineno}: not a single Mbit/s value (more than 32 characters; this file "
+                             "may not be a trace at all)")
         try:
             value = float(line)
         except ValueError:
-            raise TraceError(f"{source}:{lineno}: {line!r} is not a number (Mbit/s)") from None
+            raise TraceError(f"{source}:{lineno}: not a number (Mbit/s); this file may not be a trace at all") from None
         if not (math.isfinite(value) and 0.0 <= value <= MAX_THROUGHPUT_MBIT):
-            raise TraceError(
-                f"{source}:{lineno}: {line!r} Mbit/s must be finite and in [0, {MAX_THROUGHPUT_MBIT:g}]"
-            )
+            raise TraceError(f"{source}:{lineno}: the Mbit/s value must be finite and in [0, {MAX_THROUGHPUT_MBIT:g}]")
         values.append(value)
         if len(values) > MAX_TRACE_ENTRIES:
             raise TraceError(f"{source}:{lineno}: more than {MAX_TRACE_ENTRIES} intervals")

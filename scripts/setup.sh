@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # python3-venv: Debian's python3 cannot create a venv without it; util-linux: unshare (non-root sandbox).
 # chromium: the report test renders report.html in a real headless browser.
 # docker.io + debootstrap: container nodes (docs/DOCKER.md); the node image is built locally from a Debian rootfs.
+# The engine is NOT started here: the docker runtime and the docker tests start it when they need it and say so.
+# tcpdump: to read the pcaps the testbed writes (tcpdump -nr results/.../ue.pcap).
 APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod util-linux python3 python3-venv strace chromium
-              docker.io debootstrap)
+              docker.io debootstrap tcpdump)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -43,14 +45,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
-fi
-
-# Docker engine for container nodes (docs/DOCKER.md): started without bridge, NAT or forwarding when none answers.
-# Locally a missing engine only makes the docker tests skip; on CI (CI=true) it is an error.
-if [ "$(id -u)" -eq 0 ] && ! bash scripts/docker-engine.sh; then
-  if [ "${CI:-}" = "true" ]; then
-    echo "setup: the Docker engine must run on CI (docker-node tests are must-haves there)" >&2
-    exit 1
-  fi
-  echo "setup: WARNING: no Docker engine; docker-node tests will skip (see docs/DOCKER.md)" >&2
 fi

@@ -1,12 +1,27 @@
-"""The `splitbed` command line. Heavy imports (TensorFlow) stay inside the commands, so `--help` is instant."""
+"""Split inference over emulated 5G links: a UE runs the head of a DNN, sends the intermediate tensors uplink
+in the AI intermediate data format through an emulated link, an edge node runs the tail; every inference
+becomes one metrics record (sizes, compute, delivery, end-to-end latency, wire traffic).
+
+\b
+Examples:
+  splitbed sweep --dry-run     # the main job's points (make sweep runs them)
+  splitbed sweep -m mobilenet_v2 -p out_relu --repetitions 3
+  splitbed advise -m mobilenet_v2 --profile lte --repeats 3
+  splitbed partitions vgg16
+  splitbed scenario list
+  splitbed doctor
+"""
+
+# Heavy imports (TensorFlow) stay inside the commands, so that `--help` is instant.
 
 from __future__ import annotations
 
 import importlib
 
-import typer
+from netem.cliapp import make_app, run
+from splitbed.cli_support import POLICY
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = make_app(__doc__, name="splitbed", policy=POLICY)
 
 
 @app.callback()
@@ -33,9 +48,11 @@ def _register_all() -> None:
 _register_all()
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """`splitbed` (argv None: the process's own arguments): returns the exit status (2: bad input, as one line
+    with the fix; 1: a failure while working)."""
+    return run(app, "splitbed", argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -22,15 +22,18 @@ RAPL_ENERGY_FILE = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow without its start-up notices; a broken install raises here and is reported."""
+    from splitbed.models.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
 
 
 def probe_tensorflow() -> Probe:
     name = "tensorflow"
     fix = "bash scripts/setup.sh (installs tensorflow-cpu with Keras 3 into .venv)"
-    _quiet_tensorflow()
     started = time.perf_counter()
     try:
+        _quiet_tensorflow()
         import keras
         import tensorflow as tf
     except Exception as exc:  # a broken install can raise anything at import
@@ -112,8 +115,8 @@ def probe_rapl() -> Probe:
 
 
 def probe_gpu() -> Probe:
-    _quiet_tensorflow()
     try:
+        _quiet_tensorflow()
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")

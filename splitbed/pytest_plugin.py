@@ -1,9 +1,13 @@
 """pytest plugin (entry point `splitbed`): options, markers and fixtures for split-inference test suites.
 
-Options: --model, --profile, --backend narrow the parametrised matrix; --ue-device picks the UE device profile(s)
-the testbeds emulate (default phone-midrange, docs/DEVICES.md); --full runs slow tests and the whole
-seed matrix (default: a representative subset); --weights picks the nodes' weights; --results-dir is where a
-failing network test leaves its pcaps, records and node logs (named in the failure message).
+Options (splitbed/plugin/options.py; short aliases in brackets): --splitbed-model [--model] and
+--splitbed-profile [--link-profile] narrow the parametrised matrix (an unknown name is a usage error naming the
+valid ones; a filter that selects nothing by default but would with --full says so); --splitbed-ue-device
+[--ue-device] picks the UE device profile(s) the testbeds emulate (default phone-midrange, docs/DEVICES.md);
+--splitbed-backend [--backend]; --splitbed-full [--full] runs slow tests and the whole matrix (default: a
+representative subset); --splitbed-weights [--weights] picks the nodes' weights; --splitbed-results-dir
+[--results-dir] is where a failing network test leaves its pcaps, records and node logs (named in the failure
+message).
 
 Fixtures (splitbed/plugin/fixtures.py, docs/SUITE.md): link, testbed, capture, metrics_records, results_dir,
 reference, budget_table, wire_table, and `suite_case` for tests marked `@pytest.mark.suite("<check>")`, parametrised from
@@ -18,10 +22,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator
+from typing import Any
 
 import pytest
 
 from netem.doctor import Probe, decide, is_ci
+from splitbed.plugin import options
 from splitbed.plugin.fixtures import (  # noqa: F401  (registered as this plugin's fixtures)
     budget_table,
     capture,
@@ -42,17 +48,40 @@ from splitbed.plugin.fixtures import (  # noqa: F401  (registered as this plugin
 # Probes are real (namespaces, captures, TensorFlow import): run each once per session.
 _probe_results: dict[str, Probe] = {}
 _probe_lock = threading.Lock()
-MARKER_PROBES = {"root": ("root_or_userns", "netns"), "docker": ("docker",)}
+MARKER_PROBES = {"root": ("root_or_userns", "netns"), "docker": ("docker", "docker_cgroup"),
+                 "realtime": ("realtime",)}
 
 
 def machine_probe(name: str) -> Probe:
-    """The doctor probe `name`, run at most once per session."""
+    """The doctor probe `name`, run at most once per session. The first test that needs `docker` starts an
+    engine when none answers (root, dockerd installed): set-up no longer does, so a sweep on processes never
+    starts a daemon; the one started here is stopped at the end of the session."""
     with _probe_lock:
         if name not in _probe_results:
             from splitbed.doctor import run_probe
 
+            if name == "docker":
+                _start_docker_for_tests()
             _probe_results[name] = run_probe(name)
         return _probe_results[name]
+
+
+_started_engines: list[object] = []
+
+
+def _start_docker_for_tests() -> None:
+    import os
+    import shutil
+
+    from splitbed.runtime.dockerd import engine_answers, start_engine
+    from splitbed.runtime.errors import EngineUnavailableError
+
+    if os.geteuid() != 0 or shutil.which("dockerd") is None or engine_answers():
+        return  # the probe then says what is missing (skip locally, fail on CI)
+    try:
+        _started_engines.append(start_engine("the docker tests"))
+    except EngineUnavailableError:
+        pass  # the probe reports the engine missing, with its reason
 
 
 def requires(*names: str) -> None:
@@ -81,6 +110,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for engine in _started_engines:
+        terminalreporter.write_line(f"splitbed: stopping the Docker engine the docker tests started (pid "
+                                    f"{getattr(engine, 'pid', '?')})")
     if not _probe_results:
         return
     terminalreporter.section("splitbed doctor probes used by this run")
@@ -89,36 +121,29 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{probe.name}: {state}: {probe.detail}")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _started_engines:
+        engine = _started_engines.pop()
+        engine.stop()  # type: ignore[attr-defined]
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("splitbed")
-    group.addoption("--model", action="append", default=[], help="only these models (repeatable)")
-    group.addoption("--profile", action="append", default=[], help="only these link profiles (repeatable)")
-    group.addoption("--backend", default="auto", choices=["auto", "kernel", "userspace"],
-                    help="link emulation backend")
-    group.addoption("--ue-device", action="append", default=[],
-                    help="UE device profile(s) the suite's testbeds emulate (repeatable; built-in names, "
-                         "`splitbed devices`; default phone-midrange; host = no emulation)")
-    group.addoption("--full", action="store_true", default=False,
-                    help="run slow tests and the full model x partition x profile matrix")
-    group.addoption("--weights", default="auto",
-                    help="node weights: auto (Keras cache's ImageNet file, else random:0), imagenet, random:SEED, "
-                         "or a weights file")
-    group.addoption("--results-dir", default="results/suite",
-                    help="where failing network tests keep pcaps, records and logs (and the budget table goes)")
-    group.addoption("--keep-results", action="store_true", default=False,
-                    help="keep every test's results folder, also when it passes")
+    options.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for line in (
         "slow: long-running; deselected unless --full",
         "root: needs root (network namespaces, qdiscs)",
-        "docker: needs a running Docker engine",
+        "docker: needs a running Docker engine that can start containers (a writable cgroup hierarchy)",
+        "realtime: needs SCHED_FIFO (chrt -f) for the link and the measuring tools",
         "requires(*probes): needs these `splitbed doctor` probes (skip locally, fail on CI for must-haves)",
         "suite(check): parametrised by `suite_case` from splitbed/data/suite.toml (correctness, budgets, capture, "
         "bench, lifetime)",
     ):
         config.addinivalue_line("markers", line)
+    if not config.getoption("help", False):
+        options.check(config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -132,17 +157,88 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from splitbed.plugin import matrix
 
     check = marker.args[0]
-    options = metafunc.config.getoption
+    config = metafunc.config
+    models, profiles, full = options.value(config, "model"), options.value(config, "profile"), options.value(
+        config, "full")
+    devices = options.value(config, "ue_device")
     try:
         if check == "lifetime":
-            cases = matrix.lifetime_cases(models=options("--model"), profiles=options("--profile"),
-                                          ue_devices=options("--ue-device"))
+            cases = matrix.lifetime_cases(models=models, profiles=profiles, ue_devices=devices)
+            wider: list[matrix.SuiteCase] = []
         else:
-            cases = matrix.cases(check, full=options("--full"), models=options("--model"),
-                                 profiles=options("--profile"), ue_devices=options("--ue-device"))
+            cases = matrix.cases(check, full=full, models=models, profiles=profiles, ue_devices=devices)
+            wider = [] if full else matrix.cases(check, full=True, models=models, profiles=profiles,
+                                                 ue_devices=devices)
     except matrix.MatrixError as exc:
         raise pytest.UsageError(str(exc)) from None
+    _matrices.setdefault(config, {})[metafunc.definition.nodeid] = (check, wider if not full else cases)
+    if not cases:
+        reason = _empty_reason(check, models, profiles, len(wider))
+        _notes.setdefault(config, []).append(f"{metafunc.definition.nodeid}: {reason}")
+        metafunc.parametrize("suite_case", [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+                             ids=["no-case-selected"])
+        return
     metafunc.parametrize("suite_case", cases, ids=[case.id for case in cases])
+
+
+# Per session (keyed by config): the full matrix of each suite test function, and notes on empty selections.
+_matrices: dict[pytest.Config, dict[str, tuple[str, list[Any]]]] = {}
+_notes: dict[pytest.Config, list[str]] = {}
+
+
+def _empty_reason(check: str, models: list[str], profiles: list[str], with_full: int) -> str:
+    chosen = " ".join([*(f"{options.flag('model')} {m}" for m in models),
+                       *(f"{options.flag('profile')} {p}" for p in profiles)]) or "the default selection"
+    if with_full:
+        return (f"{chosen} selects no case of the default {check} matrix; {with_full} case(s) of the full matrix "
+                f"match: add {options.flag('full')}")
+    return f"{chosen} selects no case of the {check} matrix (splitbed/data/suite.toml), not even with --full"
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """Say when a filter (--splitbed-model/-profile, or -k) selected no suite case by default but would with
+    --full: otherwise a run can pass having measured nothing."""
+    lines = [f"splitbed: {note}" for note in _notes.pop(config, [])]
+    matrices = _matrices.pop(config, {})
+    keyword = config.getoption("keyword", "")
+    if keyword and matrices and not options.value(config, "full") and not any(
+            _suite_case(item) is not None for item in items):
+        matching = _keyword_matches(keyword, matrices)
+        if matching:
+            lines.append(f"splitbed: -k {keyword!r} selects no case of the default matrices; {len(matching)} "
+                         f"case(s) of the full matrix match (e.g. {matching[0]}): add {options.flag('full')}")
+    return lines
+
+
+class _Names:
+    """pytest's -k matcher protocol over a fixed list of names (substring, case-insensitive, as pytest)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = [n.lower() for n in names]
+
+    def __call__(self, sub: str, /, **kwargs: str | int | bool | None) -> bool:
+        return any(sub.lower() in name for name in self.names)
+
+
+def _keyword_matches(keyword: str, matrices: dict[str, tuple[str, list[Any]]]) -> list[str]:
+    """Ids `-k keyword` would select among the full matrix's cases (pytest's own expression matcher, on the
+    names an item would carry: its module, function and parametrised name)."""
+    try:
+        from _pytest.mark.expression import Expression
+    except ImportError:  # pragma: no cover - pytest moved it: no hint rather than a wrong one
+        return []
+    try:
+        expression = Expression.compile(keyword)
+    except Exception:  # noqa: BLE001 - pytest itself reports a bad -k expression
+        return []
+    found = []
+    for nodeid, (_check, cases) in matrices.items():
+        module, _, function = nodeid.rpartition("::")
+        for case in cases:
+            name = f"{function}[{getattr(case, 'id', '')}]"
+            if expression.evaluate(_Names([*module.split("/"), function, name])):
+                found.append(f"{nodeid}[{getattr(case, 'id', '')}]")
+    return found
 
 
 def _suite_case(item: pytest.Item) -> object | None:
@@ -182,12 +278,12 @@ _PASSED_KEY = pytest.StashKey[bool]()
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     if item.stash.get(_PASSED_KEY, False):
-        discard_on_success(item, item.config.getoption("--keep-results"))
+        discard_on_success(item, options.value(item.config, "keep_results"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _group_suite_cases(items)
-    if config.getoption("--full"):
+    if options.value(config, "full"):
         return
     skip_slow = pytest.mark.skip(reason="slow: run with --full")
     for item in items:

@@ -29,11 +29,13 @@ from types import TracebackType
 from typing import IO, Any
 
 from netem.profile import LinkProfile
+from netem.pyexec import python_module
 from netem.tcp import DEFAULT_CONGESTION_CONTROL
 from netem.topology import Topology
 from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
 from splitbed.devices import load as load_device
 from splitbed.nodes.jobs import Job, parse_job
+from splitbed.runtime.cpus import exec_prefix, format_cpus, pin_process, plan_from
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,9 @@ class Testbed:
     `make_runtime`, `limits` maps a side to NodeLimits. `warmup_partition` overrides the warm-up partition.
     `remote_args` / `local_args` are extra command-line options for the nodes (e.g. `--verify-delivery`).
     `tcp_congestion_control`: the algorithm both nodes' TCP uses (netem.Topology; None = the host's default).
+    `cpus`: where the UE node, the edge node and the userspace link run (splitbed.runtime.cpus: `auto` = the
+    default plan for this host's CPUs, `none`, `ue=0;edge=1;link=1`, a mapping or a CpuPlan); recorded in every
+    record's `link.cpus`.
     `ue_device` / `edge_device`: the device profile each node emulates (splitbed.devices, docs/DEVICES.md; a name or
     a TOML path); default a mid-range phone for the UE and the host itself (no emulation) for the edge.
     """
@@ -97,6 +102,7 @@ class Testbed:
         local_args: Sequence[str] = (),
         python: str = sys.executable,
         tcp_congestion_control: str | None = DEFAULT_CONGESTION_CONTROL,
+        cpus: Any = "auto",
         ue_device: str = DEFAULT_UE,
         edge_device: str = DEFAULT_EDGE,
     ) -> None:
@@ -119,6 +125,8 @@ class Testbed:
         self.remote_args = list(remote_args)
         self.local_args = list(local_args)
         self.tcp_congestion_control = tcp_congestion_control
+        self.cpu_plan = plan_from(cpus)  # CpuPlanError (a ValueError) for a bad plan, before anything starts
+        self.cpu_pinning: dict[str, Any] = {"ue": "not started", "edge": "not started", "link": "not started"}
         self.python = python
         self.topology: Topology | None = None
         self.runtime: Any = None
@@ -162,6 +170,7 @@ class Testbed:
         self.topology = Topology(self.profile, self.requested_backend,
                                  tcp_congestion_control=self.tcp_congestion_control)
         self.topology.start()
+        self._pin_link()
         self.runtime = self._make_runtime()
         deadline = time.monotonic() + self.ready_timeout_s
         self.remote = self._start_node("edge", self._remote_argv(), stdin=None)
@@ -238,6 +247,7 @@ class Testbed:
         return {"profile": self.profile.to_dict(), "backend": self.topology.backend,
                 "requested_backend": self.requested_backend, "emulator": described.get("link"),
                 "tcp": described.get("tcp"),
+                "cpus": {**self.cpu_plan.to_dict(), "applied": dict(self.cpu_pinning)},
                 "runtime": self._runtime_name(), "ue_addr": self.topology.ue_addr,
                 "edge_addr": self.topology.edge_addr}
 
@@ -274,21 +284,49 @@ class Testbed:
 
     def _remote_argv(self) -> list[str]:
         assert self.topology is not None
-        argv = [self.python, "-m", "splitbed.nodes.remote", "--host", self.topology.edge_addr, "--port", "0",
-                "--weights", self.weights, "--device", self.edge_device]
+        argv = python_module("splitbed.nodes.remote", "--host", self.topology.edge_addr, "--port", "0",
+                             "--weights", self.weights, "--device", self.edge_device, python=self.python)
         for model in self.models:
             argv += ["--model", model]
         return argv + self.remote_args
 
     def _local_argv(self) -> list[str]:
-        return [self.python, "-m", "splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
-                "--weights", self.weights, "--device", self.ue_device, "--jobs", "-"] + self.local_args
+        return python_module("splitbed.nodes.local", "--connect", f"{self._edge_addr()}:{self.remote_port}",
+                             "--weights", self.weights, "--device", self.ue_device, "--jobs", "-", *self.local_args,
+                             python=self.python)
 
     def _edge_addr(self) -> str:
         assert self.topology is not None
         return self.topology.edge_addr
 
+    def _pin_link(self) -> None:
+        assert self.topology is not None
+        cpus = self.cpu_plan.link
+        link = self.topology.describe().get("link") or {}
+        pid = link.get("pid") if isinstance(link, dict) else None
+        if not cpus:
+            self.cpu_pinning["link"] = "not pinned"
+        elif not isinstance(pid, int):
+            self.cpu_pinning["link"] = f"not pinned: the {self.topology.backend} backend has no link process"
+        else:
+            threads = pin_process(pid, cpus)
+            self.cpu_pinning["link"] = f"pinned to {format_cpus(cpus)} (pid {pid}, {threads} threads)"
+
+    def _pinned_argv(self, side: str, argv: list[str]) -> list[str]:
+        role = "ue" if side == "ue" else "edge"
+        cpus = self.cpu_plan.cpus(role)
+        if not cpus:
+            self.cpu_pinning[role] = "not pinned"
+            return argv
+        if self._runtime_name() != "process":
+            self.cpu_pinning[role] = (f"not pinned: the {self._runtime_name()} runtime places its nodes (give "
+                                      "limits with a cpuset)")
+            return argv
+        self.cpu_pinning[role] = f"pinned to {format_cpus(cpus)} at exec (taskset)"
+        return exec_prefix(cpus) + argv
+
     def _start_node(self, side: str, argv: list[str], *, stdin: int | None) -> Any:
+        argv = self._pinned_argv(side, argv)
         kwargs: dict[str, Any] = {"stdin": stdin, "stdout": _PIPE, "stderr": None, "env": dict(NODE_ENV)}
         device = self.ue_device if side == "ue" else self.edge_device
         if Path(device).is_absolute():  # a device profile file: a container node must see it (read-only)
@@ -318,9 +356,9 @@ class Testbed:
     def _warmup_partition(self, model: str) -> str | int:
         if self.warmup_partition is not None:
             return self.warmup_partition
-        from splitbed.models import registry
+        from splitbed.models import spec_for
 
-        parts = registry.get(model).partitions
+        parts = spec_for(model).partitions
         seeds = [p for p in parts if p.seed_example]
         return (seeds or list(parts))[0].name
 

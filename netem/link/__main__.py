@@ -19,7 +19,7 @@ import sys
 
 from netem.errors import LinkError
 from netem.link import control
-from netem.link.forwarder import ETHERNET_HEADER_BYTES, Forwarder
+from netem.link.forwarder import ETHERNET_HEADER_BYTES, Forwarder, close_log
 from netem.link.options import ForwarderOptions
 from netem.link.sockets import open_packet_socket
 from netem.profile import LinkProfile
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         channel.sendall(control.encode(ready))
         forwarder.serve(channel)
     finally:
+        close_log(forwarder)
         forwarder.ue_sock.close()
         forwarder.edge_sock.close()
         channel.close()

@@ -26,6 +26,7 @@ from typing import Any
 from netem.errors import LinkError
 from netem.link import control
 from netem.link.histogram import LatencyHistogram
+from netem.link.log import DIRECTION_LETTER, LinkLog
 from netem.link.options import ForwarderOptions
 from netem.link.pipeline import DirectionPipeline, build_stages
 from netem.link.sockets import (
@@ -101,6 +102,7 @@ class Forwarder:
         self._oversize_noted = False
         self.rx_errors = 0
         self.scheduling = "not started"
+        self.log: LinkLog | None = LinkLog(self.options.log_path, profile, now) if self.options.log_path else None
 
     # ----------------------------------------------------------------------------------------------- receive
     def _receive(self, src: socket.socket, dst: socket.socket, pipeline: DirectionPipeline) -> None:
@@ -121,6 +123,8 @@ class Forwarder:
         buffers = self._buffers
         offset = time.time_ns() - clock() if stamped else 0
         recv_into = src.recv_into
+        log = self.log
+        letter = DIRECTION_LETTER[pipeline.name]
         packets = nbytes = 0
         for _ in range(self.options.batch):
             try:
@@ -163,6 +167,10 @@ class Forwarder:
                     continue
                 packets += 1
                 nbytes += size
+                if log is not None:
+                    now = clock()
+                    log.arrival(letter, now, size)
+                    log.departure(letter, now, size, 0)
             else:
                 now = clock()
                 arrival = now
@@ -174,6 +182,8 @@ class Forwarder:
                         if now - MAX_STAMP_AGE_NS <= stamp <= now:
                             arrival = stamp
                 pipeline.push(bytes(view[:size]), arrival)
+                if log is not None:
+                    log.arrival(letter, arrival, size)
         if packets:
             counters.rx_packets += packets
             counters.rx_bytes += nbytes
@@ -201,6 +211,8 @@ class Forwarder:
 
     def _send(self, pipeline: DirectionPipeline, dst: socket.socket, items: list, now: int) -> None:
         send = dst.send
+        log = self.log
+        letter = DIRECTION_LETTER[pipeline.name]
         for item in items:
             try:
                 send(item[2])
@@ -208,6 +220,8 @@ class Forwarder:
                 pipeline.counters.drops["tx_error"] += 1
                 continue
             pipeline.record_sent(item, now)
+            if log is not None:
+                log.departure(letter, now, len(item[2]), now - item[1])
 
     def next_due(self) -> int | None:
         earliest = None
@@ -236,6 +250,8 @@ class Forwarder:
         }
         self.profile = profile
         self.updates += 1
+        if self.log is not None:
+            self.log.profile(profile)
         for pipeline, dst in ((self.uplink, self.edge_sock), (self.downlink, self.ue_sock)):
             items = pipeline.take_carried()
             if items:
@@ -379,6 +395,12 @@ class Forwarder:
             if in_main_thread:
                 signal.signal(signal.SIGTERM, previous)
         return self.stats()
+
+
+def close_log(forwarder: Forwarder) -> None:
+    """Flush and close the per-packet log, if any (the link process does this on every way out)."""
+    if forwarder.log is not None:
+        forwarder.log.close()
 
 
 def _raise_terminate(signum: int, frame: object) -> None:

@@ -22,6 +22,8 @@ class ForwarderOptions:
     timer_slack_ns: int = 1
     realtime_priority: int = 10
     kernel_timestamps: bool = True
+    #: Write a per-packet log here (netem.link.log; empty: no log). Costs a clock read and a line per frame.
+    log_path: str = ""
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch <= 65536:
@@ -34,6 +36,8 @@ class ForwarderOptions:
             raise LinkError(f"socket_buffer_bytes {self.socket_buffer_bytes} must be in [0, 2^30]")
         if not 1 <= self.timer_slack_ns <= 1_000_000_000:
             raise LinkError(f"timer_slack_ns {self.timer_slack_ns} must be in [1, 1e9]")
+        if len(self.log_path) > 4096 or "\0" in self.log_path:
+            raise LinkError("log_path must be a file path (at most 4096 characters, no NUL)")
         if not 0 <= self.realtime_priority <= 99:
             raise LinkError(f"realtime_priority {self.realtime_priority} must be in [0, 99] (0 = normal scheduling)")
 
@@ -47,7 +51,7 @@ class ForwarderOptions:
         if unknown:
             raise LinkError(f"unknown forwarder option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         for key, value in data.items():
-            expected = bool if isinstance(getattr(cls, key), bool) else int
+            expected = type(getattr(cls, key))
             if type(value) is not expected:
                 raise LinkError(f"forwarder option {key} must be {expected.__name__}, not {value!r}")
         return cls(**data)

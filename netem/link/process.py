@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import weakref
@@ -24,6 +23,7 @@ from netem.errors import LinkError
 from netem.link import control
 from netem.link.options import ForwarderOptions
 from netem.profile import LinkProfile
+from netem.pyexec import python_module
 
 READY_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 10.0
@@ -91,11 +91,11 @@ class LinkProcess:
             raise LinkError(f"profile must be a LinkProfile, not {type(profile).__name__}")
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         stderr_file = tempfile.TemporaryFile(prefix="netem-link-", suffix=".stderr")
-        argv = [
-            sys.executable, "-m", "netem.link",
+        argv = python_module(
+            "netem.link",
             "--netns", netns, "--ue", ue_ifname, "--edge", edge_ifname,
             "--control-fd", str(child_end.fileno()), "--parent-pid", str(os.getpid()),
-        ]  # fmt: skip
+        )  # fmt: skip
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         try:

@@ -6,6 +6,8 @@ import shutil
 
 import typer
 
+from netem.cliapp import CliError
+
 
 def docker_image(
     build: bool = typer.Option(False, "--build", help="build the image now if it is not cached"),
@@ -59,8 +61,7 @@ def docker_image(
         rootfs = rootfs_path(recipe)
         console.print(f"rootfs cache: {rootfs} ({'present' if rootfs.is_file() else 'absent: next build runs debootstrap'})")
     except (NodeRuntimeError, DockerException, RequestException) as exc:
-        console.print(f"[red]docker-image: {exc}[/red]")
-        raise typer.Exit(1) from None
+        raise CliError(str(exc), "check the engine with 'splitbed doctor' (docs/DOCKER.md)", status=1) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -33,7 +33,8 @@ def _describe(event: Any) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(no_args_is_help=True, help=__doc__)
+    group = typer.Typer(no_args_is_help=True, help="Inspect AI intermediate data streams (docs/FORMAT.md) and list "
+                        "the compression profiles.")
     app.add_typer(group, name="format")
 
     @group.command()

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from netem.cliapp import CliError, check_writable
 from splitbed.devices import DEFAULT_UE
 from splitbed.nodes.protocol import DEFAULT_MAX_UNIT_BYTES
 
@@ -18,7 +19,24 @@ LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT)
+    from splitbed.cli_support import log_level
+    from splitbed.nodes.logsafe import SafeFormatter
+
+    chosen = log_level(level)  # a typo is refused (it would silently log at the default)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))  # peers' text in a message never starts a line of its own
+    logging.basicConfig(level=chosen, handlers=[handler])
+
+
+def _secret(path: Path | None) -> bytes | None:
+    """The shared secret from --secret-file or $SPLITBED_SECRET (never from the command line itself)."""
+    from splitbed.nodes.auth import load_secret
+    from splitbed.nodes.errors import ConfigurationError
+
+    try:
+        return load_secret(path)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--secret-file") from None
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -47,46 +65,65 @@ def remote_node(
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="model to offer (repeatable; default "
                                                      "mobilenet_v2)")] = None,
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the local node)"),
+    engine: str = typer.Option("tensorflow", help="inference runtime of registered models: tensorflow or onnxruntime (converted at first use, cached); .onnx models always run on onnxruntime"),
     max_unit_bytes: int = typer.Option(DEFAULT_MAX_UNIT_BYTES, help="largest unit accepted"),
     read_timeout: float = typer.Option(30.0, help="seconds without progress inside a unit"),
     idle_timeout: float = typer.Option(600.0, help="seconds without any unit before the session is closed"),
-    unit_timeout_base: float = typer.Option(30.0, help="whole-unit deadline: base seconds ..."),
-    unit_min_rate: float = typer.Option(65536.0, help="... plus length at this many bytes per second"),
+    unit_timeout_base: float = typer.Option(30.0, help="a unit may take base seconds ..."),
+    unit_min_rate: float = typer.Option(65536.0, help="... plus its bytes received so far at this many B/s"),
     config_timeout: float = typer.Option(30.0, help="seconds for the whole configuration stage"),
     max_sessions: int = typer.Option(16, help="sessions served at once"),
+    evict_after: float = typer.Option(10.0, help="when full, a session idle (or behind the minimum rate) this many "
+                                      "seconds is evicted to admit a new one"),
     shutdown_grace: float = typer.Option(10.0, help="seconds in-flight inferences get after SIGTERM"),
     warm: bool = typer.Option(False, help="build every partition's tail at start"),
     device: str = typer.Option("host", help="edge device profile the tail emulates (`splitbed devices`; host = "
                                "none) or a TOML path"),
+    memory_budget_mib: int = typer.Option(1024, min=1, help="memory all sessions' units may hold at once "
+                                          "(buffers and decoding); a unit that does not fit is refused"),
+    max_batch: int = typer.Option(1, min=1, help="samples a data unit's tensors may hold (the tail's memory grows "
+                                  "with it)"),
+    secret_file: Annotated[Path | None, typer.Option(help="serve only peers holding this file's shared secret "
+                                                     "(chmod 600; or set $SPLITBED_SECRET)")] = None,
     log_level: str = typer.Option("info", help="debug, info, warning"),
 ) -> None:
     """Run the remote inference node (edge server) until SIGTERM. Prints one JSON `ready` line on stdout."""
     _logging(log_level)
+    from splitbed.models import registry
+    from splitbed.models.weights import check_spec
     from splitbed.nodes.errors import NodeError
     from splitbed.nodes.remote import RemoteConfig, run_remote
 
-    config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, max_unit_bytes=max_unit_bytes,
+    for name in models or []:
+        registry.get(name)  # an unknown name is refused before the port is bound
+    check_spec(weights)
+    secret = _secret(secret_file)
+
+    config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, engine=engine, max_unit_bytes=max_unit_bytes,
                           read_timeout_s=read_timeout, idle_timeout_s=idle_timeout,
                           unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
-                          config_timeout_s=config_timeout, max_sessions=max_sessions,
-                          shutdown_grace_s=shutdown_grace, warm=warm, device=device)
+                          config_timeout_s=config_timeout, max_sessions=max_sessions, evict_after_s=evict_after,
+                          shutdown_grace_s=shutdown_grace, warm=warm,
+                          memory_budget_bytes=memory_budget_mib << 20, secret=secret, max_batch=max_batch,
+                          device=device)
     try:
         code = run_remote(config)
     except (NodeError, OSError) as exc:
-        typer.echo(f"remote-node: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliError(str(exc), "check --host/--port (0: any free port) and --model; see 'splitbed "
+                       "remote-node --help'") from None
     raise typer.Exit(code)
 
 
 def local_node(
     connect: str = typer.Option(..., help="remote node address HOST:PORT"),
-    model: str = typer.Option("mobilenet_v2", help="model (registered name)"),
+    model: str = typer.Option("mobilenet_v2", help="model (registered name, or an .onnx file)"),
     partition: str = typer.Option("0", help="partition name or id"),
     image: str = typer.Option("builtin:chelsea", help="image file, or builtin:NAME (chelsea, astronaut, ...)"),
     encoding: str = typer.Option("tlv", help="tlv or json-baseline"),
     compression: str = typer.Option("none", help="compression profile name or id (tlv only)"),
     repetitions: int = typer.Option(1, help="inferences to run"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the remote)"),
+    engine: str = typer.Option("tensorflow", help="inference runtime of registered models: tensorflow or onnxruntime (converted at first use, cached); .onnx models always run on onnxruntime"),
     result_mode: str = typer.Option("full", help="full (all 1000 scores, as the seed) or topk"),
     top_k: int = typer.Option(5, help="predictions to decode"),
     aips: str = typer.Option("auto", help="auto, resend-same-id, resend-new-id, omit"),
@@ -103,6 +140,8 @@ def local_node(
     verify_delivery: bool = typer.Option(False, help="compare CRC-32s of sent and decoded tensors (after timing)"),
     device: str = typer.Option(DEFAULT_UE, help="UE device profile the head emulates (`splitbed devices`; host = "
                                "none) or a TOML path"),
+    secret_file: Annotated[Path | None, typer.Option(help="prove this file's shared secret to the remote node and "
+                                                     "require its proof (chmod 600; or set $SPLITBED_SECRET)")] = None,
     log_level: str = typer.Option("warning", help="debug, info, warning"),
 ) -> None:
     """Run the local inference node (UE): one job from the options, or JSON-line jobs (--jobs); writes one JSON
@@ -113,6 +152,30 @@ def local_node(
     from splitbed.nodes.local import LocalConfig, LocalNode, run_jobs
 
     host, port = parse_address(connect)
+    from splitbed.models import registry
+    from splitbed.models.weights import check_spec
+    from splitbed.nodes.images import check_image
+
+    check_spec(weights)
+    if jobs is None:  # one job from the options: refuse a bad one before connecting
+        registry.get(model).partition(int(partition) if partition.isdigit() else partition)
+        check_image(image)
+        if encoding == "tlv":
+            from splitbed.format.errors import FormatError
+            from splitbed.format.profiles import get_profile
+
+            try:
+                get_profile(int(compression) if compression.isdigit() else compression)
+            except FormatError as exc:
+                raise CliError(str(exc), "list the compression profiles with 'splitbed format profiles'") from None
+        Job(model=model, partition=partition, image=image, encoding=encoding, compression=compression,
+            repetitions=repetitions, aips=aips, result_mode=result_mode, top_k=top_k)
+    for name in preload or []:
+        registry.get(name)
+    if jobs is not None and jobs != "-" and not Path(jobs).is_file():
+        raise CliError(f"--jobs {jobs}: no such file", "give a file of JSON-line jobs, or '-' for stdin")
+    if output is not None:
+        check_writable(output, "--output")
     link = _json_object(link_info, "--link-info")
     tags: dict[str, Any] = {}
     for item in tag or []:
@@ -120,10 +183,10 @@ def local_node(
         if not sep or not key:
             raise typer.BadParameter(f"--tag takes KEY=VALUE, got {item!r}")
         tags[key] = value
-    config = LocalConfig(host=host, port=port, weights=weights, link=link, result_timeout_s=result_timeout,
+    config = LocalConfig(host=host, port=port, weights=weights, engine=engine, link=link, result_timeout_s=result_timeout,
                          connect_retry_s=connect_retry,
                          clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch,
-                         verify_delivery=verify_delivery, device=device)
+                         verify_delivery=verify_delivery, secret=_secret(secret_file), device=device)
     out = output.open("a") if output is not None else sys.stdout
     try:
         with LocalNode(config) as node:
@@ -142,8 +205,8 @@ def local_node(
             failed = run_jobs(node, [json.dumps(job.__dict__)], out, on_record=_summary)
             raise typer.Exit(1 if failed else 0)
     except NodeError as exc:
-        typer.echo(f"local-node: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliError(str(exc), "check that the remote node runs at --connect and that both nodes use the same "
+                       "--weights; see 'splitbed local-node --help'") from None
     finally:
         if output is not None:
             out.close()
@@ -169,9 +232,19 @@ def register(app: typer.Typer) -> None:
     app.command("local-node")(local_node)
 
 
+def _single(command: Any, prog: str) -> int:
+    """`python -m splitbed.nodes.remote|local`: the same command, with the same one-line errors."""
+    from netem.cliapp import make_app, run
+    from splitbed.cli_support import POLICY
+
+    app = make_app(None, no_args_is_help=False)
+    app.command()(command)
+    return run(app, prog, policy=POLICY)
+
+
 def remote_main() -> None:
-    typer.run(remote_node)
+    sys.exit(_single(remote_node, "splitbed remote-node"))
 
 
 def local_main() -> None:
-    typer.run(local_node)
+    sys.exit(_single(local_node, "splitbed local-node"))

@@ -8,9 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
+from netem.cliapp import CliError
+
+SCENARIO_FIX = "list the built-in scenarios with 'splitbed scenario list'; the file format is in docs/SCENARIOS.md"
+
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(no_args_is_help=True, help=__doc__)
+    group = typer.Typer(no_args_is_help=True, help="Dynamic-network scenarios (live link changes, outages, trace "
+                        "replay, adaptive partitioning) on the testbed: records, a timeline plot and a summary "
+                        "(docs/SCENARIOS.md).")
     app.add_typer(group, name="scenario")
 
     @group.command("list")
@@ -30,8 +36,7 @@ def register(app: typer.Typer) -> None:
         try:
             spec = load(scenario)
         except ScenarioError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise CliError(str(exc), SCENARIO_FIX) from None
         work = spec.workload
         typer.echo(f"{spec.name}: base profile {spec.base.name}; model {work.model}, partition {work.partition}; "
                    f"{work.inferences or '-'} inferences / {work.duration_s or '-'} s, gap {work.gap_ms:g} ms, "
@@ -51,15 +56,20 @@ def register(app: typer.Typer) -> None:
         """Run a scenario on the testbed; writes OUT/records.jsonl, timeline.png, summary.md."""
         from rich.console import Console
 
+        from splitbed.models.weights import check_spec
         from splitbed.scenario import ScenarioError, load, run
+        from splitbed.sweep.plan import BACKENDS
         from splitbed.testbed import TestbedError
 
+        if backend is not None and backend not in BACKENDS:
+            raise CliError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+        if weights is not None:
+            check_spec(weights)
         console = Console(width=None if sys.stdout.isatty() else 160)
         try:
             spec = load(scenario)
         except ScenarioError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+            raise CliError(str(exc), SCENARIO_FIX) from None
 
         def show(row: dict[str, Any]) -> None:
             info = row["scenario"]
@@ -75,8 +85,8 @@ def register(app: typer.Typer) -> None:
             console.print(f"{spec.name}: starting the testbed (nodes, warm-up, policy probes) ...")
             result = run(spec, out, backend=backend, weights=weights, on_row=show)
         except (ScenarioError, TestbedError) as exc:
-            console.print(f"[red]scenario failed:[/red] {exc}")
-            raise typer.Exit(1) from None
+            raise CliError(f"scenario failed: {exc}", f"the records so far are in {out}; see the node logs "
+                           "above", status=1) from None
         for problem in result.problems:
             console.print(f"[yellow]problem:[/yellow] {problem}")
         console.print(f"written: {result.files['summary']}, {result.files['timeline']}, {result.files['records']}")

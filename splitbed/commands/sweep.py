@@ -5,31 +5,46 @@ report (OUT/report/report.html and .md), then prints the summary table and the r
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from netem.cliapp import CliError, Column, dropped_note, fit_table
+
 DEFAULT_OUT = "results/sweep"
+SPEC_FIX = ("see 'splitbed sweep --help'; models and partitions: 'splitbed partitions [MODEL]'; profiles: "
+            "'netem profiles'")
 
 
 def sweep(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="model (repeatable; default vgg16)")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="model name or .onnx file (repeatable; "
+                                                    "default vgg16)")] = None,
     partition: Annotated[list[str] | None, typer.Option(
-        "--partition", "-p", help="partition name or id, `seed` (the seed's example candidates, or every candidate "
-        "of a model that has none marked) or `all` (every candidate in the model's data file); repeatable; "
-        "default seed")] = None,
+        "--partition", "-p", help="partition name or id, `examples` (the model's example partitions: VGG16's six, "
+        "block1_conv1 ... fc1; every candidate of a model that marks none) or `all` (every candidate in the "
+        "model's data file); repeatable; default examples")] = None,
     profile: Annotated[list[str] | None, typer.Option(
         help="link profile name or TOML path (repeatable; default 5g-split-ai, the TS 22.261 split-AI link)")] = None,
+    rate: Annotated[list[str] | None, typer.Option(
+        help="uplink rates in Mbit/s to sweep at each profile's delay, e.g. 10,20,50,100 (comma-separated or "
+        "repeated; each rate is its own point; default: the profile's own rate)")] = None,
     encoding: Annotated[list[str] | None, typer.Option(help="tlv or json-baseline (repeatable; default tlv)")] = None,
     compression: Annotated[list[str] | None, typer.Option(
         help="compression profile for tlv, by name or id (repeatable; default none)")] = None,
     repetitions: int = typer.Option(10, help="good inferences per point (n of the median and its CI)"),
-    warmup: int = typer.Option(1, help="warm-up inferences per point, recorded as such and left out of statistics"),
+    warmup: int = typer.Option(1, help="warm-up inferences per point at least, recorded as such and left out of "
+                               "statistics"),
+    warmup_max: int = typer.Option(5, help="warm-ups go on up to this many until two in a row agree on the compute "
+                                   "time within 5 % (= --warmup for a fixed count)"),
+    cpus: str = typer.Option("auto", help="CPUs of the UE node, edge node and link: auto (the default plan for "
+                             "this host), none, or ue=0;edge=1;link=1 (docs/SWEEP.md)"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (both nodes)"),
     backend: str = typer.Option("auto", help="link backend: auto, kernel, userspace"),
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
+    engine: str = typer.Option("tensorflow", help="inference runtime: tensorflow, onnxruntime (registered models "
+                               "converted at first use), or UE/EDGE such as onnxruntime/tensorflow; .onnx models "
+                               "run on onnxruntime"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
     ue_device: Annotated[list[str] | None, typer.Option(
         "--ue-device", help="device profile the UE emulates, by name (`splitbed devices`) or TOML path (repeatable; "
@@ -38,13 +53,18 @@ def sweep(
         "--edge-device", help="device profile the edge emulates (repeatable; default host = no emulation; e.g. "
         "edge-l4)")] = None,
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
-    full: bool = typer.Option(False, help="the seed's whole matrix: vgg16+resnet50 x all candidates x all built-in "
+    full: bool = typer.Option(False, help="the whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
     report: bool = typer.Option(True, help="write the report at the end"),
+    budget: str | None = typer.Option(None, help="the report's budget, by name (default: the budgets file's "
+                                      "default; the package's is TS 22.261's split AI/ML image recognition)"),
+    budgets: Annotated[Path | None, typer.Option(
+        help="your own budgets file, in the format of splitbed/data/budgets.toml (docs/REPORT.md)")] = None,
     dry_run: bool = typer.Option(False, help="list the points and what is already done; measure nothing"),
     estimate: bool = typer.Option(False, help="predict the sweep's wall time (times each model's partitions here "
                                   "first, minutes; no testbed) and exit"),
     log_level: str = typer.Option("warning", help="debug, info, warning"),
+    wide: bool = typer.Option(False, "--wide", help="show every column of the summary table, however wide"),
 ) -> None:
     """Measure a sweep (resumable), then print the summary table and the report's path."""
     from rich.console import Console
@@ -54,21 +74,31 @@ def sweep(
     from splitbed.sweep.store import completed_counts
 
     out = Path(out_dir)
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING), format="%(message)s",
+    console = Console()  # the terminal's width; 80 into a file or pipe (COLUMNS sets another)
+    from splitbed.cli_support import log_level as level_of
+
+    logging.basicConfig(level=level_of(log_level), format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected, not a problem
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     given: dict[str, Any] = {"models": model, "partitions": partition, "profiles": profile, "encodings": encoding,
                              "compressions": compression, "ue_devices": ue_device, "edge_devices": edge_device}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
-    options.update(repetitions=repetitions, warmup=warmup, weights=weights, backend=backend, runtime=runtime,
-                   image=image)
+    options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
+                   backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus)
+    if rate:
+        options["rates"] = parse_rates(rate)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)
     except SweepSpecError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise CliError(str(exc), SPEC_FIX) from None
+    from splitbed.report.budgets import BudgetError, get_budget
+
+    try:  # a typo in the budget is refused now, not after an hour of measuring
+        get_budget(budget, None if budgets is None else str(budgets))
+    except BudgetError as exc:
+        raise CliError(str(exc), "budget names and the file format: docs/REPORT.md, 'Budgets'") from None
     if estimate:
         from splitbed.advise import AdviseError
         from splitbed.sweep.estimate import describe
@@ -78,11 +108,16 @@ def sweep(
             with console.status("timing partitions on this machine ...") as status:
                 result = predict_wall_time(spec, on_model=lambda m: status.update(f"timing {m} ..."))
         except AdviseError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise CliError(str(exc), SPEC_FIX) from None
         for line in describe(result):
             console.print(line)
         return
     if dry_run:  # reads only: creates and repairs nothing
+        from splitbed.sweep.runner import stale_runs
+
+        for note in stale_runs(out):
+            console.print(f"[yellow]{out / 'sweep.json'}: {note} (the next run marks it killed)[/yellow]",
+                          soft_wrap=True)
         counts = completed_counts(out)
         done = sum(1 for p in matrix if counts[p.key] >= spec.repetitions)
         for p in matrix:
@@ -94,34 +129,72 @@ def sweep(
         try:
             outcome = run_sweep(spec, out, progress=bar)
         except SweepError as exc:
-            console.print(f"[red]sweep stopped:[/red] {exc}")
-            raise typer.Exit(1) from None
+            raise CliError(f"sweep stopped: {exc}", "every finished inference is kept in "
+                           f"{out / 'results.jsonl'}; fix the cause, then run the same command to resume",
+                           status=1) from None
         except KeyboardInterrupt:
             console.print(f"interrupted: every finished inference is in {out / 'results.jsonl'}; run the same "
                           "command to resume")
             raise typer.Exit(130) from None
+    for note in outcome.killed_runs:
+        console.print(f"[yellow]earlier run marked killed in sweep.json: {note}[/yellow]", soft_wrap=True)
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
                   f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
         console.print(f"[yellow]{len(outcome.incomplete)} point(s) lack good repetitions; run again to retry[/yellow]")
-    finish(out, {p.key for p in matrix}, console, write_report=report)  # ends with the table and the report path
+    finish(out, {p.key for p in matrix}, console, write_report=report, budget=budget, budgets_file=budgets,
+           wide=wide)  # ends with the table and the report path
     if outcome.incomplete:
         raise typer.Exit(1)
 
 
-def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> None:
+def parse_rates(values: list[str]) -> tuple[float, ...]:
+    """`--rate 10,20 --rate 50` -> (10.0, 20.0, 50.0); each must be a positive number of Mbit/s."""
+    rates = []
+    for value in values:
+        for item in value.split(","):
+            try:
+                rate = float(item.strip())
+            except ValueError:
+                raise CliError(f"--rate {item.strip()!r} is not a number of Mbit/s",
+                               "give rates in Mbit/s, comma-separated: --rate 10,20,50,100") from None
+            if not 0 < rate <= 100_000:
+                raise CliError(f"--rate {rate:g} is outside (0, 100000] Mbit/s", "give positive rates in Mbit/s")
+            rates.append(rate)
+    return tuple(dict.fromkeys(rates))
+
+
+def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budget: str | None = None,
+           budgets_file: Path | None = None, wide: bool = False) -> None:
     """Write summary.csv (every point in the results), print this sweep's points, write and name the report."""
+    from rich.console import Console
+
     from splitbed.sweep import read_records, summarise, write_csv
     from splitbed.sweep.summary import SUMMARY_NAME
 
-    records = read_records(out).records
+    read = read_records(out)
+    records = read.records
+    if read.skipped:  # said, never silent: these lines are in no figure
+        number, reason = read.skipped[0]
+        console.print(f"[yellow]{len(read.skipped)} line(s) of {out / 'results.jsonl'} left out of the summary "
+                      f"(first: line {number}: {reason})[/yellow]", soft_wrap=True)
+    warn_random_weights(records)
     summaries = summarise(records)
     if not summaries:
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
         return
     csv_path = write_csv(summaries, out / SUMMARY_NAME)
     shown = [s for s in summaries if s.key in keys] or summaries
-    console.print(summary_table(shown))
+    table, width, hidden = summary_table(shown, wide=wide)
+    Console(width=width, file=console.file).print(table)  # --wide: wider than the terminal, on purpose
+    note = dropped_note(hidden, width)
+    if note:
+        console.print(note)
+    for line in outlier_lines(shown):
+        console.print(line, soft_wrap=True, markup=False)
+    draws = draws_line(shown)
+    if draws:
+        console.print(draws, soft_wrap=True)
     disturbed = stolen_points(shown)
     if disturbed:
         console.print(f"[yellow]{disturbed}[/yellow]", soft_wrap=True)
@@ -129,8 +202,21 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
     if write_report:
         from splitbed.report import build_report
 
-        paths = build_report(out)
+        paths = build_report(out, budget=budget, budgets_file=budgets_file)
         console.print(f"Report: {paths.html} (Markdown: {paths.markdown})", soft_wrap=True)
+
+
+def warn_random_weights(records: list[dict[str, Any]]) -> None:
+    """Records measured with random weights carry the warning; the command says it once (splitbed.cli)."""
+    import warnings
+
+    from splitbed.models.weights import RandomWeightsWarning
+
+    for record in records:
+        weights = record.get("weights")
+        if isinstance(weights, dict) and weights.get("warning"):
+            warnings.warn(str(weights["warning"]), RandomWeightsWarning, stacklevel=2)
+            return
 
 
 def stolen_points(summaries: list[Any]) -> str | None:
@@ -148,42 +234,104 @@ def stolen_points(summaries: list[Any]) -> str | None:
             "quieter host or compare with care.")
 
 
-def summary_table(summaries: list[Any]) -> Any:
-    """The rich table printed at the end of a sweep: one row per point, the best partition per group starred."""
-    from rich.table import Table
+#: The summary table's columns; `drop` orders those hidden to fit a narrow terminal (0: never hidden).
+SUMMARY_COLUMNS = (Column("profile"), Column("model"), Column("encoding"), Column("partition"),
+                   Column("n", "right", drop=2), Column("uplink bytes", "right", drop=4),
+                   Column("local ms", "right", drop=3), Column("delivery ms", "right", drop=5),
+                   Column("remote ms", "right", drop=1), Column("e2e ms [95% CI]", "right"),
+                   Column("e2e CV %", "right", drop=1), Column("outliers", "right", drop=1))
+MODELLED_COLUMN = Column("e2e modelled ms", "right", drop=1)
+ENERGY_COLUMN = Column("UE energy mJ compute+radio (model)", "right", drop=1, wrap=True)
+SUMMARY_TITLE = "splitbed sweep: medians [95% CI] per point"
+DEVICES_NOTE = ("Devices (docs/DEVICES.md; stretch = emulated by measured time dilation, model = faster than this "
+                "host, modelled)")
+SUMMARY_CAPTION = ("* = lowest median end-to-end latency (modelled where a device is modelled) for its profile, "
+                   "devices, model and encoding; CV = standard "
+                   "deviation / mean of e2e; outliers and their causes: below and in summary.csv")
 
+
+def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool = False) -> tuple[Any, int, list[str]]:
+    """What a sweep prints at the end: one row per point, the best partition of each (profile, model, encoding)
+    starred. It fits `width` (default: the terminal's): one table per (profile, model, encoding), titled with
+    them, whose measurement columns are hidden in SUMMARY_COLUMNS' order as needed (names are never cut).
+    Returns (renderable, width to print it at, hidden headers); `wide`: one table with every column."""
+    from rich import box
+    from rich.console import Group
+    from rich.text import Text
+
+    from netem.cliapp import terminal_width
     from splitbed.sweep import best_per_group
 
     best = {id(s) for s in best_per_group(summaries).values()}
     combos = list(dict.fromkeys(s.devices for s in summaries))
-    table = Table(title="splitbed sweep: medians [95% CI] per point\nDevices (docs/DEVICES.md; stretch = emulated "
-                        "by measured time dilation, model = faster than this host, modelled): " + "; ".join(combos),
-                  show_lines=False)
-    for header in ("profile", "model", "partition", "carriage") + (("devices",) if len(combos) > 1 else ()):
-        table.add_column(header)
+    several = len(combos) > 1
     modelled = any(s.modelled for s in summaries)
-    for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]") + (
-            ("e2e modelled ms",) if modelled else ()) + ("UE energy mJ compute+radio (model)",):
-        table.add_column(header, justify="right")
+    title = f"{SUMMARY_TITLE}\n{DEVICES_NOTE}: " + "; ".join(combos)
+    columns = [*SUMMARY_COLUMNS[:10], *((MODELLED_COLUMN,) if modelled else ()), ENERGY_COLUMN,
+               *SUMMARY_COLUMNS[10:]]
+    rows, styles, groups = [], [], []
     for s in summaries:
         e2e = s.figures["e2e_latency_ms"]
         ci = f" [{e2e.low:.1f}, {e2e.high:.1f}]" if e2e.has_ci else " [n<6: no CI]"
         star = "* " if id(s) in best else ""
         compute, radio = s.median("ue_energy_compute_mj"), s.median("ue_energy_radio_mj")
         energy = "-" if compute is None else f"{compute:,.0f}+" + ("n/a" if radio is None else f"{radio:,.0f}")
-        cells = [s.profile, s.model, f"{star}{s.partition}", s.carriage] + ([s.devices] if len(combos) > 1 else [])
-        cells += [f"{s.n}" + (f" ({s.n_errors} err)" if s.n_errors else "") + (
-                  f" ({s.ue_late_records} late)" if s.ue_late_records else ""),
-                  _num(s.median("uplink_bytes"), "{:,.0f}"), _num(s.median("local_inference_ms")),
-                  _num(s.median("delivery_ms")), _num(s.median("remote_inference_ms")),
-                  (_num(e2e.median) + ci) if e2e.median is not None else "-"]
+        row = [s.profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
+            f" ({s.n_errors} err)" if s.n_errors else "") + (f" ({s.ue_late_records} late)" if s.ue_late_records
+                                                              else ""),
+            _num(s.median("uplink_bytes"), "{:,.0f}"), _num(s.median("local_inference_ms")),
+            _num(s.median("delivery_ms")), _num(s.median("remote_inference_ms")),
+            (_num(e2e.median) + ci) if e2e.median is not None else "-"]
         if modelled:
-            cells.append(_num(s.median("e2e_latency_modelled_ms")) if s.modelled else "-")
-        cells.append(energy)
-        table.add_row(*cells, style="bold" if star else None)
-    table.caption = ("* = lowest median end-to-end latency (modelled where a device is modelled) for its profile, "
-                     "devices, model and carriage")
-    return table
+            row.append(_num(s.median("e2e_latency_modelled_ms")) if s.modelled else "-")
+        rows.append([*row, energy, _num(s.e2e_cv_pct), str(len(s.outliers))])
+        styles.append("bold" if star else None)
+        groups.append((s.profile, s.model, s.carriage, *((s.devices,) if several else ())))
+    if wide:
+        if several:
+            columns.insert(4, Column("devices"))
+            rows = [[*row[:4], group[3], *row[4:]] for row, group in zip(rows, groups, strict=True)]
+        return fit_table(title, columns, rows, wide=True, styles=styles, caption=SUMMARY_CAPTION)
+    target = width or terminal_width()
+    measured = columns[3:]  # the group (profile, model, encoding[, devices]) is each table's title
+    _, _, hidden = fit_table(None, measured, [row[3:] for row in rows], width=target, box=box.SIMPLE_HEAD,
+                             pad_edge=False)
+    kept = [c for c in measured if c.header not in hidden]
+    narrow = [Column(c.header, c.justify) for c in kept]
+    index = [columns.index(c) for c in kept]
+    parts: list[Any] = [Text(title, style="bold")]
+    for group in dict.fromkeys(groups):
+        mine = [r for r, g in enumerate(groups) if g == group]
+        table, _, _ = fit_table(" · ".join(group), narrow, [[rows[r][i] for i in index] for r in mine],
+                                width=target, styles=[styles[r] for r in mine], title_justify="left",
+                                box=box.SIMPLE_HEAD, pad_edge=False)
+        parts.append(table)
+    parts.append(Text(SUMMARY_CAPTION))
+    return Group(*parts), target, hidden
+
+
+def draws_line(summaries: list[Any]) -> str | None:
+    """How many independent channel draws the points' statistics rest on (docs/SWEEP.md), where the link is
+    random; None when every link was deterministic."""
+    random = [s for s in summaries if s.independent_draws is not None]
+    if not random:
+        return None
+    short = [s for s in random if s.independent_draws < s.n]
+    text = (f"Channel draws: {len(random)} point(s) on a random link; their statistics rest on "
+            f"{min(s.independent_draws for s in random)}-{max(s.independent_draws for s in random)} independent "
+            "draws each (summary.csv: independent_draws)")
+    if short:
+        text += f"; {len(short)} point(s) on fewer draws than repetitions (records made before per-repetition seeds)"
+    return text
+
+
+def outlier_lines(summaries: list[Any]) -> list[str]:
+    """One line per slow single inference, with its cause where the record shows one (splitbed.sweep.outliers)."""
+    lines = []
+    for s in summaries:
+        for outlier in s.outliers:
+            lines.append(f"outlier {s.profile}/{s.model}/{s.partition}/{s.carriage} {outlier.describe()}")
+    return lines
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
@@ -227,6 +375,9 @@ class _RichProgress:
 
     def advance(self, record: dict[str, Any]) -> None:
         if self.task is not None:
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            if task.total is not None and task.completed >= task.total:  # a warm-up beyond --warmup (not settled)
+                self.progress.update(self.task, total=task.total + 1)
             self.progress.advance(self.task)
 
 

@@ -139,7 +139,7 @@ class DeviceProfile:
             have = sorted(m for m, lat in self.latencies.items() if self.precision and lat.ms(self.precision))
             raise DeviceError(f"device {self.name!r} has no {self.precision} latency for model {model!r} (it has "
                               f"{', '.join(have) or 'none'}); add [latency.{model}] to its profile or pick another "
-                              "device")
+                              "device ('splitbed devices'; host = this machine's speed)")
         return value
 
     def radio_for(self, access: str | None) -> tuple[RadioModel | None, str]:

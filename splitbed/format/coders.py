@@ -2,10 +2,15 @@
 
 `decompress(payload, size)` returns exactly `size` bytes or raises FormatError(decompression_failed); it never
 allocates more than `size` bytes, whatever the payload claims (no decompression bombs).
+
+Thread safety: python-zstandard's compression and decompression contexts must never be used by two threads at
+once (a shared one corrupts data and crashes the process), and the remote node decodes one session per thread.
+So every thread gets its own contexts (`_zstd_contexts`); the lz4 block functions keep no state between calls.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import lz4.block
@@ -16,8 +21,17 @@ from splitbed.format.errors import ErrorCode, FormatError
 Buffer = bytes | bytearray | memoryview
 
 ZSTD_LEVEL = 3
-_ZSTD_COMPRESSOR = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True, write_checksum=False)
-_ZSTD_DECOMPRESSOR = zstandard.ZstdDecompressor()
+
+
+class _ZstdContexts(threading.local):
+    """One compressor and one decompressor per thread, made on the thread's first use."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True, write_checksum=False)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_zstd_contexts = _ZstdContexts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +51,10 @@ class Coder:
     def decompress(self, payload: memoryview, size: int) -> Buffer:
         return payload
 
+    def decompress_bytes(self, size: int) -> int:
+        """Most bytes `decompress` allocates at once for a `size`-byte result (memory budgets count it)."""
+        return 0
+
 
 @dataclass(frozen=True, slots=True)
 class ZstdCoder(Coder):
@@ -49,7 +67,10 @@ class ZstdCoder(Coder):
         return False
 
     def compress(self, data: memoryview) -> Buffer:
-        return _ZSTD_COMPRESSOR.compress(data)
+        return _zstd_contexts.compressor.compress(data)
+
+    def decompress_bytes(self, size: int) -> int:
+        return size
 
     def decompress(self, payload: memoryview, size: int) -> Buffer:
         try:
@@ -60,7 +81,7 @@ class ZstdCoder(Coder):
             raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
                               f"zstd frame declares {declared} bytes but the AIPS implies {size}")
         try:
-            out = _ZSTD_DECOMPRESSOR.decompress(payload, max_output_size=size, allow_extra_data=False)
+            out = _zstd_contexts.decompressor.decompress(payload, max_output_size=size, allow_extra_data=False)
         except zstandard.ZstdError as exc:
             raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
                               f"zstd payload does not decompress to {size} bytes: {exc}") from None
@@ -82,6 +103,9 @@ class Lz4Coder(Coder):
 
     def compress(self, data: memoryview) -> Buffer:
         return lz4.block.compress(data, store_size=False)
+
+    def decompress_bytes(self, size: int) -> int:
+        return 2 * size  # python-lz4 decompresses into a scratch buffer, then copies it into the bytes returned
 
     def decompress(self, payload: memoryview, size: int) -> Buffer:
         try:

@@ -10,6 +10,7 @@ Layout of the value (docs/FORMAT.md, "Intermediate data unit"), header integers 
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -149,15 +150,17 @@ def fixed_layout(aips: Aips) -> Layout | None:
 
 _ENCODERS: dict[int, DataEncoder] = {}
 _ENCODER_CACHE_SIZE = 32
+_ENCODERS_LOCK = threading.Lock()  # threads may encode at once; the eviction below is not atomic
 
 
 def encode_data(aips: Aips, arrays: Sequence[np.ndarray]) -> list[Piece]:
     """One intermediate data unit (type 2): see DataEncoder.encode. Reuses the encoder of a recent AIPS."""
-    encoder = _ENCODERS.get(id(aips))
-    if encoder is None or encoder.aips is not aips:
-        if len(_ENCODERS) >= _ENCODER_CACHE_SIZE:
-            _ENCODERS.pop(next(iter(_ENCODERS)))
-        encoder = _ENCODERS[id(aips)] = DataEncoder(aips)
+    with _ENCODERS_LOCK:
+        encoder = _ENCODERS.get(id(aips))
+        if encoder is None or encoder.aips is not aips:
+            if len(_ENCODERS) >= _ENCODER_CACHE_SIZE:
+                _ENCODERS.pop(next(iter(_ENCODERS)))
+            encoder = _ENCODERS[id(aips)] = DataEncoder(aips)
     return encoder.encode(arrays)
 
 

@@ -16,6 +16,16 @@ def _widening_table(dtype: np.dtype) -> np.ndarray:
     return np.arange(65536, dtype="<u2").view("<f2").astype(dtype)
 
 
+#: Elements widened at a time: np.take turns its uint16 indices into an intp copy (8 bytes per element), so a
+#: whole tensor at once would allocate twice a float32 result in scratch.
+CHUNK = 1 << 16
+
+
 def widen_float16(half: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """float16 values (any shape) as `dtype` (float32 or float64), bit-identical to numpy's cast."""
-    return np.take(_widening_table(np.dtype(dtype)), half.view("<u2"))
+    table = _widening_table(np.dtype(dtype))
+    bits = half.reshape(-1).view("<u2")
+    out = np.empty(bits.size, table.dtype)
+    for start in range(0, bits.size, CHUNK):
+        np.take(table, bits[start:start + CHUNK], out=out[start:start + CHUNK])
+    return out.reshape(half.shape)

@@ -40,7 +40,7 @@ def decode(data: bytes | bytearray | memoryview,
     if len(data) > max_size:
         raise FormatError(ErrorCode.JSON_TOO_LARGE, f"JSON message of {len(data)} bytes exceeds {max_size}")
     try:
-        doc = json.loads(bytes(data))
+        doc = json.loads(data if isinstance(data, (bytes, bytearray)) else bytes(data))
     except (ValueError, RecursionError) as exc:
         raise FormatError(ErrorCode.JSON_INVALID, f"not JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("tensors"), list) \
@@ -48,13 +48,32 @@ def decode(data: bytes | bytearray | memoryview,
         raise FormatError(ErrorCode.JSON_INVALID,
                           "expected an object with lists 'tensors' and 'dtypes' of equal length")
     arrays = []
-    for index, (nested, name) in enumerate(zip(doc.pop("tensors"), doc.pop("dtypes"), strict=True)):
+    tensors, dtypes = doc.pop("tensors"), doc.pop("dtypes")
+    for index, name in enumerate(dtypes):
         try:
             dtype = DType[str(name).upper()]
         except KeyError:
             raise FormatError(ErrorCode.JSON_INVALID, f"tensor #{index}: unknown dtype {name!r}") from None
+        nested, tensors[index] = tensors[index], None  # each nested list is freed once it is an array
         arrays.append(_to_array(nested, dtype, index))
+        del nested
     return arrays, doc
+
+
+def decode_peak_bytes(data: bytes | bytearray | memoryview) -> int:
+    """Upper bound of the memory `decode(data)` allocates, from a count of the structural characters (no
+    parse): the text as str, every Python object json.loads builds, and the arrays made from them. JSON objects weigh up to ~25 times their text (`[],` is 3 bytes and 64 bytes of list), so a
+    receiver reserves this before decoding rather than a multiple of the length.
+
+    Per character: `[` or `{` a container (list/dict object plus its slot in the parent), `,` one more element
+    (a float object, a pointer slot with over-allocation, and binary64 + output + comparison copies in the
+    arrays), `:` one dict entry, `"` half a string object; plus the text (bytes and str) and digits of big ints.
+    """
+    text = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+    containers = text.count(b"[") + text.count(b"{")
+    elements = text.count(b",") + containers + 1
+    return (2 * len(text) + 96 * containers + 64 * elements + 96 * text.count(b":")
+            + 16 * text.count(b'"') + 65536)
 
 
 def _to_array(nested: Any, dtype: DType, index: int) -> np.ndarray:

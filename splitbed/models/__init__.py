@@ -34,6 +34,18 @@ def split(loaded: LoadedModel, partition: Partition | int | str) -> SplitModel:
     return _split(loaded, partition)
 
 
+def spec_for(model: str) -> ModelSpec:
+    """The spec of a registered model name, or of an `.onnx` file (`splitbed.models.onnx.model.OnnxFileSpec`:
+    its partitions are the graph's candidate cuts)."""
+    from splitbed.models.onnx import is_onnx_path
+
+    if is_onnx_path(model):
+        from splitbed.models.onnx.model import file_spec
+
+        return file_spec(model)
+    return registry.get(model)
+
+
 def __getattr__(name: str) -> Any:  # CutTensor/SplitModel live with numpy-using code; import on demand
     if name in ("CutTensor", "SplitModel"):
         from splitbed.models import splitter as split_module
@@ -45,5 +57,5 @@ def __getattr__(name: str) -> Any:  # CutTensor/SplitModel live with numpy-using
 __all__ = [
     "CutTensor", "GraphCutError", "ImageError", "LoadedModel", "ModelError", "ModelSpec", "Partition",
     "PartitionDataError", "RandomWeightsWarning", "SplitModel", "UnknownModelError", "UnknownPartitionError",
-    "WeightsError", "WeightsInfo", "load", "registry", "split",
+    "WeightsError", "WeightsInfo", "load", "registry", "spec_for", "split",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import threading
 from dataclasses import dataclass, field
@@ -52,8 +51,10 @@ class LoadedModel:
 
 
 def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter hides real messages; keep errors only (unless the user chose)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """TensorFlow's C++ start-up chatter hides real messages: import it without (splitbed.models.quiet)."""
+    from splitbed.models.quiet import quiet_tensorflow as import_quietly
+
+    import_quietly()
 
 
 def _build(spec: ModelSpec, keras_weights: str | None) -> Any:

@@ -32,6 +32,9 @@ class PreparedInput:
 
 
 def _preprocess(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    prepare = getattr(spec, "prepare_batch", None)
+    if prepare is not None:  # an ONNX file's own preprocessing (splitbed.models.onnx.model.OnnxFileSpec)
+        return np.asarray(prepare(batch))
     from splitbed.models.loading import quiet_tensorflow
 
     quiet_tensorflow()

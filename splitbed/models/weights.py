@@ -142,6 +142,25 @@ def random_info(requested: str, seed: int, why: str) -> WeightsInfo:
                        scheme=RANDOM_SCHEME)
 
 
+def check_spec(spec: str) -> None:
+    """WeightsError unless `spec` is auto, imagenet, random[:SEED] or an existing Keras weights file (.h5,
+    .weights.h5 or .keras); cheap (no hashing, no network): for validating jobs and scenarios early."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise WeightsError("weights spec must be a non-empty string (auto, imagenet, random:SEED or a path)")
+    spec = spec.strip()
+    if spec in ("auto", "imagenet", "random"):
+        return
+    if spec.startswith("random:"):
+        _parse_seed(spec.partition(":")[2], spec)
+        return
+    path = Path(spec[len("file:"):] if spec.startswith("file:") else spec).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights {spec!r}: no such regular file (weights must be auto, imagenet, random:SEED "
+                           "or the path of a Keras weights file, .weights.h5 or legacy .h5)")
+    if path.suffix not in (".h5", ".keras"):
+        raise WeightsError(f"weights file {spec!r} is not a Keras weights file (.weights.h5, .h5 or .keras)")
+
+
 def resolve(spec: str, imagenet_file: str) -> WeightsInfo:
     """Decide where weights come from (no TensorFlow); `imagenet_file` is the model's Keras cache file name.
 

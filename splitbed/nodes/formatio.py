@@ -27,6 +27,7 @@ from splitbed.format.events import (
     TensorsDecoded,
     UnknownUnit,
 )
+from splitbed.format.memory import decode_bytes
 from splitbed.format.profiles import PROFILES, get_profile
 from splitbed.format.tlv import TLV_HEADER
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
@@ -104,6 +105,18 @@ class FormatSession:
                                            "unit_bytes": event.unit_size})
         return DrainOutcome(events, errors, complete)
 
+    def unit_bytes(self, unit_type: int, length: int) -> int:
+        """Upper bound of the memory a unit of this type and length holds from its header until its reply is
+        sent, given the AIPS in force (the one a data unit must match): the assembled value (bytearray growth
+        included), what decoding allocates (splitbed.format.memory), and the tail's copy of its input."""
+        if unit_type not in (fmt.UnitType.AIPS, fmt.UnitType.INTERMEDIATE_DATA):
+            return 0  # the format decoder counts other units off unread
+        held = length + (length >> 3) + 64
+        aips = self.decoder.active_aips
+        if unit_type == fmt.UnitType.INTERMEDIATE_DATA and aips is not None:
+            held += decode_bytes(aips) + aips.decoded_size
+        return held
+
     def _lifecycle(self) -> list[dict[str, Any]]:
         return self.drain().events
 
@@ -177,7 +190,14 @@ def json_baseline_unit(arrays: Sequence[np.ndarray], partition_id: int) -> bytes
     return pack_header(MsgType.JSON_BASELINE, len(payload)) + payload
 
 
-def decode_json_baseline(payload: bytes, max_bytes: int) -> DecodedTensors:
+def json_baseline_bytes(payload: bytes | bytearray) -> int:
+    """Upper bound of the memory decoding this JSON-baseline payload allocates beyond the payload (its per-element
+    allowance covers the tail's copy of the arrays): a count of structural characters, not a parse, so it stays
+    out of the timed decode."""
+    return json_baseline.decode_peak_bytes(payload)
+
+
+def decode_json_baseline(payload: bytes | bytearray, max_bytes: int) -> DecodedTensors:
     try:
         arrays, extra = json_baseline.decode(payload, max_size=max_bytes)
     except FormatError as exc:

@@ -19,6 +19,38 @@ def cache_dir() -> Path:
     return Path(base) / "splitbed" / "images"
 
 
+#: Largest image file a node reads (a 24-megapixel JPEG is ~10 MB).
+MAX_IMAGE_FILE_BYTES = 64 << 20
+
+
+def check_image(image: str) -> None:
+    """ConfigurationError unless `image` is a builtin name or a readable image file (PIL identifies its format
+    from the header; nothing of the file is ever quoted back). For validating jobs and scenarios early."""
+    if image.startswith(BUILTIN_PREFIX):
+        if image[len(BUILTIN_PREFIX):] not in BUILTIN_IMAGES:
+            raise ConfigurationError(f"unknown builtin image {image!r}; builtin: {', '.join(BUILTIN_IMAGES)}")
+        return
+    path = Path(image).expanduser()
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigurationError(f"image {image!r}: {exc.strerror or 'cannot be read'} (give an image file or "
+                                 f"builtin:NAME, NAME one of {', '.join(BUILTIN_IMAGES)})") from None
+    if not path.is_file():
+        raise ConfigurationError(f"image {image!r} is not a regular file")
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise ConfigurationError(f"image {image!r} is {size} bytes; at most {MAX_IMAGE_FILE_BYTES} are read")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            kind = img.format
+    except (UnidentifiedImageError, OSError, ValueError):
+        kind = None
+    if not kind:
+        raise ConfigurationError(f"image {image!r} is not an image file PIL can read (JPEG, PNG, ...)")
+
+
 def resolve_image(image: str) -> Path:
     """The file to read for `image`; builtin images are materialised on first use."""
     if not image.startswith(BUILTIN_PREFIX):

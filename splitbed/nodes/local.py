@@ -34,6 +34,7 @@ from splitbed.devices.figures import complete as complete_devices
 from splitbed.devices.figures import with_run
 from splitbed.nodes import formatio, rxstamp
 from splitbed.nodes import protocol as proto
+from splitbed.nodes.auth import ClientHandshake
 from splitbed.nodes.clock import ClockRecord, PingSample, boot_id, decide_clock, estimate_offset, now_ns
 from splitbed.nodes.errors import (
     ConfigurationError,
@@ -48,7 +49,7 @@ from splitbed.nodes.jobs import ADAPTIVE_PARTITION, Job, parse_job
 from splitbed.nodes.metrics import SCHEMA_VERSION, ErrorInfo, InferenceRecord, Prediction, software_versions
 from splitbed.nodes.protocol import MsgType
 from splitbed.nodes.resources import GpuInfo, ResourceMeter, gpu_info, host_info
-from splitbed.nodes.runner import INFERENCE_CALL, ModelRunner, PartPlan
+from splitbed.nodes.runner import ModelRunner, PartPlan
 from splitbed.nodes.wire import ControlReader, send_pieces
 
 log = logging.getLogger("splitbed.nodes.local")
@@ -62,6 +63,7 @@ class LocalConfig:
     host: str = "127.0.0.1"
     port: int = 0
     weights: str = "auto"
+    engine: str = "tensorflow"  # inference runtime of registered models (splitbed.nodes.runner.ENGINES)
     link: dict[str, Any] | None = None
     connect_timeout_s: float = 10.0
     connect_retry_s: float = 0.0   # keep retrying a refused connection this long (remote node still starting)
@@ -71,6 +73,7 @@ class LocalConfig:
     clock_pings: int = 8
     allow_weights_mismatch: bool = False
     verify_delivery: bool = False  # remote returns CRC-32s of the decoded tensors; the record compares them
+    secret: bytes | None = field(default=None, repr=False)  # shared with the remote (splitbed.nodes.auth)
     device: str = "host"           # device profile the head emulates (splitbed.devices; host = none)
 
 
@@ -131,7 +134,8 @@ class LocalNode:
     def __init__(self, config: LocalConfig, *, runner: ModelRunner | None = None,
                  meter: ResourceMeter | None = None) -> None:
         self.config = config
-        self.runner = runner or ModelRunner(weights=config.weights, device=ue_emulator(config.device))
+        self.runner = runner or ModelRunner(weights=config.weights, engine=config.engine,
+                                            device=ue_emulator(config.device))
         self.meter = meter or ResourceMeter()
         self.session: Session | None = None
         self._gpu: GpuInfo | None = None
@@ -193,11 +197,19 @@ class LocalNode:
             def left() -> float:
                 return max(deadline - time.monotonic(), 0.001)
 
-            send_pieces(sock, [proto.encode_control(MsgType.HELLO, {
-                "protocol_version": proto.PROTOCOL_VERSION, "boot_id": boot_id(),
-                "client": {"versions": software_versions(), "host": dict(self._host)}})], left())
+            handshake = ClientHandshake(cfg.secret)
+            hello = {"protocol_version": proto.PROTOCOL_VERSION, "boot_id": boot_id(),
+                     "client": {"versions": software_versions(), "host": dict(self._host)}}
+            send_pieces(sock, [proto.encode_control(MsgType.HELLO, {**hello, **handshake.hello_fields()})], left())
             unit, _, _ = reader.expect(MsgType.OFFER, left())
             offer = proto.decode_control(unit.unit_type, unit.payload)
+            challenge = offer.get("auth")
+            if isinstance(challenge, dict) and "nonce" in challenge and "proof" not in challenge:
+                send_pieces(sock, [proto.encode_control(MsgType.HELLO, {**hello, **handshake.respond(challenge)})],
+                            left())
+                unit, _, _ = reader.expect(MsgType.OFFER, left())
+                offer = proto.decode_control(unit.unit_type, unit.payload)
+            handshake.check_server(offer.get("auth"))
             self._check_offer(offer, model, encoding, local_weights)
             samples = []
             for _ in range(max(cfg.clock_pings, 1)):
@@ -374,7 +386,8 @@ class _Inference:
 
     def _blank(self) -> InferenceRecord:
         s, job, plan, node = self.s, self.job, self.plan, self.node
-        offer_server = s.offer.get("server", {})
+        # The remote's host, versions and GPU come in ACCEPT (protocol 1 remotes before 2026 sent them in OFFER).
+        offer_server = s.accept.get("server") or s.offer.get("server") or {}
         model_offer: dict[str, Any] = next((m for m in s.offer.get("models", []) if m.get("name") == job.model), {})
         return InferenceRecord(
             schema_version=SCHEMA_VERSION, record_type="inference", status="ok", error=None,
@@ -399,7 +412,8 @@ class _Inference:
             ue_device=None, edge_device=None, local_inference_measured_ms=None, local_inference_modelled_ms=None,
             remote_inference_modelled_ms=None, e2e_latency_modelled_ms=None, ue_energy=None, edge_energy=None,
             local_head_memory=plan.head_memory,
-            inference_call=INFERENCE_CALL, weights=node.runner.weights_info(job.model),
+            inference_call=node.runner.inference_call(job.model), weights=node.runner.weights_info(job.model),
+            ue_runtime=node.runner.runtime_info(job.model), edge_runtime=model_offer.get("runtime"),
             remote_weights=model_offer.get("weights"),
             link=default_link(job.link if job.link is not None else node.config.link), clock=s.clock,
             versions={"local": software_versions(), "remote": offer_server.get("versions")},

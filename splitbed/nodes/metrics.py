@@ -16,7 +16,7 @@ from splitbed.devices.figures import DeviceFigures, EdgeEnergy, HeadMemory, UeEn
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.3"
+SCHEMA_VERSION = "2.5"
 
 
 class TensorFigures(TypedDict):
@@ -132,6 +132,8 @@ class InferenceRecord(TypedDict):
     local_head_memory: HeadMemory | None
     # how it was measured
     inference_call: str
+    ue_runtime: dict[str, Any] | None
+    edge_runtime: dict[str, Any] | None
     weights: dict[str, Any] | None
     remote_weights: dict[str, Any] | None
     link: dict[str, Any]
@@ -157,6 +159,9 @@ def software_versions() -> dict[str, str]:
         "keras": _dist_version("keras"),
         "zstandard": _dist_version("zstandard"),
         "lz4": _dist_version("lz4"),
+        "onnx": _dist_version("onnx"),
+        "onnxruntime": _dist_version("onnxruntime"),
+        "tf2onnx": _dist_version("tf2onnx"),
         "platform": platform.platform(),
     }
     from splitbed.nodes import protocol

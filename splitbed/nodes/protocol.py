@@ -165,10 +165,11 @@ class UnitEnd:
 
 @dataclass(frozen=True)
 class ControlUnit:
-    """A complete control unit (or JSON-baseline unit): its payload, assembled."""
+    """A complete control unit (or JSON-baseline unit): its payload, assembled (a JSON-baseline payload is the
+    bytearray it was assembled in: no joining copy of a unit that may be 64 MiB)."""
 
     unit_type: MsgType
-    payload: bytes
+    payload: bytes | bytearray
 
 
 Frame = UnitStart | UnitChunk | UnitEnd | ControlUnit
@@ -187,7 +188,8 @@ class UnitFramer:
     _type: int = -1
     _remaining: int = 0
     _length: int = 0
-    _control: list[bytes] = field(default_factory=list)
+    _control: bytearray = field(default_factory=bytearray)
+    _skipping: bool = False
     units_started: int = 0  # counts units whose first header byte has been fed
 
     @property
@@ -198,6 +200,19 @@ class UnitFramer:
     @property
     def unit_length(self) -> int:
         return self._length
+
+    @property
+    def unit_received(self) -> int:
+        """Value bytes of the current unit received so far."""
+        return self._length - self._remaining if self._type >= 0 else 0
+
+    def skip_unit(self) -> None:
+        """Drop the rest of the unit just started (after its UnitStart): its bytes are counted off, neither
+        yielded nor kept, and it ends with a UnitEnd whatever its type. The receiver refused it at its header."""
+        if self._type < 0:
+            raise RuntimeError("skip_unit() outside a unit")
+        self._skipping = True
+        self._control.clear()
 
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
         view = memoryview(data).cast("B")
@@ -218,9 +233,11 @@ class UnitFramer:
             chunk = view[pos:pos + take_n]
             pos += take_n
             self._remaining -= take_n
-            if self._type in CONTROL_TYPES:
+            if self._skipping:
+                pass
+            elif self._type in CONTROL_TYPES:
                 if take_n:
-                    self._control.append(bytes(chunk))
+                    self._control += chunk
             elif take_n:
                 yield UnitChunk(self._type, chunk)
             if self._remaining == 0:
@@ -244,15 +261,20 @@ class UnitFramer:
                                 f"unit of type {unit_type} declares {length} bytes; the cap is {self.max_unit_bytes}"
                                 " (raise --max-unit-bytes on the remote node if this is legitimate)")
         self._type, self._length, self._remaining = unit_type, length, length
-        if unit_type not in CONTROL_TYPES:
+        if unit_type not in CONTROL_TYPES or unit_type == MsgType.JSON_BASELINE:
+            # A JSON-baseline unit is announced too, so that a receiver can refuse it before buffering it.
             yield UnitStart(unit_type, length, header)
 
     def _end_unit(self) -> Iterator[Frame]:
-        unit_type, length = self._type, self._length
-        self._type, self._length = -1, 0
-        if unit_type in CONTROL_TYPES:
-            payload = b"".join(self._control)
-            self._control.clear()
+        unit_type, length, skipped = self._type, self._length, self._skipping
+        self._type, self._length, self._skipping = -1, 0, False
+        if unit_type in CONTROL_TYPES and not skipped:
+            if unit_type == MsgType.JSON_BASELINE:
+                payload: bytes | bytearray = self._control
+                self._control = bytearray()
+            else:
+                payload = bytes(self._control)
+                self._control.clear()
             yield ControlUnit(MsgType(unit_type), payload)
         else:
             yield UnitEnd(unit_type, length)

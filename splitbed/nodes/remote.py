@@ -34,11 +34,20 @@ from netem.tcpinfo import try_read_state
 from splitbed.devices import DeviceError
 from splitbed.devices import load as load_device
 from splitbed.devices.emulation import DeviceEmulator
+from splitbed.nodes import logsafe, rxstamp
 from splitbed.nodes import protocol as proto
-from splitbed.nodes import rxstamp
+from splitbed.nodes.admission import Admission, AdmissionRefused, RatePolicy, Slot
+from splitbed.nodes.auth import ServerHandshake
+from splitbed.nodes.budget import DEFAULT_BUDGET_BYTES, BudgetRefused, MemoryBudget, Reservation
 from splitbed.nodes.clock import boot_id, now_ns
 from splitbed.nodes.errors import ConfigurationError, NodeError, NodeTimeout, PeerClosed, ProtocolError
-from splitbed.nodes.formatio import DecodedTensors, FormatSession, decode_json_baseline, tensor_crc32
+from splitbed.nodes.formatio import (
+    DecodedTensors,
+    FormatSession,
+    decode_json_baseline,
+    json_baseline_bytes,
+    tensor_crc32,
+)
 from splitbed.nodes.metrics import software_versions
 from splitbed.nodes.protocol import ControlUnit, MsgType, UnitChunk, UnitEnd, UnitFramer, UnitStart
 from splitbed.nodes.resources import ResourceMeter, gpu_info, host_info
@@ -58,20 +67,25 @@ class RemoteConfig:
     port: int = 0
     models: tuple[str, ...] = ("mobilenet_v2",)
     weights: str = "auto"
+    engine: str = "tensorflow"  # inference runtime of registered models (splitbed.nodes.runner.ENGINES)
     max_unit_bytes: int = proto.DEFAULT_MAX_UNIT_BYTES
     read_timeout_s: float = 30.0        # no progress at all within a started unit
     idle_timeout_s: float = 600.0       # nothing at all between units
-    unit_timeout_base_s: float = 30.0   # whole-unit deadline = base + length / min rate
+    unit_timeout_base_s: float = 30.0   # a unit may take base + its received bytes at the min rate
     unit_min_rate_bps: float = 65536.0  # bytes per second, against slow drip (slowloris)
+    evict_after_s: float = 10.0         # node full: a session idle (or behind the min rate) this long may go
     config_timeout_s: float = 30.0      # the whole configuration stage
     send_timeout_s: float = 60.0
     max_sessions: int = 16
     shutdown_grace_s: float = 10.0
     warm: bool = False                  # build every partition's tail at start
+    memory_budget_bytes: int = DEFAULT_BUDGET_BYTES  # shared by all sessions' units (splitbed.nodes.budget)
+    secret: bytes | None = field(default=None, repr=False)  # peers must prove they hold it (splitbed.nodes.auth)
+    max_batch: int = 1                  # samples per inference (the local node sends one image at a time)
     device: str = "host"                # device profile the tail emulates (splitbed.devices; host = none)
 
-    def unit_deadline_s(self, length: int) -> float:
-        return self.unit_timeout_base_s + length / self.unit_min_rate_bps
+    def rate_policy(self) -> RatePolicy:
+        return RatePolicy(self.unit_timeout_base_s, self.unit_min_rate_bps)
 
 
 @dataclass
@@ -81,7 +95,12 @@ class ServerState:
     config: RemoteConfig
     runner: ModelRunner
     meter: ResourceMeter
+    budget: MemoryBudget
+    admission: Admission
     offer: dict[str, Any] = field(default_factory=dict)
+    # Host, software and GPU of this node: for the records, sent in ACCEPT only (never to a peer that has not
+    # completed the configuration stage, authenticated when the node requires it); not in the OFFER.
+    server_info: dict[str, Any] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     sessions: dict[int, RemoteSession] = field(default_factory=dict)
     sessions_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,11 +118,14 @@ class _Abort(Exception):
 class RemoteSession:
     """One connection: configuration stage, then units until the peer closes, an error, or shutdown."""
 
-    def __init__(self, state: ServerState, conn: socket.socket, peer: tuple[Any, ...]) -> None:
+    def __init__(self, state: ServerState, conn: socket.socket, peer: tuple[Any, ...], slot: Slot) -> None:
         self.state = state
         self.cfg = state.config
         self.conn = conn
         self.peer = f"{peer[0]}:{peer[1]}"
+        self.slot = slot  # what admission sees of this session: idle or receiving, and how fast
+        self.auth = ServerHandshake(self.cfg.secret)
+        self.rate = self.cfg.rate_policy()
         self.session_id = ""
         self.model = ""
         self.encoding = "tlv"
@@ -124,6 +146,8 @@ class RemoteSession:
         self.rx = rxstamp.ReceiveClock(conn)  # reads, and when their bytes arrived
         self._decode_ns = 0
         self._events: list[dict[str, Any]] = []
+        self._held: Reservation | None = None  # memory of the unit being received, until its reply is sent
+        self._refused: ProtocolError | None = None  # why the unit being received is skipped (answered at its end)
 
     # --- main loop --------------------------------------------------------------------------------
 
@@ -141,6 +165,7 @@ class RemoteSession:
             log.exception("session %s from %s: internal error", self.session_id or "-", self.peer)
             self._last_words("internal_error", f"{type(exc).__name__}: {exc}")
         finally:
+            self._release_unit()
             try:
                 self.conn.close()
             except OSError:
@@ -155,9 +180,15 @@ class RemoteSession:
 
     def _loop(self) -> None:
         config_deadline = time.monotonic() + self.cfg.config_timeout_s
-        idle_since = last_progress = unit_started = time.monotonic()
+        last_progress = time.monotonic()
+        slot = self.slot
         while True:
             now = time.monotonic()
+            if slot.evicted is not None:
+                log.warning("session %s from %s: %s", slot.label, self.peer, slot.evicted)
+                self._reply_error("evicted", f"the remote node is full and this session was {slot.evicted}",
+                                  fatal=True)
+                raise _Abort
             if self.state.stopping.is_set() and not self.framer.mid_unit and not self._readable_now():
                 # Bytes already received are in-flight work: they are served first (the grace period bounds it).
                 self._reply_error("shutting_down", "the remote node is shutting down", fatal=True)
@@ -165,15 +196,14 @@ class RemoteSession:
             if not self.configured and now > config_deadline:
                 raise NodeTimeout(f"configuration stage not finished within {self.cfg.config_timeout_s:g} s")
             if self.framer.mid_unit:
-                length = self.framer.unit_length
                 if now - last_progress > self.cfg.read_timeout_s:
                     raise NodeTimeout(f"no bytes for {self.cfg.read_timeout_s:g} s in the middle of a unit")
-                if now - unit_started > self.cfg.unit_deadline_s(length):
-                    raise NodeTimeout(f"a {length}-byte unit did not arrive within "
-                                      f"{self.cfg.unit_deadline_s(length):.1f} s (base "
-                                      f"{self.cfg.unit_timeout_base_s:g} s + length at "
-                                      f"{self.cfg.unit_min_rate_bps:g} B/s)")
-            elif now - idle_since > self.cfg.idle_timeout_s:
+                if slot.overdue_s(now, self.rate) > 0:
+                    elapsed = now - (slot.unit_started or now)
+                    raise NodeTimeout(f"a {self.framer.unit_length}-byte unit did not arrive within the time its "
+                                      f"progress allows: {slot.unit_received} bytes in {elapsed:.1f} s, slower than "
+                                      f"{self.rate.min_rate_bps:g} B/s after a {self.rate.base_s:g} s allowance")
+            elif slot.idle_s(now) > self.cfg.idle_timeout_s:
                 raise NodeTimeout(f"session idle for more than {self.cfg.idle_timeout_s:g} s")
             self.conn.settimeout(POLL_S)
             try:
@@ -190,13 +220,17 @@ class RemoteSession:
             last_progress = time.monotonic()
             if not self.framer.mid_unit:
                 self._mark_first_byte(t_recv)
+            if slot.idle_since is not None:
+                slot.unit_begins(last_progress)  # busy from here until the units of this read are answered
             started_before = self.framer.units_started
             for frame in self.framer.feed(memoryview(self._buf)[:n]):
                 self._on_frame(frame, t_recv)
-            if self.framer.mid_unit and self.framer.units_started != started_before:
-                unit_started = last_progress  # the unit still open began in this recv
-            if not self.framer.mid_unit:
-                idle_since = time.monotonic()
+            if self.framer.mid_unit:
+                if self.framer.units_started != started_before:
+                    slot.unit_begins(time.monotonic())  # the unit still open began in this recv, after its replies
+                slot.unit_progress(self.framer.unit_received)
+            else:
+                slot.at_rest(time.monotonic())
 
     def _readable_now(self) -> bool:
         readable, _, _ = select.select([self.conn], [], [], 0)
@@ -211,16 +245,65 @@ class RemoteSession:
 
     def _on_frame(self, frame: proto.Frame, t_recv: int) -> None:
         if isinstance(frame, UnitStart):
+            if frame.unit_type == MsgType.JSON_BASELINE:
+                self._start_json_unit(frame)
+                return
             self._require_configured(f"unit of type {frame.unit_type}")
             self._mark_first_byte(t_recv)
-            self._feed_format(frame.header)
+            if self.encoding != "tlv":
+                raise ProtocolError("unexpected_message", "AIPS/intermediate data units on a session configured "
+                                    "for the json-baseline carriage")
+            if self._hold(self.fmt.unit_bytes(frame.unit_type, frame.length), f"type {frame.unit_type} unit "
+                          f"of {frame.length} bytes"):
+                self._feed_format(frame.header)
         elif isinstance(frame, UnitChunk):
-            self._feed_format(frame.data)
+            if self._refused is None:
+                self._feed_format(frame.data)
         elif isinstance(frame, UnitEnd):
             self.units += 1
-            self._drain_format(t_recv)
+            if self._refused is not None:
+                refused, self._refused = self._refused, None
+                self._reply_error(refused.code, refused.message, fatal=False)
+                return
+            try:
+                self._drain_format(t_recv)
+            finally:
+                self._release_unit()
         else:
-            self._on_control(frame, t_recv)
+            try:
+                self._on_control(frame, t_recv)
+            finally:
+                self._release_unit()
+
+    def _hold(self, nbytes: int, what: str) -> bool:
+        """Reserve the unit's memory from the node's budget before keeping a byte of it; if it does not fit,
+        skip the unit (it is answered with memory_budget at its end) and return False."""
+        try:
+            self._held = self.state.budget.reserve(nbytes, what)
+        except BudgetRefused as exc:
+            log.warning("session %s from %s: refused a unit: %s", self.session_id or "-", self.peer, exc.message)
+            self._skip_unit(exc)
+            return False
+        return True
+
+    def _skip_unit(self, reason: ProtocolError) -> None:
+        self._refused = reason
+        self.framer.skip_unit()
+
+    def _release_unit(self) -> None:
+        if self._held is not None:
+            self._held.release()
+            self._held = None
+
+    def _start_json_unit(self, frame: UnitStart) -> None:
+        """A JSON-baseline unit is refused at its header, before a byte of it is buffered, unless this session
+        was configured for that carriage and the node's memory budget has room to assemble it."""
+        self._require_configured("JSON_BASELINE unit")
+        if self.encoding != "json-baseline":
+            self._skip_unit(ProtocolError("unexpected_message", "JSON_BASELINE unit on a session configured for "
+                                          "the tlv carriage", fatal=False))
+            return
+        self._hold(frame.length + (frame.length >> 3) + 64, f"JSON-baseline unit of {frame.length} bytes")
 
     def _require_configured(self, what: str) -> None:
         if not self.configured:
@@ -228,9 +311,6 @@ class RemoteSession:
                                 "(send HELLO, then SELECT, and wait for ACCEPT)")
 
     def _feed_format(self, data: bytes | memoryview) -> None:
-        if self.encoding != "tlv":
-            raise ProtocolError("unexpected_message", "AIPS/intermediate data units on a session configured for "
-                                "the json-baseline carriage")
         start = time.perf_counter_ns()
         self.fmt.feed(data)
         self._decode_ns += time.perf_counter_ns() - start
@@ -249,13 +329,16 @@ class RemoteSession:
 
     def _on_control(self, unit: ControlUnit, t_recv: int) -> None:
         kind = unit.unit_type
-        if kind == MsgType.JSON_BASELINE:
-            self._require_configured("JSON_BASELINE unit")
+        if kind == MsgType.JSON_BASELINE:  # configured for it: checked at its header (_start_json_unit)
             self._mark_first_byte(t_recv)
             self.units += 1
-            if self.encoding != "json-baseline":
-                self._reply_error("unexpected_message", "JSON_BASELINE unit on a session configured for the tlv "
-                                  "carriage", fatal=False)
+            try:  # what json.loads will build, before it builds it (a count, outside the timed decode)
+                if self._held is not None:
+                    self._held.grow(json_baseline_bytes(unit.payload))
+            except BudgetRefused as exc:
+                log.warning("session %s from %s: refused a unit: %s", self.session_id or "-", self.peer,
+                            exc.message)
+                self._reply_error(exc.code, exc.message, fatal=False)
                 return
             start = time.perf_counter_ns()
             try:
@@ -269,6 +352,9 @@ class RemoteSession:
             self._infer(decoded, t_recv)
             return
         body = proto.decode_control(kind, unit.payload)
+        if not self.auth.authenticated and kind != MsgType.HELLO:
+            raise ProtocolError("unauthenticated", f"{kind.name} before authentication: this remote node serves only "
+                                "peers that hold its shared secret (HELLO with the proof first)")
         if kind == MsgType.HELLO:
             self._on_hello(body)
         elif kind == MsgType.CLOCK_PING:
@@ -330,8 +416,17 @@ class RemoteSession:
         if version != proto.PROTOCOL_VERSION:
             raise ProtocolError("unsupported_protocol_version",
                                 f"this remote node speaks protocol {proto.PROTOCOL_VERSION}, the local node {version}")
+        offer = self.state.offer
+        if not self.auth.authenticated:
+            proof = self.auth.answer(body)
+            if proof is None:  # the challenge: nothing else about this node before the peer proves itself
+                self._send([proto.encode_control(MsgType.OFFER, {"protocol_version": proto.PROTOCOL_VERSION,
+                                                                 "auth": self.auth.challenge()})])
+                return
+            log.info("peer %s authenticated", self.peer)
+            offer = {**offer, "auth": proof}
         self.hello_seen = True
-        self._send([proto.encode_control(MsgType.OFFER, self.state.offer)])
+        self._send([proto.encode_control(MsgType.OFFER, offer)])
 
     def _on_select(self, body: dict[str, Any]) -> None:
         if self.configured:
@@ -345,7 +440,7 @@ class RemoteSession:
         verify = body.get("verify", False)
         if not isinstance(verify, bool):
             raise ProtocolError("bad_control_message", f"verify must be true or false, got {verify!r}")
-        session_id = str(body.get("session_id") or uuid.uuid4().hex)[:64]
+        session_id = logsafe.session_id(body.get("session_id")) or uuid.uuid4().hex
         if model not in self.cfg.models:
             raise ProtocolError("unknown_model", f"model {model!r} is not offered; offered: "
                                 f"{', '.join(self.cfg.models)}")
@@ -358,13 +453,15 @@ class RemoteSession:
         self.model, self.encoding, self.result_mode, self.top_k = model, encoding, result_mode, top_k
         self.verify = verify
         self.session_id = session_id
+        self.slot.label = session_id
         self.fmt.new_session()
         self.configured = True
         self._first_byte_ns = None
         log.info("session %s from %s: model %s, %s carriage", session_id, self.peer, model, encoding)
         self._send([proto.encode_control(MsgType.ACCEPT, {
             "session_id": session_id, "model": model, "encoding": encoding, "result_mode": result_mode,
-            "top_k": top_k, "verify": verify, "weights": self.state.runner.weights_info(model)})])
+            "top_k": top_k, "verify": verify, "weights": self.state.runner.weights_info(model),
+            "server": self.state.server_info})])
 
     # --- inference ---------------------------------------------------------------------------------
 
@@ -386,7 +483,7 @@ class RemoteSession:
             built_now = 0.0 if plan.build_reported else plan.build_ms
             plan.build_reported = True
             try:
-                arrays = ModelRunner.check_tensors(plan, decoded.arrays)
+                arrays = ModelRunner.check_tensors(plan, decoded.arrays, self.cfg.max_batch)
             except ProtocolError as exc:
                 self._reply_error(exc.code, exc.message, fatal=False)
                 return
@@ -430,13 +527,13 @@ class RemoteSession:
             "remote_decode_ms": decode_ms,
             "remote_queue_wait_ms": queue_ms,
             "remote_tail_build_ms": built_ms,  # non-zero only when no PREPARE preceded the first inference
-            "server_physical_gpus": self.state.offer["server"]["gpu"]["count"],
+            "server_physical_gpus": self.state.server_info["gpu"]["count"],
             "remote_resources": resources,
             "concurrent_sessions": self.state.active_sessions(),
             "aips_events": self._take_events(),
             "carriage_extra": extra,
             "timestamps_ns": dict(stamps),
-            "inference_call": INFERENCE_CALL,
+            "inference_call": self.state.runner.inference_call(self.model),
         }
         if self.result_mode == "full":
             body["preds"] = [float(v) for v in row]  # the seed's json.dumps({'preds': preds.tolist(), ...})
@@ -469,8 +566,10 @@ class RemoteNode:
 
     def __init__(self, config: RemoteConfig, *, runner: ModelRunner | None = None) -> None:
         self.config = config
-        self.state = ServerState(config, runner or ModelRunner(weights=config.weights,
-                                                               device=edge_emulator(config.device)), ResourceMeter())
+        self.state = ServerState(config, runner or ModelRunner(weights=config.weights, engine=config.engine,
+                                                               device=edge_emulator(config.device)), ResourceMeter(),
+                                 MemoryBudget(config.memory_budget_bytes),
+                                 Admission(config.max_sessions, config.rate_policy(), config.evict_after_s))
         self.listener: socket.socket | None = None
         self.address: tuple[str, int] = (config.host, config.port)
         self._threads: list[threading.Thread] = []
@@ -490,14 +589,15 @@ class RemoteNode:
                         runner.plan(name, part.partition_id)
             models.append({
                 "name": name, "weights": runner.weights_info(name), "input_shape": list(spec.input_shape),
+                "runtime": runner.runtime_info(name),
                 "partitions": [{"partition_id": p.partition_id, "name": p.name, "tensors": p.tensors}
                                for p in spec.partitions],
             })
+        self.state.server_info = {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info()),
+                                  "device": None if runner.device is None else runner.device.describe()}
         self.state.offer = {
             "protocol_version": proto.PROTOCOL_VERSION,
             "boot_id": boot_id(),
-            "server": {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info()),
-                       "device": None if runner.device is None else runner.device.describe()},
             "models": models,
             "compression_profiles": compression_profiles(),
             "encodings": list(proto.ENCODINGS),
@@ -505,7 +605,8 @@ class RemoteNode:
             "limits": {"max_unit_bytes": self.config.max_unit_bytes, "max_control_bytes": proto.MAX_CONTROL_BYTES,
                        "read_timeout_s": self.config.read_timeout_s, "idle_timeout_s": self.config.idle_timeout_s,
                        "unit_timeout_base_s": self.config.unit_timeout_base_s,
-                       "unit_min_rate_bps": self.config.unit_min_rate_bps, "max_sessions": self.config.max_sessions},
+                       "unit_min_rate_bps": self.config.unit_min_rate_bps, "max_sessions": self.config.max_sessions,
+                       "memory_budget_bytes": self.config.memory_budget_bytes, "max_batch": self.config.max_batch},
             "inference_call": INFERENCE_CALL,
         }
 
@@ -542,16 +643,22 @@ class RemoteNode:
 
     def _start_session(self, conn: socket.socket, peer: tuple[Any, ...]) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.state.active_sessions() >= self.config.max_sessions:
+        where = f"{peer[0]}:{peer[1]}"
+        try:
+            slot, victim, why = self.state.admission.admit(where)
+        except AdmissionRefused as exc:
+            log.warning("refused a connection from %s: busy: %s", where, exc.reason)
             try:
                 send_pieces(conn, [proto.encode_control(MsgType.ERROR, proto.error_body(
-                    "busy", f"the remote node serves at most {self.config.max_sessions} sessions at once",
-                    fatal=True))], 2.0)
+                    "busy", f"the remote node serves at most {self.config.max_sessions} sessions at once and "
+                    f"{exc.reason}; retry later", fatal=True))], 2.0)
             except (NodeError, OSError):
                 pass
             conn.close()
             return
-        session = RemoteSession(self.state, conn, peer)
+        if victim is not None:
+            log.warning("evicting session %s from %s to admit %s: %s", victim.label, victim.peer, where, why)
+        session = RemoteSession(self.state, conn, peer, slot)
         thread = threading.Thread(target=self._run_session, args=(session,), name=f"session-{peer[1]}",
                                   daemon=True)
         with self.state.sessions_lock:
@@ -565,6 +672,7 @@ class RemoteNode:
         try:
             session.run()
         finally:
+            self.state.admission.leave(session.slot)
             with self.state.sessions_lock:
                 self.state.sessions.pop(id(session), None)
 

@@ -15,6 +15,10 @@ A `ResourceMeter` measures a *window* (start() ... stop()) of the calling proces
   process); otherwise null with the reason, plus an estimate labelled as such: CPU time x a per-core power
   figure read from splitbed/nodes/data/power.toml.
 - GPU: devices as TensorFlow lists them; none here (tensorflow-cpu), recorded with that reason.
+- Pauses of the process itself: Python's garbage collections in the window (count and time, from
+  `gc.callbacks`) and the page faults of the whole process (`getrusage`: minor = mapped without I/O, major =
+  read from disk). A single slow inference with many of either has its cause in the record (the sweep's summary
+  names it).
 - The host: CPU time the hypervisor stole from the whole (virtual) machine and the time tasks waited for a CPU
   during the window (netem.hostload). Not the node's cost: whether its times describe the node or a VM that was
   descheduled meanwhile.
@@ -22,9 +26,11 @@ A `ResourceMeter` measures a *window* (start() ... stop()) of the calling proces
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import re
+import resource
 import socket
 import sys
 import threading
@@ -74,6 +80,10 @@ class ResourceFigures(TypedDict):
     host_cpu_ms: float | None
     host_cpu_stolen_ms: float | None
     host_cpu_wait_ms: float | None
+    gc_collections: int
+    gc_ms: float
+    minor_faults: int
+    major_faults: int
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,34 @@ class WindowStart:
     rapl: RaplReading
     throttled_ns: int | None = None
     host: HostCpuCounters | None = None
+    pauses: tuple[int, int, int, int] = (0, 0, 0, 0)  # gc collections, gc ns, minor faults, major faults
+
+
+class _GcClock:
+    """Counts this process's garbage collections and the time they take (one instance, in gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.collections = 0
+        self.total_ns = 0
+        self._started: int | None = None
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        elif self._started is not None:
+            self.total_ns += time.perf_counter_ns() - self._started
+            self.collections += 1
+            self._started = None
+
+
+_GC_CLOCK = _GcClock()
+
+
+def _pauses() -> tuple[int, int, int, int]:
+    if _GC_CLOCK not in gc.callbacks:
+        gc.callbacks.append(_GC_CLOCK)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return _GC_CLOCK.collections, _GC_CLOCK.total_ns, usage.ru_minflt, usage.ru_majflt
 
 
 class ResourceMeter:
@@ -222,13 +260,14 @@ class ResourceMeter:
         rapl = read_rapl()
         throttled = _throttled_ns()
         return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled,
-                           read_counters())
+                           read_counters(), _pauses())
 
     def stop(self, start: WindowStart) -> ResourceFigures:
         cpu_ns = time.process_time_ns() - start.cpu_ns
         wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
         throttled = _throttled_ns()
         host = read_counters()
+        pauses = _pauses()
         rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, read_rapl())
         if start.sampler is not None:
             peak = start.sampler.finish()
@@ -258,6 +297,10 @@ class ResourceMeter:
             energy_estimate_method=(f"ESTIMATE, not a measurement: cpu_time_ms x {self.power.watts_per_busy_core} W "
                                     f"per busy core ({self.power.source})"),
             **host_cpu_figures(start.host, host),
+            gc_collections=pauses[0] - start.pauses[0],
+            gc_ms=(pauses[1] - start.pauses[1]) / 1e6,
+            minor_faults=pauses[2] - start.pauses[2],
+            major_faults=pauses[3] - start.pauses[3],
         )
 
 
@@ -297,8 +340,10 @@ class GpuInfo(TypedDict):
 
 def gpu_info() -> GpuInfo:
     """GPUs TensorFlow can use (the seed's `server_physical_gpus`). No utilisation sampling is implemented."""
-    if "tensorflow" not in sys.modules:
-        import tensorflow  # noqa: F401  (nodes load TensorFlow anyway; this only asks it)
+    if "tensorflow" not in sys.modules:  # nodes load TensorFlow anyway; this only asks it
+        from splitbed.models.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
     tf = sys.modules["tensorflow"]
     devices = [d.name for d in tf.config.list_physical_devices("GPU")]
     reason = ("no GPU: TensorFlow lists no GPU device (tensorflow-cpu build or no driver)" if not devices else

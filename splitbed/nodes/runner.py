@@ -2,6 +2,11 @@
 run them with `predict_on_batch` (a compiled call: ~20 ms for MobileNetV2 here, where eager `model(x)` took
 ~140 ms and `predict` ~75 ms of mostly overhead), and check tensors against the cut before running a tail.
 
+Inference runtime (one small interface, `predict_on_batch` on the head and tail): TensorFlow (Keras sub-models)
+by default; `engine="onnxruntime"` runs a registered model's converted ONNX graph on ONNX Runtime instead, and an
+`.onnx` model name always runs on ONNX Runtime (splitbed.models.onnx). `runtime_info(model)` says which, for the
+records.
+
 TensorFlow is imported on first use. One `ModelRunner` is shared by every session of a process; building and
 running models is serialised by its lock (Keras graph building is not thread-safe, and a serialised run keeps
 one session's inference time free of another's compute). Time spent waiting for that lock is reported apart.
@@ -28,6 +33,7 @@ from splitbed.devices.figures import DeviceFigures, HeadMemory, device_figures
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
 
 INFERENCE_CALL = "keras Model.predict_on_batch (compiled), after one warm-up call per sub-model"
+ENGINES = ("tensorflow", "onnxruntime")
 MAX_INPUT_SIZES = 8  # other input sizes one node builds per model (each a whole model in memory)
 
 
@@ -66,9 +72,43 @@ class PartPlan:
 class ModelRunner:
     weights: str = "auto"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    engine: str = "tensorflow"  # inference runtime of registered models (ENGINES); .onnx files: onnxruntime
     device: DeviceEmulator | None = None  # the device this node emulates (None: the host, nothing timed)
     _loaded: dict[tuple[str, tuple[int, int] | None], Any] = field(default_factory=dict)
     _plans: dict[tuple[str, int, tuple[int, int] | None], PartPlan] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigurationError(f"inference runtime {self.engine!r}; choose one of {', '.join(ENGINES)}")
+
+    def _load_new(self, model: str) -> Any:
+        from splitbed.models.onnx import is_onnx_path
+
+        if is_onnx_path(model):
+            from splitbed.models.onnx.model import load_file
+
+            return load_file(model)
+        from splitbed.models import load
+
+        loaded = load(model, self.weights)
+        if self.engine == "onnxruntime":
+            from splitbed.models.onnx.model import converted_model
+
+            return converted_model(loaded)
+        return loaded
+
+    def runtime_info(self, model: str) -> dict[str, Any]:
+        """Which inference runtime runs `model`'s sub-models here, and its version (loads the model)."""
+        loaded = self.load(model)
+        if hasattr(loaded, "runtime_info"):
+            return dict(loaded.runtime_info())
+        import keras
+        import tensorflow as tf
+
+        return {"name": "tensorflow", "version": tf.__version__, "keras": keras.__version__, "call": INFERENCE_CALL}
+
+    def inference_call(self, model: str) -> str:
+        return str(self.runtime_info(model)["call"])
 
     def load(self, model: str, input_size: tuple[int, int] | None = None) -> Any:
         """The LoadedModel for `model` (built on first use, with this runner's weights), at `input_size`
@@ -76,7 +116,6 @@ class ModelRunner:
         size = self._size(model, input_size)
         loaded = self._loaded.get((model, size))
         if loaded is None:
-            from splitbed.models import load
             from splitbed.models.errors import ModelError
 
             built = sum(1 for name, other in self._loaded if name == model and other is not None)
@@ -86,7 +125,7 @@ class ModelRunner:
             try:
                 if size is None and self.device is not None:
                     self.device.check_model(model)  # a device without this model's latency: refuse before loading
-                loaded = load(model, self.weights) if size is None else self.load(model).at_input_size(*size)
+                loaded = self._load_new(model) if size is None else self.load(model).at_input_size(*size)
             except (ModelError, DeviceError) as exc:
                 raise ConfigurationError(str(exc)) from exc
             if size is None and self.device is not None and self.device.active:
@@ -105,11 +144,11 @@ class ModelRunner:
         return dict(self.load(model).weights.to_dict())
 
     def spec(self, model: str, input_size: Any = None) -> Any:
-        from splitbed.models import registry
+        from splitbed.models import spec_for
         from splitbed.models.errors import ModelError
 
         try:
-            spec = registry.get(model)
+            spec = spec_for(model)
             return spec if input_size is None else spec.at_input_size(int(input_size[0]), int(input_size[1]))
         except ModelError as exc:
             raise ConfigurationError(str(exc)) from exc
@@ -157,7 +196,7 @@ class ModelRunner:
             arrays = zeros if len(zeros) > 1 else zeros[0]
             call = lambda: built.split.tail.predict_on_batch(arrays)  # noqa: E731
         try:
-            return self.device.plan(model, call, lambda: loaded.keras_model.predict_on_batch(x))
+            return self.device.plan(model, call, model_calls(loaded)[0])
         except DeviceError as exc:
             raise ConfigurationError(str(exc)) from exc
 
@@ -198,8 +237,9 @@ class ModelRunner:
         return [np.ascontiguousarray(a) for a in arrays]
 
     @staticmethod
-    def check_tensors(plan: PartPlan, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """The arrays, cast to the tail's dtypes, if they fit the cut; a specific error if they do not."""
+    def check_tensors(plan: PartPlan, arrays: list[np.ndarray], max_batch: int | None = None) -> list[np.ndarray]:
+        """The arrays, cast to the tail's dtypes, if they fit the cut (and hold at most `max_batch` samples: the
+        tail's activations grow with the batch, outside any decode budget); a specific error if they do not."""
         if len(arrays) != len(plan.cut):
             raise ProtocolError("tensor_mismatch", f"partition {plan.name} (id {plan.partition_id}) takes "
                                 f"{len(plan.cut)} tensors, got {len(arrays)}", fatal=False)
@@ -209,6 +249,10 @@ class ModelRunner:
                 raise ProtocolError("tensor_mismatch", f"tensor {cut.tensor_id} ({cut.name}) of partition "
                                     f"{plan.name} must have shape [batch, {', '.join(map(str, cut.shape))}], got "
                                     f"{list(array.shape)}", fatal=False)
+            if max_batch is not None and array.shape[0] > max_batch:
+                raise ProtocolError("tensor_mismatch", f"tensor {cut.tensor_id} ({cut.name}) holds a batch of "
+                                    f"{array.shape[0]} samples; this node runs at most {max_batch} per inference "
+                                    "(remote node option --max-batch)", fatal=False)
             fitted.append(array if array.dtype == cut.dtype else array.astype(cut.dtype))
         return fitted
 
@@ -224,23 +268,37 @@ class ModelRunner:
 
 
 def model_calls(loaded: Any) -> tuple[Any, Any]:
-    """(the whole model, an identity model) called on a zero input the way sub-models are called: the host's
-    full-model time, and the per-call overhead a device does not share."""
+    """(the whole model, an identity model) called on a zero input the way sub-models are called, on the runtime
+    that runs them (Keras, or ONNX Runtime): the host's full-model time, and the per-call overhead a device does
+    not share."""
+    x = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
+    if hasattr(loaded, "graph"):  # splitbed.models.onnx.model.OnnxLoaded
+        from onnx import TensorProto, helper
+
+        from splitbed.models.onnx.runtime import OrtModel
+
+        full = OrtModel(loaded.graph.model)
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(x.shape)) for n in ("x", "y")]
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", io[:1], io[1:])
+        opset = [helper.make_opsetid("", 13)]
+        identity = OrtModel(helper.make_model(graph, opset_imports=opset, ir_version=loaded.graph.model.ir_version))
+        return (lambda: full.run([x])), (lambda: identity.run([x]))
     import keras
 
-    x = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
     entry = keras.Input(shape=tuple(loaded.spec.input_shape))
-    identity = keras.Model(entry, entry)
-    return (lambda: loaded.keras_model.predict_on_batch(x)), (lambda: identity.predict_on_batch(x))
+    keras_identity = keras.Model(entry, entry)
+    return (lambda: loaded.keras_model.predict_on_batch(x)), (lambda: keras_identity.predict_on_batch(x))
 
 
 HEAD_MEMORY_METHOD = ("from the head sub-model: weights = sum of its weight tensors' bytes; largest activation = "
                       "the largest single layer output for one sample (float32 unless the layer says otherwise); "
-                      "the TensorFlow process's RSS is reported apart (local_resources.peak_rss_bytes)")
+                      "the node process's RSS is reported apart (local_resources.peak_rss_bytes)")
 
 
 def head_memory(head: Any) -> HeadMemory:
     """What the head needs in memory as model tensors: its weights and its largest activation, batch 1."""
+    if not hasattr(head, "layers"):  # an ONNX Runtime sub-graph (splitbed.models.onnx.runtime.OrtModel)
+        return _onnx_head_memory(head.model)
     weights = int(sum(int(np.prod(w.shape, dtype=np.int64)) * np.dtype(w.dtype).itemsize for w in head.weights))
     largest, name = 0, ""
     for layer in head.layers:
@@ -253,3 +311,20 @@ def head_memory(head: Any) -> HeadMemory:
             largest, name = size, layer.name
     return HeadMemory(weights_bytes=weights, largest_activation_bytes=largest, largest_activation_layer=name,
                       method=HEAD_MEMORY_METHOD)
+
+
+def _onnx_head_memory(proto: Any) -> HeadMemory:
+    from onnx import helper, numpy_helper
+
+    weights = sum(int(numpy_helper.to_array(t).nbytes) for t in proto.graph.initializer)
+    largest, name = 0, ""
+    for info in [*proto.graph.value_info, *proto.graph.output]:
+        kind = info.type.tensor_type
+        dims = [d.dim_value for d in kind.shape.dim][1:]  # batch first; symbolic dims read 0 and are skipped
+        size = int(np.prod([d for d in dims if d > 0], dtype=np.int64)) * np.dtype(
+            helper.tensor_dtype_to_np_dtype(kind.elem_type)).itemsize
+        if size > largest:
+            largest, name = size, info.name
+    return HeadMemory(weights_bytes=weights, largest_activation_bytes=largest, largest_activation_layer=name,
+                      method=HEAD_MEMORY_METHOD.replace("the head sub-model", "the head's ONNX graph").replace(
+                          "layer output", "tensor (value_info)"))

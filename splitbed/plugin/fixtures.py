@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from splitbed.plugin.matrix import DEFAULT_UE, SuiteCase
+from splitbed.plugin.options import value
 
 DEFAULT_MODEL = "mobilenet_v2"
 DEFAULT_PROFILE = "5g-embb"
@@ -71,9 +72,9 @@ def _requested(request: pytest.FixtureRequest) -> tuple[str, str, str]:
     if "suite_case" in request.fixturenames:
         case: SuiteCase = request.getfixturevalue("suite_case")
         return case.model, case.profile, case.ue_device
-    models = request.config.getoption("--model") or [DEFAULT_MODEL]
-    profiles = request.config.getoption("--profile") or [DEFAULT_PROFILE]
-    devices = request.config.getoption("--ue-device") or [DEFAULT_UE]
+    models = value(request.config, "model") or [DEFAULT_MODEL]
+    profiles = value(request.config, "profile") or [DEFAULT_PROFILE]
+    devices = value(request.config, "ue_device") or [DEFAULT_UE]
     return models[0], profiles[0], devices[0]
 
 
@@ -90,7 +91,7 @@ def splitbed_offline() -> Iterator[None]:
 def splitbed_bed_pool(request: pytest.FixtureRequest, splitbed_offline: None) -> Iterator[Any]:
     from splitbed.plugin.beds import BedPool
 
-    pool = BedPool(backend=request.config.getoption("--backend"), weights=request.config.getoption("--weights"))
+    pool = BedPool(backend=value(request.config, "backend"), weights=value(request.config, "weights"))
     try:
         yield pool
     finally:
@@ -101,7 +102,7 @@ def splitbed_bed_pool(request: pytest.FixtureRequest, splitbed_offline: None) ->
 def splitbed_reference_pool(request: pytest.FixtureRequest, splitbed_offline: None) -> Any:
     from splitbed.plugin.reference import ReferencePool
 
-    return ReferencePool(request.config.getoption("--weights"))
+    return ReferencePool(value(request.config, "weights"))
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def link(request: pytest.FixtureRequest, splitbed_topologies: dict[tuple[str, st
 
     requires("root_or_userns", "netns")
     _, profile, _ = _requested(request)
-    key = (profile, request.config.getoption("--backend"))
+    key = (profile, value(request.config, "backend"))
     if key not in splitbed_topologies:
         topology = Topology(profile, key[1])
         topology.start()
@@ -260,7 +261,7 @@ def budget_table(request: pytest.FixtureRequest) -> Iterator[list[Any]]:
 
 
 def _results_root(config: pytest.Config) -> Path:
-    root = Path(config.getoption("--results-dir"))
+    root = Path(value(config, "results_dir"))
     return root if root.is_absolute() else config.rootpath / root
 
 

@@ -11,7 +11,6 @@ runs at collection.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
@@ -19,10 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from netem import tomlfile
 
 DEFAULT_UE = "phone-midrange"  # splitbed.devices.DEFAULT_UE (not imported: collection stays light)
 SUITE_FILE = "suite.toml"
@@ -79,8 +75,8 @@ def load_suite(path: str | None = None) -> dict[str, Any]:
     else:
         text = resources.files("splitbed.data").joinpath(SUITE_FILE).read_text()
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return tomlfile.loads(text)
+    except tomlfile.TomlError as exc:
         raise MatrixError(f"{path or SUITE_FILE}: {exc}") from None
 
 
@@ -181,9 +177,9 @@ def check_ue_devices(names: Iterable[str]) -> list[str]:
             device = load(name)
             device.check_role("ue")
         except DeviceError as exc:
-            raise MatrixError(f"--ue-device: {exc}") from None
+            raise MatrixError(f"--splitbed-ue-device: {exc}") from None
         if device.path != f"{name}.toml":
-            raise MatrixError(f"--ue-device {name!r}: the suite takes built-in device names (splitbed devices)")
+            raise MatrixError(f"--splitbed-ue-device {name!r}: the suite takes built-in device names (splitbed devices)")
     return devices
 
 

@@ -30,10 +30,12 @@ class ReportPaths:
 
 
 def build_report(results: str | Path, out_dir: str | Path | None = None, *, budget: str | None = None,
-                 title: str = "splitbed: split inference measurements") -> ReportPaths:
+                 title: str = "splitbed: split inference measurements",
+                 budgets_file: str | Path | None = None) -> ReportPaths:
     """Write report.md, report.html and plots/ for a results directory or JSONL file.
 
     `out_dir` defaults to `<results dir>/report`. Raises ResultsError when there is nothing to report."""
+    chosen = get_budget(budget, None if budgets_file is None else str(budgets_file))  # a typo in the name is refused before anything is read or written
     source = results_path(results)
     read = read_records(source)
     summaries = summarise(read.records)
@@ -41,7 +43,6 @@ def build_report(results: str | Path, out_dir: str | Path | None = None, *, budg
         raise ResultsError(f"{source} holds no inference measurements (only warm-ups, actions or unreadable lines)")
     report_dir = Path(out_dir) if out_dir is not None else source.parent / REPORT_DIR_NAME
     report_dir.mkdir(parents=True, exist_ok=True)
-    chosen = get_budget(budget)
     plots, excluded = all_plots(summaries, chosen, report_dir)
     content = ReportContent(title=title, source=str(source), budget=chosen, provenance=provenance(read.records),
                             best=best_table(summaries, chosen), tables=seed_tables(summaries), plots=plots,

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from splitbed.runtime import engine
 from splitbed.runtime.attach import AttachPump, SocketStdin, reader_pipe
-from splitbed.runtime.errors import LimitError, NodeStartError
+from splitbed.runtime.errors import EngineUnavailableError, LimitError, NodeStartError
 from splitbed.runtime.handle import DEVNULL, PIPE, SIDES, STDOUT, NodeHandle
 from splitbed.runtime.limits import NodeLimits
 from splitbed.runtime.mounts import Mount, as_mounts, default_mounts
@@ -231,7 +231,13 @@ class DockerRuntime:
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = engine.connect()
+            try:
+                self._client = engine.connect()
+            except EngineUnavailableError:
+                from splitbed.runtime.dockerd import start_engine
+
+                start_engine("the docker runtime")  # said on stderr, with how to stop it
+                self._client = engine.connect()
         return self._client
 
     def start(self) -> DockerRuntime:

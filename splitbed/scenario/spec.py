@@ -36,18 +36,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netem import tomlfile
 from netem.errors import NetemError
 from netem.profile import MAX_TRACE_START_S, NAME_PATTERN, DirectionProfile, LinkProfile, RandomLoss
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "data" / "scenarios"
 MAX_FILE_BYTES = 1 << 20
@@ -172,11 +167,9 @@ def load(name_or_path: str | Path) -> Scenario:
     if size > MAX_FILE_BYTES:
         raise ScenarioError(f"{path}: {size} bytes; a scenario file may have at most {MAX_FILE_BYTES}")
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+        data = tomlfile.loads(path.read_bytes())
+    except tomlfile.TomlError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
     try:
         return parse(data, source=str(path), base_dir=path.parent)
     except ScenarioError as exc:
@@ -282,7 +275,34 @@ def _workload(raw: Any) -> Workload:
         raise ScenarioError("an adaptive partition needs the tlv encoding (the AIPS is what follows the switch)")
     if "input_size" in raw:
         values["input_size"] = _input_size(raw["input_size"], values.get("model", Workload.model), "workload")
+    _check_inputs(values)
     return Workload(**values)
+
+
+def _check_inputs(values: dict[str, Any]) -> None:
+    """The workload's model, weights and images exist, checked at load (so `scenario check` catches them):
+    a registered model name, a weights spec or Keras weights file, builtin images or image files."""
+    from splitbed.models import registry
+    from splitbed.models.errors import ModelError
+    from splitbed.models.weights import WeightsError, check_spec
+    from splitbed.nodes.errors import ConfigurationError
+    from splitbed.nodes.images import check_image
+
+    model = values.get("model", Workload.model)
+    try:
+        registry.get(model)
+    except ModelError:
+        raise ScenarioError(f"workload.model {model!r} is not a registered model; known: "
+                            f"{', '.join(registry.names())}") from None
+    try:
+        check_spec(values.get("weights", Workload.weights))
+    except WeightsError as exc:
+        raise ScenarioError(f"workload.weights: {exc}") from None
+    for image in values.get("images", Workload.images):
+        try:
+            check_image(image)
+        except ConfigurationError as exc:
+            raise ScenarioError(f"workload: {exc}") from None
 
 
 def _input_size(raw: Any, model: str, where: str) -> tuple[int, int]:
@@ -420,9 +440,11 @@ def _profile(name_or_path: str, base_dir: Path | None, where: str) -> LinkProfil
     if base_dir is not None and not candidate.is_absolute() and (base_dir / candidate).is_file():
         name_or_path = str(base_dir / candidate)
     try:
-        return LinkProfile.load(name_or_path)
+        profile = LinkProfile.load(name_or_path)
+        profile.check_traces()
     except NetemError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
+    return profile
 
 
 def _describe(step: dict[str, Any]) -> str:

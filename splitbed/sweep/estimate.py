@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from splitbed.sweep.plan import SweepSpec, points
+from splitbed.sweep.plan import SweepSpec, link_profile, points
 
 # Orchestration costs beyond the inferences' own end-to-end latency, fitted to two real sweeps on this machine
 # (docs/SWEEP.md "Wall time"): the main job (VGG16, 6 points x 11 inferences: 8.4 s beyond testbed start and the
@@ -55,7 +55,7 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
             measured = measure_carriages(model, carriages, partitions=list(dict.fromkeys(p.partition for p in mine)),
                                          weights=spec.weights, image=spec.image, repeats=repeats, shares=shares)
         for profile, ue, edge in dict.fromkeys((p.profile, p.ue_device, p.edge_device) for p in mine):
-            link = LinkModel.from_profile(profile)
+            link = LinkModel.from_profile(link_profile(profile))
             for (encoding, compression), timing in measured.items():
                 for prediction in predict(timing, link, ue_device=devices[ue], edge_device=devices[edge]):
                     key = (profile, model, prediction.partition, encoding, compression, ue, edge)

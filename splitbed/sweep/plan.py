@@ -2,13 +2,21 @@
 compression) and the stable key that names each point in the results, so that an interrupted sweep resumes where
 it stopped.
 
+Rate sweeps (`rates`): each profile is measured once per uplink rate, at the profile's delay (and other fields):
+the point's profile is then `NAME@RATEmbit` (e.g. `5g-split-ai@20mbit`), part of its key, resolved by
+`link_profile` (netem.quicklink: the uplink rate replaced, the downlink as the profile has it).
+
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
-candidate partition, `seed` = the seed's example candidates (`seed_example = true`), or names/ids.
+candidate partition, `examples` = the model's example partitions (`seed_example = true` in its data file: VGG16's
+six, block1_conv1 ... fc1), or names/ids. `seed`, the old name of `examples`, still works with a one-line note:
+it read like the `random:SEED` of --weights. A model may be an `.onnx` file: its candidates are the graph's cuts
+(ids = node indices; `examples` = all of them).
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,20 +24,31 @@ from typing import Any
 from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
 
 ENCODINGS = ("tlv", "json-baseline")
+BACKENDS = ("auto", "kernel", "userspace")
+RUNTIMES = ("process", "docker")
 NO_COMPRESSION = "none"
-PARTITION_SETS = ("all", "seed")
+PARTITION_SETS = ("all", "examples", "seed")
 DEFAULT_PROFILE = "5g-split-ai"
 DEFAULT_MODELS = ("vgg16",)
-DEFAULT_PARTITIONS = ("seed",)
+DEFAULT_PARTITIONS = ("examples",)
 DEFAULT_REPETITIONS = 10
 DEFAULT_IMAGE = "builtin:chelsea"
+DEFAULT_WARMUP_MAX = 5
+WARMUP_TOLERANCE = 0.05  # warm-ups end when two in a row took compute times within 5 % of each other
 FULL_MODELS = ("vgg16", "resnet50")
+DEFAULT_ENGINE = "tensorflow"
 MAX_POINTS = 100_000
+MAX_RATES = 100
+_RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
 MAX_REPETITIONS = 10_000
 
 
 class SweepSpecError(ValueError):
     """A sweep option names something that does not exist or cannot be combined."""
+
+
+class DeprecatedNameWarning(UserWarning):
+    """An old name that still works; the command line says so once, in one line (splitbed.cli_support)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -45,13 +64,17 @@ class Point:
     weights: str
     backend: str
     runtime: str
+    engine: str = DEFAULT_ENGINE  # inference runtimes "UE/EDGE" (or one name for both sides)
     ue_device: str = DEFAULT_UE
     edge_device: str = DEFAULT_EDGE
 
     @property
     def key(self) -> str:
-        return "|".join((self.profile, self.model, self.partition, self.encoding, self.compression, self.image,
-                         self.weights, self.backend, self.runtime, self.ue_device, self.edge_device))
+        parts = [self.profile, self.model, self.partition, self.encoding, self.compression, self.image,
+                 self.weights, self.backend, self.runtime]
+        if self.engine != DEFAULT_ENGINE:  # keys of TensorFlow points stay as they were (resume)
+            parts.append(self.engine)
+        return "|".join((*parts, self.ue_device, self.edge_device))
 
     @property
     def bed(self) -> tuple[str, str, str]:
@@ -76,10 +99,14 @@ class SweepSpec:
     compressions: tuple[str, ...] = (NO_COMPRESSION,)
     repetitions: int = DEFAULT_REPETITIONS
     warmup: int = 1
+    warmup_max: int = DEFAULT_WARMUP_MAX  # warm-ups go on (up to this) until the compute time settles
+    cpus: str = "auto"  # where the UE node, the edge node and the link run (splitbed.runtime.cpus)
     weights: str = "auto"
     backend: str = "auto"
     runtime: str = "process"
+    engine: str = DEFAULT_ENGINE  # inference runtime: tensorflow, onnxruntime, or UE/EDGE (e.g. onnxruntime/tensorflow)
     image: str = DEFAULT_IMAGE
+    rates: tuple[float, ...] = ()  # uplink rates (Mbit/s) to sweep at each profile's delay; () = the profile's
     ue_devices: tuple[str, ...] = (DEFAULT_UE,)
     edge_devices: tuple[str, ...] = (DEFAULT_EDGE,)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -95,6 +122,27 @@ class SweepSpec:
             raise SweepSpecError(f"repetitions must be 1..{MAX_REPETITIONS}, got {self.repetitions}")
         if not 0 <= self.warmup <= 100:
             raise SweepSpecError(f"warmup must be 0..100, got {self.warmup}")
+        if not self.warmup <= self.warmup_max <= 100:
+            raise SweepSpecError(f"warmup_max must be warmup ({self.warmup})..100, got {self.warmup_max}")
+        if len(self.rates) > MAX_RATES:
+            raise SweepSpecError(f"at most {MAX_RATES} rates, got {len(self.rates)}")
+        if self.backend not in BACKENDS:
+            raise SweepSpecError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        if self.runtime not in RUNTIMES:
+            raise SweepSpecError(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        engine_sides(self.engine)
+        from splitbed.models.errors import ModelError
+        from splitbed.models.weights import check_spec
+        from splitbed.nodes.errors import NodeError
+        from splitbed.nodes.images import check_image
+        from splitbed.runtime.cpus import CpuPlanError, plan_from
+
+        try:
+            check_spec(self.weights)
+            check_image(self.image)
+            plan_from(self.cpus)
+        except (ModelError, NodeError, CpuPlanError) as exc:
+            raise SweepSpecError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,22 +159,49 @@ class SweepSpec:
         return cls(**base)
 
 
+def engine_sides(engine: str) -> tuple[str, str]:
+    """(UE, edge) inference runtimes of an engine setting: `E` for both sides or `UE/EDGE`."""
+    from splitbed.nodes.runner import ENGINES
+
+    sides = engine.split("/")
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or any(s not in ENGINES for s in sides):
+        raise SweepSpecError(f"engine {engine!r}: one of {', '.join(ENGINES)} for both nodes, or UE/EDGE such as "
+                             "onnxruntime/tensorflow")
+    return sides[0], sides[1]
+
+
+def engine_args(engine: str) -> dict[str, list[str]]:
+    """Testbed options that start the nodes on these inference runtimes ({} for the default)."""
+    ue, edge = engine_sides(engine)
+    if (ue, edge) == (DEFAULT_ENGINE, DEFAULT_ENGINE):
+        return {}
+    return {"local_args": ["--engine", ue], "remote_args": ["--engine", edge]}
+
+
 def resolve_partitions(model: str, selection: Sequence[str]) -> list[str]:
-    """Partition names of `model` for a selection of `all`, `seed`, names, aliases or ids, in registry order."""
-    from splitbed.models import registry
+    """Partition names of `model` for a selection of `all`, `examples`, names, aliases or ids, in registry
+    order."""
+    from splitbed.models import spec_for
     from splitbed.models.errors import ModelError
 
     try:
-        spec = registry.get(model)
+        spec = spec_for(model)
     except ModelError as exc:
         raise SweepSpecError(str(exc)) from None
     chosen: set[str] = set()
     for item in selection:
         if item == "all":
             chosen.update(p.name for p in spec.partitions)
-        elif item == "seed":
-            seeds = [p.name for p in spec.partitions if p.seed_example]
-            chosen.update(seeds or [p.name for p in spec.partitions])
+        elif item in ("examples", "seed"):
+            if item == "seed":
+                import warnings
+
+                warnings.warn("-p seed is now -p examples (the model's example partitions); 'seed' still works "
+                              "for now", DeprecatedNameWarning, stacklevel=2)
+            examples = [p.name for p in spec.partitions if p.seed_example]
+            chosen.update(examples or [p.name for p in spec.partitions])
         else:
             try:
                 chosen.add(spec.partition(item).name)
@@ -149,13 +224,32 @@ def canonical_compressions(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(result))
 
 
+def point_profiles(spec: SweepSpec) -> list[str]:
+    """The profile of every point: each profile, or each profile at each of `spec.rates` (NAME@RATEmbit)."""
+    names = list(dict.fromkeys(spec.profiles))
+    if not spec.rates:
+        return names
+    return [f"{name}@{rate:g}mbit" for name in names for rate in dict.fromkeys(spec.rates)]
+
+
+def link_profile(profile: str) -> Any:
+    """The LinkProfile a point's profile names: a built-in name or TOML path, with `@RATEmbit` the same profile
+    with that uplink rate (a capacity trace, if any, replaced by it)."""
+    from netem.profile import LinkProfile
+    from netem.quicklink import quick_profile
+
+    match = _RATE_SUFFIX.match(profile)
+    if match is None:
+        return LinkProfile.load(profile)
+    return quick_profile(LinkProfile.load(match["base"]), rate=match["rate"], uplink_only=True)
+
+
 def check_profiles(names: Sequence[str]) -> None:
     from netem.errors import NetemError
-    from netem.profile import LinkProfile
 
     for name in names:
         try:
-            LinkProfile.load(name)
+            link_profile(name).check_traces()
         except NetemError as exc:
             raise SweepSpecError(str(exc)) from None
 
@@ -179,19 +273,20 @@ def check_devices(ue_devices: Sequence[str], edge_devices: Sequence[str], models
 def points(spec: SweepSpec) -> list[Point]:
     """Every point of the matrix, grouped by (profile, UE device, edge device): one testbed each, in a stable
     order. The json-baseline carriage has no compression profiles: it gets one point per partition."""
-    check_profiles(spec.profiles)
+    profiles = point_profiles(spec)
+    check_profiles(profiles)
     partitions = {model: resolve_partitions(model, spec.partitions) for model in dict.fromkeys(spec.models)}
     check_devices(spec.ue_devices, spec.edge_devices, spec.models)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile, ue, edge in itertools.product(dict.fromkeys(spec.profiles), dict.fromkeys(spec.ue_devices),
+    for profile, ue, edge in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
                                                dict.fromkeys(spec.edge_devices)):
         for model in dict.fromkeys(spec.models):
             for partition, encoding in itertools.product(partitions[model], dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime, ue, edge))
+                                        spec.backend, spec.runtime, spec.engine, ue, edge))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
     return result

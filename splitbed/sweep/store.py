@@ -4,7 +4,10 @@ Appending is crash-safe in the only way that matters for resuming: each record i
 by flush + fsync, so after a kill the file holds whole records plus at most one torn last line. Opening the file
 for appending cuts such a torn tail off (it is set aside in `<name>.torn` for inspection, never silently lost),
 so the next record starts on a line of its own. Reading never trusts the file: each line is capped in length
-and must be a JSON object; anything else is counted and skipped with its line number.
+and must be a JSON object; anything else is counted and skipped with its line number. So are records this
+project cannot have written (NaN or Infinity, which its writers refuse; no model, partition or encoding) and
+repeats of a record already read (same session, inference index and start time): a summary never gets an
+`unknown` row or a point measured more often than it was.
 """
 
 from __future__ import annotations
@@ -45,12 +48,36 @@ def results_path(path: str | Path) -> Path:
     return path
 
 
+def _refuse_constant(token: str) -> Any:
+    raise ValueError(f"{token} in a record (this project's writers refuse non-finite numbers)")
+
+
+def _not_a_record(record: dict[str, Any]) -> str | None:
+    """Why `record` cannot be one of our metrics records, or None."""
+    if record.get("record_type") != "inference":
+        return None  # job and action records carry other fields
+    for key in ("model", "partition_name", "encoding", "status"):
+        if not isinstance(record.get(key), str):
+            return f"an inference record without a string {key!r}"
+    return None
+
+
+def _identity(record: dict[str, Any]) -> tuple[Any, ...] | None:
+    session, index, started = (record.get("session_id"), record.get("session_inference_index"),
+                               record.get("started_at_utc"))
+    if record.get("record_type") != "inference" or not session or not isinstance(started, str):
+        return None
+    return (str(session), index, started, record.get("repetition"))
+
+
 def read_records(path: str | Path) -> ReadResult:
-    """Every JSON-object line of a results file (or directory), with capped line length and record count."""
+    """Every JSON-object line of a results file (or directory), with capped line length and record count;
+    lines that are not records of ours, or repeat one already read, are skipped with the reason."""
     file = results_path(path)
     if not file.is_file():
         raise ResultsError(f"no results file at {file} (expected a sweep directory or a .jsonl file)")
     result = ReadResult()
+    seen: dict[tuple[Any, ...], int] = {}
     with file.open("rb") as handle:
         for number, line in enumerate(_capped_lines(handle), start=1):
             if isinstance(line, str):
@@ -59,13 +86,27 @@ def read_records(path: str | Path) -> ReadResult:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, parse_constant=_refuse_constant)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 result.skipped.append((number, f"not JSON: {exc}"))
+                continue
+            except ValueError as exc:
+                result.skipped.append((number, str(exc)))
                 continue
             if not isinstance(record, dict):
                 result.skipped.append((number, "not a JSON object"))
                 continue
+            why = _not_a_record(record)
+            if why is not None:
+                result.skipped.append((number, why))
+                continue
+            identity = _identity(record)
+            if identity is not None:
+                first = seen.setdefault(identity, number)
+                if first != number:
+                    result.skipped.append((number, f"a repeat of line {first} (same session, inference index, "
+                                                   "start time and repetition)"))
+                    continue
             if len(result.records) >= MAX_RECORDS:
                 raise ResultsError(f"{file} has more than {MAX_RECORDS} records; split it")
             result.records.append(record)

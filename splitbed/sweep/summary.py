@@ -10,21 +10,26 @@ counted per point).
 from __future__ import annotations
 
 import csv
+import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from splitbed.sweep.figures import FIGURES, LATENCY_SEGMENTS, segment_value
+from splitbed.sweep.figures import BY_KEY, FIGURES, LATENCY_SEGMENTS, segment_value
+from splitbed.sweep.outliers import Outlier, find_outliers
+from splitbed.sweep.realisations import independent_draws
 from splitbed.sweep.stats import MedianCI, median_ci
 from splitbed.sweep.store import is_measurement, point_key
 
 SUMMARY_NAME = "summary.csv"
 IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "ue_device", "ue_mechanism",
                     "edge_device", "edge_mechanism", "model", "partition", "partition_id", "encoding", "compression",
-                    "image", "weights", "random_weights", "n", "n_errors", "ci_coverage", "host_cpu_stolen_pct",
-                    "ue_late_records")
+                    "image", "weights", "random_weights", "runtimes", "n", "n_errors", "ci_coverage",
+                    "host_cpu_stolen_pct", "ue_late_records", "independent_draws", "e2e_cv_pct", "outliers",
+                    "outlier_causes")
 
 
 @dataclass
@@ -48,6 +53,7 @@ class PointSummary:
     ue_mechanism: str = "none"
     edge_device: str = "host"
     edge_mechanism: str = "none"
+    runtimes: str = "tensorflow/tensorflow"  # inference runtimes of the UE and the edge (records' ue/edge_runtime)
     n: int = 0
     n_errors: int = 0
     figures: dict[str, MedianCI] = field(default_factory=dict)
@@ -55,6 +61,9 @@ class PointSummary:
     weights_warning: str | None = None
     host_cpu_stolen_pct: float | None = None
     ue_late_records: int = 0  # records whose UE stretch ended late (docs/DEVICES.md): the cause is in each record
+    independent_draws: int | None = None  # distinct channel realisations among the n (None: deterministic link)
+    e2e_cv_pct: float | None = None  # coefficient of variation of e2e over the n good records
+    outliers: list[Outlier] = field(default_factory=list)  # slow single inferences, with their causes
 
     @property
     def carriage(self) -> str:
@@ -113,6 +122,8 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
         "weights_warning": weights.get("warning"),
         "uplink_rate_mbit": uplink.get("rate_mbit"),
         "uplink_delay_ms": uplink.get("delay_ms"),
+        "runtimes": "/".join(str(_table(record.get(side)).get("name") or "tensorflow")
+                             for side in ("ue_runtime", "edge_runtime")),
     }
 
 
@@ -127,6 +138,15 @@ def host_cpu_stolen_pct(records: Iterable[dict[str, Any]]) -> float | None:
             if isinstance(steal, (int, float)) and isinstance(total, (int, float)):
                 stolen, every = stolen + steal, every + total
     return 100.0 * stolen / every if every > 0 else None
+
+
+def coefficient_of_variation_pct(values: Iterable[float | None]) -> float | None:
+    """Sample standard deviation over mean, in percent, of the finite values; None below two values."""
+    data = [v for v in values if v is not None and math.isfinite(v)]
+    if len(data) < 2:
+        return None
+    mean = statistics.fmean(data)
+    return 100.0 * statistics.stdev(data) / mean if mean > 0 else None
 
 
 def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
@@ -149,6 +169,9 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
         summary.segments = {k: median_ci(segment_value(r, k) for r in good) for k, _ in LATENCY_SEGMENTS}
         summary.host_cpu_stolen_pct = host_cpu_stolen_pct(good)
         summary.ue_late_records = sum(1 for r in good if _table(r.get("ue_device")).get("late_cause"))
+        summary.independent_draws = independent_draws(good)
+        summary.e2e_cv_pct = coefficient_of_variation_pct(BY_KEY["e2e_latency_ms"].value(r) for r in good)
+        summary.outliers = find_outliers(good)
         summaries.append(summary)
     return summaries
 
@@ -189,8 +212,10 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
         for s in summaries:
             row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.ue_device,
                               s.ue_mechanism, s.edge_device, s.edge_mechanism, s.model, s.partition, s.partition_id,
-                              s.encoding, s.compression, s.image, s.weights, s.random_weights, s.n, s.n_errors,
-                              _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct), s.ue_late_records]
+                              s.encoding, s.compression, s.image, s.weights, s.random_weights, s.runtimes, s.n,
+                              s.n_errors, _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct), s.ue_late_records,
+                              _cell(s.independent_draws), _cell(s.e2e_cv_pct), len(s.outliers),
+                              " | ".join(o.describe() for o in s.outliers)]
             for figure in FIGURES:
                 stats = s.figures[figure.key]
                 row += [_cell(stats.median), _cell(stats.low), _cell(stats.high)]

@@ -26,7 +26,7 @@ from netem.link.pipeline import DirectionPipeline
 from netem.profile import DirectionProfile, LinkProfile
 from netem.topology import Topology
 
-pytestmark = pytest.mark.bench
+pytestmark = [pytest.mark.bench, pytest.mark.requires("realtime")]
 TRANSFER = "200M"
 RESULTS: dict[str, float] = {}
 

@@ -32,7 +32,7 @@ def test_a_failing_network_test_keeps_pcaps_and_records_and_says_where(tmp_path:
     results = tmp_path / "out"
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir",
-                           str(tmp_path), "--profile", "5g-embb", "--results-dir", str(results),
+                           str(tmp_path), "--splitbed-profile", "5g-embb", "--results-dir", str(results),
                            str(tmp_path / "test_inner.py")], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path, env=env)
     output = done.stdout + done.stderr

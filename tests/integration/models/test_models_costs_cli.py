@@ -56,7 +56,7 @@ def test_vgg16_figures(vgg16) -> None:  # type: ignore[no-untyped-def]
 
 def test_cli_errors_and_listing() -> None:
     bad = _cli("partitions", "alexnet")
-    assert bad.returncode == 2 and "unknown model 'alexnet'" in bad.stdout
+    assert bad.returncode == 2 and "unknown model 'alexnet'" in bad.stderr and len(bad.stderr.splitlines()) == 1
     listing = _cli("partitions")
     assert listing.returncode == 0 and "resnet50" in listing.stdout and "mobilenet_v2" in listing.stdout
 

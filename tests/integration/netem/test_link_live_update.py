@@ -31,7 +31,7 @@ import pytest
 from netem.profile import LinkProfile
 from netem.topology import Topology
 
-pytestmark = [pytest.mark.root, pytest.mark.requires("netns"), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.root, pytest.mark.requires("netns", "realtime"), pytest.mark.timeout(240)]
 
 PEERS = str(Path(__file__).with_name("live_update_peers.py"))
 BURST_BYTES = 602_112

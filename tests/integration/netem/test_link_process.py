@@ -76,6 +76,7 @@ def _cmdline(pid: str) -> str:
         return ""
 
 
+@pytest.mark.requires("realtime")
 def test_link_process_describes_itself_and_runs_realtime() -> None:
     with Topology("5g-split-ai", backend="userspace") as topo:
         info = topo.describe()["link"]["process"]

@@ -31,7 +31,8 @@ from netem.profile import DirectionProfile, LinkProfile, RandomLoss, TraceRef
 from netem.topology import Topology
 from tests.integration.netem.host_attempts import best_of
 
-pytestmark = [pytest.mark.root, pytest.mark.requires("netns", "ping", "iperf3"), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.root, pytest.mark.requires("netns", "ping", "iperf3", "realtime"),
+              pytest.mark.timeout(180)]
 
 
 def profile(name: str, uplink: DirectionProfile, downlink: DirectionProfile | None = None) -> LinkProfile:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -133,6 +134,31 @@ def test_kill_9_leftovers_are_swept_by_the_next_start() -> None:
         if child.poll() is None:
             child.kill()
         for name in mine(info["prefix"]):  # only if the assertion above failed
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_kill_9_node_logs_are_swept_by_the_next_start() -> None:
+    """A node's log (a temporary file the runtime deletes when the node is released) outlives a SIGKILL of its
+    owner; the next start removes it, and never a live owner's."""
+    extra = ("from splitbed.runtime.process_node import ProcessRuntime\n"
+             "runtime = ProcessRuntime(topo)\nnode = runtime.start_node('ue', ['sleep', '300'])\n")
+    child, info = _spawn_owner(extra)
+    live = Path(tempfile.gettempdir()) / f"sb{os.getpid()}-ue-livelog.log"
+    live.write_text("mine")
+    try:
+        logs = list(Path(tempfile.gettempdir()).glob(f"sb{child.pid}-ue-*.log"))
+        assert len(logs) == 1
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+        assert logs[0].exists()  # nothing could clean up
+        with Topology("ideal") as topo:
+            assert str(logs[0]) in topo.swept
+        assert not logs[0].exists() and live.exists()
+    finally:
+        live.unlink(missing_ok=True)
+        if child.poll() is None:
+            child.kill()
+        for name in mine(info["prefix"]):
             subprocess.run(["ip", "netns", "delete", name], check=False)
 
 

@@ -26,9 +26,11 @@ MODEL = "mobilenet_v2"
 WEIGHTS = "random:0"
 READY_TIMEOUT_S = 180.0  # TensorFlow start + model build on a CPU shared with other test runs
 # Short limits so that the robustness tests run in seconds; the defaults are minutes.
+TEST_BUDGET_MIB = 192  # memory budget: a few of the largest units these tests send at once, small beside the host
 TEST_SERVER_ARGS = ["--read-timeout", "1.5", "--unit-timeout-base", "2", "--unit-min-rate", "1000000",
                     "--idle-timeout", "30", "--config-timeout", "6", "--max-sessions", "8",
-                    "--max-unit-bytes", str(8 << 20), "--shutdown-grace", "5"]
+                    "--max-unit-bytes", str(8 << 20), "--shutdown-grace", "5",
+                    "--memory-budget-mib", str(TEST_BUDGET_MIB)]
 
 
 @dataclass

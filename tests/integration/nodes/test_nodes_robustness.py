@@ -3,15 +3,19 @@ and is closed, while a well-behaved client on another connection keeps being ser
 
 from __future__ import annotations
 
+import json
+import socket
 import struct
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 from nodes_harness import RawClient, RemoteProcess
 
+from splitbed.nodes import logsafe
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.protocol import MsgType
 
@@ -221,3 +225,84 @@ def test_several_clients_at_once(remote: RemoteProcess) -> None:
     assert not errors, errors
     assert sorted(outcomes) == [0, 1, 2, 3]
     assert max(b["concurrent_sessions"] for bodies in outcomes.values() for b in bodies) >= 2
+
+
+def test_json_baseline_unit_is_refused_at_its_header(remote: RemoteProcess) -> None:
+    """A JSON_BASELINE unit is refused from its 5-byte header when the session cannot use it: before the
+    configuration stage (fatal, at once, while its payload has not even been sent), and on a tlv session (not
+    fatal: its payload is counted off unread, the node's RSS does not grow by it, the session goes on)."""
+    length = 6 << 20
+    with RawClient(remote.host, remote.port) as client:
+        client.send(proto.pack_header(MsgType.JSON_BASELINE, length))  # and nothing more
+        body = _expect_error(client, "unexpected_message")
+        assert "before the configuration stage" in body["message"]
+    pid = remote.proc.pid
+    with RawClient(remote.host, remote.port) as client:
+        client.configure()
+        arrays = client.tensors(PARTITION)
+        status = Path(f"/proc/{pid}/status")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        base = _kib(status, "VmRSS")
+        client.units += 1
+        client.send(proto.pack_header(MsgType.JSON_BASELINE, length), b"[" * length)
+        kind, body = client.read(30)
+        assert kind == MsgType.ERROR and body["code"] == "unexpected_message" and not body["fatal"], body
+        assert body["after_unit"] == client.units
+        grown = _kib(status, "VmHWM") - base
+        assert grown < 3 << 10, f"node RSS grew by {grown} KiB while skipping a {length >> 20} MiB unit"
+        kind, body = client.infer(PARTITION, arrays)
+        assert kind == MsgType.RESULT, body
+
+
+def _kib(status: Path, key: str) -> int:
+    return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith(key + ":"))
+
+
+def test_a_session_id_cannot_forge_log_lines(remote: RemoteProcess) -> None:
+    forged = "x\n2099-01-01 00:00:00,000 splitbed.nodes.remote CRITICAL forged by a client"
+    with RawClient(remote.host, remote.port) as client:
+        client.send(proto.encode_control(MsgType.HELLO, {"protocol_version": proto.PROTOCOL_VERSION}))
+        kind, _ = client.read()
+        assert kind == MsgType.OFFER
+        client.send(proto.encode_control(MsgType.SELECT, {"model": "mobilenet_v2", "encoding": "tlv",
+                                                           "session_id": forged}))
+        kind, body = client.read()
+        assert kind == MsgType.ACCEPT and body["session_id"] == logsafe.session_id(forged)
+        assert "\n" not in body["session_id"] and len(body["session_id"]) == 64
+    time.sleep(0.5)
+    assert not [line for line in remote.log().splitlines() if line.startswith("2099-01-01")]
+    assert "x_2099-01-01" in remote.log()
+
+
+def test_the_offer_tells_no_host_details_and_accept_does(remote: RemoteProcess) -> None:
+    """Host name, kernel, CPU and memory go only to a peer that completed the configuration stage."""
+    with RawClient(remote.host, remote.port) as client:
+        offer = client.configure()
+        text = json.dumps(offer)
+        host = socket.gethostname()
+        assert "server" not in offer and "kernel" not in text and "cpu_model" not in text
+        assert host not in text
+        client.send(proto.encode_control(MsgType.CLOCK_PING, {"t1": 1}))  # still configured and served
+        kind, _ = client.read()
+        assert kind == MsgType.CLOCK_PONG
+    with RawClient(remote.host, remote.port) as client:
+        client.send(proto.encode_control(MsgType.HELLO, {"protocol_version": proto.PROTOCOL_VERSION}))
+        client.read()
+        client.send(proto.encode_control(MsgType.SELECT, {"model": "mobilenet_v2", "encoding": "tlv"}))
+        kind, accept = client.read()
+        assert kind == MsgType.ACCEPT and accept["server"]["host"]["hostname"] == host
+        assert {"cpu_model", "kernel", "memory_total_bytes"} <= set(accept["server"]["host"])
+
+
+def test_a_batch_beyond_max_batch_is_refused_before_the_tail_runs(remote: RemoteProcess) -> None:
+    """The decoded-size cap would let a unit carry hundreds of samples, and the tail's activations grow with
+    each: a batch is refused above --max-batch (1), with the reason, and the session goes on."""
+    with RawClient(remote.host, remote.port) as client:
+        client.configure()
+        offer_arrays = client.tensors(PARTITION)
+        batch = [np.concatenate([offer_arrays[0]] * 64)]
+        kind, body = client.infer(PARTITION, batch, aips_id=1)
+        assert kind == MsgType.ERROR and body["code"] == "tensor_mismatch" and not body["fatal"], body
+        assert "batch of 64 samples" in body["message"] and "--max-batch" in body["message"]
+        kind, body = client.infer(PARTITION, offer_arrays, aips_id=2)
+        assert kind == MsgType.RESULT, body

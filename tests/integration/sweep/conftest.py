@@ -28,9 +28,9 @@ class SharedBed:
         self.bed = bed
         self.starts = 0
 
-    def factory(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str, ue_device: str,
-                edge_device: str) -> Any:
-        assert (backend, weights, runtime) == ("userspace", WEIGHTS, "process") and set(models) <= {MODEL}
+    def factory(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str,
+                cpus: str = "auto", ue_device: str = "phone-midrange", edge_device: str = "host") -> Any:
+        assert (backend, weights, runtime, cpus) == ("userspace", WEIGHTS, "process", "auto") and set(models) <= {MODEL}
         assert (ue_device, edge_device) == (self.bed.ue_device, self.bed.edge_device)
         self.starts += 1
         self.bed.update_link(profile)
@@ -65,7 +65,7 @@ def slow_fast_trace_profile(tmp_path: Path, name: str, slow_mbit: float) -> Path
 
 def sweep_spec(**overrides: Any) -> SweepSpec:
     options: dict[str, Any] = {"profiles": (PROFILE,), "models": (MODEL,), "partitions": SWEEP_PARTITIONS,
-                               "encodings": ("tlv", "json-baseline"), "repetitions": 6, "warmup": 1,
+                               "encodings": ("tlv", "json-baseline"), "repetitions": 6, "warmup": 1, "warmup_max": 1,
                                "weights": WEIGHTS, "backend": "userspace"}
     options.update(overrides)
     return SweepSpec(**options)

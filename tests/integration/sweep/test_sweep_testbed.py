@@ -88,3 +88,23 @@ def test_a_failed_start_names_the_node_and_its_log_and_leaves_nothing(offline: N
     assert remote is not None and not psutil.pid_exists(remote.popen.pid)
     with pytest.raises(TestbedError, match="not running"):
         bed.run({"model": MODEL})
+
+
+def test_the_nodes_and_the_link_run_on_the_cpus_the_plan_gives_them(shared_bed: Testbed) -> None:
+    """The default plan for this host's CPUs (splitbed.runtime.cpus), applied to the real processes: the nodes
+    see only their CPUs (their records' usable_cores, from their own affinity), every thread of the link
+    process is pinned, and each record says where it ran."""
+    import os
+
+    from splitbed.runtime.cpus import default_plan
+
+    plan = default_plan()
+    (record,) = shared_bed.run({"model": MODEL, "partition": "block_3_project_BN", "repetitions": 1})
+    cpus = record["link"]["cpus"]
+    assert (cpus["ue"], cpus["edge"], cpus["link"]) == (list(plan.ue), list(plan.edge), list(plan.link))
+    assert all(cpus["applied"][role].startswith("pinned to") for role in ("ue", "edge", "link")), cpus
+    assert record["local_resources"]["usable_cores"] == len(plan.ue)
+    assert record["remote_resources"]["usable_cores"] == len(plan.edge)
+    assert shared_bed.topology is not None
+    pid = shared_bed.topology.describe()["link"]["pid"]
+    assert {os.sched_getaffinity(int(t)) == set(plan.link) for t in os.listdir(f"/proc/{pid}/task")} == {True}

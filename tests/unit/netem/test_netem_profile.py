@@ -41,21 +41,28 @@ def test_all_required_builtins_exist_and_cite_a_source() -> None:
 
 
 def test_builtin_figures_match_design_numbers() -> None:
-    # The numbers DESIGN.md cites; a wrong figure here puts a wrong figure in every report.
-    assert LinkProfile.load("5g-embb").uplink.rate_mbit == 50.0
-    assert LinkProfile.load("5g-embb").uplink.delay_ms == 4.0
-    assert LinkProfile.load("5g-split-ai").uplink.rate_mbit == 144.0
+    # The numbers the sources cite; a wrong figure here puts a wrong figure in every report. Rates count frames:
+    # a payload (TCP) figure is x 1514/1448 on the link, a layer-3 (IP) figure x 1514/1500 (docs/PROFILES.md).
+    embb = LinkProfile.load("5g-embb")
+    assert embb.uplink.rate_mbit == pytest.approx(50.0 * 1514 / 1500, abs=1e-3)
+    assert embb.downlink.rate_mbit == pytest.approx(100.0 * 1514 / 1500, abs=1e-3)
+    assert embb.uplink.delay_ms == 4.0
+    assert embb.expected_tcp is not None and embb.expected_tcp.uplink_mbit == pytest.approx(50.0 * 1448 / 1500, abs=1e-3)
+    assert LinkProfile.load("5g-split-ai").uplink.rate_mbit == pytest.approx(144.0 * 1514 / 1448, abs=1e-3)
     static = LinkProfile.load("5g-mmwave-static")
-    assert static.uplink.rate_mbit == 142.0
+    assert static.uplink.rate_mbit == pytest.approx(142.0 * 1514 / 1448, abs=1e-3)
     assert static.uplink.delay_ms + static.downlink.delay_ms == pytest.approx(13.9)
     lte = LinkProfile.load("lte")
-    assert lte.uplink.rate_mbit == 46.0
+    assert lte.uplink.rate_mbit == pytest.approx(46.0 * 1514 / 1448, abs=1e-3)
+    for name, claim in (("5g-split-ai", 144.0), ("5g-mmwave-static", 142.0), ("lte", 46.0)):
+        expected = LinkProfile.load(name).expected_tcp
+        assert expected is not None and expected.uplink_mbit == claim
     assert lte.uplink.delay_ms + lte.downlink.delay_ms == pytest.approx(32.6)
     driving = LinkProfile.load("5g-mmwave-driving").uplink
     assert driving.trace is not None and driving.trace.kind == "throughput"
     assert driving.trace.path.endswith("netem/traces/mmwave-driving.tput") and Path(driving.trace.path).is_absolute()
     edge = LinkProfile.load("cell-edge").uplink
-    assert edge.loss is not None and 0.005 < edge.loss.mean_loss < 0.02 and edge.jitter_ms > 0
+    assert edge.loss is not None and 0.0005 < edge.loss.mean_loss < 0.002 and edge.jitter_ms > 0
     ideal = LinkProfile.load("ideal")
     assert not ideal.uplink.is_impaired and not ideal.downlink.is_impaired
 

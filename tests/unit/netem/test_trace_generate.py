@@ -1,6 +1,6 @@
 """The shipped driving trace: byte-identical to its seeded generator, and faithful to the cited figures.
 
-Cited (DESIGN.md; Ghoshal et al., 5G-MeMU 2022, commercial mmWave uplink while driving): median 65 Mbit/s,
+Cited (Ghoshal et al., 5G-MeMU 2022, commercial mmWave uplink while driving): median 65 Mbit/s,
 10 % of samples at 0 (outages), 90th percentile 402 Mbit/s. Tolerances: zero share within 2 percentage
 points, median and p90 within 10 % (a finite, time-correlated sample of a model fitted to those figures).
 """
@@ -24,14 +24,15 @@ def test_committed_files_equal_the_generator_output() -> None:
 
 
 def test_driving_trace_matches_the_cited_statistics() -> None:
-    values = sorted(load_throughput(builtin_trace_dir() / generate.DRIVING_FILE).mbit)
+    frames = sorted(load_throughput(builtin_trace_dir() / generate.DRIVING_FILE).mbit)
+    values = [v * 1448 / 1514 for v in frames]  # the file holds frame rates; TCP receives 1448/1514 of them
     zero_share = sum(1 for v in values if v == 0.0) / len(values)
     median = statistics.median(values)
     p90 = statistics.quantiles(values, n=10, method="inclusive")[-1]
     assert abs(zero_share - 0.10) <= 0.02, zero_share
     assert abs(median - 65.0) / 65.0 <= 0.10, median
     assert abs(p90 - 402.0) / 402.0 <= 0.10, p90
-    assert max(values) <= generate.DRIVING_CAP_MBIT
+    assert max(values) <= generate.DRIVING_CAP_MBIT + 1e-3
 
 
 def test_the_fit_reproduces_the_figures_exactly_in_the_model() -> None:

@@ -118,3 +118,21 @@ def test_host_info() -> None:
     info = host_info()
     assert info["cpu_count"] >= 1 and 1 <= info["usable_cores"] <= info["cpu_count"]
     assert info["memory_total_bytes"] > 0 and info["cpu_model"]
+
+
+def test_a_window_counts_its_garbage_collections_and_page_faults() -> None:
+    """The causes the sweep's outlier flags name: a GC pause and a page-fault storm, measured for real."""
+    import gc
+
+    meter = ResourceMeter(POWER)
+    quiet = meter.stop(meter.start())
+    window = meter.start()
+    junk = [[i] for i in range(200_000)]
+    del junk
+    gc.collect()
+    touched = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB written: 16k new 4 kB pages (fewer with huge pages)
+    stormy = meter.stop(window)
+    del touched
+    assert stormy["gc_collections"] >= 1 and stormy["gc_ms"] > 0
+    assert stormy["minor_faults"] + stormy["major_faults"] >= 2000
+    assert quiet["gc_collections"] == 0 and quiet["minor_faults"] < 1000

@@ -11,7 +11,7 @@ from netem.profile import LinkProfile
 from splitbed.advise import FRAME_OVERHEAD_BYTES, MSS_BYTES, _sysctl_slow_start
 from splitbed.plugin.budget import network_ms, predict_e2e_ms
 
-LTE = LinkProfile.load("lte")  # 46 Mbit/s up, downlink unshaped, 16.3 ms one-way each
+LTE = LinkProfile.load("lte")  # 48.097 Mbit/s of frames up (46 of TCP), downlink unshaped, 16.3 ms one-way each
 RTT = 32.6
 
 
@@ -28,7 +28,7 @@ def _record(compute: float, uplink_segments: int, up: dict[str, Any] | None, dow
 
 
 def _line_rate_ms(segments: int) -> float:
-    return segments * (MSS_BYTES + FRAME_OVERHEAD_BYTES) * 8 / 46e3
+    return segments * (MSS_BYTES + FRAME_OVERHEAD_BYTES) * 8 / (LTE.uplink.rate_mbit * 1e3)
 
 
 def test_a_full_window_sends_at_the_link_rate() -> None:

@@ -171,7 +171,7 @@ def test_plot_and_summary_from_rows(tmp_path: Path) -> None:
               {"kind": "outage_end", "label": "link back", "at_s": 3.0, "applied_s": 3.0, "late_ms": 0.1,
                "step": 1, "profile": "t.s1", "uplink_capacity_mbit": 5.0, "error": None}]
     points = capacity_series(SCENARIO, events, 4.0)
-    assert points[0] == (0.0, 144.0) and (1.0, 5.0) in points and (2.0, 0.0) in points and (3.0, 5.0) in points
+    assert points[0] == (0.0, LinkProfile.load("5g-split-ai").uplink.rate_mbit) and (1.0, 5.0) in points and (2.0, 0.0) in points and (3.0, 5.0) in points
     png = timeline_png(SCENARIO, rows, events, tmp_path / "t.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     text = summary_markdown(SCENARIO, rows, events, ["a problem"])

@@ -95,7 +95,7 @@ def test_window_from_a_recorded_tcp_state_applies_the_idle_restart() -> None:
 def test_link_model_reads_the_profile_and_its_unshaped_directions() -> None:
     lte = LinkProfile.load("lte")
     model = LinkModel.from_profile(lte, slow_start_after_idle=False)
-    assert (model.uplink.rate_mbit, model.uplink.delay_ms) == (46.0, 16.3)
+    assert (model.uplink.rate_mbit, model.uplink.delay_ms) == (48.097, 16.3)
     assert model.downlink.rate_mbit is None and "unshaped" in model.downlink.rate_note
     assert model.rtt_ms == pytest.approx(32.6)
     assert LinkModel.from_profile("ideal", unshaped_rate_mbit=250).uplink.rate_mbit == 250
@@ -105,7 +105,8 @@ def test_a_trace_driven_uplink_is_predicted_at_its_median_start_phase_not_its_me
     driving = LinkModel.from_profile("5g-mmwave-driving", slow_start_after_idle=False)
     trace = driving.uplink.trace
     assert trace is not None and "at the median of 7200 start phases" in driving.uplink.rate_note
-    assert driving.uplink.rate_mbit == pytest.approx(65.2, abs=0.1)  # the trace's median; its mean is 149.6
+    # the trace's median in frames (65.2 Mbit/s of TCP payload x 1514/1448); its mean is 156.4
+    assert driving.uplink.rate_mbit == pytest.approx(65.2 * 1514 / 1448, abs=0.1)
     payload = 3_300_000
     median = float(np.median(delivery_ms(trace, wire_bytes(payload), start_phases_ms(trace))))
     assert driving.uplink.transfer_ms(payload, rtt_ms=driving.rtt_ms, slow_start=False) == \

@@ -31,11 +31,11 @@ def _data_file(model: str) -> dict:
     return tomllib.loads((resources.files("splitbed.models") / "data" / f"{model}.toml").read_text())
 
 
-def test_seed_selection_is_the_data_files_seed_examples() -> None:
+def test_examples_selection_is_the_data_files_seed_examples() -> None:
     data = _data_file("vgg16")
     expected = [p["name"] for p in data["partition"] if p.get("seed_example")]
     assert expected == ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1", "fc1"]
-    assert resolve_partitions("vgg16", ["seed"]) == expected
+    assert resolve_partitions("vgg16", ["examples"]) == expected
 
 
 def test_all_is_every_candidate_and_a_model_without_seed_examples_falls_back_to_all() -> None:
@@ -43,7 +43,7 @@ def test_all_is_every_candidate_and_a_model_without_seed_examples_falls_back_to_
         every = [p["name"] for p in _data_file(model)["partition"]]
         assert resolve_partitions(model, ["all"]) == every
         if not any(p.seed_example for p in registry.get(model).partitions):
-            assert resolve_partitions(model, ["seed"]) == every
+            assert resolve_partitions(model, ["examples"]) == every
 
 
 def test_names_ids_and_aliases_resolve_in_registry_order_without_duplicates() -> None:
@@ -54,7 +54,7 @@ def test_default_spec_is_the_main_job() -> None:
     spec = SweepSpec()
     assert spec.profiles == (DEFAULT_PROFILE,) == ("5g-split-ai",)
     matrix = points(spec)
-    assert [p.partition for p in matrix] == resolve_partitions("vgg16", ["seed"])
+    assert [p.partition for p in matrix] == resolve_partitions("vgg16", ["examples"])
     assert {(p.model, p.encoding, p.compression) for p in matrix} == {("vgg16", "tlv", "none")}
 
 

@@ -11,13 +11,15 @@ import pytest
 
 from splitbed.sweep import store as store_module
 from splitbed.sweep.store import ResultsError, ResultStore, completed_counts, read_records
+from splitbed.sweep.summary import summarise
 
 
 def _record(point: str, status: str = "ok", warmup: bool = False, **extra: object) -> dict:
     tags: dict = {"point": point}
     if warmup:
         tags["warmup"] = True
-    return {"record_type": "inference", "status": status, "tags": tags, **extra}
+    return {"record_type": "inference", "status": status, "tags": tags, "model": "m", "partition_name": "p",
+            "encoding": "tlv", **extra}
 
 
 def test_append_writes_one_line_per_record_visible_before_close(tmp_path: Path) -> None:
@@ -85,3 +87,22 @@ def test_completed_counts_reads_without_creating_or_repairing(tmp_path: Path) ->
     path.write_text(torn)
     assert completed_counts(tmp_path) == {"a": 1}
     assert path.read_text() == torn and not (tmp_path / "results.jsonl.torn").exists()
+
+
+def test_records_we_cannot_have_written_and_repeats_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    """A NaN record used to become an `unknown/None` row of summary.csv, and a repeated line raised a point's n
+    above its repetitions, silently."""
+    good = _record("a", session_id="s1", session_inference_index=0, started_at_utc="t0", repetition=0)
+    other = _record("a", session_id="s1", session_inference_index=1, started_at_utc="t1", repetition=1)
+    lines = [json.dumps(good), json.dumps(other), json.dumps(good),
+             '{"record_type": "inference", "status": "ok", "e2e_latency_ms": NaN}',
+             '{"record_type": "inference", "status": "ok", "e2e_latency_ms": 3.0}', "NaN"]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    read = read_records(tmp_path)
+    assert read.records == [good, other]
+    reasons = dict(read.skipped)
+    assert reasons[3] == "a repeat of line 1 (same session, inference index, start time and repetition)"
+    assert "NaN in a record" in reasons[4] and "without a string 'model'" in reasons[5] and 6 in reasons
+    summaries = summarise(read.records)
+    assert [(s.model, s.n) for s in summaries] == [("m", 2)]
+    assert completed_counts(tmp_path)["a"] == 2

@@ -106,3 +106,13 @@ def test_sweep_names_the_points_measured_under_steal() -> None:
     warning = stolen_points(quiet + busy)
     assert warning is not None and warning.startswith("7 point(s)")
     assert "lte/vgg16/part0/tlv/none (12.5 %)" in warning and "and 2 more" in warning and "part5" not in warning
+
+
+def test_runtimes_column_names_each_side(tmp_path: Path) -> None:
+    onnx = [dict(_record("p3", "fc1", 20, v), ue_runtime={"name": "onnxruntime", "version": "1.32.0"},
+                 edge_runtime={"name": "tensorflow", "version": "2.21.0"}) for v in (8, 9)]
+    old, mixed = summarise([_record("p1", "fc1", 20, 10), *onnx])
+    assert old.runtimes == "tensorflow/tensorflow"  # records before schema 2.4 ran on TensorFlow
+    assert mixed.runtimes == "onnxruntime/tensorflow"
+    with write_csv([old, mixed], tmp_path / "s.csv").open() as handle:
+        assert [row["runtimes"] for row in csv.DictReader(handle)] == ["tensorflow/tensorflow", "onnxruntime/tensorflow"]
