@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from netem.cliapp import CliError, Column, dropped_note, fit_table
+
 MODELS = ("vgg16", "resnet50", "mobilenet_v2")  # table columns; every registered model (a test checks)
 
 
@@ -59,39 +61,49 @@ def devices_markdown(profiles: list[Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The table's columns; `drop` orders those hidden to fit a narrow terminal (0: never hidden).
+DEVICE_COLUMNS = (Column("name"), Column("role", drop=5), Column("precision", drop=4),
+                  Column("VGG16", "right", wrap=True), Column("ResNet50", "right", wrap=True),
+                  Column("MobileNetV2", "right", wrap=True), Column("compute", "right", drop=6),
+                  Column("idle", "right", drop=3), Column("uplink radio", drop=2, wrap=True),
+                  Column("sources", drop=1, wrap=True))
+
+
 def devices(
-    profile: Annotated[list[str] | None, typer.Argument(help="built-in names or TOML paths (default: all built-ins)")]
-    = None,
+    device: Annotated[str | None, typer.Argument(help="one device profile: built-in name or TOML path (default: "
+                                                 "every built-in)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the profiles as JSON (every figure and source)")]
     = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="print the docs/DEVICES.md table")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column (and the full sources), however wide")] = False,
 ) -> None:
     """List device profiles: latency per model, power, radio models, and the public source of every figure."""
+    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     from splitbed.devices import DeviceError, builtin_profiles, load
 
     try:
-        profiles = [load(p) for p in profile] if profile else builtin_profiles()
+        profiles = [load(device)] if device else builtin_profiles()
     except DeviceError as exc:
-        typer.echo(f"splitbed devices: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliError(str(exc), "built-in devices: 'splitbed devices'; a profile file's keys: docs/DEVICES.md") \
+            from None
     if as_json:
         print(json.dumps([p.to_dict() for p in profiles], indent=2))
         return
     if markdown:
         print(devices_markdown(profiles), end="")
         return
-    table = Table(title="device profiles (latency: full model, batch 1, at the profile's precision)", show_lines=True)
-    for column in ("name", "role", "precision", "VGG16", "ResNet50", "MobileNetV2", "compute", "idle", "uplink radio",
-                   "sources"):
-        table.add_column(column, overflow="fold", no_wrap=column == "name")
-    for r in device_rows(profiles):
-        table.add_row(r["name"], r["role"], r["precision"], r["vgg16"], r["resnet50"], r["mobilenet_v2"],
-                      r["compute"], r["idle"], r["radio"], r["source"])
-    Console(width=max(170, Console().width)).print(table)
-    typer.echo("Every figure's source in full: splitbed devices --json, or the profile files (docs/DEVICES.md).")
+    rows = [[r["name"], r["role"], r["precision"], r["vgg16"], r["resnet50"], r["mobilenet_v2"], r["compute"],
+             r["idle"], r["radio"], r["source"]] for r in device_rows(profiles)]
+    table, width, hidden = fit_table("device profiles (latency: full model, batch 1, at the profile's precision)",
+                                     DEVICE_COLUMNS, rows, wide=wide, box=box.SIMPLE_HEAD, show_lines=True)
+    console = Console(width=width)  # --wide: wider than the terminal, on purpose
+    console.print(table)
+    note = dropped_note(hidden, width)
+    if note:
+        console.print(note)
+    console.print("Every figure's source in full: splitbed devices --json, or the profile files (docs/DEVICES.md).")
 
 
 def register(app: typer.Typer) -> None:

@@ -97,6 +97,7 @@ def remote_node(
     for name in models or []:
         registry.get(name)  # an unknown name is refused before the port is bound
     check_spec(weights)
+    _check_device(device, "edge")
     secret = _secret(secret_file)
 
     config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, engine=engine, max_unit_bytes=max_unit_bytes,
@@ -172,6 +173,7 @@ def local_node(
             repetitions=repetitions, aips=aips, result_mode=result_mode, top_k=top_k)
     for name in preload or []:
         registry.get(name)
+    _check_device(device, "ue")
     if jobs is not None and jobs != "-" and not Path(jobs).is_file():
         raise CliError(f"--jobs {jobs}: no such file", "give a file of JSON-line jobs, or '-' for stdin")
     if output is not None:
@@ -210,6 +212,17 @@ def local_node(
     finally:
         if output is not None:
             out.close()
+
+
+def _check_device(name: str, side: str) -> None:
+    """A device profile that does not exist or does not fit this node's side is refused before anything starts."""
+    from splitbed.devices import DeviceError
+    from splitbed.devices import load as load_device
+
+    try:
+        load_device(name).check_role(side)
+    except DeviceError as exc:
+        raise CliError(str(exc), "device profiles: 'splitbed devices' (docs/DEVICES.md)") from None
 
 
 def _summary(record: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from netem.cliapp import CliError, Column, dropped_note, fit_table
 
 DEFAULT_OUT = "results/sweep"
 SPEC_FIX = ("see 'splitbed sweep --help'; models and partitions: 'splitbed partitions [MODEL]'; profiles: "
-            "'netem profiles'")
+            "'netem profiles'; devices: 'splitbed devices'")
 
 
 def sweep(

@@ -158,7 +158,8 @@ class DeviceProfile:
     def check_role(self, side: str) -> None:
         """Raise unless this profile may run as the `side` ('ue' or 'edge') node."""
         if self.role not in ("any", side):
-            raise DeviceError(f"device {self.name!r} is {_a(self.role)} profile; the {side} node needs {_a(side)} "
+            node = "UE" if side == "ue" else side
+            raise DeviceError(f"device {self.name!r} is {_a(self.role)} profile; the {node} node needs {_a(side)} "
                               f"profile or {HOST!r} (see `splitbed devices`)")
 
     def to_dict(self) -> dict[str, Any]:

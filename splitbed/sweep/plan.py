@@ -74,7 +74,9 @@ class Point:
                  self.weights, self.backend, self.runtime]
         if self.engine != DEFAULT_ENGINE:  # keys of TensorFlow points stay as they were (resume)
             parts.append(self.engine)
-        return "|".join((*parts, self.ue_device, self.edge_device))
+        if (self.ue_device, self.edge_device) != ("host", "host"):  # so do keys of points on this host's speed
+            parts += [self.ue_device, self.edge_device]
+        return "|".join(parts)
 
     @property
     def bed(self) -> tuple[str, str, str]:

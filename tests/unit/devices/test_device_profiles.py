@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from splitbed.cli import app
+from splitbed.cli import app, main
 from splitbed.commands.devices import MODELS, devices_markdown
 from splitbed.devices import (
     DEFAULT_EDGE,
@@ -105,10 +105,12 @@ def test_docs_table_is_generated_from_the_files() -> None:
 
 def test_devices_command_lists_built_ins_with_sources_and_json() -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["devices"])
+    result = runner.invoke(app, ["devices"])  # 80 columns: the sources go first, and a line says so
     assert result.exit_code == 0, result.output
     for name in builtin_names():
         assert name in result.output
+    assert max(map(len, result.output.splitlines())) <= 80 and "--wide" in result.output
+    result = runner.invoke(app, ["devices", "--wide"])
     assert "ncnn" in result.output and "MLPerf" in result.output
     result = runner.invoke(app, ["devices", "--json"])
     data = json.loads(result.output)
@@ -166,16 +168,18 @@ def test_radio_tables_only_on_a_ue_and_host_takes_no_figures(tmp_path: Path) -> 
 def test_unknown_names_and_roles_are_refused() -> None:
     with pytest.raises(DeviceError, match="neither a built-in device profile"):
         load("phone-ultra")
-    with pytest.raises(DeviceError, match="is an edge profile; the ue node needs a UE profile"):
+    with pytest.raises(DeviceError, match="is an edge profile; the UE node needs a UE profile"):
         load("edge-l4").check_role("ue")
     load("host").check_role("ue")
     load("host").check_role("edge")
 
 
-def test_devices_command_refuses_a_bad_file_with_status_2(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["devices", str(write(tmp_path, PHONE.replace("fp32_ms = 500.0", "")))])
-    assert result.exit_code == 2 and "gives neither fp32_ms nor int8_ms" in result.output
-    assert "Traceback" not in result.output
+def test_devices_command_refuses_a_bad_file_in_one_line_with_status_2(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["devices", str(write(tmp_path, PHONE.replace("fp32_ms = 500.0", "")))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("splitbed devices: error: ") and "gives neither fp32_ms nor int8_ms" in err
+    assert "; fix: " in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_to_dict_round_trips_the_figures() -> None:

@@ -74,8 +74,14 @@ def test_point_key_is_stable_and_names_everything_that_changes_a_measurement() -
     assert point.key == "lte|vgg16|fc1|tlv|zstd|builtin:chelsea|random:0|userspace|process|phone-midrange|host"
     assert point.bed == ("lte", "phone-midrange", "host")
     other = Point("lte", "vgg16", "fc1", "tlv", "zstd", "builtin:chelsea", "random:0", "userspace", "process",
-                  "phone-flagship", "edge-l4")
-    assert other.key.endswith("|phone-flagship|edge-l4") and other.bed == ("lte", "phone-flagship", "edge-l4")
+                  ue_device="phone-flagship", edge_device="edge-l4")
+    assert other.key.endswith("|process|phone-flagship|edge-l4") and other.bed == ("lte", "phone-flagship", "edge-l4")
+    host = Point("lte", "vgg16", "fc1", "tlv", "zstd", "builtin:chelsea", "random:0", "userspace", "process",
+                 ue_device="host", edge_device="host")
+    assert host.key.endswith("|process")  # keys of points on this host's speed stay as they were (resume)
+    onnx = Point("lte", "vgg16", "fc1", "tlv", "zstd", "builtin:chelsea", "random:0", "userspace", "process",
+                 "onnxruntime")
+    assert onnx.key.endswith("|process|onnxruntime|phone-midrange|host")
     job = point.job(tags={"rep": 3})
     assert job == {"model": "vgg16", "partition": "fc1", "image": "builtin:chelsea", "encoding": "tlv",
                    "compression": "zstd", "repetitions": 1, "tags": {"point": point.key, "rep": 3}}
@@ -110,7 +116,7 @@ def test_full_matrix_is_the_seeds_whole_matrix() -> None:
     ({"repetitions": 0}, "repetitions must be"),
     ({"models": ()}, "at least one of models"),
     ({"ue_devices": ("phone-ultra",)}, "neither a built-in device profile"),
-    ({"ue_devices": ("edge-l4",)}, "is an edge profile; the ue node needs a UE profile"),
+    ({"ue_devices": ("edge-l4",)}, "is an edge profile; the UE node needs a UE profile"),
     ({"edge_devices": ("phone-midrange",)}, "is a UE profile; the edge node needs an edge profile"),
     ({"ue_devices": ()}, "at least one of ue_devices"),
 ])
