@@ -11,6 +11,10 @@ ratios, without the per-call overhead (the identity model's CPU time) that the d
     share = median over rounds of (part_cpu - overhead_cpu) / (full_cpu - overhead_cpu), within [0, 1]
     device_ms = device full-model latency (profile) x share
 
+On ONNX Runtime the share is taken by wall time instead (WALL_MIN_SHARE: the ratio of the fastest calls over
+WALL_ROUNDS rounds): its thread pools spin after a call returns, so a call's process CPU time carries the previous
+call's spin.
+
 Why CPU time: on this shared 2-vCPU host, whose speed drifts by 3-5x within minutes, wall-clock shares were off
 by up to 30 % even as medians of back-to-back rounds (the whole model as a "head" came out at 0.77 of itself),
 where CPU-time ratios of the same rounds stayed within 3 % (0.997).
@@ -52,6 +56,14 @@ SHARE_ROUNDS = 7             # alternating (sub-model, full model) rounds per pa
 SPIN_NS = 1_500_000          # the last 1.5 ms of a stretch are waited by spinning: sleep wakes up too coarsely
 ON_TIME_TOLERANCE = 0.02     # a stretch ending within 2 % (or ON_TIME_FLOOR_MS) of its target is on time
 ON_TIME_FLOOR_MS = 0.05
+WALL_ROUNDS = 15             # rounds of a wall-time share: its minima need more rounds than a CPU-time median
+CPU_CLOCK, WALL_CLOCK = "cpu", "wall"
+CPU_SHARE = (f"process CPU time: median over {SHARE_ROUNDS} alternating rounds of (sub-model - call overhead) / "
+             "(full model - call overhead)")
+WALL_MIN_SHARE = (f"wall time: (fastest sub-model call - call overhead) / (fastest full-model call - call overhead) "
+                  f"over {WALL_ROUNDS} alternating rounds; for ONNX Runtime, whose thread pools spin after a call and "
+                  "so charge one call's CPU time to the next")
+SHARE_METHODS = {CPU_CLOCK: CPU_SHARE, WALL_CLOCK: WALL_MIN_SHARE}
 CALIBRATION_METHOD = (f"minimum of {CALIBRATION_RUNS} predict_on_batch calls (batch 1) after one warm-up call, "
                       "on this host, when the node first loaded the model; the call overhead likewise (wall and "
                       "process CPU time), with an identity model of the same input")
@@ -85,7 +97,7 @@ def cpu_call(call: Callable[[], Any]) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Share:
-    """A sub-model's share of its model's host time (CPU-time ratio, median of rounds, clamped to [0, 1])."""
+    """A sub-model's share of its model's host time (measure_share; clamped to [0, 1])."""
 
     share: float
     raw: float
@@ -101,19 +113,30 @@ def call_overhead_cpu_ms(call: Callable[[], Any]) -> float:
     return min(cpu_call(call)[1] for _ in range(CALIBRATION_RUNS))
 
 
-def measure_share(part_call: Callable[[], Any], full_call: Callable[[], Any], overhead_cpu_ms: float) -> Share:
-    """The share of `part_call` in `full_call`: SHARE_ROUNDS back-to-back rounds after one warm-up of each."""
+def measure_share(part_call: Callable[[], Any], full_call: Callable[[], Any], overhead_cpu_ms: float, *,
+                  clock: str = CPU_CLOCK, overhead_ms: float = 0.0) -> Share:
+    """The share of `part_call` in `full_call`, from back-to-back rounds after one warm-up of each: by CPU time
+    (SHARE_ROUNDS rounds, median of the ratios), or by wall time (WALL_ROUNDS rounds, ratio of the fastest calls,
+    for a runtime whose CPU time is not the call's own: see WALL_MIN_SHARE)."""
     part_call()
     full_call()
-    parts, fulls, ratios = [], [], []
-    for _ in range(SHARE_ROUNDS):
+    parts, fulls, part_cpus, full_cpus = [], [], [], []
+    for _ in range(SHARE_ROUNDS if clock == CPU_CLOCK else WALL_ROUNDS):
         part, part_cpu = cpu_call(part_call)
         full, full_cpu = cpu_call(full_call)
         parts.append(part)
         fulls.append(full)
-        ratios.append(max(part_cpu - overhead_cpu_ms, 0.0) / (full_cpu - overhead_cpu_ms)
-                      if full_cpu > overhead_cpu_ms else 1.0)
-    raw = statistics.median(ratios)
+        part_cpus.append(part_cpu)
+        full_cpus.append(full_cpu)
+    if clock == CPU_CLOCK:
+        ratios = [max(p - overhead_cpu_ms, 0.0) / (f - overhead_cpu_ms) if f > overhead_cpu_ms else 1.0
+                  for p, f in zip(part_cpus, full_cpus, strict=True)]
+        raw = statistics.median(ratios)
+    else:
+        ratios = [max(p - overhead_ms, 0.0) / (f - overhead_ms) if f > overhead_ms else 1.0
+                  for p, f in zip(parts, fulls, strict=True)]
+        fastest = min(fulls) - overhead_ms
+        raw = max(min(parts) - overhead_ms, 0.0) / fastest if fastest > 0 else 1.0
     return Share(min(max(raw, 0.0), 1.0), raw, tuple(ratios), statistics.median(parts), statistics.median(fulls),
                  min(fulls))
 
@@ -151,6 +174,7 @@ class Plan:
     raw_share: float | None = None   # the share before clamping to [0, 1]
     round_shares: tuple[float, ...] = ()  # each round's ratio
     host_best_full_ms: float | None = None  # the fastest full-model call seen on this node: decides the mechanism
+    share_method: str | None = None  # how the share was measured (SHARE_METHODS)
 
 
 @dataclass(frozen=True)
@@ -205,7 +229,8 @@ class DeviceEmulator:
             self.best_full_ms[model] = best
         return self.calibrations[model]
 
-    def plan(self, model: str, part_call: Callable[[], Any], full_call: Callable[[], Any]) -> Plan:
+    def plan(self, model: str, part_call: Callable[[], Any], full_call: Callable[[], Any],
+             clock: str = CPU_CLOCK) -> Plan:
         """The plan for a partition whose sub-model `part_call` runs: it and the full model are timed here in
         alternation (calibrate() the model first). The mechanism compares the device with the fastest full-model
         call this node has seen (at calibration and in every plan's rounds): a host that has shown it can compute
@@ -217,11 +242,12 @@ class DeviceEmulator:
         if calibration is None:
             raise DeviceError(f"model {model!r} was not calibrated on this node before planning a partition")
         device_full = self.profile.full_model_ms(model)
-        share = measure_share(part_call, full_call, calibration.overhead_cpu_ms)
+        share = measure_share(part_call, full_call, calibration.overhead_cpu_ms, clock=clock,
+                              overhead_ms=calibration.overhead_ms)
         best = self.best_full_ms[model] = min(self.best_full_ms.get(model, share.full_min_ms), share.full_min_ms)
         mechanism = STRETCH if device_full >= best else MODEL
         return Plan(mechanism, model, device_full, calibration, share.part_ms, share.full_ms, share.share,
-                    device_full * share.share, share.raw, share.rounds, best)
+                    device_full * share.share, share.raw, share.rounds, best, SHARE_METHODS[clock])
 
     @staticmethod
     def run(plan: Plan, call: Callable[[], T]) -> tuple[T, Outcome]:

@@ -44,6 +44,7 @@ class DeviceFigures(TypedDict):
     share: float | None
     raw_share: float | None
     round_shares: list[float]
+    share_method: str | None
     host_best_full_ms: float | None
     device_ms: float | None
     measured_ms: float | None
@@ -99,7 +100,8 @@ def device_figures(profile: DeviceProfile, side: str, plan: Plan, outcome: Outco
         device_full_model_ms=plan.device_full_ms,
         calibration=None if plan.calibration is None else plan.calibration.to_dict(),
         host_part_ms=plan.host_part_ms, host_full_ms=plan.host_full_ms, share=plan.share, raw_share=plan.raw_share,
-        round_shares=list(plan.round_shares), host_best_full_ms=plan.host_best_full_ms,
+        round_shares=list(plan.round_shares), share_method=plan.share_method,
+        host_best_full_ms=plan.host_best_full_ms,
         device_ms=plan.device_ms,
         measured_ms=None if outcome is None else outcome.measured_ms,
         emulated_ms=None if outcome is None else outcome.emulated_ms,

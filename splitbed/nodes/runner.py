@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from splitbed.devices import DeviceError
-from splitbed.devices.emulation import DeviceEmulator, Outcome
+from splitbed.devices.emulation import CPU_CLOCK, WALL_CLOCK, DeviceEmulator, Outcome
 from splitbed.devices.emulation import Plan as DevicePlan
 from splitbed.devices.figures import DeviceFigures, HeadMemory, device_figures
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
@@ -129,7 +129,7 @@ class ModelRunner:
             except (ModelError, DeviceError) as exc:
                 raise ConfigurationError(str(exc)) from exc
             if size is None and self.device is not None and self.device.active:
-                self.device.calibrate(model, *model_calls(loaded))
+                self.device.calibrate(model, *model_calls(share_model(loaded)))
             self._loaded[(model, size)] = loaded
         return loaded
 
@@ -187,18 +187,28 @@ class ModelRunner:
 
     def _device_plan(self, model: str, built: PartPlan, loaded: Any, zeros: list[np.ndarray]) -> DevicePlan:
         """Time this side's sub-model on the host, alternating with the full model at the same input size, and
-        plan it on the device."""
+        plan it on the device. A model converted to ONNX is timed on the Keras model it came from (share_model)."""
         assert self.device is not None
-        x = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
+        source = share_model(loaded)
+        split = built.split if source is loaded else source.split(built.partition_id)
+        if source is not loaded:
+            zeros = [np.zeros((1, *c.shape), dtype=c.dtype) for c in split.cut]
+        x = np.zeros((1, *source.spec.input_shape), dtype=np.float32)
         if self.device.side == "ue":
-            call = lambda: built.split.head.predict_on_batch(x)  # noqa: E731
+            call = lambda: split.head.predict_on_batch(x)  # noqa: E731
         else:
             arrays = zeros if len(zeros) > 1 else zeros[0]
-            call = lambda: built.split.tail.predict_on_batch(arrays)  # noqa: E731
+            call = lambda: split.tail.predict_on_batch(arrays)  # noqa: E731
+        # an ONNX file's graph runs on ONNX Runtime only, whose thread pools spin after a call: its CPU time is not
+        # the call's own (WALL_MIN_SHARE)
+        clock = WALL_CLOCK if hasattr(source, "graph") else CPU_CLOCK
         try:
-            return self.device.plan(model, call, model_calls(loaded)[0])
+            plan = self.device.plan(model, call, model_calls(source)[0], clock)
         except DeviceError as exc:
             raise ConfigurationError(str(exc)) from exc
+        if source is not loaded and plan.share_method is not None:
+            plan = replace(plan, share_method=plan.share_method + CONVERTED_SHARE)
+        return plan
 
     @staticmethod
     def device_run(plan: PartPlan) -> dict[str, Any] | None:
@@ -265,6 +275,17 @@ class ModelRunner:
         else:
             out = plan.split.tail.predict_on_batch(inputs)
         return np.asarray(out)
+
+
+CONVERTED_SHARE = ("; timed on the Keras model this ONNX graph was converted from (same partition): ONNX "
+                   "Runtime's thread pools spin after a call, so its own CPU times are not the calls'")
+
+
+def share_model(loaded: Any) -> Any:
+    """What a device's calibration and shares are timed on: the model itself, or for a registered model converted
+    to ONNX Runtime the Keras model it came from (whose process CPU times are its calls' own)."""
+    keras_model = getattr(loaded, "keras", None)
+    return loaded if keras_model is None else keras_model
 
 
 def model_calls(loaded: Any) -> tuple[Any, Any]:

@@ -8,7 +8,17 @@ import time
 import pytest
 
 from splitbed.devices import load
-from splitbed.devices.emulation import MODEL, NONE, STRETCH, DeviceEmulator, Outcome, Plan
+from splitbed.devices.emulation import (
+    MODEL,
+    NONE,
+    STRETCH,
+    WALL_CLOCK,
+    WALL_MIN_SHARE,
+    WALL_ROUNDS,
+    DeviceEmulator,
+    Outcome,
+    Plan,
+)
 from splitbed.devices.figures import (
     check_device_figures,
     complete,
@@ -36,6 +46,16 @@ def calibrated(device: str, side: str, full_ms: float) -> DeviceEmulator:
     emulator = DeviceEmulator(load(device), side)
     emulator.calibrate("mobilenet_v2", sleeper(full_ms), sleeper(0.1))
     return emulator
+
+
+def test_a_wall_time_share_is_the_ratio_of_the_fastest_calls() -> None:
+    """ONNX Runtime's CPU time is not the call's own: its share is taken by wall time. Sleeping calls use no CPU,
+    so only the wall-time share sees that the sub-model takes a quarter of the model."""
+    emulator = calibrated("phone-midrange", "ue", 8.0)
+    plan = emulator.plan("mobilenet_v2", sleeper(2.0), sleeper(8.0), WALL_CLOCK)
+    assert plan.share_method == WALL_MIN_SHARE and len(plan.round_shares) == WALL_ROUNDS
+    assert plan.share == pytest.approx(0.25, abs=0.05)  # sleep overshoots by tens of microseconds, never less
+    assert plan.mechanism == STRETCH and plan.device_ms == pytest.approx(26.08 * plan.share)
 
 
 def test_host_plans_nothing() -> None:
