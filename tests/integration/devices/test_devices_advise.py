@@ -19,7 +19,7 @@ from splitbed.sweep.store import read_records
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 PROFILES = ("lte", "5g-mmwave-static")
-SEED = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1", "fc1"]
+EXAMPLES = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1", "fc1"]
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +33,13 @@ def test_advise_and_the_sweep_agree_on_vgg16s_best_partition_on_a_phone(offline:
     from splitbed.pytest_plugin import requires
 
     requires("root_or_userns", "netns")
-    timing = measure_model("vgg16", partitions=SEED, weights="random:0", repeats=5)
-    spec = SweepSpec(profiles=PROFILES, models=("vgg16",), partitions=("seed",), repetitions=6, warmup=1,
+    timing = measure_model("vgg16", partitions=EXAMPLES, weights="random:0", repeats=5)
+    spec = SweepSpec(profiles=PROFILES, models=("vgg16",), partitions=("examples",), repetitions=6, warmup=1,
                      weights="random:0", backend="userspace", ue_devices=("phone-midrange",))
     outcome = run_sweep(spec, tmp_path / "sweep")
     assert not outcome.incomplete, outcome
     summaries = summarise(read_records(tmp_path / "sweep").records)
-    assert {s.partition for s in summaries} == set(SEED)
+    assert {s.partition for s in summaries} == set(EXAMPLES)
     report = []
     for profile in PROFILES:
         predictions = predict(timing, LinkModel.from_profile(profile), ue_device=load("phone-midrange"))
