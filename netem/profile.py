@@ -27,6 +27,9 @@ Units and meanings (every backend must honour exactly these):
   replay that many seconds into the trace (wrapping at its period) instead of at its beginning, so that runs can
   be placed at chosen points of a trace (the sweep does this per repetition, docs/SWEEP.md).
 - `seed`: seeds every random draw of this direction (jitter, loss), so a run is reproducible.
+- `radio` (whole profile, optional): the radio access the link stands for (`lte`, `nr-sub6`, `nr-mmwave`, or
+  `wired`), so that a UE device profile can pick its uplink radio power model (splitbed.devices); `None` = not
+  stated. The emulation ignores it.
 - `expected_tcp` (profile level): what a bulk TCP flow should reach per direction and why (`ExpectedTcp`);
   netem.tcpcheck measures it.
 """
@@ -53,6 +56,7 @@ QueueDiscipline = Literal["droptail", "drophead", "codel"]
 QUEUE_DISCIPLINES: tuple[str, ...] = ("droptail", "drophead", "codel")
 TraceKind = Literal["mahimahi", "throughput"]
 TRACE_KINDS: tuple[str, ...] = ("mahimahi", "throughput")
+RADIO_ACCESS: tuple[str, ...] = ("lte", "nr-sub6", "nr-mmwave", "wired")
 
 DEFAULT_QUEUE_PACKETS = 1000
 """Queue limit when a profile sets none: Linux's default txqueuelen and netem's default limit."""
@@ -300,6 +304,7 @@ class LinkProfile:
     source: str
     uplink: DirectionProfile
     downlink: DirectionProfile
+    radio: str | None = None  # RADIO_ACCESS, or None: not stated
     expected_tcp: ExpectedTcp | None = None
 
     def __post_init__(self) -> None:
@@ -317,6 +322,9 @@ class LinkProfile:
         for key in ("uplink", "downlink"):
             if not isinstance(getattr(self, key), DirectionProfile):
                 raise ProfileError(f"profile {self.name!r}: {key} must be a DirectionProfile")
+        if self.radio is not None and self.radio not in RADIO_ACCESS:
+            raise ProfileError(f"profile {self.name!r}: radio is {self.radio!r}; it must be one of "
+                               f"{', '.join(RADIO_ACCESS)} (or left out)")
         if self.expected_tcp is not None and not isinstance(self.expected_tcp, ExpectedTcp):
             raise ProfileError(f"profile {self.name!r}: expected_tcp must be an ExpectedTcp or None")
 
@@ -354,6 +362,7 @@ class LinkProfile:
             "source": self.source,
             "uplink": self.uplink.to_dict(),
             "downlink": self.downlink.to_dict(),
+            "radio": self.radio,
             **({} if self.expected_tcp is None else {"expected_tcp": self.expected_tcp.to_dict()}),
         }
 
@@ -376,6 +385,7 @@ class LinkProfile:
             name=_check.string("name", data["name"]),
             description=_check.string("description", data["description"]),
             source=_check.string("source", data["source"]),
+            radio=None if data.get("radio") is None else _check.string("radio", data["radio"]),
             uplink=DirectionProfile.from_dict(data["uplink"], where="uplink", base_dir=base_dir, default_seed=seed),
             downlink=DirectionProfile.from_dict(
                 data["downlink"], where="downlink", base_dir=base_dir, default_seed=seed + 1
@@ -463,7 +473,7 @@ def builtin_profiles() -> list[LinkProfile]:
 
 # ---------------------------------------------------------------------------------------------------------------
 _DIRECTION_KEYS = {field.name for field in dataclasses.fields(DirectionProfile)}
-_PROFILE_KEYS = {"name", "description", "source", "uplink", "downlink", "seed", "expected_tcp"}
+_PROFILE_KEYS = {"name", "description", "source", "uplink", "downlink", "seed", "radio", "expected_tcp"}
 
 
 def _locate(name_or_path: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """The partition advisor, in the spirit of Neurosurgeon (Kang et al., ASPLOS 2017): predict each partition's
-end-to-end latency from compute times measured on this machine (splitbed.measure), the intermediate data size,
-and the link profile (splitbed.latency, splitbed.linkmodel), then rank the partitions.
+end-to-end latency (or the UE's energy) from the devices' profiles (splitbed.devices), the partition's share of
+the model measured on this machine (splitbed.measure), the intermediate data size, and the link profile
+(splitbed.latency, splitbed.linkmodel), then rank the partitions.
 
 `compare` puts the prediction next to a measurement (e.g. a sweep on the real testbed): Spearman rank correlation
 and which pairs of partitions are ranked in the wrong order although their measured 95% CIs do not overlap;
@@ -16,7 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netem.profile import LinkProfile
-from splitbed.latency import AdviseError, ModelTiming, PartitionTiming, Prediction, predict
+from splitbed.latency import (
+    OBJECTIVES,
+    AdviseError,
+    ModelTiming,
+    PartitionTiming,
+    Prediction,
+    device_ms,
+    predict,
+)
 from splitbed.linkmodel import (
     FRAME_OVERHEAD_BYTES,
     INITIAL_WINDOW_SEGMENTS,
@@ -30,8 +39,9 @@ from splitbed.measure import measure_carriages, measure_model
 
 __all__ = [  # the advisor's API; the model and the timing live below it and are re-exported here
     "FRAME_OVERHEAD_BYTES", "INITIAL_WINDOW_SEGMENTS", "MSS_BYTES", "AdviseError", "Comparison", "DirectionModel",
-    "LinkModel", "Measured", "ModelTiming", "PartitionTiming", "Prediction", "SendWindow", "compare",
-    "measure_carriages", "measure_model", "measure_on_testbed", "predict", "ranks", "spearman", "wire_bytes",
+    "LinkModel", "Measured", "ModelTiming", "OBJECTIVES", "PartitionTiming", "Prediction", "SendWindow", "compare",
+    "device_ms", "measure_carriages", "measure_model", "measure_on_testbed", "predict", "ranks", "record_figure",
+    "spearman", "wire_bytes",
 ]
 
 
@@ -102,17 +112,23 @@ class Comparison:
         return a.low_ms <= b.high_ms  # the measured best lies below the predicted best: overlap iff a.low <= b.high
 
 
-def compare(predictions: Sequence[Prediction], measured: dict[str, Measured]) -> Comparison:
+def compare(predictions: Sequence[Prediction], measured: dict[str, Measured],
+            objective: str = "latency") -> Comparison:
     """Spearman over the common partitions, best of each, and the `contradictions`: pairs the prediction orders
-    one way while the measurement clearly (non-overlapping 95% CIs) orders them the other way."""
+    one way while the measurement clearly (non-overlapping 95% CIs) orders them the other way. `objective`:
+    what both rank by (the measured values are then energies, in mJ, in the `_ms` fields)."""
     rows = [(p, measured[p.partition]) for p in predictions if p.partition in measured]
     if len(rows) < 2:
         raise AdviseError("need measurements of at least two predicted partitions to compare rankings")
-    rho = spearman([p.e2e_ms for p, _ in rows], [m.median_ms for _, m in rows])
+
+    def value(p: Prediction) -> float:
+        return (p.ue_energy_mj or 0.0) if objective == "energy" else p.e2e_ms
+
+    rho = spearman([value(p) for p, _ in rows], [m.median_ms for _, m in rows])
     contradictions = []
     for i, (p_a, m_a) in enumerate(rows):
         for p_b, m_b in rows[i + 1:]:
-            predicted_a_first = p_a.e2e_ms <= p_b.e2e_ms
+            predicted_a_first = value(p_a) <= value(p_b)
             if m_a.high_ms is not None and m_b.low_ms is not None and m_a.high_ms < m_b.low_ms:
                 measured_a_first: bool | None = True
             elif m_b.high_ms is not None and m_a.low_ms is not None and m_b.high_ms < m_a.low_ms:
@@ -121,15 +137,28 @@ def compare(predictions: Sequence[Prediction], measured: dict[str, Measured]) ->
                 measured_a_first = None  # not clearly separated by the measurement
             if measured_a_first is not None and measured_a_first != predicted_a_first:
                 contradictions.append((p_a.partition, p_b.partition))
-    best_predicted = min(rows, key=lambda r: r[0].e2e_ms)[0].partition
+    best_predicted = min(rows, key=lambda r: value(r[0]))[0].partition
     best_measured = min(rows, key=lambda r: r[1].median_ms)[0].partition
     return Comparison(rows, rho, best_predicted, best_measured, contradictions)
 
 
+def record_figure(record: dict[str, Any], objective: str) -> float | None:
+    """What a measured record says for `objective`: the end-to-end latency (the modelled one where a device
+    faster than the host was modelled), or the UE's model-based energy (compute + radio)."""
+    if objective == "energy":
+        energy = record.get("ue_energy") or {}
+        value = energy.get("total_mj")
+    else:
+        modelled = record.get("e2e_latency_modelled_ms")
+        value = modelled if modelled is not None else record.get("e2e_latency_ms")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def measure_on_testbed(bed: Any, model: str, partitions: Sequence[str], *, encoding: str = "tlv",
                        compression: str = "none", image: str = "builtin:chelsea", repetitions: int = 6,
-                       warmup: int = 1) -> dict[str, Measured]:
-    """Median end-to-end latency and 95% CI per partition, measured on a running Testbed.
+                       warmup: int = 1, objective: str = "latency") -> dict[str, Measured]:
+    """Median end-to-end latency (or UE energy, by `objective`) and 95% CI per partition, measured on a running
+    Testbed (its devices emulated by its nodes).
 
     On a trace-driven link, round k of the round-robin starts every partition's inference k/n of the trace's
     period in (splitbed.trace_phases), so partitions meet the same capacities, spread over the whole
@@ -153,8 +182,8 @@ def measure_on_testbed(bed: Any, model: str, partitions: Sequence[str], *, encod
     samples: dict[str, list[float]] = {name: [] for name in partitions}
     for round_index in range(repetitions):  # round-robin, like the compute timings: load drifts hit all alike
         for name, job in jobs.items():
-            samples[name] += [r["e2e_latency_ms"] for r in run(job, round_index, {"advise": True})
-                              if r.get("status") == "ok" and r.get("e2e_latency_ms") is not None]
+            samples[name] += [value for r in run(job, round_index, {"advise": True})
+                              if r.get("status") == "ok" and (value := record_figure(r, objective)) is not None]
     if trace_profile is not None:
         bed.update_link(trace_profile)
     result = {}

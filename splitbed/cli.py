@@ -18,7 +18,17 @@ from __future__ import annotations
 
 from netem.cliapp import make_app, run
 from splitbed.cli_support import POLICY
-from splitbed.commands import advise, docker_image, doctor, nodes, partitions, report, scenario, sweep
+from splitbed.commands import (
+    advise,
+    devices,
+    docker_image,
+    doctor,
+    nodes,
+    partitions,
+    report,
+    scenario,
+    sweep,
+)
 from splitbed.commands import format as format_command
 
 app = make_app(__doc__, name="splitbed", policy=POLICY)
@@ -30,7 +40,7 @@ def _group() -> None:
     that single command the whole program and reject its name as an extra argument)."""
 
 # Each module in splitbed/commands registers its own sub-commands, in this order (the order of `--help`).
-COMMAND_MODULES = (doctor, partitions, nodes, sweep, report, advise, scenario, format_command, docker_image)
+COMMAND_MODULES = (doctor, partitions, devices, nodes, sweep, report, advise, scenario, format_command, docker_image)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

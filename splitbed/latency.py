@@ -3,8 +3,14 @@ figures (measured elsewhere, e.g. splitbed.measure) plus the link model (splitbe
 
 Per partition (docs/SWEEP.md, "Advisor"):
 
-    predicted e2e = preprocess + head x ue_slowdown + encode + uplink(bytes) + decode + tail + downlink(result)
-                    + result decode
+    predicted e2e = preprocess + head(UE device) + encode + uplink(bytes) + decode + tail(edge device)
+                    + downlink(result) + result decode
+    predicted UE energy = compute power x head(UE device) + radio model(uplink bytes, uplink time)
+
+On a device (splitbed.devices, docs/DEVICES.md) a sub-model takes the device's full-model latency x its share of
+the model's time on this machine, measured as the nodes measure it (splitbed.devices.emulation.measure_share);
+on `host` (or without a device) it takes the time measured here. This is what the testbed's nodes emulate, so
+prediction and measurement describe the same device.
 
 Each sender restarts slow start if it sat idle longer than its RTO (splitbed.linkmodel): the uplink's sender
 idles through everything else in one cycle; the downlink's, the remote node, idles from one result to the next
@@ -17,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from splitbed.devices import DeviceError, DeviceProfile
 from splitbed.linkmodel import LinkModel
 
 
@@ -37,6 +44,8 @@ class PartitionTiming:
     raw_bytes: int
     uplink_bytes: int   # one data unit (TLV or JSON-baseline carriage), AIPS not included
     result_bytes: int   # the RESULT message on the downlink (estimate: the scores as JSON + fixed overhead)
+    head_share: float | None = None  # the head's / tail's share of the model's time here (devices.measure_share)
+    tail_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,22 +73,53 @@ class Prediction:
     partition: str
     partition_id: int
     uplink_bytes: int
-    local_ms: float      # preprocess + head (x slowdown) + encode
+    local_ms: float      # preprocess + head (on the UE device) + encode
     uplink_ms: float
-    remote_ms: float     # decode + tail
+    remote_ms: float     # decode + tail (on the edge device)
     downlink_ms: float   # result transfer + local result decode
     e2e_ms: float
     slow_start: bool
+    head_ms: float = 0.0                 # the head on the UE device (device latency x share; host: measured)
+    tail_ms: float = 0.0                 # the tail on the edge device
+    compute_mj: float | None = None      # UE energy, MODEL-BASED: compute power x head_ms
+    radio_mj: float | None = None        # UE energy: radio model on uplink_bytes and uplink_ms
+    ue_energy_mj: float | None = None    # compute + radio (None when either is unknown)
 
 
-def predict(timing: ModelTiming, link: LinkModel, *, ue_slowdown: float = 1.0) -> list[Prediction]:
-    """Predicted end-to-end latency per partition, best first."""
-    if not 0 < ue_slowdown <= 1000:
-        raise AdviseError(f"ue_slowdown must be in (0, 1000], got {ue_slowdown}")
+OBJECTIVES = ("latency", "energy")
+
+
+def device_ms(device: DeviceProfile | None, model: str, share: float | None, host_ms: float, what: str) -> float:
+    """A sub-model's time on `device`: its full-model latency x the sub-model's share (host: the time measured)."""
+    if device is None or device.is_host:
+        return host_ms
+    if share is None:
+        raise AdviseError(f"the {what} share of the model was not measured (measure_model with shares=True)")
+    try:
+        return device.full_model_ms(model) * share
+    except DeviceError as exc:
+        raise AdviseError(str(exc)) from None
+
+
+def predict(timing: ModelTiming, link: LinkModel, *, ue_device: DeviceProfile | None = None,
+            edge_device: DeviceProfile | None = None, objective: str = "latency") -> list[Prediction]:
+    """Predicted end-to-end latency and UE energy per partition, best first by `objective`. Without devices the
+    UE and the edge compute at this machine's speed (the `host` device)."""
+    if objective not in OBJECTIVES:
+        raise AdviseError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    radio = None
+    if ue_device is not None and not ue_device.is_host:
+        radio, reason = ue_device.radio_for(link.radio)
+        if radio is None and objective == "energy":
+            raise AdviseError(f"cannot rank by energy on {link.profile}: {reason}; use --objective latency")
+    elif objective == "energy":
+        raise AdviseError("ranking by energy needs a UE device profile with power figures (--ue-device), not host")
     predictions = []
     for part in timing.partitions:
-        local = timing.preprocess_ms + part.head_ms * ue_slowdown + part.encode_ms
-        remote = part.decode_ms + part.tail_ms
+        head = device_ms(ue_device, timing.model, part.head_share, part.head_ms, "head")
+        tail = device_ms(edge_device, timing.model, part.tail_share, part.tail_ms, "tail")
+        local = timing.preprocess_ms + head + part.encode_ms
+        remote = part.decode_ms + tail
         # Each sender sat idle since its previous transfer: everything else in one cycle (the downlink's lower
         # bound counts the uplink's one-way delay only, which is all a restart decision needs here).
         down_idle = timing.result_decode_ms + local + link.uplink.delay_ms + remote
@@ -89,6 +129,15 @@ def predict(timing: ModelTiming, link: LinkModel, *, ue_slowdown: float = 1.0) -
         idle = local + remote + downlink + link.uplink.delay_ms
         slow_start = link.restarts_after(idle)
         uplink = link.uplink.transfer_ms(part.uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
+        compute_mj = radio_mj = None
+        if ue_device is not None and ue_device.compute_power is not None:
+            compute_mj = ue_device.compute_power.watts * head
+        if radio is not None:
+            radio_mj = sum(radio.energy_mj(part.uplink_bytes, uplink))
+        energy = None if compute_mj is None or radio_mj is None else compute_mj + radio_mj
         predictions.append(Prediction(part.partition, part.partition_id, part.uplink_bytes, local, uplink, remote,
-                                      downlink, local + uplink + remote + downlink, slow_start))
+                                      downlink, local + uplink + remote + downlink, slow_start, head, tail,
+                                      compute_mj, radio_mj, energy))
+    if objective == "energy":
+        return sorted(predictions, key=lambda p: (p.ue_energy_mj or 0.0, p.partition_id))
     return sorted(predictions, key=lambda p: (p.e2e_ms, p.partition_id))

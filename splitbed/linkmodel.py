@@ -156,6 +156,7 @@ class LinkModel:
     downlink: DirectionModel
     profile: str
     slow_start_after_idle: bool
+    radio: str | None = None  # the profile's radio access (netem.profile.RADIO_ACCESS), for the UE's radio energy
 
     @classmethod
     def from_profile(cls, profile: LinkProfile | str, *, unshaped_rate_mbit: float | None = None,
@@ -164,7 +165,8 @@ class LinkModel:
         if slow_start_after_idle is None:
             slow_start_after_idle = _sysctl_slow_start()
         return cls(DirectionModel.from_profile(link.uplink, unshaped_rate_mbit),
-                   DirectionModel.from_profile(link.downlink, unshaped_rate_mbit), link.name, slow_start_after_idle)
+                   DirectionModel.from_profile(link.downlink, unshaped_rate_mbit), link.name, slow_start_after_idle,
+                   link.radio)
 
     @property
     def rtt_ms(self) -> float:

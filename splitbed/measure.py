@@ -31,9 +31,12 @@ def measure_model(model: str, *, partitions: Sequence[str] | None = None, weight
 
 def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, partitions: Sequence[str] | None = None,
                       weights: str = "auto", image: str = "builtin:chelsea", repeats: int = 5,
-                      on_partition: Callable[[str], None] | None = None) -> dict[tuple[str, str], ModelTiming]:
+                      on_partition: Callable[[str], None] | None = None,
+                      shares: bool = True) -> dict[tuple[str, str], ModelTiming]:
     """`measure_model` for several (encoding, compression) carriages at once: compute is timed once, encoding,
-    decoding and sizes per carriage. Keys are (encoding, compression) with compression "none" for json-baseline."""
+    decoding and sizes per carriage. Keys are (encoding, compression) with compression "none" for json-baseline.
+    `shares`: also each head's and tail's share of the model's time, as the nodes' device emulation measures it
+    (needed to predict on a device profile)."""
     from datetime import datetime, timezone
 
     import numpy as np
@@ -75,6 +78,19 @@ def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, parti
         for i, (plan, arrays) in enumerate(zip(plans, outputs, strict=True)):
             head[i].append(_time_once(functools.partial(ModelRunner.run_head, plan, prepared.array)))
             tail[i].append(_time_once(functools.partial(ModelRunner.run_tail, plan, arrays)))
+    head_shares: list[float | None] = [None] * len(plans)
+    tail_shares: list[float | None] = [None] * len(plans)
+    if shares:
+        from splitbed.devices.emulation import call_overhead_cpu_ms, measure_share
+        from splitbed.nodes.runner import model_calls
+
+        full_call, identity_call = model_calls(runner.load(model))
+        overhead = call_overhead_cpu_ms(identity_call)
+        for i, (plan, arrays) in enumerate(zip(plans, outputs, strict=True)):
+            head_shares[i] = measure_share(functools.partial(ModelRunner.run_head, plan, prepared.array),
+                                           full_call, overhead).share
+            tail_shares[i] = measure_share(functools.partial(ModelRunner.run_tail, plan, arrays), full_call,
+                                           overhead).share
     results: dict[tuple[str, str], list[PartitionTiming]] = {key: [] for key in wanted}
     result_decode_ms = 0.0
     for i, (name, plan, arrays) in enumerate(zip(names, plans, outputs, strict=True)):
@@ -90,7 +106,7 @@ def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, parti
             results[(encoding, compression)].append(PartitionTiming(
                 name, plan.partition_id, float(statistics.median(head[i])), float(statistics.median(tail[i])),
                 encode_ms, decode_ms, int(sum(a.nbytes for a in arrays)), unit_bytes,
-                len(result) + RESULT_OVERHEAD_BYTES))
+                len(result) + RESULT_OVERHEAD_BYTES, head_shares[i], tail_shares[i]))
     measured_at = datetime.now(timezone.utc).isoformat()
     return {key: ModelTiming(model, key[0], key[1], image, runner.weights_info(model), repeats, preprocess_ms,
                              result_decode_ms, tuple(parts), measured_at) for key, parts in results.items()}

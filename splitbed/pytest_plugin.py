@@ -2,14 +2,16 @@
 
 Options (splitbed/plugin/options.py; short aliases in brackets): --splitbed-model [--model] and
 --splitbed-profile [--link-profile] narrow the parametrised matrix (an unknown name is a usage error naming the
-valid ones; a filter that selects nothing by default but would with --full says so); --splitbed-backend
-[--backend]; --splitbed-full [--full] runs slow tests and the whole matrix (default: a representative subset);
---splitbed-weights [--weights] picks the nodes' weights; --splitbed-results-dir [--results-dir] is where a failing
-network test leaves its pcaps, records and node logs (named in the failure message).
+valid ones; a filter that selects nothing by default but would with --full says so); --splitbed-ue-device
+[--ue-device] picks the UE device profile(s) the testbeds emulate (default phone-midrange, docs/DEVICES.md);
+--splitbed-backend [--backend]; --splitbed-full [--full] runs slow tests and the whole matrix (default: a
+representative subset); --splitbed-weights [--weights] picks the nodes' weights; --splitbed-results-dir
+[--results-dir] is where a failing network test leaves its pcaps, records and node logs (named in the failure
+message).
 
 Fixtures (splitbed/plugin/fixtures.py, docs/SUITE.md): link, testbed, capture, metrics_records, results_dir,
 reference, budget_table, wire_table, and `suite_case` for tests marked `@pytest.mark.suite("<check>")`, parametrised from
-splitbed/data/suite.toml with ids like `vgg16-block3_pool-5g-embb-tlv-zstd`.
+splitbed/data/suite.toml with ids like `vgg16-block3_pool-5g-embb-phone-midrange-tlv-zstd`.
 
 Machine capabilities: `requires("netns", "scapy_capture")` (or `@pytest.mark.requires(...)`) runs the same probes
 as `splitbed doctor` (once per session) and skips with the probe's reason when one is missing; on CI (CI=true) a
@@ -158,12 +160,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     models, profiles, full = options.value(config, "model"), options.value(config, "profile"), options.value(
         config, "full")
-    if check == "lifetime":
-        cases = matrix.lifetime_cases(models=models, profiles=profiles)
-        wider: list[matrix.SuiteCase] = []
-    else:
-        cases = matrix.cases(check, full=full, models=models, profiles=profiles)
-        wider = [] if full else matrix.cases(check, full=True, models=models, profiles=profiles)
+    devices = options.value(config, "ue_device")
+    try:
+        if check == "lifetime":
+            cases = matrix.lifetime_cases(models=models, profiles=profiles, ue_devices=devices)
+            wider: list[matrix.SuiteCase] = []
+        else:
+            cases = matrix.cases(check, full=full, models=models, profiles=profiles, ue_devices=devices)
+            wider = [] if full else matrix.cases(check, full=True, models=models, profiles=profiles,
+                                                 ue_devices=devices)
+    except matrix.MatrixError as exc:
+        raise pytest.UsageError(str(exc)) from None
     _matrices.setdefault(config, {})[metafunc.definition.nodeid] = (check, wider if not full else cases)
     if not cases:
         reason = _empty_reason(check, models, profiles, len(wider))
@@ -248,7 +255,8 @@ def _group_suite_cases(items: list[pytest.Item]) -> None:
             slots.setdefault(item.nodeid.split("::")[0], []).append(index)
     for indices in slots.values():
         group = [items[i] for i in indices]
-        group.sort(key=lambda item: (getattr(_suite_case(item), "model", ""),
+        group.sort(key=lambda item: (getattr(_suite_case(item), "ue_device", ""),
+                                     getattr(_suite_case(item), "model", ""),
                                      getattr(_suite_case(item), "profile", "")))
         for index, item in zip(indices, group, strict=True):
             items[index] = item

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NoReturn
 
@@ -31,6 +32,8 @@ from netem.profile import LinkProfile
 from netem.pyexec import python_module
 from netem.tcp import DEFAULT_CONGESTION_CONTROL
 from netem.topology import Topology
+from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
+from splitbed.devices import load as load_device
 from splitbed.models import tfboot
 from splitbed.nodes.jobs import Job, parse_job
 from splitbed.runtime import NodeHandle, NodeLimits, NodeRuntime
@@ -78,6 +81,8 @@ class Testbed:
     `cpus`: where the UE node, the edge node and the userspace link run (splitbed.runtime.cpus: `auto` = the
     default plan for this host's CPUs, `none`, `ue=0;edge=1;link=1`, a mapping or a CpuPlan); recorded in every
     record's `link.cpus`.
+    `ue_device` / `edge_device`: the device profile each node emulates (splitbed.devices, docs/DEVICES.md; a name or
+    a TOML path); default a mid-range phone for the UE and the host itself (no emulation) for the edge.
     """
 
     __test__ = False
@@ -100,9 +105,15 @@ class Testbed:
         python: str = sys.executable,
         tcp_congestion_control: str | None = DEFAULT_CONGESTION_CONTROL,
         cpus: Any = "auto",
+        ue_device: str = DEFAULT_UE,
+        edge_device: str = DEFAULT_EDGE,
     ) -> None:
         if not models:
             raise ValueError("Testbed needs at least one model")
+        for name, side in ((ue_device, "ue"), (edge_device, "edge")):
+            load_device(name).check_role(side)  # a DeviceError now, before any namespace or node exists
+        self.ue_device = _absolute_if_path(ue_device)
+        self.edge_device = _absolute_if_path(edge_device)
         self.profile = profile if isinstance(profile, LinkProfile) else LinkProfile.load(profile)
         self.requested_backend = backend
         self.models = tuple(dict.fromkeys(models))
@@ -250,7 +261,8 @@ class Testbed:
         return {"topology": self.topology.describe(), "runtime": self._runtime_describe(),
                 "nodes": {side: node.describe() for side, node in (("edge", self.remote), ("ue", self.local))
                           if node is not None},
-                "remote_port": self.remote_port, "models": list(self.models), "weights": self.weights}
+                "remote_port": self.remote_port, "models": list(self.models), "weights": self.weights,
+                "devices": {"ue": self.ue_device, "edge": self.edge_device}}
 
     def logs(self) -> dict[str, str]:
         """The last few kB of each node's log (stderr)."""
@@ -275,14 +287,15 @@ class Testbed:
     def _remote_argv(self) -> list[str]:
         assert self.topology is not None
         argv = python_module("splitbed", "remote-node", "--host", self.topology.edge_addr, "--port", "0",
-                             "--weights", self.weights, python=self.python)
+                             "--weights", self.weights, "--device", self.edge_device, python=self.python)
         for model in self.models:
             argv += ["--model", model]
         return argv + self.remote_args
 
     def _local_argv(self) -> list[str]:
         return python_module("splitbed", "local-node", "--connect", f"{self._edge_addr()}:{self.remote_port}",
-                             "--weights", self.weights, "--jobs", "-", *self.local_args, python=self.python)
+                             "--weights", self.weights, "--device", self.ue_device, "--jobs", "-", *self.local_args,
+                             python=self.python)
 
     def _edge_addr(self) -> str:
         assert self.topology is not None
@@ -317,6 +330,9 @@ class Testbed:
     def _start_node(self, runtime: NodeRuntime, side: str, argv: list[str], *, stdin: int | None) -> NodeHandle:
         argv = self._pinned_argv(side, argv)
         kwargs: dict[str, Any] = {"stdin": stdin, "stdout": _PIPE, "stderr": None, "env": dict(NODE_ENV)}
+        device = self.ue_device if side == "ue" else self.edge_device
+        if Path(device).is_absolute():  # a device profile file: a container node must see it (read-only)
+            kwargs["mounts"] = [Path(device).parent]
         if side in self.limits:
             kwargs["limits"] = self.limits[side]
         return runtime.start_node(side, argv, **kwargs)
@@ -425,10 +441,18 @@ class Testbed:
 
     def __repr__(self) -> str:
         return (f"Testbed(profile={self.profile.name!r}, backend={self.requested_backend!r}, "
-                f"models={list(self.models)}, runtime={self._runtime_name()!r})")
+                f"models={list(self.models)}, runtime={self._runtime_name()!r}, ue_device={self.ue_device!r}, "
+                f"edge_device={self.edge_device!r})")
 
 
 _PIPE = -1  # subprocess.PIPE, the value every runtime accepts
+
+
+def _absolute_if_path(device: str) -> str:
+    """A device profile given as a file path, made absolute (nodes may run elsewhere); a name as it is."""
+    if device.endswith(".toml") or "/" in device:
+        return str(Path(device).resolve())
+    return device
 
 
 def _job_dict(job: Job | Mapping[str, Any]) -> dict[str, Any]:

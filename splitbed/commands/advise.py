@@ -1,6 +1,8 @@
-"""`splitbed advise`: predict the best partition of a model for a link profile from compute times measured on
-this machine, intermediate data sizes and the profile (splitbed.advise); with --measure, run the real testbed
-for each partition and show prediction and measurement side by side (docs/SWEEP.md, "Advisor")."""
+"""`splitbed advise`: predict the best partition of a model for a link profile and a pair of devices (UE default
+phone-midrange, edge default host) from the device profiles, each partition's share of the model measured on
+this machine, intermediate data sizes and the link profile (splitbed.advise), by end-to-end latency or by the
+UE's energy; with --measure, run the real testbed (the same devices emulated) for each partition and show
+prediction and measurement side by side (docs/SWEEP.md, "Advisor")."""
 
 from __future__ import annotations
 
@@ -22,7 +24,12 @@ def advise(
         "--partition", "-p", help="partitions to consider (names, ids, `examples`, `all`; default all)")] = None,
     encoding: str = typer.Option("tlv", help="tlv or json-baseline"),
     compression: str = typer.Option("none", help="compression profile (tlv)"),
-    ue_slowdown: float = typer.Option(1.0, help="UE compute = this machine's head time x this factor"),
+    ue_device: str = typer.Option("phone-midrange", "--ue-device", help="UE device profile (`splitbed devices`) or "
+                                  "TOML path; host = this machine's speed"),
+    edge_device: str = typer.Option("host", "--edge-device", help="edge device profile (host = this machine's "
+                                    "speed; e.g. edge-l4)"),
+    objective: str = typer.Option("latency", help="rank by latency (end-to-end) or energy (the UE's, model-based: "
+                                  "compute + uplink radio)"),
     unshaped_rate_mbit: float | None = typer.Option(None, help="rate assumed for an unshaped direction "
                                                     "(default: no transmission time)"),
     repeats: int = typer.Option(10, help="timed runs per head/tail/encode (median)"),
@@ -38,51 +45,73 @@ def advise(
     """Rank a model's partitions for a link profile (predicted end-to-end latency), best first."""
     from rich.console import Console
 
-    from splitbed.advise import AdviseError, LinkModel, compare, measure_model, measure_on_testbed, predict
+    from netem.errors import NetemError
+    from splitbed.advise import (
+        OBJECTIVES,
+        AdviseError,
+        LinkModel,
+        compare,
+        measure_model,
+        measure_on_testbed,
+        predict,
+    )
+    from splitbed.devices import DeviceError
+    from splitbed.devices import load as load_device
     from splitbed.sweep.plan import SweepSpecError
 
     check_inputs(model, partition, weights, image, encoding, compression, backend)
     if json_out is not None:
         check_writable(json_out, "--json")
+    if objective not in OBJECTIVES:
+        raise CliError(f"--objective is {objective!r}", f"use one of {', '.join(OBJECTIVES)}")
+    try:
+        ue, edge = load_device(ue_device), load_device(edge_device)
+        ue.check_role("ue")
+        edge.check_role("edge")
+    except DeviceError as exc:
+        raise CliError(str(exc), "device profiles: 'splitbed devices' (docs/DEVICES.md)") from None
     console = Console()  # the terminal's width; 80 into a file or pipe (COLUMNS sets another)
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    if ue_slowdown != 1.0 and measure:
-        console.print("[yellow]note: --ue-slowdown changes the prediction only; the testbed's UE runs at this "
-                      "machine's speed[/yellow]")
     try:
         link = LinkModel.from_profile(profile, unshaped_rate_mbit=unshaped_rate_mbit)
         with console.status("timing partitions on this machine ...") as status:
             timing = measure_model(model, partitions=partition, weights=weights, image=image, encoding=encoding,
                                    compression=compression, repeats=repeats,
                                    on_partition=lambda name: status.update(f"building {name} ..."))
-        predictions = predict(timing, link, ue_slowdown=ue_slowdown)
-    except (AdviseError, SweepSpecError) as exc:
+        predictions = predict(timing, link, ue_device=ue, edge_device=edge, objective=objective)
+    except (AdviseError, SweepSpecError, DeviceError, NetemError) as exc:
         raise CliError(str(exc), "see 'splitbed advise --help'; models and partitions: 'splitbed partitions "
-                       "[MODEL]'; profiles: 'netem profiles'") from None
+                       "[MODEL]'; profiles: 'netem profiles'; devices: 'splitbed devices'") from None
     comparison = None
     if measure:
         from splitbed.testbed import Testbed
 
-        with console.status(f"measuring on the testbed ({profile}) ..."):
-            with Testbed(profile, backend=backend, models=[model], weights=weights) as bed:
+        with console.status(f"measuring on the testbed ({profile}; UE {ue.name}, edge {edge.name}) ..."):
+            with Testbed(profile, backend=backend, models=[model], weights=weights, ue_device=ue_device,
+                         edge_device=edge_device) as bed:
                 measured = measure_on_testbed(bed, model, [p.partition for p in predictions], encoding=encoding,
-                                              compression=compression, image=image, repetitions=repetitions)
-        comparison = compare(predictions, measured)
-    table, width, hidden = _table(model, profile, link, predictions, comparison, wide=wide)
+                                              compression=compression, image=image, repetitions=repetitions,
+                                              objective=objective)
+        comparison = compare(predictions, measured, objective)
+    table, width, hidden = _table(model, profile, link, predictions, comparison, ue.name, edge.name, objective,
+                                  wide=wide)
     Console(width=width, file=console.file).print(table)  # --wide: wider than the terminal, on purpose
     note = dropped_note(hidden, width)
     if note:
         console.print(note)
     best = predictions[0]
-    console.print(f"Predicted best partition: [bold]{best.partition}[/bold] ({best.e2e_ms:.1f} ms end-to-end)")
+    energy = "" if best.ue_energy_mj is None else f", UE energy {best.ue_energy_mj:,.0f} mJ (model)"
+    console.print(f"Predicted best partition by {objective}: [bold]{best.partition}[/bold] ({best.e2e_ms:.1f} ms "
+                  f"end-to-end{energy}); UE {ue.name}, edge {edge.name} (docs/DEVICES.md)")
     if comparison is not None:
         console.print(f"Measured best partition: [bold]{comparison.measured_best}[/bold]; Spearman rank correlation "
                       f"predicted vs measured: {comparison.spearman:.2f}; pairs ordered against a clear "
                       f"measurement (non-overlapping 95% CIs): {comparison.contradictions or 'none'}")
     if json_out:
-        payload: dict[str, Any] = {"timing": timing.to_dict(), "link": _link_dict(link),
-                                   "ue_slowdown": ue_slowdown, "predictions": [p.__dict__ for p in predictions]}
+        payload: dict[str, Any] = {"timing": timing.to_dict(), "link": _link_dict(link), "objective": objective,
+                                   "ue_device": ue.to_dict(), "edge_device": edge.to_dict(),
+                                   "predictions": [p.__dict__ for p in predictions]}
         if comparison is not None:
             payload["measured"] = {p.partition: m.__dict__ for p, m in comparison.rows}
             payload["spearman"] = comparison.spearman
@@ -127,27 +156,37 @@ def _link_dict(link: Any) -> dict[str, Any]:
                                                      "mean_rate_mbit": trace.mean_rate_mbit()}}
 
     return {"profile": link.profile, "uplink": direction(link.uplink), "downlink": direction(link.downlink),
-            "slow_start_after_idle": link.slow_start_after_idle}
+            "slow_start_after_idle": link.slow_start_after_idle, "radio": link.radio}
+
+
+def _mj(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 ADVISE_COLUMNS = (Column("rank", "right", drop=5), Column("partition"), Column("uplink bytes", "right", drop=4),
-                  Column("local ms", "right", drop=3), Column("uplink ms", "right", drop=6),
+                  Column("head ms (UE)", "right", drop=8), Column("local ms", "right", drop=3),
+                  Column("uplink ms", "right", drop=6), Column("tail ms (edge)", "right", drop=9),
                   Column("remote ms", "right", drop=1), Column("downlink ms", "right", drop=2),
-                  Column("predicted e2e ms", "right"))
-MEASURED_COLUMNS = (Column("measured e2e ms [95% CI]", "right"), Column("measured rank", "right", drop=7))
+                  Column("predicted e2e ms", "right"),
+                  Column("UE energy mJ compute + radio (model)", "right", drop=10))
 
 
-def _table(model: str, profile: str, link: Any, predictions: list[Any], comparison: Any, *,
-           wide: bool = False) -> tuple[Any, int, list[str]]:
+def _table(model: str, profile: str, link: Any, predictions: list[Any], comparison: Any, ue: str, edge: str,
+           objective: str, *, wide: bool = False) -> tuple[Any, int, list[str]]:
     """The ranking, fitted to the terminal (netem.cliapp.fit_table): (table, width, hidden columns)."""
     measured = {p.partition: m for p, m in comparison.rows} if comparison is not None else {}
     order = sorted(measured, key=lambda k: measured[k].median_ms)
-    columns = [*ADVISE_COLUMNS, *(MEASURED_COLUMNS if comparison is not None else ())]
+    unit = "mJ" if objective == "energy" else "ms"
+    columns = [*ADVISE_COLUMNS]
+    if comparison is not None:
+        columns += [Column(f"measured {'UE energy' if objective == 'energy' else 'e2e'} {unit} [95% CI]", "right"),
+                    Column("measured rank", "right", drop=7)]
     rows, styles = [], []
     for rank, p in enumerate(predictions, start=1):
+        energy = "n/a" if p.compute_mj is None else f"{_mj(p.compute_mj)} + {_mj(p.radio_mj)}"
         row = [str(rank), p.partition + (" +" if p.slow_start else ""), f"{p.uplink_bytes:,}",
-               f"{p.local_ms:.1f}", f"{p.uplink_ms:.1f}", f"{p.remote_ms:.1f}", f"{p.downlink_ms:.1f}",
-               f"{p.e2e_ms:.1f}"]
+               f"{p.head_ms:.1f}", f"{p.local_ms:.1f}", f"{p.uplink_ms:.1f}", f"{p.tail_ms:.2f}", f"{p.remote_ms:.1f}",
+               f"{p.downlink_ms:.1f}", f"{p.e2e_ms:.1f}", energy]
         if comparison is not None:
             m = measured.get(p.partition)
             ci = f" [{m.low_ms:.1f}, {m.high_ms:.1f}]" if m is not None and m.low_ms is not None else ""
@@ -159,8 +198,8 @@ def _table(model: str, profile: str, link: Any, predictions: list[Any], comparis
         caption = ("+ = TCP restarts from its initial window (slow start) before this transfer: the link idles "
                    "longer than a retransmission timeout while the UE computes, and Linux then resets the window "
                    "(net.ipv4.tcp_slow_start_after_idle = 1); the prediction adds those round trips")
-    title = (f"{model} on {profile} (uplink {link.uplink.rate_note}, {link.uplink.delay_ms:g} ms): predicted "
-             "end-to-end latency")
+    title = (f"{model} on {profile} (uplink {link.uplink.rate_note}, {link.uplink.delay_ms:g} ms; radio "
+             f"{link.radio or 'not stated'}), UE {ue}, edge {edge}: predicted, ranked by {objective}")
     return fit_table(title, columns, rows, wide=wide, styles=styles, caption=caption, box=box.SIMPLE_HEAD)
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from netem.cliapp import CliError, check_writable
+from splitbed.devices import DEFAULT_UE
 from splitbed.nodes.protocol import DEFAULT_MAX_UNIT_BYTES
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -76,6 +77,8 @@ def remote_node(
                                       "seconds is evicted to admit a new one"),
     shutdown_grace: float = typer.Option(10.0, help="seconds in-flight inferences get after SIGTERM"),
     warm: bool = typer.Option(False, help="build every partition's tail at start"),
+    device: str = typer.Option("host", help="edge device profile the tail emulates (`splitbed devices`; host = "
+                               "none) or a TOML path"),
     memory_budget_mib: int = typer.Option(1024, min=1, help="memory all sessions' units may hold at once "
                                           "(buffers and decoding); a unit that does not fit is refused"),
     max_batch: int = typer.Option(1, min=1, help="samples a data unit's tensors may hold (the tail's memory grows "
@@ -94,6 +97,7 @@ def remote_node(
     for name in models or []:
         spec_for(name)  # an unknown name or a bad .onnx file is refused before the port is bound
     check_spec(weights)
+    _check_device(device, "edge")
     secret = _secret(secret_file)
 
     config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, engine=engine, max_unit_bytes=max_unit_bytes,
@@ -101,7 +105,8 @@ def remote_node(
                           unit_timeout_base_s=unit_timeout_base, unit_min_rate_bps=unit_min_rate,
                           config_timeout_s=config_timeout, max_sessions=max_sessions, evict_after_s=evict_after,
                           shutdown_grace_s=shutdown_grace, warm=warm,
-                          memory_budget_bytes=memory_budget_mib << 20, secret=secret, max_batch=max_batch)
+                          memory_budget_bytes=memory_budget_mib << 20, secret=secret, max_batch=max_batch,
+                          device=device)
     try:
         code = run_remote(config)
     except (NodeError, OSError) as exc:
@@ -134,6 +139,8 @@ def local_node(
     clock_pings: int = typer.Option(8, help="ping-pongs for the clock offset estimate"),
     allow_weights_mismatch: bool = typer.Option(False, help="run even if the remote's weights differ"),
     verify_delivery: bool = typer.Option(False, help="compare CRC-32s of sent and decoded tensors (after timing)"),
+    device: str = typer.Option(DEFAULT_UE, help="UE device profile the head emulates (`splitbed devices`; host = "
+                               "none) or a TOML path"),
     secret_file: Annotated[Path | None, typer.Option(help="prove this file's shared secret to the remote node and "
                                                      "require its proof (chmod 600; or set $SPLITBED_SECRET)")] = None,
     log_level: str = typer.Option("warning", help="debug, info, warning"),
@@ -166,6 +173,7 @@ def local_node(
             repetitions=repetitions, aips=aips, result_mode=result_mode, top_k=top_k)
     for name in preload or []:
         spec_for(name)
+    _check_device(device, "ue")
     if jobs is not None and jobs != "-" and not Path(jobs).is_file():
         raise CliError(f"--jobs {jobs}: no such file", "give a file of JSON-line jobs, or '-' for stdin")
     if output is not None:
@@ -180,7 +188,7 @@ def local_node(
     config = LocalConfig(host=host, port=port, weights=weights, engine=engine, link=link, result_timeout_s=result_timeout,
                          connect_retry_s=connect_retry,
                          clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch,
-                         verify_delivery=verify_delivery, secret=_secret(secret_file))
+                         verify_delivery=verify_delivery, secret=_secret(secret_file), device=device)
     out = output.open("a") if output is not None else sys.stdout
     try:
         with LocalNode(config) as node:
@@ -204,6 +212,17 @@ def local_node(
     finally:
         if output is not None:
             out.close()
+
+
+def _check_device(name: str, side: str) -> None:
+    """A device profile that does not exist or does not fit this node's side is refused before anything starts."""
+    from splitbed.devices import DeviceError
+    from splitbed.devices import load as load_device
+
+    try:
+        load_device(name).check_role(side)
+    except DeviceError as exc:
+        raise CliError(str(exc), "device profiles: 'splitbed devices' (docs/DEVICES.md)") from None
 
 
 def _summary(record: dict[str, Any]) -> None:

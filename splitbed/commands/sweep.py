@@ -14,7 +14,7 @@ from netem.cliapp import CliError, Column, dropped_note, fit_table
 
 DEFAULT_OUT = "results/sweep"
 SPEC_FIX = ("see 'splitbed sweep --help'; models and partitions: 'splitbed partitions [MODEL]'; profiles: "
-            "'netem profiles'")
+            "'netem profiles'; devices: 'splitbed devices'")
 
 
 def sweep(
@@ -46,6 +46,12 @@ def sweep(
                                "converted at first use), or UE/EDGE such as onnxruntime/tensorflow; .onnx models "
                                "run on onnxruntime"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
+    ue_device: Annotated[list[str] | None, typer.Option(
+        "--ue-device", help="device profile the UE emulates, by name (`splitbed devices`) or TOML path (repeatable; "
+        "default phone-midrange; `host` = no emulation)")] = None,
+    edge_device: Annotated[list[str] | None, typer.Option(
+        "--edge-device", help="device profile the edge emulates (repeatable; default host = no emulation; e.g. "
+        "edge-l4)")] = None,
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     full: bool = typer.Option(False, help="the whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
@@ -84,7 +90,7 @@ def sweep(
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected, not a problem
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     given: dict[str, Any] = {"models": model, "partitions": partition, "profiles": profile, "encodings": encoding,
-                             "compressions": compression}
+                             "compressions": compression, "ue_devices": ue_device, "edge_devices": edge_device}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
                    backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus)
@@ -288,8 +294,13 @@ SUMMARY_COLUMNS = (Column("profile"), Column("model"), Column("encoding"), Colum
                    Column("local ms", "right", drop=3), Column("delivery ms", "right", drop=5),
                    Column("remote ms", "right", drop=1), Column("e2e ms [95% CI]", "right"),
                    Column("e2e CV %", "right", drop=1), Column("outliers", "right", drop=1))
+MODELLED_COLUMN = Column("e2e modelled ms", "right", drop=1)
+ENERGY_COLUMN = Column("UE energy mJ compute+radio (model)", "right", drop=1, wrap=True)
 SUMMARY_TITLE = "splitbed sweep: medians [95% CI] per point"
-SUMMARY_CAPTION = ("* = lowest median end-to-end latency for its profile, model and encoding; CV = standard "
+DEVICES_NOTE = ("Devices (docs/DEVICES.md; stretch = emulated by measured time dilation, model = faster than this "
+                "host, modelled)")
+SUMMARY_CAPTION = ("* = lowest median end-to-end latency (modelled where a device is modelled) for its profile, "
+                   "devices, model and encoding; CV = standard "
                    "deviation / mean of e2e; outliers and their causes: below and in summary.csv")
 
 
@@ -308,32 +319,47 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
 
     hosts = by_cpu_model(summaries)  # points measured on several CPU models: a table (and a best) per model
     best = {id(s) for members in hosts.values() for s in best_per_group(members).values()}
+    combos = list(dict.fromkeys(s.devices for s in summaries))
+    several = len(combos) > 1
+    modelled = any(s.modelled for s in summaries)
+    title = f"{SUMMARY_TITLE}\n{DEVICES_NOTE}: " + "; ".join(combos)
+    columns = [*SUMMARY_COLUMNS[:10], *((MODELLED_COLUMN,) if modelled else ()), ENERGY_COLUMN,
+               *SUMMARY_COLUMNS[10:]]
     rows, styles, groups = [], [], []
     for s in summaries:
         e2e = s.figures["e2e_latency_ms"]
         ci = f" [{e2e.low:.1f}, {e2e.high:.1f}]" if e2e.has_ci else " [n<6: no CI]"
         star = "* " if id(s) in best else ""
         profile = s.profile if len(hosts) == 1 else f"{s.profile} [{s.cpu_model}]"
-        rows.append([profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
-            f" ({s.n_errors} err)" if s.n_errors else ""), _num(s.median("uplink_bytes"), "{:,.0f}"),
-            _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
-            _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-",
-            _num(s.e2e_cv_pct), str(len(s.outliers))])
+        compute, radio = s.median("ue_energy_compute_mj"), s.median("ue_energy_radio_mj")
+        energy = "-" if compute is None else f"{compute:,.0f}+" + ("n/a" if radio is None else f"{radio:,.0f}")
+        row = [profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
+            f" ({s.n_errors} err)" if s.n_errors else "") + (f" ({s.ue_late_records} late)" if s.ue_late_records
+                                                              else ""),
+            _num(s.median("uplink_bytes"), "{:,.0f}"), _num(s.median("local_inference_ms")),
+            _num(s.median("delivery_ms")), _num(s.median("remote_inference_ms")),
+            (_num(e2e.median) + ci) if e2e.median is not None else "-"]
+        if modelled:
+            row.append(_num(s.median("e2e_latency_modelled_ms")) if s.modelled else "-")
+        rows.append([*row, energy, _num(s.e2e_cv_pct), str(len(s.outliers))])
         styles.append("bold" if star else None)
-        groups.append((profile, s.model, s.carriage))
+        groups.append((profile, s.model, s.carriage, *((s.devices,) if several else ())))
     if wide:
-        return fit_table(SUMMARY_TITLE, SUMMARY_COLUMNS, rows, wide=True, styles=styles, caption=SUMMARY_CAPTION)
+        if several:
+            columns.insert(4, Column("devices"))
+            rows = [[*row[:4], group[3], *row[4:]] for row, group in zip(rows, groups, strict=True)]
+        return fit_table(title, columns, rows, wide=True, styles=styles, caption=SUMMARY_CAPTION)
     target = width or terminal_width()
-    measured = SUMMARY_COLUMNS[3:]  # the group (profile, model, encoding) is each table's title
+    measured = columns[3:]  # the group (profile, model, encoding[, devices]) is each table's title
     _, _, hidden = fit_table(None, measured, [row[3:] for row in rows], width=target, box=box.SIMPLE_HEAD,
                              pad_edge=False)
     kept = [c for c in measured if c.header not in hidden]
-    columns = [Column(c.header, c.justify) for c in kept]
-    index = [SUMMARY_COLUMNS.index(c) for c in kept]
-    parts: list[Any] = [Text(SUMMARY_TITLE, style="bold")]
+    narrow = [Column(c.header, c.justify) for c in kept]
+    index = [columns.index(c) for c in kept]
+    parts: list[Any] = [Text(title, style="bold")]
     for group in dict.fromkeys(groups):
         mine = [r for r, g in enumerate(groups) if g == group]
-        table, _, _ = fit_table(" · ".join(group), columns, [[rows[r][i] for i in index] for r in mine],
+        table, _, _ = fit_table(" · ".join(group), narrow, [[rows[r][i] for i in index] for r in mine],
                                 width=target, styles=[styles[r] for r in mine], title_justify="left",
                                 box=box.SIMPLE_HEAD, pad_edge=False)
         parts.append(table)

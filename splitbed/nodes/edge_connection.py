@@ -14,7 +14,7 @@ import logging
 import select
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from splitbed.host.tcpinfo import try_read_state
 from splitbed.nodes import messages as m
@@ -165,11 +165,12 @@ class EdgeConnection:
             except ConfigurationError as exc:
                 self.machine.refuse(request, "unknown_partition", str(exc))
                 return
+            edge_device = runner.device_figures(plan)  # the partition's device plan; each RESULT adds its run
         build_ms = 0.0 if plan.build_reported else plan.build_ms
         plan.build_reported = True
         self.machine.built(request, partition_id=plan.partition_id, name=plan.name, build_ms=build_ms,
                            cut=[{"tensor_id": c.tensor_id, "name": c.name, "shape": list(c.shape), "dtype": c.dtype}
-                                for c in plan.cut])
+                                for c in plan.cut], edge_device=cast(dict[str, Any] | None, edge_device))
 
     def _infer(self, request: Infer) -> None:
         """The tail on the decoded tensors, under the node's model lock (its wait is remote_queue_wait_ms)."""
@@ -195,13 +196,14 @@ class EdgeConnection:
             preds = ModelRunner.run_tail(plan, arrays)
             t_tail_end = now_ns()
             resources = state.meter.stop(window)
+            edge_run = ModelRunner.device_run(plan)  # under the lock: this run's outcome (None: nothing emulated)
         self.machine.result(request, partition_id=plan.partition_id, partition_name=plan.name, preds=preds,
                             tail_start_ns=t_tail, tail_end_ns=t_tail_end, lock_request_ns=t_lock,
                             queue_ms=(t_locked - t_lock) / 1e6, built_ms=built_now, resources=dict(resources),
                             concurrent_sessions=state.active_sessions(),
                             downlink_tcp=try_read_state(self.conn),  # the window the RESULT starts with
                             last_byte_kernel=last_byte_kernel, out_of_order=out_of_order, end_reason=no_stamp_reason,
-                            inference_call=state.runner.inference_call(self.machine.model))
+                            inference_call=state.runner.inference_call(self.machine.model), edge_run=edge_run)
 
     def _send(self, message: m.Message) -> None:
         try:

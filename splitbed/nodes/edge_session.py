@@ -168,7 +168,7 @@ class EdgeSession:
                tail_start_ns: int, tail_end_ns: int, lock_request_ns: int, queue_ms: float, built_ms: float,
                resources: dict[str, Any], concurrent_sessions: int, downlink_tcp: dict[str, Any] | None,
                last_byte_kernel: int | None, out_of_order: int | None, end_reason: str | None,
-               inference_call: str = INFERENCE_CALL) -> None:
+               inference_call: str = INFERENCE_CALL, edge_run: dict[str, Any] | None = None) -> None:
         """The tail ran: the RESULT (and with verify, the CHECKSUM behind it, outside every figure)."""
         self._answered(request)
         self._release_unit()
@@ -191,6 +191,7 @@ class EdgeSession:
             "aips_events": self._take_events(), "carriage_extra": request.decoded.extra, "timestamps_ns": stamps,
             "inference_call": inference_call, "downlink_tcp": downlink_tcp,
             "uplink_out_of_order_packets": out_of_order, "uplink_end_reason": end_reason,
+            "edge_run": edge_run,  # this run of the tail on the edge's device (None: nothing emulated)
         }
         if select.result_mode == "full":
             body["preds"] = [float(v) for v in row]  # the testbed contribution's json.dumps({'preds': ...})
@@ -201,10 +202,10 @@ class EdgeSession:
                                              [tensor_crc32(a) for a in request.decoded.arrays])))
 
     def built(self, request: Build, *, partition_id: int, name: str, build_ms: float,
-              cut: list[dict[str, Any]]) -> None:
+              cut: list[dict[str, Any]], edge_device: dict[str, Any] | None = None) -> None:
         self._answered(request)
         self._release_unit()
-        self._out.append(Send(m.Prepared(request.after_unit, partition_id, name, build_ms, cut)))
+        self._out.append(Send(m.Prepared(request.after_unit, partition_id, name, build_ms, cut, edge_device)))
 
     def refuse(self, request: Infer | Build, code: str, message: str) -> None:
         """The request cannot be served (unknown partition, tensors that do not fit): a non-fatal ERROR."""

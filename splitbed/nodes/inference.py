@@ -6,10 +6,12 @@ the record's layout record's; this module runs the models, reads the clocks and 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from splitbed.devices.figures import complete as complete_devices
+from splitbed.devices.figures import with_run
 from splitbed.nodes import formatio, record
 from splitbed.nodes import messages as m
 from splitbed.nodes.clock import now_ns
@@ -86,6 +88,7 @@ class Inference:
             stamps["local_preprocessed"] = now_ns()
             arrays = self.arrays = ModelRunner.run_head(self.plan, prepared.array)
             stamps["local_head_done"] = now_ns()
+            self._ue_device()
             pieces, aips, aips_bytes = self._encode(arrays)
             stamps["local_encoded"] = now_ns()
             rec["input_shape"] = list(prepared.array.shape)
@@ -108,6 +111,15 @@ class Inference:
             rec["send_ms"] = LocalSegments.derive(stamps).send_ms or 0.0
         finally:
             rec["local_resources"] = node.meter.stop(window)
+
+    def _ue_device(self) -> None:
+        """The UE device's figures for this head run (splitbed.devices; docs/METRICS.md "Devices")."""
+        rec, plan = self.record, self.plan
+        device = rec["ue_device"] = self.node.runner.device_figures(plan)
+        outcome = plan.last_outcome if plan.device is not None else None
+        rec["local_inference_measured_ms"] = (outcome.measured_ms if outcome is not None else
+                                              LocalSegments.derive(self.stamps).local_inference_ms)
+        rec["local_inference_modelled_ms"] = None if device is None else device["device_ms"]
 
     def _encode(self, arrays: list[np.ndarray]) -> tuple[list[Any], Any, int]:
         """(pieces to send, the AIPS sent or None, bytes of that AIPS unit). Changes no session state, so an
@@ -172,6 +184,13 @@ class Inference:
         seg = LocalSegments.derive(stamps)
         rec["result_decode_ms"], rec["e2e_latency_ms"] = seg.result_decode_ms, seg.e2e_latency_ms
         rec["delivery_check"] = self._delivery_check()  # after local_end: not part of any figure
+        try:
+            rec["edge_device"] = with_run(s.edge_devices.get((self.plan.partition_id, self.plan.input_size)),
+                                          result.body.get("edge_run"), result.remote_inference_ms)
+        except ValueError as exc:
+            raise ProtocolError("bad_control_message", f"edge device (PREPARED, RESULT edge_run): {exc}") from None
+        runner_device = self.node.runner.device
+        complete_devices(cast(dict[str, Any], rec), None if runner_device is None else runner_device.profile)
         if result.partition_id != self.plan.partition_id:
             raise ProtocolError("bad_control_message", f"RESULT is for partition {result.partition_id}, "
                                 f"we sent {self.plan.partition_id}")

@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from splitbed.devices import DeviceError
+from splitbed.devices import load as load_device
+from splitbed.devices.emulation import DeviceEmulator
 from splitbed.nodes import messages as m
 from splitbed.nodes.clock import ClockRecord, boot_id, decide_clock, estimate_offset, now_ns
 from splitbed.nodes.errors import (
@@ -57,6 +60,7 @@ class LocalConfig:
     allow_weights_mismatch: bool = False
     verify_delivery: bool = False  # remote returns CRC-32s of the decoded tensors; the record compares them
     secret: bytes | None = field(default=None, repr=False)  # shared with the remote (splitbed.nodes.auth)
+    device: str = "host"           # device profile the head emulates (splitbed.devices; host = none)
 
 
 @dataclass
@@ -67,6 +71,8 @@ class Session:
     machine: UeSession
     clock: ClockRecord
     alive: bool = True
+    # the edge's device plan per prepared (partition, input size), from PREPARED; each RESULT adds its run
+    edge_devices: dict[tuple[int, tuple[int, int] | None], Any] = field(default_factory=dict)
 
     @property
     def choices(self) -> Choices:
@@ -77,13 +83,22 @@ class Session:
         self.transport.close()
 
 
+def ue_emulator(name: str) -> DeviceEmulator:
+    """The local node's device (a ConfigurationError for an unknown profile or one that is not a UE's)."""
+    try:
+        return DeviceEmulator(load_device(name), "ue")
+    except DeviceError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 class LocalNode:
     """The UE side. Not thread-safe: one LocalNode per thread of control."""
 
     def __init__(self, config: LocalConfig, *, runner: ModelRunner | None = None,
                  meter: ResourceMeter | None = None) -> None:
         self.config = config
-        self.runner = runner or ModelRunner(weights=config.weights, engine=config.engine)
+        self.runner = runner or ModelRunner(weights=config.weights, engine=config.engine,
+                                            device=ue_emulator(config.device))
         self.meter = meter or ResourceMeter()
         self.session: Session | None = None
         self._gpu: GpuInfo | None = None
@@ -236,7 +251,9 @@ class LocalNode:
         request = s.machine.prepare(plan.partition_id, plan.input_size)
         s.transport.send([m.encode(request)], self.timeout(self.config.send_timeout_s))
         reply = s.transport.receive(self.timeout(self.config.result_timeout_s))[0]
-        s.machine.prepared(reply, request, name=plan.name, cut=[(c.name, c.shape, c.dtype) for c in plan.cut])
+        prepared = s.machine.prepared(reply, request, name=plan.name,
+                                      cut=[(c.name, c.shape, c.dtype) for c in plan.cut])
+        s.edge_devices[(plan.partition_id, plan.input_size)] = prepared.edge_device
 
     def gpu(self) -> GpuInfo:
         if self._gpu is None:

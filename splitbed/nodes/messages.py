@@ -313,6 +313,7 @@ class Prepared:
     partition_name: str
     build_ms: float
     cut: list[dict[str, Any]] = field(default_factory=list)
+    edge_device: dict[str, Any] | None = None  # the tail's device plan (splitbed.devices.figures), None: host
 
     def cut_signature(self) -> list[tuple[Any, tuple[Any, ...], Any]]:
         """(name, shape, dtype) per crossing tensor, comparable with the local node's own cut."""
@@ -320,16 +321,19 @@ class Prepared:
 
     def to_body(self) -> dict[str, Any]:
         return {"after_unit": self.after_unit, "partition_id": self.partition_id,
-                "partition_name": self.partition_name, "build_ms": self.build_ms, "cut": self.cut}
+                "partition_name": self.partition_name, "build_ms": self.build_ms, "cut": self.cut,
+                "edge_device": self.edge_device}
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Prepared:
         cut = body.get("cut", [])
         build = body.get("build_ms", 0.0)
+        device = body.get("edge_device")
         return cls(_optional_int(body, "after_unit"), _optional_int(body, "partition_id") or 0,
                    str(body.get("partition_name", "")),
                    float(build) if isinstance(build, (int, float)) and not isinstance(build, bool) else 0.0,
-                   [c for c in cut if isinstance(c, dict)] if isinstance(cut, list) else [])
+                   [c for c in cut if isinstance(c, dict)] if isinstance(cut, list) else [],
+                   device if isinstance(device, dict) else None)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ import platform
 import sys
 from typing import Any, TypedDict
 
+from splitbed.devices.figures import DeviceFigures, EdgeEnergy, HeadMemory, UeEnergy
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.4"
+SCHEMA_VERSION = "2.5"
 
 
 class TensorFigures(TypedDict):
@@ -119,6 +120,16 @@ class InferenceRecord(TypedDict):
     local_gpu: GpuInfo | None
     remote_gpu: GpuInfo | None
     remote_concurrent_sessions: int | None
+    # devices (docs/METRICS.md, "Devices"): what each node emulated and how; modelled times and energy
+    ue_device: DeviceFigures | None
+    edge_device: DeviceFigures | None
+    local_inference_measured_ms: float | None
+    local_inference_modelled_ms: float | None
+    remote_inference_modelled_ms: float | None
+    e2e_latency_modelled_ms: float | None
+    ue_energy: UeEnergy | None
+    edge_energy: EdgeEnergy | None
+    local_head_memory: HeadMemory | None
     # how it was measured
     inference_call: str
     ue_runtime: dict[str, Any] | None

@@ -30,13 +30,16 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from splitbed.devices import DeviceError
+from splitbed.devices import load as load_device
+from splitbed.devices.emulation import DeviceEmulator
 from splitbed.nodes import messages as m
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.admission import Admission, AdmissionRefused, RatePolicy
 from splitbed.nodes.budget import DEFAULT_BUDGET_BYTES, MemoryBudget
 from splitbed.nodes.clock import boot_id
 from splitbed.nodes.edge_connection import POLL_S, EdgeConnection
-from splitbed.nodes.errors import NodeError
+from splitbed.nodes.errors import ConfigurationError, NodeError
 from splitbed.nodes.formatio import compression_profiles
 from splitbed.nodes.metrics import software_versions
 from splitbed.nodes.resources import ResourceMeter, gpu_info, host_info
@@ -68,6 +71,7 @@ class RemoteConfig:
     memory_budget_bytes: int = DEFAULT_BUDGET_BYTES  # shared by all sessions' units (splitbed.nodes.budget)
     secret: bytes | None = field(default=None, repr=False)  # peers must prove they hold it (splitbed.nodes.auth)
     max_batch: int = 1                  # samples per inference (the local node sends one image at a time)
+    device: str = "host"                # device profile the tail emulates (splitbed.devices; host = none)
 
     def rate_policy(self) -> RatePolicy:
         return RatePolicy(self.unit_timeout_base_s, self.unit_min_rate_bps)
@@ -101,7 +105,8 @@ class RemoteNode:
 
     def __init__(self, config: RemoteConfig, *, runner: ModelRunner | None = None) -> None:
         self.config = config
-        self.state = ServerState(config, runner or ModelRunner(weights=config.weights, engine=config.engine),
+        self.state = ServerState(config, runner or ModelRunner(weights=config.weights, engine=config.engine,
+                                                               device=edge_emulator(config.device)),
                                  ResourceMeter(), MemoryBudget(config.memory_budget_bytes),
                                  Admission(config.max_sessions, config.rate_policy(), config.evict_after_s))
         self.listener: socket.socket | None = None
@@ -122,7 +127,8 @@ class RemoteNode:
             models.append(m.ModelOffer(name, runner.weights_info(name), list(spec.input_shape),
                                        [{"partition_id": p.partition_id, "name": p.name, "tensors": p.tensors}
                                         for p in spec.partitions], runner.runtime_info(name)))
-        self.state.server_info = {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info())}
+        self.state.server_info = {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info()),
+                                  "device": None if runner.device is None else runner.device.describe()}
         cfg = self.config
         self.state.offer = m.Offer(
             proto.PROTOCOL_VERSION, boot_id(), tuple(models), compression_profiles(), list(proto.ENCODINGS),
@@ -218,6 +224,14 @@ class RemoteNode:
                 pass
         for thread in list(self._threads):
             thread.join(2.0)
+
+
+def edge_emulator(name: str) -> DeviceEmulator:
+    """The edge node's device (a ConfigurationError for an unknown profile or one that is not an edge's)."""
+    try:
+        return DeviceEmulator(load_device(name), "edge")
+    except DeviceError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def run_remote(config: RemoteConfig, *, announce: Any = print) -> int:

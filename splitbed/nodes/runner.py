@@ -10,17 +10,26 @@ records.
 TensorFlow is imported on first use. One `ModelRunner` is shared by every session of a process; building and
 running models is serialised by its lock (Keras graph building is not thread-safe, and a serialised run keeps
 one session's inference time free of another's compute). Time spent waiting for that lock is reported apart.
+
+A runner may emulate a device (splitbed.devices): it calibrates each model when it first loads it, times each
+partition's sub-model on its side (the head on a UE, the tail on an edge) when it builds the plan, and runs that
+sub-model under the plan (stretched to the device's time, or measured and modelled). Each plan keeps the outcome
+of its last run for the record (read it with `lock` held, right after the run).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from splitbed.devices import DeviceError
+from splitbed.devices.emulation import CPU_CLOCK, WALL_CLOCK, DeviceEmulator, Outcome
+from splitbed.devices.emulation import Plan as DevicePlan
+from splitbed.devices.figures import DeviceFigures, HeadMemory, device_figures
 from splitbed.nodes.errors import ConfigurationError, ProtocolError
 
 INFERENCE_CALL = "keras Model.predict_on_batch (compiled), after one warm-up call per sub-model"
@@ -54,6 +63,9 @@ class PartPlan:
     build_ms: float
     build_reported: bool = False  # the first inference on this plan reports build_ms, later ones 0
     input_size: tuple[int, int] | None = None  # None: the model's own size; else a variable-input build
+    device: DevicePlan | None = None      # the runner's device applied to this side's sub-model (None: no device)
+    last_outcome: Outcome | None = None   # the last run of this side's sub-model under `device`
+    head_memory: HeadMemory | None = None  # the head's weights and largest activation (model tensors, batch 1)
 
 
 @dataclass
@@ -61,6 +73,7 @@ class ModelRunner:
     weights: str = "auto"
     lock: threading.Lock = field(default_factory=threading.Lock)
     engine: str = "tensorflow"  # inference runtime of registered models (ENGINES); .onnx files: onnxruntime
+    device: DeviceEmulator | None = None  # the device this node emulates (None: the host, nothing timed)
     _loaded: dict[tuple[str, tuple[int, int] | None], Any] = field(default_factory=dict)
     _plans: dict[tuple[str, int, tuple[int, int] | None], PartPlan] = field(default_factory=dict)
 
@@ -110,9 +123,13 @@ class ModelRunner:
                 raise ConfigurationError(f"{model} is already built at {built} other input sizes, the most one node "
                                          f"keeps (each is a whole model in memory); use one of those")
             try:
+                if size is None and self.device is not None:
+                    self.device.check_model(model)  # a device without this model's latency: refuse before loading
                 loaded = self._load_new(model) if size is None else self.load(model).at_input_size(*size)
-            except ModelError as exc:
+            except (ModelError, DeviceError) as exc:
                 raise ConfigurationError(str(exc)) from exc
+            if size is None and self.device is not None and self.device.active:
+                self.device.calibrate(model, *model_calls(share_model(loaded)))
             self._loaded[(model, size)] = loaded
         return loaded
 
@@ -161,8 +178,53 @@ class ModelRunner:
         split.tail.predict_on_batch(zeros if len(zeros) > 1 else zeros[0])
         built = PartPlan(part.partition_id, part.name, split, cut, (time.perf_counter() - start) * 1000,
                          input_size=size)
+        if self.device is not None:
+            built.device = self._device_plan(model, built, loaded, zeros)
+            if self.device.side == "ue":
+                built.head_memory = head_memory(split.head)
         self._plans[(model, part.partition_id, size)] = built
         return built
+
+    def _device_plan(self, model: str, built: PartPlan, loaded: Any, zeros: list[np.ndarray]) -> DevicePlan:
+        """Time this side's sub-model on the host, alternating with the full model at the same input size, and
+        plan it on the device. A model converted to ONNX is timed on the Keras model it came from (share_model)."""
+        assert self.device is not None
+        source = share_model(loaded)
+        split = built.split if source is loaded else source.split(built.partition_id)
+        if source is not loaded:
+            zeros = [np.zeros((1, *c.shape), dtype=c.dtype) for c in split.cut]
+        x = np.zeros((1, *source.spec.input_shape), dtype=np.float32)
+        if self.device.side == "ue":
+            call = lambda: split.head.predict_on_batch(x)  # noqa: E731
+        else:
+            arrays = zeros if len(zeros) > 1 else zeros[0]
+            call = lambda: split.tail.predict_on_batch(arrays)  # noqa: E731
+        # an ONNX file's graph runs on ONNX Runtime only, whose thread pools spin after a call: its CPU time is not
+        # the call's own (WALL_MIN_SHARE)
+        clock = WALL_CLOCK if hasattr(source, "graph") else CPU_CLOCK
+        try:
+            plan = self.device.plan(model, call, model_calls(source)[0], clock)
+        except DeviceError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        if source is not loaded and plan.share_method is not None:
+            plan = replace(plan, share_method=plan.share_method + CONVERTED_SHARE)
+        return plan
+
+    @staticmethod
+    def device_run(plan: PartPlan) -> dict[str, Any] | None:
+        """The last run's outcome under an emulating device, small enough for every RESULT (None when nothing is
+        emulated: the run is then the measured tail time itself)."""
+        outcome = plan.last_outcome
+        if plan.device is None or plan.device.mechanism == "none" or outcome is None:
+            return None
+        return {"measured_ms": outcome.measured_ms, "emulated_ms": outcome.emulated_ms, "late_ms": outcome.late_ms,
+                "late_cause": outcome.late_cause}
+
+    def device_figures(self, plan: PartPlan) -> DeviceFigures | None:
+        """This side's device block for the record of the last run on `plan` (None without a device)."""
+        if self.device is None or plan.device is None:
+            return None
+        return device_figures(self.device.profile, self.device.side, plan.device, plan.last_outcome)
 
     def plan_for(self, model: str, partition_id: int, arrays: list[np.ndarray]) -> PartPlan:
         """The plan to run received tensors on: a built plan of this partition whose cut shapes match them (an
@@ -176,7 +238,11 @@ class ModelRunner:
 
     @staticmethod
     def run_head(plan: PartPlan, array: np.ndarray) -> list[np.ndarray]:
-        out = plan.split.head.predict_on_batch(array)
+        """The head's outputs; under a UE device, returns when the device's head would have finished."""
+        if plan.device is not None:
+            out, plan.last_outcome = DeviceEmulator.run(plan.device, lambda: plan.split.head.predict_on_batch(array))
+        else:
+            out = plan.split.head.predict_on_batch(array)
         arrays = list(out) if isinstance(out, (list, tuple)) else [out]
         return [np.ascontiguousarray(a) for a in arrays]
 
@@ -202,5 +268,84 @@ class ModelRunner:
 
     @staticmethod
     def run_tail(plan: PartPlan, arrays: list[np.ndarray]) -> np.ndarray:
-        out = plan.split.tail.predict_on_batch(arrays if len(arrays) > 1 else arrays[0])
+        """The tail's output; under an edge device, stretched or measured-and-modelled like a head."""
+        inputs = arrays if len(arrays) > 1 else arrays[0]
+        if plan.device is not None:
+            out, plan.last_outcome = DeviceEmulator.run(plan.device, lambda: plan.split.tail.predict_on_batch(inputs))
+        else:
+            out = plan.split.tail.predict_on_batch(inputs)
         return np.asarray(out)
+
+
+CONVERTED_SHARE = ("; timed on the Keras model this ONNX graph was converted from (same partition): ONNX "
+                   "Runtime's thread pools spin after a call, so its own CPU times are not the calls'")
+
+
+def share_model(loaded: Any) -> Any:
+    """What a device's calibration and shares are timed on: the model itself, or for a registered model converted
+    to ONNX Runtime the Keras model it came from (whose process CPU times are its calls' own)."""
+    keras_model = getattr(loaded, "keras", None)
+    return loaded if keras_model is None else keras_model
+
+
+def model_calls(loaded: Any) -> tuple[Any, Any]:
+    """(the whole model, an identity model) called on a zero input the way sub-models are called, on the runtime
+    that runs them (Keras, or ONNX Runtime): the host's full-model time, and the per-call overhead a device does
+    not share."""
+    x = np.zeros((1, *loaded.spec.input_shape), dtype=np.float32)
+    if hasattr(loaded, "graph"):  # splitbed.models.onnx.model.OnnxLoaded
+        from onnx import TensorProto, helper
+
+        from splitbed.models.onnx.runtime import OrtModel
+
+        full = OrtModel(loaded.graph.model)
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(x.shape)) for n in ("x", "y")]
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", io[:1], io[1:])
+        opset = [helper.make_opsetid("", 13)]
+        identity = OrtModel(helper.make_model(graph, opset_imports=opset, ir_version=loaded.graph.model.ir_version))
+        return (lambda: full.run([x])), (lambda: identity.run([x]))
+    import keras
+
+    entry = keras.Input(shape=tuple(loaded.spec.input_shape))
+    keras_identity = keras.Model(entry, entry)
+    return (lambda: loaded.keras_model.predict_on_batch(x)), (lambda: keras_identity.predict_on_batch(x))
+
+
+HEAD_MEMORY_METHOD = ("from the head sub-model: weights = sum of its weight tensors' bytes; largest activation = "
+                      "the largest single layer output for one sample (float32 unless the layer says otherwise); "
+                      "the node process's RSS is reported apart (local_resources.peak_rss_bytes)")
+
+
+def head_memory(head: Any) -> HeadMemory:
+    """What the head needs in memory as model tensors: its weights and its largest activation, batch 1."""
+    if not hasattr(head, "layers"):  # an ONNX Runtime sub-graph (splitbed.models.onnx.runtime.OrtModel)
+        return _onnx_head_memory(head.model)
+    weights = int(sum(int(np.prod(w.shape, dtype=np.int64)) * np.dtype(w.dtype).itemsize for w in head.weights))
+    largest, name = 0, ""
+    for layer in head.layers:
+        outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+        size = 0
+        for tensor in outputs:
+            shape = [int(d) for d in tuple(tensor.shape)[1:] if d is not None]
+            size += int(np.prod(shape, dtype=np.int64)) * np.dtype(str(tensor.dtype)).itemsize
+        if size > largest:
+            largest, name = size, layer.name
+    return HeadMemory(weights_bytes=weights, largest_activation_bytes=largest, largest_activation_layer=name,
+                      method=HEAD_MEMORY_METHOD)
+
+
+def _onnx_head_memory(proto: Any) -> HeadMemory:
+    from onnx import helper, numpy_helper
+
+    weights = sum(int(numpy_helper.to_array(t).nbytes) for t in proto.graph.initializer)
+    largest, name = 0, ""
+    for info in [*proto.graph.value_info, *proto.graph.output]:
+        kind = info.type.tensor_type
+        dims = [d.dim_value for d in kind.shape.dim][1:]  # batch first; symbolic dims read 0 and are skipped
+        size = int(np.prod([d for d in dims if d > 0], dtype=np.int64)) * np.dtype(
+            helper.tensor_dtype_to_np_dtype(kind.elem_type)).itemsize
+        if size > largest:
+            largest, name = size, info.name
+    return HeadMemory(weights_bytes=weights, largest_activation_bytes=largest, largest_activation_layer=name,
+                      method=HEAD_MEMORY_METHOD.replace("the head sub-model", "the head's ONNX graph").replace(
+                          "layer output", "tensor (value_info)"))

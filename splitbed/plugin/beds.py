@@ -1,8 +1,8 @@
-"""Testbeds shared across a test session: nodes are started once per (model, backend, weights) and the link is
+"""Testbeds shared across a test session: nodes are started once per (model, UE device) and the link is
 switched live to each test's profile, so the TensorFlow start-up and model builds (most of a minute here) are paid
 once per model, not once per test.
 
-`BedPool.get(model, profile)` returns a running `splitbed.testbed.Testbed` on that profile; `SuiteBed` is the
+`BedPool.get(model, profile, ue_device)` returns a running `splitbed.testbed.Testbed` on that profile; `SuiteBed` is the
 per-test view of it, which files every record it returns into the test's record log.
 """
 
@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from splitbed.devices import DEFAULT_UE
 from splitbed.testbed import Testbed, TestbedError
 
 log = logging.getLogger(__name__)
@@ -22,30 +23,31 @@ LOCAL_ARGS = ("--verify-delivery",)  # CRC-32 of sent vs decoded tensors in ever
 
 
 class BedPool:
-    """Running testbeds keyed by (model, backend, weights); the least recently used is closed past
-    MAX_LIVE_BEDS, a broken one is replaced on the next request."""
+    """Running testbeds keyed by (model, UE device) (backend and weights are the pool's); the least recently used
+    is closed past MAX_LIVE_BEDS, a broken one is replaced on the next request."""
 
     def __init__(self, backend: str = "auto", weights: str = "auto", max_live: int = MAX_LIVE_BEDS) -> None:
         self.backend = backend
         self.weights = weights
         self.max_live = max_live
-        self._beds: OrderedDict[str, Testbed] = OrderedDict()
+        self._beds: OrderedDict[tuple[str, str], Testbed] = OrderedDict()
         self.started = 0
 
-    def get(self, model: str, profile: str) -> Testbed:
-        bed = self._beds.get(model)
+    def get(self, model: str, profile: str, ue_device: str = DEFAULT_UE) -> Testbed:
+        key = (model, ue_device)
+        bed = self._beds.get(key)
         if bed is not None and (bed.closed or getattr(bed, "_broken", None)):
-            self._close(model)
+            self._close(key)
             bed = None
         if bed is None:
             while len(self._beds) >= self.max_live:
                 self._close(next(iter(self._beds)))
             bed = Testbed(profile, backend=self.backend, models=[model], weights=self.weights,
-                          local_args=LOCAL_ARGS)
+                          local_args=LOCAL_ARGS, ue_device=ue_device)
             bed.start()
             self.started += 1
-            self._beds[model] = bed
-        self._beds.move_to_end(model)
+            self._beds[key] = bed
+        self._beds.move_to_end(key)
         if bed.profile.name != profile:
             bed.update_link(profile)
             # A TCP connection that lived on a short-RTT link degrades after a live switch to a long-RTT one
@@ -54,22 +56,22 @@ class BedPool:
             bed.run({"action": "reconnect", "model": model})
         return bed
 
-    def discard(self, model: str) -> None:
+    def discard(self, model: str, ue_device: str = DEFAULT_UE) -> None:
         """Close a testbed that misbehaved; the next request starts a fresh one."""
-        self._close(model)
+        self._close((model, ue_device))
 
-    def _close(self, model: str) -> None:
-        bed = self._beds.pop(model, None)
+    def _close(self, key: tuple[str, str]) -> None:
+        bed = self._beds.pop(key, None)
         if bed is None:
             return
         try:
             bed.close()
         except TestbedError as exc:
-            log.error("closing the %s testbed: %s", model, exc)
+            log.error("closing the %s testbed (UE %s): %s", key[0], key[1], exc)
 
     def close(self) -> None:
-        for model in list(self._beds):
-            self._close(model)
+        for key in list(self._beds):
+            self._close(key)
 
 
 class SuiteBed:
@@ -77,11 +79,13 @@ class SuiteBed:
 
     __test__ = False
 
-    def __init__(self, bed: Testbed, records: list[dict[str, Any]], pool: BedPool, model: str) -> None:
+    def __init__(self, bed: Testbed, records: list[dict[str, Any]], pool: BedPool, model: str,
+                 ue_device: str = DEFAULT_UE) -> None:
         self.bed = bed
         self.records = records
         self._pool = pool
         self._model = model
+        self._ue_device = ue_device
 
     @property
     def topology(self) -> Any:
@@ -100,7 +104,7 @@ class SuiteBed:
         try:
             records = self.bed.run(job)
         except TestbedError:
-            self._pool.discard(self._model)  # a timeout or a dead node: later tests get a fresh testbed
+            self._pool.discard(self._model, self._ue_device)  # a timeout or a dead node: a fresh one next time
             raise
         self.records.extend(records)
         return records

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from splitbed.plugin.matrix import SuiteCase
+from splitbed.plugin.matrix import DEFAULT_UE, SuiteCase
 from splitbed.plugin.options import value
 
 DEFAULT_MODEL = "mobilenet_v2"
@@ -66,14 +66,16 @@ def test_results(request: pytest.FixtureRequest) -> TestResults:
     return node.stash[RESULTS_KEY]
 
 
-def _requested(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """(model, profile) for this test: its suite_case, else the first --model / --profile, else the defaults."""
+def _requested(request: pytest.FixtureRequest) -> tuple[str, str, str]:
+    """(model, profile, UE device) for this test: its suite_case, else the first --model / --profile /
+    --ue-device, else the defaults."""
     if "suite_case" in request.fixturenames:
         case: SuiteCase = request.getfixturevalue("suite_case")
-        return case.model, case.profile
+        return case.model, case.profile, case.ue_device
     models = value(request.config, "model") or [DEFAULT_MODEL]
     profiles = value(request.config, "profile") or [DEFAULT_PROFILE]
-    return models[0], profiles[0]
+    devices = value(request.config, "ue_device") or [DEFAULT_UE]
+    return models[0], profiles[0], devices[0]
 
 
 @pytest.fixture(scope="session")
@@ -123,10 +125,10 @@ def testbed(request: pytest.FixtureRequest, splitbed_bed_pool: Any, metrics_reco
     from splitbed.pytest_plugin import requires
 
     requires("root_or_userns", "netns")
-    model, profile = _requested(request)
-    bed = splitbed_bed_pool.get(model, profile)
+    model, profile, ue_device = _requested(request)
+    bed = splitbed_bed_pool.get(model, profile, ue_device)
     test_results(request).bed = bed
-    return SuiteBed(bed, metrics_records, splitbed_bed_pool, model)
+    return SuiteBed(bed, metrics_records, splitbed_bed_pool, model, ue_device)
 
 
 _topologies: dict[tuple[str, str], Any] = {}
@@ -150,7 +152,7 @@ def link(request: pytest.FixtureRequest, splitbed_topologies: dict[tuple[str, st
     from splitbed.pytest_plugin import requires
 
     requires("root_or_userns", "netns")
-    _, profile = _requested(request)
+    _, profile, _ = _requested(request)
     key = (profile, value(request.config, "backend"))
     if key not in splitbed_topologies:
         topology = Topology(profile, key[1])
@@ -205,7 +207,7 @@ def capture(request: pytest.FixtureRequest, results_dir: Path) -> Callable[..., 
 @pytest.fixture
 def reference(request: pytest.FixtureRequest, splitbed_reference_pool: Any) -> Any:
     """The test's model run in the test process with the nodes' weights (splitbed.plugin.reference.Reference)."""
-    model, _ = _requested(request)
+    model, _, _ = _requested(request)
     return splitbed_reference_pool.get(model)
 
 

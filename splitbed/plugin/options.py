@@ -35,6 +35,9 @@ OPTIONS = (
     Option("model", ("--model",), "only these models (repeatable)", {"action": "append", "default": []}),
     Option("profile", ("--link-profile",), "only these link profiles (repeatable; names or .toml paths)",
            {"action": "append", "default": []}),
+    Option("ue_device", ("--ue-device",), "UE device profile(s) the suite's testbeds emulate (repeatable; "
+           "built-in names, `splitbed devices`; default phone-midrange; host = no emulation)",
+           {"action": "append", "default": []}),
     Option("backend", ("--backend",), "link emulation backend",
            {"default": "auto", "choices": ["auto", "kernel", "userspace"]}),
     Option("full", ("--full",), "run slow tests and the full model x partition x profile matrix",
@@ -76,7 +79,7 @@ def flag(name: str) -> str:
 
 
 def check(config: pytest.Config) -> None:
-    """Refuse unknown models, profiles and weights at start-up (pytest.UsageError: exit status 4)."""
+    """Refuse unknown models, profiles, UE devices and weights at start-up (pytest.UsageError: exit status 4)."""
     from netem.profile import builtin_names
     from splitbed.models import registry
 
@@ -90,6 +93,12 @@ def check(config: pytest.Config) -> None:
     if bad:
         raise pytest.UsageError(f"{flag('profile')} {', '.join(map(repr, bad))}: no such link profile; built-in: "
                                 f"{', '.join(profiles)} (or a .toml path)")
+    from splitbed.plugin.matrix import MatrixError, check_ue_devices
+
+    try:
+        check_ue_devices(value(config, "ue_device"))
+    except MatrixError as exc:
+        raise pytest.UsageError(str(exc)) from None
     from splitbed.models.errors import WeightsError
     from splitbed.models.weights import check_spec
 

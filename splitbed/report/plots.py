@@ -64,11 +64,11 @@ def latency_stacks(summaries: list[PointSummary], budget: Budget, out_dir: Path)
     """One stacked bar chart per (profile, model, carriage)."""
     plt = _pyplot()
     best = best_per_group(summaries)
-    groups: dict[tuple[str, str, str], list[PointSummary]] = {}
+    groups: dict[tuple[str, str, str, str, str], list[PointSummary]] = {}
     for s in summaries:
-        groups.setdefault((s.profile, s.model, s.carriage), []).append(s)
+        groups.setdefault((s.profile, s.ue_device, s.edge_device, s.model, s.carriage), []).append(s)
     plots = []
-    for (profile, model, carriage), members in groups.items():
+    for (profile, ue, edge, model, carriage), members in groups.items():
         members = sorted(members, key=lambda s: s.partition_id)
         fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(members) + 3), 4.6))
         x = list(range(len(members)))
@@ -86,7 +86,7 @@ def latency_stacks(summaries: list[PointSummary], budget: Budget, out_dir: Path)
             yerr = [[m - lo], [hi - m]] if lo is not None and hi is not None else None
             ax.errorbar([i], [m], yerr=yerr, fmt="o", color="black", markersize=4, capsize=3,
                         label="end-to-end median [95% CI]" if i == 0 else None)
-        winner = best.get((profile, model, carriage))
+        winner = best.get((profile, ue, edge, model, carriage))
         if winner is not None:
             i = members.index(winner)
             ax.bar([i], [bottoms[i]], width=0.78, fill=False, edgecolor="gold", linewidth=2.5)
@@ -103,10 +103,10 @@ def latency_stacks(summaries: list[PointSummary], budget: Budget, out_dir: Path)
                             "delivery")
         ax.set_xticks(x, [s.partition for s in members], rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("latency (ms), medians")
-        ax.set_title(f"{model} on {profile} ({carriage}): latency per partition")
+        ax.set_title(f"{model} on {profile} ({carriage}; UE {ue}, edge {edge}): latency per partition")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.grid(axis="y", alpha=0.3)
-        path = Path("plots") / f"latency_{_slug(model, profile, carriage)}.png"
+        path = Path("plots") / f"latency_{_slug(model, profile, carriage, ue, edge)}.png"
         _save(fig, out_dir / path)
         plots.append(Plot(f"Latency per partition: {model}, {profile}, {carriage}", path,
                           "Stacked medians of each window of one inference; black: median end-to-end latency with "
@@ -173,12 +173,12 @@ def rate_plots(summaries: list[PointSummary], budget: Budget, out_dir: Path) -> 
     plt = _pyplot()
     excluded = sorted({s.profile for s in summaries if s.uplink_rate_mbit is None})
     rated = [s for s in summaries if s.uplink_rate_mbit is not None and s.median("e2e_latency_ms") is not None]
-    groups: dict[tuple[str, str], list[PointSummary]] = {}
+    groups: dict[tuple[str, str, str, str], list[PointSummary]] = {}
     for s in rated:
-        groups.setdefault((s.model, s.carriage), []).append(s)
+        groups.setdefault((s.ue_device, s.edge_device, s.model, s.carriage), []).append(s)
     best = best_per_group(rated)
     plots = []
-    for (model, carriage), members in groups.items():
+    for (ue, edge, model, carriage), members in groups.items():
         fig, axes = plt.subplots(1, 2, figsize=(13.0, 4.8))
         partitions = sorted({(s.partition_id, s.partition) for s in members})
         for ax, (key, what) in zip(axes, RATE_PANELS, strict=True):
@@ -193,10 +193,10 @@ def rate_plots(summaries: list[PointSummary], budget: Budget, out_dir: Path) -> 
             ax.set_yscale("log")
             ax.set_xlabel("uplink rate of the link profile (Mbit/s, log)")
             ax.set_ylabel(f"{what} (ms, median, log)")
-            ax.set_title(f"{model} ({carriage}): {what}")
+            ax.set_title(f"{model} ({carriage}; UE {ue}, edge {edge}): {what}")
             ax.grid(alpha=0.3, which="both")
         axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        path = Path("plots") / f"rate_{_slug(model, carriage)}.png"
+        path = Path("plots") / f"rate_{_slug(model, carriage, ue, edge)}.png"
         _save(fig, out_dir / path)
         caption = ("One line per partition (median and 95% CI) against the profile's uplink rate; left: end-to-end "
                    "latency, right: uplink delivery time, which the budget's UL latency bounds; gold star: best "
@@ -225,7 +225,7 @@ def _rate_panel(ax: Any, members: list[PointSummary], partitions: list[tuple[int
                     color=colours(index / max(len(partitions) - 1, 1)), label=name)
     starred = False
     for s in members:
-        if best.get((s.profile, s.model, s.carriage)) is s and s.median(key) is not None:
+        if best.get((s.profile, s.ue_device, s.edge_device, s.model, s.carriage)) is s and s.median(key) is not None:
             ax.plot([s.uplink_rate_mbit], [s.median(key)], marker="*", markersize=16, color="gold",
                     markeredgecolor="black", linestyle="none", label=None if starred else f"{BEST_MARK} best per profile")
             starred = True

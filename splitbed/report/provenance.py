@@ -43,6 +43,10 @@ class Provenance:
     downlink_ends: Counter[str] = field(default_factory=Counter)
     # trace-driven profiles: (profile, direction, trace file name) -> the start_s each measured record ran at
     trace_starts: dict[tuple[str, str, str], set[float]] = field(default_factory=dict)
+    # devices (docs/DEVICES.md): side -> "name: mechanism" -> records; one description per device name
+    devices: dict[str, Counter[str]] = field(default_factory=lambda: {"ue": Counter(), "edge": Counter()})
+    device_descriptions: dict[str, str] = field(default_factory=dict)
+    late_stretches: Counter[str] = field(default_factory=Counter)  # UE late_cause -> records
 
     @property
     def random_weights(self) -> bool:
@@ -110,6 +114,7 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
             if isinstance(hosts.get(side), dict):
                 info.hosts.setdefault(side, hosts[side])
         _add_host_cpu(info, record)
+        _add_devices(info, record)
         if record.get("status") == "ok":
             for counter, prefix in ((info.delivery_ends, "delivery"), (info.downlink_ends, "downlink")):
                 end = record.get(f"{prefix}_end")
@@ -117,6 +122,19 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
                     counter[str(record.get(f"{prefix}_end_reason") or end)] += 1
     info.machines = machines(measured)
     return info
+
+
+def _add_devices(info: Provenance, record: dict[str, Any]) -> None:
+    for side in ("ue", "edge"):
+        device = _dict(record.get(f"{side}_device"))
+        name = str(device.get("name") or "host (record without a device block)")
+        mechanism = str(device.get("mechanism") or "none")
+        info.devices[side][f"{name}: {mechanism}"] += 1
+        if device.get("name"):
+            info.device_descriptions.setdefault(name, f"{device.get('description', '')} Sources: "
+                                                      f"{device.get('source', '')}")
+        if side == "ue" and device.get("late_cause"):
+            info.late_stretches[str(device["late_cause"])] += 1
 
 
 def _add_trace_starts(info: Provenance, profile: dict[str, Any]) -> None:

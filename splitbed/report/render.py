@@ -89,6 +89,32 @@ def trace_starts_line(info: Provenance) -> str | None:
         "\"Trace-driven profiles\")"
 
 
+MECHANISMS = {"none": "no emulation (the host's own speed)",
+              "stretch": "emulated by measured time dilation (the sub-model waited until the device's time)",
+              "model": "faster than this host: measured at host speed, the device's time modelled"}
+
+
+def device_lines(info: Provenance) -> list[str]:
+    """What the report's top says about the devices: which were emulated and how (docs/DEVICES.md)."""
+    lines = []
+    for side, label in (("ue", "UE"), ("edge", "Edge")):
+        parts = []
+        for key, count in info.devices[side].items():
+            name, _, mechanism = key.rpartition(": ")
+            parts.append(f"{name}, {MECHANISMS.get(mechanism, mechanism)} ({count} records)")
+        if parts:
+            lines.append(f"{label}: " + "; ".join(parts) + ".")
+    if info.late_stretches:
+        lines.append("Late UE stretches (the record's head time exceeds the device's; docs/DEVICES.md): "
+                     + ", ".join(f"{n} {cause}" for cause, n in sorted(info.late_stretches.items())) + ".")
+    if any(k.endswith(": model") for side in info.devices.values() for k in side):
+        lines.append("Where a device was modelled, tables give the end-to-end latency both measured and modelled "
+                     "(measured - measured sub-model + modelled sub-model), and the modelled one ranks partitions.")
+    lines.append("Energy figures of emulated devices are MODEL-BASED (device power x compute time; uplink radio "
+                 "model on the inference's bytes and airtime), split into compute and radio.")
+    return lines
+
+
 def method_lines(content: ReportContent) -> list[tuple[str, str]]:
     """(what, how) pairs for the 'How this was measured' section."""
     info = content.provenance
@@ -107,6 +133,8 @@ def method_lines(content: ReportContent) -> list[tuple[str, str]]:
         ("Link backend", counted(info.backends)),
         ("TCP", counted(info.tcp)),
         ("Node runtime", counted(info.runtimes)),
+        ("Devices", " ".join(device_lines(info)) + " " + " ".join(f"{name}: {text}" for name, text in
+                                                                sorted(info.device_descriptions.items()))),
         ("Inference call", counted(info.inference_calls)),
         ("Weights", counted(info.weights)),
         ("Input image", counted(info.images)),
@@ -178,8 +206,9 @@ def render_markdown(content: ReportContent) -> str:
     stolen = host_warning(content.provenance)
     if stolen:
         out += [f"> **WARNING (host):** {stolen}", ""]
+    out += ["## Devices", ""] + [f"- {_md_escape(line)}" for line in device_lines(content.provenance)] + [""]
     out += ["## Best partition per profile", "", f"{BEST_MARK} marks the partition with the lowest median "
-            "end-to-end latency for its profile, model and carriage.", ""]
+            "end-to-end latency for its profile, devices, model and carriage.", ""]
     out += _md_table(content.best)[2:]
     out += ["## Metrics per partition (as listed by the testbed contribution)", "",
             "Times: median [95% CI] in ms; sizes: median in bytes.", ""]
@@ -243,9 +272,11 @@ def render_html(content: ReportContent, report_dir: Path) -> str:
     stolen = host_warning(content.provenance)
     if stolen:
         parts.append(f'<div class="warning" id="host-warning">WARNING (host): {e(stolen)}</div>')
+    parts.append('<h2 id="devices">Devices</h2><ul>' + "".join(f"<li>{e(line)}</li>" for line in device_lines(
+        content.provenance)) + "</ul>")
     parts += ['<h2 id="best-partition">Best partition per profile</h2>',
-              f"<p>{BEST_MARK} marks the partition with the lowest median end-to-end latency for its profile, model "
-              "and carriage.</p>", _html_table(content.best),
+              f"<p>{BEST_MARK} marks the partition with the lowest median end-to-end latency for its profile, "
+              "devices, model and carriage.</p>", _html_table(content.best),
               '<h2 id="metrics">Metrics per partition (as listed by the testbed contribution)</h2>',
               "<p>Times: median [95% CI] in ms; sizes: median in bytes.</p>"]
     for table in content.tables:

@@ -57,31 +57,62 @@ def _memory(summary: PointSummary, side: str) -> str:
     return "-" if value is None else f"{value / MB:,.0f}"
 
 
+def _head_memory(summary: PointSummary) -> str:
+    weights, activation = summary.median("local_head_weights_bytes"), summary.median(
+        "local_head_largest_activation_bytes")
+    if weights is None or activation is None:
+        return "-"
+    return f"{weights / MB:,.1f} / {activation / MB:,.1f}"
+
+
+def _ue_energy(summary: PointSummary) -> str:
+    """`compute + radio = total` (model-based) for an emulated UE, else the host's own figure."""
+    compute = summary.median("ue_energy_compute_mj")
+    if compute is None:
+        return _energy(summary, "local") + " (host)"
+    radio = summary.median("ue_energy_radio_mj")
+    total = summary.median("ue_energy_total_mj")
+    return (f"{compute:,.0f} + {radio:,.0f} = {total:,.0f}" if radio is not None and total is not None
+            else f"{compute:,.0f} + n/a radio")
+
+
+def _edge_energy(summary: PointSummary) -> str:
+    compute = summary.median("edge_energy_compute_mj")
+    return _energy(summary, "remote") + " (host)" if compute is None else f"{compute:,.3g}"
+
+
 METRIC_HEADERS = [
     "Partition (id)", "Input data size (B)", "Preprocessed input size (B)", "Intermediate data size, raw (B)",
     "Delivered size, serialized/compressed (B)", "Local inference (ms)", "Remote inference (ms)",
-    "Total inference (ms)", "Delivery time (ms)", "End-to-end latency (ms)", "CPU time local / remote (ms)",
-    "Peak memory local / remote (MB)", "Energy local / remote (mJ)", "n",
+    "Total inference (ms)", "Delivery time (ms)", "End-to-end latency (ms)", "End-to-end, modelled (ms)",
+    "CPU time local / remote (ms)", "Head weights / largest activation (MB)", "Peak RSS local / remote (MB)",
+    "UE energy compute + radio = total (mJ, model)", "Edge energy (mJ, model)", "n",
 ]
+DEVICE_NOTE = ("Devices (docs/DEVICES.md): {devices}. Local inference is the emulated (stretched) head time when the "
+               "UE device is slower than this host; a device faster than the host is modelled, and the modelled "
+               "end-to-end latency (measured minus its measured sub-model plus the modelled one) decides the best "
+               "partition. Energies are MODEL-BASED (device power x compute time; uplink radio model on the bytes "
+               "and airtime), never measured; '(host)' marks the host's own figure where no device was emulated. "
+               "Head memory: model tensors; RSS: the TensorFlow process.")
 
 
-def group_key(summary: PointSummary) -> tuple[str, str, str]:
-    return (summary.profile, summary.model, summary.carriage)
+def group_key(summary: PointSummary) -> tuple[str, str, str, str, str]:
+    return (summary.profile, summary.ue_device, summary.edge_device, summary.model, summary.carriage)
 
 
 def metric_tables(summaries: Iterable[PointSummary]) -> list[Table]:
-    """One table per (profile, model, carriage), a row per partition (in partition id order)."""
-    groups: dict[tuple[str, str, str], list[PointSummary]] = {}
+    """One table per (profile, UE device, edge device, model, carriage), a row per partition (partition id order)."""
+    groups: dict[tuple[str, str, str, str, str], list[PointSummary]] = {}
     for summary in summaries:
         groups.setdefault(group_key(summary), []).append(summary)
     best = best_per_group([s for group in groups.values() for s in group])
     tables = []
-    for (profile, model, carriage), members in groups.items():
+    for (profile, ue, edge, model, carriage), members in groups.items():
         members.sort(key=lambda s: s.partition_id)
         rows = []
         best_row = None
         for index, s in enumerate(members):
-            if best.get((profile, model, carriage)) is s:
+            if best.get((profile, ue, edge, model, carriage)) is s:
                 best_row = index
             rows.append([
                 f"{s.partition} ({s.partition_id})", fmt_bytes(s.median("input_data_bytes")),
@@ -89,15 +120,18 @@ def metric_tables(summaries: Iterable[PointSummary]) -> list[Table]:
                 fmt_bytes(s.median("serialized_intermediate_bytes")), fmt_ms(s.figures["local_inference_ms"]),
                 fmt_ms(s.figures["remote_inference_ms"]), fmt_ms(s.figures["total_inference_ms"]),
                 fmt_ms(s.figures["delivery_ms"]), fmt_ms(s.figures["e2e_latency_ms"]),
+                fmt_ms(s.figures["e2e_latency_modelled_ms"]) if s.modelled else "-",
                 f"{fmt_plain(s.median('local_cpu_time_ms'))} / {fmt_plain(s.median('remote_cpu_time_ms'))}",
-                f"{_memory(s, 'local')} / {_memory(s, 'remote')}", f"{_energy(s, 'local')} / {_energy(s, 'remote')}",
-                f"{s.n}" + (f" (+{s.n_errors} failed)" if s.n_errors else ""),
+                _head_memory(s), f"{_memory(s, 'local')} / {_memory(s, 'remote')}", _ue_energy(s), _edge_energy(s),
+                f"{s.n}" + (f" (+{s.n_errors} failed)" if s.n_errors else "")
+                + (f", {s.ue_late_records} late stretch" if s.ue_late_records else ""),
             ])
-        notes = []
+        notes = [DEVICE_NOTE.format(devices=members[0].devices)]
         if any(s.random_weights for s in members):
             notes.append("RANDOM WEIGHTS: sizes and times are valid; predictions are meaningless.")
-        tables.append(Table(title=f"{model} on {profile}, {carriage}", headers=list(METRIC_HEADERS), rows=rows,
-                            best_row=best_row, notes=notes, anchor=_anchor(profile, model, carriage)))
+        tables.append(Table(title=f"{model} on {profile}, {carriage}; UE {ue}, edge {edge}",
+                            headers=list(METRIC_HEADERS), rows=rows, best_row=best_row, notes=notes,
+                            anchor=_anchor(profile, ue, edge, model, carriage)))
     return tables
 
 
@@ -105,20 +139,22 @@ def best_table(summaries: Iterable[PointSummary], budget: Budget) -> Table:
     """The best partition per (profile, model, carriage) and how it stands against the budget."""
     best = best_per_group(summaries)
     latency = f"{budget.uplink_latency_ms:g}" if budget.uplink_latency_ms is not None else "-"
-    headers = ["Profile", "Uplink rate (Mbit/s)", "Model", "Carriage", "Best partition (id)",
-               "End-to-end latency (ms) [95% CI]", "Uplink delivery (ms) [95% CI]",
+    headers = ["Profile", "Uplink rate (Mbit/s)", "UE device", "Edge device", "Model", "Carriage",
+               "Best partition (id)", "End-to-end latency (ms) [95% CI]", "Uplink delivery (ms) [95% CI]",
                f"Delivery within the {latency} ms UL latency?", "Uplink payload (B)",
                f"Within {budget.payload_bytes:,} B?" if budget.payload_bytes else "Payload"]
     rows = []
-    for (profile, model, carriage), s in sorted(best.items()):
+    for (profile, ue, edge, model, carriage), s in sorted(best.items()):
         e2e, delivery = s.figures["e2e_latency_ms"], s.figures["delivery_ms"]
         payload = s.median("serialized_intermediate_bytes")
         within_latency = _within(delivery, budget.uplink_latency_ms)
         within_payload = ("yes" if payload <= budget.payload_bytes else "no") \
             if budget.payload_bytes and payload is not None else "-"
         rate = "unshaped" if s.uplink_rate_mbit is None else f"{s.uplink_rate_mbit:g}"
-        rows.append([profile, rate, model, carriage, f"{s.partition} ({s.partition_id})", fmt_ms(e2e),
-                     fmt_ms(delivery), within_latency, fmt_bytes(payload), within_payload])
+        e2e_cell = fmt_ms(e2e) + (f"; modelled {fmt_ms(s.figures['e2e_latency_modelled_ms'])}" if s.modelled else "")
+        rows.append([profile, rate, f"{ue} ({s.ue_mechanism})", f"{edge} ({s.edge_mechanism})", model, carriage,
+                     f"{s.partition} ({s.partition_id})", e2e_cell, fmt_ms(delivery), within_latency,
+                     fmt_bytes(payload), within_payload])
     return Table(title="Best partition per profile", headers=headers, rows=rows, anchor="best",
                  notes=[f"Budget: {budget.title}: {budget.source}",
                         "The budget's latency is the UL end-to-end latency of TS 22.261 (source to destination "

@@ -100,13 +100,18 @@ def _testbed(scenario: Scenario, given: Any, backend: str | None, weights: str |
     if given is not None:
         if scenario.workload.model not in given.models:
             raise ScenarioError(f"the given testbed offers {list(given.models)}, not {scenario.workload.model}")
+        devices = (getattr(given, "ue_device", None), getattr(given, "edge_device", None))
+        if devices != (scenario.ue_device, scenario.edge_device):
+            raise ScenarioError(f"the given testbed emulates UE {devices[0]}, edge {devices[1]}; the scenario asks "
+                                f"for UE {scenario.ue_device}, edge {scenario.edge_device}")
         given.update_link(scenario.base)
         yield given
         return
     from splitbed.testbed import Testbed
 
     with Testbed(scenario.base, backend=backend or scenario.backend, models=[scenario.workload.model],
-                 weights=weights or scenario.workload.weights, **options) as bed:
+                 weights=weights or scenario.workload.weights, ue_device=scenario.ue_device,
+                 edge_device=scenario.edge_device, **options) as bed:
         yield bed
 
 

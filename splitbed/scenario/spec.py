@@ -3,6 +3,8 @@
     name = "drop-144-to-5"
     description = "..."
     profile = "5g-split-ai"                 # built-in name or a profile TOML path (relative to this file)
+    ue_device = "phone-midrange"            # device profiles the nodes emulate (docs/DEVICES.md; these are the
+    edge_device = "host"                    # defaults); a name or a TOML path (relative to this file)
 
     [workload]
     model = "mobilenet_v2"
@@ -13,7 +15,6 @@
 
     [policy]                                # splitbed.nodes.adaptive.PolicyConfig (partition = "adaptive" only)
     candidates = ["input_layer", "block_6_project_BN"]
-    ue_slowdown = 10
 
     [[step]]
     at_s = 5.0
@@ -53,7 +54,7 @@ MAX_IMAGES = 1000
 DEFAULT_DEADLINE_S = 30.0
 TRACE_KINDS_BY_SUFFIX = {".tput": "throughput", ".mahi": "mahimahi", ".trace": "mahimahi"}
 
-_TOP_KEYS = {"name", "description", "profile", "backend", "workload", "policy", "step"}
+_TOP_KEYS = {"name", "description", "profile", "backend", "workload", "policy", "step", "ue_device", "edge_device"}
 _WORKLOAD_KEYS = {"model", "weights", "image", "images", "inferences", "duration_s", "gap_ms", "partition",
                   "compression", "encoding", "deadline_s", "result_mode", "input_size"}
 _STEP_KEYS = {"at_s", "label", "uplink", "downlink", "profile", "outage_s", "input_size"}
@@ -126,6 +127,8 @@ class Scenario:
     policy: dict[str, Any] | None     # the [policy] table, validated by splitbed.nodes.adaptive.PolicyConfig
     events: tuple[LinkEvent, ...]
     backend: str = "auto"
+    ue_device: str = "phone-midrange"  # splitbed.devices.DEFAULT_UE
+    edge_device: str = "host"
 
     @property
     def outages(self) -> list[tuple[float, float]]:
@@ -136,7 +139,8 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "source": self.source,
-                "backend": self.backend, "base": self.base.to_dict(), "workload": self.workload.to_dict(),
+                "backend": self.backend, "ue_device": self.ue_device, "edge_device": self.edge_device,
+                "base": self.base.to_dict(), "workload": self.workload.to_dict(),
                 "policy": self.policy, "events": [e.to_dict() for e in self.events]}
 
 
@@ -185,6 +189,8 @@ def parse(data: dict[str, Any], *, source: str = "<memory>", base_dir: Path | No
     base = _profile(_check.string("scenario.profile", data.get("profile"), non_empty=True), base_dir, "profile")
     backend = _check.choice("backend", data.get("backend", "auto"), ("auto", "kernel", "userspace"))
     workload = _workload(data.get("workload"))
+    ue_device, edge_device = (_device(data, key, side, base_dir, workload.model)
+                              for key, side in (("ue_device", "ue"), ("edge_device", "edge")))
     policy = data.get("policy")
     if policy is not None:
         if not workload.adaptive:
@@ -205,7 +211,25 @@ def parse(data: dict[str, Any], *, source: str = "<memory>", base_dir: Path | No
         late = next(e for e in events if e.at_s >= workload.duration_s)
         raise ScenarioError(f"step {late.step + 1} ({late.label}) at {late.at_s:g} s is not before the workload's "
                             f"end (duration_s = {workload.duration_s:g}); it would never be applied")
-    return Scenario(name, description, source, base, workload, policy, tuple(events), backend)
+    return Scenario(name, description, source, base, workload, policy, tuple(events), backend, ue_device, edge_device)
+
+
+def _device(data: dict[str, Any], key: str, side: str, base_dir: Path | None, model: str) -> str:
+    """A device profile name (or path, relative to the scenario file) that exists, fits `side` and knows `model`."""
+    from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE, DeviceError
+    from splitbed.devices import load as load_device
+
+    name = str(data.get(key, DEFAULT_UE if side == "ue" else DEFAULT_EDGE))
+    if base_dir is not None and (name.endswith(".toml") or "/" in name) and not Path(name).is_absolute():
+        name = str(base_dir / name)
+    try:
+        device = load_device(name)
+        device.check_role(side)
+        if not device.is_host:
+            device.full_model_ms(model)
+    except DeviceError as exc:
+        raise ScenarioError(f"{key}: {exc}") from None
+    return name
 
 
 # -- pieces -----------------------------------------------------------------------------------------------------

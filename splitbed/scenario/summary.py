@@ -174,6 +174,21 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}" if values else "-"
 
 
+def _mechanisms(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(side, "emulated as stretch in n records, ...") from the records' device blocks."""
+    result = []
+    for side in ("ue", "edge"):
+        counts: dict[str, int] = {}
+        for row in rows:
+            device = row.get(f"{side}_device")
+            if isinstance(device, dict):
+                counts[str(device.get("mechanism"))] = counts.get(str(device.get("mechanism")), 0) + 1
+        if counts:
+            result.append((side.upper() if side == "ue" else side, ", ".join(f"{m} in {n} records"
+                                                                              for m, n in counts.items())))
+    return result
+
+
 def summary_markdown(scenario: Scenario, rows: list[dict[str, Any]], link_events: list[dict[str, Any]],
                      problems: list[str]) -> str:
     """The short human summary (summary.md)."""
@@ -183,6 +198,8 @@ def summary_markdown(scenario: Scenario, rows: list[dict[str, Any]], link_events
     lines = [f"# Scenario `{scenario.name}`", "", scenario.description, "",
              f"- base link profile: `{scenario.base.name}`; model `{work.model}`, partition `{work.partition}`, "
              f"weights `{work.weights}`; gap {work.gap_ms:g} ms; deadline {work.deadline_s:g} s per inference",
+             f"- devices (docs/DEVICES.md): UE `{scenario.ue_device}`, edge `{scenario.edge_device}`"
+             + "".join(f"; {side} {mechanism}" for side, mechanism in _mechanisms(ok)),
              f"- inferences: {len(done)} ({len(ok)} ok, {len(done) - len(ok)} error)"]
     if work.adaptive:
         slowdown = (scenario.policy or {}).get("ue_slowdown", 1.0)

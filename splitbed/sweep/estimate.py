@@ -49,11 +49,14 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
     (model -> {(encoding, compression): latency.ModelTiming}) are given."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    from splitbed.devices import load as load_device
     from splitbed.latency import predict
     from splitbed.linkmodel import LinkModel
     from splitbed.measure import measure_carriages
 
     matrix = points(spec)
+    devices = {name: load_device(name) for p in matrix for name in (p.ue_device, p.edge_device)}
+    shares = any(not d.is_host for d in devices.values())
     per_inference: dict[str, float] = {}
     for model in dict.fromkeys(p.model for p in matrix):
         mine = [p for p in matrix if p.model == model]
@@ -64,18 +67,18 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
             measured = timings[model]
         else:
             measured = measure_carriages(model, carriages, partitions=list(dict.fromkeys(p.partition for p in mine)),
-                                         weights=spec.weights, image=spec.image, repeats=repeats)
-        for profile in dict.fromkeys(p.profile for p in mine):
+                                         weights=spec.weights, image=spec.image, repeats=repeats, shares=shares)
+        for profile, ue, edge in dict.fromkeys((p.profile, p.ue_device, p.edge_device) for p in mine):
             link = LinkModel.from_profile(link_profile(profile))
             for (encoding, compression), timing in measured.items():
-                for prediction in predict(timing, link):
-                    key = (profile, model, prediction.partition, encoding, compression)
+                for prediction in predict(timing, link, ue_device=devices[ue], edge_device=devices[edge]):
+                    key = (profile, model, prediction.partition, encoding, compression, ue, edge)
                     per_inference["|".join(key)] = prediction.e2e_ms
     result = Estimate(points=len(matrix), inferences=len(matrix) * (spec.repetitions + spec.warmup), total_s=0.0)
     costs: list[tuple[float, str]] = []
     for point in matrix:
         e2e = per_inference["|".join((point.profile, point.model, point.partition, point.encoding,
-                                      point.compression))]
+                                      point.compression, point.ue_device, point.edge_device))]
         seconds = OVERHEAD_PER_POINT_S + (spec.repetitions + spec.warmup) * (e2e + OVERHEAD_PER_INFERENCE_MS) / 1000
         costs.append((seconds, point.key))
         result.by_profile_s[point.profile] = result.by_profile_s.get(point.profile, 0.0) + seconds
@@ -87,7 +90,7 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
                     "the median start phase; compute timed now on this machine"]
     if distributed or workers > 1:
         result.workers = workers
-        result.total_s, result.machine_s = deal(costs, [p.profile for p in matrix], workers)
+        result.total_s, result.machine_s = deal(costs, ["|".join(p.bed) for p in matrix], workers)
         result.notes.append(f"on {workers} testbed worker(s), each as fast as this machine: points dealt in order to "
                             f"the worker free first, a testbed start per profile per worker, "
                             f"Dask's {DASK_OVERHEAD_PER_POINT_S:g} s per point and {DASK_OVERHEAD_PER_SWEEP_S:g} s per "

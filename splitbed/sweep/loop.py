@@ -1,5 +1,5 @@
-"""The sweep's run loop for one link profile: one testbed for all of that profile's points, and what happens when a
-point cannot be measured.
+"""The sweep's run loop for one link profile and pair of devices: one testbed for all of their points (the nodes
+stay up across them), and what happens when a point cannot be measured.
 
 - a point's job the local node refuses outright (`JobRefusedError`, e.g. an unreadable image): the point is left
   incomplete, the testbed stays, the next point runs;
@@ -68,7 +68,7 @@ class TestbedFactory(Protocol):
     """Makes the (not yet started) testbed for one profile; `splitbed.testbed.Testbed` by default."""
 
     def __call__(self, *, profile: str | LinkProfile, backend: str, models: list[str], weights: str, runtime: str, cpus: str,
-                 **engine: Any) -> SweepTestbed:
+                 ue_device: str, edge_device: str, **engine: Any) -> SweepTestbed:
         """`engine`: the nodes' options for a non-default inference runtime (sweep.plan.engine_args), if any."""
         ...
 
@@ -89,7 +89,8 @@ class SweepOutcome:
 
 
 class ProfileRun:
-    """Measures one profile's points on one testbed (see the module docstring). Use `run(points)` once."""
+    """Measures one profile's points on one testbed (see the module docstring). Use `run(points)` once; the points
+    share their UE and edge devices (the sweep batches them by `Point.bed`)."""
 
     def __init__(self, spec: SweepSpec, profile: str, store: ResultStore, progress: Progress, outcome: SweepOutcome,
                  factory: TestbedFactory) -> None:
@@ -101,6 +102,9 @@ class ProfileRun:
 
     def run(self, batch: list[Point]) -> None:
         models = list(dict.fromkeys(p.model for p in batch))
+        beds = {p.bed for p in batch}
+        if len(beds) > 1 or any(p.profile != self.profile for p in batch):
+            raise ValueError(f"one ProfileRun measures points of one profile and pair of devices, got {sorted(beds)}")
         try:
             for point in batch:
                 self._point_with_rebuild(point, models)
@@ -113,7 +117,7 @@ class ProfileRun:
         for attempt in (1, 2):
             try:
                 if self.bed is None:
-                    self.bed = self._start(models)
+                    self.bed = self._start(models, point.ue_device, point.edge_device)
                 self._run_point(point, self.bed)
                 return
             except JobRefusedError as exc:  # this point's job cannot run; the testbed is fine
@@ -129,20 +133,22 @@ class ProfileRun:
                                      f"in {self.store.path}; run the same command to resume.\n{exc}") from exc
                 self.progress.phase(f"testbed failed ({str(exc).splitlines()[0]}); rebuilding it")
 
-    def _start(self, models: list[str]) -> SweepTestbed:
-        self.progress.phase(f"starting the testbed on {self.profile} ({', '.join(models)})")
+    def _start(self, models: list[str], ue: str, edge: str) -> SweepTestbed:
+        self.progress.phase(f"starting the testbed on {self.profile} ({', '.join(models)}; UE {ue}, edge {edge})")
         begin = time.monotonic()
         spec = self.spec
         # a rate-swept profile (NAME@RATEmbit) is no file: the testbed gets the LinkProfile itself
         link = link_profile(self.profile) if "@" in self.profile else self.profile
         bed = self.factory(profile=link, backend=spec.backend, models=models, weights=spec.weights,
-                           runtime=spec.runtime, cpus=spec.cpus, **engine_args(spec.engine))
+                           runtime=spec.runtime, cpus=spec.cpus, ue_device=ue, edge_device=edge,
+                           **engine_args(spec.engine))
         try:
             bed.start()
         except BaseException:
             self._close_quietly(bed)
             raise
-        self.outcome.testbed_starts.append({"profile": self.profile, "models": models,
+        self.outcome.testbed_starts.append({"profile": self.profile, "ue_device": ue, "edge_device": edge,
+                                            "models": models,
                                             "start_s": round(time.monotonic() - begin, 3),
                                             "backend": bed.link_info().get("backend")})
         return bed
@@ -180,7 +186,7 @@ class ProfileRun:
         missing = spec.repetitions - store.completed(point.key)
         if missing <= 0:
             return
-        progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)})")
+        progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)}; UE {point.ue_device})")
         realisation = self._place_link(point, bed)
         computes: list[float | None] = []
         settled: bool | None = None if spec.warmup else True

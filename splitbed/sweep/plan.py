@@ -1,5 +1,6 @@
-"""What a sweep measures: the matrix of points (profile x model x partition x encoding x compression) and the
-stable key that names each point in the results, so that an interrupted sweep resumes where it stopped.
+"""What a sweep measures: the matrix of points (profile x UE device x edge device x model x partition x encoding x
+compression) and the stable key that names each point in the results, so that an interrupted sweep resumes where
+it stopped.
 
 Rate sweeps (`rates`): each profile is measured once per uplink rate, at the profile's delay (and other fields):
 the point's profile is then `NAME@RATEmbit` (e.g. `5g-split-ai@20mbit`), part of its key, resolved by
@@ -19,6 +20,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
 
 ENCODINGS = ("tlv", "json-baseline")
 BACKENDS = ("auto", "kernel", "userspace")
@@ -62,6 +65,8 @@ class Point:
     backend: str
     runtime: str
     engine: str = DEFAULT_ENGINE  # inference runtimes "UE/EDGE" (or one name for both sides)
+    ue_device: str = DEFAULT_UE
+    edge_device: str = DEFAULT_EDGE
 
     @property
     def key(self) -> str:
@@ -69,7 +74,14 @@ class Point:
                  self.weights, self.backend, self.runtime]
         if self.engine != DEFAULT_ENGINE:  # keys of TensorFlow points stay as they were (resume)
             parts.append(self.engine)
+        if (self.ue_device, self.edge_device) != ("host", "host"):  # so do keys of points on this host's speed
+            parts += [self.ue_device, self.edge_device]
         return "|".join(parts)
+
+    @property
+    def bed(self) -> tuple[str, str, str]:
+        """What one testbed serves: the link profile and the two nodes' devices."""
+        return (self.profile, self.ue_device, self.edge_device)
 
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
         """The local node job for this point (splitbed.nodes.jobs)."""
@@ -97,10 +109,12 @@ class SweepSpec:
     engine: str = DEFAULT_ENGINE  # inference runtime: tensorflow, onnxruntime, or UE/EDGE (e.g. onnxruntime/tensorflow)
     image: str = DEFAULT_IMAGE
     rates: tuple[float, ...] = ()  # uplink rates (Mbit/s) to sweep at each profile's delay; () = the profile's
+    ue_devices: tuple[str, ...] = (DEFAULT_UE,)
+    edge_devices: tuple[str, ...] = (DEFAULT_EDGE,)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("profiles", "models", "partitions", "encodings", "compressions"):
+        for name in ("profiles", "models", "partitions", "encodings", "compressions", "ue_devices", "edge_devices"):
             if not getattr(self, name):
                 raise SweepSpecError(f"sweep needs at least one of {name}")
         bad = [e for e in self.encodings if e not in ENCODINGS]
@@ -230,21 +244,39 @@ def check_profiles(names: Sequence[str]) -> None:
             raise SweepSpecError(str(exc)) from None
 
 
+def check_devices(ue_devices: Sequence[str], edge_devices: Sequence[str], models: Sequence[str]) -> None:
+    """Every device exists, fits its side, and has a latency for every model of the sweep."""
+    from splitbed.devices import DeviceError, load
+
+    for side, names in (("ue", ue_devices), ("edge", edge_devices)):
+        for name in names:
+            try:
+                device = load(name)
+                device.check_role(side)
+                if not device.is_host:
+                    for model in models:
+                        device.full_model_ms(model)
+            except DeviceError as exc:
+                raise SweepSpecError(str(exc)) from None
+
+
 def points(spec: SweepSpec) -> list[Point]:
-    """Every point of the matrix, grouped by profile (one testbed per profile), in a stable order.
-    The json-baseline carriage has no compression profiles: it gets one point per partition."""
+    """Every point of the matrix, grouped by (profile, UE device, edge device): one testbed each, in a stable
+    order. The json-baseline carriage has no compression profiles: it gets one point per partition."""
     profiles = point_profiles(spec)
     check_profiles(profiles)
+    partitions = {model: resolve_partitions(model, spec.partitions) for model in dict.fromkeys(spec.models)}
+    check_devices(spec.ue_devices, spec.edge_devices, spec.models)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile in profiles:
+    for profile, ue, edge in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
+                                               dict.fromkeys(spec.edge_devices)):
         for model in dict.fromkeys(spec.models):
-            for partition, encoding in itertools.product(resolve_partitions(model, spec.partitions),
-                                                         dict.fromkeys(spec.encodings)):
+            for partition, encoding in itertools.product(partitions[model], dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime, spec.engine))
+                                        spec.backend, spec.runtime, spec.engine, ue, edge))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
     return result

@@ -1,4 +1,4 @@
-"""Running a sweep: one Testbed per link profile (the nodes stay up across that profile's points), one job per
+"""Running a sweep: one Testbed per link profile and pair of devices (the nodes stay up across its points), one job per
 inference so that every record is on disk as soon as it exists, and resume by point key.
 
 For each point: `warmup` inferences first (written with tags.warmup = true, left out of every statistic: the first
@@ -86,9 +86,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
             outcome.killed_runs.append(runstate.describe(run))
             log.warning("%s: %s", outcome.out_dir / SWEEP_META_NAME, runstate.describe(run))
         try:
-            for profile in dict.fromkeys(p.profile for p in todo):
-                batch = [p for p in todo if p.profile == profile]
-                ProfileRun(spec, profile, store, progress, outcome, testbed_factory).run(batch)
+            for bed in dict.fromkeys(p.bed for p in todo):  # one testbed per profile and pair of devices
+                batch = [p for p in todo if p.bed == bed]
+                ProfileRun(spec, bed[0], store, progress, outcome, testbed_factory).run(batch)
             state = "complete" if not outcome.incomplete else "incomplete"
         except SweepError:
             state = "failed"
@@ -101,10 +101,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
 
 def measure_points(spec: SweepSpec, profile: str, batch: list[Point], store: Any, progress: Progress,
                    outcome: SweepOutcome, testbed_factory: TestbedFactory = _default_factory) -> None:
-    """The run loop for some points of one profile on one testbed, as run_sweep runs them: the seam through which
-    the distributed sweep (splitbed.sweep.distributed) measures one point on a worker. `store` is a ResultStore or
-    anything with its `completed(key)`, `errors[key]`, `append(record)` and `path`. Raises SweepError when the
-    testbed failed twice."""
+    """The run loop for some points of one profile (and pair of devices) on one testbed, as run_sweep runs them:
+    the seam through which the distributed sweep (splitbed.sweep.distributed) measures one point on a worker.
+    `store` is a ResultStore or anything with its `completed(key)`, `errors[key]`, `append(record)` and `path`.
+    Raises SweepError when the testbed failed twice."""
     ProfileRun(spec, profile, store, progress, outcome, testbed_factory).run(batch)
 
 

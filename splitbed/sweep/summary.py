@@ -28,10 +28,11 @@ from splitbed.sweep.realisations import independent_draws
 from splitbed.sweep.store import is_measurement, point_key
 
 SUMMARY_NAME = "summary.csv"
-IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "model", "partition",
-                    "partition_id", "encoding", "compression", "image", "weights", "random_weights", "runtimes", "cpu_model",
-                    "hosts", "n", "n_errors",
-                    "ci_coverage", "host_cpu_stolen_pct", "independent_draws", "e2e_cv_pct", "outliers",
+IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "ue_device", "ue_mechanism",
+                    "edge_device", "edge_mechanism", "model", "partition", "partition_id", "encoding", "compression",
+                    "image", "weights", "random_weights", "runtimes", "cpu_model", "hosts", "n", "n_errors",
+                    "ci_coverage", "host_cpu_stolen_pct", "ue_late_records", "independent_draws", "e2e_cv_pct",
+                    "outliers",
                     "outlier_causes")
 
 
@@ -52,6 +53,10 @@ class PointSummary:
     random_weights: bool
     uplink_rate_mbit: float | None
     uplink_delay_ms: float | None
+    ue_device: str = "host"
+    ue_mechanism: str = "none"
+    edge_device: str = "host"
+    edge_mechanism: str = "none"
     runtimes: str = "tensorflow/tensorflow"  # inference runtimes of the UE and the edge (records' ue/edge_runtime)
     n: int = 0
     n_errors: int = 0
@@ -59,6 +64,7 @@ class PointSummary:
     segments: dict[str, MedianCI] = field(default_factory=dict)
     weights_warning: str | None = None
     host_cpu_stolen_pct: float | None = None
+    ue_late_records: int = 0  # records whose UE stretch ended late (docs/DEVICES.md): the cause is in each record
     independent_draws: int | None = None  # distinct channel realisations among the n (None: deterministic link)
     e2e_cv_pct: float | None = None  # coefficient of variation of e2e over the n good records
     outliers: list[Outlier] = field(default_factory=list)  # slow single inferences, with their causes
@@ -74,6 +80,20 @@ class PointSummary:
     def median(self, key: str) -> float | None:
         stats = self.figures.get(key)
         return stats.median if stats is not None else None
+
+    @property
+    def modelled(self) -> bool:
+        """Whether a side's device was modelled (faster than the host): its e2e is given measured and modelled."""
+        return "model" in (self.ue_mechanism, self.edge_mechanism)
+
+    def deciding_e2e(self) -> float | None:
+        """The end-to-end latency that ranks this point: modelled where a side is modelled, else measured."""
+        return self.median("e2e_latency_modelled_ms") if self.modelled else self.median("e2e_latency_ms")
+
+    @property
+    def devices(self) -> str:
+        """`UE phone-midrange (stretch), edge host (none)`."""
+        return f"UE {self.ue_device} ({self.ue_mechanism}), edge {self.edge_device} ({self.edge_mechanism})"
 
     @property
     def ci_coverage(self) -> float | None:
@@ -92,7 +112,10 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
     weights = _table(record.get("weights"))
     source = weights.get("source")
     weights_text = f"{source}:{weights.get('seed')}" if source == "random" else str(source or "unknown")
+    ue, edge = _table(record.get("ue_device")), _table(record.get("edge_device"))
     return {
+        "ue_device": str(ue.get("name") or "host"), "ue_mechanism": str(ue.get("mechanism") or "none"),
+        "edge_device": str(edge.get("name") or "host"), "edge_mechanism": str(edge.get("mechanism") or "none"),
         "profile": str(profile.get("name") or link.get("profile") or "unknown"),
         "backend": str(link.get("backend") or "unknown"),
         "model": str(record.get("model")),
@@ -142,7 +165,8 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False) ->
             continue
         ident = _identity(record)
         key = point_key(record) or "|".join(str(ident[k]) for k in ("profile", "model", "partition", "encoding",
-                                                                     "compression", "image", "weights", "backend"))
+                                                                     "compression", "image", "weights", "backend",
+                                                                     "ue_device", "edge_device"))
         groups[(key, "" if pool_hosts else cpu_model(record))].append(record)
     summaries = []
     for (key, _), group in groups.items():
@@ -155,6 +179,7 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False) ->
         summary.figures = {f.key: median_ci(f.value(r) for r in good) for f in FIGURES}
         summary.segments = {k: median_ci(segment_value(r, k) for r in good) for k, _ in LATENCY_SEGMENTS}
         summary.host_cpu_stolen_pct = host_cpu_stolen_pct(good)
+        summary.ue_late_records = sum(1 for r in good if _table(r.get("ue_device")).get("late_cause"))
         summary.independent_draws = independent_draws(good)
         summary.e2e_cv_pct = coefficient_of_variation_pct(BY_KEY["e2e_latency_ms"].value(r) for r in good)
         summary.outliers = find_outliers(good)
@@ -182,19 +207,22 @@ def split_by_host(summaries: Iterable[PointSummary]) -> list[str]:
     return [key for key, count in seen.items() if count > 1]
 
 
+BEST_GROUP = ("profile", "ue_device", "edge_device", "model", "carriage")
+
+
 def best_per_group(summaries: Iterable[PointSummary],
-                   by: tuple[str, ...] = ("profile", "model", "carriage")) -> dict[tuple[str, ...], PointSummary]:
-    """The point with the lowest median end-to-end latency in each group (ties: lower partition id). Summaries of
-    several CPU models are compared per model (`by_cpu_model`), never against each other."""
+                   by: tuple[str, ...] = BEST_GROUP) -> dict[tuple[str, ...], PointSummary]:
+    """The point with the lowest median end-to-end latency in each group (ties: lower partition id). Where a side
+    is modelled (a device faster than the host), its modelled end-to-end latency decides. Summaries of several CPU
+    models are compared per model (`by_cpu_model`), never against each other."""
     best: dict[tuple[str, ...], PointSummary] = {}
     for summary in summaries:
-        value = summary.median("e2e_latency_ms")
+        value = summary.deciding_e2e()
         if value is None:
             continue
         group = tuple(str(getattr(summary, k)) for k in by)
         current = best.get(group)
-        if current is None or (value, summary.partition_id) < (current.median("e2e_latency_ms") or 0.0,
-                                                               current.partition_id):
+        if current is None or (value, summary.partition_id) < (current.deciding_e2e() or 0.0, current.partition_id):
             best[group] = summary
     return best
 
@@ -214,10 +242,11 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(csv_columns())
         for s in summaries:
-            row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.model,
-                              s.partition, s.partition_id, s.encoding, s.compression, s.image, s.weights,
-                              s.random_weights, s.runtimes, s.cpu_model, "; ".join(s.hosts), s.n, s.n_errors,
-                              _cell(s.ci_coverage), _cell(s.host_cpu_stolen_pct),
+            row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.ue_device,
+                              s.ue_mechanism, s.edge_device, s.edge_mechanism, s.model, s.partition, s.partition_id,
+                              s.encoding, s.compression, s.image, s.weights, s.random_weights, s.runtimes,
+                              s.cpu_model, "; ".join(s.hosts), s.n, s.n_errors, _cell(s.ci_coverage),
+                              _cell(s.host_cpu_stolen_pct), s.ue_late_records,
                               _cell(s.independent_draws), _cell(s.e2e_cv_pct), len(s.outliers),
                               " | ".join(o.describe() for o in s.outliers)]
             for figure in FIGURES:

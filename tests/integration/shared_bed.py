@@ -31,5 +31,7 @@ def shared_bed(offline: None) -> Iterator[Any]:
     requires("root_or_userns", "netns")
     from splitbed.testbed import Testbed
 
-    with Testbed(PROFILE, backend="userspace", models=[MODEL], weights=WEIGHTS) as bed:
+    # The UE computes at this host's speed (device `host`): these packages' tests are tuned to the host's head
+    # times (the adaptive drop's ue_slowdown, the advisor's predictions); device emulation has its own tests.
+    with Testbed(PROFILE, backend="userspace", models=[MODEL], weights=WEIGHTS, ue_device="host") as bed:
         yield bed

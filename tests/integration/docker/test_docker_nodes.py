@@ -52,6 +52,10 @@ def test_limited_ue_container_against_edge_process(node_image: Any) -> None:
         assert record["host"]["remote"]["cpu_limit_cores"] == cgroup.cpu_limit_cores()
         ue_res = record["local_resources"]
         assert ue_res["cpu_limit_cores"] == 1.0 and ue_res["cpu_throttled_ms"] is not None
+        # the container node emulates the default phone, calibrated inside its limited container
+        device = record["ue_device"]
+        assert device["name"] == "phone-midrange" and device["mechanism"] in ("stretch", "model")
+        assert device["calibration"]["host_full_model_ms"] > 0 and record["local_inference_modelled_ms"] > 0
         assert ue_res["cpu_utilisation_of_limit_pct"] == pytest.approx(ue_res["cpu_utilisation_pct"] / 1.0)
     ue, edge = described["nodes"]["ue"], described["nodes"]["edge"]
     assert ue["runtime"] == "docker" and ue["limits"]["cpus"] == 1.0 and ue["limits"]["memory_bytes"] == 2 << 30

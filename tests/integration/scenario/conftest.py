@@ -23,7 +23,7 @@ def reference(offline: None) -> Any:
 def scenario_table(**parts: Any) -> dict[str, Any]:
     """A scenario table on the shared testbed's model and weights; `parts` override top-level keys."""
     table: dict[str, Any] = {"name": "test", "description": "test scenario", "profile": PROFILE,
-                             "backend": "userspace",
+                             "backend": "userspace", "ue_device": "host",  # the shared testbed's UE
                              "workload": {"model": MODEL, "weights": WEIGHTS, "gap_ms": 100, "deadline_s": 10}}
     for key, value in parts.items():
         if key == "workload":

@@ -29,8 +29,9 @@ class SharedBed:
         self.starts = 0
 
     def factory(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str,
-                cpus: str = "auto") -> Any:
+                cpus: str = "auto", ue_device: str = "phone-midrange", edge_device: str = "host") -> Any:
         assert (backend, weights, runtime, cpus) == ("userspace", WEIGHTS, "process", "auto") and set(models) <= {MODEL}
+        assert (ue_device, edge_device) == (self.bed.ue_device, self.bed.edge_device)
         self.starts += 1
         self.bed.update_link(profile)
         return self

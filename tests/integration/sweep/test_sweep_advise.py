@@ -71,7 +71,7 @@ def test_vgg16_predicted_best_matches_the_measured_best_on_a_slow_link(offline: 
     vgg_timing = measure_model("vgg16", partitions=partitions, weights=WEIGHTS, repeats=5)
     profile = _profile(tmp_path, "vgg-slow", 20.0, 5.0)
     predictions = predict(vgg_timing, LinkModel.from_profile(profile))
-    with Testbed(str(profile), backend="userspace", models=["vgg16"], weights=WEIGHTS) as bed:
+    with Testbed(str(profile), backend="userspace", models=["vgg16"], weights=WEIGHTS, ue_device="host") as bed:
         measured = measure_on_testbed(bed, "vgg16", partitions, repetitions=6)
     result = compare(predictions, measured)
     table = "\n".join(f"{p.partition:>14} predicted {p.e2e_ms:8.1f} ms  measured {m.median_ms:8.1f} "

@@ -93,11 +93,15 @@ def test_runner_runs_onnx_heads_and_tails(tiny: Path) -> None:
 
 
 def test_sweep_points_name_onnx_files_and_engines(tiny: Path) -> None:
-    spec = SweepSpec(models=(str(tiny),), partitions=("c2", "4"), engine="onnxruntime/tensorflow")
+    # a device profile has no latency for a user's ONNX file: the default UE (a phone) refuses it, naming host
+    with pytest.raises(SweepSpecError, match="host = this machine's speed"):
+        points(SweepSpec(models=(str(tiny),), partitions=("c2",)))
+    spec = SweepSpec(models=(str(tiny),), partitions=("c2", "4"), engine="onnxruntime/tensorflow",
+                     ue_devices=("host",))
     got = points(spec)
     assert [p.partition for p in got] == ["c2", "pool"]
     assert got[0].key.endswith("|onnxruntime/tensorflow") and got[0].engine == "onnxruntime/tensorflow"
-    default = points(SweepSpec(models=(str(tiny),), partitions=("c2",)))[0]
+    default = points(SweepSpec(models=(str(tiny),), partitions=("c2",), ue_devices=("host",)))[0]
     assert default.key.split("|")[-1] == "process"  # TensorFlow points keep their old keys
     assert engine_sides("onnxruntime") == ("onnxruntime", "onnxruntime")
     assert engine_args("tensorflow") == {}
@@ -106,7 +110,7 @@ def test_sweep_points_name_onnx_files_and_engines(tiny: Path) -> None:
     with pytest.raises(SweepSpecError, match="UE/EDGE"):
         SweepSpec(engine="onnxruntime/tflite")
     with pytest.raises(SweepSpecError, match="no candidate partition"):
-        points(SweepSpec(models=(str(tiny),), partitions=("nope",)))
+        points(SweepSpec(models=(str(tiny),), partitions=("nope",), ue_devices=("host",)))
 
 
 def test_non_image_models_are_refused_for_the_nodes(tmp_path: Path) -> None:

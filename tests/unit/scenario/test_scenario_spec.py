@@ -41,6 +41,20 @@ def test_drop_builtin_is_the_issue_scenario() -> None:
     assert back.profile.uplink.rate_mbit == base.uplink.rate_mbit and back.at_s > drop.at_s
 
 
+def test_devices_default_to_the_phone_and_are_validated() -> None:
+    scenario = load("drop-144-to-5")
+    assert (scenario.ue_device, scenario.edge_device) == ("phone-midrange", "host")
+    assert scenario.policy is not None and "ue_slowdown" not in scenario.policy  # the phone is emulated
+    assert parse(table()).ue_device == "phone-midrange"
+    chosen = parse(table(ue_device="phone-flagship", edge_device="edge-l4"))
+    assert (chosen.ue_device, chosen.edge_device) == ("phone-flagship", "edge-l4")
+    assert chosen.to_dict()["ue_device"] == "phone-flagship"
+    with pytest.raises(ScenarioError, match="ue_device: device 'edge-l4' is an edge profile"):
+        parse(table(ue_device="edge-l4"))
+    with pytest.raises(ScenarioError, match="edge_device: 'gpu' is neither a built-in device profile"):
+        parse(table(edge_device="gpu"))
+
+
 def test_changes_accumulate_and_an_outage_restores_the_link_before_it() -> None:
     scenario = parse(table(step=[
         {"at_s": 1, "uplink": {"rate_mbit": 20}},

@@ -9,6 +9,7 @@ import pytest
 from netem.profile import LinkProfile
 from netem.trace import delivery_ms, start_phases_ms
 from splitbed.advise import Measured, compare, ranks, spearman
+from splitbed.devices import load
 from splitbed.latency import AdviseError, ModelTiming, PartitionTiming, predict
 from splitbed.linkmodel import (
     FRAME_OVERHEAD_BYTES,
@@ -124,10 +125,43 @@ def test_prediction_ranks_by_the_sum_and_the_slow_link_favours_small_tensors() -
     early = predict(timing, fast)[0]
     assert early.e2e_ms == pytest.approx(early.local_ms + early.uplink_ms + early.remote_ms + early.downlink_ms)
     assert early.local_ms == pytest.approx(1.0 + 1.0 + 0.1)
-    slower_ue = {p.partition: p for p in predict(timing, fast, ue_slowdown=4.0)}
-    assert slower_ue["late"].local_ms == pytest.approx(1.0 + 100.0 + 0.1)
-    with pytest.raises(AdviseError):
-        predict(timing, fast, ue_slowdown=0)
+    with pytest.raises(AdviseError, match="share of the model was not measured"):
+        predict(timing, fast, ue_device=load("phone-midrange"))
+    with pytest.raises(AdviseError, match="objective must be one of latency, energy"):
+        predict(timing, fast, objective="speed")
+
+
+def _shared(parts: list[tuple[str, float, float, int, float]]) -> ModelTiming:
+    """Timings with each head's share of the model (the tail's is the rest)."""
+    return ModelTiming("vgg16", "tlv", "none", "img", {}, 5, 1.0, 0.5,
+                       tuple(PartitionTiming(n, i, h, t, 0.1, 0.1, b, b, 20_000, share, 1 - share)
+                             for i, (n, h, t, b, share) in enumerate(parts)))
+
+
+def test_a_phone_ue_makes_the_head_take_the_phones_share_and_ranks_by_energy_too() -> None:
+    """Neurosurgeon-style: on a phone the late partition's head costs 0.9 x 564.84 ms, so a fast uplink favours
+    sending early; the energy ranking weighs the phone's compute power against its radio model."""
+    timing = _shared([("early", 1.0, 150.0, 400_000, 0.05), ("late", 150.0, 1.0, 16_000, 0.95)])
+    lte = LinkModel(DirectionModel(46.0, 16.3), DirectionModel(None, 16.3), "lte", False, "lte")
+    phone, edge = load("phone-midrange"), load("edge-l4")
+    on_phone = {p.partition: p for p in predict(timing, lte, ue_device=phone, edge_device=edge)}
+    assert on_phone["late"].head_ms == pytest.approx(564.84 * 0.95)
+    assert on_phone["early"].tail_ms == pytest.approx(1.42455 * 0.95)  # the L4's int8 VGG16 x the tail's share
+    assert on_phone["late"].compute_mj == pytest.approx(2.768 * 564.84 * 0.95)
+    early = on_phone["early"]
+    assert early.radio_mj == pytest.approx(438.39e-9 * 400_000 * 8 * 1e3 + 1288.04 * early.uplink_ms / 1e3)
+    assert early.ue_energy_mj == pytest.approx(early.compute_mj + early.radio_mj)
+    assert [p.partition for p in predict(timing, lte, ue_device=phone)] == ["early", "late"]
+    by_energy = predict(timing, lte, ue_device=phone, objective="energy")
+    assert by_energy[0].ue_energy_mj <= by_energy[1].ue_energy_mj
+    on_host = {p.partition: p for p in predict(timing, lte)}  # host: the times measured here, no energy
+    assert on_host["late"].head_ms == 150.0 and on_host["late"].ue_energy_mj is None
+    sub6 = LinkModel(lte.uplink, lte.downlink, "5g-embb", False, "nr-sub6")
+    with pytest.raises(AdviseError, match="cannot rank by energy on 5g-embb: device 'phone-midrange'"):
+        predict(timing, sub6, ue_device=phone, objective="energy")
+    assert predict(timing, sub6, ue_device=phone)[0].radio_mj is None  # latency still ranks
+    with pytest.raises(AdviseError, match="needs a UE device profile"):
+        predict(timing, lte, objective="energy")
 
 
 def test_ranks_and_spearman() -> None:

@@ -19,14 +19,14 @@ from splitbed.sweep.plan import SweepSpec
 
 
 def _timing(encoding: str) -> ModelTiming:
-    parts = (PartitionTiming("block_3_project_BN", 5, 10.0, 20.0, 0.1, 0.1, 100_352, 100_373, 20_000),
-             PartitionTiming("out_relu", 13, 25.0, 2.0, 0.1, 0.1, 250_880, 250_901, 20_000))
+    parts = (PartitionTiming("block_3_project_BN", 5, 10.0, 20.0, 0.1, 0.1, 100_352, 100_373, 20_000, 0.4, 0.6),
+             PartitionTiming("out_relu", 13, 25.0, 2.0, 0.1, 0.1, 250_880, 250_901, 20_000, 0.95, 0.05))
     return ModelTiming("mobilenet_v2", encoding, "none", "builtin:chelsea", {}, 3, 1.0, 0.5, parts)
 
 
 def test_estimate_adds_up_predicted_points_overheads_and_testbed_starts() -> None:
     spec = SweepSpec(profiles=("lte", "5g-split-ai"), models=("mobilenet_v2",),
-                     partitions=("block_3_project_BN", "out_relu"), repetitions=4, warmup=1)
+                     partitions=("block_3_project_BN", "out_relu"), repetitions=4, warmup=1, ue_devices=("host",))
     timings = {"mobilenet_v2": {("tlv", "none"): _timing("tlv")}}
     result = estimate(spec, timings=timings)
     assert (result.points, result.inferences) == (4, 20)
@@ -43,3 +43,19 @@ def test_estimate_adds_up_predicted_points_overheads_and_testbed_starts() -> Non
     lines = describe(result)
     assert lines[0].startswith("4 points, 20 inferences: estimated ")
     assert any("no loss" in line for line in lines)
+
+
+def test_estimate_predicts_each_point_on_its_devices() -> None:
+    from splitbed.devices import load
+
+    timings = {"mobilenet_v2": {("tlv", "none"): _timing("tlv")}}
+    options = {"profiles": ("lte",), "models": ("mobilenet_v2",), "partitions": ("out_relu",), "repetitions": 1,
+               "warmup": 0}
+    host = estimate(SweepSpec(**options, ue_devices=("host",)), timings=timings)
+    phone = estimate(SweepSpec(**options), timings=timings)  # default UE: phone-midrange
+    link = LinkModel.from_profile("lte")
+    timing = timings["mobilenet_v2"][("tlv", "none")]
+    on_host = next(p for p in predict(timing, link) if p.partition == "out_relu")
+    on_phone = next(p for p in predict(timing, link, ue_device=load("phone-midrange")) if p.partition == "out_relu")
+    assert on_phone.head_ms == pytest.approx(26.08 * 0.95) and on_host.head_ms == 25.0
+    assert phone.total_s - host.total_s == pytest.approx((on_phone.e2e_ms - on_host.e2e_ms) / 1000)

@@ -99,8 +99,8 @@ def test_the_report_has_tables_per_host_and_names_every_machine(tmp_path: Path) 
     results.write_text("".join(json.dumps(r) + "\n" for r in _two_hosts()))
     paths = build_report(tmp_path)
     text = paths.markdown.read_text()
-    assert f"### mobilenet_v2 on ideal, tlv/none; host {FAST} (alpha)" in text
-    assert f"### mobilenet_v2 on ideal, tlv/none; host {SLOW} (beta)" in text
+    assert f"### mobilenet_v2 on ideal, tlv/none; UE host, edge host; host {FAST} (alpha)" in text
+    assert f"### mobilenet_v2 on ideal, tlv/none; UE host, edge host; host {SLOW} (beta)" in text
     assert "| Host (CPU model) |" in text
     assert "Measured on 2 CPU models: tables and plots are per host" in text
     assert "**Hosts**: alpha: Fast CPU 9000, 8 CPUs" in text and "beta: Slow CPU 100" in text

@@ -74,9 +74,9 @@ class Factory:
         self.asked: list[dict[str, Any]] = []
 
     def __call__(self, *, profile: str, backend: str, models: list[str], weights: str, runtime: str,
-                 cpus: str) -> FakeBed:
+                 cpus: str, ue_device: str, edge_device: str) -> FakeBed:
         self.asked.append({"profile": profile, "backend": backend, "models": models, "weights": weights,
-                           "runtime": runtime, "cpus": cpus})
+                           "runtime": runtime, "cpus": cpus, "ue_device": ue_device, "edge_device": edge_device})
         return self.beds.pop(0)
 
 
@@ -117,7 +117,8 @@ def test_every_point_gets_its_repetitions_on_one_testbed(tmp_path: Path) -> None
     assert log == ["start", "run block1_pool warmup", *["run block1_pool"] * 3,
                    "run block2_pool warmup", *["run block2_pool"] * 3, "close"]
     assert factory.asked == [{"profile": "ideal", "backend": "userspace", "models": ["vgg16"], "weights": "random:0",
-                              "runtime": "process", "cpus": "auto"}]
+                              "runtime": "process", "cpus": "auto", "ue_device": "phone-midrange",
+                              "edge_device": "host"}]
     assert outcome.inferences == 6 and outcome.errors == 0 and outcome.incomplete == []
     assert [s["backend"] for s in outcome.testbed_starts] == ["userspace"]
     assert phases.advanced == 8  # 2 warm-ups + 6 good records

@@ -71,10 +71,31 @@ def test_json_baseline_gets_one_point_per_partition_and_compressions_are_canonic
 
 def test_point_key_is_stable_and_names_everything_that_changes_a_measurement() -> None:
     point = Point("lte", "vgg16", "fc1", "tlv", "zstd", "builtin:chelsea", "random:0", "userspace", "process")
-    assert point.key == "lte|vgg16|fc1|tlv|zstd|builtin:chelsea|random:0|userspace|process"
+    assert point.key == "lte|vgg16|fc1|tlv|zstd|builtin:chelsea|random:0|userspace|process|phone-midrange|host"
+    assert point.bed == ("lte", "phone-midrange", "host")
+    other = Point("lte", "vgg16", "fc1", "tlv", "zstd", "builtin:chelsea", "random:0", "userspace", "process",
+                  ue_device="phone-flagship", edge_device="edge-l4")
+    assert other.key.endswith("|process|phone-flagship|edge-l4") and other.bed == ("lte", "phone-flagship", "edge-l4")
+    host = Point("lte", "vgg16", "fc1", "tlv", "zstd", "builtin:chelsea", "random:0", "userspace", "process",
+                 ue_device="host", edge_device="host")
+    assert host.key.endswith("|process")  # keys of points on this host's speed stay as they were (resume)
+    onnx = Point("lte", "vgg16", "fc1", "tlv", "zstd", "builtin:chelsea", "random:0", "userspace", "process",
+                 "onnxruntime")
+    assert onnx.key.endswith("|process|onnxruntime|phone-midrange|host")
     job = point.job(tags={"rep": 3})
     assert job == {"model": "vgg16", "partition": "fc1", "image": "builtin:chelsea", "encoding": "tlv",
                    "compression": "zstd", "repetitions": 1, "tags": {"point": point.key, "rep": 3}}
+
+
+def test_devices_are_a_dimension_of_the_matrix_grouped_per_testbed() -> None:
+    spec = SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",), profiles=("lte", "5g-embb"),
+                     ue_devices=("phone-midrange", "phone-flagship"), edge_devices=("host", "edge-l4"))
+    matrix = points(spec)
+    assert len(matrix) == 2 * 2 * 2 and len({p.key for p in matrix}) == 8
+    beds = [p.bed for p in matrix]
+    assert beds[:4] == [("lte", "phone-midrange", "host"), ("lte", "phone-midrange", "edge-l4"),
+                        ("lte", "phone-flagship", "host"), ("lte", "phone-flagship", "edge-l4")]
+    assert SweepSpec().ue_devices == ("phone-midrange",) and SweepSpec().edge_devices == ("host",)
 
 
 def test_full_matrix_is_the_testbed_contributions_whole_matrix() -> None:
@@ -94,6 +115,10 @@ def test_full_matrix_is_the_testbed_contributions_whole_matrix() -> None:
     ({"profiles": ("nosuchprofile",)}, "no built-in profile named 'nosuchprofile'"),
     ({"repetitions": 0}, "repetitions must be"),
     ({"models": ()}, "at least one of models"),
+    ({"ue_devices": ("phone-ultra",)}, "neither a built-in device profile"),
+    ({"ue_devices": ("edge-l4",)}, "is an edge profile; the UE node needs a UE profile"),
+    ({"edge_devices": ("phone-midrange",)}, "is a UE profile; the edge node needs an edge profile"),
+    ({"ue_devices": ()}, "at least one of ue_devices"),
 ])
 def test_bad_options_get_specific_errors(options: dict, message: str) -> None:
     with pytest.raises(SweepSpecError, match=message):

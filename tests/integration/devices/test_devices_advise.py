@@ -1,0 +1,88 @@
+"""The done-when of device profiles for the advisor: under the phone profile, `splitbed advise` (Neurosurgeon-style
+prediction from the profile) and a real sweep (the phone emulated by its node) name the same best partition among
+VGG16's six example partitions, on two link profiles (LTE, 5G eMBB). "The same" allows a measured tie:
+the predicted best may differ from the measured best only when their measured 95% CIs overlap (the measurement
+cannot tell them apart); and no pair may be ordered against a clear measurement.
+
+The partitions are timed for the prediction on the CPUs the testbed's edge node is pinned to (splitbed.runtime.cpus,
+at exec, so that TensorFlow sizes its thread pools to them as the node's do): the edge here is `host`, whose tail
+time the prediction takes from this timing, and an unpinned process computes VGG16 about twice as fast on 2 CPUs
+as the pinned edge node on one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from splitbed.advise import LinkModel, Measured, ModelTiming, PartitionTiming, compare, predict
+from splitbed.devices import load
+from splitbed.sweep import SweepSpec, run_sweep, summarise
+from splitbed.sweep.store import read_records
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+# Not 5g-mmwave-static: since its rate and loss were set to reproduce the source's TCP figure, four partitions
+# are predicted within 40 ms of each other there (fc1 606, block5_conv1 624, block4_conv1 627, block3_conv1 643 ms
+# on 2026-12-05), a tie the measurement ranks by chance.
+PROFILES = ("lte", "5g-embb")
+EXAMPLES = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1", "fc1"]
+
+
+def timed_like_the_edge_node(model: str, partitions: list[str]) -> ModelTiming:
+    """splitbed.advise.measure_model run in a process started on the default plan's edge CPUs."""
+    from splitbed.runtime.cpus import default_plan, exec_prefix
+
+    code = ("import json, sys; from splitbed.advise import measure_model; "
+            f"print(json.dumps(measure_model({model!r}, partitions={partitions!r}, weights='random:0', "
+            "repeats=5).to_dict()))")
+    done = subprocess.run([*exec_prefix(default_plan().edge), sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=900, check=True)
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return ModelTiming(**{**data, "partitions": tuple(PartitionTiming(**p) for p in data["partitions"])})
+
+
+@pytest.fixture(scope="module")
+def offline() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPLITBED_OFFLINE", "1")
+        yield
+
+
+def test_advise_and_the_sweep_agree_on_vgg16s_best_partition_on_a_phone(offline: None, tmp_path: Path) -> None:
+    from splitbed.pytest_plugin import requires
+
+    requires("root_or_userns", "netns")
+    timing = timed_like_the_edge_node("vgg16", EXAMPLES)
+    spec = SweepSpec(profiles=PROFILES, models=("vgg16",), partitions=("examples",), repetitions=6, warmup=1,
+                     weights="random:0", backend="userspace", ue_devices=("phone-midrange",))
+    outcome = run_sweep(spec, tmp_path / "sweep")
+    assert not outcome.incomplete, outcome
+    summaries = summarise(read_records(tmp_path / "sweep").records)
+    assert {s.partition for s in summaries} == set(EXAMPLES)
+    report = []
+    for profile in PROFILES:
+        predictions = predict(timing, LinkModel.from_profile(profile), ue_device=load("phone-midrange"))
+        mine = [s for s in summaries if s.profile == profile]
+        # the modelled end-to-end latency where the phone was modelled (the host computed slower than the phone)
+        figure = {s.partition: s.figures["e2e_latency_modelled_ms" if s.modelled else "e2e_latency_ms"] for s in mine}
+        measured = {p: Measured(f.median, f.low, f.high, f.n) for p, f in figure.items() if f.median is not None}
+        result = compare(predictions, measured)
+        late = sum(s.ue_late_records for s in summaries if s.profile == profile)
+        mechanisms = sorted({s.ue_mechanism for s in mine})
+        report.append(f"{profile}: predicted best {result.predicted_best}, measured best {result.measured_best}, "
+                      f"Spearman {result.spearman:.2f}, UE {mechanisms}, late stretches {late}\n" + "\n".join(
+                          f"  {p.partition:>13} predicted {p.e2e_ms:7.1f} ms  measured {m.median_ms:7.1f} "
+                          f"[{m.low_ms:.1f}, {m.high_ms:.1f}]" for p, m in result.rows))
+        print(report[-1])
+        records = sum(s.n for s in summaries if s.profile == profile)
+        if late > records / 10:
+            pytest.skip(f"{late} of {records} phone heads on {profile} ended late (this shared host computed slower "
+                        "than the phone; the records say so), so the measured ranking describes the host:\n"
+                        + "\n".join(report))
+        assert result.best_indistinguishable, "\n".join(report)
+        assert not result.contradictions, "\n".join(report)
