@@ -23,7 +23,7 @@ def test_advise_on_the_driving_trace_prints_the_ranking_and_writes_json(tmp_path
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "68.1 Mbit/s at the median of 7200 start phases; mean 156.4" in " ".join(result.output.split())
-    assert "Predicted best partition:" in result.output
+    assert "Predicted best partition by latency:" in result.output
     payload = json.loads(out.read_text())
     uplink = payload["link"]["uplink"]
     assert uplink["trace"]["source"].endswith("mmwave-driving.tput") and uplink["trace"]["period_ms"] == 1_800_000
