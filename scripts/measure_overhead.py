@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--result-mode", default=None, help="full or topk (default: the job's default)")
     parser.add_argument("--weights", default="random:0")
     parser.add_argument("--json", default=None, help="also write the medians and every share to this file")
+    parser.add_argument("--records", default=None, help="also write the records (JSON lines) to this file")
     args = parser.parse_args()
     os.environ.setdefault("SPLITBED_OFFLINE", "1")
     from splitbed.overhead import testbed_share_parts
@@ -47,6 +48,9 @@ def main() -> None:
         records = [r for r in bed.run(job) if r.get("status") == "ok"]
     if not records:
         raise SystemExit("no successful inference")
+    if args.records:
+        with open(args.records, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in records)
     parts = [testbed_share_parts(r) for r in records]
     keys = list(parts[0])
     medians = {k: statistics.median(p[k] for p in parts if p[k] is not None) for k in keys

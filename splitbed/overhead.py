@@ -29,8 +29,7 @@ def testbed_share_parts(record: Mapping[str, Any]) -> dict[str, float | None]:
         a, b = stamps.get(start), stamps.get(end)
         return None if a is None or b is None else (b - a) / 1e6
 
-    return {
-        "testbed_share_ms": testbed_share_ms(record),
+    parts: dict[str, float | None] = {
         "encode_ms": record["encode_ms"],
         "encoded_to_send_ms": span("local_encoded", "local_first_send"),
         "remote_read_lag_ms": record.get("remote_read_lag_ms") or 0.0,
@@ -39,6 +38,11 @@ def testbed_share_parts(record: Mapping[str, Any]) -> dict[str, float | None]:
         "tail_to_result_send_ms": span("remote_tail_end", "remote_result_send"),
         "local_read_lag_ms": record.get("local_read_lag_ms") or 0.0,
         "result_decode_ms": record["result_decode_ms"],
+    }
+    share = testbed_share_ms(record)
+    return {
+        "testbed_share_ms": share, **parts,
+        "unaccounted_ms": share - sum(v or 0.0 for v in parts.values()),
         "preprocess_ms": record["preprocess_ms"],
         "compute_ms": record["local_inference_ms"] + record["remote_inference_ms"],
         "downlink_ms": record["downlink_ms"],

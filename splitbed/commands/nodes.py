@@ -13,7 +13,7 @@ import typer
 
 from netem.cliapp import CliError, check_writable
 from splitbed.devices import DEFAULT_UE
-from splitbed.nodes.protocol import DEFAULT_MAX_UNIT_BYTES
+from splitbed.nodes.protocol import DEFAULT_MAX_UNIT_BYTES, DEFAULT_RESULT_MODE
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
@@ -125,7 +125,8 @@ def local_node(
     repetitions: int = typer.Option(1, help="inferences to run"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (same as the remote)"),
     engine: str = typer.Option("tensorflow", help="inference runtime of registered models: tensorflow or onnxruntime (converted at first use, cached); .onnx models always run on onnxruntime"),
-    result_mode: str = typer.Option("full", help="full (all 1000 scores, as the testbed contribution) or topk"),
+    result_mode: str = typer.Option(DEFAULT_RESULT_MODE, help="topk (the best --top-k scores) or full (all 1000 "
+                                    "scores as JSON, as the testbed contribution's downlink)"),
     top_k: int = typer.Option(5, help="predictions to decode"),
     aips: str = typer.Option("auto", help="auto, resend-same-id, resend-new-id, omit"),
     link_info: str | None = typer.Option(None, help='JSON recorded as the link, e.g. {"profile":"5g-embb"}'),

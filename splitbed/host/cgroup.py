@@ -72,17 +72,37 @@ def memory_limit_bytes() -> int | None:
     return None
 
 
-def cpu_throttling() -> dict[str, int] | None:
-    """CFS throttling counters of this process's cgroup: periods, throttled periods, throttled time (ns)."""
+def cpu_stat_file() -> Path | None:
+    """The cpu.stat file that holds this process's throttling counters, or None. A meter resolves it once
+    (a node does not change cgroup while it runs): looking it up reads /proc/self/cgroup and probes directories,
+    work that would otherwise sit at both edges of every metered window (docs/METRICS.md, "The testbed's own
+    share")."""
     for directory in _own_paths("") + _own_paths("cpu"):
-        text = _read(directory / "cpu.stat")
-        if not text:
-            continue
-        fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
-        if "nr_throttled" not in fields:
-            continue
-        throttled_ns = int(fields["throttled_usec"]) * 1000 if "throttled_usec" in fields \
-            else int(fields.get("throttled_time", 0))
-        return {"nr_periods": int(fields.get("nr_periods", 0)), "nr_throttled": int(fields["nr_throttled"]),
-                "throttled_ns": throttled_ns}
+        if _throttling(_read(directory / "cpu.stat")) is not None:
+            return directory / "cpu.stat"
     return None
+
+
+def cpu_throttling(stat_file: Path | None = None) -> dict[str, int] | None:
+    """CFS throttling counters of this process's cgroup: periods, throttled periods, throttled time (ns).
+    `stat_file`: the file cpu_stat_file() found (else it is looked up now)."""
+    if stat_file is not None:
+        return _throttling(_read(stat_file))
+    for directory in _own_paths("") + _own_paths("cpu"):
+        counters = _throttling(_read(directory / "cpu.stat"))
+        if counters is not None:
+            return counters
+    return None
+
+
+def _throttling(text: str | None) -> dict[str, int] | None:
+    """The counters of a cpu.stat text; None for no text or one without them (v2's root cgroup)."""
+    if not text:
+        return None
+    fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    if "nr_throttled" not in fields:
+        return None
+    throttled_ns = int(fields["throttled_usec"]) * 1000 if "throttled_usec" in fields \
+        else int(fields.get("throttled_time", 0))
+    return {"nr_periods": int(fields.get("nr_periods", 0)), "nr_throttled": int(fields["nr_throttled"]),
+            "throttled_ns": throttled_ns}

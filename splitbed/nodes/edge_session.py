@@ -194,7 +194,7 @@ class EdgeSession:
             "edge_run": edge_run,  # this run of the tail on the edge's device (None: nothing emulated)
         }
         if select.result_mode == "full":
-            body["preds"] = [float(v) for v in row]  # the testbed contribution's json.dumps({'preds': ...})
+            body["preds"] = row.tolist()  # the testbed contribution's json.dumps({'preds': ...}): Python floats
         stamps["remote_result_send"] = self.clock()
         self._out.append(Send(m.Result.outgoing(body)))
         if select.verify:

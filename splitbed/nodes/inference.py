@@ -161,12 +161,16 @@ class Inference:
             self.stamps["local_result_received"] = t_read
             kernel_ns, rec["downlink_out_of_order_packets"], rec["downlink_end_reason"] = s.transport.arrival()
             self.stamps["local_result_received_kernel"] = kernel_ns
-            before, after = rec["uplink_tcp"], s.transport.tcp_state()
-            # TCP_INFO's connection-wide total_retrans: the RESULT is in, so every retransmission that delivered
-            # an uplink byte has happened. None where either reading is missing.
-            rec["uplink_retransmitted_segments"] = None if before is None or after is None else \
-                max(0, int(after["total_retrans"]) - int(before["total_retrans"]))
             return reply.final, earlier
+
+    def _retransmissions(self) -> None:
+        """TCP_INFO's connection-wide total_retrans, read after local_end (outside every figure): the RESULT is in,
+        so every retransmission that delivered an uplink byte has happened, and the local node sends nothing
+        before this read. None where either reading is missing."""
+        rec = self.record
+        before, after = rec["uplink_tcp"], self.s.transport.tcp_state()
+        rec["uplink_retransmitted_segments"] = None if before is None or after is None else \
+            max(0, int(after["total_retrans"]) - int(before["total_retrans"]))
 
     def _remote_part(self, result: m.Result, earlier: list[m.Message]) -> None:
         rec, s, stamps = self.record, self.s, self.stamps
@@ -183,6 +187,7 @@ class Inference:
         stamps["local_end"] = now_ns()
         seg = LocalSegments.derive(stamps)
         rec["result_decode_ms"], rec["e2e_latency_ms"] = seg.result_decode_ms, seg.e2e_latency_ms
+        self._retransmissions()
         rec["delivery_check"] = self._delivery_check()  # after local_end: not part of any figure
         try:
             rec["edge_device"] = with_run(s.edge_devices.get((self.plan.partition_id, self.plan.input_size)),

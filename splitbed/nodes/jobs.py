@@ -22,7 +22,7 @@ from typing import Any
 
 from netem.fields import Checker
 from splitbed.nodes.errors import ConfigurationError
-from splitbed.nodes.protocol import ENCODINGS, RESULT_MODES
+from splitbed.nodes.protocol import DEFAULT_RESULT_MODE, ENCODINGS, RESULT_MODES
 
 MAX_JOB_LINE_BYTES = 64 * 1024
 MAX_REPETITIONS = 100_000
@@ -47,7 +47,7 @@ class Job:
     repetitions: int = 1
     tags: dict[str, Any] = field(default_factory=dict)
     aips: str = "auto"
-    result_mode: str = "full"
+    result_mode: str = DEFAULT_RESULT_MODE
     top_k: int = 5
     link: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None

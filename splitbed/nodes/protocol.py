@@ -55,6 +55,10 @@ DOWNLINK_CONTROL = frozenset({MsgType.OFFER, MsgType.ACCEPT, MsgType.CLOCK_PONG,
                               MsgType.RESULT, MsgType.PREPARED, MsgType.CHECKSUM, MsgType.ERROR})
 ENCODINGS = ("tlv", "json-baseline")
 RESULT_MODES = ("full", "topk")
+# The default: the best `top_k` [class, score] pairs. `full` (all 1000 scores as JSON, the testbed contribution's
+# downlink) is ~24 kB and costs the remote its serialisation and the local node its parse on every inference, in
+# the middle of the measured end-to-end time; it stays available for reproducing the contribution's downlink.
+DEFAULT_RESULT_MODE = "topk"
 
 
 # --- TLV header: the format's own (type u8, length u32, network byte order) --------------------------------
@@ -92,7 +96,7 @@ def decode_control(msg_type: int, payload: bytes | bytearray | memoryview) -> di
     if len(payload) > MAX_CONTROL_BYTES:
         raise ProtocolError("unit_too_large", f"{name} payload of {len(payload)} bytes exceeds {MAX_CONTROL_BYTES}")
     try:
-        body = json.loads(bytes(payload).decode("utf-8"), parse_constant=_refuse_constant)
+        body = json.loads(str(payload, "utf-8"), parse_constant=_refuse_constant)  # no bytes() copy first
     except UnicodeDecodeError as exc:
         raise ProtocolError("bad_control_message", f"{name} payload is not UTF-8: {exc}") from None
     except (json.JSONDecodeError, ValueError, RecursionError) as exc:
@@ -164,8 +168,8 @@ class UnitEnd:
 
 @dataclass(frozen=True)
 class ControlUnit:
-    """A complete control unit (or JSON-baseline unit): its payload, assembled (a JSON-baseline payload is the
-    bytearray it was assembled in: no joining copy of a unit that may be 64 MiB)."""
+    """A complete control unit (or JSON-baseline unit): its payload, assembled (the bytearray it was assembled in:
+    no joining copy, of a unit that may be 64 MiB for JSON-baseline)."""
 
     unit_type: MsgType
     payload: bytes | bytearray
@@ -230,12 +234,8 @@ class UnitFramer:
                 assert type(piece) is UnitDone
                 skipped, self._skipping = self._skipping, False
                 if piece.unit_type in CONTROL_TYPES and not skipped:
-                    if piece.unit_type == MsgType.JSON_BASELINE:  # the bytearray itself: no copy of up to 64 MiB
-                        payload: bytes | bytearray = self._control
-                        self._control = bytearray()
-                    else:
-                        payload = bytes(self._control)
-                        self._control.clear()
+                    # the bytearray itself: no copy (of up to 64 MiB for a JSON-baseline unit)
+                    payload, self._control = self._control, bytearray()
                     yield ControlUnit(MsgType(piece.unit_type), payload)
                 else:
                     yield UnitEnd(piece.unit_type, piece.length)

@@ -246,6 +246,7 @@ class ResourceMeter:
         self.peak_method = peak_method
         self.cores = usable_cores()
         self.cpu_limit = cgroup.cpu_limit_cores()
+        self.cpu_stat = cgroup.cpu_stat_file()  # found once: the window's edges only read it
 
     def start(self) -> WindowStart:
         rss = current_rss_bytes()
@@ -257,14 +258,14 @@ class ResourceMeter:
             sampler = _RssSampler()
             sampler.start()
         rapl = read_rapl()
-        throttled = _throttled_ns()
+        throttled = _throttled_ns(self.cpu_stat)
         return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled,
                            read_counters(), _pauses())
 
     def stop(self, start: WindowStart) -> ResourceFigures:
         cpu_ns = time.process_time_ns() - start.cpu_ns
         wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
-        throttled = _throttled_ns()
+        throttled = _throttled_ns(self.cpu_stat)
         host = read_counters()
         pauses = _pauses()
         rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, read_rapl())
@@ -325,8 +326,8 @@ def host_cpu_figures(start: HostCpuCounters | None, stop: HostCpuCounters) -> Ho
                           host_cpu_wait_ms=stop.since(start).cpu_wait_ms)
 
 
-def _throttled_ns() -> int | None:
-    counters = cgroup.cpu_throttling()
+def _throttled_ns(stat_file: Path | None) -> int | None:
+    counters = None if stat_file is None else cgroup.cpu_throttling(stat_file)
     return None if counters is None else counters["throttled_ns"]
 
 

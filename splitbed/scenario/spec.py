@@ -43,6 +43,7 @@ from netem import tomlfile
 from netem.errors import NetemError
 from netem.fields import Checker
 from netem.profile import MAX_TRACE_START_S, NAME_PATTERN, DirectionProfile, LinkProfile, RandomLoss
+from splitbed.nodes.protocol import DEFAULT_RESULT_MODE
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "data" / "scenarios"
 MAX_FILE_BYTES = 1 << 20
@@ -103,7 +104,7 @@ class Workload:
     compression: str | int = "none"
     encoding: str = "tlv"
     deadline_s: float = DEFAULT_DEADLINE_S
-    result_mode: str = "full"
+    result_mode: str = DEFAULT_RESULT_MODE
     input_size: tuple[int, int] | None = None   # None: the model's own size
 
     @property
