@@ -61,19 +61,34 @@ class HostCpuWindow:
 
 
 def read_counters(stat: Path = PROC_STAT, psi: Path = PSI_CPU) -> HostCpuCounters:
+    return parse_counters(_read(stat), _read(psi))
+
+
+def parse_counters(stat_text: str | None, psi_text: str | None) -> HostCpuCounters:
+    """The counters from the texts of /proc/stat and /proc/pressure/cpu (None: unreadable), for a reader that
+    keeps those files open (netem.procfile)."""
     steal = every = wait = None
     try:
-        fields = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:]]
-        if len(fields) > STEAL_FIELD:
-            steal, every = fields[STEAL_FIELD], sum(fields[: STEAL_FIELD + 1])
-    except (OSError, ValueError):
+        if stat_text is not None:
+            fields = [int(x) for x in stat_text.split("\n", 1)[0].split()[1:]]
+            if len(fields) > STEAL_FIELD:
+                steal, every = fields[STEAL_FIELD], sum(fields[: STEAL_FIELD + 1])
+    except ValueError:
         pass
     try:
-        some = psi.read_text().split("\n", 1)[0]
-        wait = int(some.rsplit("total=", 1)[1])
-    except (OSError, IndexError, ValueError):
+        if psi_text is not None:
+            some = psi_text.split("\n", 1)[0]
+            wait = int(some.rsplit("total=", 1)[1])
+    except (IndexError, ValueError):
         pass
     return HostCpuCounters(steal_jiffies=steal, all_jiffies=every, cpu_wait_us=wait)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 # Above this share of stolen CPU a window measures the hypervisor, not the link or the model: quiet runs here

@@ -78,7 +78,7 @@ def cpu_stat_file() -> Path | None:
     work that would otherwise sit at both edges of every metered window (docs/METRICS.md, "The testbed's own
     share")."""
     for directory in _own_paths("") + _own_paths("cpu"):
-        if _throttling(_read(directory / "cpu.stat")) is not None:
+        if parse_cpu_stat(_read(directory / "cpu.stat")) is not None:
             return directory / "cpu.stat"
     return None
 
@@ -87,15 +87,15 @@ def cpu_throttling(stat_file: Path | None = None) -> dict[str, int] | None:
     """CFS throttling counters of this process's cgroup: periods, throttled periods, throttled time (ns).
     `stat_file`: the file cpu_stat_file() found (else it is looked up now)."""
     if stat_file is not None:
-        return _throttling(_read(stat_file))
+        return parse_cpu_stat(_read(stat_file))
     for directory in _own_paths("") + _own_paths("cpu"):
-        counters = _throttling(_read(directory / "cpu.stat"))
+        counters = parse_cpu_stat(_read(directory / "cpu.stat"))
         if counters is not None:
             return counters
     return None
 
 
-def _throttling(text: str | None) -> dict[str, int] | None:
+def parse_cpu_stat(text: str | None) -> dict[str, int] | None:
     """The counters of a cpu.stat text; None for no text or one without them (v2's root cgroup)."""
     if not text:
         return None

@@ -40,7 +40,8 @@ from typing import TypedDict
 
 import psutil
 
-from netem.hostload import HostCpuCounters, read_counters
+from netem.hostload import PROC_STAT, PSI_CPU, HostCpuCounters, parse_counters, read_counters
+from netem.procfile import KeptFile
 from splitbed.host import cgroup
 
 try:
@@ -118,16 +119,6 @@ def _read_status_kb(pattern: re.Pattern[bytes]) -> int | None:
 def current_rss_bytes() -> int:
     rss = _read_status_kb(_RSS_RE)
     return rss if rss is not None else int(psutil.Process().memory_info().rss)
-
-
-def _reset_hwm() -> bool:
-    """Reset this process's resident high-water mark; False where the kernel or sandbox refuses."""
-    try:
-        with CLEAR_REFS.open("w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return _read_status_kb(_HWM_RE) is not None
 
 
 class _RssSampler(threading.Thread):
@@ -247,10 +238,24 @@ class ResourceMeter:
         self.cores = usable_cores()
         self.cpu_limit = cgroup.cpu_limit_cores()
         self.cpu_stat = cgroup.cpu_stat_file()  # found once: the window's edges only read it
+        self._files: _ProcFiles | None = None
+
+    def files(self) -> _ProcFiles:
+        """The files read at the window's edges, opened once per process (a meter carried across a fork reopens
+        them: /proc/self would still be the parent's)."""
+        if self._files is None or self._files.pid != os.getpid():
+            self._files = _ProcFiles(self.cpu_stat, clear_refs=self.peak_method != "sampler")
+        return self._files
 
     def start(self) -> WindowStart:
-        rss = current_rss_bytes()
-        hwm_reset = self.peak_method != "sampler" and _reset_hwm()
+        files = self.files()
+        # Reset first, then one read of the status gives the start RSS and proves the high-water mark exists.
+        wrote = files.clear_refs.write(b"5")
+        status = files.status.read_bytes()
+        rss = _status_kb(status, _RSS_RE)
+        if rss is None:
+            rss = current_rss_bytes()
+        hwm_reset = wrote and _status_kb(status, _HWM_RE) is not None
         if self.peak_method == "vmhwm-reset" and not hwm_reset:
             raise OSError(f"cannot reset the resident high-water mark through {CLEAR_REFS}")
         sampler = None
@@ -258,22 +263,23 @@ class ResourceMeter:
             sampler = _RssSampler()
             sampler.start()
         rapl = read_rapl()
-        throttled = _throttled_ns(self.cpu_stat)
+        throttled = files.throttled_ns()
         return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled,
-                           read_counters(), _pauses())
+                           files.host_counters(), _pauses())
 
     def stop(self, start: WindowStart) -> ResourceFigures:
         cpu_ns = time.process_time_ns() - start.cpu_ns
         wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
-        throttled = _throttled_ns(self.cpu_stat)
-        host = read_counters()
+        files = self.files()
+        throttled = files.throttled_ns()
+        host = files.host_counters()
         pauses = _pauses()
         rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, read_rapl())
         if start.sampler is not None:
             peak = start.sampler.finish()
             method = f"sampler: RSS polled every {SAMPLER_INTERVAL_S * 1000:g} ms (may miss shorter spikes)"
         else:
-            peak = _read_status_kb(_HWM_RE) or current_rss_bytes()
+            peak = _status_kb(files.status.read_bytes(), _HWM_RE) or current_rss_bytes()
             method = "vmhwm-reset: kernel high-water mark of resident memory, reset at window start"
         cpu_ms = cpu_ns / 1e6
         utilisation = 100.0 * cpu_ns / wall_ns
@@ -326,9 +332,32 @@ def host_cpu_figures(start: HostCpuCounters | None, stop: HostCpuCounters) -> Ho
                           host_cpu_wait_ms=stop.since(start).cpu_wait_ms)
 
 
-def _throttled_ns(stat_file: Path | None) -> int | None:
-    counters = None if stat_file is None else cgroup.cpu_throttling(stat_file)
-    return None if counters is None else counters["throttled_ns"]
+class _ProcFiles:
+    """What a meter reads at both edges of every window, kept open and re-read with pread (netem.procfile): the
+    window's edges sit between the decoded tensors and the tail, and between the tail and the RESULT, so their
+    cost is part of the testbed's own share of each inference (docs/METRICS.md)."""
+
+    def __init__(self, cpu_stat: Path | None, *, clear_refs: bool) -> None:
+        self.pid = os.getpid()
+        self.status = KeptFile(PROC_STATUS)
+        self.clear_refs = KeptFile(CLEAR_REFS if clear_refs else None, write=True)
+        self.cpu_stat = KeptFile(cpu_stat)
+        self.stat = KeptFile(PROC_STAT)
+        self.psi = KeptFile(PSI_CPU)
+
+    def throttled_ns(self) -> int | None:
+        counters = cgroup.parse_cpu_stat(self.cpu_stat.read_text())
+        return None if counters is None else counters["throttled_ns"]
+
+    def host_counters(self) -> HostCpuCounters:
+        if not self.stat.open:
+            return read_counters()
+        return parse_counters(self.stat.read_text(), self.psi.read_text())
+
+
+def _status_kb(status: bytes | None, pattern: re.Pattern[bytes]) -> int | None:
+    match = None if status is None else pattern.search(status)
+    return int(match.group(1)) * 1024 if match else None
 
 
 class GpuInfo(TypedDict):
