@@ -15,7 +15,8 @@ prediction and measurement describe the same device.
 Each sender restarts slow start if it sat idle longer than its RTO (splitbed.linkmodel): the uplink's sender
 idles through everything else in one cycle; the downlink's, the remote node, idles from one result to the next
 (local work, the uplink, the remote's own work). The downlink carries the RESULT message (1000 scores as JSON in
-the full result mode of the TensorFlow/Keras testbed contribution, docs/REFERENCES.md).
+the full result mode of the TensorFlow/Keras testbed contribution, docs/REFERENCES.md; the best top_k pairs in the
+default topk mode).
 """
 
 from __future__ import annotations

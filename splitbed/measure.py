@@ -16,7 +16,9 @@ from typing import Any
 
 from splitbed.latency import AdviseError, ModelTiming, PartitionTiming
 
-RESULT_OVERHEAD_BYTES = 600    # RESULT message fields besides the scores (timestamps, resources, ids)
+# RESULT message fields besides the scores (timestamps, resources, TCP state, ids): a topk RESULT of mobilenet_v2
+# was 2,186 bytes with its TLV header in scripts/measure_overhead.py's records (docs/METRICS.md)
+RESULT_OVERHEAD_BYTES = 2000
 MAX_REPEATS = 1000
 
 
@@ -94,9 +96,8 @@ def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, parti
     results: dict[tuple[str, str], list[PartitionTiming]] = {key: [] for key in wanted}
     result_decode_ms = 0.0
     for i, (name, plan, arrays) in enumerate(zip(names, plans, outputs, strict=True)):
-        scores = ModelRunner.run_tail(plan, arrays)
-        result = json.dumps({"preds": np.asarray(scores, dtype=np.float64).ravel().tolist()},
-                            separators=(",", ":"))
+        scores = np.asarray(ModelRunner.run_tail(plan, arrays), dtype=np.float64).ravel()
+        result = json.dumps(_result_scores(scores), separators=(",", ":"))
         result_decode_ms = max(result_decode_ms, _median_ms(functools.partial(json.loads, result), repeats))
         for (encoding, compression), profile_id in wanted.items():
             if encoding == "tlv":
@@ -110,6 +111,20 @@ def measure_carriages(model: str, carriages: Sequence[tuple[str, str]], *, parti
     measured_at = datetime.now(timezone.utc).isoformat()
     return {key: ModelTiming(model, key[0], key[1], image, runner.weights_info(model), repeats, preprocess_ms,
                              result_decode_ms, tuple(parts), measured_at) for key, parts in results.items()}
+
+
+def _result_scores(scores: Any) -> dict[str, Any]:
+    """The scores a RESULT of the default job carries (splitbed.nodes.jobs.Job.result_mode): the best top_k
+    [class, score] pairs, or all of them in the full mode."""
+    import numpy as np
+
+    from splitbed.nodes.jobs import Job
+
+    job = Job()
+    if job.result_mode == "full":
+        return {"preds": scores.tolist()}
+    order = np.argsort(scores, kind="stable")[::-1][: job.top_k]
+    return {"top": [[int(i), float(scores[i])] for i in order]}
 
 
 def _time_tlv(arrays: list[Any], partition_id: int, profile_id: int, repeats: int) -> tuple[float, float, int]:
