@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 #: Bytes of struct tcp_info asked for: up to tcpi_rcv_wnd (Linux 5.19+); older kernels return fewer.
@@ -65,7 +65,8 @@ class TcpState:
     peer_window_bytes: int | None   # the receive window the peer last advertised (tcpi_snd_wnd)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a scalar: a shallow copy is what asdict's deep one gives, without its cost.
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TcpState:
@@ -112,13 +113,16 @@ class TcpState:
         return max(cwnd, floor), ssthresh
 
 
+# Compiled once: the nodes read the state around every inference, inside its measured windows.
+_LAYOUTS = tuple((name, struct.Struct("=" + fmt), offset) for name, fmt, offset in _FIELDS)
+
+
 def read_state(sock: socket.socket) -> TcpState:
     """The congestion state of a connected TCP socket (OSError if it is none)."""
     raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
     fields: dict[str, int | None] = {}
-    for name, fmt, offset in _FIELDS:
-        size = struct.calcsize("=" + fmt)
-        fields[name] = struct.unpack_from("=" + fmt, raw, offset)[0] if len(raw) >= offset + size else None
+    for name, layout, offset in _LAYOUTS:
+        fields[name] = layout.unpack_from(raw, offset)[0] if len(raw) >= offset + layout.size else None
     algorithm = sock.getsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, 16).split(b"\0", 1)[0].decode("ascii", "replace")
     return parse_fields(fields, algorithm)
 

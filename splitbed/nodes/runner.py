@@ -76,6 +76,7 @@ class ModelRunner:
     device: DeviceEmulator | None = None  # the device this node emulates (None: the host, nothing timed)
     _loaded: dict[tuple[str, tuple[int, int] | None], Any] = field(default_factory=dict)
     _plans: dict[tuple[str, int, tuple[int, int] | None], PartPlan] = field(default_factory=dict)
+    _calls: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -108,7 +109,11 @@ class ModelRunner:
                 "keras": tfboot.keras().__version__, "call": INFERENCE_CALL}
 
     def inference_call(self, model: str) -> str:
-        return str(self.runtime_info(model)["call"])
+        """How `model`'s sub-models are called (each RESULT says it: looked up once per model)."""
+        call = self._calls.get(model)
+        if call is None:
+            call = self._calls[model] = str(self.runtime_info(model)["call"])
+        return call
 
     def load(self, model: str, input_size: tuple[int, int] | None = None) -> Any:
         """The LoadedModel for `model` (built on first use, with this runner's weights), at `input_size`
