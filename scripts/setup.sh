@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # python3-venv: Debian's python3 cannot create a venv without it; util-linux: unshare (non-root sandbox).
 # chromium: the report test renders report.html in a real headless browser.
 # docker.io + debootstrap: container nodes (docs/DOCKER.md); the node image is built locally from a Debian rootfs.
+# tshark: the Wireshark dissector of the format (splitbed/data/wireshark/splitbed.lua) is tested under it.
 APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod util-linux python3 python3-venv strace chromium
-              docker.io debootstrap)
+              docker.io debootstrap tshark)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -22,6 +23,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "setup: installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # wireshark-common (pulled in by tshark) asks whether non-root users may capture: answer no, without a prompt
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -32,6 +32,10 @@ def sweep(
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
+    capture: bool = typer.Option(True, help="capture every point on the UE and edge sides and add per-inference "
+                                 "traffic figures to the records (OUT/captures/, docs/SWEEP.md)"),
+    max_pcap_mb: float = typer.Option(64.0, help="size cap of each pcap kept, MB: a larger capture keeps only the "
+                                      "frames' first 128 bytes (headers), and one still larger is removed"),
     full: bool = typer.Option(False, help="the seed's whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
     report: bool = typer.Option(True, help="write the report at the end"),
@@ -57,7 +61,7 @@ def sweep(
                              "compressions": compression}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, weights=weights, backend=backend, runtime=runtime,
-                   image=image)
+                   image=image, capture=capture, max_pcap_mb=max_pcap_mb)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)

@@ -70,6 +70,8 @@ class SweepSpec:
     backend: str = "auto"
     runtime: str = "process"
     image: str = DEFAULT_IMAGE
+    capture: bool = True       # packet captures per point (splitbed.sweep.capture); not part of the point key
+    max_pcap_mb: float = 64.0  # size cap of each pcap kept (MB = 10^6 bytes), splitbed.sweep.capture
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +85,8 @@ class SweepSpec:
             raise SweepSpecError(f"repetitions must be 1..{MAX_REPETITIONS}, got {self.repetitions}")
         if not 0 <= self.warmup <= 100:
             raise SweepSpecError(f"warmup must be 0..100, got {self.warmup}")
+        if not 0 <= self.max_pcap_mb <= 100_000:
+            raise SweepSpecError(f"the pcap size cap must be 0..100000 MB, got {self.max_pcap_mb}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -160,10 +160,24 @@ def _start_testbed(spec: SweepSpec, profile: str, models: list[str], progress: P
 
 def _run_point(spec: SweepSpec, point: Point, bed: Any, store: ResultStore, progress: Progress,
                outcome: SweepOutcome, trace_profile: LinkProfile | None = None) -> None:
-    missing = spec.repetitions - store.completed(point.key)
-    if missing <= 0:
+    if spec.repetitions - store.completed(point.key) <= 0:
         return
     progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)})")
+    if spec.capture and getattr(bed, "topology", None) is not None:  # records held, then joined to the captures
+        from splitbed.sweep.capture import CaptureOptions, PointCapture
+
+        with PointCapture(bed, point.key, store, CaptureOptions(True, spec.max_pcap_mb)) as sink:
+            _measure_point(spec, point, bed, sink, progress, outcome, trace_profile)
+            progress.phase(f"{point.profile} {point.model} @ {point.partition}: analysing the captures")
+    else:
+        _measure_point(spec, point, bed, store, progress, outcome, trace_profile)
+
+
+def _measure_point(spec: SweepSpec, point: Point, bed: Any, store: Any, progress: Progress,
+                   outcome: SweepOutcome, trace_profile: LinkProfile | None = None) -> None:
+    """Warm-ups, then repetitions until the point has enough good ones; `store` has `append` and `completed`
+    (the ResultStore, or a PointCapture holding the point's records until its captures are analysed)."""
+    missing = spec.repetitions - store.completed(point.key)
 
     def place_trace() -> None:  # before each repetition (and the warm-ups): where it belongs in the trace
         if trace_profile is None:

@@ -37,6 +37,14 @@ class SharedBed:
     def start(self) -> SharedBed:
         return self
 
+    @property
+    def topology(self) -> Any:  # the sweep captures each point on it (splitbed.sweep.capture)
+        return self.bed.topology
+
+    @property
+    def remote_port(self) -> int:
+        return int(self.bed.remote_port)
+
     def close(self) -> None:
         pass
 
