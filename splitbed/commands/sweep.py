@@ -1,6 +1,7 @@
 """`splitbed sweep`: the main job. Measures profile x model x partition x carriage points on the testbed,
-appends every metrics record to OUT/results.jsonl, writes OUT/summary.csv (median and 95% CI per point) and the
-report (OUT/report/report.html and .md), then prints the summary table and the report's path. docs/SWEEP.md."""
+appends every metrics record to OUT/results.jsonl, writes OUT/summary.csv (median and 95% CI, percentiles and
+budget shares per point), OUT/traffic_model.csv and .md (from the captures) and the report (OUT/report/report.html
+and .md), then prints the summary table and the report's path. docs/SWEEP.md."""
 
 from __future__ import annotations
 
@@ -118,12 +119,22 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool) -> No
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
         return
     csv_path = write_csv(summaries, out / SUMMARY_NAME)
+    from splitbed.sweep import traffic_model
+
+    models = traffic_model.traffic_models(records, summaries)
+    traffic_paths = None
+    if any(m.measured for m in models):
+        traffic_paths = (traffic_model.write_csv(models, out / traffic_model.CSV_NAME),
+                         traffic_model.write_markdown(models, out / traffic_model.MARKDOWN_NAME))
     shown = [s for s in summaries if s.key in keys] or summaries
     console.print(summary_table(shown))
     disturbed = stolen_points(shown)
     if disturbed:
         console.print(f"[yellow]{disturbed}[/yellow]", soft_wrap=True)
-    console.print(f"Summary (median and 95% CI per point): {csv_path}", soft_wrap=True)
+    console.print(f"Summary (median and 95% CI, p90/p95/p99/max, budget shares per point): {csv_path}",
+                  soft_wrap=True)
+    if traffic_paths is not None:
+        console.print(f"Uplink traffic model per point: {traffic_paths[1]} (CSV: {traffic_paths[0]})", soft_wrap=True)
     if write_report:
         from splitbed.report import build_report
 
@@ -156,7 +167,11 @@ def summary_table(summaries: list[Any]) -> Any:
     table = Table(title="splitbed sweep: medians [95% CI] per point", show_lines=False)
     for header in ("profile", "model", "partition", "carriage"):
         table.add_column(header)
-    for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]"):
+    from splitbed.report.budgets import get_budget
+
+    budget = get_budget()
+    for header in ("n", "uplink bytes", "local inf. ms", "delivery ms", "remote inf. ms", "e2e ms [95% CI]",
+                   f"UL <= {budget.uplink_latency_ms:g} ms"):
         table.add_column(header, justify="right")
     for s in summaries:
         e2e = s.figures["e2e_latency_ms"]
@@ -166,9 +181,17 @@ def summary_table(summaries: list[Any]) -> Any:
                       if s.n_errors else ""), _num(s.median("uplink_bytes"), "{:,.0f}"),
                       _num(s.median("local_inference_ms")), _num(s.median("delivery_ms")),
                       _num(s.median("remote_inference_ms")), (_num(e2e.median) + ci) if e2e.median is not None else "-",
-                      style="bold" if star else None)
-    table.caption = "* = lowest median end-to-end latency for its profile, model and carriage"
+                      _share(s, budget.name), style="bold" if star else None)
+    table.caption = ("* = lowest median end-to-end latency for its profile, model and carriage; last column: "
+                     f"uplink deliveries within the budget's UL latency ({budget.title})")
     return table
+
+
+def _share(summary: Any, budget: str) -> str:
+    for share in summary.budget_shares:
+        if share.budget == budget and share.kind == "latency" and share.n:
+            return f"{share.met}/{share.n}"
+    return "-"
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:

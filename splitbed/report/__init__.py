@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from splitbed.report.budgets import Budget, get_budget, load_budgets
+from splitbed.report.kpi_tables import tail_tables, traffic_line, traffic_tables
 from splitbed.report.plots import all_plots
 from splitbed.report.provenance import provenance
 from splitbed.report.render import ReportContent, render_html, render_markdown
 from splitbed.report.tables import best_table, seed_tables
 from splitbed.sweep.store import ResultsError, read_records, results_path
 from splitbed.sweep.summary import summarise
+from splitbed.sweep.traffic_model import traffic_models
 
 REPORT_DIR_NAME = "report"
 
@@ -43,9 +45,12 @@ def build_report(results: str | Path, out_dir: str | Path | None = None, *, budg
     report_dir.mkdir(parents=True, exist_ok=True)
     chosen = get_budget(budget)
     plots, excluded = all_plots(summaries, chosen, report_dir)
+    models = traffic_models(read.records, summaries)
     content = ReportContent(title=title, source=str(source), budget=chosen, provenance=provenance(read.records),
                             best=best_table(summaries, chosen), tables=seed_tables(summaries), plots=plots,
-                            excluded_rate_profiles=excluded, skipped_lines=read.skipped)
+                            excluded_rate_profiles=excluded, skipped_lines=read.skipped,
+                            tail_tables=tail_tables(summaries, chosen), traffic_tables=traffic_tables(models),
+                            traffic_line=traffic_line(read.records))
     markdown = report_dir / "report.md"
     page = report_dir / "report.html"
     _write(markdown, render_markdown(content))

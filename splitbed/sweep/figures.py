@@ -15,8 +15,8 @@ class Figure:
     key: str      # column name in summary.csv (unit in the name, like the record's)
     path: str
     label: str    # what a report calls it
-    unit: str     # ms, bytes, ratio, %, mJ
-    group: str    # sizes, times, transport, resources
+    unit: str     # ms, bytes, ratio, %, mJ, packets, Mbit/s
+    group: str    # sizes, times, transport, traffic, resources
     seed: str = ""  # the seed 000 metric it answers, if any
 
     def value(self, record: Mapping[str, Any]) -> float | None:
@@ -70,6 +70,36 @@ FIGURES: tuple[Figure, ...] = (
            "segments", "transport"),
     Figure("uplink_retransmitted_segments", "uplink_retransmitted_segments",
            "Uplink segments retransmitted for this inference", "segments", "transport"),
+    # traffic: measured from the point's packet captures (docs/METRICS.md, "Added by the sweep: traffic")
+    Figure("uplink_packets", "traffic.uplink.packets", "Uplink packets on the wire (UE side)", "packets",
+           "traffic"),
+    Figure("uplink_wire_bytes", "traffic.uplink.wire_bytes", "Uplink bytes on the wire (UE side)", "bytes",
+           "traffic"),
+    Figure("uplink_header_overhead_pct", "traffic.uplink.header_overhead_pct",
+           "Uplink header overhead (share of wire bytes)", "%", "traffic"),
+    Figure("uplink_retransmitted_bytes", "traffic.uplink.retransmitted_bytes", "Uplink bytes retransmitted",
+           "bytes", "traffic"),
+    Figure("downlink_packets", "traffic.downlink.packets", "Downlink packets on the wire (edge side)", "packets",
+           "traffic"),
+    Figure("downlink_wire_bytes", "traffic.downlink.wire_bytes", "Downlink bytes on the wire (edge side)", "bytes",
+           "traffic"),
+    Figure("downlink_retransmitted_bytes", "traffic.downlink.retransmitted_bytes", "Downlink bytes retransmitted",
+           "bytes", "traffic"),
+    Figure("burst_wire_bytes", "traffic.burst.wire_bytes", "Uplink burst size on the wire", "bytes", "traffic"),
+    Figure("burst_duration_ms", "traffic.burst.duration_ms", "Uplink burst duration (UE side)", "ms", "traffic"),
+    Figure("burst_gap_ms", "traffic.burst.gap_ms", "Idle gap before the uplink burst", "ms", "traffic"),
+    Figure("burst_interval_ms", "traffic.burst.interval_ms", "Inter-burst time (start to start)", "ms",
+           "traffic"),
+    Figure("burst_peak_mbit_1ms", "traffic.burst.peak_mbit_1ms", "Uplink peak bitrate, 1 ms bins (UE side)",
+           "Mbit/s", "traffic"),
+    Figure("burst_peak_mbit_10ms", "traffic.burst.peak_mbit_10ms", "Uplink peak bitrate, 10 ms bins (UE side)",
+           "Mbit/s", "traffic"),
+    Figure("burst_peak_mbit_100ms", "traffic.burst.peak_mbit_100ms", "Uplink peak bitrate, 100 ms bins (UE side)",
+           "Mbit/s", "traffic"),
+    Figure("edge_burst_duration_ms", "traffic.burst_at_edge.duration_ms", "Uplink burst duration (edge side)",
+           "ms", "traffic"),
+    Figure("edge_burst_peak_mbit_1ms", "traffic.burst_at_edge.peak_mbit_1ms",
+           "Uplink peak bitrate, 1 ms bins (edge side)", "Mbit/s", "traffic"),
     # resources (the seed's "not yet implemented" computing power, memory, energy)
     Figure("local_cpu_time_ms", "local_resources.cpu_time_ms", "Local CPU time", "ms", "resources",
            "Computing power consumption (local)"),

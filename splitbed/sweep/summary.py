@@ -16,6 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from splitbed.sweep.distribution import (
+    PERCENTILE_GROUPS,
+    PERCENTILES,
+    BudgetShare,
+    Percentiles,
+    budget_shares,
+    percentiles,
+)
 from splitbed.sweep.figures import FIGURES, LATENCY_SEGMENTS, segment_value
 from splitbed.sweep.stats import MedianCI, median_ci
 from splitbed.sweep.store import is_measurement, point_key
@@ -49,6 +57,8 @@ class PointSummary:
     segments: dict[str, MedianCI] = field(default_factory=dict)
     weights_warning: str | None = None
     host_cpu_stolen_pct: float | None = None
+    percentiles: dict[str, Percentiles] = field(default_factory=dict)  # times, sizes, traffic (distribution.py)
+    budget_shares: list[BudgetShare] = field(default_factory=list)
 
     @property
     def carriage(self) -> str:
@@ -106,16 +116,23 @@ def host_cpu_stolen_pct(records: Iterable[dict[str, Any]]) -> float | None:
     return 100.0 * stolen / every if every > 0 else None
 
 
+def record_key(record: dict[str, Any]) -> str:
+    """The point a record belongs to: its tags.point, else what it says about itself."""
+    key = point_key(record)
+    if key is not None:
+        return key
+    ident = _identity(record)
+    return "|".join(str(ident[k]) for k in ("profile", "model", "partition", "encoding", "compression", "image",
+                                             "weights", "backend"))
+
+
 def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
     """One PointSummary per point, in the order points first appear."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if not is_measurement(record):
             continue
-        ident = _identity(record)
-        key = point_key(record) or "|".join(str(ident[k]) for k in ("profile", "model", "partition", "encoding",
-                                                                     "compression", "image", "weights", "backend"))
-        groups[key].append(record)
+        groups[record_key(record)].append(record)
     summaries = []
     for key, group in groups.items():
         good = [r for r in group if r.get("status") == "ok"]
@@ -124,8 +141,17 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[PointSummary]:
         summary.figures = {f.key: median_ci(f.value(r) for r in good) for f in FIGURES}
         summary.segments = {k: median_ci(segment_value(r, k) for r in good) for k, _ in LATENCY_SEGMENTS}
         summary.host_cpu_stolen_pct = host_cpu_stolen_pct(good)
+        summary.percentiles = {f.key: percentiles(f.value(r) for r in good) for f in FIGURES
+                               if f.group in PERCENTILE_GROUPS}
+        summary.budget_shares = budget_shares(good, _budgets())
         summaries.append(summary)
     return summaries
+
+
+def _budgets() -> list[Any]:
+    from splitbed.report.budgets import load_budgets
+
+    return list(load_budgets().values())
 
 
 def best_per_group(summaries: Iterable[PointSummary],
@@ -148,6 +174,21 @@ def csv_columns() -> list[str]:
     columns = list(IDENTITY_COLUMNS)
     for figure in FIGURES:
         columns += [f"{figure.key}_median", f"{figure.key}_ci_low", f"{figure.key}_ci_high"]
+        if figure.group in PERCENTILE_GROUPS:
+            columns += [f"{figure.key}_p{p}" for p in PERCENTILES] + [f"{figure.key}_max"]
+    columns += budget_columns()
+    return columns
+
+
+def budget_columns() -> list[str]:
+    """kpi_<budget>_<kind>_{met,n,share,ci_low,ci_high} for every bound of every budget in budgets.toml."""
+    from splitbed.sweep.distribution import BOUNDS
+
+    columns = []
+    for budget in _budgets():
+        for kind, attribute, _, _ in BOUNDS:
+            if getattr(budget, attribute, None) is not None:
+                columns += [f"kpi_{budget.name}_{kind}_{part}" for part in ("met", "n", "share", "ci_low", "ci_high")]
     return columns
 
 
@@ -165,6 +206,17 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
             for figure in FIGURES:
                 stats = s.figures[figure.key]
                 row += [_cell(stats.median), _cell(stats.low), _cell(stats.high)]
+                if figure.group in PERCENTILE_GROUPS:
+                    tail = s.percentiles.get(figure.key) or percentiles(())
+                    row += [_cell(tail.get(p)) for p in PERCENTILES] + [_cell(tail.maximum)]
+            shares = {(b.budget, b.kind): b for b in s.budget_shares}
+            for column in budget_columns()[::5]:
+                name, kind = column[len("kpi_"):].rsplit("_", 2)[:2]
+                share = shares.get((name, kind))
+                interval = share.interval if share is not None else None
+                row += [share.met if share else "", share.n if share else "",
+                        _cell(share.share) if share else "", _cell(interval[0]) if interval else "",
+                        _cell(interval[1]) if interval else ""]
             writer.writerow(row)
     tmp.replace(path)
     return path
