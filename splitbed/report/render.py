@@ -30,6 +30,7 @@ class ReportContent:
     tail_tables: list[Table] = field(default_factory=list)      # percentiles and budget shares (kpi_tables)
     traffic_tables: list[Table] = field(default_factory=list)   # uplink traffic model per point (kpi_tables)
     traffic_line: str | None = None                            # how many records carry capture figures
+    plot_notes: list[str] = field(default_factory=list)         # figures not drawn, and why
 
 
 def weights_warning(content: ReportContent) -> str | None:
@@ -204,9 +205,11 @@ def render_markdown(content: ReportContent) -> str:
                 "traffic_model.csv and traffic_model.md beside the results.", ""]
         for table in content.traffic_tables:
             out += _md_table(table)
-    out += ["## Plots", ""]
+    out += ["## Plots", "", "Every figure is in plots/ as PNG (300 dpi) and SVG.", ""]
+    out += [f"_{_md_escape(note)}_" for note in content.plot_notes] + ([""] if content.plot_notes else [])
     for plot in content.plots:
-        out += [f"### {plot.title}", "", f"![{plot.title}]({plot.path.as_posix()})", "", plot.caption, ""]
+        out += [f"### {plot.title}", "", f"![{plot.title}]({plot.path.as_posix()})", "",
+                f"{plot.caption} (SVG: {plot.svg.as_posix()})", ""]
     out += ["## Link profiles", ""]
     for name, description, source in profile_lines(content):
         out += [f"- **{name}**: {_md_escape(description)}. Source: {_md_escape(source)}"]
@@ -281,7 +284,9 @@ def render_html(content: ReportContent, report_dir: Path) -> str:
                   "traffic_model.csv and traffic_model.md beside the results.</p>"]
         for table in content.traffic_tables:
             parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
-    parts.append('<h2 id="plots">Plots</h2>')
+    parts.append('<h2 id="plots">Plots</h2><p class="note">Every figure is in plots/ beside this page as PNG (300 '
+                 'dpi) and SVG.</p>')
+    parts += [f'<p class="note plot-note">{e(note)}</p>' for note in content.plot_notes]
     for plot in content.plots:
         parts.append(f'<figure data-kind="{e(plot.kind)}"><img alt="{e(plot.title)}" '
                      f'src="{_data_uri(report_dir / plot.path)}"><figcaption><b>{e(plot.title)}.</b> '

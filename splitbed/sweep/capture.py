@@ -234,7 +234,7 @@ class PointCapture:
             for conn in conns:
                 for stamp, size in zip(conn.up.timestamps, conn.up.wire, strict=True):
                     slot = math.floor((stamp - begin) * 1000 / SERIES_BIN_MS)
-                    if 0 <= slot < bins:
+                    if 0 <= slot < bins and stamp < end:
                         counts[slot] += size
             series[side] = counts
         tmp = self.series_path.with_suffix(".tmp")
