@@ -43,6 +43,7 @@ class Direction:
     stream: bytearray = field(default_factory=bytearray)
     hole_at: int | None = None      # first stream offset missing from the capture (None: contiguous)
     cut: bool = False               # the stream exceeded MAX_STREAM_BYTES, or the pcap holds only headers
+    snapped: bool = False           # frames were captured shorter than they were (a headers-only pcap)
     _last_seq: int = 0
     _relative: int = 0
     _segments: dict[int, bytes] = field(default_factory=dict)
@@ -96,7 +97,7 @@ class Direction:
         start = self._relative_of(seq)
         self.offsets.append(start)
         if len(data) < size:  # a snapped pcap: the bytes are not there to reassemble
-            self.cut = True
+            self.cut = self.snapped = True
         if keep_stream and not self.cut and len(self._segments.get(start, b"")) < len(data):
             self._kept += len(data) - len(self._segments.get(start, b""))
             if self._kept > MAX_STREAM_BYTES:
