@@ -33,6 +33,8 @@ def sweep(
     runtime: str = typer.Option("process", help="node runtime: process or docker"),
     image: str = typer.Option("builtin:chelsea", help="input image file, or builtin:NAME"),
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
+    local_baseline: bool = typer.Option(True, help="add each model's full local inference as a point (the "
+                                        "`predictions` partition: the whole model on the UE; docs/SWEEP.md)"),
     capture: bool = typer.Option(True, help="capture every point on the UE and edge sides and add per-inference "
                                  "traffic figures to the records (OUT/captures/, docs/SWEEP.md)"),
     max_pcap_mb: float = typer.Option(64.0, help="size cap of each pcap kept, MB: a larger capture keeps only the "
@@ -62,7 +64,8 @@ def sweep(
                              "compressions": compression}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, weights=weights, backend=backend, runtime=runtime,
-                   image=image, capture=capture, max_pcap_mb=max_pcap_mb)
+                   image=image, capture=capture, max_pcap_mb=max_pcap_mb,
+                   baselines=("local",) if local_baseline else ())
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from splitbed.report.baselines import baseline_tables
 from splitbed.report.budgets import Budget, get_budget, load_budgets
 from splitbed.report.kpi_tables import tail_tables, traffic_line, traffic_tables
 from splitbed.report.plots import all_plots
@@ -55,7 +56,8 @@ def build_report(results: str | Path, out_dir: str | Path | None = None, *, budg
                             best=best_table(summaries, chosen), tables=seed_tables(summaries), plots=plots,
                             excluded_rate_profiles=excluded, skipped_lines=read.skipped,
                             tail_tables=tail_tables(summaries, chosen), traffic_tables=traffic_tables(models),
-                            traffic_line=traffic_line(read.records), plot_notes=plot_notes)
+                            traffic_line=traffic_line(read.records), plot_notes=plot_notes,
+                            baseline_tables=baseline_tables(read.records, summaries))
     markdown = report_dir / "report.md"
     page = report_dir / "report.html"
     _write(markdown, render_markdown(content))

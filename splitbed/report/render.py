@@ -31,6 +31,7 @@ class ReportContent:
     traffic_tables: list[Table] = field(default_factory=list)   # uplink traffic model per point (kpi_tables)
     traffic_line: str | None = None                            # how many records carry capture figures
     plot_notes: list[str] = field(default_factory=list)         # figures not drawn, and why
+    baseline_tables: list[Table] = field(default_factory=list)  # full local inference vs the best split
 
 
 def weights_warning(content: ReportContent) -> str | None:
@@ -193,6 +194,10 @@ def render_markdown(content: ReportContent) -> str:
             "Times: median [95% CI] in ms; sizes: median in bytes.", ""]
     for table in content.tables:
         out += _md_table(table)
+    if content.baseline_tables:
+        out += ["## Baselines", ""]
+        for table in content.baseline_tables:
+            out += _md_table(table)
     if content.tail_tables:
         out += ["## Tails and budget shares", "",
                 "Median, p90, p95, p99 and maximum per partition (ms), and the share of inferences within each "
@@ -272,6 +277,10 @@ def render_html(content: ReportContent, report_dir: Path) -> str:
               "<p>Times: median [95% CI] in ms; sizes: median in bytes.</p>"]
     for table in content.tables:
         parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
+    if content.baseline_tables:
+        parts.append('<h2 id="baselines">Baselines</h2>')
+        for table in content.baseline_tables:
+            parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
     if content.tail_tables:
         parts += ['<h2 id="tails">Tails and budget shares</h2>',
                   "<p>Median, p90, p95, p99 and maximum per partition (ms), and the share of inferences within each "

@@ -2,7 +2,8 @@
 stable key that names each point in the results, so that an interrupted sweep resumes where it stopped.
 
 Partition selections read the model registry's data files (splitbed/models/data/<model>.toml): `all` = every
-candidate partition, `seed` = the seed's example candidates (`seed_example = true`), or names/ids.
+candidate partition, `seed` = the seed's example candidates (`seed_example = true`), or names/ids. The local
+baseline (full local inference) adds each model's `predictions` partition unless it is selected already.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ DEFAULT_PARTITIONS = ("seed",)
 DEFAULT_REPETITIONS = 10
 DEFAULT_IMAGE = "builtin:chelsea"
 FULL_MODELS = ("vgg16", "resnet50")
+# The partition after the model's last layer: the head is the whole model, so its records measure full local
+# inference on the UE (the 4 kB of scores still go uplink: the node protocol has no local-only mode). Every
+# registered model has it; the sweep adds it per model as the local baseline unless told not to.
+LOCAL_BASELINE_PARTITION = "predictions"
+BASELINES = ("local",)
 MAX_POINTS = 100_000
 MAX_REPETITIONS = 10_000
 
@@ -70,6 +76,7 @@ class SweepSpec:
     backend: str = "auto"
     runtime: str = "process"
     image: str = DEFAULT_IMAGE
+    baselines: tuple[str, ...] = BASELINES  # "local": a point at LOCAL_BASELINE_PARTITION per profile and model
     capture: bool = True       # packet captures per point (splitbed.sweep.capture); not part of the point key
     max_pcap_mb: float = 64.0  # size cap of each pcap kept (MB = 10^6 bytes), splitbed.sweep.capture
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -78,6 +85,10 @@ class SweepSpec:
         for name in ("profiles", "models", "partitions", "encodings", "compressions"):
             if not getattr(self, name):
                 raise SweepSpecError(f"sweep needs at least one of {name}")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise SweepSpecError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} (the JPEG "
+                                 "full-offload baseline is not implemented yet)")
         bad = [e for e in self.encodings if e not in ENCODINGS]
         if bad:
             raise SweepSpecError(f"unknown encoding(s) {bad}; choose from {', '.join(ENCODINGS)}")
@@ -160,12 +171,17 @@ def points(spec: SweepSpec) -> list[Point]:
     result: list[Point] = []
     for profile in dict.fromkeys(spec.profiles):
         for model in dict.fromkeys(spec.models):
-            for partition, encoding in itertools.product(resolve_partitions(model, spec.partitions),
-                                                         dict.fromkeys(spec.encodings)):
+            selected = resolve_partitions(model, spec.partitions)
+            for partition, encoding in itertools.product(selected, dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
                                         spec.backend, spec.runtime))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
+            if "local" in spec.baselines and LOCAL_BASELINE_PARTITION not in selected \
+                    and LOCAL_BASELINE_PARTITION in resolve_partitions(model, ["all"]):
+                encoding = "tlv" if "tlv" in spec.encodings else spec.encodings[0]
+                result.append(Point(profile, model, LOCAL_BASELINE_PARTITION, encoding, NO_COMPRESSION, spec.image,
+                                    spec.weights, spec.backend, spec.runtime))
     return result

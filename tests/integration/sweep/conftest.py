@@ -72,7 +72,7 @@ def slow_fast_trace_profile(tmp_path: Path, name: str, slow_mbit: float) -> Path
 def sweep_spec(**overrides: Any) -> SweepSpec:
     options: dict[str, Any] = {"profiles": (PROFILE,), "models": (MODEL,), "partitions": SWEEP_PARTITIONS,
                                "encodings": ("tlv", "json-baseline"), "repetitions": 6, "warmup": 1,
-                               "weights": WEIGHTS, "backend": "userspace"}
+                               "weights": WEIGHTS, "backend": "userspace", "baselines": ()}
     options.update(overrides)
     return SweepSpec(**options)
 

@@ -25,7 +25,7 @@ def _timing(encoding: str) -> ModelTiming:
 
 def test_estimate_adds_up_predicted_points_overheads_and_testbed_starts() -> None:
     spec = SweepSpec(profiles=("lte", "5g-split-ai"), models=("mobilenet_v2",),
-                     partitions=("block_3_project_BN", "out_relu"), repetitions=4, warmup=1)
+                     partitions=("block_3_project_BN", "out_relu"), repetitions=4, warmup=1, baselines=())
     timings = {"mobilenet_v2": {("tlv", "none"): _timing("tlv")}}
     result = estimate(spec, timings=timings)
     assert (result.points, result.inferences) == (4, 20)
