@@ -113,19 +113,20 @@ def latency_stacks(summaries: list[PointSummary], budget: Budget, out_dir: Path)
             ax.annotate(f"{BEST_MARK} best", (i, bottoms[i]), textcoords="offset points", xytext=(0, 20),
                         ha="center", color="#b8860b", fontweight="bold")
         if budget.uplink_latency_ms is not None:
-            _budget_verdicts(ax, members, bottoms, budget)
+            _budget_verdicts(ax, members, budget)
         ax.set_xticks(x, [s.partition for s in members], rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("latency (ms), medians")
-        ax.set_title(f"{model} on {profile} ({carriage}): latency per partition")
+        ax.set_title(f"{model} on {profile} ({carriage}): latency per partition", pad=20)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.grid(axis="y", alpha=0.3)
         path = Path("plots") / f"latency_{_slug(model, profile, carriage)}.png"
         _save(fig, out_dir / path)
         plots.append(Plot(f"Latency per partition: {model}, {profile}, {carriage}", path,
                           "Stacked medians of each window of one inference; black: median end-to-end latency with "
-                          "its 95% CI; gold outline: best partition. Above each bar, how many of its inferences "
-                          f"delivered their uplink data within the budget's UL latency ({budget.title}: it bounds "
-                          "the uplink delivery segment, not the whole bar): green all, orange some, red none.",
+                          "its 95% CI; gold outline: best partition. Above the plot, over each bar, how many of its "
+                          f"inferences delivered their uplink data within the budget's UL latency ({budget.title}: "
+                          "it bounds the uplink delivery segment, not the whole bar): green all, orange some, red "
+                          "none.",
                           "latency"))
     return plots
 
@@ -133,16 +134,23 @@ def latency_stacks(summaries: list[PointSummary], budget: Budget, out_dir: Path)
 VERDICT_COLOURS = {"all": "#2e7d32", "some": "#ef6c00", "none": "#c62828"}
 
 
-def _budget_verdicts(ax: Any, members: list[PointSummary], tops: list[float], budget: Budget) -> None:
-    """`✓ 10/10 ≤ 15 ms` above each bar: the share of its inferences whose uplink delivery met the budget."""
-    for i, (summary, top) in enumerate(zip(members, tops, strict=True)):
+def _budget_verdicts(ax: Any, members: list[PointSummary], budget: Budget) -> None:
+    """A row above the axes, one cell per bar: `✓ 10/10` (green: all), `~ 4/10` (orange), `✗ 0/10` (red), the
+    inferences whose uplink delivery met the budget's UL latency; clear of the bars and their error bars."""
+    shown = False
+    for i, summary in enumerate(members):
         share = next((b for b in summary.budget_shares if b.budget == budget.name and b.kind == "latency"), None)
         if share is None or not share.n:
             continue
         verdict = "all" if share.met == share.n else "none" if share.met == 0 else "some"
         mark = {"all": "\u2713", "some": "~", "none": "\u2717"}[verdict]
-        ax.annotate(f"{mark} {share.met}/{share.n} \u2264 {share.bound:g} ms", (i, top), textcoords="offset points",
-                    xytext=(0, 6), ha="center", fontsize=7, color=VERDICT_COLOURS[verdict], fontweight="bold")
+        ax.annotate(f"{mark} {share.met}/{share.n}", xy=(i, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=7.5,
+                    color=VERDICT_COLOURS[verdict], fontweight="bold")
+        shown = True
+    if shown and budget.uplink_latency_ms is not None:
+        ax.annotate(f"UL delivery \u2264 {budget.uplink_latency_ms:g} ms:", xy=(0.0, 1.0), xycoords="axes fraction",
+                    xytext=(-6, 4), textcoords="offset points", ha="right", va="bottom", fontsize=7.5)
 
 
 def size_plots(summaries: list[PointSummary], budget: Budget, out_dir: Path) -> list[Plot]:

@@ -9,7 +9,9 @@ sigma three times the sample's, which describes nothing.) The second candidate i
 likelihood with its location at 0 (skewed positive quantities such as times). The one with the lower AIC is
 reported (k = 4 for the truncated normal, all four taken from the sample; 2 for the log-normal), with the
 Kolmogorov-Smirnov distance D of the sample to it; the KS p-value is optimistic because the parameters come from
-the same sample, and with the sweep's usual 10 repetitions any fit is a rough description, which `n` says.
+the same sample, and with the sweep's usual 10 repetitions any fit is a rough description, which `n` says. When
+even that optimistic p is below 0.05 the table says that no candidate fits (e.g. wire bytes that are constant
+but for the occasional retransmission), naming the best one.
 
 A sample whose values are all equal (a lossless carriage sends the same bytes every time) is reported as
 constant: a traffic model states that as a deterministic size, not as a normal with sigma 0.
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MIN_N_FIT = 5          # below: no distribution is fitted (the sample is described by its moments only)
+REJECT_P = 0.05        # a KS p-value below this: the best candidate is reported as not fitting
 RELATIVE_CONSTANT = 1e-9
 
 
@@ -42,18 +45,25 @@ class Fit:
     ks_p: float | None = None
     note: str = ""
 
+    @property
+    def rejected(self) -> bool:
+        """The Kolmogorov-Smirnov test rejects the chosen distribution at 5 % (even with its optimistic p)."""
+        return self.ks_p is not None and self.ks_p < REJECT_P
+
     def describe(self, digits: int = 3) -> str:
-        """The distribution with its parameters, e.g. `truncated normal (mu 101.2, sigma 3.4, on [95, 110])`."""
+        """The distribution with its parameters, e.g. `truncated normal (mu 101.2, sigma 3.4, on [95, 110])`;
+        a fit the KS test rejects is said to be one."""
         g = _g(digits)
         if self.distribution is None:
             return self.note or "-"
         if self.distribution == "constant":
             return f"constant ({g(self.params['value'])})"
-        if self.distribution == "truncated normal":
-            p = self.params
-            return f"truncated normal (mu {g(p['mu'])}, sigma {g(p['sigma'])}, on [{g(p['low'])}, {g(p['high'])}])"
         p = self.params
-        return f"log-normal (mu {g(p['mu'])}, sigma {g(p['sigma'])} of ln x)"
+        if self.distribution == "truncated normal":
+            text = f"truncated normal (mu {g(p['mu'])}, sigma {g(p['sigma'])}, on [{g(p['low'])}, {g(p['high'])}])"
+        else:
+            text = f"log-normal (mu {g(p['mu'])}, sigma {g(p['sigma'])} of ln x)"
+        return f"no candidate fits (KS rejects the best, {text})" if self.rejected else text
 
     def goodness(self) -> str:
         if self.ks_d is None:

@@ -82,6 +82,10 @@ def test_fit_reports_constants_moments_and_the_better_candidate() -> None:
     skewed = fit([rng.lognormvariate(3, 0.8) for _ in range(400)])
     assert skewed.distribution == "log-normal" and skewed.params["sigma"] == pytest.approx(0.8, rel=0.1)
     assert skewed.params["mu"] == pytest.approx(3, abs=0.15)
+    # constant but for one retransmission: no continuous candidate fits, and the table says so
+    lumpy = fit([13_430_563.0] * 9 + [13_532_001.0])
+    assert lumpy.rejected and lumpy.describe().startswith("no candidate fits (KS rejects the best, ")
+    assert not chosen.rejected
     uniform = fit([rng.uniform(10, 20) for _ in range(400)])
     assert uniform.distribution == "truncated normal" and uniform.params["low"] == uniform.minimum
 
