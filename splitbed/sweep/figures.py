@@ -63,6 +63,11 @@ FIGURES: tuple[Figure, ...] = (
     Figure("round_trip_ms", "round_trip_ms", "First send to result received", "ms", "times"),
     Figure("e2e_latency_ms", "e2e_latency_ms", "End-to-end latency", "ms", "times",
            "End to end latency regarding different split points selection"),
+    # workloads that pace frames (periodic, Poisson: not produced yet; docs/METRICS.md "workload"): empty until
+    # records carry them, then summarised, tailed and budgeted like every time
+    Figure("frame_wait_ms", "workload.wait_ms", "Frame wait before its inference started", "ms", "times"),
+    Figure("frame_latency_ms", "workload.frame_latency_ms", "Frame capture to predictions (wait included)", "ms",
+           "times"),
     # transport: the window each transfer started with (docs/METRICS.md, section "tcp")
     Figure("uplink_start_cwnd_segments", "uplink_tcp.cwnd_segments", "Uplink congestion window at send",
            "segments", "transport"),

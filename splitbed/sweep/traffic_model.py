@@ -57,6 +57,7 @@ class TrafficModel:
     edge_peak_mbit_1ms: float | None = None   # (kept for the CSV column) = edge_peak_mbit[1]
     edge_peak_mbit: dict[int, float | None] = field(default_factory=dict)
     bursts: int = 0
+    workload: str = WORKLOAD
 
     @property
     def measured(self) -> bool:
@@ -74,6 +75,15 @@ def _value(record: dict[str, Any], path: str) -> float | None:
     return float(current)
 
 
+def workload_text(records: Iterable[dict[str, Any]]) -> str:
+    """What paced the inferences: the records' `workload.description` where they carry one, else WORKLOAD."""
+    for record in records:
+        workload = record.get("workload")
+        if isinstance(workload, dict) and isinstance(workload.get("description"), str):
+            return str(workload["description"])
+    return WORKLOAD
+
+
 def traffic_models(records: Iterable[dict[str, Any]], summaries: Iterable[PointSummary]) -> list[TrafficModel]:
     """One TrafficModel per summary (same order); `measured` is False where no record had traffic figures."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -85,7 +95,7 @@ def traffic_models(records: Iterable[dict[str, Any]], summaries: Iterable[PointS
     models = []
     for summary in summaries:
         group = groups.get(summary.key, [])
-        model = TrafficModel(summary, bursts=len(group))
+        model = TrafficModel(summary, bursts=len(group), workload=workload_text(group))
         model.fits = {name: fit(_value(r, path) for r in group) for name, path, _, _ in SAMPLES}
         paired = [(w, i) for r in group if (w := _value(r, "traffic.burst.wire_bytes")) is not None
                   and (i := _value(r, "traffic.burst.interval_ms")) is not None and i > 0]
@@ -139,7 +149,7 @@ def write_csv(models: Iterable[TrafficModel], path: str | Path) -> Path:
                 row += [_cell(f.mean), _cell(f.sd), _cell(f.minimum), _cell(f.maximum), f.distribution or "",
                         " ".join(f"{k}={v:.6g}" for k, v in f.params.items()), _cell(f.ks_d)]
             row += [_cell(m.mean_rate_mbit)] + [_cell(m.peak_mbit.get(w)) for w in PEAK_BINS_MS]
-            row += [_cell(m.edge_peak_mbit_1ms), WORKLOAD, SOURCE]
+            row += [_cell(m.edge_peak_mbit_1ms), m.workload, SOURCE]
             writer.writerow(row)
     tmp.replace(path)
     return path
@@ -187,7 +197,8 @@ def markdown(models: Iterable[TrafficModel]) -> str:
     for m in models:
         if not m.measured:
             continue
-        lines += [f"## {title(m)}", "", f"{m.bursts} bursts (good measured inferences).", "",
+        lines += [f"## {title(m)}", "", f"{m.bursts} bursts (good measured inferences)."
+                  + ("" if m.workload == WORKLOAD else f" Workload: {m.workload}."), "",
                   "| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows(m)]
         lines.append("")

@@ -128,3 +128,20 @@ def test_summary_csv_has_tails_and_shares_and_the_traffic_table_its_rates(tmp_pa
     with write_traffic_csv(models, tmp_path / "t.csv").open() as handle:
         [only] = list(csv.DictReader(handle))
     assert only["burst_app_bytes_distribution"] == "constant" and float(only["peak_mbit_1ms"]) == 17.0
+
+
+def test_a_paced_workload_s_wait_and_frame_latency_are_summarised_when_records_carry_them() -> None:
+    """The seam for paced workloads (not produced yet): a record's `workload` section is read, not required."""
+    from splitbed.nodes.metrics import ORCHESTRATOR_FIELDS
+
+    assert "workload" in ORCHESTRATOR_FIELDS
+    records = [_record(i, 10.0, 33.3 if i else None) for i in range(6)]
+    for i, record in enumerate(records):
+        record["workload"] = {"kind": "periodic", "description": "periodic at 30 frames/s", "wait_ms": float(i),
+                              "frame_latency_ms": 20.0 + i}
+    [summary] = summarise(records)
+    assert summary.median("frame_wait_ms") == 2.5 and summary.percentiles["frame_latency_ms"].maximum == 25.0
+    [model] = traffic_models(records, [summary])
+    assert model.workload == "periodic at 30 frames/s" and "Workload: periodic at 30 frames/s." in markdown([model])
+    [plain] = summarise([_record(i, 10.0, None) for i in range(6)])
+    assert plain.median("frame_wait_ms") is None
