@@ -1,5 +1,6 @@
-"""Per-point summaries of a sweep's records: median and 95% CI (splitbed.sweep.stats) of every figure, written
-as summary.csv; and the best partition per (profile, model, carriage).
+"""Per-point summaries of a sweep's records: median and 95% CI (splitbed.sweep.stats) of every figure, the tails
+(p90/p95/p99/max) of every time, size and traffic figure and the share of inferences within each budget
+(splitbed.sweep.distribution), written as summary.csv; and the best partition per (profile, model, carriage).
 
 Records are grouped by the point key the sweep writes into their tags; records from elsewhere (a local node run
 by hand) are grouped by what they say about themselves (profile, model, partition, carriage, image, weights).
