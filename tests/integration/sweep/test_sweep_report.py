@@ -114,8 +114,10 @@ def test_markdown_has_the_metric_table_per_partition_and_the_method(report: obje
 
 def test_markdown_has_tails_budget_shares_and_the_traffic_model(report: object, shared_sweep: Path) -> None:
     text = report.markdown.read_text()  # type: ignore[attr-defined]
+    from splitbed.report.budgets import load_budgets
+
     records = read_records(shared_sweep).records
-    summaries = summarise(records)
+    summaries = summarise(records, budgets=list(load_budgets().values()))  # as the report counts them
     assert "## Tails and budget shares" in text and "## Uplink traffic model per point" in text
     for s in summaries:  # each point's tail row: n, median, p90 ... of the end-to-end latency, as measured
         tail = s.percentiles["e2e_latency_ms"]
@@ -129,7 +131,10 @@ def test_markdown_has_tails_budget_shares_and_the_traffic_model(report: object, 
         # the traffic model's burst size is the record's uplink bytes: constant on a lossless carriage
         uplink = s.median("uplink_bytes")
         assert f"constant ({uplink:,.0f})" in text
-    assert "only one uplink rate was measured (5g-split-ai, 144 Mbit/s)" in text
+    from netem.profile import LinkProfile
+
+    rate = LinkProfile.load("5g-split-ai").uplink.rate_mbit  # the frame rate that carries 144 Mbit/s of payload
+    assert f"only one uplink rate was measured (5g-split-ai, {rate:g} Mbit/s)" in text
     assert "24 of 24 measured inferences carry traffic figures" in text
 
 
