@@ -158,7 +158,7 @@ def local_node(
     secret_file: Annotated[Path | None, typer.Option(help="prove this file's shared secret to the remote node and "
                                                      "require its proof (chmod 600; or set $SPLITBED_SECRET)")] = None,
     transport: str = typer.Option("tcp", help="tcp or quic (the remote node must use the same)"),
-    quic_ca: Annotated[Path | None, typer.Option(help="with --transport quic: the remote's certificate (PEM, "
+    quic_ca: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, readable=True, help="with --transport quic: the remote's certificate (PEM, "
                                                  "from its ready line); the only one trusted")] = None,
     quic_congestion: str = typer.Option("reno", help="QUIC congestion controller: reno or cubic"),
     log_level: str = typer.Option("warning", help="debug, info, warning"),

@@ -52,6 +52,9 @@ def sweep(
     edge_device: Annotated[list[str] | None, typer.Option(
         "--edge-device", help="device profile the edge emulates (repeatable; default host = no emulation; e.g. "
         "edge-l4)")] = None,
+    transport: Annotated[list[str] | None, typer.Option(
+        "--transport", help="the session's binding: tcp (default) or quic (aioquic, one stream per session); "
+        "repeatable, e.g. --transport tcp --transport quic to compare them (part of the point key)")] = None,
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     full: bool = typer.Option(False, help="the whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
@@ -90,7 +93,8 @@ def sweep(
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected, not a problem
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     given: dict[str, Any] = {"models": model, "partitions": partition, "profiles": profile, "encodings": encoding,
-                             "compressions": compression, "ue_devices": ue_device, "edge_devices": edge_device}
+                             "compressions": compression, "ue_devices": ue_device, "edge_devices": edge_device,
+                             "transports": transport}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
                    backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus)

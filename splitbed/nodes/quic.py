@@ -69,6 +69,27 @@ def make_certificate(host: str) -> tuple[Any, Any, bytes]:
     return cert, key, cert.public_bytes(serialization.Encoding.PEM)
 
 
+UDP_BUFFER_BYTES = 4 << 20  # a userspace receiver falls behind in bursts: the kernel's default UDP buffer drops them
+SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32  # Linux: above net.core.rmem_max/wmem_max (CAP_NET_ADMIN)
+
+
+def size_buffers(sock: Any) -> int | None:
+    """Give the UDP socket UDP_BUFFER_BYTES each way (forced past the sysctl cap where the process may); returns
+    the receive buffer the kernel granted (what the record says), None where unreadable."""
+    for forced, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, UDP_BUFFER_BYTES)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, UDP_BUFFER_BYTES)
+            except OSError:
+                pass
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except OSError:
+        return None
+
+
 def _configuration(*, is_client: bool, congestion: str) -> Any:
     from aioquic.quic.configuration import QuicConfiguration
 
@@ -311,6 +332,7 @@ class QuicListener:
         self._runner = _LoopThread("quic-edge")
         self._server = self._runner.call(serve(self.host, self.port, configuration=config,
                                                create_protocol=EdgeProtocol), 10.0)
+        size_buffers(self._server._transport.get_extra_info("socket"))
         sockname = self._server._transport.get_extra_info("sockname")
         self.port = int(sockname[1])
         return self.host, self.port
@@ -359,6 +381,7 @@ class QuicTransport:
             client = connect(host, port, configuration=config, create_protocol=base, wait_connected=True)
             protocol: Any = await client.__aenter__()
             handshake_ms = (time.monotonic() - started) * 1e3
+            protocol.udp_rcvbuf = size_buffers(protocol._transport.get_extra_info("socket"))
             bridge = _Bridge(runner.loop, protocol, SESSION_STREAM, None, "QUIC session")
             protocol.bridge = bridge
             return client, protocol, bridge, handshake_ms
@@ -400,7 +423,8 @@ class QuicTransport:
 
     def describe(self) -> dict[str, Any]:
         return {"binding": "quic", "handshake_ms": round(self.handshake_ms, 3), "congestion_control": self.congestion,
-                "streams": "one bidirectional stream per session (stream 0)", "implementation": _aioquic_version()}
+                "streams": "one bidirectional stream per session (stream 0)", "implementation": _aioquic_version(),
+                "udp_rcvbuf_bytes": getattr(self.protocol, "udp_rcvbuf", None)}
 
     def close(self) -> None:
         try:

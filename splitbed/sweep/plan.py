@@ -26,6 +26,8 @@ from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
 ENCODINGS = ("tlv", "json-baseline")
 BACKENDS = ("auto", "kernel", "userspace")
 RUNTIMES = ("process", "docker")
+TRANSPORTS = ("tcp", "quic")  # splitbed.nodes.quic.TRANSPORTS; the sweep names them without importing the nodes
+DEFAULT_TRANSPORT = "tcp"
 NO_COMPRESSION = "none"
 PARTITION_SETS = ("all", "examples", "seed")
 DEFAULT_PROFILE = "5g-split-ai"
@@ -67,6 +69,7 @@ class Point:
     engine: str = DEFAULT_ENGINE  # inference runtimes "UE/EDGE" (or one name for both sides)
     ue_device: str = DEFAULT_UE
     edge_device: str = DEFAULT_EDGE
+    transport: str = DEFAULT_TRANSPORT  # tcp | quic (docs/PROTOCOL.md, section 8)
 
     @property
     def key(self) -> str:
@@ -76,12 +79,19 @@ class Point:
             parts.append(self.engine)
         if (self.ue_device, self.edge_device) != ("host", "host"):  # so do keys of points on this host's speed
             parts += [self.ue_device, self.edge_device]
+        if self.transport != DEFAULT_TRANSPORT:  # and so do keys of TCP points
+            parts.append(self.transport)
         return "|".join(parts)
 
     @property
-    def bed(self) -> tuple[str, str, str]:
-        """What one testbed serves: the link profile and the two nodes' devices."""
-        return (self.profile, self.ue_device, self.edge_device)
+    def bed(self) -> tuple[str, ...]:
+        """What one testbed serves: the link profile, the two nodes' devices and the transport binding."""
+        bed = (self.profile, self.ue_device, self.edge_device)
+        return bed if self.transport == DEFAULT_TRANSPORT else (*bed, self.transport)
+
+    def testbed_options(self) -> dict[str, str]:
+        """The testbed's options for this point's binding ({} for TCP, the default)."""
+        return {} if self.transport == DEFAULT_TRANSPORT else {"transport": self.transport}
 
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
         """The local node job for this point (splitbed.nodes.jobs)."""
@@ -111,10 +121,12 @@ class SweepSpec:
     rates: tuple[float, ...] = ()  # uplink rates (Mbit/s) to sweep at each profile's delay; () = the profile's
     ue_devices: tuple[str, ...] = (DEFAULT_UE,)
     edge_devices: tuple[str, ...] = (DEFAULT_EDGE,)
+    transports: tuple[str, ...] = (DEFAULT_TRANSPORT,)  # tcp, quic: the session's binding (part of the point key)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("profiles", "models", "partitions", "encodings", "compressions", "ue_devices", "edge_devices"):
+        for name in ("profiles", "models", "partitions", "encodings", "compressions", "ue_devices", "edge_devices",
+                     "transports"):
             if not getattr(self, name):
                 raise SweepSpecError(f"sweep needs at least one of {name}")
         bad = [e for e in self.encodings if e not in ENCODINGS]
@@ -132,6 +144,11 @@ class SweepSpec:
             raise SweepSpecError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         if self.runtime not in RUNTIMES:
             raise SweepSpecError(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        bad = [t for t in self.transports if t not in TRANSPORTS]
+        if bad:
+            raise SweepSpecError(f"unknown transport(s) {bad}; choose from {', '.join(TRANSPORTS)}")
+        if self.transports != (DEFAULT_TRANSPORT,) and self.runtime != "process":
+            raise SweepSpecError("the QUIC transport runs with the process runtime only; drop --runtime or quic")
         engine_sides(self.engine)
         from splitbed.models.errors import ModelError
         from splitbed.models.weights import check_spec
@@ -269,14 +286,15 @@ def points(spec: SweepSpec) -> list[Point]:
     check_devices(spec.ue_devices, spec.edge_devices, spec.models)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile, ue, edge in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
-                                               dict.fromkeys(spec.edge_devices)):
+    for profile, ue, edge, transport in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
+                                                          dict.fromkeys(spec.edge_devices),
+                                                          dict.fromkeys(spec.transports)):
         for model in dict.fromkeys(spec.models):
             for partition, encoding in itertools.product(partitions[model], dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime, spec.engine, ue, edge))
+                                        spec.backend, spec.runtime, spec.engine, ue, edge, transport))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
     return result
