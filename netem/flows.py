@@ -7,7 +7,8 @@ transfer) and flow figures need only the headers.
 A flow is one direction of a 5-tuple (src, sport, dst, dport, proto). Figures:
 - `packets`, `wire_bytes`: frames and their length on the veth (Ethernet header + IP packet; no preamble/FCS:
   the same bytes the link's rate counts);
-- `payload_bytes`: TCP/UDP payload (application bytes, retransmissions included);
+- `payload_bytes`: TCP/UDP payload (application bytes, retransmissions included) as the IP header counts it, so
+  a pcap cut to a snap length (headers only) still gives every byte and retransmission figure;
 - `retransmissions` / `retransmitted_bytes`: TCP segments whose sequence range (payload, SYN, FIN) was already
   covered by an earlier segment of the flow (full or partial repeat), as seen at the capture point: on the
   sender's side that is every retransmission the sender made, on the receiver's side only those that arrived;
@@ -96,6 +97,9 @@ class _SeqTracker:
         return repeated
 
 
+SeqTracker = _SeqTracker  # public name for callers outside netem (splitbed.traffic): the same repeat semantics
+
+
 class Frame(NamedTuple):
     """The header fields flow accounting needs from one captured Ethernet frame."""
 
@@ -109,6 +113,12 @@ class Frame(NamedTuple):
     seq: int
     flags: int
     payload: bytes
+    payload_length: int = -1  # what the IP header declares: above len(payload) in a pcap cut to a snap length
+
+    @property
+    def length(self) -> int:
+        """Payload bytes on the wire (the IP header's count; the captured bytes when it says nothing usable)."""
+        return self.payload_length if self.payload_length >= 0 else len(self.payload)
 
 
 IP_PROTOS = {6: "tcp", 17: "udp", 1: "icmp"}
@@ -134,7 +144,8 @@ def parse_frame(data: bytes, timestamp: float, wire_length: int) -> Frame | None
     number = data[offset + 9]
     src = socket.inet_ntoa(data[offset + 12:offset + 16])
     dst = socket.inet_ntoa(data[offset + 16:offset + 20])
-    ip_end = min(len(data), offset + total_length) if total_length >= ihl else len(data)
+    declared_end = offset + total_length if total_length >= ihl else len(data)
+    ip_end = min(len(data), declared_end)
     l4 = offset + ihl
     proto = IP_PROTOS.get(number, f"ip{number}")
     if proto == "tcp" and ip_end >= l4 + 20:
@@ -142,10 +153,11 @@ def parse_frame(data: bytes, timestamp: float, wire_length: int) -> Frame | None
         data_offset = (data[l4 + 12] >> 4) * 4
         flags = data[l4 + 13]
         return Frame(timestamp, wire_length, src, dst, proto, sport, dport, seq, flags,
-                     data[l4 + data_offset:ip_end])
+                     data[l4 + data_offset:ip_end], max(0, declared_end - l4 - data_offset))
     if proto == "udp" and ip_end >= l4 + 8:
         sport, dport = struct.unpack_from("!HH", data, l4)
-        return Frame(timestamp, wire_length, src, dst, proto, sport, dport, 0, 0, data[l4 + 8:ip_end])
+        return Frame(timestamp, wire_length, src, dst, proto, sport, dport, 0, 0, data[l4 + 8:ip_end],
+                     max(0, declared_end - l4 - 8))
     if proto == "icmp" and ip_end >= l4 + 8:
         return Frame(timestamp, wire_length, src, dst, proto, 0, 0, 0, 0, data[l4 + 8:ip_end])
     return Frame(timestamp, wire_length, src, dst, proto, 0, 0, 0, 0, data[l4:ip_end])
@@ -185,7 +197,7 @@ def flow_stats(pcap: str | Path) -> list[FlowStats]:
         flow = flows.get(key)
         if flow is None:
             flow = flows[key] = FlowStats(*key, first_ts=frame.timestamp)
-        payload = len(frame.payload)
+        payload = frame.length
         flow.packets += 1
         flow.wire_bytes += frame.wire_length
         flow.payload_bytes += payload

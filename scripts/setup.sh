@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # docker.io + debootstrap: container nodes (docs/DOCKER.md); the node image is built locally from a Debian rootfs.
 # The engine is NOT started here: the docker runtime and the docker tests start it when they need it and say so.
 # tcpdump: to read the pcaps the testbed writes (tcpdump -nr results/.../ue.pcap).
+# tshark: the Wireshark dissector of the format (splitbed/data/wireshark/splitbed.lua) is tested under it.
 APT_PACKAGES=(iproute2 ethtool iperf3 iputils-ping procps kmod util-linux python3 python3-venv strace chromium
-              docker.io debootstrap tcpdump)
+              docker.io debootstrap tcpdump tshark)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,6 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "setup: installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # wireshark-common (pulled in by tshark) asks whether non-root users may capture: answer no, without a prompt
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -1,6 +1,7 @@
 """`splitbed sweep`: the main job. Measures profile x model x partition x carriage points on the testbed,
-appends every metrics record to OUT/results.jsonl, writes OUT/summary.csv (median and 95% CI per point) and the
-report (OUT/report/report.html and .md), then prints the summary table and the report's path. docs/SWEEP.md."""
+appends every metrics record to OUT/results.jsonl, writes OUT/summary.csv (median and 95% CI, percentiles and
+budget shares per point), OUT/traffic_model.csv and .md (from the captures) and the report (OUT/report/report.html
+and .md), then prints the summary table and the report's path. docs/SWEEP.md."""
 
 from __future__ import annotations
 
@@ -56,6 +57,12 @@ def sweep(
         "--transport", help="the session's binding: tcp (default) or quic (aioquic, one stream per session); "
         "repeatable, e.g. --transport tcp --transport quic to compare them (part of the point key)")] = None,
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
+    local_baseline: bool = typer.Option(True, help="add each model's full local inference as a point (the "
+                                        "`predictions` partition: the whole model on the UE; docs/SWEEP.md)"),
+    capture: bool = typer.Option(True, help="capture every point on the UE and edge sides and add per-inference "
+                                 "traffic figures to the records (OUT/captures/, docs/SWEEP.md)"),
+    max_pcap_mb: float = typer.Option(64.0, help="size cap of each pcap kept, MB: a larger capture keeps only the "
+                                      "frames' first 128 bytes (headers), and one still larger is removed"),
     full: bool = typer.Option(False, help="the whole matrix: vgg16+resnet50 x all candidates x all built-in "
                               "profiles x both encodings (options given explicitly still apply)"),
     report: bool = typer.Option(True, help="write the report at the end"),
@@ -97,7 +104,8 @@ def sweep(
                              "transports": transport}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
-                   backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus)
+                   backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus, capture=capture,
+                   max_pcap_mb=max_pcap_mb, baselines=("local",) if local_baseline else ())
     if rate:
         options["rates"] = parse_rates(rate)
     try:
@@ -219,13 +227,24 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
         console.print(f"[yellow]{len(read.skipped)} line(s) of {out / 'results.jsonl'} left out of the summary "
                       f"(first: line {number}: {reason})[/yellow]", soft_wrap=True)
     warn_random_weights(records)
-    summaries = summarise(records, pool_hosts=pool_hosts)
+    from splitbed.report.budgets import get_budget, load_budgets
+
+    path = None if budgets_file is None else str(budgets_file)
+    chosen = get_budget(budget, path)
+    summaries = summarise(records, pool_hosts=pool_hosts, budgets=list(load_budgets(path).values()))
     if not summaries:
         console.print(f"no measurements in {out / 'results.jsonl'} yet: no summary, no report")
         return
     csv_path = write_csv(summaries, out / SUMMARY_NAME)
+    from splitbed.sweep import traffic_model
+
+    models = traffic_model.traffic_models(records, summaries)
+    traffic_paths = None
+    if any(m.measured for m in models):
+        traffic_paths = (traffic_model.write_csv(models, out / traffic_model.CSV_NAME),
+                         traffic_model.write_markdown(models, out / traffic_model.MARKDOWN_NAME))
     shown = [s for s in summaries if s.key in keys] or summaries
-    table, width, hidden = summary_table(shown, wide=wide)
+    table, width, hidden = summary_table(shown, wide=wide, budget=chosen)
     Console(width=width, file=console.file).print(table)  # --wide: wider than the terminal, on purpose
     note = dropped_note(hidden, width)
     if note:
@@ -241,7 +260,10 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
     hosts = hosts_line(shown, pool_hosts)
     if hosts:
         console.print(f"[yellow]{hosts}[/yellow]", soft_wrap=True)
-    console.print(f"Summary (median and 95% CI per point): {csv_path}", soft_wrap=True)
+    console.print(f"Summary (median and 95% CI, p90/p95/p99/max, budget shares per point): {csv_path}",
+                  soft_wrap=True)
+    if traffic_paths is not None:
+        console.print(f"Uplink traffic model per point: {traffic_paths[1]} (CSV: {traffic_paths[0]})", soft_wrap=True)
     if write_report:
         from splitbed.report import build_report
 
@@ -308,7 +330,8 @@ SUMMARY_CAPTION = ("* = lowest median end-to-end latency (modelled where a devic
                    "deviation / mean of e2e; outliers and their causes: below and in summary.csv")
 
 
-def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool = False) -> tuple[Any, int, list[str]]:
+def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool = False,
+                  budget: Any = None) -> tuple[Any, int, list[str]]:
     """What a sweep prints at the end: one row per point, the best partition of each (profile, model, encoding)
     starred. It fits `width` (default: the terminal's): one table per (profile, model, encoding), titled with
     them, whose measurement columns are hidden in SUMMARY_COLUMNS' order as needed (names are never cut).
@@ -318,6 +341,7 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
     from rich.text import Text
 
     from netem.cliapp import terminal_width
+    from splitbed.report.budgets import get_budget
     from splitbed.sweep import best_per_group
     from splitbed.sweep.summary import by_cpu_model
 
@@ -327,7 +351,9 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
     several = len(combos) > 1
     modelled = any(s.modelled for s in summaries)
     title = f"{SUMMARY_TITLE}\n{DEVICES_NOTE}: " + "; ".join(combos)
-    columns = [*SUMMARY_COLUMNS[:10], *((MODELLED_COLUMN,) if modelled else ()), ENERGY_COLUMN,
+    chosen = budget if budget is not None else get_budget()
+    within = Column(f"UL <= {chosen.uplink_latency_ms:g} ms", "right", drop=2)
+    columns = [*SUMMARY_COLUMNS[:10], within, *((MODELLED_COLUMN,) if modelled else ()), ENERGY_COLUMN,
                *SUMMARY_COLUMNS[10:]]
     rows, styles, groups = [], [], []
     for s in summaries:
@@ -342,7 +368,7 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
                                                               else ""),
             _num(s.median("uplink_bytes"), "{:,.0f}"), _num(s.median("local_inference_ms")),
             _num(s.median("delivery_ms")), _num(s.median("remote_inference_ms")),
-            (_num(e2e.median) + ci) if e2e.median is not None else "-"]
+            (_num(e2e.median) + ci) if e2e.median is not None else "-", _share(s, chosen.name)]
         if modelled:
             row.append(_num(s.median("e2e_latency_modelled_ms")) if s.modelled else "-")
         rows.append([*row, energy, _num(s.e2e_cv_pct), str(len(s.outliers))])
@@ -367,7 +393,8 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
                                 width=target, styles=[styles[r] for r in mine], title_justify="left",
                                 box=box.SIMPLE_HEAD, pad_edge=False)
         parts.append(table)
-    parts.append(Text(SUMMARY_CAPTION))
+    parts.append(Text(SUMMARY_CAPTION + f"; UL <= {chosen.uplink_latency_ms:g} ms: uplink deliveries within the "
+                      f"budget's UL latency ({chosen.title})"))
     return Group(*parts), target, hidden
 
 
@@ -393,6 +420,13 @@ def outlier_lines(summaries: list[Any]) -> list[str]:
         for outlier in s.outliers:
             lines.append(f"outlier {s.profile}/{s.model}/{s.partition}/{s.carriage} {outlier.describe()}")
     return lines
+
+
+def _share(summary: Any, budget: str) -> str:
+    for share in summary.budget_shares:
+        if share.budget == budget and share.kind == "latency" and share.n:
+            return f"{share.met}/{share.n}"
+    return "-"
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:

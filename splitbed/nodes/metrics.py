@@ -144,6 +144,10 @@ class InferenceRecord(TypedDict):
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(InferenceRecord.__annotations__)
+# Added to a record after the node wrote it, by the orchestrator that has the figures (docs/METRICS.md, "Added by
+# the sweep"): `traffic`, the packet-level figures of the sweep's captures (splitbed.traffic); `workload`, the
+# frame's capture time and wait under a paced workload (reserved: not produced yet). Optional.
+ORCHESTRATOR_FIELDS: tuple[str, ...] = ("traffic", "workload")
 
 
 def ns_to_ms(ns: int | None) -> float | None:
@@ -182,9 +186,10 @@ def _dist_version(name: str) -> str:
 
 
 def check_record(record: dict[str, Any]) -> None:
-    """Raise ValueError unless `record` has exactly the schema's fields (used by tests and the driven mode)."""
+    """Raise ValueError unless `record` has exactly the schema's fields, plus optionally ORCHESTRATOR_FIELDS (used
+    by tests and the driven mode)."""
     keys = set(record)
     missing = [f for f in RECORD_FIELDS if f not in keys]
-    extra = sorted(keys - set(RECORD_FIELDS))
+    extra = sorted(keys - set(RECORD_FIELDS) - set(ORCHESTRATOR_FIELDS))
     if missing or extra:
         raise ValueError(f"metrics record does not match schema {SCHEMA_VERSION}: missing {missing}, extra {extra}")

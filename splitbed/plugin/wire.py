@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
-SEQ_MOD = 1 << 32
+from splitbed.traffic.streams import walk_units
+
 SYN = 0x02
+__all__ = ["Connection", "UplinkUnit", "WireSpan", "decode_uplink", "find_connection", "inference_figures", "span",
+           "walk_units"]
 
 
 @dataclass
@@ -96,18 +99,6 @@ def decode_uplink(stream: bytes) -> list[UplinkUnit]:
     return units
 
 
-def walk_units(stream: bytes) -> list[tuple[int, int, int]]:
-    """(offset, type, size) of every complete TLV unit, from the 5-byte headers (type u8, length u32 BE)."""
-    out, offset = [], 0
-    while offset + 5 <= len(stream):
-        size = 5 + int.from_bytes(stream[offset + 1:offset + 5], "big")
-        if offset + size > len(stream):
-            break
-        out.append((offset, stream[offset], size))
-        offset += size
-    return out
-
-
 @dataclass
 class WireSpan:
     """The frames that carried one byte range of the uplink stream, as one capture saw them."""
@@ -120,33 +111,21 @@ class WireSpan:
 
 
 def span(pcap: Path, conn: Connection, start: int, end: int) -> WireSpan:
-    """Frames of `conn` (UE -> edge) whose payload overlaps stream bytes [start, end)."""
-    from netem.flows import read_frames
+    """Frames of `conn` (UE -> edge) whose payload overlaps stream bytes [start, end), stream offsets counted from
+    the connection's SYN (splitbed.traffic.streams, the matcher the sweep's traffic figures use too)."""
+    from splitbed.traffic.streams import connections
 
-    isn: int | None = None
-    first = last = 0.0
-    frames = wire = payload = 0
-    for frame in read_frames(pcap):
-        if (frame.src, frame.sport, frame.dst, frame.dport, frame.proto) != (
-                conn.src, conn.sport, conn.dst, conn.dport, "tcp"):
-            continue
-        if frame.flags & SYN:
-            isn = frame.seq
-            continue
-        if not frame.payload or isn is None:
-            continue
-        offset = (frame.seq - isn - 1) % SEQ_MOD
-        if offset + len(frame.payload) <= start or offset >= end:
-            continue
-        if frames == 0:
-            first = frame.timestamp
-        last = max(last, frame.timestamp)
-        frames += 1
-        wire += frame.wire_length
-        payload += len(frame.payload)
-    if frames == 0:
+    found = [c for c in connections(pcap, conn.dst, conn.dport, keep_streams=())
+             if c.client == (conn.src, conn.sport) and c.up.syn_seen]
+    if not found:
+        raise AssertionError(f"no connection {conn} (with its SYN) in {pcap}")
+    up = found[-1].up
+    frames = up.frames_overlapping(start, end)
+    if not frames:
         raise AssertionError(f"no captured frame of {conn} carries stream bytes {start}..{end} in {pcap}")
-    return WireSpan(first, last, frames, wire, payload)
+    stamps = [up.timestamps[i] for i in frames]
+    return WireSpan(min(stamps), max(stamps), len(frames), sum(up.wire[i] for i in frames),
+                    sum(up.payload[i] for i in frames))
 
 
 def inference_figures(ue_pcap: Path, edge_pcap: Path, conn: Connection, start: int, end: int) -> dict[str, Any]:

@@ -27,6 +27,11 @@ class ReportContent:
     excluded_rate_profiles: list[str] = field(default_factory=list)
     skipped_lines: list[tuple[int, str]] = field(default_factory=list)
     method_notes: list[str] = field(default_factory=list)
+    tail_tables: list[Table] = field(default_factory=list)      # percentiles and budget shares (kpi_tables)
+    traffic_tables: list[Table] = field(default_factory=list)   # uplink traffic model per point (kpi_tables)
+    traffic_line: str | None = None                            # how many records carry capture figures
+    plot_notes: list[str] = field(default_factory=list)         # figures not drawn, and why
+    baseline_tables: list[Table] = field(default_factory=list)  # full local inference vs the best split
 
 
 def weights_warning(content: ReportContent) -> str | None:
@@ -150,6 +155,11 @@ def method_lines(content: ReportContent) -> list[tuple[str, str]]:
     traces = trace_starts_line(info)
     if traces is not None:
         lines.append(("Trace starts", traces))
+    if content.traffic_line is not None:
+        lines.append(("Traffic", content.traffic_line))
+    lines.append(("Percentiles", "nearest-rank p90, p95, p99 and the maximum (always a measured value; with n "
+                                 "inferences p99 is the maximum unless n > 100); budget shares with a 95 % "
+                                 "Clopper-Pearson interval (docs/SWEEP.md, \"Statistics\")"))
     lines += [("Note", note) for note in content.method_notes]
     if content.skipped_lines:
         first = content.skipped_lines[0]
@@ -214,9 +224,27 @@ def render_markdown(content: ReportContent) -> str:
             "Times: median [95% CI] in ms; sizes: median in bytes.", ""]
     for table in content.tables:
         out += _md_table(table)
-    out += ["## Plots", ""]
+    if content.baseline_tables:
+        out += ["## Baselines", ""]
+        for table in content.baseline_tables:
+            out += _md_table(table)
+    if content.tail_tables:
+        out += ["## Tails and budget shares", "",
+                "Median, p90, p95, p99 and maximum per partition (ms), and the share of inferences within each "
+                "bound of the budget with its 95 % interval.", ""]
+        for table in content.tail_tables:
+            out += _md_table(table)
+    if content.traffic_tables:
+        out += ["## Uplink traffic model per point", "",
+                "Measured from the packet captures (UE side: what the UE offered the link); also in "
+                "traffic_model.csv and traffic_model.md beside the results.", ""]
+        for table in content.traffic_tables:
+            out += _md_table(table)
+    out += ["## Plots", "", "Every figure is in plots/ as PNG (300 dpi) and SVG.", ""]
+    out += [f"_{_md_escape(note)}_" for note in content.plot_notes] + ([""] if content.plot_notes else [])
     for plot in content.plots:
-        out += [f"### {plot.title}", "", f"![{plot.title}]({plot.path.as_posix()})", "", plot.caption, ""]
+        out += [f"### {plot.title}", "", f"![{plot.title}]({plot.path.as_posix()})", "",
+                f"{plot.caption} (SVG: {plot.svg.as_posix()})", ""]
     out += ["## Link profiles", ""]
     for name, description, source in profile_lines(content):
         out += [f"- **{name}**: {_md_escape(description)}. Source: {_md_escape(source)}"]
@@ -281,7 +309,25 @@ def render_html(content: ReportContent, report_dir: Path) -> str:
               "<p>Times: median [95% CI] in ms; sizes: median in bytes.</p>"]
     for table in content.tables:
         parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
-    parts.append('<h2 id="plots">Plots</h2>')
+    if content.baseline_tables:
+        parts.append('<h2 id="baselines">Baselines</h2>')
+        for table in content.baseline_tables:
+            parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
+    if content.tail_tables:
+        parts += ['<h2 id="tails">Tails and budget shares</h2>',
+                  "<p>Median, p90, p95, p99 and maximum per partition (ms), and the share of inferences within each "
+                  "bound of the budget with its 95 % interval.</p>"]
+        for table in content.tail_tables:
+            parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
+    if content.traffic_tables:
+        parts += ['<h2 id="traffic">Uplink traffic model per point</h2>',
+                  "<p>Measured from the packet captures (UE side: what the UE offered the link); also in "
+                  "traffic_model.csv and traffic_model.md beside the results.</p>"]
+        for table in content.traffic_tables:
+            parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
+    parts.append('<h2 id="plots">Plots</h2><p class="note">Every figure is in plots/ beside this page as PNG (300 '
+                 'dpi) and SVG.</p>')
+    parts += [f'<p class="note plot-note">{e(note)}</p>' for note in content.plot_notes]
     for plot in content.plots:
         parts.append(f'<figure data-kind="{e(plot.kind)}"><img alt="{e(plot.title)}" '
                      f'src="{_data_uri(report_dir / plot.path)}"><figcaption><b>{e(plot.title)}.</b> '

@@ -15,8 +15,8 @@ class Figure:
     key: str      # column name in summary.csv (unit in the name, like the record's)
     path: str
     label: str    # what a report calls it
-    unit: str     # ms, bytes, ratio, %, mJ
-    group: str    # sizes, times, transport, resources
+    unit: str     # ms, bytes, ratio, %, mJ, packets, Mbit/s
+    group: str    # sizes, times, transport, traffic, devices, resources
     testbed_metric: str = ""  # the metric of the testbed contribution it answers, if any (docs/REFERENCES.md)
 
     def value(self, record: Mapping[str, Any]) -> float | None:
@@ -85,6 +85,11 @@ FIGURES: tuple[Figure, ...] = (
            "devices", "Memory usage (local)"),
     Figure("local_head_largest_activation_bytes", "local_head_memory.largest_activation_bytes",
            "Head's largest activation (model tensors)", "bytes", "devices", "Memory usage (local)"),
+    # workloads that pace frames (periodic, Poisson: not produced yet; docs/METRICS.md "workload"): empty until
+    # records carry them, then summarised, tailed and budgeted like every time
+    Figure("frame_wait_ms", "workload.wait_ms", "Frame wait before its inference started", "ms", "times"),
+    Figure("frame_latency_ms", "workload.frame_latency_ms", "Frame capture to predictions (wait included)", "ms",
+           "times"),
     # transport: the window each transfer started with (docs/METRICS.md, section "tcp")
     Figure("uplink_start_cwnd_segments", "uplink_tcp.cwnd_segments", "Uplink congestion window at send",
            "segments", "transport"),
@@ -92,6 +97,36 @@ FIGURES: tuple[Figure, ...] = (
            "segments", "transport"),
     Figure("uplink_retransmitted_segments", "uplink_retransmitted_segments",
            "Uplink segments retransmitted for this inference", "segments", "transport"),
+    # traffic: measured from the point's packet captures (docs/METRICS.md, "Added by the sweep: traffic")
+    Figure("uplink_packets", "traffic.uplink.packets", "Uplink packets on the wire (UE side)", "packets",
+           "traffic"),
+    Figure("uplink_wire_bytes", "traffic.uplink.wire_bytes", "Uplink bytes on the wire (UE side)", "bytes",
+           "traffic"),
+    Figure("uplink_header_overhead_pct", "traffic.uplink.header_overhead_pct",
+           "Uplink header overhead (share of wire bytes)", "%", "traffic"),
+    Figure("uplink_retransmitted_bytes", "traffic.uplink.retransmitted_bytes", "Uplink bytes retransmitted",
+           "bytes", "traffic"),
+    Figure("downlink_packets", "traffic.downlink.packets", "Downlink packets on the wire (edge side)", "packets",
+           "traffic"),
+    Figure("downlink_wire_bytes", "traffic.downlink.wire_bytes", "Downlink bytes on the wire (edge side)", "bytes",
+           "traffic"),
+    Figure("downlink_retransmitted_bytes", "traffic.downlink.retransmitted_bytes", "Downlink bytes retransmitted",
+           "bytes", "traffic"),
+    Figure("burst_wire_bytes", "traffic.burst.wire_bytes", "Uplink burst size on the wire", "bytes", "traffic"),
+    Figure("burst_duration_ms", "traffic.burst.duration_ms", "Uplink burst duration (UE side)", "ms", "traffic"),
+    Figure("burst_gap_ms", "traffic.burst.gap_ms", "Idle gap before the uplink burst", "ms", "traffic"),
+    Figure("burst_interval_ms", "traffic.burst.interval_ms", "Inter-burst time (start to start)", "ms",
+           "traffic"),
+    Figure("burst_peak_mbit_1ms", "traffic.burst.peak_mbit_1ms", "Uplink peak bitrate, 1 ms bins (UE side)",
+           "Mbit/s", "traffic"),
+    Figure("burst_peak_mbit_10ms", "traffic.burst.peak_mbit_10ms", "Uplink peak bitrate, 10 ms bins (UE side)",
+           "Mbit/s", "traffic"),
+    Figure("burst_peak_mbit_100ms", "traffic.burst.peak_mbit_100ms", "Uplink peak bitrate, 100 ms bins (UE side)",
+           "Mbit/s", "traffic"),
+    Figure("edge_burst_duration_ms", "traffic.burst_at_edge.duration_ms", "Uplink burst duration (edge side)",
+           "ms", "traffic"),
+    Figure("edge_burst_peak_mbit_1ms", "traffic.burst_at_edge.peak_mbit_1ms",
+           "Uplink peak bitrate, 1 ms bins (edge side)", "Mbit/s", "traffic"),
     # resources (the testbed contribution's "not yet implemented" computing power, memory, energy)
     Figure("local_cpu_time_ms", "local_resources.cpu_time_ms", "Local CPU time", "ms", "resources",
            "Computing power consumption (local)"),

@@ -165,9 +165,8 @@ class ProfileRun:
         except Exception:
             log.exception("closing a failed testbed")
 
-    def _place_link(self, point: Point, bed: SweepTestbed) -> dict[str, Any]:
+    def _place_link(self, point: Point, bed: SweepTestbed, store: Any) -> dict[str, Any]:
         """Before each inference (and the warm-ups): its draw and, on a varying link, its realisation."""
-        store = self.store
         draw = store.completed(point.key) + store.errors[point.key]
         if self.varying_link is None:
             return {"draw": draw}
@@ -182,12 +181,27 @@ class ProfileRun:
         return realisation.tag
 
     def _run_point(self, point: Point, bed: SweepTestbed) -> None:
-        spec, store, progress, outcome = self.spec, self.store, self.progress, self.outcome
-        missing = spec.repetitions - store.completed(point.key)
-        if missing <= 0:
+        """Capture the point on both sides (splitbed.sweep.capture) where the testbed has a topology and the store
+        a directory, the records held until the captures are joined to them; else measure straight into the store."""
+        spec, store, progress = self.spec, self.store, self.progress
+        if spec.repetitions - store.completed(point.key) <= 0:
             return
         progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)}; UE {point.ue_device})")
-        realisation = self._place_link(point, bed)
+        if spec.capture and getattr(bed, "topology", None) is not None and getattr(store, "directory", None):
+            from splitbed.sweep.capture import CaptureOptions, PointCapture
+
+            with PointCapture(bed, point.key, store, CaptureOptions(True, spec.max_pcap_mb)) as sink:
+                self._measure_point(point, bed, sink)
+                progress.phase(f"{point.profile} {point.model} @ {point.partition}: analysing the captures")
+        else:
+            self._measure_point(point, bed, store)
+
+    def _measure_point(self, point: Point, bed: SweepTestbed, store: Any) -> None:
+        """Warm-ups, then repetitions until the point has enough good ones; `store` has the result store's
+        `append`, `completed` and `errors` (the store itself, or a PointCapture holding the point's records)."""
+        spec, progress, outcome = self.spec, self.progress, self.outcome
+        missing = spec.repetitions - store.completed(point.key)
+        realisation = self._place_link(point, bed, store)
         computes: list[float | None] = []
         settled: bool | None = None if spec.warmup else True
         while len(computes) < (spec.warmup_max if spec.warmup else 0):
@@ -209,7 +223,7 @@ class ProfileRun:
         attempts = 0
         while store.completed(point.key) < spec.repetitions and attempts < 2 * missing:
             attempts += 1
-            realisation = self._place_link(point, bed)
+            realisation = self._place_link(point, bed, store)
             tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation,
                     **warm}
             for record in bed.run(point.job(tags=tags)):

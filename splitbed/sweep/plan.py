@@ -10,7 +10,8 @@ Partition selections read the model registry's data files (splitbed/models/data/
 candidate partition, `examples` = the model's example partitions (`seed_example = true` in its data file: VGG16's
 six, block1_conv1 ... fc1), or names/ids. `seed`, the old name of `examples`, still works with a one-line note:
 it read like the `random:SEED` of --weights. A model may be an `.onnx` file: its candidates are the graph's cuts
-(ids = node indices; `examples` = all of them).
+(ids = node indices; `examples` = all of them). The local baseline (full local inference) adds each model's
+`predictions` partition unless it is selected already.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ DEFAULT_WARMUP_MAX = 5
 WARMUP_TOLERANCE = 0.05  # warm-ups end when two in a row took compute times within 5 % of each other
 FULL_MODELS = ("vgg16", "resnet50")
 DEFAULT_ENGINE = "tensorflow"
+# The partition after the model's last layer: the head is the whole model, so its records measure full local
+# inference on the UE (the 4 kB of scores still go uplink: the node protocol has no local-only mode). Every
+# registered model has it; the sweep adds it per model as the local baseline unless told not to.
+LOCAL_BASELINE_PARTITION = "predictions"
+BASELINES = ("local",)
 MAX_POINTS = 100_000
 MAX_RATES = 100
 _RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
@@ -122,6 +128,9 @@ class SweepSpec:
     ue_devices: tuple[str, ...] = (DEFAULT_UE,)
     edge_devices: tuple[str, ...] = (DEFAULT_EDGE,)
     transports: tuple[str, ...] = (DEFAULT_TRANSPORT,)  # tcp, quic: the session's binding (part of the point key)
+    baselines: tuple[str, ...] = BASELINES  # "local": a point at LOCAL_BASELINE_PARTITION per profile and model
+    capture: bool = True       # packet captures per point (splitbed.sweep.capture); not part of the point key
+    max_pcap_mb: float = 64.0  # size cap of each pcap kept (MB = 10^6 bytes), splitbed.sweep.capture
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +138,10 @@ class SweepSpec:
                      "transports"):
             if not getattr(self, name):
                 raise SweepSpecError(f"sweep needs at least one of {name}")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise SweepSpecError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} (the JPEG "
+                                 "full-offload baseline is not implemented yet)")
         bad = [e for e in self.encodings if e not in ENCODINGS]
         if bad:
             raise SweepSpecError(f"unknown encoding(s) {bad}; choose from {', '.join(ENCODINGS)}")
@@ -149,6 +162,8 @@ class SweepSpec:
             raise SweepSpecError(f"unknown transport(s) {bad}; choose from {', '.join(TRANSPORTS)}")
         if self.transports != (DEFAULT_TRANSPORT,) and self.runtime != "process":
             raise SweepSpecError("the QUIC transport runs with the process runtime only; drop --runtime or quic")
+        if not 0 <= self.max_pcap_mb <= 100_000:
+            raise SweepSpecError(f"the pcap size cap must be 0..100000 MB, got {self.max_pcap_mb}")
         engine_sides(self.engine)
         from splitbed.models.errors import ModelError
         from splitbed.models.weights import check_spec
@@ -290,11 +305,18 @@ def points(spec: SweepSpec) -> list[Point]:
                                                           dict.fromkeys(spec.edge_devices),
                                                           dict.fromkeys(spec.transports)):
         for model in dict.fromkeys(spec.models):
-            for partition, encoding in itertools.product(partitions[model], dict.fromkeys(spec.encodings)):
+            selected = partitions[model]
+            for partition, encoding in itertools.product(selected, dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
                                         spec.backend, spec.runtime, spec.engine, ue, edge, transport))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
+            if "local" in spec.baselines and LOCAL_BASELINE_PARTITION not in selected \
+                    and transport == spec.transports[0] \
+                    and LOCAL_BASELINE_PARTITION in resolve_partitions(model, ["all"]):  # once, on the first binding
+                encoding = "tlv" if "tlv" in spec.encodings else spec.encodings[0]
+                result.append(Point(profile, model, LOCAL_BASELINE_PARTITION, encoding, NO_COMPRESSION, spec.image,
+                                    spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge, transport))
     return result

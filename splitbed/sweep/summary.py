@@ -1,5 +1,7 @@
-"""Per-point summaries of a sweep's records: median and 95% CI (splitbed.stats) of every figure, written
-as summary.csv; and the best partition per (profile, model, carriage).
+"""Per-point summaries of a sweep's records: median and 95% CI (splitbed.stats) of every figure, the tails
+(p90/p95/p99/max) of every time, size and traffic figure and the share of inferences within each budget
+(splitbed.sweep.distribution), written as summary.csv; and the best partition per (profile, devices, model,
+carriage).
 
 Records are grouped by the point key the sweep writes into their tags; records from elsewhere (a local node run
 by hand) are grouped by what they say about themselves (profile, model, partition, carriage, image, weights).
@@ -21,6 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from splitbed.stats import MedianCI, median_ci
+from splitbed.sweep.distribution import (
+    PERCENTILE_GROUPS,
+    PERCENTILES,
+    BudgetShare,
+    Percentiles,
+    budget_shares,
+    percentiles,
+)
 from splitbed.sweep.figures import BY_KEY, FIGURES, LATENCY_SEGMENTS, segment_value
 from splitbed.sweep.hosts import cpu_model, machine
 from splitbed.sweep.outliers import Outlier, find_outliers
@@ -72,6 +82,8 @@ class PointSummary:
     cpu_model: str = "unknown"  # the CPU model that measured the n ("; "-joined when pooled across models)
     hosts: list[str] = field(default_factory=list)  # machines the n were measured on (splitbed.sweep.hosts)
     pooled_hosts: bool = False  # summarised with pool_hosts=True: CPU models were not kept apart
+    percentiles: dict[str, Percentiles] = field(default_factory=dict)  # times, sizes, traffic (distribution.py)
+    budget_shares: list[BudgetShare] = field(default_factory=list)
 
     @property
     def carriage(self) -> str:
@@ -160,18 +172,27 @@ def coefficient_of_variation_pct(values: Iterable[float | None]) -> float | None
     return 100.0 * statistics.stdev(data) / mean if mean > 0 else None
 
 
-def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False) -> list[PointSummary]:
+def record_key(record: dict[str, Any]) -> str:
+    """The point a record belongs to: its tags.point, else what it says about itself."""
+    key = point_key(record)
+    if key is not None:
+        return key
+    ident = _identity(record)
+    return "|".join(str(ident[k]) for k in ("profile", "model", "partition", "encoding", "compression", "image",
+                                             "weights", "backend", "ue_device", "edge_device"))
+
+
+def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False,
+              budgets: list[Any] | None = None) -> list[PointSummary]:
     """One PointSummary per point, in the order points first appear; per point and CPU model when the point was
-    measured on hosts of different CPU models, unless `pool_hosts`."""
+    measured on hosts of different CPU models, unless `pool_hosts`. `budgets`: the budgets (report.budgets.Budget)
+    whose shares each summary counts (the sweep and the report pass budgets.toml's or the user's; None: none)."""
+    budgets = list(budgets or [])
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if not is_measurement(record):
             continue
-        ident = _identity(record)
-        key = point_key(record) or "|".join(str(ident[k]) for k in ("profile", "model", "partition", "encoding",
-                                                                     "compression", "image", "weights", "backend",
-                                                                     "ue_device", "edge_device"))
-        groups[(key, "" if pool_hosts else cpu_model(record))].append(record)
+        groups[(record_key(record), "" if pool_hosts else cpu_model(record))].append(record)
     summaries = []
     for (key, _), group in groups.items():
         good = [r for r in group if r.get("status") == "ok"]
@@ -187,6 +208,9 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False) ->
         summary.independent_draws = independent_draws(good)
         summary.e2e_cv_pct = coefficient_of_variation_pct(BY_KEY["e2e_latency_ms"].value(r) for r in good)
         summary.outliers = find_outliers(good)
+        summary.percentiles = {f.key: percentiles(f.value(r) for r in good) for f in FIGURES
+                               if f.group in PERCENTILE_GROUPS}
+        summary.budget_shares = budget_shares(good, budgets)
         summaries.append(summary)
     return summaries
 
@@ -231,20 +255,36 @@ def best_per_group(summaries: Iterable[PointSummary],
     return best
 
 
-def csv_columns() -> list[str]:
+def csv_columns(summaries: Iterable[PointSummary] = ()) -> list[str]:
     columns = list(IDENTITY_COLUMNS)
     for figure in FIGURES:
         columns += [f"{figure.key}_median", f"{figure.key}_ci_low", f"{figure.key}_ci_high"]
+        if figure.group in PERCENTILE_GROUPS:
+            columns += [f"{figure.key}_p{p}" for p in PERCENTILES] + [f"{figure.key}_max"]
+    columns += budget_columns(summaries)
     return columns
+
+
+def budget_bounds(summaries: Iterable[PointSummary]) -> list[tuple[str, str]]:
+    """(budget, kind) of every bound the summaries counted shares for, in order of appearance."""
+    return list(dict.fromkeys((b.budget, b.kind) for s in summaries for b in s.budget_shares))
+
+
+def budget_columns(summaries: Iterable[PointSummary]) -> list[str]:
+    """kpi_<budget>_<kind>_{met,n,share,ci_low,ci_high} for every bound of every budget the summaries counted."""
+    return [f"kpi_{name}_{kind}_{part}" for name, kind in budget_bounds(summaries)
+            for part in ("met", "n", "share", "ci_low", "ci_high")]
 
 
 def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
     """summary.csv: one row per point; empty cells where a figure is missing or n is too small for a CI."""
     path = Path(path)
+    summaries = list(summaries)
+    bounds = budget_bounds(summaries)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(csv_columns())
+        writer.writerow(csv_columns(summaries))
         for s in summaries:
             row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.ue_device,
                               s.ue_mechanism, s.edge_device, s.edge_mechanism, s.model, s.partition, s.partition_id,
@@ -256,6 +296,16 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
             for figure in FIGURES:
                 stats = s.figures[figure.key]
                 row += [_cell(stats.median), _cell(stats.low), _cell(stats.high)]
+                if figure.group in PERCENTILE_GROUPS:
+                    tail = s.percentiles.get(figure.key) or percentiles(())
+                    row += [_cell(tail.get(p)) for p in PERCENTILES] + [_cell(tail.maximum)]
+            shares = {(b.budget, b.kind): b for b in s.budget_shares}
+            for name, kind in bounds:
+                share = shares.get((name, kind))
+                interval = share.interval if share is not None else None
+                row += [share.met if share else "", share.n if share else "",
+                        _cell(share.share) if share else "", _cell(interval[0]) if interval else "",
+                        _cell(interval[1]) if interval else ""]
             writer.writerow(row)
     tmp.replace(path)
     return path

@@ -39,6 +39,14 @@ class SharedBed:
     def start(self) -> SharedBed:
         return self
 
+    @property
+    def topology(self) -> Any:  # the sweep captures each point on it (splitbed.sweep.capture)
+        return self.bed.topology
+
+    @property
+    def remote_port(self) -> int:
+        return int(self.bed.remote_port)
+
     def close(self) -> None:
         pass
 
@@ -66,7 +74,7 @@ def slow_fast_trace_profile(tmp_path: Path, name: str, slow_mbit: float) -> Path
 def sweep_spec(**overrides: Any) -> SweepSpec:
     options: dict[str, Any] = {"profiles": (PROFILE,), "models": (MODEL,), "partitions": SWEEP_PARTITIONS,
                                "encodings": ("tlv", "json-baseline"), "repetitions": 6, "warmup": 1, "warmup_max": 1,
-                               "weights": WEIGHTS, "backend": "userspace",
+                               "weights": WEIGHTS, "backend": "userspace", "baselines": (),
                                "ue_devices": ("host",)}  # as the shared testbed (tests/integration/shared_bed.py)
     options.update(overrides)
     return SweepSpec(**options)

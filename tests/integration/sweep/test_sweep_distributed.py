@@ -46,7 +46,8 @@ SAME_TAGS = ("point", "rep", "draw", "warmup", "warmup_index", "realisation")
 def _spec(partitions: tuple[str, ...] = PARTITIONS, **options: Any) -> SweepSpec:
     base: dict[str, Any] = {"profiles": ("ideal",), "models": ("mobilenet_v2",), "partitions": partitions,
                             "repetitions": 2, "warmup": 1, "warmup_max": 1, "weights": WEIGHTS,
-                            "backend": "userspace", "ue_devices": ("host",)}  # as the shared testbed
+                            "backend": "userspace", "ue_devices": ("host",),
+                            "baselines": ()}  # as the shared testbed
     return SweepSpec(**{**base, **options})
 
 

@@ -1,7 +1,10 @@
-"""The report from a real sweep's records: the testbed contribution's metric table per partition in Markdown and HTML, the best
-partition highlighted, the random-weights warning, the method stated; one self-contained HTML file that a real
+"""The report from a real sweep's records: the testbed contribution's metric table per partition in Markdown and
+HTML, the best partition highlighted, the random-weights warning, the method stated, the tails and budget shares
+and the traffic model from the captures; every figure as a 300 dpi PNG and an SVG; one self-contained HTML file
+that a real
 headless Chromium (Debian's `chromium`, in a network namespace of its own: it cannot reach anything) renders
-with every table present and every embedded plot decoded."""
+with every table present and every embedded plot decoded, the latency CDF, bitrate and burst figures among
+them."""
 
 from __future__ import annotations
 
@@ -40,6 +43,9 @@ window.addEventListener('load', () => {
     decoded: images.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length,
     widths: images.map(i => i.naturalWidth),
     tables: document.querySelectorAll('table').length,
+    kinds: Array.from(document.querySelectorAll('figure')).map(f => f.dataset.kind),
+    sections: ['tails', 'traffic', 'plots'].filter(id => document.getElementById(id) !== null),
+    plotNotes: Array.from(document.querySelectorAll('.plot-note')).map(p => p.textContent),
     rows: document.querySelectorAll('tbody tr').length,
     best: document.querySelectorAll('tr.best').length,
     warning: document.getElementById('weights-warning') !== null,
@@ -100,6 +106,36 @@ def test_markdown_has_the_metric_table_per_partition_and_the_method(report: obje
     for plot in report.plots:  # type: ignore[attr-defined]
         assert plot.is_file() and plot.stat().st_size > 5000
         assert f"]({plot.relative_to(report.directory).as_posix()})" in text  # type: ignore[attr-defined]
+        with Image.open(plot) as image:  # 300 dpi PNG, and the same figure as SVG beside it
+            assert round(image.info["dpi"][0]) == 300
+        svg = plot.with_suffix(".svg")
+        assert svg.is_file() and svg.read_text()[:400].count("<svg") == 1
+
+
+def test_markdown_has_tails_budget_shares_and_the_traffic_model(report: object, shared_sweep: Path) -> None:
+    text = report.markdown.read_text()  # type: ignore[attr-defined]
+    from splitbed.report.budgets import load_budgets
+
+    records = read_records(shared_sweep).records
+    summaries = summarise(records, budgets=list(load_budgets().values()))  # as the report counts them
+    assert "## Tails and budget shares" in text and "## Uplink traffic model per point" in text
+    for s in summaries:  # each point's tail row: n, median, p90 ... of the end-to-end latency, as measured
+        tail = s.percentiles["e2e_latency_ms"]
+        cells = [f"{s.partition} ({s.partition_id})", str(s.n), f"{s.median('e2e_latency_ms'):.1f}",
+                 f"{tail.p90:.1f}", f"{tail.p95:.1f}", f"{tail.p99:.1f}", f"{tail.maximum:.1f}"]
+        assert "| " + " | ".join(cells) + " |" in text
+        [share] = [b for b in s.budget_shares if b.budget == "split-ai-image-recognition" and b.kind == "latency"]
+        within = sum(1 for r in records if r.get("tags", {}).get("point") == s.key and r["status"] == "ok"
+                     and not r["tags"].get("warmup") and r["delivery_ms"] <= 15.0)
+        assert (share.met, share.n) == (within, 6)
+        # the traffic model's burst size is the record's uplink bytes: constant on a lossless carriage
+        uplink = s.median("uplink_bytes")
+        assert f"constant ({uplink:,.0f})" in text
+    from netem.profile import LinkProfile
+
+    rate = LinkProfile.load("5g-split-ai").uplink.rate_mbit  # the frame rate that carries 144 Mbit/s of payload
+    assert f"only one uplink rate was measured (5g-split-ai, {rate:g} Mbit/s)" in text
+    assert "24 of 24 measured inferences carry traffic figures" in text
 
 
 class _Refs(HTMLParser):
@@ -118,7 +154,7 @@ def test_html_is_one_self_contained_file(report: object) -> None:
     parser = _Refs()
     parser.feed(page)
     images = [v for tag, _, v in parser.refs if tag == "img"]
-    assert len(images) == len(report.plots) >= 5  # type: ignore[attr-defined]
+    assert len(images) == len(report.plots) >= 9  # type: ignore[attr-defined]
     assert all(v.startswith("data:image/png;base64,") for v in images)
     assert not [r for r in parser.refs if r[0] != "img"]
     assert "<link" not in page and "@import" not in page and "url(" not in page
@@ -132,8 +168,14 @@ def test_chromium_renders_the_page_with_every_table_and_image(report: object, tm
     assert match, f"the check did not run: exit {result.returncode}, stderr: {result.stderr[-2000:]}"
     state = json.loads(html.unescape(match.group(1)))
     assert state["images"] == len(report.plots) and state["decoded"] == state["images"]  # type: ignore[attr-defined]
-    assert min(state["widths"]) > 300
-    assert state["tables"] == 3 and state["best"] == 2 and state["rows"] >= 2 + 2 + 1
+    assert min(state["widths"]) > 1500  # 300 dpi
+    # best, two seed tables, two tail tables (one per carriage), four traffic-model tables (one per point)
+    assert state["tables"] == 1 + 2 + 2 + 4 and state["best"] == 2 and state["rows"] >= 1 + 4 + 4 + 4 * 7
+    assert state["sections"] == ["tails", "traffic", "plots"]
+    # per carriage: stacked latency, latency CDF, bitrate over time, burst sizes; per model: sizes. One profile,
+    # so no latency-vs-rate figure, and the page says why
+    assert sorted(state["kinds"]) == sorted(["latency", "cdf", "bitrate", "burst"] * 2 + ["size"])
+    assert len(state["plotNotes"]) == 1 and "only one uplink rate was measured" in state["plotNotes"][0]
     assert state["warning"] and state["external"] == [] and state["title"].startswith("splitbed")
 
 

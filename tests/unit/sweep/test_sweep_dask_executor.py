@@ -33,7 +33,7 @@ PARTITIONS = ("block_3_project_BN", "block_13_project_BN", "out_relu")
 def _spec(partitions: tuple[str, ...] = PARTITIONS[:2], **options: Any) -> SweepSpec:
     base: dict[str, Any] = {"profiles": ("ideal",), "models": ("mobilenet_v2",), "partitions": partitions,
                             "repetitions": 3, "warmup": 1, "warmup_max": 1, "weights": "random:0",
-                            "backend": "userspace"}
+                            "backend": "userspace", "baselines": ()}
     return SweepSpec(**{**base, **options})
 
 

@@ -26,7 +26,8 @@ def _timing(encoding: str) -> ModelTiming:
 
 def test_estimate_adds_up_predicted_points_overheads_and_testbed_starts() -> None:
     spec = SweepSpec(profiles=("lte", "5g-split-ai"), models=("mobilenet_v2",),
-                     partitions=("block_3_project_BN", "out_relu"), repetitions=4, warmup=1, ue_devices=("host",))
+                     partitions=("block_3_project_BN", "out_relu"), repetitions=4, warmup=1, ue_devices=("host",),
+                     baselines=())
     timings = {"mobilenet_v2": {("tlv", "none"): _timing("tlv")}}
     result = estimate(spec, timings=timings)
     assert (result.points, result.inferences) == (4, 20)
@@ -50,7 +51,7 @@ def test_estimate_predicts_each_point_on_its_devices() -> None:
 
     timings = {"mobilenet_v2": {("tlv", "none"): _timing("tlv")}}
     options = {"profiles": ("lte",), "models": ("mobilenet_v2",), "partitions": ("out_relu",), "repetitions": 1,
-               "warmup": 0}
+               "warmup": 0, "baselines": ()}
     host = estimate(SweepSpec(**options, ue_devices=("host",)), timings=timings)
     phone = estimate(SweepSpec(**options), timings=timings)  # default UE: phone-midrange
     link = LinkModel.from_profile("lte")

@@ -21,7 +21,7 @@ TIMINGS = {"mobilenet_v2": {("tlv", "none"): _timing("tlv")}}
 
 
 def _spec(*profiles: str) -> SweepSpec:
-    return SweepSpec(profiles=profiles, models=("mobilenet_v2",), partitions=("block_3_project_BN", "out_relu"),
+    return SweepSpec(baselines=(), profiles=profiles, models=("mobilenet_v2",), partitions=("block_3_project_BN", "out_relu"),
                      repetitions=4, warmup=1)
 
 

@@ -105,7 +105,7 @@ def _run(tmp_path: Path, spec: SweepSpec, factory: Factory,
     return outcome, store, batch, phases
 
 
-SPEC = SweepSpec(profiles=("ideal",), models=("vgg16",), partitions=("block1_pool", "block2_pool"), repetitions=3,
+SPEC = SweepSpec(baselines=(), profiles=("ideal",), models=("vgg16",), partitions=("block1_pool", "block2_pool"), repetitions=3,
                  warmup=1, warmup_max=1, weights="random:0", backend="userspace")
 
 
@@ -186,7 +186,7 @@ def test_a_trace_driven_profile_restarts_the_trace_before_every_repetition(tmp_p
     profile = tmp_path / "tr.toml"
     profile.write_text('name = "tr"\ndescription = "t"\nsource = "this test"\n[uplink]\ndelay_ms = 1.0\n'
                        f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
-    spec = SweepSpec(profiles=(str(profile),), models=("vgg16",), partitions=("block1_pool",), repetitions=3,
+    spec = SweepSpec(baselines=(), profiles=(str(profile),), models=("vgg16",), partitions=("block1_pool",), repetitions=3,
                      warmup=1, warmup_max=1, weights="random:0", backend="userspace")
     log: list[str] = []
     bed = FakeBed(log, {"block1_pool": [ok]})
@@ -202,7 +202,7 @@ def test_a_link_that_cannot_restart_its_trace_counts_as_a_broken_testbed(tmp_pat
     profile = tmp_path / "tr.toml"
     profile.write_text('name = "tr"\ndescription = "t"\nsource = "this test"\n[uplink]\ndelay_ms = 1.0\n'
                        f'trace = {{ path = "{trace}", kind = "throughput" }}\n[downlink]\ndelay_ms = 1.0\n')
-    spec = SweepSpec(profiles=(str(profile),), models=("vgg16",), partitions=("block1_pool",), repetitions=2,
+    spec = SweepSpec(baselines=(), profiles=(str(profile),), models=("vgg16",), partitions=("block1_pool",), repetitions=2,
                      warmup=0, warmup_max=0, weights="random:0", backend="userspace")
 
     class StuckLink(FakeBed):

@@ -54,13 +54,29 @@ def test_default_spec_is_the_main_job() -> None:
     spec = SweepSpec()
     assert spec.profiles == (DEFAULT_PROFILE,) == ("5g-split-ai",)
     matrix = points(spec)
-    assert [p.partition for p in matrix] == resolve_partitions("vgg16", ["examples"])
+    # the example partitions, then the local baseline (the whole model on the UE)
+    assert [p.partition for p in matrix] == resolve_partitions("vgg16", ["examples"]) + ["predictions"]
     assert {(p.model, p.encoding, p.compression) for p in matrix} == {("vgg16", "tlv", "none")}
+
+
+def test_the_local_baseline_is_added_once_per_profile_and_model_and_can_be_left_out() -> None:
+    spec = SweepSpec(profiles=("5g-split-ai", "lte"), models=("vgg16", "mobilenet_v2"), partitions=("all",),
+                     encodings=("json-baseline",))
+    assert [p.partition for p in points(spec)].count("predictions") == 4  # selected already: not added again
+    spec = SweepSpec(profiles=("5g-split-ai", "lte"), models=("vgg16", "mobilenet_v2"), partitions=("1",),
+                     encodings=("tlv", "json-baseline"), compressions=("zstd",))
+    baselines = [p for p in points(spec) if p.partition == "predictions"]
+    assert [(p.profile, p.model, p.encoding, p.compression) for p in baselines] == [
+        ("5g-split-ai", "vgg16", "tlv", "none"), ("5g-split-ai", "mobilenet_v2", "tlv", "none"),
+        ("lte", "vgg16", "tlv", "none"), ("lte", "mobilenet_v2", "tlv", "none")]
+    assert "predictions" not in [p.partition for p in points(SweepSpec(baselines=()))]
+    with pytest.raises(SweepSpecError, match="JPEG full-offload baseline is not implemented yet"):
+        SweepSpec(baselines=("jpeg",))
 
 
 def test_json_baseline_gets_one_point_per_partition_and_compressions_are_canonical() -> None:
     spec = SweepSpec(models=("mobilenet_v2",), partitions=("input_layer", "out_relu"),
-                     encodings=("tlv", "json-baseline"), compressions=("none", "4", "zstd"))
+                     encodings=("tlv", "json-baseline"), compressions=("none", "4", "zstd"), baselines=())
     matrix = points(spec)
     carriages = [(p.partition, p.encoding, p.compression) for p in matrix]
     assert carriages == [("input_layer", "tlv", "none"), ("input_layer", "tlv", "zstd"),
@@ -88,7 +104,7 @@ def test_point_key_is_stable_and_names_everything_that_changes_a_measurement() -
 
 
 def test_devices_are_a_dimension_of_the_matrix_grouped_per_testbed() -> None:
-    spec = SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",), profiles=("lte", "5g-embb"),
+    spec = SweepSpec(baselines=(), models=("mobilenet_v2",), partitions=("out_relu",), profiles=("lte", "5g-embb"),
                      ue_devices=("phone-midrange", "phone-flagship"), edge_devices=("host", "edge-l4"))
     matrix = points(spec)
     assert len(matrix) == 2 * 2 * 2 and len({p.key for p in matrix}) == 8

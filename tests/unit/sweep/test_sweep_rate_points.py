@@ -10,13 +10,13 @@ from splitbed.sweep.plan import SweepSpec, SweepSpecError, link_profile, points
 
 
 def test_each_rate_is_a_point_of_each_profile_and_part_of_the_key() -> None:
-    spec = SweepSpec(profiles=("5g-split-ai", "lte"), models=("mobilenet_v2",), partitions=("out_relu",),
+    spec = SweepSpec(baselines=(), profiles=("5g-split-ai", "lte"), models=("mobilenet_v2",), partitions=("out_relu",),
                      rates=(10.0, 20.0, 50.0, 100.0))
     found = points(spec)
     assert [p.profile for p in found] == [f"{name}@{rate}mbit" for name in ("5g-split-ai", "lte")
                                           for rate in (10, 20, 50, 100)]
     assert len({p.key for p in found}) == 8
-    assert points(SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",)))[0].key.startswith("5g-split-ai|")
+    assert points(SweepSpec(baselines=(), models=("mobilenet_v2",), partitions=("out_relu",)))[0].key.startswith("5g-split-ai|")
 
 
 def test_a_rate_point_is_its_profile_with_the_uplink_rate_replaced() -> None:
@@ -26,4 +26,4 @@ def test_a_rate_point_is_its_profile_with_the_uplink_rate_replaced() -> None:
     traced = link_profile("5g-mmwave-driving@50mbit")
     assert traced.uplink.trace is None and traced.uplink.rate_mbit == 50
     with pytest.raises(SweepSpecError, match="outside"):
-        points(SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",), rates=(200_000.0,)))
+        points(SweepSpec(baselines=(), models=("mobilenet_v2",), partitions=("out_relu",), rates=(200_000.0,)))

@@ -94,7 +94,7 @@ def _sweep(tmp_path: Path, out: str, profile: Path, **kwargs: Any) -> tuple[Reco
         beds.append(RecordingBed(options["profile"], **kwargs))
         return beds[-1]
 
-    spec = SweepSpec(profiles=(str(profile),), models=("vgg16",), partitions=("fc1", "block5_pool"),
+    spec = SweepSpec(baselines=(), profiles=(str(profile),), models=("vgg16",), partitions=("fc1", "block5_pool"),
                      repetitions=4, warmup=1, weights="random:0")
     run_sweep(spec, tmp_path / out, testbed_factory=factory)
     return beds[0], read_records(tmp_path / out).records

@@ -33,7 +33,7 @@ class ComputeBed(RecordingBed):
 
 def _warmups(tmp_path: Path, computes: list[float], **spec: Any) -> list[dict[str, Any]]:
     spec = {"profiles": ("5g-split-ai",), "models": ("vgg16",), "partitions": ("fc1",), "repetitions": 2,
-            "weights": "random:0", **spec}
+            "weights": "random:0", "baselines": (), **spec}
     run_sweep(SweepSpec(**spec), tmp_path, testbed_factory=lambda **o: ComputeBed(o["profile"], computes))
     return read_records(tmp_path).records
 
@@ -58,9 +58,9 @@ def test_a_fixed_count_and_no_warmup_still_work(tmp_path: Path) -> None:
     assert all(is_measurement(r) and r["tags"]["warmups"] == 0 for r in none)
     assert compute_settled([100.0, None]) is False and compute_settled([100.0, 104.9]) is True
     with pytest.raises(SweepSpecError, match="warmup_max"):
-        SweepSpec(warmup=3, warmup_max=2)
+        SweepSpec(baselines=(), warmup=3, warmup_max=2)
     with pytest.raises(SweepSpecError, match="unknown role"):
-        SweepSpec(cpus="gpu=0")
+        SweepSpec(baselines=(), cpus="gpu=0")
 
 
 def _record(rep: int, e2e: float, *, steal: float = 0.0, wait: float = 1.0, gc_ms: float = 0.0,

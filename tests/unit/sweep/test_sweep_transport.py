@@ -10,7 +10,7 @@ from splitbed.sweep.pointwire import PointRequest, WireError, parse_request, req
 
 
 def test_the_binding_is_in_the_key_and_the_testbed_grouping() -> None:
-    spec = SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",), profiles=("5g-split-ai", "cell-edge"),
+    spec = SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",), profiles=("5g-split-ai", "cell-edge"), baselines=(),
                      transports=("tcp", "quic"))
     matrix = points(spec)
     assert len(matrix) == 4 and len({p.key for p in matrix}) == 4
@@ -31,11 +31,11 @@ def test_bad_transports_are_refused(options: dict[str, object], fragment: str) -
 
 
 def test_the_binding_travels_through_the_point_wire() -> None:
-    spec = SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",), transports=("tcp", "quic"))
+    spec = SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",), transports=("tcp", "quic"), baselines=())
     point = [p for p in points(spec) if p.transport == "quic"][0]
     back = parse_request(request_text(PointRequest(spec, point, ("mobilenet_v2",), 0, 0)))
     assert back.point == point and back.spec.transports == ("tcp", "quic") and back.point.key.endswith("|quic")
-    lone = SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",))
+    lone = SweepSpec(models=("mobilenet_v2",), partitions=("out_relu",), baselines=())
     with pytest.raises(WireError, match="transport"):
         parse_request(request_text(PointRequest(lone, point, ("mobilenet_v2",), 0, 0)))
 
