@@ -18,8 +18,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import queue
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -107,9 +109,19 @@ class Testbed:
         cpus: Any = "auto",
         ue_device: str = DEFAULT_UE,
         edge_device: str = DEFAULT_EDGE,
+        transport: str = "tcp",
+        quic_congestion: str = "reno",
     ) -> None:
         if not models:
             raise ValueError("Testbed needs at least one model")
+        if transport not in ("tcp", "quic"):
+            raise ValueError(f"transport {transport!r}: use tcp or quic")
+        if transport == "quic" and runtime != "process":
+            raise ValueError("the QUIC transport runs with the process runtime only (the certificate made for the "
+                             "run is handed to the local node as a host file)")
+        self.transport = transport
+        self.quic_congestion = quic_congestion
+        self._quic_ca_path: str | None = None
         for name, side in ((ue_device, "ue"), (edge_device, "edge")):
             load_device(name).check_role(side)  # a DeviceError now, before any namespace or node exists
         self.ue_device = _absolute_if_path(ue_device)
@@ -219,6 +231,11 @@ class Testbed:
                 self.topology.close()
             except Exception as exc:
                 errors.append(f"removing the topology: {exc}")
+        if self._quic_ca_path is not None:
+            try:
+                os.unlink(self._quic_ca_path)
+            except FileNotFoundError:
+                pass
         if errors:
             raise TestbedError("testbed cleanup incomplete: " + "; ".join(errors))
 
@@ -290,12 +307,20 @@ class Testbed:
                              "--weights", self.weights, "--device", self.edge_device, python=self.python)
         for model in self.models:
             argv += ["--model", model]
+        if self.transport == "quic":
+            argv += ["--transport", "quic", "--quic-congestion", self.quic_congestion]
         return argv + self.remote_args
 
     def _local_argv(self) -> list[str]:
         return python_module("splitbed", "local-node", "--connect", f"{self._edge_addr()}:{self.remote_port}",
-                             "--weights", self.weights, "--device", self.ue_device, "--jobs", "-", *self.local_args,
-                             python=self.python)
+                             "--weights", self.weights, "--device", self.ue_device, "--jobs", "-", *self._quic_args(),
+                             *self.local_args, python=self.python)
+
+    def _quic_args(self) -> list[str]:
+        if self.transport != "quic":
+            return []
+        assert self._quic_ca_path is not None, "the remote's ready line carries its certificate"
+        return ["--transport", "quic", "--quic-ca", self._quic_ca_path, "--quic-congestion", self.quic_congestion]
 
     def _edge_addr(self) -> str:
         assert self.topology is not None
@@ -353,7 +378,19 @@ class Testbed:
                 port = message.get("port")
                 if not isinstance(port, int) or not 0 < port < 65536:
                     raise TestbedError(f"the remote node announced a bad port {port!r}" + self._tails())
+                if self.transport == "quic":
+                    self._keep_certificate(message.get("quic_cert_pem"))
                 return port
+
+    def _keep_certificate(self, pem: Any) -> None:
+        """The remote's certificate for this run, in a file the local node reads (removed at close; a crashed
+        run's `sb<pid>-*` file is swept at the next start)."""
+        if not isinstance(pem, str) or "BEGIN CERTIFICATE" not in pem or len(pem) > 64 * 1024:
+            raise TestbedError("the remote node announced no QUIC certificate" + self._tails())
+        fd, path = tempfile.mkstemp(prefix=f"sb{os.getpid()}-quic-ca-", suffix=".pem")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(pem)
+        self._quic_ca_path = path
 
     def _warmup_partition(self, model: str) -> str | int:
         if self.warmup_partition is not None:

@@ -59,6 +59,16 @@ def _json_object(text: str | None, what: str) -> dict[str, Any] | None:
     return value
 
 
+def _check_transport(transport: str, congestion: str) -> None:
+    from splitbed.nodes.quic import CONGESTION_CONTROLLERS, TRANSPORTS
+
+    if transport not in TRANSPORTS:
+        raise CliError(f"--transport {transport!r} is not a transport", f"use one of {', '.join(TRANSPORTS)}")
+    if congestion not in CONGESTION_CONTROLLERS:
+        raise CliError(f"--quic-congestion {congestion!r} is not one aioquic has",
+                       f"use one of {', '.join(CONGESTION_CONTROLLERS)}")
+
+
 def remote_node(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(5599, help="TCP port (0: any free port, announced on stdout)"),
@@ -85,6 +95,9 @@ def remote_node(
                                   "with it)"),
     secret_file: Annotated[Path | None, typer.Option(help="serve only peers holding this file's shared secret "
                                                      "(chmod 600; or set $SPLITBED_SECRET)")] = None,
+    transport: str = typer.Option("tcp", help="tcp, or quic (one QUIC stream per session; a certificate made for "
+                                  "this run, its PEM in the ready line)"),
+    quic_congestion: str = typer.Option("reno", help="QUIC congestion controller: reno or cubic"),
     log_level: str = typer.Option("info", help="debug, info, warning"),
 ) -> None:
     """Run the remote inference node (edge server) until SIGTERM. Prints one JSON `ready` line on stdout."""
@@ -99,6 +112,7 @@ def remote_node(
     check_spec(weights)
     _check_device(device, "edge")
     secret = _secret(secret_file)
+    _check_transport(transport, quic_congestion)
 
     config = RemoteConfig(host=host, port=port, models=tuple(models or ["mobilenet_v2"]), weights=weights, engine=engine, max_unit_bytes=max_unit_bytes,
                           read_timeout_s=read_timeout, idle_timeout_s=idle_timeout,
@@ -106,7 +120,7 @@ def remote_node(
                           config_timeout_s=config_timeout, max_sessions=max_sessions, evict_after_s=evict_after,
                           shutdown_grace_s=shutdown_grace, warm=warm,
                           memory_budget_bytes=memory_budget_mib << 20, secret=secret, max_batch=max_batch,
-                          device=device)
+                          device=device, transport=transport, quic_congestion=quic_congestion)
     try:
         code = run_remote(config)
     except (NodeError, OSError) as exc:
@@ -144,6 +158,10 @@ def local_node(
                                "none) or a TOML path"),
     secret_file: Annotated[Path | None, typer.Option(help="prove this file's shared secret to the remote node and "
                                                      "require its proof (chmod 600; or set $SPLITBED_SECRET)")] = None,
+    transport: str = typer.Option("tcp", help="tcp or quic (the remote node must use the same)"),
+    quic_ca: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, readable=True, help="with --transport quic: the remote's certificate (PEM, "
+                                                 "from its ready line); the only one trusted")] = None,
+    quic_congestion: str = typer.Option("reno", help="QUIC congestion controller: reno or cubic"),
     log_level: str = typer.Option("warning", help="debug, info, warning"),
 ) -> None:
     """Run the local inference node (UE): one job from the options, or JSON-line jobs (--jobs); writes one JSON
@@ -175,6 +193,18 @@ def local_node(
     for name in preload or []:
         spec_for(name)
     _check_device(device, "ue")
+    _check_transport(transport, quic_congestion)
+    ca_pem = None
+    if transport == "quic":
+        if quic_ca is None:
+            raise CliError("--transport quic needs the remote's certificate",
+                           "save the quic_cert_pem of the remote node's ready line to a file and pass --quic-ca FILE")
+        from splitbed.nodes.quic import read_ca_file
+
+        try:
+            ca_pem = read_ca_file(str(quic_ca))
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--quic-ca {quic_ca}: {exc}", "give the PEM file of the remote's certificate") from None
     if jobs is not None and jobs != "-" and not Path(jobs).is_file():
         raise CliError(f"--jobs {jobs}: no such file", "give a file of JSON-line jobs, or '-' for stdin")
     if output is not None:
@@ -189,7 +219,8 @@ def local_node(
     config = LocalConfig(host=host, port=port, weights=weights, engine=engine, link=link, result_timeout_s=result_timeout,
                          connect_retry_s=connect_retry,
                          clock_pings=clock_pings, allow_weights_mismatch=allow_weights_mismatch,
-                         verify_delivery=verify_delivery, secret=_secret(secret_file), device=device)
+                         verify_delivery=verify_delivery, secret=_secret(secret_file), device=device,
+                         transport=transport, quic_ca_pem=ca_pem, quic_congestion=quic_congestion)
     out = output.open("a") if output is not None else sys.stdout
     try:
         with LocalNode(config) as node:

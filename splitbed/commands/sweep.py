@@ -53,6 +53,9 @@ def sweep(
     edge_device: Annotated[list[str] | None, typer.Option(
         "--edge-device", help="device profile the edge emulates (repeatable; default host = no emulation; e.g. "
         "edge-l4)")] = None,
+    transport: Annotated[list[str] | None, typer.Option(
+        "--transport", help="the session's binding: tcp (default) or quic (aioquic, one stream per session); "
+        "repeatable, e.g. --transport tcp --transport quic to compare them (part of the point key)")] = None,
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     local_baseline: bool = typer.Option(True, help="add each model's full local inference as a point (the "
                                         "`predictions` partition: the whole model on the UE; docs/SWEEP.md)"),
@@ -97,7 +100,8 @@ def sweep(
     # tf.function retracing notices: every partition is its own sub-model, so retracing is expected, not a problem
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     given: dict[str, Any] = {"models": model, "partitions": partition, "profiles": profile, "encodings": encoding,
-                             "compressions": compression, "ue_devices": ue_device, "edge_devices": edge_device}
+                             "compressions": compression, "ue_devices": ue_device, "edge_devices": edge_device,
+                             "transports": transport}
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
                    backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus, capture=capture,

@@ -51,6 +51,8 @@ class EdgeConnection:
         self.machine = EdgeSession(state.offer, server=state.server_info, secret=self.cfg.secret,
                                    budget=state.budget, max_unit_bytes=self.cfg.max_unit_bytes, peer=self.peer)
         self.rx = rxstamp.ReceiveClock(conn)  # reads, and when their bytes arrived
+        if conn.family == socket.AF_UNIX:  # the QUIC binding's bridge (nodes.quic): stamps would be the bridge's
+            self.rx.enabled, self.rx.off_reason = False, rxstamp.USERSPACE_TRANSPORT
         self._buf = bytearray(RECV_CHUNK)
 
     @property

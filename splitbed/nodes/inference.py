@@ -34,6 +34,7 @@ class Inference:
         self.stamps: dict[str, int | None] = {}
         self.arrays: list[np.ndarray] = []
         self.data_pieces: list[Any] = []
+        self.transport_before: dict[str, Any] = {}
         self.record = record.blank(session.machine, job=job, plan=plan, repetition=repetition, clock=session.clock,
                                    link=job.link if job.link is not None else node.config.link,
                                    local_weights=node.runner.weights_info(job.model),
@@ -105,6 +106,7 @@ class Inference:
             s.machine.sent(units=2 if aips_bytes else 1, aips=aips if aips_bytes else None)
             rec["uplink_tcp"] = s.transport.tcp_state()  # before the first byte: the window this transfer starts with
             s.transport.mark()  # the RESULT's out-of-order packets are counted from here
+            self.transport_before = s.transport.counters()
             stamps["local_first_send"] = now_ns()
             s.transport.send(pieces, node.timeout(node.config.send_timeout_s))
             stamps["local_send_done"] = now_ns()
@@ -166,11 +168,14 @@ class Inference:
     def _retransmissions(self) -> None:
         """TCP_INFO's connection-wide total_retrans, read after local_end (outside every figure): the RESULT is in,
         so every retransmission that delivered an uplink byte has happened, and the local node sends nothing
-        before this read. None where either reading is missing."""
+        before this read. None where either reading is missing. The transport's own figures (QUIC losses and CPU
+        time, or the TCP binding's) are read at the same moment."""
         rec = self.record
         before, after = rec["uplink_tcp"], self.s.transport.tcp_state()
         rec["uplink_retransmitted_segments"] = None if before is None or after is None else \
             max(0, int(after["total_retrans"]) - int(before["total_retrans"]))
+        rec["transport"] = transport_figures(self.s.transport, self.transport_before, self.s.transport.counters(),
+                                             self.stamps, rec["uplink_retransmitted_segments"])
 
     def _remote_part(self, result: m.Result, earlier: list[m.Message]) -> None:
         rec, s, stamps = self.record, self.s, self.stamps
@@ -211,3 +216,33 @@ class Inference:
         return {"method": "CRC-32 of each tensor as sent by the head vs as decoded by the remote node",
                 "sent_crc32": sent, "received_crc32": checksum.tensor_crc32, "match": checksum.tensor_crc32 == sent,
                 "expected_match": lossless}
+
+
+# The transport's own CPU time over at least this share of a transfer's wall time means the binding, not the
+# link, set the pace (the record's transport.cpu_bound; docs/METRICS.md, "transport").
+CPU_BOUND_SHARE = 0.8
+
+
+def transport_figures(transport: Any, before: dict[str, Any], after: dict[str, Any], stamps: dict[str, int | None],
+                      retransmitted: int | None) -> dict[str, Any]:
+    """The record's `transport` block: what the binding is, and what it did from the first byte sent to the
+    result read (losses, retransmissions, CPU time of a userspace stack)."""
+    figures = dict(transport.describe())
+    start, end = stamps.get("local_first_send"), stamps.get("local_result_received")
+    wall_ms = None if start is None or end is None else (end - start) / 1e6
+
+    def delta(key: str) -> int | None:
+        a, b = before.get(key), after.get(key)
+        return None if a is None or b is None else max(0, int(b) - int(a))
+
+    cpu_ns = delta("cpu_ns")
+    cpu_ms = None if cpu_ns is None else round(cpu_ns / 1e6, 3)
+    figures.update({
+        "retransmitted_segments": retransmitted,  # TCP: TCP_INFO total_retrans over the inference
+        "packets_sent": delta("packets_sent"),     # QUIC: packets sent by the UE over the inference
+        "lost_packets": delta("packets_lost"),     # QUIC: packets the UE declared lost (their frames resent)
+        "cwnd_bytes": after.get("cwnd_bytes"),
+        "cpu_ms": cpu_ms,                          # QUIC: CPU time of the UE's QUIC thread over the inference
+        "cpu_bound": None if cpu_ms is None or not wall_ms else cpu_ms >= CPU_BOUND_SHARE * wall_ms,
+    })
+    return figures

@@ -61,6 +61,9 @@ class LocalConfig:
     verify_delivery: bool = False  # remote returns CRC-32s of the decoded tensors; the record compares them
     secret: bytes | None = field(default=None, repr=False)  # shared with the remote (splitbed.nodes.auth)
     device: str = "host"           # device profile the head emulates (splitbed.devices; host = none)
+    transport: str = "tcp"         # tcp | quic (splitbed.nodes.quic)
+    quic_ca_pem: bytes | None = field(default=None, repr=False)  # the remote's certificate: the only one trusted
+    quic_congestion: str = "reno"
 
 
 @dataclass
@@ -192,6 +195,13 @@ class LocalNode:
         while True:
             limit = self.timeout(cfg.connect_timeout_s)
             try:
+                if cfg.transport == "quic":
+                    from splitbed.nodes.quic import QuicTransport
+
+                    if cfg.quic_ca_pem is None:
+                        raise ConfigurationError("the QUIC transport needs the remote's certificate (quic_ca_pem)")
+                    return QuicTransport.connect(cfg.host, cfg.port, limit, ca_pem=cfg.quic_ca_pem,
+                                                 congestion=cfg.quic_congestion)
                 return TcpTransport.connect(cfg.host, cfg.port, limit)
             except ConnectionRefusedError:
                 if time.monotonic() >= give_up:

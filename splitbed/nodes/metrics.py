@@ -16,7 +16,7 @@ from splitbed.devices.figures import DeviceFigures, EdgeEnergy, HeadMemory, UeEn
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.5"
+SCHEMA_VERSION = "2.6"
 
 
 class TensorFigures(TypedDict):
@@ -108,6 +108,7 @@ class InferenceRecord(TypedDict):
     uplink_out_of_order_packets: int | None
     downlink_out_of_order_packets: int | None
     uplink_retransmitted_segments: int | None
+    transport: dict[str, Any] | None  # the binding (tcp/quic), its handshake, controller, losses, CPU time
     # results
     result_mode: str
     predictions: list[Prediction]

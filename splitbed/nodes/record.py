@@ -45,7 +45,7 @@ def blank(session: UeSession, *, job: Any, plan: Any, repetition: int, clock: An
         delivery_uncertainty_ms=None, remote_decode_ms=None, remote_queue_wait_ms=None, remote_tail_build_ms=None,
         remote_inference_ms=None, total_inference_ms=None, remote_processing_ms=None, downlink_ms=None,
         downlink_end=None, downlink_end_reason=None, local_read_lag_ms=None, uplink_out_of_order_packets=None,
-        downlink_out_of_order_packets=None, uplink_retransmitted_segments=None,
+        downlink_out_of_order_packets=None, uplink_retransmitted_segments=None, transport=None,
         round_trip_ms=None, result_decode_ms=None, e2e_latency_ms=None, timestamps_ns=stamps,
         uplink_tcp=None, downlink_tcp=None,
         result_mode=job.result_mode, predictions=[], delivery_check=None, aips_events=[], adaptive=None,

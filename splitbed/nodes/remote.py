@@ -72,6 +72,8 @@ class RemoteConfig:
     secret: bytes | None = field(default=None, repr=False)  # peers must prove they hold it (splitbed.nodes.auth)
     max_batch: int = 1                  # samples per inference (the local node sends one image at a time)
     device: str = "host"                # device profile the tail emulates (splitbed.devices; host = none)
+    transport: str = "tcp"              # tcp | quic (splitbed.nodes.quic; docs/PROTOCOL.md section 8)
+    quic_congestion: str = "reno"       # the QUIC binding's congestion controller (aioquic: reno, cubic)
 
     def rate_policy(self) -> RatePolicy:
         return RatePolicy(self.unit_timeout_base_s, self.unit_min_rate_bps)
@@ -110,6 +112,7 @@ class RemoteNode:
                                  ResourceMeter(), MemoryBudget(config.memory_budget_bytes),
                                  Admission(config.max_sessions, config.rate_policy(), config.evict_after_s))
         self.listener: socket.socket | None = None
+        self.quic: Any = None  # splitbed.nodes.quic.QuicListener with transport quic
         self.address: tuple[str, int] = (config.host, config.port)
         self._threads: list[threading.Thread] = []
 
@@ -141,6 +144,13 @@ class RemoteNode:
             INFERENCE_CALL)
 
     def bind(self) -> tuple[str, int]:
+        if self.config.transport == "quic":
+            from splitbed.nodes.quic import QuicListener
+
+            self.quic = QuicListener(self.config.host, self.config.port, self._start_session, self.state.budget,
+                                     self.config.quic_congestion)
+            self.address = self.quic.start()
+            return self.address
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -154,6 +164,14 @@ class RemoteNode:
 
     def serve(self) -> None:
         """Accept sessions until shutdown() is called; then wind down within the grace period."""
+        if self.quic is not None:  # connections arrive from the QUIC thread (_start_session)
+            try:
+                while not self.state.stopping.wait(POLL_S):
+                    pass
+            finally:
+                self._wind_down()
+                self.quic.stop()
+            return
         assert self.listener is not None, "bind() first"
         try:
             while not self.state.stopping.is_set():
@@ -172,7 +190,8 @@ class RemoteNode:
             self._wind_down()
 
     def _start_session(self, conn: socket.socket, peer: tuple[Any, ...]) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if conn.family != socket.AF_UNIX:  # AF_UNIX: a QUIC session's bridge (splitbed.nodes.quic)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         where = f"{peer[0]}:{peer[1]}"
         try:
             slot, victim, why = self.state.admission.admit(where)
@@ -246,16 +265,20 @@ def run_remote(config: RemoteConfig, *, announce: Any = print) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    announce_ready(announce, host, port, config)
+    announce_ready(announce, host, port, config, node.quic.cert_pem.decode() if node.quic is not None else None)
     node.serve()
     log.info("remote node stopped after %d sessions", node.state.served)
     return 0
 
 
-def announce_ready(announce: Any, host: str, port: int, config: RemoteConfig) -> None:
+def announce_ready(announce: Any, host: str, port: int, config: RemoteConfig, quic_cert_pem: str | None = None) -> None:
+    """The ready line; with QUIC it carries the certificate made for this run (public: the local node trusts it)."""
     import json
     import os
 
-    announce(json.dumps({"event": "ready", "host": host, "port": port, "pid": os.getpid(),
-                         "models": list(config.models)}), flush=True)
+    line: dict[str, Any] = {"event": "ready", "host": host, "port": port, "pid": os.getpid(),
+                            "models": list(config.models), "transport": config.transport}
+    if quic_cert_pem is not None:
+        line["quic_cert_pem"] = quic_cert_pem
+    announce(json.dumps(line), flush=True)
 

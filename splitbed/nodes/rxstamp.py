@@ -50,7 +50,9 @@ OUT_OF_ORDER = "out_of_order"          # packets arrived out of order during the
 NO_ORDER_COUNT = "no_order_count"      # the kernel does not count out-of-order packets, so order is unknown
 CLOCK_STEP = "clock_step"              # the wall clock was stepped during the transfer
 READ_CONTINUED = "read_continued"      # the unit's last byte was not the last byte of its read (local node)
-END_REASONS = (STAMPING_OFF, UNSTAMPED, STAMP_AFTER_READ, OUT_OF_ORDER, NO_ORDER_COUNT, CLOCK_STEP, READ_CONTINUED)
+USERSPACE_TRANSPORT = "userspace_transport"  # a userspace stack (QUIC) hands the bytes over: no kernel stamp of them
+END_REASONS = (STAMPING_OFF, UNSTAMPED, STAMP_AFTER_READ, OUT_OF_ORDER, NO_ORDER_COUNT, CLOCK_STEP, READ_CONTINUED,
+               USERSPACE_TRANSPORT)
 
 
 OFFSET_READ_TRIES = 5
@@ -125,6 +127,7 @@ class ReceiveClock:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.enabled = enable(sock)
+        self.off_reason = STAMPING_OFF  # why there are no stamps when not enabled
         self.kernel_ns: int | None = None  # the latest read's kernel stamp
         self.no_stamp_reason: str | None = None  # why the latest read came without one (END_REASONS)
         self._out_of_order_mark = out_of_order_packets(sock)
@@ -154,7 +157,7 @@ class ReceiveClock:
         late = None if now is None or self._out_of_order_mark is None else \
             (now - self._out_of_order_mark) & 0xFFFFFFFF  # a u32 counter
         if not self.enabled:
-            why = STAMPING_OFF
+            why = self.off_reason
         elif late:
             why = OUT_OF_ORDER
         elif kernel_ns is None:

@@ -120,15 +120,31 @@ class TcpTransport:
     sends with a deadline, whole typed messages with the kernel's receive stamp of their last byte, and the
     socket's TCP_INFO. The protocol itself is the session machine's (ue_session); only this class knows TCP."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, handshake_ms: float | None = None) -> None:
         self.sock = sock
         self.reader = ControlReader(sock)
+        self.handshake_ms = handshake_ms
 
     @classmethod
     def connect(cls, host: str, port: int, timeout_s: float) -> TcpTransport:
+        started = time.monotonic()
         sock = socket.create_connection((host, port), timeout=timeout_s)
+        handshake_ms = (time.monotonic() - started) * 1e3  # connect() returns after the SYN-ACK: one RTT
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(sock)
+        return cls(sock, handshake_ms)
+
+    def counters(self) -> dict[str, Any]:
+        return {}  # TCP's losses are the record's uplink_retransmitted_segments (TCP_INFO); its CPU is the kernel's
+
+    def describe(self) -> dict[str, Any]:
+        try:
+            cc: str | None = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16) \
+                .split(b"\0", 1)[0].decode()
+        except (OSError, AttributeError):
+            cc = None
+        return {"binding": "tcp", "handshake_ms": None if self.handshake_ms is None else round(self.handshake_ms, 3),
+                "congestion_control": cc, "streams": "one TCP connection per session",
+                "implementation": "Linux kernel TCP"}
 
     def send(self, pieces: Sequence[bytes | bytearray | memoryview], timeout_s: float) -> int:
         return send_pieces(self.sock, pieces, timeout_s)

@@ -26,8 +26,10 @@ class BedPool:
     """Running testbeds keyed by (model, UE device) (backend and weights are the pool's); the least recently used
     is closed past MAX_LIVE_BEDS, a broken one is replaced on the next request."""
 
-    def __init__(self, backend: str = "auto", weights: str = "auto", max_live: int = MAX_LIVE_BEDS) -> None:
+    def __init__(self, backend: str = "auto", weights: str = "auto", max_live: int = MAX_LIVE_BEDS,
+                 transport: str = "tcp") -> None:
         self.backend = backend
+        self.transport = transport  # the sessions' binding, tcp or quic (docs/PROTOCOL.md, section 8)
         self.weights = weights
         self.max_live = max_live
         self._beds: OrderedDict[tuple[str, str], Testbed] = OrderedDict()
@@ -43,7 +45,7 @@ class BedPool:
             while len(self._beds) >= self.max_live:
                 self._close(next(iter(self._beds)))
             bed = Testbed(profile, backend=self.backend, models=[model], weights=self.weights,
-                          local_args=LOCAL_ARGS, ue_device=ue_device)
+                          local_args=LOCAL_ARGS, ue_device=ue_device, transport=self.transport)
             bed.start()
             self.started += 1
             self._beds[key] = bed

@@ -91,7 +91,8 @@ def splitbed_offline() -> Iterator[None]:
 def splitbed_bed_pool(request: pytest.FixtureRequest, splitbed_offline: None) -> Iterator[Any]:
     from splitbed.plugin.beds import BedPool
 
-    pool = BedPool(backend=value(request.config, "backend"), weights=value(request.config, "weights"))
+    pool = BedPool(backend=value(request.config, "backend"), weights=value(request.config, "weights"),
+                   transport=value(request.config, "transport"))
     try:
         yield pool
     finally:

@@ -40,6 +40,8 @@ OPTIONS = (
            {"action": "append", "default": []}),
     Option("backend", ("--backend",), "link emulation backend",
            {"default": "auto", "choices": ["auto", "kernel", "userspace"]}),
+    Option("transport", ("--transport",), "the sessions' transport binding: tcp or quic (aioquic; docs/PROTOCOL.md "
+           "section 8)", {"default": "tcp", "choices": ["tcp", "quic"]}),
     Option("full", ("--full",), "run slow tests and the full model x partition x profile matrix",
            {"action": "store_true", "default": False}),
     Option("weights", ("--weights",), "node weights: auto (Keras cache's ImageNet file, else random:0), "

@@ -157,6 +157,7 @@ class PointCapture:
         begin = time.monotonic()
         topology = self.bed.topology
         server, port = topology.edge_addr, int(self.bed.remote_port)
+        quic = self._quic_counts(server, port) if getattr(self.bed, "transport", "tcp") == "quic" else None
         ue = connections(self.pcaps["ue"], server, port)
         edge = connections(self.pcaps["edge"], server, port, keep_streams=())
         complete = all(s.get("kernel_drops") == 0 and not s.get("truncated") for s in summaries.values())
@@ -175,6 +176,9 @@ class PointCapture:
             "series": None,
             "summary": _relative(self.summary_path, root),
         }
+        if quic is not None:
+            self._attach_quic(capture, quic, summaries)
+            return
         joined = point_traffic(self.held, ue, edge, capture)
         series = self._series(joined, ue, edge)
         if series is not None:
@@ -198,6 +202,33 @@ class PointCapture:
             log.warning("capture of %s dropped or truncated packets: %s", self.key, summaries)
         if joined.note:
             log.warning("traffic of %s: %s", self.key, joined.note)
+
+    def _quic_counts(self, server: str, port: int) -> dict[str, Any]:
+        """QUIC encrypts the session, so its units cannot be found in the capture: what is counted is the point's
+        UDP packets and bytes each way (UE side: as the UE sent them; edge side: as the link delivered them)."""
+        from netem.flows import flow_stats
+
+        def udp(side: str, uplink: bool) -> dict[str, int]:
+            flows = [f for f in flow_stats(self.pcaps[side]) if f.proto == "udp" and (
+                (f.dst, f.dport) == (server, port) if uplink else (f.src, f.sport) == (server, port))]
+            return {"packets": sum(f.packets for f in flows), "wire_bytes": sum(f.wire_bytes for f in flows),
+                    "udp_payload_bytes": sum(f.payload_bytes for f in flows)}
+
+        return {"uplink_sent_by_ue": udp("ue", True), "uplink_at_edge": udp("edge", True),
+                "downlink_sent_by_edge": udp("edge", False), "downlink_at_ue": udp("ue", False),
+                "scope": "the whole point (warm-ups included), every QUIC packet of its sessions"}
+
+    def _attach_quic(self, capture: dict[str, Any], quic: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> None:
+        capture["quic_udp"] = quic
+        reason = ("the QUIC binding encrypts the session: per-inference units cannot be found in the capture; the "
+                  "point's UDP packets and bytes are in capture.quic_udp")
+        for record in self.held:
+            record["traffic"] = _unavailable(reason, capture)
+        summary = {"point": self.key, "capture": capture, "summaries": summaries, "records": len(self.held),
+                   "records_with_figures": 0, "note": reason}
+        tmp = self.summary_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+        tmp.replace(self.summary_path)
 
     def _keep(self, path: Path) -> str:
         """Apply the size cap: `full`, `headers` (rewritten to HEADER_SNAP_BYTES per frame) or `removed`."""

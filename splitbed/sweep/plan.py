@@ -27,6 +27,8 @@ from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
 ENCODINGS = ("tlv", "json-baseline")
 BACKENDS = ("auto", "kernel", "userspace")
 RUNTIMES = ("process", "docker")
+TRANSPORTS = ("tcp", "quic")  # splitbed.nodes.quic.TRANSPORTS; the sweep names them without importing the nodes
+DEFAULT_TRANSPORT = "tcp"
 NO_COMPRESSION = "none"
 PARTITION_SETS = ("all", "examples", "seed")
 DEFAULT_PROFILE = "5g-split-ai"
@@ -73,6 +75,7 @@ class Point:
     engine: str = DEFAULT_ENGINE  # inference runtimes "UE/EDGE" (or one name for both sides)
     ue_device: str = DEFAULT_UE
     edge_device: str = DEFAULT_EDGE
+    transport: str = DEFAULT_TRANSPORT  # tcp | quic (docs/PROTOCOL.md, section 8)
 
     @property
     def key(self) -> str:
@@ -82,12 +85,19 @@ class Point:
             parts.append(self.engine)
         if (self.ue_device, self.edge_device) != ("host", "host"):  # so do keys of points on this host's speed
             parts += [self.ue_device, self.edge_device]
+        if self.transport != DEFAULT_TRANSPORT:  # and so do keys of TCP points
+            parts.append(self.transport)
         return "|".join(parts)
 
     @property
-    def bed(self) -> tuple[str, str, str]:
-        """What one testbed serves: the link profile and the two nodes' devices."""
-        return (self.profile, self.ue_device, self.edge_device)
+    def bed(self) -> tuple[str, ...]:
+        """What one testbed serves: the link profile, the two nodes' devices and the transport binding."""
+        bed = (self.profile, self.ue_device, self.edge_device)
+        return bed if self.transport == DEFAULT_TRANSPORT else (*bed, self.transport)
+
+    def testbed_options(self) -> dict[str, str]:
+        """The testbed's options for this point's binding ({} for TCP, the default)."""
+        return {} if self.transport == DEFAULT_TRANSPORT else {"transport": self.transport}
 
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
         """The local node job for this point (splitbed.nodes.jobs)."""
@@ -117,13 +127,15 @@ class SweepSpec:
     rates: tuple[float, ...] = ()  # uplink rates (Mbit/s) to sweep at each profile's delay; () = the profile's
     ue_devices: tuple[str, ...] = (DEFAULT_UE,)
     edge_devices: tuple[str, ...] = (DEFAULT_EDGE,)
+    transports: tuple[str, ...] = (DEFAULT_TRANSPORT,)  # tcp, quic: the session's binding (part of the point key)
     baselines: tuple[str, ...] = BASELINES  # "local": a point at LOCAL_BASELINE_PARTITION per profile and model
     capture: bool = True       # packet captures per point (splitbed.sweep.capture); not part of the point key
     max_pcap_mb: float = 64.0  # size cap of each pcap kept (MB = 10^6 bytes), splitbed.sweep.capture
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("profiles", "models", "partitions", "encodings", "compressions", "ue_devices", "edge_devices"):
+        for name in ("profiles", "models", "partitions", "encodings", "compressions", "ue_devices", "edge_devices",
+                     "transports"):
             if not getattr(self, name):
                 raise SweepSpecError(f"sweep needs at least one of {name}")
         unknown = [b for b in self.baselines if b not in BASELINES]
@@ -145,6 +157,11 @@ class SweepSpec:
             raise SweepSpecError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         if self.runtime not in RUNTIMES:
             raise SweepSpecError(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        bad = [t for t in self.transports if t not in TRANSPORTS]
+        if bad:
+            raise SweepSpecError(f"unknown transport(s) {bad}; choose from {', '.join(TRANSPORTS)}")
+        if self.transports != (DEFAULT_TRANSPORT,) and self.runtime != "process":
+            raise SweepSpecError("the QUIC transport runs with the process runtime only; drop --runtime or quic")
         if not 0 <= self.max_pcap_mb <= 100_000:
             raise SweepSpecError(f"the pcap size cap must be 0..100000 MB, got {self.max_pcap_mb}")
         engine_sides(self.engine)
@@ -284,20 +301,22 @@ def points(spec: SweepSpec) -> list[Point]:
     check_devices(spec.ue_devices, spec.edge_devices, spec.models)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile, ue, edge in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
-                                               dict.fromkeys(spec.edge_devices)):
+    for profile, ue, edge, transport in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
+                                                          dict.fromkeys(spec.edge_devices),
+                                                          dict.fromkeys(spec.transports)):
         for model in dict.fromkeys(spec.models):
             selected = partitions[model]
             for partition, encoding in itertools.product(selected, dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime, spec.engine, ue, edge))
+                                        spec.backend, spec.runtime, spec.engine, ue, edge, transport))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
             if "local" in spec.baselines and LOCAL_BASELINE_PARTITION not in selected \
-                    and LOCAL_BASELINE_PARTITION in resolve_partitions(model, ["all"]):
+                    and transport == spec.transports[0] \
+                    and LOCAL_BASELINE_PARTITION in resolve_partitions(model, ["all"]):  # once, on the first binding
                 encoding = "tlv" if "tlv" in spec.encodings else spec.encodings[0]
                 result.append(Point(profile, model, LOCAL_BASELINE_PARTITION, encoding, NO_COMPRESSION, spec.image,
-                                    spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge))
+                                    spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge, transport))
     return result

@@ -98,6 +98,8 @@ def parse_request(text: str) -> PointRequest:
         if not isinstance(data["point"], dict) or set(data["point"]) - point_fields:
             raise WireError(f"point fields this version does not know: {sorted(set(data['point']) - point_fields)}")
         point = Point(**data["point"])
+        if point.transport not in spec.transports:
+            raise WireError(f"the point's transport {point.transport!r} is not one of the sweep's {spec.transports}")
         if point.key != data["key"]:
             raise WireError(f"the point's fields make key {point.key!r}, the request says {data['key']!r}")
         models = tuple(str(m) for m in data["models"])

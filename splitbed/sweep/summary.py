@@ -40,7 +40,7 @@ from splitbed.sweep.store import is_measurement, point_key
 SUMMARY_NAME = "summary.csv"
 IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend", "ue_device", "ue_mechanism",
                     "edge_device", "edge_mechanism", "model", "partition", "partition_id", "encoding", "compression",
-                    "image", "weights", "random_weights", "runtimes", "cpu_model", "hosts", "n", "n_errors",
+                    "image", "weights", "random_weights", "runtimes", "transport", "cpu_model", "hosts", "n", "n_errors",
                     "ci_coverage", "host_cpu_stolen_pct", "ue_late_records", "independent_draws", "e2e_cv_pct",
                     "outliers",
                     "outlier_causes")
@@ -68,6 +68,7 @@ class PointSummary:
     edge_device: str = "host"
     edge_mechanism: str = "none"
     runtimes: str = "tensorflow/tensorflow"  # inference runtimes of the UE and the edge (records' ue/edge_runtime)
+    transport: str = "tcp"  # the session's binding (records' transport.binding; docs/PROTOCOL.md section 8)
     n: int = 0
     n_errors: int = 0
     figures: dict[str, MedianCI] = field(default_factory=dict)
@@ -86,8 +87,10 @@ class PointSummary:
 
     @property
     def carriage(self) -> str:
-        """The encoding with its compression profile, e.g. `tlv/zstd` or `json-baseline`."""
-        return self.encoding if self.encoding != "tlv" else f"tlv/{self.compression}"
+        """The encoding with its compression profile, e.g. `tlv/zstd` or `json-baseline`, and the binding when it
+        is not TCP (`tlv/zstd over quic`): every table and plot keeps the bindings apart."""
+        base = self.encoding if self.encoding != "tlv" else f"tlv/{self.compression}"
+        return base if self.transport == "tcp" else f"{base} over {self.transport}"
 
     def median(self, key: str) -> float | None:
         stats = self.figures.get(key)
@@ -143,6 +146,7 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
         "uplink_delay_ms": uplink.get("delay_ms"),
         "runtimes": "/".join(str(_table(record.get(side)).get("name") or "tensorflow")
                              for side in ("ue_runtime", "edge_runtime")),
+        "transport": str(_table(record.get("transport")).get("binding") or "tcp"),
     }
 
 
@@ -284,7 +288,7 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
         for s in summaries:
             row: list[Any] = [s.profile, _cell(s.uplink_rate_mbit), _cell(s.uplink_delay_ms), s.backend, s.ue_device,
                               s.ue_mechanism, s.edge_device, s.edge_mechanism, s.model, s.partition, s.partition_id,
-                              s.encoding, s.compression, s.image, s.weights, s.random_weights, s.runtimes,
+                              s.encoding, s.compression, s.image, s.weights, s.random_weights, s.runtimes, s.transport,
                               s.cpu_model, "; ".join(s.hosts), s.n, s.n_errors, _cell(s.ci_coverage),
                               _cell(s.host_cpu_stolen_pct), s.ue_late_records,
                               _cell(s.independent_draws), _cell(s.e2e_cv_pct), len(s.outliers),
