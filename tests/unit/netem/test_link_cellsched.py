@@ -84,7 +84,7 @@ def test_limits_are_per_ue_so_one_backlog_never_starves_another() -> None:
 def test_behind_a_rate_stage_the_shares_are_the_schedulers() -> None:
     """Two UEs keep the 8 Mbit/s stage busy for 1 s: each is sent ~4 Mbit/s worth of frames."""
     stage = RateStage(8e6, make_queue("rr", 10_000, None))
-    for i in range(700):
+    for _ in range(700):
         stage.enqueue((0, 0, frame(0, 1514)))
         stage.enqueue((0, 0, frame(1, 1514)))
     out: list = []
