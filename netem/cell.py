@@ -49,7 +49,7 @@ def cell_profile(profile: LinkProfile, scheduler: str) -> LinkProfile:
     if profile.uplink.rate_mbit is None and profile.uplink.trace is None:
         raise TopologyError(f"profile {profile.name!r} has no uplink rate or trace: a cell needs a shared capacity "
                             "to schedule (give [uplink].rate_mbit)")
-    uplink = dataclasses.replace(profile.uplink, queue_discipline=scheduler)
+    uplink = dataclasses.replace(profile.uplink, queue_discipline=scheduler)  # type: ignore[arg-type]  # checked above
     return dataclasses.replace(profile, uplink=uplink)
 
 
