@@ -30,6 +30,10 @@ def sweep(
     rate: Annotated[list[str] | None, typer.Option(
         help="uplink rates in Mbit/s to sweep at each profile's delay, e.g. 10,20,50,100 (comma-separated or "
         "repeated; each rate is its own point; default: the profile's own rate)")] = None,
+    ues: Annotated[list[str] | None, typer.Option(
+        "--ues", help="UEs sharing one emulated cell, e.g. 1,2,4,8 (comma-separated or repeated; each count is its "
+        "own point; every UE runs the point's workload against one edge; userspace link, docs/NETEM.md); default: "
+        "one UE, no cell")] = None,
     encoding: Annotated[list[str] | None, typer.Option(help="tlv or json-baseline (repeatable; default tlv)")] = None,
     compression: Annotated[list[str] | None, typer.Option(
         help="compression profile for tlv, by name or id (repeatable; default none)")] = None,
@@ -104,6 +108,8 @@ def sweep(
                    max_pcap_mb=max_pcap_mb, baselines=("local",) if local_baseline else ())
     if rate:
         options["rates"] = parse_rates(rate)
+    if ues:
+        options["ues"] = parse_ues(ues)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)
@@ -190,6 +196,19 @@ def _count_testbed_workers(scheduler: str, wait_s: float) -> int:
     except DistributedError as exc:
         raise CliError(str(exc), "start the cluster first, or give --workers N to plan without it", status=1) \
             from None
+
+
+def parse_ues(values: list[str]) -> tuple[int, ...]:
+    """`--ues 1,2 --ues 8` -> (1, 2, 8): UEs per cell, each 1..32."""
+    counts = []
+    for value in values:
+        for item in value.split(","):
+            text = item.strip()
+            if not text.isdigit() or not 1 <= int(text) <= 32:
+                raise CliError(f"--ues {text!r} is not a number of UEs in 1..32",
+                               "give UE counts comma-separated: --ues 1,2,4,8")
+            counts.append(int(text))
+    return tuple(dict.fromkeys(counts))
 
 
 def parse_rates(values: list[str]) -> tuple[float, ...]:

@@ -117,7 +117,7 @@ class ProfileRun:
         for attempt in (1, 2):
             try:
                 if self.bed is None:
-                    self.bed = self._start(models, point.ue_device, point.edge_device)
+                    self.bed = self._start(models, point.ue_device, point.edge_device, point.ues)
                 self._run_point(point, self.bed)
                 return
             except JobRefusedError as exc:  # this point's job cannot run; the testbed is fine
@@ -133,22 +133,23 @@ class ProfileRun:
                                      f"in {self.store.path}; run the same command to resume.\n{exc}") from exc
                 self.progress.phase(f"testbed failed ({str(exc).splitlines()[0]}); rebuilding it")
 
-    def _start(self, models: list[str], ue: str, edge: str) -> SweepTestbed:
-        self.progress.phase(f"starting the testbed on {self.profile} ({', '.join(models)}; UE {ue}, edge {edge})")
+    def _start(self, models: list[str], ue: str, edge: str, ues: int = 0) -> SweepTestbed:
+        cell = f"; a cell of {ues} UEs" if ues else ""
+        self.progress.phase(f"starting the testbed on {self.profile} ({', '.join(models)}; UE {ue}, edge {edge}{cell})")
         begin = time.monotonic()
         spec = self.spec
         # a rate-swept profile (NAME@RATEmbit) is no file: the testbed gets the LinkProfile itself
         link = link_profile(self.profile) if "@" in self.profile else self.profile
         bed = self.factory(profile=link, backend=spec.backend, models=models, weights=spec.weights,
                            runtime=spec.runtime, cpus=spec.cpus, ue_device=ue, edge_device=edge,
-                           **engine_args(spec.engine))
+                           **engine_args(spec.engine), **({"ues": ues} if ues else {}))
         try:
             bed.start()
         except BaseException:
             self._close_quietly(bed)
             raise
         self.outcome.testbed_starts.append({"profile": self.profile, "ue_device": ue, "edge_device": edge,
-                                            "models": models,
+                                            "models": models, **({"ues": ues} if ues else {}),
                                             "start_s": round(time.monotonic() - begin, 3),
                                             "backend": bed.link_info().get("backend")})
         return bed

@@ -49,6 +49,9 @@ _RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
 MAX_REPETITIONS = 10_000
 
 
+MAX_CELL_UES = 32  # netem.cell.MAX_UES
+
+
 class SweepSpecError(ValueError):
     """A sweep option names something that does not exist or cannot be combined."""
 
@@ -73,6 +76,7 @@ class Point:
     engine: str = DEFAULT_ENGINE  # inference runtimes "UE/EDGE" (or one name for both sides)
     ue_device: str = DEFAULT_UE
     edge_device: str = DEFAULT_EDGE
+    ues: int = 0  # UEs sharing one emulated cell (netem.cell, splitbed.cellbed); 0 = the one-UE testbed, no cell
 
     @property
     def key(self) -> str:
@@ -82,11 +86,15 @@ class Point:
             parts.append(self.engine)
         if (self.ue_device, self.edge_device) != ("host", "host"):  # so do keys of points on this host's speed
             parts += [self.ue_device, self.edge_device]
+        if self.ues:  # so do keys of points without a cell
+            parts.append(f"ues={self.ues}")
         return "|".join(parts)
 
     @property
-    def bed(self) -> tuple[str, str, str]:
-        """What one testbed serves: the link profile and the two nodes' devices."""
+    def bed(self) -> tuple[str, ...]:
+        """What one testbed serves: the link profile and the two nodes' devices (and the cell's UE count)."""
+        if self.ues:
+            return (self.profile, self.ue_device, self.edge_device, f"ues={self.ues}")
         return (self.profile, self.ue_device, self.edge_device)
 
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -120,6 +128,7 @@ class SweepSpec:
     baselines: tuple[str, ...] = BASELINES  # "local": a point at LOCAL_BASELINE_PARTITION per profile and model
     capture: bool = True       # packet captures per point (splitbed.sweep.capture); not part of the point key
     max_pcap_mb: float = 64.0  # size cap of each pcap kept (MB = 10^6 bytes), splitbed.sweep.capture
+    ues: tuple[int, ...] = ()  # UEs per cell to sweep (splitbed.cellbed); () = the one-UE testbed, no cell
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +157,12 @@ class SweepSpec:
         if not 0 <= self.max_pcap_mb <= 100_000:
             raise SweepSpecError(f"the pcap size cap must be 0..100000 MB, got {self.max_pcap_mb}")
         engine_sides(self.engine)
+        bad_ues = [n for n in self.ues if not (isinstance(n, int) and 1 <= n <= MAX_CELL_UES)]
+        if bad_ues:
+            raise SweepSpecError(f"ues {bad_ues}: each cell has 1..{MAX_CELL_UES} UEs")
+        if self.ues and (self.backend == "kernel" or self.runtime != "process"):
+            raise SweepSpecError("a cell of several UEs (--ues) runs on the userspace link with process nodes: "
+                                 "leave --backend auto and --runtime process")
         from splitbed.models.errors import ModelError
         from splitbed.models.weights import check_spec
         from splitbed.nodes.errors import NodeError
@@ -284,20 +299,20 @@ def points(spec: SweepSpec) -> list[Point]:
     check_devices(spec.ue_devices, spec.edge_devices, spec.models)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile, ue, edge in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
-                                               dict.fromkeys(spec.edge_devices)):
+    for profile, ue, edge, ues in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
+                                                    dict.fromkeys(spec.edge_devices), dict.fromkeys(spec.ues or (0,))):
         for model in dict.fromkeys(spec.models):
             selected = partitions[model]
             for partition, encoding in itertools.product(selected, dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime, spec.engine, ue, edge))
+                                        spec.backend, spec.runtime, spec.engine, ue, edge, ues))
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
             if "local" in spec.baselines and LOCAL_BASELINE_PARTITION not in selected \
                     and LOCAL_BASELINE_PARTITION in resolve_partitions(model, ["all"]):
                 encoding = "tlv" if "tlv" in spec.encodings else spec.encodings[0]
                 result.append(Point(profile, model, LOCAL_BASELINE_PARTITION, encoding, NO_COMPRESSION, spec.image,
-                                    spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge))
+                                    spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge, ues))
     return result

@@ -61,8 +61,13 @@ class _Silent:
 
 
 def _default_factory(*, profile: str | LinkProfile, backend: str, models: list[str], weights: str, runtime: str, cpus: str,
-                     **engine: Any) -> SweepTestbed:
+                     ues: int = 0, **engine: Any) -> SweepTestbed:
     from splitbed.testbed import Testbed
+
+    if ues:  # a cell: N UE nodes and one edge behind one emulated cell
+        from splitbed.cellbed import CellTestbed
+
+        return CellTestbed(profile, ues=ues, models=models, weights=weights, runtime=runtime, cpus=cpus, **engine)
 
     return Testbed(profile=profile, backend=backend, models=models, weights=weights, runtime=runtime, cpus=cpus,
                    **engine)
