@@ -13,7 +13,8 @@ than the cell was the bottleneck. The edge serves the sessions concurrently; its
 Host CPU: every UE runs its head on this host. When more compute processes (N UE nodes + the edge) run than
 the host has usable cores, inferences wait for CPU and compute times grow with N whatever the cell does; the
 record says so (`host_cpu_bottleneck`, with the counts it is decided from: a statement about the setup, not a
-measurement of contention), so a latency rise with N is not read as the cell's.
+measurement of contention) and carries the measured share of the inference's window in which some task waited
+for a CPU (`host_cpu_pressure_share`, PSI), so a latency rise with N is not read as the cell's.
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def cpu_pressure_share(record: dict[str, Any]) -> float | None:
+    """Share of the UE's inference window in which some task of the host waited for a CPU (measured: PSI
+    "some", the record's local_resources host_cpu_wait_ms / wall_ms); None where the kernel has no PSI."""
+    resources = record.get("local_resources")
+    if not isinstance(resources, dict):
+        return None
+    wait, wall = resources.get("host_cpu_wait_ms"), resources.get("wall_ms")
+    if not isinstance(wait, (int, float)) or not isinstance(wall, (int, float)) or wall <= 0:
+        return None
+    return min(1.0, float(wait) / float(wall))
 
 
 class CellTestbed(Testbed):
@@ -114,7 +127,7 @@ class CellTestbed(Testbed):
                                     lines=self._ue_lines[i])
                 info = self.cell_info(i)
                 for record in records:
-                    record["cell"] = info
+                    record["cell"] = dict(info, host_cpu_pressure_share=cpu_pressure_share(record))
                     if isinstance(record.get("link"), dict):
                         record["link"] = dict(record["link"], ue_addr=info["ue_addr"])
                 results[i] = records

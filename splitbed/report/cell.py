@@ -12,7 +12,10 @@ Input: the records of a `splitbed sweep --ues ...` (each with `cell`: `ue`, `ues
   application bytes / its summed delivery time (measured).
 
 Percentiles are order statistics of the measured values (nearest rank). Rows where the host CPU, not the
-cell, limited the run say so (from the records' `cell.host_cpu_bottleneck`).
+cell, limited the run say so: the records' `cell.host_cpu_bottleneck` (more compute processes than cores), with
+two measured figures beside it, the median measured head time and its slowdown against N = 1 (the same head on
+this host, so a slowdown is CPU contention, not the cell), and the median share of time some task of the host
+waited for a CPU (PSI) during the inferences.
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ def jain_index(values: list[float]) -> float | None:
     if not values or squares <= 0:
         return None
     return total * total / (len(values) * squares)
+
+
+def _median(values: list[Any]) -> float | None:
+    numbers = sorted(float(v) for v in values if isinstance(v, (int, float)))
+    if not numbers:
+        return None
+    mid = len(numbers) // 2
+    return numbers[mid] if len(numbers) % 2 else (numbers[mid - 1] + numbers[mid]) / 2
 
 
 def measured(record: dict[str, Any]) -> bool:
@@ -83,8 +94,14 @@ def analyse(records: list[dict[str, Any]], budget_ms: float, percentile: float) 
                 "e2e_ms_by_ue": {str(ue): sorted(float(r["e2e_latency_ms"]) for r in rs
                                                  if isinstance(r.get("e2e_latency_ms"), (int, float)))
                                  for ue, rs in sorted(per_ue.items())},
+                "head_ms_median": _median([r.get("local_inference_measured_ms") for r in recs]),
+                "host_cpu_pressure_median": _median([r["cell"].get("host_cpu_pressure_share") for r in recs]),
                 "edge_queue_wait_ms_max": max((float(r.get("remote_queue_wait_ms") or 0) for r in recs), default=0.0),
             })
+        first_head = rows[0]["head_ms_median"] if rows and rows[0]["ues"] == 1 else None
+        for row in rows:
+            head = row["head_ms_median"]
+            row["head_slowdown_vs_1"] = head / first_head if head is not None and first_head else None
         capacity = None
         for row in rows:
             if not row["meets_budget"]:
@@ -134,14 +151,21 @@ def markdown(analysis: dict[str, Any]) -> str:
         lines += [f"## {config['config']}", "",
                   f"Largest N meeting the budget: **{config['capacity_ues'] if config['capacity_ues'] else 'none'}**",
                   "", f"| UEs | scheduler | deliveries | p{p:g} delivery ms | meets | Jain | max edge queue wait ms "
-                  "| host CPU bottleneck |", "|---|---|---|---|---|---|---|---|"]
+                  "| host CPU bottleneck | head ms (measured, median) | head vs N=1 | host CPU pressure |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in config["rows"]:
             jain = "-" if row["jain_goodput"] is None else f"{row['jain_goodput']:.3f}"
             lines.append(f"| {row['ues']} | {row['scheduler']} | {row['deliveries']} | "
                          f"{row[f'delivery_p{p:g}_ms']:.2f} | {'yes' if row['meets_budget'] else 'no'} | {jain} | "
-                         f"{row['edge_queue_wait_ms_max']:.2f} | {'yes' if row['host_cpu_bottleneck'] else 'no'} |")
+                         f"{row['edge_queue_wait_ms_max']:.2f} | {'yes' if row['host_cpu_bottleneck'] else 'no'} | "
+                         f"{_fmt(row['head_ms_median'], '.1f')} | {_fmt(row['head_slowdown_vs_1'], '.2f', 'x')} | "
+                         f"{_fmt(row['host_cpu_pressure_median'], '.0%')} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
 def write(records: list[dict[str, Any]], out_dir: Path, budget_ms: float, percentile: float) -> dict[str, Path]:

@@ -185,7 +185,7 @@ class ProfileRun:
         """Capture the point on both sides (splitbed.sweep.capture) where the testbed has a topology and the store
         a directory, the records held until the captures are joined to them; else measure straight into the store."""
         spec, store, progress = self.spec, self.store, self.progress
-        if spec.repetitions - store.completed(point.key) <= 0:
+        if point.wanted(spec.repetitions) - store.completed(point.key) <= 0:
             return
         progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)}; UE {point.ue_device})")
         if spec.capture and getattr(bed, "topology", None) is not None and getattr(store, "directory", None):
@@ -201,7 +201,7 @@ class ProfileRun:
         """Warm-ups, then repetitions until the point has enough good ones; `store` has the result store's
         `append`, `completed` and `errors` (the store itself, or a PointCapture holding the point's records)."""
         spec, progress, outcome = self.spec, self.progress, self.outcome
-        missing = spec.repetitions - store.completed(point.key)
+        missing = point.wanted(spec.repetitions) - store.completed(point.key)
         realisation = self._place_link(point, bed, store)
         computes: list[float | None] = []
         settled: bool | None = None if spec.warmup else True
@@ -222,7 +222,7 @@ class ProfileRun:
                         ", ".join("-" if c is None else f"{c:.1f}" for c in computes))
         warm = {"warmups": len(computes), "warmup_settled": settled}
         attempts = 0
-        while store.completed(point.key) < spec.repetitions and attempts < 2 * missing:
+        while store.completed(point.key) < point.wanted(spec.repetitions) and attempts < 2 * missing:
             attempts += 1
             realisation = self._place_link(point, bed, store)
             tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation,
@@ -235,7 +235,7 @@ class ProfileRun:
                     log.warning("inference error at %s: %s", point.key, record.get("error"))
                 else:
                     progress.advance(record)
-        if store.completed(point.key) < spec.repetitions:
+        if store.completed(point.key) < point.wanted(spec.repetitions):
             outcome.incomplete.append(point.key)
 
 

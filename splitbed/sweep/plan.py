@@ -97,6 +97,10 @@ class Point:
             return (self.profile, self.ue_device, self.edge_device, f"ues={self.ues}")
         return (self.profile, self.ue_device, self.edge_device)
 
+    def wanted(self, repetitions: int) -> int:
+        """Good records that complete this point: `repetitions` per UE (a cell of N UEs runs N per job)."""
+        return repetitions * max(1, self.ues)
+
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
         """The local node job for this point (splitbed.nodes.jobs)."""
         return {"model": self.model, "partition": self.partition, "image": self.image, "encoding": self.encoding,

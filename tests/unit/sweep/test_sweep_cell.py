@@ -22,6 +22,7 @@ def test_each_cell_size_is_its_own_point_and_testbed_and_old_keys_stay() -> None
     assert len({p.bed for p in cells}) == 3
     assert plain[0].ues == 0 and "ues=" not in plain[0].key  # keys of sweeps without a cell are unchanged
     assert {base_key(p.key) for p in cells} == {plain[0].key}
+    assert [p.wanted(5) for p in cells] == [5, 10, 40] and plain[0].wanted(5) == 5  # repetitions per UE
 
 
 @pytest.mark.parametrize(("options", "message"), [
