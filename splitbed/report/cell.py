@@ -127,8 +127,10 @@ def figure(analysis: dict[str, Any], path: Path) -> Path:
                 if row["ues"] != n:
                     continue
                 for ue, values in row["delivery_ms_by_ue"].items():
-                    ys = [(i + 1) / len(values) for i in range(len(values))]
-                    ax.step(values, ys, where="post", label=f"UE {ue}")
+                    if not values:
+                        continue
+                    ys = [0.0] + [(i + 1) / len(values) for i in range(len(values))]
+                    ax.step([values[0], *values], ys, where="post", marker=".", label=f"UE {ue}")
         ax.axvline(analysis["budget_ms"], color="k", linestyle="--", linewidth=1)
         ax.set_title(f"{n} UE{'s' if n > 1 else ''} in the cell (measured)")
         ax.set_xlabel("uplink delivery_ms")
