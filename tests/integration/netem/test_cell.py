@@ -65,6 +65,7 @@ def test_round_robin_gives_two_backlogged_ues_half_the_cell_each() -> None:
             process.wait(timeout=30)
     rates = {addr: (last[addr] - first.get(addr, 0)) * 8 / 1e6 / (t1 - t0) for addr in cell.ue_addrs}
     half = tcp_goodput_ceiling(CELL_MBIT) / 2
+    print(f"per-UE goodput (Mbit/s): {rates}; half the cell's TCP payload ceiling: {half:.2f}")
     for addr, rate in rates.items():
         assert abs(rate - half) <= 0.10 * half, (f"UE {addr}: {rate:.2f} Mbit/s of goodput, half the cell is "
                                                  f"{half:.2f}; all: {rates}")
