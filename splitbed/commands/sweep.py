@@ -284,6 +284,15 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
 
         paths = build_report(out, budget=budget, budgets_file=budgets_file, pool_hosts=pool_hosts)
         console.print(f"Report: {paths.html} (Markdown: {paths.markdown})", soft_wrap=True)
+    from splitbed.report import cell
+
+    if any(cell.measured(r) for r in records) and chosen.uplink_latency_ms is not None:  # a sweep with --ues
+        cell_paths = cell.write(records, out / "report", chosen.uplink_latency_ms, cell.DEFAULT_PERCENTILE)
+        for config in cell.analyse(records, chosen.uplink_latency_ms, cell.DEFAULT_PERCENTILE)["configs"]:
+            console.print(f"Cell capacity (p{cell.DEFAULT_PERCENTILE:g} of delivery <= "
+                          f"{chosen.uplink_latency_ms:g} ms): {config['capacity_ues'] or 'none'} UE(s) for "
+                          f"{config['config']}", soft_wrap=True, markup=False)
+        console.print(f"Cell report: {cell_paths['markdown']} (CDFs: {cell_paths['figure']})", soft_wrap=True)
 
 
 def hosts_line(summaries: list[Any], pool_hosts: bool) -> str | None:

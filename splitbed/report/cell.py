@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 UES_PART = "|ues="
+#: The percentile `splitbed sweep --ues` reports the capacity at (`splitbed cell-report --percentile` for others).
+DEFAULT_PERCENTILE = 95.0
 
 
 def base_key(key: str) -> str:
