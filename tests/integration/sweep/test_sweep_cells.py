@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,5 +36,7 @@ def test_a_cell_sweep_measures_every_ue_and_reports_the_capacity(tmp_path: Path)
     rows = analysis["configs"][0]["rows"]
     assert [r["ues"] for r in rows] == [1, 2] and rows[1]["deliveries"] == 4
     assert (tmp_path / "report" / "cell_cdf.png").stat().st_size > 0
-    mine = f"sb{os.getpid()}-"  # other jobs on this host make namespaces of their own meanwhile
-    assert not {n for n in set(list_namespaces()) - before if n.startswith(mine)}  # nothing of the cells left
+    # nothing of the cells left: their UE namespaces are sb<pid>-<n>u<i> (other fixtures' and other jobs'
+    # namespaces come and go meanwhile)
+    cell_ues = re.compile(rf"^sb{os.getpid()}-[0-9a-z]+u[0-9a-z]$")
+    assert not [n for n in set(list_namespaces()) - before if cell_ues.match(n)]
