@@ -48,8 +48,10 @@ def received_by_peer(cell: CellTopology) -> dict[str, int]:
     return totals
 
 
-def test_round_robin_gives_two_backlogged_ues_half_the_cell_each() -> None:
-    with CellTopology(cell_profile(), ues=2, scheduler="rr") as cell:
+@pytest.mark.parametrize("scheduler", ["rr", pytest.param("pf", marks=pytest.mark.slow)])
+def test_two_backlogged_ues_get_half_the_cell_each(scheduler: str) -> None:
+    """Round robin by construction; proportional fair with one channel for all UEs reaches the same shares."""
+    with CellTopology(cell_profile(), ues=2, scheduler=scheduler) as cell:
         servers = [cell.popen("edge", ["iperf3", "-s", "-1", "-p", str(5301 + i)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL) for i in range(2)]
         time.sleep(0.5)
@@ -65,7 +67,8 @@ def test_round_robin_gives_two_backlogged_ues_half_the_cell_each() -> None:
             process.wait(timeout=30)
     rates = {addr: (last[addr] - first.get(addr, 0)) * 8 / 1e6 / (t1 - t0) for addr in cell.ue_addrs}
     half = tcp_goodput_ceiling(CELL_MBIT) / 2
-    print(f"per-UE goodput (Mbit/s): {rates}; half the cell's TCP payload ceiling: {half:.2f}")
+    print(f"per-UE goodput (Mbit/s): {rates}; half the cell's TCP payload ceiling: {half:.2f}; bytes received "
+          f"at the window's ends: {first} {last}")
     for addr, rate in rates.items():
         assert abs(rate - half) <= 0.10 * half, (f"UE {addr}: {rate:.2f} Mbit/s of goodput, half the cell is "
                                                  f"{half:.2f}; all: {rates}")
