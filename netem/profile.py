@@ -19,7 +19,9 @@ Units and meanings (every backend must honour exactly these):
   two-state Markov chain (see its docstring; note h/k are LOSS probabilities here). `None` = no random loss.
 - `queue_packets` / `queue_bytes`: the bottleneck queue limit in packets and/or bytes (either or both; when both
   are `None` the backend uses `DEFAULT_QUEUE_PACKETS`, the Linux txqueuelen/netem default). `queue_discipline`
-  says which packet to drop when full: `droptail` (the arriving one), `drophead` (the oldest), `codel`.
+  says which packet to drop when full: `droptail` (the arriving one), `drophead` (the oldest), `codel`; or
+  names a per-UE scheduler of a shared cell, `rr` (deficit round robin) or `pf` (proportional fair), with one
+  queue per UE (userspace link only; netem.link.cellsched, docs/NETEM.md "A cell of several UEs").
   A backend that cannot do something raises `UnsupportedProfileError`; it never silently approximates.
 - `trace`: a capacity trace the link follows over time (`TraceRef(path, kind)`; kinds `mahimahi` =
   packet-delivery opportunities, one integer ms per line, and `throughput` = Mbit/s per interval; parsed by
@@ -52,8 +54,8 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 
 JitterDistribution = Literal["uniform", "normal", "pareto"]
 JITTER_DISTRIBUTIONS: tuple[str, ...] = ("uniform", "normal", "pareto")
-QueueDiscipline = Literal["droptail", "drophead", "codel"]
-QUEUE_DISCIPLINES: tuple[str, ...] = ("droptail", "drophead", "codel")
+QueueDiscipline = Literal["droptail", "drophead", "codel", "rr", "pf"]
+QUEUE_DISCIPLINES: tuple[str, ...] = ("droptail", "drophead", "codel", "rr", "pf")
 TraceKind = Literal["mahimahi", "throughput"]
 TRACE_KINDS: tuple[str, ...] = ("mahimahi", "throughput")
 RADIO_ACCESS: tuple[str, ...] = ("lte", "nr-sub6", "nr-mmwave", "wired")

@@ -20,6 +20,7 @@ from netem.cliapp import make_app, run
 from splitbed.cli_support import POLICY
 from splitbed.commands import (
     advise,
+    cell,
     devices,
     docker_image,
     doctor,
@@ -40,7 +41,7 @@ def _group() -> None:
     that single command the whole program and reject its name as an extra argument)."""
 
 # Each module in splitbed/commands registers its own sub-commands, in this order (the order of `--help`).
-COMMAND_MODULES = (doctor, partitions, devices, nodes, sweep, report, advise, scenario, format_command, docker_image)
+COMMAND_MODULES = (doctor, partitions, devices, nodes, sweep, report, cell, advise, scenario, format_command, docker_image)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

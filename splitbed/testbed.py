@@ -340,7 +340,7 @@ class Testbed:
             self.cpu_pinning["link"] = f"pinned to {format_cpus(cpus)} (pid {pid}, {threads} threads)"
 
     def _pinned_argv(self, side: str, argv: list[str]) -> list[str]:
-        role = "ue" if side == "ue" else "edge"
+        role = "edge" if side == "edge" else "ue"  # a cell's UEs are "ue0", "ue1", ...
         cpus = self.cpu_plan.cpus(role)
         if not cpus:
             self.cpu_pinning[role] = "not pinned"
@@ -401,14 +401,17 @@ class Testbed:
         seeds = [p for p in parts if p.seed_example]
         return (seeds or list(parts))[0].name
 
-    def _run(self, spec: dict[str, Any], *, deadline: float, what: str) -> list[dict[str, Any]]:
+    def _run(self, spec: dict[str, Any], *, deadline: float, what: str, local: NodeHandle | None = None,
+             lines: queue.Queue[bytes | BaseException | None] | None = None) -> list[dict[str, Any]]:
+        """One job on the local node (or on `local`, reading its output from `lines`: a cell's other UEs)."""
         self._require_running()
         job_id = f"tb{next(self._job_ids)}"
         spec = dict(spec, job_id=job_id)
         spec.setdefault("link", self.link_info())
         line = json.dumps(spec, separators=(",", ":")) + "\n"
         parse_job(line)  # validate here (ConfigurationError): a bad spec is the caller's error, not a broken node
-        local = self.local
+        local = self.local if local is None else local
+        lines = self._lines if lines is None else lines
         assert local is not None and local.stdin is not None  # started with stdin=PIPE; _require_running checked
         try:
             local.stdin.write(line.encode())
@@ -418,7 +421,7 @@ class Testbed:
         records: list[dict[str, Any]] = []
         refused: JobRefusedError | None = None
         while True:
-            item = self._next(self._lines, deadline, local, what)
+            item = self._next(lines, deadline, local, what)
             try:
                 message = json.loads(item)
             except (json.JSONDecodeError, UnicodeDecodeError):

@@ -231,4 +231,13 @@ class DirectionPipeline:
             "late_ms": counters.late.summary_ms(),
             "stages": [stage.name for stage in self.stages],
             "fast_path": self.fast,
+            **self._per_ue(),
         }
+
+    def _per_ue(self) -> dict[str, Any]:
+        """Frames a per-UE scheduler (netem.link.cellsched) chose among backlogged UEs, per UE; a frame reaching an idle link is sent at once and not counted."""
+        for stage in self.stages:
+            per_ue = getattr(getattr(stage, "queue", None), "per_ue", None)
+            if per_ue is not None:
+                return {"scheduled_per_ue": per_ue()}
+        return {}

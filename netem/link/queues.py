@@ -17,7 +17,7 @@ Entry = tuple[int, int, bytes]
 
 #: Used when a profile sets no queue limit: Linux's default txqueuelen, so memory stays bounded.
 DEFAULT_QUEUE_PACKETS = 1000
-QUEUE_DISCIPLINES = ("droptail", "drophead", "codel")
+QUEUE_DISCIPLINES = ("droptail", "drophead", "codel", "rr", "pf")
 
 
 class DropTail:
@@ -171,4 +171,8 @@ def make_queue(discipline: str, limit_packets: int | None, limit_bytes: int | No
         return DropHead(limit_packets, limit_bytes)
     if discipline == "codel":
         return CoDel(limit_packets, limit_bytes)
+    if discipline in ("rr", "pf"):  # per-UE schedulers of a shared cell (netem.link.cellsched)
+        from netem.link.cellsched import SCHEDULERS
+
+        return SCHEDULERS[discipline](limit_packets, limit_bytes)
     raise LinkError(f"unknown queue discipline {discipline!r}: expected one of {', '.join(QUEUE_DISCIPLINES)}")

@@ -30,6 +30,10 @@ def sweep(
     rate: Annotated[list[str] | None, typer.Option(
         help="uplink rates in Mbit/s to sweep at each profile's delay, e.g. 10,20,50,100 (comma-separated or "
         "repeated; each rate is its own point; default: the profile's own rate)")] = None,
+    ues: Annotated[list[str] | None, typer.Option(
+        "--ues", help="UEs sharing one emulated cell, e.g. 1,2,4,8 (comma-separated or repeated; each count is its "
+        "own point; every UE runs the point's workload against one edge; userspace link, docs/NETEM.md); default: "
+        "one UE, no cell")] = None,
     encoding: Annotated[list[str] | None, typer.Option(help="tlv or json-baseline (repeatable; default tlv)")] = None,
     compression: Annotated[list[str] | None, typer.Option(
         help="compression profile for tlv, by name or id (repeatable; default none)")] = None,
@@ -108,6 +112,8 @@ def sweep(
                    max_pcap_mb=max_pcap_mb, baselines=("local",) if local_baseline else ())
     if rate:
         options["rates"] = parse_rates(rate)
+    if ues:
+        options["ues"] = parse_ues(ues)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)
@@ -196,6 +202,19 @@ def _count_testbed_workers(scheduler: str, wait_s: float) -> int:
             from None
 
 
+def parse_ues(values: list[str]) -> tuple[int, ...]:
+    """`--ues 1,2 --ues 8` -> (1, 2, 8): UEs per cell, each 1..32."""
+    counts = []
+    for value in values:
+        for item in value.split(","):
+            text = item.strip()
+            if not text.isdigit() or not 1 <= int(text) <= 32:
+                raise CliError(f"--ues {text!r} is not a number of UEs in 1..32",
+                               "give UE counts comma-separated: --ues 1,2,4,8")
+            counts.append(int(text))
+    return tuple(dict.fromkeys(counts))
+
+
 def parse_rates(values: list[str]) -> tuple[float, ...]:
     """`--rate 10,20 --rate 50` -> (10.0, 20.0, 50.0); each must be a positive number of Mbit/s."""
     rates = []
@@ -269,6 +288,15 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
 
         paths = build_report(out, budget=budget, budgets_file=budgets_file, pool_hosts=pool_hosts)
         console.print(f"Report: {paths.html} (Markdown: {paths.markdown})", soft_wrap=True)
+    from splitbed.report import cell
+
+    if any(cell.measured(r) for r in records) and chosen.uplink_latency_ms is not None:  # a sweep with --ues
+        cell_paths = cell.write(records, out / "report", chosen.uplink_latency_ms, cell.DEFAULT_PERCENTILE)
+        for config in cell.analyse(records, chosen.uplink_latency_ms, cell.DEFAULT_PERCENTILE)["configs"]:
+            console.print(f"Cell capacity (p{cell.DEFAULT_PERCENTILE:g} of delivery <= "
+                          f"{chosen.uplink_latency_ms:g} ms): {config['capacity_ues'] or 'none'} UE(s) for "
+                          f"{config['config']}", soft_wrap=True, markup=False)
+        console.print(f"Cell report: {cell_paths['markdown']} (CDFs: {cell_paths['figure']})", soft_wrap=True)
 
 
 def hosts_line(summaries: list[Any], pool_hosts: bool) -> str | None:

@@ -146,8 +146,9 @@ class InferenceRecord(TypedDict):
 RECORD_FIELDS: tuple[str, ...] = tuple(InferenceRecord.__annotations__)
 # Added to a record after the node wrote it, by the orchestrator that has the figures (docs/METRICS.md, "Added by
 # the sweep"): `traffic`, the packet-level figures of the sweep's captures (splitbed.traffic); `workload`, the
-# frame's capture time and wait under a paced workload (reserved: not produced yet). Optional.
-ORCHESTRATOR_FIELDS: tuple[str, ...] = ("traffic", "workload")
+# frame's capture time and wait under a paced workload (reserved: not produced yet); `cell`, which UE of how many
+# sharing one emulated cell (splitbed.cellbed). Optional.
+ORCHESTRATOR_FIELDS: tuple[str, ...] = ("traffic", "workload", "cell")
 
 
 def ns_to_ms(ns: int | None) -> float | None:

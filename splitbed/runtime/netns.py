@@ -21,7 +21,7 @@ CONTAINER_NETNS_PATH = "/run/splitbed/netns"
 
 def namespace_name(topology: Any, side: str) -> str:
     """The name of `side`'s namespace in `topology` (`netem.Topology.namespace(side)`)."""
-    if side not in SIDES:
+    if side not in SIDES and not (side.startswith("ue") and side[2:].isdigit()):  # "ue3": a cell's UE
         raise NodeStartError(f"side {side!r} is not one of {', '.join(SIDES)}")
     try:
         name = topology.namespace(side)

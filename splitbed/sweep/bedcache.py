@@ -145,6 +145,11 @@ class Lease:
 def _default_factory(**options: Any) -> Any:
     from splitbed.testbed import Testbed
 
+    if options.get("ues"):  # a cell point (sweep --ues): N UE nodes and one edge, as on the client's machine
+        from splitbed.cellbed import CellTestbed
+
+        options.pop("backend", None)  # a cell always runs on the userspace link (the spec refused kernel)
+        return CellTestbed(**options)
     return Testbed(**options)
 
 

@@ -135,9 +135,9 @@ def run_distributed(spec: SweepSpec, out_dir: str | Path, scheduler: str | Any, 
     state = "interrupted"
     try:
         with ResultStore(out_dir) as store:
-            todo = [p for p in all_points if store.completed(p.key) < spec.repetitions]
+            todo = [p for p in all_points if store.completed(p.key) < p.wanted(spec.repetitions)]
             outcome.skipped_points = len(all_points) - len(todo)
-            total = sum(spec.repetitions - store.completed(p.key) + spec.warmup for p in todo)
+            total = sum(p.wanted(spec.repetitions) - store.completed(p.key) + spec.warmup for p in todo)
             progress.begin(total, outcome.skipped_points, len(all_points))
             for run in _write_meta(outcome.out_dir, spec, started_utc, None, "running", outcome):
                 outcome.killed_runs.append(runstate.describe(run))

@@ -118,6 +118,7 @@ class ProfileRun:
             try:
                 if self.bed is None:
                     self.bed = self._start(models, point.ue_device, point.edge_device, point.testbed_options())
+
                 self._run_point(point, self.bed)
                 return
             except JobRefusedError as exc:  # this point's job cannot run; the testbed is fine
@@ -133,8 +134,10 @@ class ProfileRun:
                                      f"in {self.store.path}; run the same command to resume.\n{exc}") from exc
                 self.progress.phase(f"testbed failed ({str(exc).splitlines()[0]}); rebuilding it")
 
-    def _start(self, models: list[str], ue: str, edge: str, options: dict[str, str] | None = None) -> SweepTestbed:
-        self.progress.phase(f"starting the testbed on {self.profile} ({', '.join(models)}; UE {ue}, edge {edge})")
+    def _start(self, models: list[str], ue: str, edge: str, options: dict[str, Any] | None = None) -> SweepTestbed:
+        cell = f"; a cell of {options['ues']} UEs" if options and options.get("ues") else ""
+        self.progress.phase(f"starting the testbed on {self.profile} ({', '.join(models)}; UE {ue}, edge {edge}{cell})")
+
         begin = time.monotonic()
         spec = self.spec
         # a rate-swept profile (NAME@RATEmbit) is no file: the testbed gets the LinkProfile itself
@@ -142,6 +145,7 @@ class ProfileRun:
         bed = self.factory(profile=link, backend=spec.backend, models=models, weights=spec.weights,
                            runtime=spec.runtime, cpus=spec.cpus, ue_device=ue, edge_device=edge,
                            **engine_args(spec.engine), **(options or {}))
+
         try:
             bed.start()
         except BaseException:
@@ -149,6 +153,7 @@ class ProfileRun:
             raise
         self.outcome.testbed_starts.append({"profile": self.profile, "ue_device": ue, "edge_device": edge,
                                             "models": models, **(options or {}),
+
                                             "start_s": round(time.monotonic() - begin, 3),
                                             "backend": bed.link_info().get("backend")})
         return bed
@@ -184,7 +189,7 @@ class ProfileRun:
         """Capture the point on both sides (splitbed.sweep.capture) where the testbed has a topology and the store
         a directory, the records held until the captures are joined to them; else measure straight into the store."""
         spec, store, progress = self.spec, self.store, self.progress
-        if spec.repetitions - store.completed(point.key) <= 0:
+        if point.wanted(spec.repetitions) - store.completed(point.key) <= 0:
             return
         progress.phase(f"{point.profile} {point.model} @ {point.partition} ({_carriage(point)}; UE {point.ue_device})")
         if spec.capture and getattr(bed, "topology", None) is not None and getattr(store, "directory", None):
@@ -200,7 +205,7 @@ class ProfileRun:
         """Warm-ups, then repetitions until the point has enough good ones; `store` has the result store's
         `append`, `completed` and `errors` (the store itself, or a PointCapture holding the point's records)."""
         spec, progress, outcome = self.spec, self.progress, self.outcome
-        missing = spec.repetitions - store.completed(point.key)
+        missing = point.wanted(spec.repetitions) - store.completed(point.key)
         realisation = self._place_link(point, bed, store)
         computes: list[float | None] = []
         settled: bool | None = None if spec.warmup else True
@@ -221,7 +226,7 @@ class ProfileRun:
                         ", ".join("-" if c is None else f"{c:.1f}" for c in computes))
         warm = {"warmups": len(computes), "warmup_settled": settled}
         attempts = 0
-        while store.completed(point.key) < spec.repetitions and attempts < 2 * missing:
+        while store.completed(point.key) < point.wanted(spec.repetitions) and attempts < 2 * missing:
             attempts += 1
             realisation = self._place_link(point, bed, store)
             tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation,
@@ -234,7 +239,7 @@ class ProfileRun:
                     log.warning("inference error at %s: %s", point.key, record.get("error"))
                 else:
                     progress.advance(record)
-        if store.completed(point.key) < spec.repetitions:
+        if store.completed(point.key) < point.wanted(spec.repetitions):
             outcome.incomplete.append(point.key)
 
 

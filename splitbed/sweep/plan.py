@@ -51,6 +51,9 @@ _RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
 MAX_REPETITIONS = 10_000
 
 
+MAX_CELL_UES = 32  # netem.cell.MAX_UES
+
+
 class SweepSpecError(ValueError):
     """A sweep option names something that does not exist or cannot be combined."""
 
@@ -76,6 +79,8 @@ class Point:
     ue_device: str = DEFAULT_UE
     edge_device: str = DEFAULT_EDGE
     transport: str = DEFAULT_TRANSPORT  # tcp | quic (docs/PROTOCOL.md, section 8)
+    ues: int = 0  # UEs sharing one emulated cell (netem.cell, splitbed.cellbed); 0 = the one-UE testbed, no cell
+
 
     @property
     def key(self) -> str:
@@ -87,17 +92,29 @@ class Point:
             parts += [self.ue_device, self.edge_device]
         if self.transport != DEFAULT_TRANSPORT:  # and so do keys of TCP points
             parts.append(self.transport)
+        if self.ues:  # and of points without a cell
+            parts.append(f"ues={self.ues}")
+
         return "|".join(parts)
 
     @property
     def bed(self) -> tuple[str, ...]:
-        """What one testbed serves: the link profile, the two nodes' devices and the transport binding."""
+        """What one testbed serves: the link profile, the two nodes' devices, the transport binding and the cell's
+        UE count."""
         bed = (self.profile, self.ue_device, self.edge_device)
-        return bed if self.transport == DEFAULT_TRANSPORT else (*bed, self.transport)
+        if self.transport != DEFAULT_TRANSPORT:
+            bed = (*bed, self.transport)
+        return (*bed, f"ues={self.ues}") if self.ues else bed
 
-    def testbed_options(self) -> dict[str, str]:
-        """The testbed's options for this point's binding ({} for TCP, the default)."""
-        return {} if self.transport == DEFAULT_TRANSPORT else {"transport": self.transport}
+    def testbed_options(self) -> dict[str, Any]:
+        """The testbed's options for this point's binding and cell ({} for one UE over TCP, the default)."""
+        options: dict[str, Any] = {} if self.transport == DEFAULT_TRANSPORT else {"transport": self.transport}
+        return {**options, "ues": self.ues} if self.ues else options
+
+
+    def wanted(self, repetitions: int) -> int:
+        """Good records that complete this point: `repetitions` per UE (a cell of N UEs runs N per job)."""
+        return repetitions * max(1, self.ues)
 
     def job(self, *, repetitions: int = 1, tags: dict[str, Any] | None = None) -> dict[str, Any]:
         """The local node job for this point (splitbed.nodes.jobs)."""
@@ -131,6 +148,7 @@ class SweepSpec:
     baselines: tuple[str, ...] = BASELINES  # "local": a point at LOCAL_BASELINE_PARTITION per profile and model
     capture: bool = True       # packet captures per point (splitbed.sweep.capture); not part of the point key
     max_pcap_mb: float = 64.0  # size cap of each pcap kept (MB = 10^6 bytes), splitbed.sweep.capture
+    ues: tuple[int, ...] = ()  # UEs per cell to sweep (splitbed.cellbed); () = the one-UE testbed, no cell
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +183,15 @@ class SweepSpec:
         if not 0 <= self.max_pcap_mb <= 100_000:
             raise SweepSpecError(f"the pcap size cap must be 0..100000 MB, got {self.max_pcap_mb}")
         engine_sides(self.engine)
+        bad_ues = [n for n in self.ues if not (isinstance(n, int) and 1 <= n <= MAX_CELL_UES)]
+        if bad_ues:
+            raise SweepSpecError(f"ues {bad_ues}: each cell has 1..{MAX_CELL_UES} UEs")
+        if self.ues and (self.backend == "kernel" or self.runtime != "process"):
+            raise SweepSpecError("a cell of several UEs (--ues) runs on the userspace link with process nodes: "
+                                 "leave --backend auto and --runtime process")
+        if self.ues and self.transports != (DEFAULT_TRANSPORT,):
+            raise SweepSpecError("a cell of several UEs (--ues) runs over TCP only (QUIC cells are not tested yet): "
+                                 "drop --transport quic or --ues")
         from splitbed.models.errors import ModelError
         from splitbed.models.weights import check_spec
         from splitbed.nodes.errors import NodeError
@@ -301,16 +328,19 @@ def points(spec: SweepSpec) -> list[Point]:
     check_devices(spec.ue_devices, spec.edge_devices, spec.models)
     tlv_compressions = canonical_compressions(spec.compressions)
     result: list[Point] = []
-    for profile, ue, edge, transport in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
-                                                          dict.fromkeys(spec.edge_devices),
-                                                          dict.fromkeys(spec.transports)):
+    for profile, ue, edge, transport, ues in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
+                                                               dict.fromkeys(spec.edge_devices),
+                                                               dict.fromkeys(spec.transports),
+                                                               dict.fromkeys(spec.ues or (0,))):
+
         for model in dict.fromkeys(spec.models):
             selected = partitions[model]
             for partition, encoding in itertools.product(selected, dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime, spec.engine, ue, edge, transport))
+                                        spec.backend, spec.runtime, spec.engine, ue, edge, transport, ues))
+
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
             if "local" in spec.baselines and LOCAL_BASELINE_PARTITION not in selected \
@@ -318,5 +348,7 @@ def points(spec: SweepSpec) -> list[Point]:
                     and LOCAL_BASELINE_PARTITION in resolve_partitions(model, ["all"]):  # once, on the first binding
                 encoding = "tlv" if "tlv" in spec.encodings else spec.encodings[0]
                 result.append(Point(profile, model, LOCAL_BASELINE_PARTITION, encoding, NO_COMPRESSION, spec.image,
-                                    spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge, transport))
+                                    spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge, transport,
+                                    ues))
+
     return result

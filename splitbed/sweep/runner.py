@@ -61,8 +61,13 @@ class _Silent:
 
 
 def _default_factory(*, profile: str | LinkProfile, backend: str, models: list[str], weights: str, runtime: str, cpus: str,
-                     **engine: Any) -> SweepTestbed:
+                     ues: int = 0, **engine: Any) -> SweepTestbed:
     from splitbed.testbed import Testbed
+
+    if ues:  # a cell: N UE nodes and one edge behind one emulated cell
+        from splitbed.cellbed import CellTestbed
+
+        return CellTestbed(profile, ues=ues, models=models, weights=weights, runtime=runtime, cpus=cpus, **engine)
 
     return Testbed(profile=profile, backend=backend, models=models, weights=weights, runtime=runtime, cpus=cpus,
                    **engine)
@@ -78,9 +83,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, progress: Progress | None
     started_utc = datetime.now(timezone.utc).isoformat()
     state = "interrupted"
     with ResultStore(out_dir) as store:
-        todo = [p for p in all_points if store.completed(p.key) < spec.repetitions]
+        todo = [p for p in all_points if store.completed(p.key) < p.wanted(spec.repetitions)]
         outcome.skipped_points = len(all_points) - len(todo)
-        total = sum(spec.repetitions - store.completed(p.key) + spec.warmup for p in todo)
+        total = sum(p.wanted(spec.repetitions) - store.completed(p.key) + spec.warmup for p in todo)
         progress.begin(total, outcome.skipped_points, len(all_points))
         for run in _write_meta(outcome.out_dir, spec, started_utc, None, "running", outcome):
             outcome.killed_runs.append(runstate.describe(run))
