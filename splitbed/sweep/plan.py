@@ -101,7 +101,7 @@ class Point:
     def bed(self) -> tuple[str, ...]:
         """What one testbed serves: the link profile, the two nodes' devices, the transport binding and the cell's
         UE count."""
-        bed = (self.profile, self.ue_device, self.edge_device)
+        bed: tuple[str, ...] = (self.profile, self.ue_device, self.edge_device)
         if self.transport != DEFAULT_TRANSPORT:
             bed = (*bed, self.transport)
         return (*bed, f"ues={self.ues}") if self.ues else bed
