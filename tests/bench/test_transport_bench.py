@@ -54,8 +54,10 @@ def test_goodput(profile: str, transport: str, benchmark: Any) -> None:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_goodput_ratio_quic_to_tcp(profile: str) -> None:
-    """QUIC's goodput over TCP's on the same profile in this run; printed for the notes. QUIC must at least
-    deliver (the ratio is a figure, not a pass mark); what paced it is said when its CPU did."""
+    """QUIC's goodput over TCP's on the same profile in this run; printed for the notes and kept in the
+    benchmark JSON. The ratio is a figure, not a pass mark: on `ideal` it compares aioquic's Python CPU with the
+    kernel's TCP, and CPU steal on a shared host moves it several-fold (0.05 was seen in CI). What must hold is
+    transport-independent: both bindings delivered, and they carried the same session bytes."""
     if (profile, "tcp") not in RESULTS or (profile, "quic") not in RESULTS:
         pytest.skip("needs both bindings benchmarked on this profile in this run")
     tcp, quic = RESULTS[(profile, "tcp")], RESULTS[(profile, "quic")]
@@ -64,4 +66,5 @@ def test_goodput_ratio_quic_to_tcp(profile: str) -> None:
             f"Mbit/s, ratio {ratio:.2f}; QUIC's CPU paced {quic['cpu_bound_inferences']}/{quic['inferences']} "
             f"inferences (median QUIC delivery {quic['delivery_ms_median']:.1f} ms, TCP {tcp['delivery_ms_median']:.1f} ms)")
     print(note)
-    assert ratio > 0.05, note
+    assert quic["uplink_bytes"] == tcp["uplink_bytes"], note
+    assert ratio > 0, note
