@@ -1,4 +1,4 @@
-"""Seed 004's input-size rule on the real testbed: MobileNetV2 is fully convolutional up to its global pooling, so
+"""S4-260189's input-size rule on the real testbed: MobileNetV2 is fully convolutional up to its global pooling, so
 when the workload's input size changes mid-session (224 -> 160 -> 224) on a fixed partition, the crossing tensor
 changes shape; the local node sends a new AIPS (`shape_changed`), the remote ends the old one with
 `shape_changed` and runs the tail built for that size, and every answer equals the unsplit model at that size."""

@@ -12,7 +12,8 @@ from splitbed.models.errors import PartitionDataError, UnknownModelError, Unknow
 from splitbed.models.registry import tomllib
 
 SEED_VGG16_EXAMPLE = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1", "fc1"]
-# Seed 000's full VGG16 layer list (Keras 2 names): every one must be a candidate.
+# The TensorFlow/Keras testbed contribution's full VGG16 layer list (Keras 2 names; docs/REFERENCES.md): every
+# one must be a candidate.
 SEED_VGG16_LAYERS = ["input_1", "block1_conv1", "block1_conv2", "block1_pool", "block2_conv1", "block2_conv2",
                      "block2_pool", "block3_conv1", "block3_conv2", "block3_conv3", "block3_pool", "block4_conv1",
                      "block4_conv2", "block4_conv3", "block4_pool", "block5_conv1", "block5_conv2",
