@@ -144,6 +144,23 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     if not config.getoption("help", False):
         options.check(config)
+    _size_tensorflow_like_the_ue_node()
+
+
+def _size_tensorflow_like_the_ue_node() -> None:
+    """The references that tests compare node tensors with bit for bit (splitbed.plugin.reference) are computed in
+    this process: give its TensorFlow the thread pools of a UE node pinned by the default CPU plan."""
+    import warnings
+
+    from splitbed.models import tfboot
+    from splitbed.runtime.cpus import available_cpus, default_plan
+
+    threads = len(default_plan().ue) or len(available_cpus())
+    try:
+        tfboot.use_threads(threads)
+    except tfboot.ThreadsError as exc:
+        warnings.warn(f"{exc}; reference tensors may differ from the nodes' in the last bits on this CPU",
+                      stacklevel=2)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -122,7 +122,62 @@ def _is_softmax(layer: Any) -> bool:
 
 
 def calibrate(model: Any, spec: ModelSpec, seed: int) -> None:
-    """Set `model`'s BN statistics and free kernel scales from one pass on the calibration batch drawn from `seed`."""
+    """Set `model`'s BN statistics and free kernel scales from one pass on the calibration batch drawn from `seed`.
+
+    The pass runs in a child process on one TensorFlow thread (splitbed.models.calibration_cache): TensorFlow's
+    reductions add in an order that depends on its thread pool, so the same pass gave other bits on 1 and 2
+    threads on one host, and the UE and edge nodes (each pinned to one CPU) would have run other weights than a
+    process on both cores. The values are cached per model, input size, seed and library versions."""
+    from splitbed.models.calibration_cache import calibration_for
+
+    apply_values(model, calibration_for(spec, seed))
+
+
+def _bn_keys(name: str) -> tuple[str, str]:
+    return f"bn:{name}:mean", f"bn:{name}:variance"
+
+
+def apply_values(model: Any, values: dict[str, np.ndarray]) -> None:
+    """Assign what `calibration_values` computed (from this process or a child) to a freshly seeded build."""
+    keras = tfboot.keras()
+
+    expected: set[str] = set()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            mean_key, variance_key = _bn_keys(layer.name)
+            expected |= {mean_key, variance_key}
+            layer.moving_mean.assign(_shaped(values, mean_key, tuple(layer.moving_mean.shape)))
+            layer.moving_variance.assign(_shaped(values, variance_key, tuple(layer.moving_variance.shape)))
+    for layer in model.layers:
+        key = f"factor:{layer.name}"
+        if key not in values:
+            continue
+        expected.add(key)
+        factor = float(_shaped(values, key, (), np.float64))  # a Python float, as when computed in process
+        layer.kernel.assign((np.asarray(layer.kernel) * factor).astype(np.float32, copy=False))
+        if _is_softmax(layer):
+            bias_key = f"bias:{layer.name}"
+            expected.add(bias_key)
+            layer.bias.assign(_shaped(values, bias_key, tuple(layer.bias.shape)))
+    unknown = set(values) - expected
+    if unknown:
+        raise ModelError(f"calibration values name layers {sorted(unknown)[:3]} that {model.name} does not have")
+
+
+def _shaped(values: dict[str, np.ndarray], key: str, shape: tuple[int, ...],
+            dtype: type[np.generic] = np.float32) -> np.ndarray:
+    if key not in values:
+        raise ModelError(f"calibration values lack {key}")
+    value = values[key]
+    if value.shape != shape or value.dtype != dtype:
+        raise ModelError(f"calibration value {key} is {value.dtype}{list(value.shape)}, expected "
+                         f"{np.dtype(dtype)}{list(shape)}")
+    return value
+
+
+def calibration_values(model: Any, spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
+    """BN statistics, kernel factors and the softmax bias from one pass on the calibration batch of `seed` through
+    a freshly seeded `model` (left unchanged: `apply_values` assigns them)."""
     from splitbed.models.preprocess import load_image
 
     keras = tfboot.keras()
@@ -146,13 +201,14 @@ def calibrate(model: Any, spec: ModelSpec, seed: int) -> None:
                                                for layer in free]
     probe = keras.Model(model.input, wanted)
     values = [np.asarray(v) for v in probe(batch, training=True)]
+    out: dict[str, np.ndarray] = {}
     for bn, value in zip(bns, values[:len(bns)], strict=True):
         axes = tuple(range(value.ndim - 1))
         mean = value.mean(axis=axes, dtype=np.float64)
         variance = value.var(axis=axes, dtype=np.float64)
         variance = np.maximum(variance, VARIANCE_FLOOR * variance.mean())
-        bn.moving_mean.assign(mean.astype(np.float32))
-        bn.moving_variance.assign(variance.astype(np.float32))
+        mean_key, variance_key = _bn_keys(bn.name)
+        out[mean_key], out[variance_key] = mean.astype(np.float32), variance.astype(np.float32)
     scales: dict[str, float] = {}
     for layer, value in zip(free, values[len(bns):], strict=True):
         upstream = _upstream_scale(layer.input, scales)
@@ -161,9 +217,9 @@ def calibrate(model: Any, spec: ModelSpec, seed: int) -> None:
             logits = upstream * (value.reshape(len(value), -1).astype(np.float64) @ kernel.astype(np.float64))
             offset = logits.mean(axis=0)
             factor = LOGIT_STD / _spread(layer, logits - offset)
-            layer.kernel.assign((kernel * factor).astype(np.float32, copy=False))
-            layer.bias.assign((-offset * factor).astype(np.float32))
+            out[f"bias:{layer.name}"] = (-offset * factor).astype(np.float32)
         else:
             factor = 1.0 / (upstream * _spread(layer, value))
-            layer.kernel.assign((kernel * factor).astype(np.float32, copy=False))
             scales[layer.name] = upstream * factor
+        out[f"factor:{layer.name}"] = np.asarray(factor, dtype=np.float64)
+    return out

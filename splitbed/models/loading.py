@@ -69,22 +69,26 @@ def build_architecture(name: str) -> Any:
 def _build_random(spec: ModelSpec, seed: int) -> Any:
     """Seeded initialisers, then calibration from `seed` (wts.RANDOM_SCHEME): bit-identical weights in every
     process (tested with real subprocesses) whose outputs depend on the input (raw Keras initialisers gave
-    MobileNetV2 an exactly uniform softmax).
+    MobileNetV2 an exactly uniform softmax)."""
+    from splitbed.models.calibration import calibrate
+
+    model = seeded_build(spec, seed)
+    calibrate(model, spec, seed)
+    return model
+
+
+def seeded_build(spec: ModelSpec, seed: int) -> Any:
+    """The model with Keras's initialisers seeded by `seed`, before calibration.
 
     keras.utils.set_random_seed also seeds Python's and NumPy's global generators: put those back after.
     """
     import numpy as np
 
     keras = tfboot.keras()
-
-    from splitbed.models.calibration import calibrate
-
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         keras.utils.set_random_seed(seed)
-        model = _build(spec, None)
-        calibrate(model, spec, seed)
-        return model
+        return _build(spec, None)
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)

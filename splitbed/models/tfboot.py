@@ -28,6 +28,39 @@ NOTICE = re.compile(
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.)$"
 )
 _lock = threading.Lock()
+_threads: int | None = None  # TensorFlow's intra- and inter-op pool sizes for this process, when set
+
+
+class ThreadsError(RuntimeError):
+    """TensorFlow had started with other pool sizes: they cannot change in a running process."""
+
+
+def use_threads(count: int) -> None:
+    """Size this process's TensorFlow thread pools as a node pinned to `count` CPUs sizes its own.
+
+    Why: TensorFlow's reductions add in an order set by its pools, so on some CPUs the same model gives other bits
+    on 1 thread than on 2; a reference computed in this process then differs from the node's tensors in the last
+    bits. Must run before TensorFlow executes its first op (it raises ThreadsError otherwise)."""
+    global _threads
+    _threads = count
+    if "tensorflow" in sys.modules:
+        _apply_threads()
+
+
+def _apply_threads() -> None:
+    if _threads is None:
+        return
+    import tensorflow as tf
+
+    threading_config = tf.config.threading
+    if (threading_config.get_intra_op_parallelism_threads(), threading_config.get_inter_op_parallelism_threads()) \
+            == (_threads, _threads):
+        return
+    try:
+        threading_config.set_intra_op_parallelism_threads(_threads)
+        threading_config.set_inter_op_parallelism_threads(_threads)
+    except RuntimeError as exc:
+        raise ThreadsError(f"TensorFlow started before its thread pools were sized to {_threads}: {exc}") from None
 
 
 def quiet() -> None:
@@ -52,6 +85,7 @@ def quiet() -> None:
                 os.close(saved)
                 captured.seek(0)
                 replay(captured.read().decode("utf-8", "replace"))
+        _apply_threads()
 
 
 def replay(text: str) -> None:

@@ -8,6 +8,7 @@ says which scheme and which exact weights (digest) made it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splitbed.models import registry, weights
+from splitbed.models import calibration, calibration_cache, loading, registry, weights
 from splitbed.models.calibration import calibration_images
+from splitbed.models.errors import ModelError
 from splitbed.models.preprocess import load_image
 
 CLASSES = 1000
@@ -124,10 +126,13 @@ print("SHA256", load(sys.argv[1], "random:0").weights.sha256)
 """
 
 
-def test_calibration_does_not_depend_on_thread_count(mobilenet) -> None:  # type: ignore[no-untyped-def]
-    """Calibration runs real convolutions and reductions: one thread gives the same bits as this process's pool."""
+def test_calibration_does_not_depend_on_thread_count(mobilenet, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Calibration runs real convolutions and reductions: a process on one thread, with a cache of its own (so it
+    calibrates anew), gives the same bits as this process's pool."""
+    env = dict(os.environ, **{calibration_cache.CACHE_ENV: str(tmp_path / "cache")})
     done = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, "mobilenet_v2"], capture_output=True, text=True,
-                          timeout=240, check=True)
+                          timeout=240, check=True, env=env)
+    assert list((tmp_path / "cache").glob("mobilenet_v2-224x224-0-*.npz")), "the subprocess did not calibrate"
     digests = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("SHA256")]
     assert digests == [mobilenet.weights.sha256]
 
@@ -139,3 +144,28 @@ def test_calibration_images_are_a_pure_function_of_the_seed() -> None:
     assert not np.array_equal(first, calibration_images(1, 2, 64, 48))
     assert first.min() >= 0.0 and first.max() <= 255.0
     assert not np.array_equal(first[0], first[1]) and first.std() > 20.0
+
+
+def test_a_damaged_calibration_cache_is_refused_with_the_fix(  # type: ignore[no-untyped-def]
+        mobilenet, tmp_path, monkeypatch) -> None:
+    """A cache file that is not ours, or values that do not fit the model, raise one line that says what to do."""
+    monkeypatch.setenv(calibration_cache.CACHE_ENV, str(tmp_path))
+    spec = mobilenet.spec
+    path = tmp_path / f"{calibration_cache.cache_key(spec, 0)}.npz"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match="not a readable calibration file.*delete it"):
+        calibration_cache.calibration_for(spec, 0)
+    path.unlink()
+    values = calibration_cache.calibration_for(spec, 0)  # computed anew by the one-thread child
+    model = loading.seeded_build(spec, 0)
+    bad = dict(values)
+    key = next(k for k in bad if k.startswith("bn:"))
+    bad[key] = bad[key][:-1]
+    with pytest.raises(ModelError, match=f"calibration value {key} is float32"):
+        calibration.apply_values(model, bad)
+    stray = dict(values, **{"factor:no_such_layer": np.asarray(2.0)})
+    with pytest.raises(ModelError, match="does not have"):
+        calibration.apply_values(loading.seeded_build(spec, 0), stray)
+    model = loading.seeded_build(spec, 0)
+    calibration.apply_values(model, values)
+    assert weights.weights_sha256(model) == mobilenet.weights.sha256
