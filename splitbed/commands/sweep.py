@@ -60,6 +60,10 @@ def sweep(
     transport: Annotated[list[str] | None, typer.Option(
         "--transport", help="the session's binding: tcp (default) or quic (aioquic, one stream per session); "
         "repeatable, e.g. --transport tcp --transport quic to compare them (part of the point key)")] = None,
+    workload: Annotated[list[str] | None, typer.Option(
+        "--workload", help="when frames arrive: single (back to back, the default), periodic:FPS (a camera, 1-60 "
+        "frames/s) or poisson:RATE, with an overload policy /queue:N (default /queue:1) or /skip, e.g. "
+        "periodic:1/queue:1; comma-separated or repeated, each its own point (docs/SWEEP.md, 'Workloads')")] = None,
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     local_baseline: bool = typer.Option(True, help="add each model's full local inference as a point (the "
                                         "`predictions` partition: the whole model on the UE; docs/SWEEP.md)"),
@@ -114,6 +118,9 @@ def sweep(
         options["rates"] = parse_rates(rate)
     if ues:
         options["ues"] = parse_ues(ues)
+    if workload:
+        options["workloads"] = tuple(item.strip() for value in workload for item in value.split(",") if item.strip()) \
+            or ("",)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)

@@ -16,7 +16,7 @@ from splitbed.devices.figures import DeviceFigures, EdgeEnergy, HeadMemory, UeEn
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.6"
+SCHEMA_VERSION = "2.7"
 
 
 class TensorFigures(TypedDict):
@@ -146,7 +146,7 @@ class InferenceRecord(TypedDict):
 RECORD_FIELDS: tuple[str, ...] = tuple(InferenceRecord.__annotations__)
 # Added to a record after the node wrote it, by the orchestrator that has the figures (docs/METRICS.md, "Added by
 # the sweep"): `traffic`, the packet-level figures of the sweep's captures (splitbed.traffic); `workload`, the
-# frame's capture time and wait under a paced workload (reserved: not produced yet); `cell`, which UE of how many
+# frame's capture time, wait and latency from capture under a paced workload (splitbed.sweep.pacing); `cell`, which UE of how many
 # sharing one emulated cell (splitbed.cellbed). Optional.
 ORCHESTRATOR_FIELDS: tuple[str, ...] = ("traffic", "workload", "cell")
 
