@@ -79,8 +79,9 @@ def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, s
                                              frame in pacer.queued, record)
             store.append(record)
             on_record(record)
+        host = next((r["host"] for r in records if isinstance(r.get("host"), dict)), None)
         for dropped in pacer.during_service((end_ns - t0) / 1e9):
-            record = dropped_record(point, {**tags, "rep": first + dropped},
+            record = dropped_record(point, {**tags, "rep": first + dropped}, host,
                                     {**base, "frame": first + dropped, "arrival_s": arrivals[dropped],
                                      "capture_ns": t0 + round(arrivals[dropped] * 1e9), "queued": False,
                                      "wait_ms": None, "frame_latency_ms": None, "late": None, "dropped": True,
@@ -115,12 +116,14 @@ def frame_block(base: dict[str, Any], frame: int, arrival_s: float, capture_ns: 
             "wait_ms": wait, "frame_latency_ms": latency, "late": late, "dropped": False, "clock": clock}
 
 
-def dropped_record(point: Point, tags: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
-    """The record of a frame the overload policy dropped: what the point is, `status` = dropped, and its
-    `workload` block; no figures (nothing ran)."""
+def dropped_record(point: Point, tags: dict[str, Any], host: dict[str, Any] | None,
+                   block: dict[str, Any]) -> dict[str, Any]:
+    """The record of a frame the overload policy dropped: what the point is, `status` = dropped, the `host` of the
+    frame whose inference it arrived during (so the summary keeps it with the point's records of that machine),
+    and its `workload` block; no figures (nothing ran)."""
     return {"schema_version": SCHEMA_VERSION, "record_type": "inference", "status": DROPPED,
             "error": None, "tags": {"point": point.key, **tags},
             "started_at_utc": datetime.now(timezone.utc).isoformat(),
             "model": point.model, "partition_name": point.partition, "encoding": point.encoding,
             "compression_profile": point.compression if point.encoding == "tlv" else None, "image": point.image,
-            "workload": block}
+            "host": host, "workload": block}
