@@ -87,7 +87,9 @@ FIGURES: tuple[Figure, ...] = (
            "Head's largest activation (model tensors)", "bytes", "devices", "Memory usage (local)"),
     # workloads that pace frames (periodic, Poisson; docs/METRICS.md "Added by the sweep: workload"): empty for
     # back-to-back points
-    Figure("frame_wait_ms", "workload.wait_ms", "Frame wait before its inference started", "ms", "times"),
+    Figure("frame_queue_ms", "workload.queue_ms", "Frame queueing (capture to the job's hand-over)", "ms", "times"),
+    Figure("frame_wait_ms", "workload.wait_ms", "Frame wait before its inference started (queueing + hand-over)",
+           "ms", "times"),
     Figure("frame_latency_ms", "workload.frame_latency_ms", "Frame capture to predictions (wait included)", "ms",
            "times"),
     # transport: the window each transfer started with (docs/METRICS.md, section "tcp")

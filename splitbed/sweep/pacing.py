@@ -84,7 +84,8 @@ def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, s
             record = dropped_record(point, {**tags, "rep": first + dropped}, host,
                                     {**base, "frame": first + dropped, "arrival_s": arrivals[dropped],
                                      "capture_ns": t0 + round(arrivals[dropped] * 1e9), "queued": False,
-                                     "wait_ms": None, "frame_latency_ms": None, "late": None, "dropped": True,
+                                     "queue_ms": None, "handover_ms": None, "wait_ms": None,
+                                     "frame_latency_ms": None, "late": None, "dropped": True,
                                      "clock": "orchestrator"})
             store.append(record)
             on_record(record)
@@ -100,20 +101,23 @@ def frame_block(base: dict[str, Any], frame: int, arrival_s: float, capture_ns: 
     start, end = stamps.get("local_start"), stamps.get("local_end")
     e2e = record.get("e2e_latency_ms")
     latency: float | None
+    handover: float | None
+    queue = (dispatch_ns - capture_ns) / 1e6
     if isinstance(start, int) and dispatch_ns <= start <= end_ns:
         clock = "node"
+        handover = (start - dispatch_ns) / 1e6
         wait = (start - capture_ns) / 1e6
         latency = (end - capture_ns) / 1e6 if isinstance(end, int) and start <= end <= end_ns else None
     else:
-        clock = "orchestrator"
-        wait = (dispatch_ns - capture_ns) / 1e6
+        clock, handover, wait = "orchestrator", None, queue
         latency = wait + float(e2e) if isinstance(e2e, (int, float)) and not isinstance(e2e, bool) else None
     if record.get("status") != "ok":
         latency = None
     deadline = base.get("deadline_ms")
     late = None if latency is None or deadline is None else latency > deadline
     return {**base, "frame": frame, "arrival_s": arrival_s, "capture_ns": capture_ns, "queued": queued,
-            "wait_ms": wait, "frame_latency_ms": latency, "late": late, "dropped": False, "clock": clock}
+            "queue_ms": queue, "handover_ms": handover, "wait_ms": wait, "frame_latency_ms": latency, "late": late,
+            "dropped": False, "clock": clock}
 
 
 def dropped_record(point: Point, tags: dict[str, Any], host: dict[str, Any] | None,
