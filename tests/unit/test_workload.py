@@ -148,3 +148,18 @@ def test_the_pacer_refuses_what_it_cannot_schedule() -> None:
         simulate(parse("periodic:5"), [0.0, 0.2], [0.1])
     with pytest.raises(ValueError, match="finite"):
         simulate(parse("periodic:5"), [0.0, 0.2], [0.1, float("nan")])
+
+
+def test_make_sweep_runs_the_paced_workload_the_docs_justify() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    target = re.search(r"^sweep:.*\n\t(.+)$", (root / "Makefile").read_text(), flags=re.M)
+    assert target, "the Makefile has no sweep target"
+    given = re.search(r"--workload (\S+)", target.group(1))
+    assert given, target.group(1)
+    workload = parse(given.group(1))
+    assert workload.paced and workload.spec == given.group(1)
+    assert f"Why `make sweep` runs `{workload.spec}`" in (root / "docs" / "SWEEP.md").read_text()
+    assert f"--workload {workload.spec}" in (root / "README.md").read_text()
