@@ -400,7 +400,8 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
         energy = "-" if compute is None else f"{compute:,.0f}+" + ("n/a" if radio is None else f"{radio:,.0f}")
         row = [profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
             f" ({s.n_errors} err)" if s.n_errors else "") + (f" ({s.ue_late_records} late)" if s.ue_late_records
-                                                              else ""),
+                                                              else "") + (
+            f" ({s.frames_dropped} dropped)" if s.frames_dropped else ""),
             _num(s.median("uplink_bytes"), "{:,.0f}"), _num(s.median("local_inference_ms")),
             _num(s.median("delivery_ms")), _num(s.median("remote_inference_ms")),
             (_num(e2e.median) + ci) if e2e.median is not None else "-", _share(s, chosen.name)]

@@ -92,10 +92,12 @@ class PointSummary:
 
     @property
     def carriage(self) -> str:
-        """The encoding with its compression profile, e.g. `tlv/zstd` or `json-baseline`, and the binding when it
-        is not TCP (`tlv/zstd over quic`): every table and plot keeps the bindings apart."""
+        """The encoding with its compression profile, e.g. `tlv/zstd` or `json-baseline`, the binding when it is not
+        TCP (`tlv/zstd over quic`) and the workload when it is paced (`tlv/none, periodic:1/queue:1`): every table
+        and plot keeps the bindings and the workloads apart."""
         base = self.encoding if self.encoding != "tlv" else f"tlv/{self.compression}"
-        return base if self.transport == "tcp" else f"{base} over {self.transport}"
+        base = base if self.transport == "tcp" else f"{base} over {self.transport}"
+        return base if self.workload == "single" else f"{base}, {self.workload}"  # paced frames: apart, too
 
     def median(self, key: str) -> float | None:
         stats = self.figures.get(key)
