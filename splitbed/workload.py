@@ -76,8 +76,9 @@ class Workload:
         """One line for tables and the traffic-model's workload note."""
         if not self.paced:
             return "back-to-back single inferences (each starts when the previous one's record is written)"
-        arrivals = (f"a camera at {self.rate_hz:g} frames/s" if self.kind == "periodic"
-                    else f"Poisson arrivals at {self.rate_hz:g} frames/s (exponential inter-arrival times)")
+        unit = "frame/s" if self.rate_hz == 1 else "frames/s"
+        arrivals = (f"a camera at {self.rate_hz:g} {unit}" if self.kind == "periodic"
+                    else f"Poisson arrivals at {self.rate_hz:g} {unit} (exponential inter-arrival times)")
         policy = ("a frame arriving while the UE is busy is dropped" if self.skip else
                   f"up to {self.queue} frame(s) wait while the UE is busy, a frame arriving to a full queue is dropped")
         return f"{arrivals}; {policy}"

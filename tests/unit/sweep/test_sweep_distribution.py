@@ -176,3 +176,21 @@ def test_dropped_frames_count_as_missed_latency_budgets_and_not_as_errors(tmp_pa
         [row] = list(csv.DictReader(handle))
     assert (row["workload"], row["frames_dropped"], row["frames_late"]) == ("periodic:10/queue:1", "2", "2")
     assert row["kpi_split-ai-image-recognition_latency_n"] == "6"
+
+
+def test_the_report_s_tail_table_of_a_paced_point_leads_with_the_latency_from_capture() -> None:
+    from splitbed.report.kpi_tables import tail_tables
+
+    budget = get_budget("split-ai-image-recognition")
+    key = "p|m|x|tlv|none|i|w|b|r|workload=periodic:5/skip"
+    records = [_record(i, 10.0, None, key=key) for i in range(3)]
+    for i, record in enumerate(records):
+        record["workload"] = {"spec": "periodic:5/skip", "frame_latency_ms": 100.0 + i, "late": False}
+    records.append({"record_type": "inference", "status": "dropped", "tags": {"point": key}, "model": "m",
+                    "partition_name": "x", "encoding": "tlv", "workload": {"spec": "periodic:5/skip"}})
+    [table] = tail_tables(summarise(records, budgets=[budget]), budget)
+    assert table.headers[2] == "Latency from capture (ms) median" and table.rows[0][1] == "3 (+1 dropped)"
+    assert table.rows[0][2] == "101.0" and table.rows[0][-2].startswith("3/4 = 75 %")
+    assert "counts it as a miss" in table.notes[-1]
+    [plain] = tail_tables(summarise([_record(i, 10.0, None) for i in range(3)], budgets=[budget]), budget)
+    assert plain.headers[2] == "End-to-end latency (ms) median" and plain.rows[0][1] == "3"
