@@ -21,13 +21,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from splitbed.nodes.metrics import SCHEMA_VERSION
+from splitbed.nodes.metrics import DROPPED_RECORD_FIELDS, DROPPED_STATUS, SCHEMA_VERSION
 from splitbed.sweep.plan import Point
 from splitbed.workload import Pacer, Workload, parse
 
 WORKLOAD_VERSION = "1.0"
 MAX_STREAMS = 3
-DROPPED = "dropped"
 
 
 def stream_seed(point_key: str, first_frame: int) -> int:
@@ -125,9 +124,11 @@ def dropped_record(point: Point, tags: dict[str, Any], host: dict[str, Any] | No
     """The record of a frame the overload policy dropped: what the point is, `status` = dropped, the `host` of the
     frame whose inference it arrived during (so the summary keeps it with the point's records of that machine),
     and its `workload` block; no figures (nothing ran)."""
-    return {"schema_version": SCHEMA_VERSION, "record_type": "inference", "status": DROPPED,
-            "error": None, "tags": {"point": point.key, **tags},
-            "started_at_utc": datetime.now(timezone.utc).isoformat(),
-            "model": point.model, "partition_name": point.partition, "encoding": point.encoding,
-            "compression_profile": point.compression if point.encoding == "tlv" else None, "image": point.image,
-            "host": host, "workload": block}
+    record = {"schema_version": SCHEMA_VERSION, "record_type": "inference", "status": DROPPED_STATUS,
+              "error": None, "tags": {"point": point.key, **tags},
+              "started_at_utc": datetime.now(timezone.utc).isoformat(),
+              "model": point.model, "partition_name": point.partition, "encoding": point.encoding,
+              "compression_profile": point.compression if point.encoding == "tlv" else None, "image": point.image,
+              "host": host, "workload": block}
+    assert tuple(record) == DROPPED_RECORD_FIELDS
+    return record

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from splitbed.nodes.metrics import check_record
 from splitbed.sweep import read_records, run_sweep
 from splitbed.sweep.summary import summarise
 from tests.integration.sweep.conftest import SharedBed, sweep_spec
@@ -76,6 +77,7 @@ def test_an_overloaded_ue_drops_the_frames_its_policy_drops(paced_sweep: Path) -
     assert frames[0]["status"] == "ok" and frames[0]["e2e_latency_ms"] >= 60
     assert all(frames[k]["status"] == "dropped" for k in (1, 2, 3))  # captured by 50 ms, frame 0 still running
     for record in frames.values():
+        check_record(record)  # the node's fields (+ workload, traffic), or exactly a dropped frame's
         assert record["workload"]["dropped"] == (record["status"] == "dropped")
         if record["status"] == "ok":  # with /skip nothing waits in a queue
             assert record["workload"]["queued"] is False and record["workload"]["late"] is True

@@ -253,9 +253,13 @@ def test_a_paced_point_drops_what_its_policy_drops_and_still_completes(tmp_path:
     assert sorted(frames) == [0, 1, 2, 3, 4]
     assert [k for k, r in frames.items() if r["status"] == "ok"] == ran
     assert [k for k, r in frames.items() if r["status"] == "dropped"] == dropped
+    from splitbed.nodes.metrics import check_record
+
     for record in frames.values():
         block = record["workload"]
         assert block["spec"] == workload and block["dropped"] == (record["status"] == "dropped")
+        if record["status"] == "dropped":  # the node's schema for a frame that never reached a node
+            check_record(record)
         if record["status"] == "ok":  # latency from capture = wait + e2e, from the node's stamps
             assert block["clock"] == "node" and block["wait_ms"] >= 0
             assert block["frame_latency_ms"] == pytest.approx(block["wait_ms"] + record["e2e_latency_ms"])
