@@ -184,8 +184,9 @@ def sweep(
             raise typer.Exit(130) from None
     for note in outcome.killed_runs:
         console.print(f"[yellow]earlier run marked killed in sweep.json: {note}[/yellow]", soft_wrap=True)
+    dropped = f", {outcome.dropped} frames dropped by the workload" if outcome.dropped else ""
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
-                  f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
+                  f"inferences this run, {outcome.errors} errors{dropped}, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
         console.print(f"[yellow]{len(outcome.incomplete)} point(s) lack good repetitions; run again to retry[/yellow]")
     finish(out, {p.key for p in matrix}, console, write_report=report, budget=budget, budgets_file=budgets,

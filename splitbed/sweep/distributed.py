@@ -243,10 +243,12 @@ def _keep(result: PointResult, store: ResultStore, progress: Progress, outcome: 
         tags = record.get("tags")
         warmup = isinstance(tags, dict) and bool(tags.get("warmup"))
         if not warmup and record.get("record_type") == "inference":
-            outcome.inferences += 1
             if record.get("status") == "dropped":  # a frame the paced workload dropped (splitbed.sweep.pacing)
                 outcome.dropped += 1
-            elif record.get("status") != "ok":
+                progress.advance(record)
+                continue
+            outcome.inferences += 1
+            if record.get("status") != "ok":
                 outcome.errors += 1
                 continue
         progress.advance(record)

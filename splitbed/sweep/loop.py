@@ -245,14 +245,15 @@ class ProfileRun:
         if store.completed(point.key) < point.wanted(spec.repetitions):
             outcome.incomplete.append(point.key)
 
-
     def _counted(self, point: Point, record: dict[str, Any]) -> None:
-        """The outcome's and the progress bar's count of one measured record (a dropped frame is no error)."""
-        self.outcome.inferences += 1
+        """The outcome's and the progress bar's count of one measured record (a dropped frame is neither an
+        inference nor an error)."""
         if record.get("status") == "dropped":
             self.outcome.dropped += 1
             self.progress.advance(record)
-        elif record.get("status") != "ok":
+            return
+        self.outcome.inferences += 1
+        if record.get("status") != "ok":
             self.outcome.errors += 1
             log.warning("inference error at %s: %s", point.key, record.get("error"))
         else:

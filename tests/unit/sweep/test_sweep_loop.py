@@ -245,7 +245,8 @@ def test_a_paced_point_drops_what_its_policy_drops_and_still_completes(tmp_path:
     outcome, store, [point], phases = _run(tmp_path, spec, Factory(FakeBed(log, {"block1_pool": [_served(0.1)]})))
     assert point.key.endswith(f"|workload={workload}")
     assert store.completed(point.key) == 5 and outcome.incomplete == []  # dropped frames complete the point
-    assert log.count("run block1_pool") == len(ran) and outcome.errors == 0 and outcome.dropped == len(dropped)
+    assert log.count("run block1_pool") == len(ran) == outcome.inferences and outcome.errors == 0
+    assert outcome.dropped == len(dropped) and phases.advanced == 1 + 5  # the warm-up, then every frame
     from splitbed.sweep.store import read_records
 
     records = [r for r in read_records(tmp_path / "results.jsonl").records if not r["tags"].get("warmup")]
