@@ -1,6 +1,8 @@
 """What a sweep measures: the matrix of points (profile x UE device x edge device x model x partition x encoding x
-compression) and the stable key that names each point in the results, so that an interrupted sweep resumes where
-it stopped.
+compression x workload) and the stable key that names each point in the results, so that an interrupted sweep
+resumes where it stopped. A workload (splitbed.workload: when frames arrive, what happens to one that arrives while
+the UE is busy) is in the key in its canonical spelling, except `single` (back to back), whose keys stay as they
+were.
 
 Rate sweeps (`rates`): each profile is measured once per uplink rate, at the profile's delay (and other fields):
 the point's profile is then `NAME@RATEmbit` (e.g. `5g-split-ai@20mbit`), part of its key, resolved by
