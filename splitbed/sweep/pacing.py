@@ -30,8 +30,9 @@ MAX_STREAMS = 3
 
 
 def stream_seed(point_key: str, first_frame: int) -> int:
-    """The Poisson draws of the stream that starts at `first_frame` of a point: the same on every run."""
-    return int.from_bytes(hashlib.sha256(f"{point_key}#{first_frame}".encode()).digest()[:8], "big")
+    """The Poisson draws of the stream that starts at `first_frame` of a point: the same on every run. 48 bits, so
+    that the record's `seed` survives a JSON reader that holds numbers as doubles (53-bit integers)."""
+    return int.from_bytes(hashlib.sha256(f"{point_key}#{first_frame}".encode()).digest()[:6], "big")
 
 
 def run_paced(point: Point, repetitions: int, bed: Any, store: Any, tags: dict[str, Any],
