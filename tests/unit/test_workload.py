@@ -72,6 +72,7 @@ def test_poisson_arrivals_repeat_with_their_seed_and_have_exponential_gaps() -> 
     assert statistics.stdev(gaps) / statistics.fmean(gaps) == pytest.approx(1.0, rel=0.1)
     # the sweep seeds a point's stream from its key and first frame: the same point draws the same arrivals
     assert stream_seed("ideal|vgg16|fc1", 0) == stream_seed("ideal|vgg16|fc1", 0)
+    assert 0 <= stream_seed("ideal|vgg16|fc1", 0) < 2**53  # exact in a JSON reader's doubles
     assert len({stream_seed("ideal|vgg16|fc1", 0), stream_seed("ideal|vgg16|fc1", 3),
                 stream_seed("ideal|vgg16|pool", 0)}) == 3
 
