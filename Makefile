@@ -7,8 +7,9 @@ PYTEST_ARGS ?=
 setup:
 	@bash scripts/setup.sh
 
+# The main job runs a camera at 1 frame/s, queue of one frame (docs/SWEEP.md, "Workloads": why this rate).
 sweep: setup
-	$(VENV)/splitbed sweep
+	$(VENV)/splitbed sweep --workload periodic:1/queue:1
 
 # pytest exit code 5 means no test ran: that must fail, never pass silently. Unbuffered output, so that a log
 # keeps every line even if the process dies; the last line says how pytest ended.

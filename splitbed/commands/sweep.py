@@ -60,6 +60,10 @@ def sweep(
     transport: Annotated[list[str] | None, typer.Option(
         "--transport", help="the session's binding: tcp (default) or quic (aioquic, one stream per session); "
         "repeatable, e.g. --transport tcp --transport quic to compare them (part of the point key)")] = None,
+    workload: Annotated[list[str] | None, typer.Option(
+        "--workload", help="when frames arrive: single (back to back, the default), periodic:FPS (a camera, 1-60 "
+        "frames/s) or poisson:RATE, with an overload policy /queue:N (default /queue:1) or /skip, e.g. "
+        "periodic:1/queue:1; comma-separated or repeated, each its own point (docs/SWEEP.md, 'Workloads')")] = None,
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     local_baseline: bool = typer.Option(True, help="add each model's full local inference as a point (the "
                                         "`predictions` partition: the whole model on the UE; docs/SWEEP.md)"),
@@ -114,6 +118,9 @@ def sweep(
         options["rates"] = parse_rates(rate)
     if ues:
         options["ues"] = parse_ues(ues)
+    if workload:
+        options["workloads"] = tuple(item.strip() for value in workload for item in value.split(",") if item.strip()) \
+            or ("",)
     try:
         spec = SweepSpec.full(**options) if full else SweepSpec(**options)
         matrix = points(spec)
@@ -177,8 +184,9 @@ def sweep(
             raise typer.Exit(130) from None
     for note in outcome.killed_runs:
         console.print(f"[yellow]earlier run marked killed in sweep.json: {note}[/yellow]", soft_wrap=True)
+    dropped = f", {outcome.dropped} frames dropped by the workload" if outcome.dropped else ""
     console.print(f"{len(matrix)} points ({outcome.skipped_points} already complete), {outcome.inferences} "
-                  f"inferences this run, {outcome.errors} errors, {outcome.wall_s:.0f} s")
+                  f"inferences this run, {outcome.errors} errors{dropped}, {outcome.wall_s:.0f} s")
     if outcome.incomplete:
         console.print(f"[yellow]{len(outcome.incomplete)} point(s) lack good repetitions; run again to retry[/yellow]")
     finish(out, {p.key for p in matrix}, console, write_report=report, budget=budget, budgets_file=budgets,
@@ -393,7 +401,8 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
         energy = "-" if compute is None else f"{compute:,.0f}+" + ("n/a" if radio is None else f"{radio:,.0f}")
         row = [profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
             f" ({s.n_errors} err)" if s.n_errors else "") + (f" ({s.ue_late_records} late)" if s.ue_late_records
-                                                              else ""),
+                                                              else "") + (
+            f" ({s.frames_dropped} dropped)" if s.frames_dropped else ""),
             _num(s.median("uplink_bytes"), "{:,.0f}"), _num(s.median("local_inference_ms")),
             _num(s.median("delivery_ms")), _num(s.median("remote_inference_ms")),
             (_num(e2e.median) + ci) if e2e.median is not None else "-", _share(s, chosen.name)]

@@ -16,7 +16,7 @@ from splitbed.devices.figures import DeviceFigures, EdgeEnergy, HeadMemory, UeEn
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.6"
+SCHEMA_VERSION = "2.7"
 
 
 class TensorFigures(TypedDict):
@@ -146,7 +146,7 @@ class InferenceRecord(TypedDict):
 RECORD_FIELDS: tuple[str, ...] = tuple(InferenceRecord.__annotations__)
 # Added to a record after the node wrote it, by the orchestrator that has the figures (docs/METRICS.md, "Added by
 # the sweep"): `traffic`, the packet-level figures of the sweep's captures (splitbed.traffic); `workload`, the
-# frame's capture time and wait under a paced workload (reserved: not produced yet); `cell`, which UE of how many
+# frame's capture time, wait and latency from capture under a paced workload (splitbed.sweep.pacing); `cell`, which UE of how many
 # sharing one emulated cell (splitbed.cellbed). Optional.
 ORCHESTRATOR_FIELDS: tuple[str, ...] = ("traffic", "workload", "cell")
 
@@ -186,10 +186,23 @@ def _dist_version(name: str) -> str:
         return ""
 
 
+# A frame a paced workload dropped never reached a node: the sweep writes a record of these fields only
+# (splitbed.sweep.pacing; docs/METRICS.md, "Added by the sweep: workload").
+DROPPED_STATUS = "dropped"
+DROPPED_RECORD_FIELDS: tuple[str, ...] = ("schema_version", "record_type", "status", "error", "tags", "started_at_utc",
+                                          "model", "partition_name", "encoding", "compression_profile", "image",
+                                          "host", "workload")
+
+
 def check_record(record: dict[str, Any]) -> None:
     """Raise ValueError unless `record` has exactly the schema's fields, plus optionally ORCHESTRATOR_FIELDS (used
-    by tests and the driven mode)."""
+    by tests and the driven mode); a dropped frame's record exactly DROPPED_RECORD_FIELDS."""
     keys = set(record)
+    if record.get("status") == DROPPED_STATUS:
+        if keys != set(DROPPED_RECORD_FIELDS):
+            raise ValueError(f"dropped-frame record does not match schema {SCHEMA_VERSION}: missing "
+                             f"{sorted(set(DROPPED_RECORD_FIELDS) - keys)}, extra {sorted(keys - set(DROPPED_RECORD_FIELDS))}")
+        return
     missing = [f for f in RECORD_FIELDS if f not in keys]
     extra = sorted(keys - set(RECORD_FIELDS) - set(ORCHESTRATOR_FIELDS))
     if missing or extra:

@@ -15,6 +15,8 @@ from splitbed.sweep.traffic_model import HEADERS as TRAFFIC_HEADERS
 from splitbed.sweep.traffic_model import TrafficModel, rows, title
 
 TAIL_FIGURES = (("e2e_latency_ms", "End-to-end latency (ms)"), ("delivery_ms", "Uplink delivery (ms)"))
+# paced workloads (splitbed.workload): the latency from the frame's capture, its wait included, goes first
+PACED_TAIL = ("frame_latency_ms", "Latency from capture (ms)")
 
 
 def _ms(value: float | None) -> str:
@@ -37,14 +39,17 @@ def tail_tables(summaries: Iterable[PointSummary], budget: Budget) -> list[Table
     for (profile, ue, edge, model, carriage), members in groups.items():
         members.sort(key=lambda s: s.partition_id)
         bounds = [b for b in members[0].budget_shares if b.budget == budget.name]
+        paced = any(s.workload != "single" for s in members)
+        figures = (PACED_TAIL, *TAIL_FIGURES) if paced else TAIL_FIGURES
         headers = ["Partition (id)", "n"]
-        for _, label in TAIL_FIGURES:
+        for _, label in figures:
             headers += [f"{label} {part}" for part in parts]
         headers += [f"Share: {b.what}" for b in bounds]
         table_rows = []
         for s in members:
-            row = [f"{s.partition} ({s.partition_id})", str(s.n)]
-            for key, _ in TAIL_FIGURES:
+            row = [f"{s.partition} ({s.partition_id})",
+                   str(s.n) + (f" (+{s.frames_dropped} dropped)" if s.frames_dropped else "")]
+            for key, _ in figures:
                 tail = s.percentiles.get(key)
                 row.append(_ms(s.median(key)))
                 row += [_ms(tail.get(p) if tail else None) for p in PERCENTILES]
@@ -68,6 +73,11 @@ def tail_tables(summaries: Iterable[PointSummary], budget: Budget) -> list[Table
                  f"'{budget.title}' ({budget.source.split(':')[0]}), with the 95 % Clopper-Pearson interval in "
                  "brackets: a KPI such as '99 % of deliveries within 15 ms' is met with confidence only when "
                  "the interval's lower end reaches 99 %. Every budget's shares are in summary.csv (kpi_*)."]
+        if paced:
+            notes.append(f"Workload {members[0].workload}: frames captured at their arrival times; the latency from "
+                         "capture includes each frame's wait for the UE. A frame the overload policy dropped "
+                         "(n: '+k dropped') was never delivered: every latency share counts it as a miss. "
+                         "docs/SWEEP.md, 'Workloads'.")
         tables.append(Table(title=f"{model} on {profile}, {carriage}; UE {ue}, edge {edge}: tails and budget shares",
                             headers=headers, rows=table_rows, notes=notes,
                             anchor=_anchor("tail", profile, ue, edge, model, carriage)))

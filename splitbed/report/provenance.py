@@ -74,7 +74,7 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
             continue
         info.measurements += 1
         measured.append(record)
-        if record.get("status") != "ok":
+        if record.get("status") not in ("ok", "dropped"):  # a dropped frame (paced workload) is no error
             info.errors += 1
         started = record.get("started_at_utc")
         if isinstance(started, str):

@@ -95,11 +95,11 @@ class PointCapture:
     @property
     def errors(self) -> Counter[str]:
         """Failed measured inferences per point key, the store's and the held ones (each draws its own seed)."""
-        from splitbed.sweep.store import is_measurement, point_key
+        from splitbed.sweep.store import counts_for_point, is_measurement, point_key
 
         counts = Counter(self.store.errors)
         counts.update(str(point_key(r)) for r in self.held
-                      if is_measurement(r) and r.get("status") != "ok" and point_key(r) is not None)
+                      if is_measurement(r) and not counts_for_point(r) and point_key(r) is not None)
         return counts
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -185,6 +185,8 @@ class PointCapture:
             capture["series"] = _relative(self.series_path, root)
         for index, record in enumerate(self.held):
             section = joined.figures.get(index)
+            if record.get("status") == "dropped":  # a frame the workload dropped never ran (sweep.pacing)
+                continue
             if section is None:
                 reason = joined.note or "this inference put no units on the uplink"
                 record["traffic"] = _unavailable(reason, capture)
@@ -290,9 +292,9 @@ def _is_warmup(record: dict[str, Any]) -> bool:
 
 
 def _counts(record: dict[str, Any], key: str) -> bool:
-    tags = record.get("tags")
-    return (record.get("record_type") == "inference" and record.get("status") == "ok" and isinstance(tags, dict)
-            and tags.get("point") == key and not tags.get("warmup"))
+    from splitbed.sweep.store import counts_for_point, point_key
+
+    return counts_for_point(record) and point_key(record) == key
 
 
 def _unavailable(reason: str, capture: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -243,6 +243,10 @@ def _keep(result: PointResult, store: ResultStore, progress: Progress, outcome: 
         tags = record.get("tags")
         warmup = isinstance(tags, dict) and bool(tags.get("warmup"))
         if not warmup and record.get("record_type") == "inference":
+            if record.get("status") == "dropped":  # a frame the paced workload dropped (splitbed.sweep.pacing)
+                outcome.dropped += 1
+                progress.advance(record)
+                continue
             outcome.inferences += 1
             if record.get("status") != "ok":
                 outcome.errors += 1

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from splitbed.sweep.plan import SweepSpec, link_profile, points
+from splitbed.sweep.plan import Point, SweepSpec, link_profile, points
 
 # Orchestration costs beyond the inferences' own end-to-end latency, fitted to two real sweeps on this machine
 # (docs/SWEEP.md "Wall time"): the main job (VGG16, 6 points x 11 inferences: 8.4 s beyond testbed start and the
@@ -79,7 +79,8 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
     for point in matrix:
         e2e = per_inference["|".join((point.profile, point.model, point.partition, point.encoding,
                                       point.compression, point.ue_device, point.edge_device))]
-        seconds = OVERHEAD_PER_POINT_S + (spec.repetitions + spec.warmup) * (e2e + OVERHEAD_PER_INFERENCE_MS) / 1000
+        per_frame_s = (e2e + OVERHEAD_PER_INFERENCE_MS) / 1000
+        seconds = OVERHEAD_PER_POINT_S + spec.warmup * per_frame_s + paced_s(point, spec.repetitions, per_frame_s)
         costs.append((seconds, point.key))
         result.by_profile_s[point.profile] = result.by_profile_s.get(point.profile, 0.0) + seconds
     for profile in result.by_profile_s:
@@ -88,6 +89,9 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
     result.slowest = sorted(costs, reverse=True)[:5]
     result.notes = ["estimate from the advisor's model (docs/SWEEP.md): no loss or retransmissions, traces at "
                     "the median start phase; compute timed now on this machine"]
+    if any(p.workload != "single" for p in matrix):
+        result.notes.append("paced workloads: each point's frames at their capture times, each run frame taking "
+                            "the predicted e2e plus orchestration, dropped frames none (splitbed.workload)")
     if distributed or workers > 1:
         result.workers = workers
         result.total_s, result.machine_s = deal(costs, ["|".join(p.bed) for p in matrix], workers)
@@ -96,6 +100,22 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
                             f"Dask's {DASK_OVERHEAD_PER_POINT_S:g} s per point and {DASK_OVERHEAD_PER_SWEEP_S:g} s per "
                             "sweep (docs/DISTRIBUTED.md)")
     return result
+
+
+def paced_s(point: Point, repetitions: int, per_frame_s: float) -> float:
+    """Seconds from a point's first measured frame to its last result: back to back, `repetitions` frames; under a
+    paced workload the frames wait for their capture times (R frames at F frames/s take at least (R - 1) / F s
+    before the last one starts), with the frames the overload policy drops taking no time (splitbed.workload)."""
+    from splitbed.sweep.pacing import stream_seed
+    from splitbed.workload import parse, simulate
+
+    count = point.wanted(repetitions)
+    workload = parse(point.workload)
+    if not workload.paced:
+        return count * per_frame_s
+    arrivals = workload.arrivals(count, stream_seed(point.key, 0))
+    fates = simulate(workload, arrivals, [per_frame_s] * count)
+    return max((f.end for f in fates if f.end is not None), default=0.0)
 
 
 def deal(costs: list[tuple[float, str]], profiles: list[str], workers: int) -> tuple[float, float]:

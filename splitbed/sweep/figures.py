@@ -85,9 +85,11 @@ FIGURES: tuple[Figure, ...] = (
            "devices", "Memory usage (local)"),
     Figure("local_head_largest_activation_bytes", "local_head_memory.largest_activation_bytes",
            "Head's largest activation (model tensors)", "bytes", "devices", "Memory usage (local)"),
-    # workloads that pace frames (periodic, Poisson: not produced yet; docs/METRICS.md "workload"): empty until
-    # records carry them, then summarised, tailed and budgeted like every time
-    Figure("frame_wait_ms", "workload.wait_ms", "Frame wait before its inference started", "ms", "times"),
+    # workloads that pace frames (periodic, Poisson; docs/METRICS.md "Added by the sweep: workload"): empty for
+    # back-to-back points
+    Figure("frame_queue_ms", "workload.queue_ms", "Frame queueing (capture to the job's hand-over)", "ms", "times"),
+    Figure("frame_wait_ms", "workload.wait_ms", "Frame wait before its inference started (queueing + hand-over)",
+           "ms", "times"),
     Figure("frame_latency_ms", "workload.frame_latency_ms", "Frame capture to predictions (wait included)", "ms",
            "times"),
     # transport: the window each transfer started with (docs/METRICS.md, section "tcp")

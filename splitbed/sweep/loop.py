@@ -7,6 +7,8 @@ stay up across them), and what happens when a point cannot be measured.
   once for that point; a second failure on the same point stops the sweep (`SweepError`), everything measured so
   far being on disk;
 - an inference that fails (an error record) is kept, and the point tries again, at most `repetitions` extra times;
+- a paced workload (`--workload periodic:FPS`, `poisson:RATE`) captures the frames at their arrival times and
+  drops what its overload policy drops (splitbed.sweep.pacing); warm-ups still run back to back;
 - warm-ups first (`warmup`, and more up to `warmup_max` until two in a row agree on the compute time within
   WARMUP_TOLERANCE); the measured records say how many ran and whether the compute settled;
 - on a link with random loss or jitter each measured inference draws its own realisation, and on a trace-driven
@@ -28,7 +30,8 @@ from typing import Any, Protocol
 
 from netem.errors import NetemError
 from netem.profile import LinkProfile
-from splitbed.sweep.plan import WARMUP_TOLERANCE, Point, SweepSpec, engine_args, link_profile
+from splitbed.sweep.pacing import run_paced
+from splitbed.sweep.plan import SINGLE_WORKLOAD, WARMUP_TOLERANCE, Point, SweepSpec, engine_args, link_profile
 from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
 from splitbed.testbed import JobRefusedError, TestbedError
@@ -82,6 +85,7 @@ class SweepOutcome:
     skipped_points: int = 0
     inferences: int = 0
     errors: int = 0
+    dropped: int = 0  # frames a paced workload's overload policy dropped (splitbed.sweep.pacing)
     wall_s: float = 0.0
     testbed_starts: list[dict[str, Any]] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
@@ -225,22 +229,35 @@ class ProfileRun:
             log.warning("%s: compute did not settle within %d warm-ups (%s ms)", point.key, len(computes),
                         ", ".join("-" if c is None else f"{c:.1f}" for c in computes))
         warm = {"warmups": len(computes), "warmup_settled": settled}
+        if point.workload != SINGLE_WORKLOAD:  # frames captured at their arrival times (splitbed.sweep.pacing)
+            run_paced(point, spec.repetitions, bed, store, warm, lambda: self._place_link(point, bed, store),
+                      lambda record: self._counted(point, record))
         attempts = 0
-        while store.completed(point.key) < point.wanted(spec.repetitions) and attempts < 2 * missing:
+        while store.completed(point.key) < point.wanted(spec.repetitions) and attempts < 2 * missing \
+                and point.workload == SINGLE_WORKLOAD:
             attempts += 1
             realisation = self._place_link(point, bed, store)
             tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation,
                     **warm}
             for record in bed.run(point.job(tags=tags)):
                 store.append(record)
-                outcome.inferences += 1
-                if record.get("status") != "ok":
-                    outcome.errors += 1
-                    log.warning("inference error at %s: %s", point.key, record.get("error"))
-                else:
-                    progress.advance(record)
+                self._counted(point, record)
         if store.completed(point.key) < point.wanted(spec.repetitions):
             outcome.incomplete.append(point.key)
+
+    def _counted(self, point: Point, record: dict[str, Any]) -> None:
+        """The outcome's and the progress bar's count of one measured record (a dropped frame is neither an
+        inference nor an error)."""
+        if record.get("status") == "dropped":
+            self.outcome.dropped += 1
+            self.progress.advance(record)
+            return
+        self.outcome.inferences += 1
+        if record.get("status") != "ok":
+            self.outcome.errors += 1
+            log.warning("inference error at %s: %s", point.key, record.get("error"))
+        else:
+            self.progress.advance(record)
 
 
 def compute_ms(records: list[dict[str, Any]]) -> float | None:

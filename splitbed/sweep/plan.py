@@ -1,6 +1,8 @@
 """What a sweep measures: the matrix of points (profile x UE device x edge device x model x partition x encoding x
-compression) and the stable key that names each point in the results, so that an interrupted sweep resumes where
-it stopped.
+compression x workload) and the stable key that names each point in the results, so that an interrupted sweep
+resumes where it stopped. A workload (splitbed.workload: when frames arrive, what happens to one that arrives while
+the UE is busy) is in the key in its canonical spelling, except `single` (back to back), whose keys stay as they
+were.
 
 Rate sweeps (`rates`): each profile is measured once per uplink rate, at the profile's delay (and other fields):
 the point's profile is then `NAME@RATEmbit` (e.g. `5g-split-ai@20mbit`), part of its key, resolved by
@@ -52,6 +54,8 @@ MAX_REPETITIONS = 10_000
 
 
 MAX_CELL_UES = 32  # netem.cell.MAX_UES
+SINGLE_WORKLOAD = "single"  # splitbed.workload.SINGLE: back-to-back frames
+MAX_WORKLOADS = 20
 
 
 class SweepSpecError(ValueError):
@@ -80,6 +84,7 @@ class Point:
     edge_device: str = DEFAULT_EDGE
     transport: str = DEFAULT_TRANSPORT  # tcp | quic (docs/PROTOCOL.md, section 8)
     ues: int = 0  # UEs sharing one emulated cell (netem.cell, splitbed.cellbed); 0 = the one-UE testbed, no cell
+    workload: str = SINGLE_WORKLOAD  # canonical workload spec (splitbed.workload): when frames arrive, overload policy
 
 
     @property
@@ -94,6 +99,8 @@ class Point:
             parts.append(self.transport)
         if self.ues:  # and of points without a cell
             parts.append(f"ues={self.ues}")
+        if self.workload != SINGLE_WORKLOAD:  # and of back-to-back points
+            parts.append(f"workload={self.workload}")
 
         return "|".join(parts)
 
@@ -149,11 +156,12 @@ class SweepSpec:
     capture: bool = True       # packet captures per point (splitbed.sweep.capture); not part of the point key
     max_pcap_mb: float = 64.0  # size cap of each pcap kept (MB = 10^6 bytes), splitbed.sweep.capture
     ues: tuple[int, ...] = ()  # UEs per cell to sweep (splitbed.cellbed); () = the one-UE testbed, no cell
+    workloads: tuple[str, ...] = (SINGLE_WORKLOAD,)  # splitbed.workload specs, part of the point key
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("profiles", "models", "partitions", "encodings", "compressions", "ue_devices", "edge_devices",
-                     "transports"):
+                     "transports", "workloads"):
             if not getattr(self, name):
                 raise SweepSpecError(f"sweep needs at least one of {name}")
         unknown = [b for b in self.baselines if b not in BASELINES]
@@ -183,6 +191,10 @@ class SweepSpec:
         if not 0 <= self.max_pcap_mb <= 100_000:
             raise SweepSpecError(f"the pcap size cap must be 0..100000 MB, got {self.max_pcap_mb}")
         engine_sides(self.engine)
+        paced = [w for w in canonical_workloads(self.workloads) if w != SINGLE_WORKLOAD]
+        if paced and self.ues:
+            raise SweepSpecError("a paced workload (--workload) runs on the one-UE testbed: drop --ues or use "
+                                 "--workload single")
         bad_ues = [n for n in self.ues if not (isinstance(n, int) and 1 <= n <= MAX_CELL_UES)]
         if bad_ues:
             raise SweepSpecError(f"ues {bad_ues}: each cell has 1..{MAX_CELL_UES} UEs")
@@ -273,6 +285,18 @@ def canonical_compressions(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(result))
 
 
+def canonical_workloads(specs: Sequence[str]) -> list[str]:
+    """Workload specs in their canonical spelling (splitbed.workload), duplicates removed."""
+    from splitbed.workload import WorkloadError, parse
+
+    if len(specs) > MAX_WORKLOADS:
+        raise SweepSpecError(f"at most {MAX_WORKLOADS} workloads, got {len(specs)}")
+    try:
+        return list(dict.fromkeys(parse(text).spec for text in specs))
+    except WorkloadError as exc:
+        raise SweepSpecError(str(exc)) from None
+
+
 def point_profiles(spec: SweepSpec) -> list[str]:
     """The profile of every point: each profile, or each profile at each of `spec.rates` (NAME@RATEmbit)."""
     names = list(dict.fromkeys(spec.profiles))
@@ -327,11 +351,11 @@ def points(spec: SweepSpec) -> list[Point]:
     partitions = {model: resolve_partitions(model, spec.partitions) for model in dict.fromkeys(spec.models)}
     check_devices(spec.ue_devices, spec.edge_devices, spec.models)
     tlv_compressions = canonical_compressions(spec.compressions)
+    workloads = canonical_workloads(spec.workloads)
     result: list[Point] = []
-    for profile, ue, edge, transport, ues in itertools.product(profiles, dict.fromkeys(spec.ue_devices),
-                                                               dict.fromkeys(spec.edge_devices),
-                                                               dict.fromkeys(spec.transports),
-                                                               dict.fromkeys(spec.ues or (0,))):
+    for profile, ue, edge, transport, ues, workload in itertools.product(
+            profiles, dict.fromkeys(spec.ue_devices), dict.fromkeys(spec.edge_devices),
+            dict.fromkeys(spec.transports), dict.fromkeys(spec.ues or (0,)), workloads):
 
         for model in dict.fromkeys(spec.models):
             selected = partitions[model]
@@ -339,7 +363,7 @@ def points(spec: SweepSpec) -> list[Point]:
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
                 for compression in compressions:
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
-                                        spec.backend, spec.runtime, spec.engine, ue, edge, transport, ues))
+                                        spec.backend, spec.runtime, spec.engine, ue, edge, transport, ues, workload))
 
                     if len(result) > MAX_POINTS:
                         raise SweepSpecError(f"the sweep has more than {MAX_POINTS} points; split it up")
@@ -349,6 +373,6 @@ def points(spec: SweepSpec) -> list[Point]:
                 encoding = "tlv" if "tlv" in spec.encodings else spec.encodings[0]
                 result.append(Point(profile, model, LOCAL_BASELINE_PARTITION, encoding, NO_COMPRESSION, spec.image,
                                     spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge, transport,
-                                    ues))
+                                    ues, workload))
 
     return result

@@ -146,7 +146,7 @@ def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | No
     runs.append({"started_utc": started, "finished_utc": finished, "state": state, **runstate.owner(),
                  "spec": spec.to_dict(),
                  "points": len(outcome.points), "skipped_points": outcome.skipped_points,
-                 "inferences": outcome.inferences, "errors": outcome.errors, "wall_s": round(outcome.wall_s, 3),
+                 "inferences": outcome.inferences, "errors": outcome.errors, "frames_dropped": outcome.dropped, "wall_s": round(outcome.wall_s, 3),
                  "testbed_starts": outcome.testbed_starts, "incomplete_points": outcome.incomplete})
     meta["runs"] = runs[-MAX_RUNS_KEPT:]
     tmp = path.with_suffix(".json.tmp")

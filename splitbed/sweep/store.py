@@ -133,6 +133,15 @@ def is_measurement(record: dict[str, Any]) -> bool:
     return record.get("record_type") == "inference" and not (isinstance(tags, dict) and tags.get("warmup"))
 
 
+COUNTED_STATUSES = ("ok", "dropped")  # a paced workload's dropped frame completes its place in the point (sweep.pacing)
+
+
+def counts_for_point(record: dict[str, Any]) -> bool:
+    """A measured record that completes one of its point's repetitions: a good inference, or a frame its workload's
+    overload policy dropped (an error record does not: the point tries again)."""
+    return is_measurement(record) and record.get("status") in COUNTED_STATUSES
+
+
 def point_key(record: dict[str, Any]) -> str | None:
     tags = record.get("tags")
     key = tags.get("point") if isinstance(tags, dict) else None
@@ -146,7 +155,7 @@ def completed_counts(directory: str | Path) -> Counter[str]:
     if path.is_file():
         for record in read_records(path).records:
             key = point_key(record)
-            if key is not None and is_measurement(record) and record.get("status") == "ok":
+            if key is not None and counts_for_point(record):
                 counts[key] += 1
     return counts
 
@@ -196,14 +205,14 @@ class ResultStore:
         self._count(record)
 
     def completed(self, key: str) -> int:
-        """Good (status ok, non-warm-up) repetitions recorded for a point."""
+        """Repetitions recorded for a point: good (status ok) measurements and dropped frames (counts_for_point)."""
         return self.done[key]
 
     def _count(self, record: dict[str, Any]) -> None:
         key = point_key(record)
         if key is None or not is_measurement(record):
             return
-        if record.get("status") == "ok":
+        if counts_for_point(record):
             self.done[key] += 1
         else:
             self.errors[key] += 1

@@ -6,7 +6,9 @@ carriage).
 Records are grouped by the point key the sweep writes into their tags; records from elsewhere (a local node run
 by hand) are grouped by what they say about themselves (profile, model, partition, carriage, image, weights).
 Only measurements count: warm-up inferences and error records are left out of the statistics (errors are
-counted per point). A point measured on hosts of different CPU models (a distributed sweep, or results moved
+counted per point). Under a paced workload (splitbed.workload) frames its overload policy dropped are counted per
+point (`frames_dropped`, not errors) and miss every latency budget; `frames_late` counts good frames whose latency
+from capture exceeded the frame deadline. A point measured on hosts of different CPU models (a distributed sweep, or results moved
 between machines) gets one summary per CPU model: compute times of different CPUs are different quantities, and
 pooling them would give a median of neither. `pool_hosts=True` pools them anyway (the row then names them all).
 """
@@ -43,7 +45,7 @@ IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend",
                     "image", "weights", "random_weights", "runtimes", "transport", "cpu_model", "hosts", "n", "n_errors",
                     "ci_coverage", "host_cpu_stolen_pct", "ue_late_records", "independent_draws", "e2e_cv_pct",
                     "outliers",
-                    "outlier_causes")
+                    "outlier_causes", "workload", "frames_dropped", "frames_late")
 
 
 @dataclass
@@ -84,13 +86,18 @@ class PointSummary:
     pooled_hosts: bool = False  # summarised with pool_hosts=True: CPU models were not kept apart
     percentiles: dict[str, Percentiles] = field(default_factory=dict)  # times, sizes, traffic (distribution.py)
     budget_shares: list[BudgetShare] = field(default_factory=list)
+    workload: str = "single"  # the records' workload.spec (splitbed.workload)
+    frames_dropped: int = 0   # frames the workload's overload policy dropped (records with status dropped)
+    frames_late: int = 0      # good frames whose latency from capture exceeded the frame deadline (workload.late)
 
     @property
     def carriage(self) -> str:
-        """The encoding with its compression profile, e.g. `tlv/zstd` or `json-baseline`, and the binding when it
-        is not TCP (`tlv/zstd over quic`): every table and plot keeps the bindings apart."""
+        """The encoding with its compression profile, e.g. `tlv/zstd` or `json-baseline`, the binding when it is not
+        TCP (`tlv/zstd over quic`) and the workload when it is paced (`tlv/none, periodic:1/queue:1`): every table
+        and plot keeps the bindings and the workloads apart."""
         base = self.encoding if self.encoding != "tlv" else f"tlv/{self.compression}"
-        return base if self.transport == "tcp" else f"{base} over {self.transport}"
+        base = base if self.transport == "tcp" else f"{base} over {self.transport}"
+        return base if self.workload == "single" else f"{base}, {self.workload}"  # paced frames: apart, too
 
     def median(self, key: str) -> float | None:
         stats = self.figures.get(key)
@@ -147,6 +154,7 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
         "runtimes": "/".join(str(_table(record.get(side)).get("name") or "tensorflow")
                              for side in ("ue_runtime", "edge_runtime")),
         "transport": str(_table(record.get("transport")).get("binding") or "tcp"),
+        "workload": str(_table(record.get("workload")).get("spec") or "single"),
     }
 
 
@@ -196,8 +204,11 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False,
     summaries = []
     for (key, _), group in groups.items():
         good = [r for r in group if r.get("status") == "ok"]
+        dropped = sum(1 for r in group if r.get("status") == "dropped")
         ident = _identity((good or group)[0])
-        summary = PointSummary(key=key, n=len(good), n_errors=len(group) - len(good), **ident)
+        summary = PointSummary(key=key, n=len(good), n_errors=len(group) - len(good) - dropped, **ident)
+        summary.frames_dropped = dropped
+        summary.frames_late = sum(1 for r in good if _table(r.get("workload")).get("late") is True)
         summary.cpu_model = "; ".join(dict.fromkeys(cpu_model(r) for r in group))
         summary.hosts = list(dict.fromkeys(machine(r) for r in group))
         summary.pooled_hosts = pool_hosts
@@ -210,7 +221,7 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False,
         summary.outliers = find_outliers(good)
         summary.percentiles = {f.key: percentiles(f.value(r) for r in good) for f in FIGURES
                                if f.group in PERCENTILE_GROUPS}
-        summary.budget_shares = budget_shares(good, budgets)
+        summary.budget_shares = budget_shares(good, budgets, dropped=dropped)
         summaries.append(summary)
     return summaries
 
@@ -292,7 +303,8 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
                               s.cpu_model, "; ".join(s.hosts), s.n, s.n_errors, _cell(s.ci_coverage),
                               _cell(s.host_cpu_stolen_pct), s.ue_late_records,
                               _cell(s.independent_draws), _cell(s.e2e_cv_pct), len(s.outliers),
-                              " | ".join(o.describe() for o in s.outliers)]
+                              " | ".join(o.describe() for o in s.outliers), s.workload, s.frames_dropped,
+                              s.frames_late]
             for figure in FIGURES:
                 stats = s.figures[figure.key]
                 row += [_cell(stats.median), _cell(stats.low), _cell(stats.high)]

@@ -28,7 +28,8 @@ ERROR_LINE = re.compile(r"^(?P<where>[a-z][\w -]*): error: (?P<what>.+); fix: (?
 #: Options whose value names something that must exist (a model, a profile, ...): a typo must be refused.
 NAME_OPTIONS = {"--direction", "--model", "--profile", "--partition", "--encoding", "--compression", "--weights", "--backend",
                 "--runtime", "--image", "--budget", "--budgets", "--log-level", "--result-mode", "--aips", "--preload",
-                "--uplink-only", "--scenario", "--device", "--ue-device", "--edge-device", "--objective"}
+                "--uplink-only", "--scenario", "--device", "--ue-device", "--edge-device", "--objective",
+                "--workload"}
 NAME_ARGUMENTS = {"model", "scenario", "device"}
 #: Options and arguments that name a file to read, or a file to write in an existing folder (not --out: a
 #: results folder is created with its parents).

@@ -147,3 +147,50 @@ def test_a_paced_workload_s_wait_and_frame_latency_are_summarised_when_records_c
     assert model.workload == "periodic at 30 frames/s" and "Workload: periodic at 30 frames/s." in markdown([model])
     [plain] = summarise([_record(i, 10.0, None) for i in range(6)])
     assert plain.median("frame_wait_ms") is None
+
+
+def test_dropped_frames_count_as_missed_latency_budgets_and_not_as_errors(tmp_path: Path) -> None:
+    """A paced workload's dropped frame was never delivered: n counts it, met does not; it is no error and has no
+    payload; good frames whose latency from capture passed the deadline are counted late."""
+    budget = get_budget("split-ai-image-recognition")
+    key = "p|m|x|tlv|none|i|w|b|r|workload=periodic:10/queue:1"
+    records = [_record(i, 10.0 + 2 * i, None, key=key) for i in range(4)]  # 10, 12, 14, 16 ms: 3 within 15
+    for i, record in enumerate(records):
+        record["workload"] = {"spec": "periodic:10/queue:1", "frame_latency_ms": 50.0 + 40 * i,
+                              "late": 50.0 + 40 * i > 100.0, "dropped": False}
+    records += [{"record_type": "inference", "status": "dropped", "tags": {"point": key}, "model": "m",
+                 "partition_name": "x", "encoding": "tlv", "workload": {"spec": "periodic:10/queue:1",
+                                                                        "dropped": True}} for _ in range(2)]
+    records.append({**_record(9, 1.0, None, key=key), "status": "error", "delivery_ms": None})
+    [summary] = summarise(records, budgets=[budget])
+    assert (summary.n, summary.n_errors, summary.frames_dropped, summary.frames_late) == (4, 1, 2, 2)
+    shares = {s.kind: s for s in summary.budget_shares}
+    assert (shares["latency"].met, shares["latency"].n, shares["latency"].dropped) == (3, 6, 2)
+    assert (shares["payload"].met, shares["payload"].n) == (4, 4)
+    assert shares["latency"].text().startswith("50 % of 6 uplink deliveries within 15 ms (95 % CI 11.8-88.2 %, "
+                                               "2 of them dropped frames)")
+    assert budget_shares(records[:4], [budget], dropped=2)[0].n == 6
+    with pytest.raises(ValueError):
+        budget_shares(records[:4], [budget], dropped=-1)
+    with write_csv([summary], tmp_path / "s.csv").open() as handle:
+        [row] = list(csv.DictReader(handle))
+    assert (row["workload"], row["frames_dropped"], row["frames_late"]) == ("periodic:10/queue:1", "2", "2")
+    assert row["kpi_split-ai-image-recognition_latency_n"] == "6"
+
+
+def test_the_report_s_tail_table_of_a_paced_point_leads_with_the_latency_from_capture() -> None:
+    from splitbed.report.kpi_tables import tail_tables
+
+    budget = get_budget("split-ai-image-recognition")
+    key = "p|m|x|tlv|none|i|w|b|r|workload=periodic:5/skip"
+    records = [_record(i, 10.0, None, key=key) for i in range(3)]
+    for i, record in enumerate(records):
+        record["workload"] = {"spec": "periodic:5/skip", "frame_latency_ms": 100.0 + i, "late": False}
+    records.append({"record_type": "inference", "status": "dropped", "tags": {"point": key}, "model": "m",
+                    "partition_name": "x", "encoding": "tlv", "workload": {"spec": "periodic:5/skip"}})
+    [table] = tail_tables(summarise(records, budgets=[budget]), budget)
+    assert table.headers[2] == "Latency from capture (ms) median" and table.rows[0][1] == "3 (+1 dropped)"
+    assert table.rows[0][2] == "101.0" and table.rows[0][-2].startswith("3/4 = 75 %")
+    assert "counts it as a miss" in table.notes[-1]
+    [plain] = tail_tables(summarise([_record(i, 10.0, None) for i in range(3)], budgets=[budget]), budget)
+    assert plain.headers[2] == "End-to-end latency (ms) median" and plain.rows[0][1] == "3"

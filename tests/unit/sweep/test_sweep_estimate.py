@@ -60,3 +60,18 @@ def test_estimate_predicts_each_point_on_its_devices() -> None:
     on_phone = next(p for p in predict(timing, link, ue_device=load("phone-midrange")) if p.partition == "out_relu")
     assert on_phone.head_ms == pytest.approx(26.08 * 0.95) and on_host.head_ms == 25.0
     assert phone.total_s - host.total_s == pytest.approx((on_phone.e2e_ms - on_host.e2e_ms) / 1000)
+
+
+def test_a_paced_point_takes_at_least_its_frames_over_its_rate() -> None:
+    """R frames at F frames/s: the last is captured (R - 1) / F s after the first, then served; a camera faster
+    than the UE is bounded by the UE (frames dropped take no time)."""
+    timings = {"mobilenet_v2": {("tlv", "none"): _timing("tlv")}}
+    options = {"profiles": ("lte",), "models": ("mobilenet_v2",), "partitions": ("out_relu",), "repetitions": 10,
+               "warmup": 1, "baselines": (), "ue_devices": ("host",)}
+    single = estimate(SweepSpec(**options), timings=timings)
+    slow = estimate(SweepSpec(**options, workloads=("periodic:1",)), timings=timings)
+    fast = estimate(SweepSpec(**options, workloads=("periodic:60/skip",)), timings=timings)
+    frame_s = (single.total_s - TESTBED_START_S - OVERHEAD_PER_POINT_S) / 11  # warm-up + 10 frames back to back
+    assert slow.total_s == pytest.approx(TESTBED_START_S + OVERHEAD_PER_POINT_S + frame_s + 9.0 + frame_s)
+    assert slow.total_s >= TESTBED_START_S + 9.0 and any("paced" in note for note in slow.notes)
+    assert fast.total_s <= single.total_s  # at 60 frames/s the UE drops what it cannot serve

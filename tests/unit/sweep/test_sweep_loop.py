@@ -215,3 +215,55 @@ def test_a_link_that_cannot_restart_its_trace_counts_as_a_broken_testbed(tmp_pat
         beds = (StuckLink(log, {"block1_pool": [ok]}), StuckLink(log, {"block1_pool": [ok]}))
         _run(tmp_path / "out", spec, Factory(*beds), profile=str(profile))
     assert log.count("start") == 2 and log.count("close") == 2
+
+
+def _served(seconds: float) -> Script:
+    """An inference that keeps the UE busy at least `seconds` (a sleep: never shorter, however loaded the host),
+    stamped on CLOCK_MONOTONIC like a node's record."""
+    import time
+
+    def run(bed: FakeBed, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        start = time.monotonic_ns()
+        time.sleep(seconds)
+        end = time.monotonic_ns()
+        return [_record(job, status="ok", e2e_latency_ms=(end - start) / 1e6,
+                        timestamps_ns={"local_start": start, "local_end": end})]
+    return run
+
+
+@pytest.mark.parametrize(("workload", "ran", "dropped"), [
+    # a frame every 1/60 s, each taking >= 0.1 s: frames 1-4 all arrive (by 0.067 s) while frame 0 runs
+    ("periodic:60/skip", [0], [1, 2, 3, 4]),
+    ("periodic:60/queue:1", [0, 1], [2, 3, 4]),  # frame 1 waits for the UE; 2-4 find the queue full
+])
+def test_a_paced_point_drops_what_its_policy_drops_and_still_completes(tmp_path: Path, workload: str,
+                                                                         ran: list[int], dropped: list[int]) -> None:
+    spec = SweepSpec(baselines=(), profiles=("ideal",), models=("vgg16",), partitions=("block1_pool",),
+                     repetitions=5, warmup=1, warmup_max=1, weights="random:0", backend="userspace",
+                     workloads=(workload,))
+    log: list[str] = []
+    outcome, store, [point], phases = _run(tmp_path, spec, Factory(FakeBed(log, {"block1_pool": [_served(0.1)]})))
+    assert point.key.endswith(f"|workload={workload}")
+    assert store.completed(point.key) == 5 and outcome.incomplete == []  # dropped frames complete the point
+    assert log.count("run block1_pool") == len(ran) == outcome.inferences and outcome.errors == 0
+    assert outcome.dropped == len(dropped) and phases.advanced == 1 + 5  # the warm-up, then every frame
+    from splitbed.sweep.store import read_records
+
+    records = [r for r in read_records(tmp_path / "results.jsonl").records if not r["tags"].get("warmup")]
+    frames = {r["workload"]["frame"]: r for r in records}
+    assert sorted(frames) == [0, 1, 2, 3, 4]
+    assert [k for k, r in frames.items() if r["status"] == "ok"] == ran
+    assert [k for k, r in frames.items() if r["status"] == "dropped"] == dropped
+    from splitbed.nodes.metrics import check_record
+
+    for record in frames.values():
+        block = record["workload"]
+        assert block["spec"] == workload and block["dropped"] == (record["status"] == "dropped")
+        if record["status"] == "dropped":  # the node's schema for a frame that never reached a node
+            check_record(record)
+        if record["status"] == "ok":  # latency from capture = wait + e2e, from the node's stamps
+            assert block["clock"] == "node" and block["wait_ms"] >= 0
+            assert block["frame_latency_ms"] == pytest.approx(block["wait_ms"] + record["e2e_latency_ms"])
+            assert block["late"] is True  # >= 100 ms from capture against 1/60 s between frames
+    if len(ran) == 2:  # the queued frame waited for frame 0 to finish
+        assert frames[1]["workload"]["queued"] and frames[1]["workload"]["wait_ms"] >= 100 - 1000 / 60 - 1

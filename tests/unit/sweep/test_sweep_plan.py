@@ -139,3 +139,21 @@ def test_full_matrix_is_the_testbed_contributions_whole_matrix() -> None:
 def test_bad_options_get_specific_errors(options: dict, message: str) -> None:
     with pytest.raises(SweepSpecError, match=message):
         points(SweepSpec(**options))
+
+
+def test_workloads_are_a_dimension_of_the_point_key_in_their_canonical_spelling() -> None:
+    base = {"profiles": ("ideal",), "models": ("mobilenet_v2",), "partitions": ("block_3_project_BN",),
+            "baselines": ()}
+    [single] = points(SweepSpec(**base))
+    paced = points(SweepSpec(**base, workloads=("single", "Periodic:2", "periodic:2/queue:1", "poisson:5/skip")))
+    assert [p.workload for p in paced] == ["single", "periodic:2/queue:1", "poisson:5/skip"]  # duplicates merged
+    assert paced[0].key == single.key and "workload" not in single.key  # back-to-back keys stay as they were
+    assert [p.key.removeprefix(single.key) for p in paced[1:]] == ["|workload=periodic:2/queue:1",
+                                                                 "|workload=poisson:5/skip"]
+    assert len({p.bed for p in paced}) == 1  # one testbed serves every workload
+    with pytest.raises(SweepSpecError, match="did you mean periodic"):
+        SweepSpec(**base, workloads=("perodic:2",))
+    with pytest.raises(SweepSpecError, match="one-UE testbed"):
+        SweepSpec(**base, workloads=("periodic:2",), ues=(2,))
+    with pytest.raises(SweepSpecError, match="at least one of workloads"):
+        SweepSpec(**base, workloads=())

@@ -1,0 +1,91 @@
+"""Paced workloads in a real sweep (splitbed.sweep.pacing): MobileNetV2 on the shared testbed, over a link whose
+30 ms each way make every inference take at least 60 ms (the emulated delay, whatever the CPU does).
+
+- `periodic:2/queue:1`: a frame every 500 ms; the UE keeps up (a drop would need two frames to arrive during one
+  inference, i.e. an inference of about 1 s), so no frame is dropped and the capture times are 500 ms apart;
+- `periodic:60/skip`: a frame every 16.7 ms; frame 0 occupies the UE for at least 60 ms, so frames 1-3 (captured
+  by 50 ms) provably arrive while it is busy and are dropped.
+
+Both points are captured (the sweep's default): the frames that ran get their traffic figures, the dropped none.
+
+Only invariants with wide margins: no timing figure is held to a tight bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from splitbed.nodes.metrics import check_record
+from splitbed.sweep import read_records, run_sweep
+from splitbed.sweep.summary import summarise
+from tests.integration.sweep.conftest import SharedBed, sweep_spec
+
+pytestmark = pytest.mark.root
+
+DELAYED = """name = "delayed-30ms"
+description = "30 ms each way, no shaping: every inference takes at least one 60 ms round trip"
+source = "tests/integration/sweep/test_sweep_workload.py"
+[uplink]
+delay_ms = 30.0
+[downlink]
+delay_ms = 30.0
+"""
+KEEPS_UP, OVERLOADED = "periodic:2/queue:1", "periodic:60/skip"
+
+
+@pytest.fixture(scope="module")
+def paced_sweep(shared_bed: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("paced")
+    profile = out / "delayed-30ms.toml"
+    profile.write_text(DELAYED)
+    spec = sweep_spec(profiles=(str(profile),), partitions=("block_13_project_BN",), encodings=("tlv",),
+                      workloads=(KEEPS_UP, OVERLOADED))
+    try:
+        outcome = run_sweep(spec, out, testbed_factory=SharedBed(shared_bed).factory)
+    finally:
+        shared_bed.update_link("5g-split-ai")
+    assert not outcome.incomplete and outcome.errors == 0, outcome
+    return out
+
+
+def _frames(directory: Path, workload: str) -> dict[int, dict[str, Any]]:
+    records = [r for r in read_records(directory).records
+               if r.get("record_type") == "inference" and not r["tags"].get("warmup")
+               and r["tags"]["point"].endswith(f"|workload={workload}")]
+    return {r["workload"]["frame"]: r for r in records}
+
+
+def test_a_ue_that_keeps_up_runs_every_frame_at_its_capture_time(paced_sweep: Path) -> None:
+    frames = _frames(paced_sweep, KEEPS_UP)
+    assert sorted(frames) == list(range(6)) and all(r["status"] == "ok" for r in frames.values())
+    captures = [frames[k]["workload"]["capture_ns"] for k in range(6)]
+    gaps_ms = [(b - a) / 1e6 for a, b in zip(captures, captures[1:], strict=False)]
+    assert all(400 < gap < 600 for gap in gaps_ms), gaps_ms  # 1/FPS = 500 ms apart
+    for record in frames.values():
+        block = record["workload"]
+        assert block["clock"] == "node" and block["dropped"] is False and block["wait_ms"] >= 0
+        assert block["frame_latency_ms"] >= record["e2e_latency_ms"] >= 60  # latency from capture includes the wait
+        assert block["frame_latency_ms"] == pytest.approx(block["wait_ms"] + record["e2e_latency_ms"], abs=1e-3)
+        assert block["late"] == (block["frame_latency_ms"] > 500)
+
+
+def test_an_overloaded_ue_drops_the_frames_its_policy_drops(paced_sweep: Path) -> None:
+    frames = _frames(paced_sweep, OVERLOADED)
+    assert sorted(frames) == list(range(6))  # every frame has a record: run or dropped
+    assert frames[0]["status"] == "ok" and frames[0]["e2e_latency_ms"] >= 60
+    assert all(frames[k]["status"] == "dropped" for k in (1, 2, 3))  # captured by 50 ms, frame 0 still running
+    for record in frames.values():
+        check_record(record)  # the node's fields (+ workload, traffic), or exactly a dropped frame's
+        assert record["workload"]["dropped"] == (record["status"] == "dropped")
+        if record["status"] == "ok":  # with /skip nothing waits in a queue
+            assert record["workload"]["queued"] is False and record["workload"]["late"] is True
+            assert record["traffic"]["burst"]["app_bytes"] == record["uplink_bytes"]  # the capture joined it
+        else:  # a dropped frame sent nothing: no figures, no traffic section
+            assert "traffic" not in record and "e2e_latency_ms" not in record
+    by_workload = {s.workload: s for s in summarise(read_records(paced_sweep).records)}
+    dropped = sum(1 for r in frames.values() if r["status"] == "dropped")
+    assert by_workload[OVERLOADED].frames_dropped == dropped >= 3 and by_workload[OVERLOADED].n_errors == 0
+    assert by_workload[OVERLOADED].n == 6 - dropped
+    assert by_workload[KEEPS_UP].frames_dropped == 0 and by_workload[KEEPS_UP].n == 6
