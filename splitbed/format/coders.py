@@ -1,7 +1,10 @@
-"""Lossless byte coders of the compression profiles (none, zstd, lz4 block), with bounded decompression.
+"""Byte coders of the compression profiles (lossless: none, zstd, lz4 block; lossy: JPEG of an RGB image), with
+bounded decompression.
 
-`decompress(payload, size)` returns exactly `size` bytes or raises FormatError(decompression_failed); it never
-allocates more than `size` bytes, whatever the payload claims (no decompression bombs).
+`decompress(payload, size, shape)` returns exactly `size` bytes or raises FormatError(decompression_failed); it
+never allocates more than `decompress_bytes(size)` bytes, whatever the payload claims (no decompression bombs).
+The JPEG coder is the one that needs the tensor's shape (the image's height and width): it checks the JPEG's
+own header against the AIPS shape before it decodes a pixel.
 
 Thread safety: python-zstandard's compression and decompression contexts must never be used by two threads at
 once (a shared one corrupts data and crashes the process), and the remote node decodes one session per thread.
@@ -10,6 +13,8 @@ So every thread gets its own contexts (`_zstd_contexts`); the lz4 block function
 
 from __future__ import annotations
 
+import io
+import math
 import threading
 from dataclasses import dataclass
 
@@ -45,10 +50,18 @@ class Coder:
         """True when the payload length must equal the transformed length."""
         return True
 
-    def compress(self, data: memoryview) -> Buffer:
+    @property
+    def lossless(self) -> bool:
+        return True
+
+    def shape_problem(self, shape: tuple[int, ...]) -> str | None:
+        """Why this coder cannot carry a tensor of `shape` (None: it can); the AIPS is then invalid."""
+        return None
+
+    def compress(self, data: memoryview, shape: tuple[int, ...] = ()) -> Buffer:
         return data
 
-    def decompress(self, payload: memoryview, size: int) -> Buffer:
+    def decompress(self, payload: memoryview, size: int, shape: tuple[int, ...] = ()) -> Buffer:
         return payload
 
     def decompress_bytes(self, size: int) -> int:
@@ -66,13 +79,13 @@ class ZstdCoder(Coder):
     def exact_size(self) -> bool:
         return False
 
-    def compress(self, data: memoryview) -> Buffer:
+    def compress(self, data: memoryview, shape: tuple[int, ...] = ()) -> Buffer:
         return _zstd_contexts.compressor.compress(data)
 
     def decompress_bytes(self, size: int) -> int:
         return size
 
-    def decompress(self, payload: memoryview, size: int) -> Buffer:
+    def decompress(self, payload: memoryview, size: int, shape: tuple[int, ...] = ()) -> Buffer:
         try:
             declared = zstandard.frame_content_size(payload)
         except zstandard.ZstdError as exc:
@@ -101,13 +114,13 @@ class Lz4Coder(Coder):
     def exact_size(self) -> bool:
         return False
 
-    def compress(self, data: memoryview) -> Buffer:
+    def compress(self, data: memoryview, shape: tuple[int, ...] = ()) -> Buffer:
         return lz4.block.compress(data, store_size=False)
 
     def decompress_bytes(self, size: int) -> int:
         return 2 * size  # python-lz4 decompresses into a scratch buffer, then copies it into the bytes returned
 
-    def decompress(self, payload: memoryview, size: int) -> Buffer:
+    def decompress(self, payload: memoryview, size: int, shape: tuple[int, ...] = ()) -> Buffer:
         try:
             out = lz4.block.decompress(payload, uncompressed_size=size)
         except lz4.block.LZ4BlockError as exc:
@@ -119,6 +132,105 @@ class Lz4Coder(Coder):
         return out
 
 
+#: JPEG's frame header holds each side in 16 bits (ITU-T T.81, SOF: Y and X are 16-bit fields).
+JPEG_MAX_SIDE = 65535
+_SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
+#: Most bytes decoding allocates per byte of the RGB image, an upper bound: Pillow holds an RGB image at 4 bytes a
+#: pixel (4/3), libjpeg keeps a progressive JPEG's coefficients for the whole image (2 bytes a sample: 2), and
+#: the bytes returned are one more copy (1).
+JPEG_DECODE_FACTOR = 5
+
+
+def image_size(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """(height, width) of an RGB image tensor shaped (H, W, 3) or (1, H, W, 3); None for any other shape."""
+    if len(shape) == 4 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) != 3 or shape[2] != 3:
+        return None
+    return shape[0], shape[1]
+
+
+@dataclass(frozen=True, slots=True)
+class JpegCoder(Coder):
+    """A baseline JPEG (ITU-T T.81, JFIF) of a uint8 RGB image tensor: the full offload of a camera image.
+
+    Lossy: the decoded pixels differ from the sent ones (docs/FORMAT.md, section 7.2, gives the bound tested).
+    Encoded with Pillow (libjpeg) at `quality` on the IJG scale, 4:2:0 chroma subsampling, baseline (not
+    progressive), standard Huffman tables; decoding accepts any JPEG Pillow reads whose header matches the AIPS.
+    """
+
+    name: str = "jpeg"
+    quality: int = 75
+
+    @property
+    def exact_size(self) -> bool:
+        return False
+
+    @property
+    def lossless(self) -> bool:
+        return False
+
+    def shape_problem(self, shape: tuple[int, ...]) -> str | None:
+        size = image_size(shape)
+        if size is None:
+            return f"JPEG carries an RGB image shaped (height, width, 3) or (1, height, width, 3), not {list(shape)}"
+        if max(size) > JPEG_MAX_SIDE:
+            return f"JPEG images are at most {JPEG_MAX_SIDE} pixels a side, not {size[0]}x{size[1]}"
+        return None
+
+    def compress(self, data: memoryview, shape: tuple[int, ...] = ()) -> Buffer:
+        from PIL import Image
+
+        problem = self.shape_problem(shape)
+        if problem is not None:
+            raise FormatError(ErrorCode.PROFILE_NOT_APPLICABLE, problem)
+        height, width = image_size(shape) or (0, 0)
+        image = Image.frombuffer("RGB", (width, height), bytes(data), "raw", "RGB", 0, 1)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=self.quality, subsampling="4:2:0", optimize=False,
+                   progressive=False)
+        return out.getvalue()
+
+    def decompress_bytes(self, size: int) -> int:
+        return JPEG_DECODE_FACTOR * size
+
+    def decompress(self, payload: memoryview, size: int, shape: tuple[int, ...] = ()) -> Buffer:
+        from PIL import Image
+
+        expected = image_size(shape)
+        if expected is None or math.prod(shape) != size:
+            raise FormatError(ErrorCode.DECOMPRESSION_FAILED, f"JPEG payload for a tensor of shape {list(shape)}: "
+                              "not an RGB image")
+        height, width = expected
+        data = bytes(payload)
+        if not (data.startswith(_SOI) and data.endswith(_EOI)) or len(data) < 4:
+            raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
+                              f"JPEG payload of {len(data)} bytes is not one whole JPEG (it must start with the SOI "
+                              "marker FF D8 and end with the EOI marker FF D9: truncated, or bytes after the image)")
+        try:
+            with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:  # reads the header only
+                if image.size != (width, height):
+                    raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
+                                      f"JPEG header says {image.size[0]}x{image.size[1]} (width x height), the AIPS "
+                                      f"shape says {width}x{height}: refused before decoding")
+                if image.mode != "RGB":
+                    raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
+                                      f"JPEG is {image.mode}, the AIPS shape says RGB (3 channels)")
+                image.load()
+                out = image.tobytes()
+        except FormatError:
+            raise
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError...
+            raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
+                              f"JPEG payload does not decode: {type(exc).__name__}: {exc}") from None
+        if len(out) != size:
+            raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
+                              f"JPEG decoded to {len(out)} bytes, the AIPS implies {size}")
+        return out
+
+
 NONE = Coder()
 ZSTD = ZstdCoder()
 LZ4 = Lz4Coder()
+JPEG_Q75 = JpegCoder(name="jpeg", quality=75)
+JPEG_Q90 = JpegCoder(name="jpeg", quality=90)

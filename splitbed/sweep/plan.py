@@ -11,7 +11,9 @@ candidate partition, `examples` = the model's example partitions (`seed_example 
 six, block1_conv1 ... fc1), or names/ids. `seed`, the old name of `examples`, still works with a one-line note:
 it read like the `random:SEED` of --weights. A model may be an `.onnx` file: its candidates are the graph's cuts
 (ids = node indices; `examples` = all of them). The local baseline (full local inference) adds each model's
-`predictions` partition unless it is selected already.
+`predictions` partition unless it is selected already; the full-offload baselines add each registered model's
+`camera` pseudo-partition (splitbed.models.camera: the uint8 camera image goes uplink, the edge preprocesses it
+and runs the whole model), raw (`none`) and as a JPEG (`jpeg-q90`), in the tlv carriage.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ DEFAULT_ENGINE = "tensorflow"
 # inference on the UE (the 4 kB of scores still go uplink: the node protocol has no local-only mode). Every
 # registered model has it; the sweep adds it per model as the local baseline unless told not to.
 LOCAL_BASELINE_PARTITION = "predictions"
-BASELINES = ("local",)
+# Full offload of the camera image (splitbed.models.registry.CAMERA_PARTITION): the baseline name -> the
+# compression profile it is carried with. JPEG quality 90 is the quality splitbed writes its built-in images at
+# (splitbed.nodes.images); docs/SWEEP.md, "Baselines", says why.
+CAMERA_PARTITION = "camera"
+OFFLOAD_BASELINES = {"jpeg": "jpeg-q90", "raw": NO_COMPRESSION}
+BASELINES = ("local", "jpeg", "raw")
 MAX_POINTS = 100_000
 MAX_RATES = 100
 _RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
@@ -158,8 +165,7 @@ class SweepSpec:
                 raise SweepSpecError(f"sweep needs at least one of {name}")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
-            raise SweepSpecError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} (the JPEG "
-                                 "full-offload baseline is not implemented yet)")
+            raise SweepSpecError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
         bad = [e for e in self.encodings if e not in ENCODINGS]
         if bad:
             raise SweepSpecError(f"unknown encoding(s) {bad}; choose from {', '.join(ENCODINGS)}")
@@ -322,6 +328,8 @@ def check_devices(ue_devices: Sequence[str], edge_devices: Sequence[str], models
 def points(spec: SweepSpec) -> list[Point]:
     """Every point of the matrix, grouped by (profile, UE device, edge device): one testbed each, in a stable
     order. The json-baseline carriage has no compression profiles: it gets one point per partition."""
+    from splitbed.models.onnx import is_onnx_path
+
     profiles = point_profiles(spec)
     check_profiles(profiles)
     partitions = {model: resolve_partitions(model, spec.partitions) for model in dict.fromkeys(spec.models)}
@@ -350,5 +358,11 @@ def points(spec: SweepSpec) -> list[Point]:
                 result.append(Point(profile, model, LOCAL_BASELINE_PARTITION, encoding, NO_COMPRESSION, spec.image,
                                     spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge, transport,
                                     ues))
+            if transport == spec.transports[0] and not is_onnx_path(model):  # registered models have a camera
+                for name, compression in OFFLOAD_BASELINES.items():
+                    point = Point(profile, model, CAMERA_PARTITION, "tlv", compression, spec.image, spec.weights,
+                                  spec.backend, spec.runtime, spec.engine, ue, edge, transport, ues)
+                    if name in spec.baselines and point not in result:
+                        result.append(point)
 
     return result
