@@ -141,6 +141,41 @@ _SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
 JPEG_DECODE_FACTOR = 5
 
 
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: no length field
+
+
+def jpeg_frame_size(data: bytes) -> tuple[int, int, int]:
+    """(height, width, components) from a JPEG's frame header (SOFn, ITU-T T.81 B.2.2), read by walking the marker
+    segments before it: nothing is decoded, so a receiver learns the image size without trusting a decoder's
+    own limits. FormatError(decompression_failed) when there is no frame header before the first scan."""
+    pos = 2  # after SOI
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            break
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2 or pos + 2 + length > len(data):
+            break
+        if marker in _SOF_MARKERS:
+            if length < 8:
+                break
+            height = int.from_bytes(data[pos + 5:pos + 7], "big")
+            width = int.from_bytes(data[pos + 7:pos + 9], "big")
+            return height, width, data[pos + 9]
+        if marker == 0xDA:  # start of scan before any frame header
+            break
+        pos += 2 + length
+    raise FormatError(ErrorCode.DECOMPRESSION_FAILED, "JPEG payload has no readable frame header (SOFn) before its "
+                      "first scan")
+
+
 def image_size(shape: tuple[int, ...]) -> tuple[int, int] | None:
     """(height, width) of an RGB image tensor shaped (H, W, 3) or (1, H, W, 3); None for any other shape."""
     if len(shape) == 4 and shape[0] == 1:
@@ -207,9 +242,17 @@ class JpegCoder(Coder):
             raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
                               f"JPEG payload of {len(data)} bytes is not one whole JPEG (it must start with the SOI "
                               "marker FF D8 and end with the EOI marker FF D9: truncated, or bytes after the image)")
+        declared_height, declared_width, components = jpeg_frame_size(data)
+        if (declared_width, declared_height) != (width, height):
+            raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
+                              f"JPEG header says {declared_width}x{declared_height} (width x height), the AIPS shape "
+                              f"says {width}x{height}: refused before decoding")
+        if components != 3:
+            raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
+                              f"JPEG has {components} colour component(s), the AIPS shape says RGB (3)")
         try:
             with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:  # reads the header only
-                if image.size != (width, height):
+                if image.size != (width, height):  # Pillow read another frame header than ours: refuse
                     raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
                                       f"JPEG header says {image.size[0]}x{image.size[1]} (width x height), the AIPS "
                                       f"shape says {width}x{height}: refused before decoding")
