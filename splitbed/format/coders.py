@@ -17,6 +17,7 @@ import io
 import math
 import threading
 from dataclasses import dataclass
+from typing import IO, Any, cast
 
 import lz4.block
 import zstandard
@@ -145,7 +146,35 @@ _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: no length field
 
 
-def jpeg_frame_size(data: bytes) -> tuple[int, int, int]:
+class _ViewFile(io.RawIOBase):
+    """A read-only file over a memoryview: Pillow reads the JPEG in blocks from it, without a copy of the whole."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view, self._pos = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._pos))
+        memoryview(buffer).cast("B")[:count] = self._view[self._pos:self._pos + count]
+        self._pos += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def jpeg_frame_size(data: memoryview) -> tuple[int, int, int]:
     """(height, width, components) from a JPEG's frame header (SOFn, ITU-T T.81 B.2.2), read by walking the marker
     segments before it: nothing is decoded, so a receiver learns the image size without trusting a decoder's
     own limits. FormatError(decompression_failed) when there is no frame header before the first scan."""
@@ -160,14 +189,14 @@ def jpeg_frame_size(data: bytes) -> tuple[int, int, int]:
         if marker in _STANDALONE_MARKERS:
             pos += 2
             continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2:pos + 4].tobytes(), "big")
         if length < 2 or pos + 2 + length > len(data):
             break
         if marker in _SOF_MARKERS:
             if length < 8:
                 break
-            height = int.from_bytes(data[pos + 5:pos + 7], "big")
-            width = int.from_bytes(data[pos + 7:pos + 9], "big")
+            height = int.from_bytes(data[pos + 5:pos + 7].tobytes(), "big")
+            width = int.from_bytes(data[pos + 7:pos + 9].tobytes(), "big")
             return height, width, data[pos + 9]
         if marker == 0xDA:  # start of scan before any frame header
             break
@@ -237,8 +266,8 @@ class JpegCoder(Coder):
             raise FormatError(ErrorCode.DECOMPRESSION_FAILED, f"JPEG payload for a tensor of shape {list(shape)}: "
                               "not an RGB image")
         height, width = expected
-        data = bytes(payload)
-        if not (data.startswith(_SOI) and data.endswith(_EOI)) or len(data) < 4:
+        data = payload  # never copied whole: a payload may be as long as the unit cap, the image much smaller
+        if len(data) < 4 or data[:2].tobytes() != _SOI or data[-2:].tobytes() != _EOI:
             raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
                               f"JPEG payload of {len(data)} bytes is not one whole JPEG (it must start with the SOI "
                               "marker FF D8 and end with the EOI marker FF D9: truncated, or bytes after the image)")
@@ -251,7 +280,7 @@ class JpegCoder(Coder):
             raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
                               f"JPEG has {components} colour component(s), the AIPS shape says RGB (3)")
         try:
-            with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:  # reads the header only
+            with Image.open(cast(IO[bytes], _ViewFile(data)), formats=["JPEG"]) as image:  # reads the header only
                 if image.size != (width, height):  # Pillow read another frame header than ours: refuse
                     raise FormatError(ErrorCode.DECOMPRESSION_FAILED,
                                       f"JPEG header says {image.size[0]}x{image.size[1]} (width x height), the AIPS "

@@ -51,7 +51,7 @@ def camera_split(loaded: Any) -> SplitModel:
     offload = loaded.split(OFFLOAD_PARTITION)
     cut = [CutTensor(name=CUT_NAME, shape=tuple(int(d) for d in loaded.spec.input_shape), dtype="uint8")]
     return SplitModel(head=Capture(), tail=PreprocessAndModel(loaded.spec, offload.tail), cut=cut,
-                      partition=CAMERA_PARTITION, graph_cut=getattr(offload, "graph_cut", None))
+                      partition=CAMERA_PARTITION, graph_cut=getattr(offload, "graph_cut", None))  # type: ignore[arg-type]
 
 
 def is_camera(partition_id: int) -> bool:
