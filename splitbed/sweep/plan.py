@@ -345,7 +345,7 @@ def points(spec: SweepSpec) -> list[Point]:
             selected = partitions[model]
             for partition, encoding in itertools.product(selected, dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
-                for compression in compressions:
+                for compression in (c for c in compressions if encoding != "tlv" or _carries(c, partition)):
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
                                         spec.backend, spec.runtime, spec.engine, ue, edge, transport, ues))
 
@@ -365,4 +365,22 @@ def points(spec: SweepSpec) -> list[Point]:
                     if name in spec.baselines and point not in result:
                         result.append(point)
 
+    used = {p.compression for p in result}
+    unused = [c for c in tlv_compressions if c not in used and "tlv" in spec.encodings]
+    if unused:
+        raise SweepSpecError(f"compression {', '.join(unused)} applies to none of the selected partitions: JPEG codes "
+                             f"the camera image only (add -p {CAMERA_PARTITION}), the float profiles (fp16, bf16, "
+                             "int8...) the model's tensors only")
     return result
+
+
+def _carries(compression: str, partition: str) -> bool:
+    """The profile applies to the partition's tensors: the camera's uint8 image takes the lossless profiles and
+    JPEG, every other partition any profile but JPEG (an image coder)."""
+    from splitbed.format.dtypes import DType
+    from splitbed.format.profiles import get_profile
+
+    profile = get_profile(compression)
+    if partition == CAMERA_PARTITION:
+        return profile.applies_to(DType.UINT8)
+    return profile.coder.shape_problem((1,)) is None

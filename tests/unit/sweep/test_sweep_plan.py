@@ -95,6 +95,16 @@ def test_the_offload_baselines_are_camera_points_per_profile_and_model_on_the_fi
     raw_selected = SweepSpec(models=("mobilenet_v2",), partitions=("camera",), baselines=("raw",))
     assert [(p.partition, p.compression) for p in points(raw_selected)] == [("camera", "none")]
     assert "camera" not in resolve_partitions("mobilenet_v2", ["all"])  # not a candidate: uint8 pixels
+    # each profile goes where it applies: JPEG to the camera image, fp16 to the model's tensors
+    mixed = SweepSpec(models=("mobilenet_v2",), partitions=("camera", "out_relu"), compressions=("jpeg-q75", "fp16",
+                                                                                                  "zstd"),
+                      baselines=())
+    assert [(p.partition, p.compression) for p in points(mixed)] == [
+        ("camera", "jpeg-q75"), ("camera", "zstd"), ("out_relu", "fp16"), ("out_relu", "zstd")]
+    for partition, compression in (("out_relu", "jpeg-q90"), ("camera", "int8")):
+        with pytest.raises(SweepSpecError, match=f"compression {compression} applies to none of the selected"):
+            points(SweepSpec(models=("mobilenet_v2",), partitions=(partition,), compressions=(compression,),
+                             baselines=()))
 
 
 def test_json_baseline_gets_one_point_per_partition_and_compressions_are_canonical() -> None:
