@@ -67,6 +67,9 @@ def sweep(
     out_dir: str = typer.Option(DEFAULT_OUT, "--out", help="results directory (an existing one is resumed)"),
     local_baseline: bool = typer.Option(True, help="add each model's full local inference as a point (the "
                                         "`predictions` partition: the whole model on the UE; docs/SWEEP.md)"),
+    offload_baseline: bool = typer.Option(True, help="add each model's full offload of the camera image as points: "
+                                          "the uint8 image at the model's input size raw and as a JPEG of quality "
+                                          "90 (the `camera` partition; docs/SWEEP.md)"),
     capture: bool = typer.Option(True, help="capture every point on the UE and edge sides and add per-inference "
                                  "traffic figures to the records (OUT/captures/, docs/SWEEP.md)"),
     max_pcap_mb: float = typer.Option(64.0, help="size cap of each pcap kept, MB: a larger capture keeps only the "
@@ -113,7 +116,8 @@ def sweep(
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
                    backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus, capture=capture,
-                   max_pcap_mb=max_pcap_mb, baselines=("local",) if local_baseline else ())
+                   max_pcap_mb=max_pcap_mb, baselines=(("local",) if local_baseline else ())
+                   + (("jpeg", "raw") if offload_baseline else ()))
     if rate:
         options["rates"] = parse_rates(rate)
     if ues:

@@ -68,6 +68,10 @@ class TensorSpec:
             raise FormatError(ErrorCode.PROFILE_NOT_APPLICABLE,
                               f"tensor {self.tensor_id}: profile {profile.name} does not apply to "
                               f"{self.dtype.name.lower()} (only to {profile.dtypes_text})")
+        problem = profile.coder.shape_problem(self.shape)
+        if problem is not None:
+            raise FormatError(ErrorCode.PROFILE_NOT_APPLICABLE, f"tensor {self.tensor_id}: profile {profile.name}: "
+                              f"{problem}")
 
     @property
     def num_elements(self) -> int:

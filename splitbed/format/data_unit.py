@@ -82,7 +82,7 @@ class DataEncoder:
             arr = self._wire_array(arrays[index], index)
             params, transformed = profile.transform.forward(arr, aips.tensors[index].dtype)
             params_list.append(params)
-            payloads.append(profile.coder.compress(transformed))
+            payloads.append(profile.coder.compress(transformed, aips.tensors[index].shape))
         if self._fixed_head is not None:
             head, pads = self._fixed_head, self._fixed_pads
         else:

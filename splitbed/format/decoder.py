@@ -319,5 +319,5 @@ class _TensorPlan:
                               f"tensor {spec.tensor_id}: profile {self.profile.name} payload must be "
                               f"{self.size} bytes, the data unit carries {entry.payload_length}")
         payload = memoryview(value).toreadonly()[entry.payload_offset:entry.payload_offset + entry.payload_length]
-        data = self.coder.decompress(payload, self.size)
+        data = self.coder.decompress(payload, self.size, spec.shape)
         return self.transform.inverse(data, entry.params, spec.dtype, spec.shape)

@@ -27,7 +27,7 @@ class CompressionProfile:
 
     @property
     def lossless(self) -> bool:
-        return self.transform.lossless
+        return self.transform.lossless and self.coder.lossless
 
     @property
     def param_length(self) -> int:
@@ -46,6 +46,9 @@ class CompressionProfile:
         return self.transform.encoded_length(dtype, num_elements)
 
 
+# Tested on the built-in images (tests/unit/format/test_format_jpeg.py); JPEG has no per-pixel bound of its own.
+JPEG_BOUND = "lossy image coding, no per-element bound; PSNR >= 30 dB on the built-in photos at 224x224"
+
 _PROFILES = (
     CompressionProfile(0, "none", transforms.IDENTITY, coders.NONE, "exact (bit-identical)"),
     CompressionProfile(1, "fp16", transforms.FLOAT16, coders.NONE,
@@ -58,6 +61,8 @@ _PROFILES = (
     CompressionProfile(5, "lz4", transforms.IDENTITY, coders.LZ4, "exact (bit-identical)"),
     CompressionProfile(6, "shuffle-zstd", transforms.SHUFFLE, coders.ZSTD, "exact (bit-identical)"),
     CompressionProfile(7, "int8-zstd", transforms.INT8_AFFINE, coders.ZSTD, "as int8"),
+    CompressionProfile(8, "jpeg-q75", transforms.IMAGE, coders.JPEG_Q75, JPEG_BOUND),
+    CompressionProfile(9, "jpeg-q90", transforms.IMAGE, coders.JPEG_Q90, JPEG_BOUND),
 )
 PROFILES: dict[int, CompressionProfile] = {p.profile_id: p for p in _PROFILES}
 _BY_NAME = {p.name: p for p in _PROFILES}

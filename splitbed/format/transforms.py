@@ -214,3 +214,5 @@ BFLOAT16 = CastTransform(name="bf16", lossless=False, target=np.dtype(ml_dtypes.
                          dtypes=frozenset({DType.BFLOAT16, DType.FLOAT32}))
 INT8_AFFINE = Int8AffineTransform(name="int8", lossless=False, param_length=_INT8_PARAMS.size, dtypes=_FLOATS)
 SHUFFLE = ShuffleTransform(name="shuffle")
+# The identity on uint8 only: the JPEG coder's input, an RGB image as a camera delivers it.
+IMAGE = Transform(name="identity", dtypes=frozenset({DType.UINT8}))

@@ -32,6 +32,12 @@ class PreparedInput:
     source: str  # file path or "array"
 
 
+def preprocess_batch(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """The model's preprocessing of a batch of RGB images (0..255, any numeric dtype): what the camera
+    pseudo-partition's tail runs on the edge (splitbed.models.camera)."""
+    return _preprocess(batch, spec)
+
+
 def _preprocess(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
     prepare = getattr(spec, "prepare_batch", None)
     if prepare is not None:  # an ONNX file's own preprocessing (splitbed.models.onnx.model.OnnxFileSpec)
@@ -55,7 +61,7 @@ def _check_header(path: Path) -> None:
         raise ImageError(f"{path} is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel cap")
 
 
-def _from_file(path: Path, spec: ModelSpec) -> PreparedInput:
+def _from_file(path: Path, spec: ModelSpec, capture_only: bool = False) -> PreparedInput:
     if not path.exists():
         raise ImageError(f"image file not found: {path}")
     if not path.is_file():
@@ -73,7 +79,8 @@ def _from_file(path: Path, spec: ModelSpec) -> PreparedInput:
     except Exception as exc:  # truncated or corrupt pixel data surfaces only here
         raise ImageError(f"cannot decode image {path}: {type(exc).__name__}: {exc}") from exc
     batch = np.expand_dims(keras.utils.img_to_array(img), axis=0)
-    array = _preprocess(batch, spec)
+    # load_img resizes a uint8 PIL image: its float32 values are whole numbers 0..255, so uint8 holds them exactly
+    array = batch.astype(np.uint8) if capture_only else _preprocess(batch, spec)
     return PreparedInput(array=array, input_bytes=size, preprocessed_bytes=array.nbytes, source=str(path))
 
 
@@ -102,6 +109,12 @@ def _from_array(image: np.ndarray, spec: ModelSpec) -> PreparedInput:
     array = _preprocess(np.expand_dims(arr, axis=0), spec)
     return PreparedInput(array=array, input_bytes=int(image.nbytes), preprocessed_bytes=array.nbytes,
                          source="array")
+
+
+def capture_image(path: str | os.PathLike[str], spec: ModelSpec) -> PreparedInput:
+    """The camera's image for the camera pseudo-partition: the file decoded and resized exactly as load_image does,
+    as a (1, height, width, 3) uint8 batch, not preprocessed (the edge preprocesses it)."""
+    return _from_file(Path(path), spec, capture_only=True)
 
 
 def load_image(path_or_array: str | os.PathLike[str] | np.ndarray | Any, spec: ModelSpec) -> PreparedInput:

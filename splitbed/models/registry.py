@@ -23,8 +23,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-# Partition ids are carried in the AIPS; keep them small so any reasonable field width holds them.
-MAX_PARTITION_ID = 255
+# Partition ids are carried in the AIPS; keep them small so any reasonable field width holds them. 255 is the
+# camera pseudo-partition of every registered model (CAMERA_PARTITION), so data files stop at 254.
+MAX_PARTITION_ID = 254
+CAMERA_PARTITION_ID = 255
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODEL_KEYS = {"model", "keras_module", "constructor", "input_shape", "imagenet_weights_file", "partition",
                "variable_input"}
@@ -87,6 +89,8 @@ class ModelSpec:
 
     def partition(self, key: Partition | int | str) -> Partition:
         """Look a partition up by Partition, id, name or alias (a numeric string counts as an id)."""
+        if key == CAMERA_PARTITION or key == CAMERA_PARTITION_ID or key == CAMERA_PARTITION.name:
+            return CAMERA_PARTITION
         if isinstance(key, Partition):
             if key not in self.partitions:
                 raise UnknownPartitionError(f"partition {key.name!r} (id {key.partition_id}) is not one of "
@@ -96,6 +100,8 @@ class ModelSpec:
             raise UnknownPartitionError(f"partition key must be an id or a name, not {key!r}")
         if isinstance(key, str) and key.strip().isdigit():
             key = int(key.strip())
+            if key == CAMERA_PARTITION_ID:
+                return CAMERA_PARTITION
         for part in self.partitions:
             if (isinstance(key, int) and part.partition_id == key) or (isinstance(key, str) and part.matches(key)):
                 return part
@@ -103,6 +109,14 @@ class ModelSpec:
         raise UnknownPartitionError(f"{self.name} has no candidate partition {key!r}; candidates: {known} "
                                     f"(see splitbed/models/data/{self.name}.toml)")
 
+
+# Before the model's input layer: the UE's "head" is the camera's capture (the uint8 RGB image at the model's input
+# size, not preprocessed); the edge's tail is the preprocessing and the whole model (splitbed.models.camera). The
+# full-offload baselines of a sweep (raw uint8, or a JPEG compression profile) are points at this partition. Not
+# one of the candidates (`all` leaves it out): it carries uint8 pixels, which the float profiles do not apply to.
+CAMERA_PARTITION = Partition(partition_id=CAMERA_PARTITION_ID, name="camera",
+                             note="pseudo-partition: the camera image goes uplink, the edge preprocesses and runs "
+                                  "the whole model")
 
 _check = Checker(PartitionDataError)
 
@@ -190,4 +204,5 @@ def select_partitions(spec: ModelSpec, selection: Sequence[str]) -> list[str]:
             chosen.update(examples or [p.name for p in spec.partitions])
         else:
             chosen.add(spec.partition(item).name)
-    return [p.name for p in spec.partitions if p.name in chosen]
+    camera = [CAMERA_PARTITION.name] if CAMERA_PARTITION.name in chosen else []
+    return camera + [p.name for p in spec.partitions if p.name in chosen]

@@ -74,6 +74,7 @@ class Inference:
 
     def _local_part(self) -> None:
         from splitbed.models import preprocess
+        from splitbed.models.camera import is_camera
         from splitbed.models.errors import ModelError
 
         rec, job, node, s, stamps = self.record, self.job, self.node, self.s, self.stamps
@@ -82,8 +83,9 @@ class Inference:
         window = node.meter.start()
         try:
             stamps["local_start"] = now_ns()
-            try:
-                prepared = preprocess.load_image(path, spec)
+            try:  # the camera pseudo-partition sends the captured uint8 image; the edge preprocesses it
+                prepared = (preprocess.capture_image(path, spec) if is_camera(self.plan.partition_id)
+                            else preprocess.load_image(path, spec))
             except ModelError as exc:
                 raise ConfigurationError(str(exc)) from exc
             stamps["local_preprocessed"] = now_ns()

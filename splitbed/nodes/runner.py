@@ -176,7 +176,7 @@ class ModelRunner:
             return cached
         start = time.perf_counter()
         loaded = self.load(model, size)
-        split = loaded.split(part)
+        split = _split(loaded, part.partition_id)
         cut = [CutInfo(i, str(c.name), tuple(c.shape), np.dtype(c.dtype).name) for i, c in enumerate(split.cut)]
         zeros = [np.zeros((1, *c.shape), dtype=c.dtype) for c in cut]
         split.head.predict_on_batch(np.zeros((1, *loaded.spec.input_shape), dtype=np.float32))
@@ -195,7 +195,7 @@ class ModelRunner:
         plan it on the device. A model converted to ONNX is timed on the Keras model it came from (share_model)."""
         assert self.device is not None
         source = share_model(loaded)
-        split = built.split if source is loaded else source.split(built.partition_id)
+        split = built.split if source is loaded else _split(source, built.partition_id)
         if source is not loaded:
             zeros = [np.zeros((1, *c.shape), dtype=c.dtype) for c in split.cut]
         x = np.zeros((1, *source.spec.input_shape), dtype=np.float32)
@@ -280,6 +280,13 @@ class ModelRunner:
         else:
             out = plan.split.tail.predict_on_batch(inputs)
         return np.asarray(out)
+
+
+def _split(loaded: Any, partition_id: int) -> Any:
+    """A loaded model's split at a partition, the camera pseudo-partition included (splitbed.models.camera)."""
+    from splitbed.models.camera import camera_split, is_camera
+
+    return camera_split(loaded) if is_camera(partition_id) else loaded.split(partition_id)
 
 
 CONVERTED_SHARE = ("; timed on the Keras model this ONNX graph was converted from (same partition): ONNX "

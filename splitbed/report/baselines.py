@@ -1,12 +1,19 @@
-"""The report's baseline table: full local inference (no network) next to the best split and, where it was
-measured, the full offload of the preprocessed input, per (profile, model).
+"""The report's baseline table: full local inference (no network) and the full offload of the camera image (as a
+JPEG, and raw) next to the best split and, where it was measured, the full offload of the preprocessed input, per
+(profile, model).
 
 Full local inference is measured by the sweep's local-baseline point (splitbed.sweep.plan: the model's
 `predictions` partition, whose head is the whole model) on the UE node, the same process, limits and input as
 every split: its figure is the record's preprocessing plus the whole model's call (`preprocess_ms +
 local_inference_ms`). The node protocol has no local-only mode, so that point's records also send the 4,000
 bytes of scores uplink and get a RESULT back; those are left out of this figure (they are in its end-to-end
-latency in the per-partition tables). The full offload of the camera image as a JPEG is not measured yet.
+latency in the per-partition tables).
+
+The full offload of the camera image is measured by the sweep's `camera` points (splitbed.models.camera): the UE
+sends the uint8 RGB image at the model's input size, as a JPEG (compression profile jpeg-qNN, quality in the name)
+or raw (profile none), and the edge decodes, preprocesses and runs the whole model. Their figure is the
+end-to-end latency, as for every split: the JPEG encoding on the UE is in it (measured on this host, not scaled
+by the UE's device profile; docs/SWEEP.md, "Baselines").
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from typing import Any
 from splitbed.report.tables import Table, _anchor, fmt_ms
 from splitbed.stats import median_ci
 from splitbed.sweep.distribution import percentiles
-from splitbed.sweep.plan import LOCAL_BASELINE_PARTITION
+from splitbed.sweep.plan import CAMERA_PARTITION, LOCAL_BASELINE_PARTITION
 from splitbed.sweep.store import is_measurement
 from splitbed.sweep.summary import PointSummary, record_key
 
 OFFLOAD_PARTITION = "input_layer"  # the head is empty: the preprocessed input tensor goes uplink
+BASELINE_PARTITIONS = (LOCAL_BASELINE_PARTITION, OFFLOAD_PARTITION, CAMERA_PARTITION)
 HEADERS = ["Baseline", "Latency (ms) median [95% CI]", "p90", "p99", "max", "n", "Uplink (bytes)", "What it counts"]
 
 
@@ -39,6 +47,10 @@ def _row(label: str, values: Sequence[float], uplink: float | None, what: str) -
             "-" if uplink is None else f"{uplink:,.0f}", what]
 
 
+def _e2e(records: Iterable[dict[str, Any]]) -> list[float]:
+    return [float(v) for r in records if isinstance(v := r.get("e2e_latency_ms"), (int, float))]
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -53,7 +65,8 @@ def baseline_tables(records: Iterable[dict[str, Any]], summaries: Sequence[Point
                                                   for s in summaries):
         mine = [s for s in summaries if (s.profile, s.ue_device, s.edge_device, s.model) == (profile, ue, edge, model)]
         local = [s for s in mine if s.partition == LOCAL_BASELINE_PARTITION]
-        if not local:
+        camera = sorted((s for s in mine if s.partition == CAMERA_PARTITION), key=lambda s: s.compression == "none")
+        if not local and not camera:
             continue
         rows = []
         for s in local:
@@ -61,21 +74,29 @@ def baseline_tables(records: Iterable[dict[str, Any]], summaries: Sequence[Point
             rows.append(_row("Full local inference (no network)", values, None,
                              f"preprocessing + the whole model on the UE (the '{LOCAL_BASELINE_PARTITION}' point's "
                              "records; its 4,000-byte score upload and RESULT are not counted)"))
-        splits = [s for s in mine if s.partition not in (LOCAL_BASELINE_PARTITION, OFFLOAD_PARTITION)
-                  and s.median("e2e_latency_ms") is not None]
+        for s in camera:
+            values = _e2e(good.get(s.key, []))
+            if s.compression == "none":
+                label, what = "Full offload of the camera image, raw", "the uint8 RGB image, uncompressed"
+            else:
+                label, what = f"Full offload of the camera image as a JPEG ({s.compression})", \
+                    "a JPEG of the uint8 RGB image, coded on the UE (its encoding time included)"
+            rows.append(_row(f"{label} ({s.carriage})", values, s.median("uplink_bytes"),
+                             f"end-to-end latency; {what}, at the model's input size, goes uplink; the edge "
+                             "decodes, preprocesses and runs the whole model"))
+        splits = [s for s in mine if s.partition not in BASELINE_PARTITIONS and s.median("e2e_latency_ms") is not None]
         if splits:
             best = min(splits, key=lambda s: (s.median("e2e_latency_ms") or 0.0, s.partition_id))
-            values = [float(v) for r in good.get(best.key, []) if isinstance(v := r.get("e2e_latency_ms"),
-                                                                             (int, float))]
+            values = _e2e(good.get(best.key, []))
             rows.append(_row(f"Best split: {best.partition} ({best.carriage})", values, best.median("uplink_bytes"),
                              "end-to-end latency: preprocessing to predictions decoded on the UE"))
         for s in (s for s in mine if s.partition == OFFLOAD_PARTITION):
-            values = [float(v) for r in good.get(s.key, []) if isinstance(v := r.get("e2e_latency_ms"),
-                                                                          (int, float))]
+            values = _e2e(good.get(s.key, []))
             rows.append(_row(f"Full offload of the preprocessed input ({s.carriage})", values,
                              s.median("uplink_bytes"), "end-to-end latency; the float32 input tensor goes uplink"))
         tables.append(Table(title=f"{model} on {profile}; UE {ue}, edge {edge}: baselines", headers=list(HEADERS),
                             rows=rows, anchor=_anchor("baseline", profile, ue, edge, model),
-                            notes=["Measured on the testbed, the UE node in each case. Full offload of the camera "
-                                   "image as a JPEG is not measured yet (the UE node sends tensors only)."]))
+                            notes=["Measured on the testbed, the UE node in each case. Uplink bytes: the median of "
+                                   "the records' uplink_bytes (AIPS when sent + data unit; TCP/IP headers not "
+                                   "counted). A JPEG's predictions may differ from the unsplit model's (lossy)."]))
     return tables

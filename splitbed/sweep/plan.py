@@ -13,7 +13,9 @@ candidate partition, `examples` = the model's example partitions (`seed_example 
 six, block1_conv1 ... fc1), or names/ids. `seed`, the old name of `examples`, still works with a one-line note:
 it read like the `random:SEED` of --weights. A model may be an `.onnx` file: its candidates are the graph's cuts
 (ids = node indices; `examples` = all of them). The local baseline (full local inference) adds each model's
-`predictions` partition unless it is selected already.
+`predictions` partition unless it is selected already; the full-offload baselines add each registered model's
+`camera` pseudo-partition (splitbed.models.camera: the uint8 camera image goes uplink, the edge preprocesses it
+and runs the whole model), raw (`none`) and as a JPEG (`jpeg-q90`), in the tlv carriage.
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ DEFAULT_ENGINE = "tensorflow"
 # inference on the UE (the 4 kB of scores still go uplink: the node protocol has no local-only mode). Every
 # registered model has it; the sweep adds it per model as the local baseline unless told not to.
 LOCAL_BASELINE_PARTITION = "predictions"
-BASELINES = ("local",)
+# Full offload of the camera image (splitbed.models.registry.CAMERA_PARTITION): the baseline name -> the
+# compression profile it is carried with. JPEG quality 90 is the quality splitbed writes its built-in images at
+# (splitbed.nodes.images); docs/SWEEP.md, "Baselines", says why.
+CAMERA_PARTITION = "camera"
+OFFLOAD_BASELINES = {"jpeg": "jpeg-q90", "raw": NO_COMPRESSION}
+BASELINES = ("local", "jpeg", "raw")
 MAX_POINTS = 100_000
 MAX_RATES = 100
 _RATE_SUFFIX = re.compile(r"^(?P<base>.+)@(?P<rate>[0-9]+(?:\.[0-9]+)?)mbit$")
@@ -166,8 +173,7 @@ class SweepSpec:
                 raise SweepSpecError(f"sweep needs at least one of {name}")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
-            raise SweepSpecError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)} (the JPEG "
-                                 "full-offload baseline is not implemented yet)")
+            raise SweepSpecError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
         bad = [e for e in self.encodings if e not in ENCODINGS]
         if bad:
             raise SweepSpecError(f"unknown encoding(s) {bad}; choose from {', '.join(ENCODINGS)}")
@@ -346,6 +352,8 @@ def check_devices(ue_devices: Sequence[str], edge_devices: Sequence[str], models
 def points(spec: SweepSpec) -> list[Point]:
     """Every point of the matrix, grouped by (profile, UE device, edge device): one testbed each, in a stable
     order. The json-baseline carriage has no compression profiles: it gets one point per partition."""
+    from splitbed.models.onnx import is_onnx_path
+
     profiles = point_profiles(spec)
     check_profiles(profiles)
     partitions = {model: resolve_partitions(model, spec.partitions) for model in dict.fromkeys(spec.models)}
@@ -361,7 +369,7 @@ def points(spec: SweepSpec) -> list[Point]:
             selected = partitions[model]
             for partition, encoding in itertools.product(selected, dict.fromkeys(spec.encodings)):
                 compressions = tlv_compressions if encoding == "tlv" else (NO_COMPRESSION,)
-                for compression in compressions:
+                for compression in (c for c in compressions if encoding != "tlv" or _carries(c, partition)):
                     result.append(Point(profile, model, partition, encoding, compression, spec.image, spec.weights,
                                         spec.backend, spec.runtime, spec.engine, ue, edge, transport, ues, workload))
 
@@ -374,5 +382,29 @@ def points(spec: SweepSpec) -> list[Point]:
                 result.append(Point(profile, model, LOCAL_BASELINE_PARTITION, encoding, NO_COMPRESSION, spec.image,
                                     spec.weights, spec.backend, spec.runtime, spec.engine, ue, edge, transport,
                                     ues, workload))
+            if transport == spec.transports[0] and not is_onnx_path(model):  # registered models have a camera
+                for name, compression in OFFLOAD_BASELINES.items():
+                    point = Point(profile, model, CAMERA_PARTITION, "tlv", compression, spec.image, spec.weights,
+                                  spec.backend, spec.runtime, spec.engine, ue, edge, transport, ues, workload)
+                    if name in spec.baselines and point not in result:
+                        result.append(point)
 
+    used = {p.compression for p in result}
+    unused = [c for c in tlv_compressions if c not in used and "tlv" in spec.encodings]
+    if unused:
+        raise SweepSpecError(f"compression {', '.join(unused)} applies to none of the selected partitions: JPEG codes "
+                             f"the camera image only (add -p {CAMERA_PARTITION}), the float profiles (fp16, bf16, "
+                             "int8...) the model's tensors only")
     return result
+
+
+def _carries(compression: str, partition: str) -> bool:
+    """The profile applies to the partition's tensors: the camera's uint8 image takes the lossless profiles and
+    JPEG, every other partition any profile but JPEG (an image coder)."""
+    from splitbed.format.dtypes import DType
+    from splitbed.format.profiles import get_profile
+
+    profile = get_profile(compression)
+    if partition == CAMERA_PARTITION:
+        return profile.applies_to(DType.UINT8)
+    return profile.coder.shape_problem((1,)) is None

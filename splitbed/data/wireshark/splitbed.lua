@@ -32,7 +32,7 @@ local dtype_sizes = { [1] = 4, [2] = 2, [3] = 2, [4] = 8, [5] = 1, [6] = 1, [7] 
                       [11] = 8, [12] = 8, [13] = 1 }
 local profile_names = {
   [0] = "none", [1] = "fp16", [2] = "bf16", [3] = "int8", [4] = "zstd", [5] = "lz4", [6] = "shuffle-zstd",
-  [7] = "int8-zstd",
+  [7] = "int8-zstd", [8] = "jpeg-q75", [9] = "jpeg-q90",
 }
 
 local f = {

@@ -24,7 +24,7 @@ def test_a_cell_sweep_measures_every_ue_and_reports_the_capacity(tmp_path: Path)
     result = CliRunner().invoke(app, [
         "sweep", "--ues", "1,2", "-m", "mobilenet_v2", "--profile", "5g-split-ai", "-p", "block_3_project_BN",
         "--weights", "random:0", "--repetitions", "2", "--warmup", "1", "--warmup-max", "1", "--no-local-baseline",
-        "--no-capture", "--no-report", "--out", str(tmp_path)])
+        "--no-offload-baseline", "--no-capture", "--no-report", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     records = [r for r in read_records(tmp_path).records if not (r.get("tags") or {}).get("warmup")]
     by_n = {n: [r for r in records if r["cell"]["ues"] == n] for n in (1, 2)}

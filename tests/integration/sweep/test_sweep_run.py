@@ -100,7 +100,8 @@ def test_an_interrupted_sweep_redoes_only_the_lost_repetitions(shared_sweep: Pat
 def test_cli_dry_run_sees_the_finished_points(shared_sweep: Path) -> None:
     args = ["sweep", "--dry-run", "--out", str(shared_sweep), "--model", "mobilenet_v2", "--profile", PROFILE,
             "--encoding", "tlv", "--encoding", "json-baseline", "--repetitions", "6", "--weights", WEIGHTS,
-            "--backend", "userspace", "--ue-device", "host", "--no-local-baseline"]
+            "--backend", "userspace", "--ue-device", "host", "--no-local-baseline",
+            "--no-offload-baseline"]
     for partition in SWEEP_PARTITIONS:
         args += ["--partition", partition]
     result = CliRunner().invoke(app, args)

@@ -23,7 +23,8 @@ CHILD = textwrap.dedent("""
     arrays = [np.cumsum(rng.standard_normal((1, 28, 28, 32)), axis=2).astype(np.float32),
               rng.standard_normal((1, 14, 14, 64)).astype(np.float32)]
     streams, expected = {}, {}
-    for profile in PROFILES.values():
+    tensor_profiles = [p for p in PROFILES.values() if p.coder.lossless]  # not the JPEG (image) profiles
+    for profile in tensor_profiles:
         aips = Aips.for_arrays(1, 3, arrays, profile.profile_id)
         streams[profile.name] = encode_aips(aips) + encode_data_bytes(aips, arrays)
         dec = Decoder()
@@ -47,7 +48,7 @@ CHILD = textwrap.dedent("""
                     if [t.tobytes() for t in event.tensors] != expected[name]:
                         failures.append(f"{name}: tensors differ from the single-threaded decode")
             # Encoding (compressing) from every thread at once must give the same bytes too.
-            aips = Aips.for_arrays(1, 3, arrays, PROFILES[(index + round_) % len(PROFILES)].profile_id)
+            aips = Aips.for_arrays(1, 3, arrays, tensor_profiles[(index + round_) % len(tensor_profiles)].profile_id)
             profile_name = PROFILES[aips.tensors[0].compression_profile_id].name
             if encode_aips(aips) + encode_data_bytes(aips, arrays) != streams[profile_name]:
                 encoded_wrong.append(profile_name)

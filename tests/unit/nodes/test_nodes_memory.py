@@ -66,6 +66,9 @@ CHILD = textwrap.dedent("""
         count = decoded // np_dtype.itemsize
         # Worst case for the ratio of memory to wire bytes: constant values (zstd/lz4 shrink them to nothing).
         arr = np.full((1, count), 0.5, dtype=np_dtype)
+        if kind.startswith("jpeg"):  # a camera image: (1, side, side, 3) uint8, one grey (the smallest JPEG)
+            side = int((decoded // 3) ** 0.5)
+            arr = np.full((1, side, side, 3), 128, dtype=np.uint8)
         aips = Aips.for_arrays(1, 1, [arr], kind)
         units = [encode_aips(aips), encode_data_bytes(aips, [arr])]
         del arr
@@ -117,6 +120,13 @@ def test_binary_unit_peak_stays_within_its_reservation(kind: str, dtype: str) ->
     # The reservation counts the tail's input copy (1x decoded) on top of decoding: at most 2x for decoding
     # itself (lz4's scratch copy), plus the unit (at most 1x decoded for the binary profiles).
     assert reserved <= 4.2 * DECODED, f"{kind}/{dtype}: {reserved / MIB:.0f} MiB reserved for {DECODED / MIB:.0f} MiB"
+
+
+def test_jpeg_unit_peak_stays_within_its_reservation() -> None:
+    """A JPEG's decoded image (the camera baseline's) is 5x budgeted (splitbed.format.coders.JPEG_DECODE_FACTOR)."""
+    figures = _measure("jpeg-q90", "uint8", DECODED)
+    assert figures["peak"] <= figures["reserved"] + SLACK, figures
+    assert figures["reserved"] <= 7 * DECODED, figures
 
 
 @pytest.mark.parametrize("kind", ["json-numbers", "json-lists"])

@@ -54,9 +54,13 @@ def test_default_spec_is_the_main_job() -> None:
     spec = SweepSpec()
     assert spec.profiles == (DEFAULT_PROFILE,) == ("5g-split-ai",)
     matrix = points(spec)
-    # the example partitions, then the local baseline (the whole model on the UE)
-    assert [p.partition for p in matrix] == resolve_partitions("vgg16", ["examples"]) + ["predictions"]
-    assert {(p.model, p.encoding, p.compression) for p in matrix} == {("vgg16", "tlv", "none")}
+    # the example partitions, then the local baseline (the whole model on the UE), then the full offload of the
+    # camera image as a JPEG of quality 90 and raw
+    assert [p.partition for p in matrix] == resolve_partitions("vgg16", ["examples"]) + ["predictions", "camera",
+                                                                                            "camera"]
+    assert {(p.model, p.encoding, p.compression) for p in matrix} == {("vgg16", "tlv", "none"),
+                                                                      ("vgg16", "tlv", "jpeg-q90")}
+    assert [p.compression for p in matrix if p.partition == "camera"] == ["jpeg-q90", "none"]
 
 
 def test_the_local_baseline_is_added_once_per_profile_and_model_and_can_be_left_out() -> None:
@@ -70,8 +74,37 @@ def test_the_local_baseline_is_added_once_per_profile_and_model_and_can_be_left_
         ("5g-split-ai", "vgg16", "tlv", "none"), ("5g-split-ai", "mobilenet_v2", "tlv", "none"),
         ("lte", "vgg16", "tlv", "none"), ("lte", "mobilenet_v2", "tlv", "none")]
     assert "predictions" not in [p.partition for p in points(SweepSpec(baselines=()))]
-    with pytest.raises(SweepSpecError, match="JPEG full-offload baseline is not implemented yet"):
-        SweepSpec(baselines=("jpeg",))
+    with pytest.raises(SweepSpecError, match="unknown baseline.*choose from local, jpeg, raw"):
+        SweepSpec(baselines=("png",))
+
+
+def test_the_offload_baselines_are_camera_points_per_profile_and_model_on_the_first_binding() -> None:
+    spec = SweepSpec(profiles=("5g-split-ai", "lte"), models=("vgg16", "mobilenet_v2"), partitions=("1",),
+                     encodings=("json-baseline",), compressions=("zstd",), baselines=("jpeg", "raw"),
+                     transports=("tcp", "quic"))
+    camera = [p for p in points(spec) if p.partition == "camera"]
+    assert [(p.profile, p.model, p.encoding, p.compression, p.transport) for p in camera] == [
+        (profile, model, "tlv", compression, "tcp") for profile in ("5g-split-ai", "lte")
+        for model in ("vgg16", "mobilenet_v2") for compression in ("jpeg-q90", "none")]
+    assert all("|camera|tlv|jpeg-q90|" in p.key for p in camera[::2])  # the quality is in the key
+    only_jpeg = SweepSpec(models=("mobilenet_v2",), partitions=("camera",), compressions=("jpeg-q75",),
+                          baselines=("jpeg",))
+    # a camera point selected by hand stays; the baseline's own JPEG is added beside it, never twice
+    assert [(p.partition, p.compression) for p in points(only_jpeg)] == [("camera", "jpeg-q75"),
+                                                                         ("camera", "jpeg-q90")]
+    raw_selected = SweepSpec(models=("mobilenet_v2",), partitions=("camera",), baselines=("raw",))
+    assert [(p.partition, p.compression) for p in points(raw_selected)] == [("camera", "none")]
+    assert "camera" not in resolve_partitions("mobilenet_v2", ["all"])  # not a candidate: uint8 pixels
+    # each profile goes where it applies: JPEG to the camera image, fp16 to the model's tensors
+    mixed = SweepSpec(models=("mobilenet_v2",), partitions=("camera", "out_relu"), compressions=("jpeg-q75", "fp16",
+                                                                                                  "zstd"),
+                      baselines=())
+    assert [(p.partition, p.compression) for p in points(mixed)] == [
+        ("camera", "jpeg-q75"), ("camera", "zstd"), ("out_relu", "fp16"), ("out_relu", "zstd")]
+    for partition, compression in (("out_relu", "jpeg-q90"), ("camera", "int8")):
+        with pytest.raises(SweepSpecError, match=f"compression {compression} applies to none of the selected"):
+            points(SweepSpec(models=("mobilenet_v2",), partitions=(partition,), compressions=(compression,),
+                             baselines=()))
 
 
 def test_json_baseline_gets_one_point_per_partition_and_compressions_are_canonical() -> None:
@@ -119,7 +152,9 @@ def test_full_matrix_is_the_testbed_contributions_whole_matrix() -> None:
     assert spec.models == FULL_MODELS == ("vgg16", "resnet50")
     assert spec.profiles == tuple(builtin_names())
     matrix = points(spec)
-    per_profile = sum(len(resolve_partitions(m, ["all"])) for m in FULL_MODELS) * 2
+    # every candidate (`predictions`, the local baseline, among them) in both carriages, plus the two full-offload
+    # baselines (camera image as a JPEG and raw) per model
+    per_profile = sum(len(resolve_partitions(m, ["all"])) * 2 + 2 for m in FULL_MODELS)
     assert len(matrix) == per_profile * len(builtin_names())
 
 
