@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import time
 from pathlib import Path
@@ -64,13 +65,24 @@ def test_idle_window_uses_little_cpu() -> None:
     assert figures["cpu_utilisation_pct"] < 50
 
 
+def _fresh_resident(size: int) -> mmap.mmap:
+    """`size` bytes of anonymous memory that become resident now: an mmap of its own, off transparent huge pages,
+    every page written. (A NumPy array may reuse memory the allocator kept resident from earlier work in the same
+    process, e.g. TensorFlow's: then nothing new becomes resident and no peak rises.)"""
+    block = mmap.mmap(-1, size)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        block.madvise(mmap.MADV_NOHUGEPAGE)
+    np.frombuffer(block, dtype=np.uint8)[:] = 1
+    return block
+
+
 @pytest.mark.parametrize("method", ["vmhwm-reset", "sampler"])
 def test_peak_rss_sees_a_freed_allocation(method: str) -> None:
     meter = ResourceMeter(POWER, peak_method=method)
     window = meter.start()
-    block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB, touched
+    block = _fresh_resident(64 << 20)
     time.sleep(0.05)  # let the sampler see it
-    del block
+    block.close()
     figures = meter.stop(window)
     assert figures["peak_rss_increase_bytes"] >= 60 << 20
     assert figures["peak_rss_bytes"] >= figures["rss_start_bytes"] + (60 << 20)
