@@ -8,6 +8,7 @@ which must carry at least the TLV bytes the records say were sent (plus QUIC's a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,12 +25,12 @@ REPETITIONS = 3
 
 
 @pytest.mark.parametrize("transport", ["tcp", "quic"])
-def test_binding_end_to_end(transport: str) -> None:
+def test_binding_end_to_end(transport: str, tmp_path: Path) -> None:
     requires("netns")
     with Testbed("5g-split-ai", "userspace", models=(MODEL,), weights=WEIGHTS, transport=transport,
                  warmup_partition=PARTITION, local_args=["--verify-delivery"]) as bed:
         assert bed.topology is not None
-        with Capture(bed.topology, "ue") as cap:
+        with Capture(bed.topology, "ue", path=tmp_path / "ue.pcap") as cap:  # pytest removes it, not /tmp
             bed.run({"action": "reconnect", "model": MODEL})  # the handshake is in the capture
             records = bed.run({"model": MODEL, "partition": PARTITION, "compression": "none",
                                "repetitions": REPETITIONS, "tags": {"suite": "transport"}})
