@@ -5,8 +5,8 @@ A spec reads `KIND[:RATE][/POLICY]`:
 
 - `single`: today's back-to-back frames (each starts when the previous one's record is written); nothing waits
   and nothing is dropped, so it takes no policy;
-- `periodic:FPS`: a camera capturing FPS frames per second (MIN_RATE..MAX_RATE, the range of the issue that asked
-  for it: 1-60 frames/s), frame k captured at k / FPS;
+- `periodic:FPS`: a camera capturing FPS frames per second (MIN_RATE..MAX_RATE: 1-60 frames/s, the range of
+  common camera frame rates), frame k captured at k / FPS;
 - `poisson:RATE`: frames at exponential inter-arrival times of mean 1 / RATE, from a random generator seeded per
   point (splitbed.sweep.pacing), so that a point's arrivals are the same on every run.
 

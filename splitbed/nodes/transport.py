@@ -4,8 +4,8 @@ The protocol is two sans-I/O machines (ue_session, edge_session): bytes and mess
 out. A transport carries one session's bytes as an ordered, reliable stream and tells the nodes what only it can
 know: when the receiving kernel got the last byte of a message, how many packets came out of order, the
 congestion window a transfer starts with. TCP is the transport today (wire.TcpTransport on the UE; the edge's
-per-connection driver in remote.py); a QUIC stream (issue 20) implements the same calls, and many UEs per edge
-(issue 21) are many edge machines, one per stream or connection, over one shared node state (models, memory
+per-connection driver in remote.py); a QUIC stream (splitbed.nodes.quic) implements the same calls, and many UEs per edge
+(a cell: splitbed.cellbed) are many edge machines, one per stream or connection, over one shared node state (models, memory
 budget, admission).
 """
 
