@@ -211,7 +211,7 @@ def test_the_documented_scheduler_worker_and_sweep_commands_work_on_loopback(tmp
     env = dict(os.environ, SPLITBED_OFFLINE="1", COLUMNS="100")
     sweep = [str(bin_dir / "splitbed"), "sweep", "-m", "mobilenet_v2", "-p", "block_3_project_BN", "--profile",
              "ideal", "--repetitions", "2", "--warmup-max", "1", "--weights", WEIGHTS, "--backend", "userspace",
-             "--out", str(tmp_path / "out"), "--no-report"]
+             "--out", str(tmp_path / "out"), "--no-report", "--no-local-baseline", "--no-offload-baseline"]
     with _started([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
                    "--dashboard-address", "127.0.0.1:0"], r"Scheduler at:\s+(tcp://\S+)", tmp_path / "s.log") \
             as (_, address), \
