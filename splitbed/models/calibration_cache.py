@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.models import cachedirs
 from splitbed.models.errors import ModelError
 from splitbed.models.registry import ModelSpec
 
@@ -33,11 +34,7 @@ MAX_CACHE_FILE_BYTES = 64 * 1024 * 1024  # VGG16's values are about 0.1 MB; anyt
 
 
 def cache_dir() -> Path:
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "splitbed" / "calibration"
+    return cachedirs.cache_dir("calibration", CACHE_ENV)
 
 
 def cache_key(spec: ModelSpec, seed: int) -> str:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from splitbed.models import cachedirs
 from splitbed.models.errors import GraphCutError
 from splitbed.models.onnx.extract import Boundary
 from splitbed.models.onnx.graph import METADATA_PREFIX, OnnxGraph, OnnxModelError
@@ -51,11 +52,7 @@ NHWC_FROM_NCHW = (0, 2, 3, 1)
 
 
 def cache_dir() -> Path:
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "splitbed" / "onnx"
+    return cachedirs.cache_dir("onnx", CACHE_ENV)
 
 
 def converter_versions() -> dict[str, Any]:
