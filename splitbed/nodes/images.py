@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from splitbed.models import cachedirs
 from splitbed.nodes.errors import ConfigurationError
 
 BUILTIN_PREFIX = "builtin:"
@@ -15,8 +16,8 @@ JPEG_QUALITY = 90
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "splitbed" / "images"
+    """Where the built-in images' JPEG files are written (splitbed.models.cachedirs: the one cache rule)."""
+    return cachedirs.cache_dir("images")
 
 
 #: Largest image file a node reads (a 24-megapixel JPEG is ~10 MB).

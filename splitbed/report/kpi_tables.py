@@ -10,6 +10,7 @@ from typing import Any
 from splitbed.report.budgets import Budget
 from splitbed.report.tables import Table, _anchor, group_key
 from splitbed.sweep.distribution import PERCENTILES
+from splitbed.sweep.plan import SINGLE_WORKLOAD
 from splitbed.sweep.summary import PointSummary
 from splitbed.sweep.traffic_model import HEADERS as TRAFFIC_HEADERS
 from splitbed.sweep.traffic_model import TrafficModel, rows, title
@@ -39,7 +40,7 @@ def tail_tables(summaries: Iterable[PointSummary], budget: Budget) -> list[Table
     for (profile, ue, edge, model, carriage), members in groups.items():
         members.sort(key=lambda s: s.partition_id)
         bounds = [b for b in members[0].budget_shares if b.budget == budget.name]
-        paced = any(s.workload != "single" for s in members)
+        paced = any(s.workload != SINGLE_WORKLOAD for s in members)
         figures = (PACED_TAIL, *TAIL_FIGURES) if paced else TAIL_FIGURES
         headers = ["Partition (id)", "n"]
         for _, label in figures:

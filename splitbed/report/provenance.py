@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from splitbed.nodes.metrics import DROPPED_STATUS
 from splitbed.sweep.hosts import MachineFacts, machines
 from splitbed.sweep.store import is_measurement
 
@@ -74,7 +75,7 @@ def provenance(records: Iterable[dict[str, Any]]) -> Provenance:
             continue
         info.measurements += 1
         measured.append(record)
-        if record.get("status") not in ("ok", "dropped"):  # a dropped frame (paced workload) is no error
+        if record.get("status") not in ("ok", DROPPED_STATUS):  # a dropped frame (paced workload) is no error
             info.errors += 1
         started = record.get("started_at_utc")
         if isinstance(started, str):

@@ -32,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from splitbed.nodes.metrics import DROPPED_STATUS
+
 log = logging.getLogger(__name__)
 
 CAPTURES_DIR = "captures"
@@ -185,7 +187,7 @@ class PointCapture:
             capture["series"] = _relative(self.series_path, root)
         for index, record in enumerate(self.held):
             section = joined.figures.get(index)
-            if record.get("status") == "dropped":  # a frame the workload dropped never ran (sweep.pacing)
+            if record.get("status") == DROPPED_STATUS:  # a frame the workload dropped never ran (sweep.pacing)
                 continue
             if section is None:
                 reason = joined.note or "this inference put no units on the uplink"

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from splitbed.nodes.metrics import DROPPED_STATUS
 from splitbed.sweep import runstate
 from splitbed.sweep.plan import SweepSpec, SweepSpecError, points
 from splitbed.sweep.pointwire import PointRequest, PointResult, WireError, parse_result, request_text
@@ -243,7 +244,7 @@ def _keep(result: PointResult, store: ResultStore, progress: Progress, outcome: 
         tags = record.get("tags")
         warmup = isinstance(tags, dict) and bool(tags.get("warmup"))
         if not warmup and record.get("record_type") == "inference":
-            if record.get("status") == "dropped":  # a frame the paced workload dropped (splitbed.sweep.pacing)
+            if record.get("status") == DROPPED_STATUS:  # a frame the paced workload dropped (splitbed.sweep.pacing)
                 outcome.dropped += 1
                 progress.advance(record)
                 continue

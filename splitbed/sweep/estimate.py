@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from splitbed.sweep.plan import Point, SweepSpec, link_profile, points
+from splitbed.sweep.plan import SINGLE_WORKLOAD, Point, SweepSpec, link_profile, points
 
 # Orchestration costs beyond the inferences' own end-to-end latency, fitted to two real sweeps on this machine
 # (docs/SWEEP.md "Wall time"): the main job (VGG16, 6 points x 11 inferences: 8.4 s beyond testbed start and the
@@ -89,7 +89,7 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
     result.slowest = sorted(costs, reverse=True)[:5]
     result.notes = ["estimate from the advisor's model (docs/SWEEP.md): no loss or retransmissions, traces at "
                     "the median start phase; compute timed now on this machine"]
-    if any(p.workload != "single" for p in matrix):
+    if any(p.workload != SINGLE_WORKLOAD for p in matrix):
         result.notes.append("paced workloads: each point's frames at their capture times, each run frame taking "
                             "the predicted e2e plus orchestration, dropped frames none (splitbed.workload)")
     if distributed or workers > 1:

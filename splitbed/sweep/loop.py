@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from netem.errors import NetemError
 from netem.profile import LinkProfile
+from splitbed.nodes.metrics import DROPPED_STATUS
 from splitbed.sweep.pacing import run_paced
 from splitbed.sweep.plan import SINGLE_WORKLOAD, WARMUP_TOLERANCE, Point, SweepSpec, engine_args, link_profile
 from splitbed.sweep.realisations import link_for, varies
@@ -229,26 +230,26 @@ class ProfileRun:
             log.warning("%s: compute did not settle within %d warm-ups (%s ms)", point.key, len(computes),
                         ", ".join("-" if c is None else f"{c:.1f}" for c in computes))
         warm = {"warmups": len(computes), "warmup_settled": settled}
-        if point.workload != SINGLE_WORKLOAD:  # frames captured at their arrival times (splitbed.sweep.pacing)
+        if point.workload == SINGLE_WORKLOAD:  # back to back: each repetition starts when the last is written
+            attempts = 0
+            while store.completed(point.key) < point.wanted(spec.repetitions) and attempts < 2 * missing:
+                attempts += 1
+                realisation = self._place_link(point, bed, store)
+                tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation,
+                        **warm}
+                for record in bed.run(point.job(tags=tags)):
+                    store.append(record)
+                    self._counted(point, record)
+        else:  # frames captured at their arrival times (splitbed.sweep.pacing)
             run_paced(point, spec.repetitions, bed, store, warm, lambda: self._place_link(point, bed, store),
                       lambda record: self._counted(point, record))
-        attempts = 0
-        while store.completed(point.key) < point.wanted(spec.repetitions) and attempts < 2 * missing \
-                and point.workload == SINGLE_WORKLOAD:
-            attempts += 1
-            realisation = self._place_link(point, bed, store)
-            tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation,
-                    **warm}
-            for record in bed.run(point.job(tags=tags)):
-                store.append(record)
-                self._counted(point, record)
         if store.completed(point.key) < point.wanted(spec.repetitions):
             outcome.incomplete.append(point.key)
 
     def _counted(self, point: Point, record: dict[str, Any]) -> None:
         """The outcome's and the progress bar's count of one measured record (a dropped frame is neither an
         inference nor an error)."""
-        if record.get("status") == "dropped":
+        if record.get("status") == DROPPED_STATUS:
             self.outcome.dropped += 1
             self.progress.advance(record)
             return

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from splitbed.devices import DEFAULT_EDGE, DEFAULT_UE
+from splitbed.workload import SINGLE
 
 ENCODINGS = ("tlv", "json-baseline")
 BACKENDS = ("auto", "kernel", "userspace")
@@ -61,7 +62,7 @@ MAX_REPETITIONS = 10_000
 
 
 MAX_CELL_UES = 32  # netem.cell.MAX_UES
-SINGLE_WORKLOAD = "single"  # splitbed.workload.SINGLE: back-to-back frames
+SINGLE_WORKLOAD = SINGLE  # back-to-back frames; spelled once, in splitbed.workload
 MAX_WORKLOADS = 20
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from splitbed.nodes.metrics import DROPPED_STATUS
+
 log = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.jsonl"
@@ -133,7 +135,7 @@ def is_measurement(record: dict[str, Any]) -> bool:
     return record.get("record_type") == "inference" and not (isinstance(tags, dict) and tags.get("warmup"))
 
 
-COUNTED_STATUSES = ("ok", "dropped")  # a paced workload's dropped frame completes its place in the point (sweep.pacing)
+COUNTED_STATUSES = ("ok", DROPPED_STATUS)  # a paced workload's dropped frame completes its place in the point (sweep.pacing)
 
 
 def counts_for_point(record: dict[str, Any]) -> bool:

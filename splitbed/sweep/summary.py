@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from splitbed.nodes.metrics import DROPPED_STATUS
 from splitbed.stats import MedianCI, median_ci
 from splitbed.sweep.distribution import (
     PERCENTILE_GROUPS,
@@ -36,6 +37,7 @@ from splitbed.sweep.distribution import (
 from splitbed.sweep.figures import BY_KEY, FIGURES, LATENCY_SEGMENTS, segment_value
 from splitbed.sweep.hosts import cpu_model, machine
 from splitbed.sweep.outliers import Outlier, find_outliers
+from splitbed.sweep.plan import SINGLE_WORKLOAD
 from splitbed.sweep.realisations import independent_draws
 from splitbed.sweep.store import is_measurement, point_key
 
@@ -86,7 +88,7 @@ class PointSummary:
     pooled_hosts: bool = False  # summarised with pool_hosts=True: CPU models were not kept apart
     percentiles: dict[str, Percentiles] = field(default_factory=dict)  # times, sizes, traffic (distribution.py)
     budget_shares: list[BudgetShare] = field(default_factory=list)
-    workload: str = "single"  # the records' workload.spec (splitbed.workload)
+    workload: str = SINGLE_WORKLOAD  # the records' workload.spec (splitbed.workload)
     frames_dropped: int = 0   # frames the workload's overload policy dropped (records with status dropped)
     frames_late: int = 0      # good frames whose latency from capture exceeded the frame deadline (workload.late)
 
@@ -97,7 +99,7 @@ class PointSummary:
         and plot keeps the bindings and the workloads apart."""
         base = self.encoding if self.encoding != "tlv" else f"tlv/{self.compression}"
         base = base if self.transport == "tcp" else f"{base} over {self.transport}"
-        return base if self.workload == "single" else f"{base}, {self.workload}"  # paced frames: apart, too
+        return base if self.workload == SINGLE_WORKLOAD else f"{base}, {self.workload}"  # paced frames: apart, too
 
     def median(self, key: str) -> float | None:
         stats = self.figures.get(key)
@@ -154,7 +156,7 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
         "runtimes": "/".join(str(_table(record.get(side)).get("name") or "tensorflow")
                              for side in ("ue_runtime", "edge_runtime")),
         "transport": str(_table(record.get("transport")).get("binding") or "tcp"),
-        "workload": str(_table(record.get("workload")).get("spec") or "single"),
+        "workload": str(_table(record.get("workload")).get("spec") or SINGLE_WORKLOAD),
     }
 
 
@@ -204,7 +206,7 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False,
     summaries = []
     for (key, _), group in groups.items():
         good = [r for r in group if r.get("status") == "ok"]
-        dropped = sum(1 for r in group if r.get("status") == "dropped")
+        dropped = sum(1 for r in group if r.get("status") == DROPPED_STATUS)
         ident = _identity((good or group)[0])
         summary = PointSummary(key=key, n=len(good), n_errors=len(group) - len(good) - dropped, **ident)
         summary.frames_dropped = dropped

@@ -12,6 +12,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from splitbed.models import cachedirs
 from splitbed.runtime.errors import ImageBuildError
 
 RECIPE_PATH = Path(__file__).with_name("recipe.toml")
@@ -62,8 +63,8 @@ def load_recipe(path: Path = RECIPE_PATH) -> Recipe:
 
 
 def cache_dir() -> Path:
-    """~/.cache/splitbed/docker (or $XDG_CACHE_HOME/splitbed/docker); holds the rootfs tarball and the lock."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "splitbed" / "docker"
+    """~/.cache/splitbed/docker (or $XDG_CACHE_HOME/splitbed/docker: splitbed.models.cachedirs); holds the rootfs
+    tarball and the lock."""
+    path = cachedirs.cache_dir("docker")
     path.mkdir(parents=True, exist_ok=True)
     return path
