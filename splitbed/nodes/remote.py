@@ -33,6 +33,8 @@ from typing import Any
 from splitbed.devices import DeviceError
 from splitbed.devices import load as load_device
 from splitbed.devices.emulation import DeviceEmulator
+from splitbed.models.onnx import is_onnx_path
+from splitbed.models.registry import CAMERA_PARTITION
 from splitbed.nodes import messages as m
 from splitbed.nodes import protocol as proto
 from splitbed.nodes.admission import Admission, AdmissionRefused, RatePolicy
@@ -102,6 +104,19 @@ class ServerState:
             return len(self.sessions)
 
 
+def offered_partitions(model: str, spec: Any) -> list[dict[str, Any]]:
+    """The OFFER's partitions of one model: its candidates (splitbed/models/data/<model>.toml, or an `.onnx`
+    file's cuts), then, for a registered model, the `camera` pseudo-partition (id 255: the uint8 camera image goes
+    uplink, the edge preprocesses it and runs the whole model; splitbed.models.camera), which the edge takes too
+    and a peer should not have to know of out of band. The camera's tail is a registered model's `input_layer`
+    tail behind its preprocessing, which an `.onnx` file's cuts do not name, so its OFFER lists its cuts alone."""
+    offered = [{"partition_id": p.partition_id, "name": p.name, "tensors": p.tensors} for p in spec.partitions]
+    if not is_onnx_path(model):
+        camera = CAMERA_PARTITION
+        offered.append({"partition_id": camera.partition_id, "name": camera.name, "tensors": camera.tensors})
+    return offered
+
+
 class RemoteNode:
     """The server: binds, loads the offered models, accepts sessions until shutdown() or SIGTERM."""
 
@@ -128,8 +143,7 @@ class RemoteNode:
                     for part in spec.partitions:
                         runner.plan(name, part.partition_id)
             models.append(m.ModelOffer(name, runner.weights_info(name), list(spec.input_shape),
-                                       [{"partition_id": p.partition_id, "name": p.name, "tensors": p.tensors}
-                                        for p in spec.partitions], runner.runtime_info(name)))
+                                       offered_partitions(name, spec), runner.runtime_info(name)))
         self.state.server_info = {"versions": software_versions(), "host": dict(host_info()), "gpu": dict(gpu_info()),
                                   "device": None if runner.device is None else runner.device.describe()}
         cfg = self.config

@@ -294,6 +294,22 @@ def test_the_offer_tells_no_host_details_and_accept_does(remote: RemoteProcess) 
         assert {"cpu_model", "kernel", "memory_total_bytes"} <= set(accept["server"]["host"])
 
 
+def test_the_offered_camera_pseudo_partition_is_the_one_the_edge_takes(remote: RemoteProcess) -> None:
+    """The OFFER lists the model's candidates and then `camera` (id 255); PREPARE of the offered id builds the
+    whole-model tail for the uint8 image, and a JPEG of it (jpeg-q90, as the sweep's baseline sends) is answered."""
+    with RawClient(remote.host, remote.port) as client:
+        offer = client.configure()
+        [model] = offer["models"]
+        camera = model["partitions"][-1]
+        assert camera == {"partition_id": 255, "name": "camera", "tensors": 1}
+        assert len({p["partition_id"] for p in model["partitions"]}) == len(model["partitions"])
+        [cut] = client.prepare(camera["partition_id"])
+        assert cut["dtype"] == "uint8" and cut["shape"] == model["input_shape"]
+        image = np.random.default_rng(1).integers(0, 256, (1, *cut["shape"]), dtype=np.uint8)
+        kind, body = client.infer(camera["partition_id"], [image], profile="jpeg-q90")
+        assert kind == MsgType.RESULT and body["partition_id"] == 255, body
+
+
 def test_a_batch_beyond_max_batch_is_refused_before_the_tail_runs(remote: RemoteProcess) -> None:
     """The decoded-size cap would let a unit carry hundreds of samples, and the tail's activations grow with
     each: a batch is refused above --max-batch (1), with the reason, and the session goes on."""

@@ -66,6 +66,16 @@ def test_spec_of_an_onnx_file(tiny: Path) -> None:
         spec.at_input_size(32, 32)
 
 
+def test_the_offer_of_an_onnx_file_lists_its_cuts_alone(tiny: Path) -> None:
+    """No camera pseudo-partition: its tail is a registered model's preprocessing and input_layer tail."""
+    from splitbed.nodes.remote import offered_partitions
+
+    spec = spec_for(str(tiny))
+    assert offered_partitions(str(tiny), spec) == [
+        {"partition_id": p.partition_id, "name": p.name, "tensors": p.tensors} for p in spec.partitions]
+    assert 255 not in {p.partition_id for p in spec.partitions}
+
+
 def test_runner_runs_onnx_heads_and_tails(tiny: Path) -> None:
     runner = ModelRunner(weights="random:0")  # the engine does not matter for an .onnx file
     model = str(tiny)

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
+from splitbed.models import registry
+from splitbed.models.registry import CAMERA_PARTITION_ID
 from splitbed.nodes import messages as m
 from splitbed.nodes.errors import ProtocolError
 from splitbed.nodes.protocol import HEADER_SIZE, MsgType, encode_control
+from splitbed.nodes.remote import offered_partitions
 
 SAMPLES: list[m.Message] = [
     m.Hello(1, "boot", {"host": {"hostname": "ue"}}),
@@ -34,6 +37,21 @@ def test_every_message_round_trips(message: m.Message) -> None:
     unit = m.encode(message)
     assert unit[0] == message.TYPE
     assert m.decode(unit[0], unit[HEADER_SIZE:]) == message
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_the_offer_lists_a_registered_models_candidates_then_its_camera_pseudo_partition(name: str) -> None:
+    """docs/PROTOCOL.md section 2: the edge takes partition 255 (the camera image, full offload) of every
+    registered model, so the OFFER says so, after the data file's candidates and in the same shape."""
+    spec = registry.get(name)
+    offered = offered_partitions(name, spec)
+    assert [p["partition_id"] for p in offered] == [p.partition_id for p in spec.partitions] + [CAMERA_PARTITION_ID]
+    assert offered[-1] == {"partition_id": 255, "name": "camera", "tensors": 1}
+    assert all(set(p) == {"partition_id", "name", "tensors"} for p in offered)
+    assert spec.partition(offered[-1]["partition_id"]).name == "camera"  # what the edge resolves it to
+    offer = m.Offer(1, "boot", (m.ModelOffer(name, None, list(spec.input_shape), offered),))
+    decoded = m.decode(MsgType.OFFER, m.encode(offer)[HEADER_SIZE:])
+    assert isinstance(decoded, m.Offer) and decoded.models[0].partitions == offered
 
 
 def _result_body(**changes: Any) -> dict[str, Any]:
