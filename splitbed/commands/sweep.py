@@ -361,6 +361,12 @@ SUMMARY_COLUMNS = (Column("profile"), Column("model"), Column("encoding"), Colum
                    Column("remote ms", "right", drop=1), Column("e2e ms [95% CI]", "right"),
                    Column("e2e CV %", "right", drop=1), Column("outliers", "right", drop=1))
 MODELLED_COLUMN = Column("e2e modelled ms", "right", drop=1)
+#: Paced workloads only: frames late (latency from capture over the frame deadline) / frames the overload policy
+#: dropped, of the point's frames. Kept at 80 columns longer than the compute and byte columns: without it a paced
+#: point's medians hide whether the UE kept up with the camera at all (two header lines keep it narrow).
+PACED_COLUMN = Column("late/\ndrop", "right", drop=4)
+PACED_CAPTION = ("; late/drop (paced workloads): frames whose latency from capture exceeded the time between "
+                 "frames / frames the overload policy dropped, of the point's frames")
 ENERGY_COLUMN = Column("UE energy mJ compute+radio (model)", "right", drop=1, wrap=True)
 SUMMARY_TITLE = "splitbed sweep: medians [95% CI] per point"
 DEVICES_NOTE = ("Devices (docs/DEVICES.md; stretch = emulated by measured time dilation, model = faster than this "
@@ -383,6 +389,7 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
     from netem.cliapp import terminal_width
     from splitbed.report.budgets import get_budget
     from splitbed.sweep import best_per_group
+    from splitbed.sweep.plan import SINGLE_WORKLOAD
     from splitbed.sweep.summary import by_cpu_model
 
     hosts = by_cpu_model(summaries)  # points measured on several CPU models: a table (and a best) per model
@@ -390,11 +397,12 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
     combos = list(dict.fromkeys(s.devices for s in summaries))
     several = len(combos) > 1
     modelled = any(s.modelled for s in summaries)
+    paced = any(s.workload != SINGLE_WORKLOAD for s in summaries)
     title = f"{SUMMARY_TITLE}\n{DEVICES_NOTE}: " + "; ".join(combos)
     chosen = budget if budget is not None else get_budget()
     within = Column(f"UL <= {chosen.uplink_latency_ms:g} ms", "right", drop=2)
-    columns = [*SUMMARY_COLUMNS[:10], within, *((MODELLED_COLUMN,) if modelled else ()), ENERGY_COLUMN,
-               *SUMMARY_COLUMNS[10:]]
+    columns = [*SUMMARY_COLUMNS[:10], *((PACED_COLUMN,) if paced else ()), within,
+               *((MODELLED_COLUMN,) if modelled else ()), ENERGY_COLUMN, *SUMMARY_COLUMNS[10:]]
     rows, styles, groups = [], [], []
     for s in summaries:
         e2e = s.figures["e2e_latency_ms"]
@@ -405,11 +413,13 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
         energy = "-" if compute is None else f"{compute:,.0f}+" + ("n/a" if radio is None else f"{radio:,.0f}")
         row = [profile, s.model, s.carriage, f"{star}{s.partition}", f"{s.n}" + (
             f" ({s.n_errors} err)" if s.n_errors else "") + (f" ({s.ue_late_records} late)" if s.ue_late_records
-                                                              else "") + (
-            f" ({s.frames_dropped} dropped)" if s.frames_dropped else ""),
+                                                              else ""),
             _num(s.median("uplink_bytes"), "{:,.0f}"), _num(s.median("local_inference_ms")),
             _num(s.median("delivery_ms")), _num(s.median("remote_inference_ms")),
-            (_num(e2e.median) + ci) if e2e.median is not None else "-", _share(s, chosen.name)]
+            (_num(e2e.median) + ci) if e2e.median is not None else "-"]
+        if paced:
+            row.append(_late_dropped(s))
+        row.append(_share(s, chosen.name))
         if modelled:
             row.append(_num(s.median("e2e_latency_modelled_ms")) if s.modelled else "-")
         rows.append([*row, energy, _num(s.e2e_cv_pct), str(len(s.outliers))])
@@ -419,7 +429,8 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
         if several:
             columns.insert(4, Column("devices"))
             rows = [[*row[:4], group[3], *row[4:]] for row, group in zip(rows, groups, strict=True)]
-        return fit_table(title, columns, rows, wide=True, styles=styles, caption=SUMMARY_CAPTION)
+        return fit_table(title, columns, rows, wide=True, styles=styles,
+                         caption=SUMMARY_CAPTION + (PACED_CAPTION if paced else ""))
     target = width or terminal_width()
     measured = columns[3:]  # the group (profile, model, encoding[, devices]) is each table's title
     _, _, hidden = fit_table(None, measured, [row[3:] for row in rows], width=target, box=box.SIMPLE_HEAD,
@@ -435,8 +446,8 @@ def summary_table(summaries: list[Any], *, width: int | None = None, wide: bool 
                                 box=box.SIMPLE_HEAD, pad_edge=False)
         parts.append(table)
     parts.append(Text(SUMMARY_CAPTION + f"; UL <= {chosen.uplink_latency_ms:g} ms: uplink deliveries within the "
-                      f"budget's UL latency ({chosen.title})"))
-    return Group(*parts), target, hidden
+                      f"budget's UL latency ({chosen.title})" + (PACED_CAPTION if paced else "")))
+    return Group(*parts), target, [header.replace("\n", "") for header in hidden]  # one line each in the note
 
 
 def draws_line(summaries: list[Any]) -> str | None:
@@ -461,6 +472,15 @@ def outlier_lines(summaries: list[Any]) -> list[str]:
         for outlier in s.outliers:
             lines.append(f"outlier {s.profile}/{s.model}/{s.partition}/{s.carriage} {outlier.describe()}")
     return lines
+
+
+def _late_dropped(summary: Any) -> str:
+    """`late/dropped` of a paced point (`2/1`: two of its frames late, one dropped), `-` for a back-to-back one."""
+    from splitbed.sweep.plan import SINGLE_WORKLOAD
+
+    if summary.workload == SINGLE_WORKLOAD:
+        return "-"
+    return f"{summary.frames_late}/{summary.frames_dropped}"
 
 
 def _share(summary: Any, budget: str) -> str:

@@ -93,6 +93,41 @@ def test_each_profile_model_and_encoding_gets_its_titled_table() -> None:
     assert "delivery ms" in text and "e2e ms" in text  # the network figure stays when columns go
 
 
+def _paced(partition: str, pid: int, late: int, dropped: int) -> list[dict]:
+    """Ten frames of a periodic:1/queue:1 point: `late` of them late, the last `dropped` dropped."""
+    records = []
+    for frame in range(10):
+        record = _record("5g-split-ai", "vgg16", partition, pid, 1000.0 + frame * 7.5)
+        record["tags"]["point"] += "|workload=periodic:1/queue:1"
+        record["workload"] = {"spec": "periodic:1/queue:1", "frame": frame, "late": frame < late}
+        if frame >= 10 - dropped:
+            record = {k: record[k] for k in ("record_type", "tags", "model", "partition_name", "encoding",
+                                             "compression_profile", "image", "workload")}
+            record.update(status="dropped", workload={**record["workload"], "late": None, "dropped": True})
+        records.append(record)
+    return records
+
+
+def test_a_paced_points_late_and_dropped_frames_stay_in_80_columns() -> None:
+    records = _paced("block1_conv1", 1, late=3, dropped=2) + _paced("fc1", 21, late=0, dropped=0)
+    records += [_record("5g-split-ai", "vgg16", "block2_conv1", 4, 900.0 + i) for i in range(7)]  # back to back
+    summaries = summarise(records)
+    table, width, hidden = summary_table(summaries, width=WIDTH)
+    lines = render(table, width)
+    assert max(map(len, lines)) <= WIDTH and not any(ELLIPSIS in line for line in lines), "\n".join(lines)
+    rows = {line.split()[0 if not line.startswith(" *") else 1]: line.split() for line in lines
+            if line.strip().lstrip("* ").startswith(("block", "fc1"))}
+    assert rows["block1_conv1"][-1] == "3/2" and rows["fc1"][-1] == "0/0"  # of the 8 (and 10) frames that ran
+    assert rows["block2_conv1"][-1] == "-"  # back to back: no capture times, nothing late or dropped
+    assert "uplink bytes" in "\n".join(lines) and "late/" in "\n".join(lines)
+    assert "late/drop (paced workloads)" in " ".join(" ".join(lines).split())
+    assert all("\n" not in header for header in hidden)  # the hidden-columns note is one line
+    wide_table, wide_width, _ = summary_table(summaries, wide=True)
+    assert "3/2" in "\n".join(render(wide_table, wide_width))
+    single, _, _ = summary_table(summarise(records[-7:]), width=WIDTH)
+    assert "late/" not in "\n".join(render(single, WIDTH))  # no paced point: no column
+
+
 def test_netem_profiles_fits_80_columns_and_wide_shows_everything() -> None:
     env = dict(os.environ, COLUMNS=str(WIDTH))
     done = subprocess.run([sys.executable, "-m", "netem.cli", "profiles"], capture_output=True, text=True,
