@@ -4,6 +4,8 @@ point summaries). One figure per (profile, model, carriage), PNG (300 dpi) and S
 - **latency CDF**: the empirical distribution of each partition's uplink delivery times, with the budget's UL
   latency as a vertical line and the 99 % level as a horizontal one, so the share within the budget and the
   distance to a "99 % within" KPI read off where each curve crosses them; and of the end-to-end latency beside it;
+  under a paced workload also of the latency from capture (the frame's wait for the UE + end-to-end), with the
+  frame deadline, dropped frames counted as never arriving;
 - **uplink bitrate over time**: one representative stretch per point (three consecutive measured inferences
   around the middle one; the sweep stores it in captures/<point>/series-*.json), 1 ms bins, as the UE offered it
   and as the link delivered it at the edge, with the profile's configured uplink rate;
@@ -24,8 +26,10 @@ from typing import Any
 from splitbed.report.budgets import Budget
 from splitbed.report.plots import Plot, _pyplot, _save, _slug
 from splitbed.sweep.figures import BY_KEY
+from splitbed.sweep.plan import SINGLE_WORKLOAD
 from splitbed.sweep.store import is_measurement
 from splitbed.sweep.summary import PointSummary, record_key
+from splitbed.workload import WorkloadError, parse
 
 MAX_SERIES_BYTES = 16 << 20  # a series file is a few kB; anything near this is not ours
 
@@ -70,51 +74,115 @@ def _ecdf(values: Sequence[float]) -> tuple[list[float], list[float]]:
     return ordered, [(i + 1) / len(ordered) for i in range(len(ordered))]
 
 
+CDF_PANELS = (("delivery_ms", "uplink delivery"), ("e2e_latency_ms", "end-to-end latency"))
+FRAME_PANEL = ("frame_latency_ms", "latency from capture")  # paced workloads: wait for the UE + end-to-end
+
+
+def _deadline_ms(records: Iterable[dict[str, Any]], summary: PointSummary) -> float | None:
+    """The frame deadline a paced point's frames were held against (the records' `workload.deadline_ms`: the time
+    between frames), else the workload's own."""
+    for record in records:
+        block = record.get("workload")
+        value = block.get("deadline_ms") if isinstance(block, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    try:
+        deadline = parse(summary.workload).deadline_s
+    except WorkloadError:  # records from elsewhere with a spec this version does not read: no line
+        return None
+    return None if deadline is None else 1000.0 * deadline
+
+
+def cdf_curve(records: Sequence[dict[str, Any]], summary: PointSummary,
+              key: str) -> tuple[list[float], list[float], str] | None:
+    """One partition's empirical CDF of figure `key` over its good records: (sorted values, share at or below each,
+    legend label); None without values. For the latency from capture a dropped frame never arrives: it counts
+    among the frames (summary.frames_dropped) but below no latency, so the shares end below 1."""
+    values = [v for r in records if (v := BY_KEY[key].value(r)) is not None]
+    if not values:
+        return None
+    xs, ys = _ecdf(values)
+    if key != FRAME_PANEL[0]:
+        return xs, ys, f"{summary.partition} (n={len(values)})"
+    total = len(values) + summary.frames_dropped
+    dropped = f", +{summary.frames_dropped} dropped" if summary.frames_dropped else ""
+    return xs, [(i + 1) / total for i in range(len(xs))], f"{summary.partition} (n={len(values)}{dropped})"
+
+
+def _line_inside(ax: Any, x: float) -> None:
+    """Widen a log x axis so that a vertical line at `x` lies well inside it, whichever side of the data."""
+    low, high = ax.get_xlim()
+    ax.set_xlim(min(low, x / 1.3), max(high, x * 1.3))
+
+
 def latency_cdfs(records: Iterable[dict[str, Any]], summaries: Iterable[PointSummary], budget: Budget,
                  out_dir: Path) -> list[Plot]:
+    """Per (profile, model, carriage): the CDFs of uplink delivery (budget line) and end-to-end latency; for a
+    paced workload (the carriage names it) a third panel, the latency from capture, with the frame deadline."""
     plt = _pyplot()
     points = _by_point(records)
     plots = []
     for (profile, model, carriage), members in _groups(summaries).items():
-        fig, axes = plt.subplots(1, 2, figsize=(13.0, 4.6))
+        paced = any(s.workload != SINGLE_WORKLOAD for s in members)
+        panels = CDF_PANELS + ((FRAME_PANEL,) if paced else ())
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6))
         colours = _colours(len(members))
         drawn = False
-        for ax, key, what in ((axes[0], "delivery_ms", "uplink delivery"), (axes[1], "e2e_latency_ms",
-                                                                            "end-to-end latency")):
+        deadline = None
+        for ax, (key, what) in zip(axes, panels, strict=True):
+            frames = key == FRAME_PANEL[0]
             for summary, colour in zip(members, colours, strict=True):
-                values = [v for r in points.get(summary.key, []) if (v := BY_KEY[key].value(r)) is not None]
-                if not values:
+                curve = cdf_curve(points.get(summary.key, []), summary, key)
+                if curve is None:
                     continue
-                xs, ys = _ecdf(values)
-                ax.step([xs[0]] + xs, [0.0] + ys, where="post", color=colour, linewidth=1.6,
-                        label=f"{summary.partition} (n={len(values)})")
+                xs, ys, label = curve
+                if frames:
+                    deadline = deadline or _deadline_ms(points.get(summary.key, []), summary)
+                ax.step([xs[0]] + xs, [0.0] + ys, where="post", color=colour, linewidth=1.6, label=label)
                 drawn = True
-            ax.axhline(0.99, color="grey", linestyle=":", linewidth=1, label="99 % of inferences")
+            ax.axhline(0.99, color="grey", linestyle=":", linewidth=1,
+                       label="99 % of frames" if frames else "99 % of inferences")
             ax.set_xscale("log")
             if key == "delivery_ms" and budget.uplink_latency_ms is not None:
                 ax.axvline(budget.uplink_latency_ms, color="red", linestyle="--", linewidth=1.4,
                            label=f"budget: UL latency {budget.uplink_latency_ms:g} ms")
-                low, high = ax.get_xlim()  # the budget line well inside the axes, whichever side of the data
-                ax.set_xlim(min(low, budget.uplink_latency_ms / 1.3), max(high, budget.uplink_latency_ms * 1.3))
+                _line_inside(ax, budget.uplink_latency_ms)
+            if frames and deadline is not None:
+                ax.axvline(deadline, color="red", linestyle="--", linewidth=1.4,
+                           label=f"frame deadline {deadline:g} ms (time between frames)")
+                _line_inside(ax, deadline)
             _plain_log_axis(ax.xaxis)
             ax.tick_params(axis="x", which="minor", labelsize=7)
             ax.set_ylim(0, 1.02)
-            ax.set_xlabel(f"{what} (ms, log)")
-            ax.set_ylabel("share of inferences at or below")
-            ax.set_title(f"{model} on {profile} ({carriage}): {what}")
+            ax.set_xlabel(f"{what} (ms, log)" + (": wait for the UE + end-to-end" if frames else ""))
+            ax.set_ylabel("share of frames at or below" if frames else "share of inferences at or below")
+            # three panels leave no room for the group in each title: it goes above them
+            ax.set_title(what if paced else f"{model} on {profile} ({carriage}): {what}")
             ax.grid(alpha=0.3, which="both")
         if not drawn:
             plt.close(fig)
             continue
+        if paced:
+            fig.suptitle(f"{model} on {profile} ({carriage})", fontsize=12)
+            fig.tight_layout()
         axes[0].legend(fontsize=7, loc="lower right")
+        if paced:
+            axes[-1].legend(fontsize=7, loc="lower right")
         path = Path("plots") / f"cdf_{_slug(model, profile, carriage)}.png"
         _save(fig, out_dir / path)
-        plots.append(Plot(f"Latency CDF per partition: {model}, {profile}, {carriage}", path,
-                          "Empirical CDF of each partition's measured inferences. Left: uplink delivery time with the "
-                          f"budget's UL latency ({budget.title}) as the red line: where a curve crosses it is the "
-                          "share of inferences within the budget; the dotted line is the 99 % a KPI such as '99 % "
-                          "within 15 ms' asks for. Right: end-to-end latency (preprocessing to predictions), which "
-                          "the budget does not bound.", "cdf"))
+        caption = ("Empirical CDF of each partition's measured inferences. Left: uplink delivery time with the "
+                   f"budget's UL latency ({budget.title}) as the red line: where a curve crosses it is the "
+                   "share of inferences within the budget; the dotted line is the 99 % a KPI such as '99 % "
+                   f"within 15 ms' asks for. {'Middle' if paced else 'Right'}: end-to-end latency (preprocessing "
+                   "to predictions), which the budget does not bound.")
+        if paced:
+            caption += (" Right: latency from capture (paced workload: the frame's wait for the UE plus its "
+                        "end-to-end latency, measured; docs/METRICS.md, workload.frame_latency_ms) with the frame "
+                        "deadline, the time between frames, as the red line (a frame later than that is late: the "
+                        "next one is due); the UL latency budget bounds the delivery, not this. A dropped frame "
+                        "never arrives: it counts among the frames but below no latency, so the curve of a point "
+                        "that dropped frames stays below 1.")
+        plots.append(Plot(f"Latency CDF per partition: {model}, {profile}, {carriage}", path, caption, "cdf"))
     return plots
 
 
