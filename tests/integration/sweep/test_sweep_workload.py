@@ -8,6 +8,10 @@
 
 Both points are captured (the sweep's default): the frames that ran get their traffic figures, the dropped none.
 
+- `poisson:10/queue:3` on 5g-split-ai, two points of 4 frames, swept twice: the capture times are the exponential
+  draws the records name (generator state from the point key), each point draws its own, and the second sweep of
+  the same spec draws the same arrival times.
+
 Only invariants with wide margins: no timing figure is held to a tight bound."""
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from typing import Any
 import pytest
 
 from splitbed.nodes.metrics import check_record
+from splitbed.report.traffic_plots import cdf_curve
 from splitbed.sweep import read_records, run_sweep
+from splitbed.sweep.pacing import stream_seed
 from splitbed.sweep.summary import summarise
+from splitbed.workload import parse
 from tests.integration.sweep.conftest import SharedBed, sweep_spec
 
 pytestmark = pytest.mark.root
@@ -89,3 +96,85 @@ def test_an_overloaded_ue_drops_the_frames_its_policy_drops(paced_sweep: Path) -
     assert by_workload[OVERLOADED].frames_dropped == dropped >= 3 and by_workload[OVERLOADED].n_errors == 0
     assert by_workload[OVERLOADED].n == 6 - dropped
     assert by_workload[KEEPS_UP].frames_dropped == 0 and by_workload[KEEPS_UP].n == 6
+
+
+# --- Poisson arrivals: the capture times are the recorded, reproducible draws --------------------------------------
+POISSON = "poisson:10/queue:3"  # mean 100 ms between frames; 3 may wait, so none of the 4 frames is dropped
+POISSON_FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def poisson_runs(shared_bed: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same two-point Poisson sweep run twice, into two directories (no captures: the arrivals are the point)."""
+    spec = sweep_spec(encodings=("tlv",), workloads=(POISSON,), repetitions=POISSON_FRAMES, capture=False,
+                      warmup=0, warmup_max=0)
+    runs = []
+    for name in ("first", "again"):
+        out = tmp_path_factory.mktemp(f"poisson-{name}")
+        outcome = run_sweep(spec, out, testbed_factory=SharedBed(shared_bed).factory)
+        assert not outcome.incomplete and outcome.errors == 0, outcome
+        runs.append(out)
+    return runs[0], runs[1]
+
+
+def _poisson_points(directory: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """Point key -> frame -> its record (ran or dropped)."""
+    points: dict[str, dict[int, dict[str, Any]]] = {}
+    for record in read_records(directory).records:
+        if record.get("record_type") == "inference" and not record["tags"].get("warmup"):
+            assert record["tags"]["point"].endswith(f"|workload={POISSON}")
+            points.setdefault(record["tags"]["point"], {})[record["workload"]["frame"]] = record
+    return points
+
+
+def test_poisson_capture_times_are_the_drawn_arrivals_the_records_name(poisson_runs: tuple[Path, Path]) -> None:
+    points = _poisson_points(poisson_runs[0])
+    assert len(points) == 2
+    for key, frames in points.items():
+        assert sorted(frames) == list(range(POISSON_FRAMES))  # every frame has a record: run or dropped
+        blocks = [frames[k]["workload"] for k in range(POISSON_FRAMES)]
+        assert {(b["kind"], b["rate_hz"], b["stream"], b["seed"]) for b in blocks} == {
+            ("poisson", parse(POISSON).rate_hz, 0, stream_seed(key, 0))}  # one stream, drawn from the point key
+        arrivals = parse(POISSON).arrivals(POISSON_FRAMES, stream_seed(key, 0))
+        assert [b["arrival_s"] for b in blocks] == arrivals
+        offsets = [b["capture_ns"] - blocks[0]["capture_ns"] for b in blocks]
+        assert offsets == [round(a * 1e9) for a in arrivals]  # the capture clock follows the draws to the ns
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+        assert all(g > 0 for g in gaps) and len(set(gaps)) == len(gaps)  # exponential draws, not a fixed period
+        for record in frames.values():
+            block = record["workload"]
+            assert record["status"] == "ok" and block["dropped"] is False and block["wait_ms"] >= 0
+            if block["clock"] == "node":  # the UE started the frame no earlier than its capture
+                assert record["timestamps_ns"]["local_start"] >= block["capture_ns"]
+            assert block["frame_latency_ms"] == pytest.approx(block["wait_ms"] + record["e2e_latency_ms"], abs=1e-3)
+
+
+def test_poisson_points_draw_apart_and_a_rerun_draws_the_same(poisson_runs: tuple[Path, Path]) -> None:
+    first, again = (_poisson_points(run) for run in poisson_runs)
+    assert set(first) == set(again)
+    seeds = {key: frames[0]["workload"]["seed"] for key, frames in first.items()}
+    assert len(set(seeds.values())) == 2  # each point its own draws
+    [one, other] = [[frames[k]["workload"]["arrival_s"] for k in range(POISSON_FRAMES)] for frames in first.values()]
+    assert one[1:] != other[1:]
+    for key, frames in first.items():
+        for k, record in frames.items():
+            rerun = again[key][k]["workload"]
+            assert (rerun["seed"], rerun["arrival_s"]) == (record["workload"]["seed"], record["workload"]["arrival_s"])
+            assert rerun["capture_ns"] - again[key][0]["workload"]["capture_ns"] == \
+                record["workload"]["capture_ns"] - frames[0]["workload"]["capture_ns"]
+        assert again[key][0]["workload"]["capture_ns"] > frames[POISSON_FRAMES - 1]["workload"]["capture_ns"]
+
+
+def test_the_reports_capture_cdf_of_real_poisson_frames(poisson_runs: tuple[Path, Path]) -> None:
+    """The report's latency-from-capture curve (splitbed.report.traffic_plots) over the records just measured:
+    each frame at its wait + e2e (the unit tests hold the dropped frames' place in it)."""
+    records = read_records(poisson_runs[0]).records
+    for summary in summarise(records):
+        mine = [r for r in records if r["tags"]["point"] == summary.key and r["status"] == "ok"
+                and not r["tags"].get("warmup")]
+        curve = cdf_curve(mine, summary, "frame_latency_ms")
+        assert curve is not None
+        xs, ys, _ = curve
+        assert xs == sorted(r["workload"]["frame_latency_ms"] for r in mine)
+        assert ys == pytest.approx([(i + 1) / POISSON_FRAMES for i in range(POISSON_FRAMES)])
+        assert summary.n == POISSON_FRAMES and summary.frames_dropped == 0
