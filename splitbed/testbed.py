@@ -51,6 +51,7 @@ JOB_BASE_TIMEOUT_S = 300.0     # per job: session setup, model load and partitio
 INFERENCE_TIMEOUT_S = 480.0    # ... plus this per repetition
 MAX_LINE_BYTES = 8 << 20       # a metrics record is a few kB; anything near this is a broken node
 LOG_TAIL_BYTES = 4000
+EDGE_PORT = 7878               # the remote node's port in the edge namespace the Testbed made (nothing else is there)
 NODE_ENV = {"PYTHONUNBUFFERED": "1", **tfboot.QUIET_ENV}
 
 
@@ -187,9 +188,22 @@ class Testbed:
         self._pin_link()
         self.runtime = self._make_runtime(self.topology)
         deadline = time.monotonic() + self.ready_timeout_s
-        self.remote = self._start_node(self.runtime, "edge", self._remote_argv(), stdin=None)
-        self.remote_port = self._await_ready(self.remote, deadline)
-        self.local = local = self._start_node(self.runtime, "ue", self._local_argv(), stdin=_PIPE)
+        if self._overlapped_start():
+            # Both nodes load their models at once (each on its own CPUs when pinned): the local node learns the
+            # remote's port before the remote is ready because the port is fixed in the edge's own namespace,
+            # and it connects only at its first job, after the ready line below.
+            self.remote = self._start_node(self.runtime, "edge", self._remote_argv(EDGE_PORT), stdin=None)
+            self.remote_port = EDGE_PORT
+            preload = [arg for model in self.models for arg in ("--preload", model)]
+            self.local = local = self._start_node(self.runtime, "ue", self._local_argv() + preload, stdin=_PIPE)
+            announced = self._await_ready(self.remote, deadline)
+            if announced != EDGE_PORT:
+                raise TestbedError(f"the remote node listens on port {announced}, not the {EDGE_PORT} it was given"
+                                   + self._tails())
+        else:
+            self.remote = self._start_node(self.runtime, "edge", self._remote_argv(), stdin=None)
+            self.remote_port = self._await_ready(self.remote, deadline)
+            self.local = local = self._start_node(self.runtime, "ue", self._local_argv(), stdin=_PIPE)
         threading.Thread(target=_pump, args=(local.stdout, self._lines), name="testbed-local-stdout",
                          daemon=True).start()
         if self.warmup:
@@ -301,9 +315,15 @@ class Testbed:
     def _runtime_describe(self) -> dict[str, Any]:
         return self.runtime.describe() if self.runtime is not None else {"runtime": self._runtime_name()}
 
-    def _remote_argv(self) -> list[str]:
+    def _overlapped_start(self) -> bool:
+        """Whether the local node may start before the remote is ready: over TCP (a QUIC local node needs the
+        certificate of the remote's ready line), on a topology of this Testbed's own (nothing else listens in its
+        edge namespace) and unless the caller chose the remote's port."""
+        return self.transport == "tcp" and isinstance(self.runtime_spec, str) and "--port" not in self.remote_args
+
+    def _remote_argv(self, port: int = 0) -> list[str]:
         assert self.topology is not None
-        argv = python_module("splitbed", "remote-node", "--host", self.topology.edge_addr, "--port", "0",
+        argv = python_module("splitbed", "remote-node", "--host", self.topology.edge_addr, "--port", str(port),
                              "--weights", self.weights, "--device", self.edge_device, python=self.python)
         for model in self.models:
             argv += ["--model", model]
