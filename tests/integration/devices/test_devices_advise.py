@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,11 @@ def timed_like_the_edge_node(model: str, partitions: list[str]) -> ModelTiming:
     return ModelTiming(**{**data, "partitions": tuple(PartitionTiming(**p) for p in data["partitions"])})
 
 
+def _median(figures: dict[str, Any], key: str) -> float:
+    value = figures[key].median
+    return float("nan") if value is None else float(value)
+
+
 @pytest.fixture(scope="module")
 def offline() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
@@ -74,10 +80,18 @@ def test_advise_and_the_sweep_agree_on_vgg16s_best_partition_on_a_phone(offline:
         result = compare(predictions, measured)
         late = sum(s.ue_late_records for s in summaries if s.profile == profile)
         mechanisms = sorted({s.ue_mechanism for s in mine})
+        # each part next to what the records measured for it: the link model (uplink vs delivery_ms, downlink vs
+        # downlink_ms) apart from the edge's compute on this host (remote vs remote_processing_ms), which drifts
+        # with the host's load between the timing above and the sweep
+        figures = {s.partition: s.figures for s in mine}
+
         report.append(f"{profile}: predicted best {result.predicted_best}, measured best {result.measured_best}, "
                       f"Spearman {result.spearman:.2f}, UE {mechanisms}, late stretches {late}\n" + "\n".join(
-                          f"  {p.partition:>13} predicted {p.e2e_ms:7.1f} ms  measured {m.median_ms:7.1f} "
-                          f"[{m.low_ms:.1f}, {m.high_ms:.1f}]" for p, m in result.rows))
+                          f"  {p.partition:>13} e2e predicted {p.e2e_ms:7.1f} ms measured {m.median_ms:7.1f} "
+                          f"[{m.low_ms:.1f}, {m.high_ms:.1f}] | uplink {p.uplink_ms:7.1f} / delivery "
+                          f"{_median(figures[p.partition], 'delivery_ms'):7.1f} | remote {p.remote_ms:6.1f} / "
+                          f"{_median(figures[p.partition], 'remote_processing_ms'):6.1f} | downlink {p.downlink_ms:5.1f} / "
+                          f"{_median(figures[p.partition], 'downlink_ms'):5.1f}" for p, m in result.rows))
         print(report[-1])
         records = sum(s.n for s in summaries if s.profile == profile)
         if late > records / 10:
