@@ -64,6 +64,7 @@ def test_advise_and_the_sweep_agree_on_vgg16s_best_partition_on_a_phone(offline:
 
     requires("root_or_userns", "netns")
     timing = timed_like_the_edge_node("vgg16", EXAMPLES)
+    (tmp_path / "timing.json").write_text(json.dumps(timing.to_dict()))  # kept with the records, for a later look
     spec = SweepSpec(profiles=PROFILES, models=("vgg16",), partitions=("examples",), repetitions=6, warmup=1,
                      weights="random:0", backend="userspace", ue_devices=("phone-midrange",), baselines=())
     outcome = run_sweep(spec, tmp_path / "sweep")
