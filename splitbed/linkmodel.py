@@ -116,7 +116,9 @@ def queue_segments(direction: DirectionProfile) -> float | None:
     """The bottleneck queue's limit in full frames, as both link backends apply it (netem.link.queues, the kernel's
     tbf/pfifo): the profile's byte limit over the frame size and/or its packet limit, else the default of
     1000 packets (DirectionProfile.effective_queue_packets)."""
-    limits = [float(p) for p in (direction.effective_queue_packets,) if p is not None]
+    limits = []
+    if direction.effective_queue_packets is not None:
+        limits.append(float(direction.effective_queue_packets))
     if direction.queue_bytes is not None:
         limits.append(direction.queue_bytes / (MSS_BYTES + FRAME_OVERHEAD_BYTES))
     return min(limits) if limits else None
