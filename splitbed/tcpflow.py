@@ -27,7 +27,8 @@ base RTT) running CUBIC, the congestion control the testbed pins (netem.tcp):
   so no time is charged for the recovery itself (a reduced window below the BDP costs window-limited rounds).
 - **between transfers**: the sender is idle from its last segment (which then waits in the queue and crosses
   the link) until its next send; the restart rule is splitbed.host.tcpinfo.restart_after_idle with RTO = the
-  RTT at the end of the transfer (base + queue delay) + TCP_RTO_MIN (Linux floors rttvar at it, tcp_set_rto);
+  RTT at the end of the transfer (base + queue delay) + TCP_RTO_MIN (RTO = srtt + rttvar in tcp_set_rto, and
+  tcp_rtt_estimator floors rttvar at TCP_RTO_MIN);
   CUBIC's clock pauses while idle (tcp_cubic.c shifts epoch_start on CA_EVENT_TX_START, Linux commit
   30927520dbae "tcp_cubic: better follow cubic curve after idle period").
 - **steady state**: transfers are repeated on one connection, like a sweep point (warm-ups, then the measured
