@@ -12,9 +12,10 @@ the model's time on this machine, measured as the nodes measure it (splitbed.dev
 on `host` (or without a device) it takes the time measured here. This is what the testbed's nodes emulate, so
 prediction and measurement describe the same device.
 
-Each sender restarts slow start if it sat idle longer than its RTO (splitbed.linkmodel): the uplink's sender
-idles through everything else in one cycle; the downlink's, the remote node, idles from one result to the next
-(local work, the uplink, the remote's own work). The downlink carries the RESULT message (1000 scores as JSON in
+Each transfer starts with the window the sender's earlier transfers and its idle left (splitbed.tcpflow: Linux
+halves the window once per RTO of idle): the uplink's sender idles through everything else in one cycle; the
+downlink's, the remote node, idles from one result to the next (local work, the uplink, the remote's own work).
+The downlink carries the RESULT message (1000 scores as JSON in
 the full result mode of the TensorFlow/Keras testbed contribution, docs/REFERENCES.md; the best top_k pairs in the
 default topk mode).
 """
@@ -79,7 +80,7 @@ class Prediction:
     remote_ms: float     # decode + tail (on the edge device)
     downlink_ms: float   # result transfer + local result decode
     e2e_ms: float
-    slow_start: bool
+    slow_start: bool     # the uplink pays round trips for its window (it restarts below what the transfer needs)
     head_ms: float = 0.0                 # the head on the UE device (device latency x share; host: measured)
     tail_ms: float = 0.0                 # the tail on the edge device
     compute_mj: float | None = None      # UE energy, MODEL-BASED: compute power x head_ms
@@ -121,15 +122,21 @@ def predict(timing: ModelTiming, link: LinkModel, *, ue_device: DeviceProfile | 
         tail = device_ms(edge_device, timing.model, part.tail_share, part.tail_ms, "tail")
         local = timing.preprocess_ms + head + part.encode_ms
         remote = part.decode_ms + tail
-        # Each sender sat idle since its previous transfer: everything else in one cycle (the downlink's lower
-        # bound counts the uplink's one-way delay only, which is all a restart decision needs here).
-        down_idle = timing.result_decode_ms + local + link.uplink.delay_ms + remote
-        downlink = link.downlink.transfer_ms(part.result_bytes, rtt_ms=link.rtt_ms,
-                                             slow_start=link.restarts_after(down_idle))
-        downlink += timing.result_decode_ms
-        idle = local + remote + downlink + link.uplink.delay_ms
-        slow_start = link.restarts_after(idle)
-        uplink = link.uplink.transfer_ms(part.uplink_bytes, rtt_ms=link.rtt_ms, slow_start=slow_start)
+        # Each sender's window is what its earlier transfers and the idle between them left (splitbed.tcpflow). The
+        # uplink's sender waits from its delivery through the rest of the cycle; the downlink's, the remote node,
+        # from one RESULT's delivery to the next (the local work, the uplink, its own work). Each idle depends on
+        # the other direction's transfer: start the downlink's from the uplink's one-way delay alone, then settle.
+        uplink_ms = link.uplink.delay_ms
+        for _ in range(2):
+            down = link.downlink.steady_transfer(part.result_bytes, rtt_ms=link.rtt_ms,
+                                                 between_ms=timing.result_decode_ms + local + uplink_ms + remote,
+                                                 slow_start_after_idle=link.slow_start_after_idle)
+            downlink = down.ms + timing.result_decode_ms
+            up = link.uplink.steady_transfer(part.uplink_bytes, rtt_ms=link.rtt_ms,
+                                             between_ms=remote + downlink + local,
+                                             slow_start_after_idle=link.slow_start_after_idle)
+            uplink_ms = up.ms
+        uplink, slow_start = uplink_ms, up.pays_round_trips
         compute_mj = radio_mj = None
         if ue_device is not None and ue_device.compute_power is not None:
             compute_mj = ue_device.compute_power.watts * head

@@ -3,10 +3,10 @@ over one direction of a link profile (docs/SWEEP.md, "Advisor").
 
 - one-way delay + frames on the wire (1448-byte TCP segments + 66 bytes of TCP/IP/Ethernet headers, the bytes a
   rate limit counts) at the profile's rate;
-- if the sender sat idle longer than its RTO since its last transfer (Linux: smoothed RTT + at least
-  TCP_RTO_MIN = 200 ms, so RTT + 200 ms) and the kernel restarts slow start after idle (Linux default), the
-  transfer starts again from an initial window of 10 segments (RFC 6928), doubling each round trip until the
-  window covers the bandwidth-delay product; or from the window read off the sender's socket (`SendWindow`);
+- the window a transfer starts with: in a steady stream of inferences, what the earlier transfers and the idle
+  between them leave (`steady_transfer_ms`, splitbed.tcpflow: Linux CUBIC over the profile's rate, queue limit and
+  RTT; after an idle longer than the RTO the kernel halves the window once per RTO, it does not reset it); or
+  the window read off the sender's socket (`SendWindow`, `transfer_ms`);
 - unshaped directions use `unshaped_rate_mbit` (None: no transmission time, but still the round trips of a
   restarted window);
 - trace-driven directions take each transmission's median time over evenly spaced start phases of the trace
@@ -30,12 +30,17 @@ import numpy as np
 from netem.profile import DirectionProfile, LinkProfile
 from netem.trace import MahimahiTrace, Trace, delivery_ms, start_phases_ms
 from netem.trace import load as load_trace
+from splitbed.tcpflow import (
+    FRAME_OVERHEAD_BYTES,
+    INITIAL_WINDOW_SEGMENTS,
+    MIN_RTO_MS,
+    MSS_BYTES,
+    Bottleneck,
+    SteadyTransfer,
+    steady_transfer,
+)
 
-MSS_BYTES = 1448               # TCP payload per segment: 1500 MTU - 20 IP - 32 TCP (with timestamps)
-FRAME_OVERHEAD_BYTES = 66      # 14 Ethernet + 20 IP + 32 TCP: what a rate limit counts on top of the payload
 ETHERNET_HEADER_BYTES = 14     # not counted by a mahimahi trace, which counts IP packets
-INITIAL_WINDOW_SEGMENTS = 10   # Linux initial congestion window (RFC 6928)
-MIN_RTO_MS = 200.0             # Linux TCP_RTO_MIN
 SLOW_START_SYSCTL = Path("/proc/sys/net/ipv4/tcp_slow_start_after_idle")
 
 
@@ -45,12 +50,14 @@ class DirectionModel:
 
     `trace`: a capacity trace the direction follows; transmission times then come from the trace itself (the
     median over start phases, netem.trace.delivery_ms) and `rate_mbit` is the rate the link has at the median
-    start phase, used only to size the bandwidth-delay product."""
+    start phase, used only to size the bandwidth-delay product and the queue's delay.
+    `queue_segments`: the bottleneck's drop-tail limit in full frames (None: no limit)."""
 
     rate_mbit: float | None
     delay_ms: float
     rate_note: str = ""
     trace: Trace | None = field(default=None, compare=False, repr=False)
+    queue_segments: float | None = None
 
     @classmethod
     def from_profile(cls, direction: DirectionProfile, unshaped_rate_mbit: float | None) -> DirectionModel:
@@ -59,12 +66,13 @@ class DirectionModel:
             typical = trace_rate_at_median_phase(trace)
             note = (f"trace, {typical:.1f} Mbit/s at the median of {len(start_phases_ms(trace))} start phases; "
                     f"mean {trace.mean_rate_mbit():.1f}")
-            return cls(typical, direction.delay_ms, note, trace)
+            return cls(typical, direction.delay_ms, note, trace, queue_segments(direction))
         if direction.rate_mbit is None:
             note = "unshaped: no transmission time" if unshaped_rate_mbit is None else \
                 f"unshaped: taken as {unshaped_rate_mbit:g} Mbit/s"
             return cls(unshaped_rate_mbit, direction.delay_ms, note)
-        return cls(direction.rate_mbit, direction.delay_ms, f"{direction.rate_mbit:g} Mbit/s")
+        return cls(direction.rate_mbit, direction.delay_ms, f"{direction.rate_mbit:g} Mbit/s", None,
+                   queue_segments(direction))
 
     def serialisation_ms(self, payload_bytes: int) -> float:
         if self.trace is not None:
@@ -94,6 +102,26 @@ class DirectionModel:
             elapsed += max(rtt_ms, self.serialisation_ms(cwnd * mss))
             cwnd = window.next_cwnd(cwnd, ssthresh)
         return elapsed + self.serialisation_ms(payload_bytes - sent) + self.delay_ms
+
+    def steady_transfer(self, payload_bytes: int, *, rtt_ms: float, between_ms: float,
+                        slow_start_after_idle: bool) -> SteadyTransfer:
+        """The typical transfer of `payload_bytes` when every inference sends one on the same connection and the
+        sender waits `between_ms` from one transfer's delivery to the next one's first byte (splitbed.tcpflow)."""
+        path = Bottleneck(self.rate_mbit, rtt_ms, self.queue_segments)
+        return steady_transfer(path, payload_bytes, delay_ms=self.delay_ms, between_ms=between_ms,
+                               restart=slow_start_after_idle, serialisation_ms=self.serialisation_ms)
+
+
+def queue_segments(direction: DirectionProfile) -> float | None:
+    """The bottleneck queue's limit in full frames, as both link backends apply it (netem.link.queues, the kernel's
+    tbf/pfifo): the profile's byte limit over the frame size and/or its packet limit, else the default of
+    1000 packets (DirectionProfile.effective_queue_packets)."""
+    limits = []
+    if direction.effective_queue_packets is not None:
+        limits.append(float(direction.effective_queue_packets))
+    if direction.queue_bytes is not None:
+        limits.append(direction.queue_bytes / (MSS_BYTES + FRAME_OVERHEAD_BYTES))
+    return min(limits) if limits else None
 
 
 @dataclass(frozen=True)

@@ -195,9 +195,10 @@ def _table(model: str, profile: str, link: Any, predictions: list[Any], comparis
         styles.append("bold" if rank == 1 else None)
     caption = None
     if any(p.slow_start for p in predictions):
-        caption = ("+ = TCP restarts from its initial window (slow start) before this transfer: the link idles "
-                   "longer than a retransmission timeout while the UE computes, and Linux then resets the window "
-                   "(net.ipv4.tcp_slow_start_after_idle = 1); the prediction adds those round trips")
+        caption = ("+ = the uplink transfer pays round trips for its TCP window: after the idle of each cycle "
+                   "Linux halves the window once per retransmission timeout (net.ipv4.tcp_slow_start_after_idle "
+                   "= 1), and it starts below what the transfer or the link's bandwidth-delay product needs; the "
+                   "prediction adds those round trips")
     title = (f"{model} on {profile} (uplink {link.uplink.rate_note}, {link.uplink.delay_ms:g} ms; radio "
              f"{link.radio or 'not stated'}), UE {ue}, edge {edge}: predicted, ranked by {objective}")
     return fit_table(title, columns, rows, wide=wide, styles=styles, caption=caption, box=box.SIMPLE_HEAD)

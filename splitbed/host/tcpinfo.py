@@ -92,25 +92,35 @@ class TcpState:
         return cls(**values)
 
     def send_window_segments(self, *, slow_start_after_idle: bool, initial_window: int = 10) -> tuple[int, int | None]:
-        """(cwnd, ssthresh) the next transfer starts with, after the kernel's restart-after-idle rule.
+        """(cwnd, ssthresh) the next transfer starts with, after the kernel's restart-after-idle rule
+        (`restart_after_idle`). Algorithms with their own control loop (BBR) skip that rule, and so does a sender
+        with data still in flight."""
+        if not slow_start_after_idle or self.congestion_control in OWN_CONTROL_LOOP or self.unacked_segments:
+            return self.cwnd_segments, self.ssthresh_segments
+        return restart_after_idle(self.cwnd_segments, self.ssthresh_segments, self.idle_ms, self.rto_ms,
+                                  in_reduction=self.ca_state in ("cwr", "recovery"), initial_window=initial_window)
 
-        Linux (tcp_cwnd_restart, when nothing is in flight and the sender sat idle longer than the RTO): the
-        threshold becomes tcp_current_ssthresh(), i.e. max(ssthresh, 3/4 cwnd) unless the connection is in a
-        window reduction (CWR or Recovery), where it stays; an infinite threshold (None: no loss yet) stays
-        infinite, so the window doubles again from the restart. cwnd halves once per RTO that elapsed, but not
-        below min(initial window, cwnd). Algorithms with their own control loop (BBR) skip that rule."""
-        cwnd, ssthresh = self.cwnd_segments, self.ssthresh_segments
-        if (not slow_start_after_idle or self.congestion_control in OWN_CONTROL_LOOP or self.unacked_segments
-                or self.idle_ms <= self.rto_ms or self.rto_ms <= 0):
-            return cwnd, ssthresh
-        if ssthresh is not None and self.ca_state not in ("cwr", "recovery"):
-            ssthresh = max(ssthresh, (cwnd >> 1) + (cwnd >> 2))
-        floor = min(initial_window, cwnd)
-        delta = self.idle_ms - self.rto_ms
-        while delta > 0 and cwnd > floor:
-            cwnd >>= 1
-            delta -= self.rto_ms
-        return max(cwnd, floor), ssthresh
+
+def restart_after_idle(cwnd: int, ssthresh: int | None, idle_ms: float, rto_ms: float, *, in_reduction: bool = False,
+                       initial_window: int = 10) -> tuple[int, int | None]:
+    """(cwnd, ssthresh) of a sender that sat idle `idle_ms` with nothing in flight, as Linux leaves them
+    (tcp_cwnd_restart in net/ipv4/tcp_output.c, run when net.ipv4.tcp_slow_start_after_idle = 1; RFC 2861).
+
+    Nothing changes unless the idle exceeded the RTO. Then the threshold becomes tcp_current_ssthresh(), i.e.
+    max(ssthresh, 3/4 cwnd) unless the connection is in a window reduction (CWR or Recovery), where it stays; an
+    infinite threshold (None: no loss yet) stays infinite, so the window doubles again from the restart. cwnd
+    halves once per RTO that elapsed, but not below min(initial window, cwnd): the window is NOT reset to the
+    initial window after one RTO, so a window far above the bandwidth-delay product survives a short idle."""
+    if idle_ms <= rto_ms or rto_ms <= 0:
+        return cwnd, ssthresh
+    if ssthresh is not None and not in_reduction:
+        ssthresh = max(ssthresh, (cwnd >> 1) + (cwnd >> 2))
+    floor = min(initial_window, cwnd)
+    delta = idle_ms - rto_ms
+    while delta > 0 and cwnd > floor:
+        cwnd >>= 1
+        delta -= rto_ms
+    return max(cwnd, floor), ssthresh
 
 
 # Compiled once: the nodes read the state around every inference, inside its measured windows.
