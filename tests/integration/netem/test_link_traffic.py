@@ -1,6 +1,6 @@
-"""Real traffic through the userspace link (ping, iperf3): the issue's bars, traces, live changes, drops.
+"""Real traffic through the userspace link (ping, iperf3): the link's bars, traces, live changes, drops.
 
-Bars checked here (issue 4, userspace link): added RTT within 0.5 ms of 2 x delay at p99 while carrying
+Bars checked here (userspace link): added RTT within 0.5 ms of 2 x delay at p99 while carrying
 144 Mbit/s; TCP goodput of a 10 MB transfer after slow start in [90 %, 100 %] of the rate (and never above
 the 1448/1514 payload ceiling, which would mean the link counts too few bytes); losses equal to the link's
 own count and inside the binomial 99 % interval. The default tests take seconds; longer runs are `slow`.
