@@ -64,24 +64,30 @@ def read_counters(stat: Path = PROC_STAT, psi: Path = PSI_CPU) -> HostCpuCounter
     return parse_counters(_read(stat), _read(psi))
 
 
-def parse_counters(stat_text: str | None, psi_text: str | None) -> HostCpuCounters:
+def parse_counters(stat_text: str | bytes | None, psi_text: str | bytes | None) -> HostCpuCounters:
     """The counters from the texts of /proc/stat and /proc/pressure/cpu (None: unreadable), for a reader that
-    keeps those files open (netem.procfile)."""
+    keeps those files open (netem.procfile); raw bytes are taken as they are read, and only their first lines
+    are decoded (the rest of /proc/stat, a per-CPU and per-interrupt breakdown, is not used)."""
     steal = every = wait = None
     try:
         if stat_text is not None:
-            fields = [int(x) for x in stat_text.split("\n", 1)[0].split()[1:]]
+            fields = [int(x) for x in _first_line(stat_text).split()[1:]]
             if len(fields) > STEAL_FIELD:
                 steal, every = fields[STEAL_FIELD], sum(fields[: STEAL_FIELD + 1])
     except ValueError:
         pass
     try:
         if psi_text is not None:
-            some = psi_text.split("\n", 1)[0]
-            wait = int(some.rsplit("total=", 1)[1])
+            wait = int(_first_line(psi_text).rsplit("total=", 1)[1])
     except (IndexError, ValueError):
         pass
     return HostCpuCounters(steal_jiffies=steal, all_jiffies=every, cpu_wait_us=wait)
+
+
+def _first_line(text: str | bytes) -> str:
+    if isinstance(text, bytes):
+        return text.split(b"\n", 1)[0].decode("ascii", "replace")
+    return text.split("\n", 1)[0]
 
 
 def _read(path: Path) -> str | None:

@@ -16,7 +16,6 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from splitbed.host.tcpinfo import try_read_state
 from splitbed.nodes import messages as m
 from splitbed.nodes import rxstamp
 from splitbed.nodes.admission import Slot
@@ -203,7 +202,7 @@ class EdgeConnection:
                             tail_start_ns=t_tail, tail_end_ns=t_tail_end, lock_request_ns=t_lock,
                             queue_ms=(t_locked - t_lock) / 1e6, built_ms=built_now, resources=dict(resources),
                             concurrent_sessions=state.active_sessions(),
-                            downlink_tcp=try_read_state(self.conn),  # the window the RESULT starts with
+                            downlink_tcp=self.rx.info.state(self.rx.info.read()),  # the window the RESULT starts with
                             last_byte_kernel=last_byte_kernel, out_of_order=out_of_order, end_reason=no_stamp_reason,
                             inference_call=state.runner.inference_call(self.machine.model), edge_run=edge_run)
 

@@ -173,15 +173,15 @@ class EdgeSession:
         self._answered(request)
         self._release_unit()
         select = self._selection()
-        row = np.asarray(preds, dtype=np.float64).reshape(preds.shape[0], -1)[0]
-        order = np.argsort(row, kind="stable")[::-1][: select.top_k]
+        row = np.asarray(preds).reshape(preds.shape[0], -1)[0]  # the scores as the tail gave them: float(x) is exact
+        top = m.top_classes(row, select.top_k)
         stamps = {"remote_first_byte": request.first_byte_ns, "remote_last_byte": request.last_byte_ns,
                   "remote_lock_request": lock_request_ns, "remote_tail_start": tail_start_ns,
                   "remote_tail_end": tail_end_ns, "remote_last_byte_kernel": last_byte_kernel}
         body: dict[str, Any] = {
             "after_unit": request.after_unit, "seq": request.seq, "model": select.model,
             "partition_id": partition_id, "partition_name": partition_name,
-            "top": [[int(i), float(row[i])] for i in order],
+            "top": [[i, score] for i, score in top],
             "remote_model_inference_time": (tail_end_ns - tail_start_ns) / 1e9,
             "remote_inference_ms": (tail_end_ns - tail_start_ns) / 1e6,
             "remote_decode_ms": request.decode_ms, "remote_queue_wait_ms": queue_ms,

@@ -7,6 +7,7 @@ Local side: AIPS and data-unit encoding, and the JSON baseline carriage.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class FormatSession:
 
     def __init__(self, max_unit_bytes: int) -> None:
         self.decoder = fmt.Decoder(max_unit_size=max_unit_bytes)
+        self._cost: tuple[Aips, int] | None = None
 
     def feed(self, data: bytes | memoryview) -> None:
         self.decoder.feed(data)
@@ -111,8 +113,16 @@ class FormatSession:
         held = length + (length >> 3) + 64
         aips = self.decoder.active_aips
         if unit_type == fmt.UnitType.INTERMEDIATE_DATA and aips is not None:
-            held += decode_bytes(aips) + aips.decoded_size
+            held += self._decode_cost(aips)
         return held
+
+    def _decode_cost(self, aips: Aips) -> int:
+        """decode_bytes(aips) + aips.decoded_size, worked out once per AIPS: every data unit of a session
+        usually refers to the same one, and this sits between its last byte and the tail."""
+        cached = self._cost
+        if cached is None or cached[0] is not aips:
+            cached = self._cost = (aips, decode_bytes(aips) + aips.decoded_size)
+        return cached[1]
 
     def _lifecycle(self) -> list[dict[str, Any]]:
         return self.drain().events
@@ -153,6 +163,15 @@ def profile_id(name_or_id: str | int) -> tuple[int, str]:
 def profile_lossless(name_or_id: str | int) -> bool:
     pid, _ = profile_id(name_or_id)
     return bool(PROFILES[pid].lossless)
+
+
+@functools.lru_cache(maxsize=32)
+def wire_dtype(dtype: np.dtype) -> fmt.DType | None:
+    """The format's element type of a numpy dtype (None where it has none: building an AIPS then says why)."""
+    try:
+        return fmt.DType.from_numpy(dtype)
+    except FormatError:
+        return None
 
 
 def build_aips(aips_id: int, partition_id: int, arrays: Sequence[np.ndarray], profile: int) -> Aips:

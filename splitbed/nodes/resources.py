@@ -52,9 +52,13 @@ except ModuleNotFoundError:  # Python 3.10
 POWERCAP_ROOT = Path("/sys/class/powercap")
 CLEAR_REFS = Path("/proc/self/clear_refs")
 PROC_STATUS = Path("/proc/self/status")
+PROC_STATM = Path("/proc/self/statm")
 POWER_DATA = Path(__file__).with_name("data") / "power.toml"
 SAMPLER_INTERVAL_S = 0.002
 _HWM_RE = re.compile(rb"VmHWM:\s+(\d+) kB")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+SAMPLER_METHOD = f"sampler: RSS polled every {SAMPLER_INTERVAL_S * 1000:g} ms (may miss shorter spikes)"
+VMHWM_METHOD = "vmhwm-reset: kernel high-water mark of resident memory, reset at window start"
 _RSS_RE = re.compile(rb"VmRSS:\s+(\d+) kB")
 
 
@@ -187,6 +191,30 @@ def rapl_delta_mj(start: RaplReading, stop: RaplReading) -> tuple[float | None, 
     return total_uj / 1000.0, "RAPL package energy over the window (whole package: every process on it)"
 
 
+class RaplCounters:
+    """The package counters a meter reads at both edges of every window. The zones are looked for once: a
+    powercap driver does not appear or vanish while a node runs, and neither does the right to read it. Where the
+    first probe found none (a VM here) the reason is fixed and no window reads anything; where it found some,
+    their files are kept open and re-read (netem.procfile)."""
+
+    def __init__(self, root: Path = POWERCAP_ROOT) -> None:
+        probe = read_rapl(root)
+        self._none = RaplReading({}, probe.reason) if not probe.counters_uj else None
+        self._files = {zone: KeptFile(zone / "energy_uj") for zone in probe.counters_uj}
+
+    def read(self) -> RaplReading:
+        if self._none is not None:
+            return self._none
+        counters: dict[Path, int] = {}
+        for zone, kept in self._files.items():
+            data = kept.read_bytes()
+            try:
+                counters[zone] = int(data or b"")
+            except ValueError:
+                return RaplReading({}, f"RAPL not readable: {zone / 'energy_uj'} gave {data!r}")
+        return RaplReading(counters, "")
+
+
 @dataclass
 class WindowStart:
     wall_ns: int
@@ -238,6 +266,9 @@ class ResourceMeter:
         self.cores = usable_cores()
         self.cpu_limit = cgroup.cpu_limit_cores()
         self.cpu_stat = cgroup.cpu_stat_file()  # found once: the window's edges only read it
+        self.rapl = RaplCounters()
+        self.estimate_method = (f"ESTIMATE, not a measurement: cpu_time_ms x {self.power.watts_per_busy_core} W "
+                                f"per busy core ({self.power.source})")
         self._files: _ProcFiles | None = None
 
     def files(self) -> _ProcFiles:
@@ -249,23 +280,23 @@ class ResourceMeter:
 
     def start(self) -> WindowStart:
         files = self.files()
-        # Reset first, then one read of the status gives the start RSS and proves the high-water mark exists.
-        wrote = files.clear_refs.write(b"5")
-        status = files.status.read_bytes()
-        rss = _status_kb(status, _RSS_RE)
-        if rss is None:
-            rss = current_rss_bytes()
-        hwm_reset = wrote and _status_kb(status, _HWM_RE) is not None
+        # Reset first, then read the resident size the window starts from (statm: the same counter as VmRSS,
+        # without the rest of /proc/self/status); the high-water mark's presence was checked once (_ProcFiles).
+        hwm_reset = files.clear_refs.write(b"5") and files.has_hwm
         if self.peak_method == "vmhwm-reset" and not hwm_reset:
             raise OSError(f"cannot reset the resident high-water mark through {CLEAR_REFS}")
+        rss = files.rss_bytes()
+        if rss is None:
+            rss = current_rss_bytes()
         sampler = None
         if not hwm_reset:
             sampler = _RssSampler()
             sampler.start()
-        rapl = read_rapl()
+        rapl = self.rapl.read()
         throttled = files.throttled_ns()
+        host = files.host_counters()
         return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled,
-                           files.host_counters(), _pauses())
+                           host, _pauses())
 
     def stop(self, start: WindowStart) -> ResourceFigures:
         cpu_ns = time.process_time_ns() - start.cpu_ns
@@ -274,13 +305,13 @@ class ResourceMeter:
         throttled = files.throttled_ns()
         host = files.host_counters()
         pauses = _pauses()
-        rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, read_rapl())
+        rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, self.rapl.read())
         if start.sampler is not None:
             peak = start.sampler.finish()
-            method = f"sampler: RSS polled every {SAMPLER_INTERVAL_S * 1000:g} ms (may miss shorter spikes)"
+            method = SAMPLER_METHOD
         else:
             peak = _status_kb(files.status.read_bytes(), _HWM_RE) or current_rss_bytes()
-            method = "vmhwm-reset: kernel high-water mark of resident memory, reset at window start"
+            method = VMHWM_METHOD
         cpu_ms = cpu_ns / 1e6
         utilisation = 100.0 * cpu_ns / wall_ns
         return ResourceFigures(
@@ -300,8 +331,7 @@ class ResourceMeter:
             energy_rapl_mj=rapl_mj,
             energy_rapl_reason=rapl_reason,
             energy_estimate_mj=cpu_ms * self.power.watts_per_busy_core,
-            energy_estimate_method=(f"ESTIMATE, not a measurement: cpu_time_ms x {self.power.watts_per_busy_core} W "
-                                    f"per busy core ({self.power.source})"),
+            energy_estimate_method=self.estimate_method,
             **host_cpu_figures(start.host, host),
             gc_collections=pauses[0] - start.pauses[0],
             gc_ms=(pauses[1] - start.pauses[1]) / 1e6,
@@ -335,24 +365,46 @@ def host_cpu_figures(start: HostCpuCounters | None, stop: HostCpuCounters) -> Ho
 class _ProcFiles:
     """What a meter reads at both edges of every window, kept open and re-read with pread (netem.procfile): the
     window's edges sit between the decoded tensors and the tail, and between the tail and the RESULT, so their
-    cost is part of the testbed's own share of each inference (docs/METRICS.md)."""
+    cost is part of the testbed's own share of each inference (docs/METRICS.md). Each read there follows a model
+    call that left the caches cold, so the edges read as few files as the figures need and parse only the lines
+    they use."""
 
     def __init__(self, cpu_stat: Path | None, *, clear_refs: bool) -> None:
         self.pid = os.getpid()
         self.status = KeptFile(PROC_STATUS)
+        self.statm = KeptFile(PROC_STATM)
         self.clear_refs = KeptFile(CLEAR_REFS if clear_refs else None, write=True)
         self.cpu_stat = KeptFile(cpu_stat)
         self.stat = KeptFile(PROC_STAT)
         self.psi = KeptFile(PSI_CPU)
+        # the kernel keeps a high-water mark (Linux >= 2.6.31 has VmHWM): whether it does never changes
+        self.has_hwm = _status_kb(self.status.read_bytes(), _HWM_RE) is not None
+
+    def rss_bytes(self) -> int | None:
+        """Resident bytes now: statm's second field (pages), the counter status reports as VmRSS."""
+        data = self.statm.read_bytes()
+        try:
+            return int(data.split(None, 2)[1]) * PAGE_BYTES if data else None
+        except (IndexError, ValueError):
+            return None
 
     def throttled_ns(self) -> int | None:
-        counters = cgroup.parse_cpu_stat(self.cpu_stat.read_text())
-        return None if counters is None else counters["throttled_ns"]
+        data = self.cpu_stat.read_bytes()
+        if not data or b"nr_throttled" not in data:
+            return None  # no file, or one without the counters (cgroup v2's root): cgroup.parse_cpu_stat's None
+        match = _THROTTLED_RE.search(data)
+        if match is None:
+            return 0
+        return int(match.group(2)) * (1000 if match.group(1) == b"usec" else 1)
 
     def host_counters(self) -> HostCpuCounters:
         if not self.stat.open:
             return read_counters()
-        return parse_counters(self.stat.read_text(), self.psi.read_text())
+        return parse_counters(self.stat.read_bytes(), self.psi.read_bytes())
+
+
+# cpu.stat's throttled time: throttled_usec (cgroup v2) or throttled_time in ns (v1), as cgroup.parse_cpu_stat reads it
+_THROTTLED_RE = re.compile(rb"^throttled_(usec|time) (\d+)$", re.MULTILINE)
 
 
 def _status_kb(status: bytes | None, pattern: re.Pattern[bytes]) -> int | None:

@@ -27,7 +27,7 @@ import socket
 import struct
 import time
 
-from splitbed.host.tcpinfo import out_of_order_packets
+from splitbed.host.tcpinfo import SocketInfo, out_of_order_in
 from splitbed.nodes.clock import now_ns
 
 # SO_TIMESTAMPNS (= SCM_TIMESTAMPNS): 35 in asm-generic/socket.h, which x86, arm, arm64, riscv, powerpc, s390,
@@ -97,13 +97,21 @@ def recv_into(sock: socket.socket, buf: bytearray, enabled: bool) -> tuple[int, 
 def recv_into_explained(sock: socket.socket, buf: bytearray,
                         enabled: bool) -> tuple[int, int, int | None, str | None]:
     """`recv_into`, plus why no stamp came (one of END_REASONS; None when there is a stamp)."""
+    return _recv_into(sock, buf, enabled)[:4]
+
+
+def _recv_into(sock: socket.socket, buf: bytearray,
+               enabled: bool) -> tuple[int, int, int | None, str | None, int | None]:
+    """`recv_into_explained`, plus the REALTIME - MONOTONIC offset read after the call (None when not stamping),
+    which the ReceiveClock compares with its mark's to see a wall-clock step."""
     if not enabled:
         n = sock.recv_into(buf)
-        return n, now_ns(), None, STAMPING_OFF
+        return n, now_ns(), None, STAMPING_OFF, None
     n, ancillary, _flags, _addr = sock.recvmsg_into([buf], ANCILLARY_BYTES)
     t_read = now_ns()
-    stamp, why = _kernel_stamp(ancillary, wall_offset_ns(), t_read)
-    return n, t_read, stamp, why
+    offset = wall_offset_ns()
+    stamp, why = _kernel_stamp(ancillary, offset, t_read)
+    return n, t_read, stamp, why, offset
 
 
 def _kernel_stamp(ancillary: list[tuple[int, int, bytes]], realtime_minus_monotonic: int,
@@ -126,24 +134,26 @@ class ReceiveClock:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.info = SocketInfo(sock)  # TCP_INFO: out-of-order counts here, the sender's state for the nodes
         self.enabled = enable(sock)
         self.off_reason = STAMPING_OFF  # why there are no stamps when not enabled
         self.kernel_ns: int | None = None  # the latest read's kernel stamp
         self.no_stamp_reason: str | None = None  # why the latest read came without one (END_REASONS)
-        self._out_of_order_mark = out_of_order_packets(sock)
+        self._out_of_order_mark = out_of_order_in(self.info.read())
         self._offset_mark = wall_offset_ns()
         self.clock_stepped = False  # the wall clock was stepped since mark(): no stamp can be converted
 
     def recv_into(self, buf: bytearray) -> tuple[int, int]:
         """``sock.recv_into(buf)``; returns (bytes read, CLOCK_MONOTONIC ns of the read)."""
-        n, t_read, self.kernel_ns, self.no_stamp_reason = recv_into_explained(self.sock, buf, self.enabled)
-        if abs(wall_offset_ns() - self._offset_mark) > STEP_TOLERANCE_NS:
+        n, t_read, self.kernel_ns, self.no_stamp_reason, offset = _recv_into(self.sock, buf, self.enabled)
+        if abs((wall_offset_ns() if offset is None else offset) - self._offset_mark) > STEP_TOLERANCE_NS:
             self.clock_stepped = True
         return n, t_read
 
-    def mark(self) -> None:
-        """A transfer begins: out-of-order packets and wall-clock steps are counted from here."""
-        self._out_of_order_mark = out_of_order_packets(self.sock)
+    def mark(self, tcp_info: bytes | None = None) -> None:
+        """A transfer begins: out-of-order packets and wall-clock steps are counted from here. ``tcp_info``: a
+        TCP_INFO buffer just read (``info.read()``) by a caller that also wants the sender's state now."""
+        self._out_of_order_mark = out_of_order_in(self.info.read() if tcp_info is None else tcp_info)
         self._offset_mark = wall_offset_ns()
         self.clock_stepped = False
 
@@ -153,7 +163,7 @@ class ReceiveClock:
         order since mark(), None where the kernel does not count them; why there is no stamp, one of END_REASONS,
         None when there is one). No stamp either when the wall clock was stepped since mark().
         ``missing_reason``: why ``kernel_ns`` is None (default: why the latest read had no stamp)."""
-        now = out_of_order_packets(self.sock)
+        now = out_of_order_in(self.info.read())
         late = None if now is None or self._out_of_order_mark is None else \
             (now - self._out_of_order_mark) & 0xFFFFFFFF  # a u32 counter
         if not self.enabled:

@@ -33,8 +33,9 @@ class UeTransport(Protocol):
         stamp)."""
         ...
 
-    def mark(self) -> None:
-        """A transfer starts now: the next reply's out-of-order count begins here."""
+    def mark(self) -> dict[str, Any] | None:
+        """A transfer starts now: the next reply's out-of-order count begins here. Returns the sender's
+        congestion state at this moment, as tcp_state() does (TCP reads both with one TCP_INFO call)."""
         ...
 
     def tcp_state(self) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from splitbed.host.tcpinfo import try_read_state
 from splitbed.nodes import messages, rxstamp
 from splitbed.nodes.errors import NodeTimeout, PeerClosed, ProtocolError, RemoteError
 from splitbed.nodes.messages import Message
@@ -159,13 +158,18 @@ class TcpTransport:
         mark(), and why there is no stamp (rxstamp.END_REASONS)."""
         return self.reader.rx.arrival(self.reader.kernel_ns, self.reader.no_stamp_reason)
 
-    def mark(self) -> None:
-        """A transfer starts: count the reply's out-of-order packets from here."""
-        self.reader.rx.mark()
+    def mark(self) -> dict[str, Any] | None:
+        """A transfer starts: count the reply's out-of-order packets from here. Returns the TCP state at this
+        moment (tcp_state()), from the same TCP_INFO reading."""
+        info = self.reader.rx.info
+        raw = info.read()
+        self.reader.rx.mark(raw)
+        return info.state(raw)
 
     def tcp_state(self) -> dict[str, Any] | None:
         """TCP_INFO of the connection now (the window a transfer starts with), None where unreadable."""
-        return try_read_state(self.sock)
+        info = self.reader.rx.info
+        return info.state(info.read())
 
     def close(self) -> None:
         try:
