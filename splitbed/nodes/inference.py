@@ -210,11 +210,12 @@ class Inference:
         self._local_figures()
         first_send, result_in = stamps["local_first_send"], stamps["local_result_received"]
         assert first_send is not None and result_in is not None
+        figures = result.figures  # the RESULT's own checks (ProtocolError: an error record, as before local_end)
         transfer = Transfer.derive(first_send=first_send, result_read=result_in,
                                    result_kernel=stamps.get("local_result_received_kernel"),
-                                   last_byte_read=result.stamps["remote_last_byte"],
-                                   last_byte_kernel=result.last_byte_kernel,
-                                   result_send=result.stamps["remote_result_send"],
+                                   last_byte_read=figures.stamps["remote_last_byte"],
+                                   last_byte_kernel=figures.last_byte_kernel,
+                                   result_send=figures.stamps["remote_result_send"],
                                    offset_ns=s.clock["offset_ns"], uncertainty_ns=s.clock["offset_uncertainty_ns"])
         record.add_result(rec, result, transfer, earlier)
         seg = LocalSegments.derive(stamps)
@@ -223,7 +224,7 @@ class Inference:
         rec["delivery_check"] = self._delivery_check()  # after local_end: not part of any figure
         try:
             rec["edge_device"] = with_run(s.edge_devices.get((self.plan.partition_id, self.plan.input_size)),
-                                          result.body.get("edge_run"), result.remote_inference_ms)
+                                          result.body.get("edge_run"), figures.remote_inference_ms)
         except ValueError as exc:
             raise ProtocolError("bad_control_message", f"edge device (PREPARED, RESULT edge_run): {exc}") from None
         runner_device = self.node.runner.device

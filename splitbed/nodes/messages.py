@@ -13,6 +13,7 @@ remote's timestamps, its kernel receive stamp and why it may have none, its TCP 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -377,14 +378,10 @@ class Checksum:
 
 
 @dataclass(frozen=True)
-class Result:
-    """A RESULT, every field the local node's record takes from it checked (see the module docstring).
+class ResultFigures:
+    """What a RESULT says about the inference's timing, transfer and TCP state, every field checked: what the
+    local node's record takes from it besides the predictions."""
 
-    `body` keeps the whole object as received, for the fields recorded as they came (resources, extra)."""
-
-    TYPE: ClassVar[MsgType] = MsgType.RESULT
-    after_unit: int | None
-    partition_id: int
     stamps: dict[str, int]              # RESULT_STAMPS, all integers
     last_byte_kernel: int | None        # the remote kernel's receive stamp of the last byte, if any
     uplink_end_reason: str | None       # why there is no such stamp (rxstamp.END_REASONS), None when there is
@@ -394,14 +391,9 @@ class Result:
     remote_queue_wait_ms: float
     remote_tail_build_ms: float
     downlink_tcp: dict[str, Any] | None
-    aips_events: list[dict[str, Any]]
-    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def to_body(self) -> dict[str, Any]:
-        return dict(self.body)
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Result:
+    def from_body(cls, body: dict[str, Any]) -> ResultFigures:
         raw_stamps = require(body, "timestamps_ns", dict, msg="RESULT")
         stamps: dict[str, int] = {}
         for key in RESULT_STAMPS:
@@ -410,27 +402,60 @@ class Result:
                 raise _bad(f"RESULT timestamps_ns lacks an integer {key}")
             stamps[key] = value
         kernel = kernel_stamp(raw_stamps, "remote_last_byte_kernel", not_after=stamps["remote_last_byte"])
-        partition_id = _optional_int(body, "partition_id")
         return cls(
-            after_unit=_optional_int(body, "after_unit"), partition_id=-1 if partition_id is None else partition_id,
             stamps=stamps, last_byte_kernel=kernel,
             uplink_end_reason=end_reason(body.get("uplink_end_reason"), stamped=kernel is not None),
             uplink_out_of_order_packets=count_field(body.get("uplink_out_of_order_packets")),
             remote_inference_ms=float(require(body, "remote_inference_ms", (int, float), msg="RESULT")),
             remote_decode_ms=_float(body, "remote_decode_ms"), remote_queue_wait_ms=_float(body, "remote_queue_wait_ms"),
             remote_tail_build_ms=_float(body, "remote_tail_build_ms"),
-            downlink_tcp=tcp_state_field(body.get("downlink_tcp")), aips_events=_events(body), body=body)
+            downlink_tcp=tcp_state_field(body.get("downlink_tcp")))
+
+
+@dataclass(frozen=True)
+class Result:
+    """A RESULT. What the local node needs to know which unit it answers and what it predicts is read at once:
+    `after_unit`, `partition_id`, `aips_events`, and the predictions when asked (`predictions()`, checked for the
+    result mode). Everything else the record takes from it, `figures` (the remote's stamps, its kernel receive
+    stamp and why it may have none, its timings and TCP state), is checked whole when first read: the local node
+    reads it after `local_end`, so that checking the testbed's own measurements is not part of the inference's
+    end-to-end latency (docs/METRICS.md, "The testbed's own share"); a RESULT that contradicts itself is refused
+    all the same. `from_body` checks everything at once.
+
+    `body` keeps the whole object as received, for the fields recorded as they came (resources, extra)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.RESULT
+    after_unit: int | None
+    partition_id: int
+    aips_events: list[dict[str, Any]]
+    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_body(self) -> dict[str, Any]:
+        return dict(self.body)
+
+    @classmethod
+    def received(cls, body: dict[str, Any]) -> Result:
+        """A received RESULT; its `figures` are checked when first read."""
+        partition_id = _optional_int(body, "partition_id")
+        return cls(_optional_int(body, "after_unit"), -1 if partition_id is None else partition_id, _events(body),
+                   body)
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Result:
+        """A received RESULT checked whole now."""
+        result = cls.received(body)
+        result.figures  # noqa: B018 -- raises on a RESULT that contradicts itself
+        return result
 
     @classmethod
     def outgoing(cls, body: dict[str, Any]) -> Result:
-        """A RESULT this node builds to send: carried as it is (the receiver checks it with from_body)."""
-        stamps = body.get("timestamps_ns", {})
-        return cls(body.get("after_unit"), body.get("partition_id", -1),
-                   {k: v for k, v in stamps.items() if k in RESULT_STAMPS}, stamps.get("remote_last_byte_kernel"),
-                   body.get("uplink_end_reason"), body.get("uplink_out_of_order_packets"),
-                   float(body.get("remote_inference_ms", 0.0)), float(body.get("remote_decode_ms", 0.0)),
-                   float(body.get("remote_queue_wait_ms", 0.0)), float(body.get("remote_tail_build_ms", 0.0)),
-                   body.get("downlink_tcp"), list(body.get("aips_events", [])), body)
+        """A RESULT this node builds to send: carried as it is (the receiver checks it)."""
+        return cls(body.get("after_unit"), body.get("partition_id", -1), list(body.get("aips_events", [])), body)
+
+    @functools.cached_property
+    def figures(self) -> ResultFigures:
+        """The RESULT's stamps, timings, transfer and TCP figures, checked (ProtocolError if they contradict)."""
+        return ResultFigures.from_body(self.body)
 
     def predictions(self, result_mode: str, top_k: int) -> list[tuple[int, float]]:
         """(class, score) of the best `top_k`: ranked here from all the scores (full mode) or as the remote
@@ -530,7 +555,7 @@ def decode(unit_type: int, payload: bytes | bytearray | memoryview) -> Message:
     kind = TYPES.get(MsgType(unit_type))
     if kind is None:
         raise ProtocolError("unexpected_message", f"{MsgType(unit_type).name} is not a control message")
-    message: Message = kind.from_body(body)
+    message: Message = kind.received(body) if kind is Result else kind.from_body(body)
     return message
 
 

@@ -92,22 +92,29 @@ def encode_control(msg_type: MsgType, body: dict[str, Any]) -> bytes:
 
 def decode_control(msg_type: int, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Parse a control payload into a JSON object, with a specific error for each way it can be wrong."""
-    name = _type_name(msg_type)
     if len(payload) > MAX_CONTROL_BYTES:
-        raise ProtocolError("unit_too_large", f"{name} payload of {len(payload)} bytes exceeds {MAX_CONTROL_BYTES}")
+        raise ProtocolError("unit_too_large", f"{_type_name(msg_type)} payload of {len(payload)} bytes exceeds "
+                            f"{MAX_CONTROL_BYTES}")
     try:
-        body = json.loads(str(payload, "utf-8"), parse_constant=_refuse_constant)  # no bytes() copy first
+        body = _DECODER.decode(str(payload, "utf-8"))  # no bytes() copy first
     except UnicodeDecodeError as exc:
-        raise ProtocolError("bad_control_message", f"{name} payload is not UTF-8: {exc}") from None
+        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not UTF-8: {exc}") from None
     except (json.JSONDecodeError, ValueError, RecursionError) as exc:
-        raise ProtocolError("bad_control_message", f"{name} payload is not valid JSON: {exc}") from None
+        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not valid JSON: {exc}") \
+            from None
     if not isinstance(body, dict):
-        raise ProtocolError("bad_control_message", f"{name} payload must be a JSON object, got {type(body).__name__}")
+        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload must be a JSON object, got "
+                            f"{type(body).__name__}")
     return body
 
 
 def _refuse_constant(token: str) -> float:
     raise ValueError(f"non-standard JSON constant {token}")
+
+
+# json.loads(text, parse_constant=...) builds a decoder per call; this one is built once (the local node parses a
+# RESULT inside every inference's result decode).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _type_name(msg_type: int) -> str:
@@ -175,7 +182,18 @@ class ControlUnit:
     payload: bytes | bytearray
 
 
-Frame = UnitStart | UnitChunk | UnitEnd | ControlUnit
+@dataclass(frozen=True)
+class UnitWhole:
+    """A format (or unknown-type) unit that came whole in one feed, to a framer made with `whole_units`: what
+    UnitStart, UnitChunk and UnitEnd would carry, at once; `unit` is its header and value, zero-copy from the
+    receive buffer."""
+
+    unit_type: int
+    length: int
+    unit: memoryview
+
+
+Frame = UnitStart | UnitChunk | UnitEnd | ControlUnit | UnitWhole
 
 
 @dataclass
@@ -189,6 +207,9 @@ class UnitFramer:
     max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES
     max_control_bytes: int = MAX_CONTROL_BYTES
     accepted_control: frozenset[MsgType] = UPLINK_CONTROL | {MsgType.JSON_BASELINE}
+    # A format unit that came whole in one feed is one UnitWhole (for a receiver that takes it at once, the edge:
+    # its data unit arrives whole on a fast link, between the last byte and the tail), else Start, Chunk, End.
+    whole_units: bool = False
     _cutter: TlvCutter = field(default_factory=TlvCutter)
     _control: bytearray = field(default_factory=bytearray)
     _skipping: bool = False
@@ -222,7 +243,24 @@ class UnitFramer:
         self._control.clear()
 
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
-        for piece in self._cutter.feed(data):
+        # A control unit that came whole in one read (a RESULT on the local node) is taken at once: the same checks
+        # and the same ControlUnit as piece by piece, without the pieces (its parse is in the result decode).
+        view = memoryview(data)
+        whole = self._cutter.whole(view) if view.format == "B" and view.ndim == 1 else None
+        if whole is not None:
+            unit_type, length = whole
+            if unit_type not in CONTROL_TYPES:
+                if self.whole_units:
+                    self._check_start(unit_type, length)
+                    self._cutter.take_whole(length)
+                    yield UnitWhole(unit_type, length, view)
+                    return
+            elif unit_type != MsgType.JSON_BASELINE:
+                self._check_start(unit_type, length)
+                self._cutter.take_whole(length)
+                yield ControlUnit(MsgType(unit_type), bytearray(view[HEADER_SIZE:]))
+                return
+        for piece in self._cutter.feed(view):
             if type(piece) is UnitValue:
                 if piece.unit_type in CONTROL_TYPES:
                     self._control += piece.data
@@ -241,6 +279,13 @@ class UnitFramer:
                     yield UnitEnd(piece.unit_type, piece.length)
 
     def _start_unit(self, unit_type: int, length: int) -> Iterator[Frame]:
+        self._check_start(unit_type, length)
+        if unit_type not in CONTROL_TYPES or unit_type == MsgType.JSON_BASELINE:
+            # A JSON-baseline unit is announced too, so that a receiver can refuse it before buffering it.
+            yield UnitStart(unit_type, length, pack_header(unit_type, length))
+
+    def _check_start(self, unit_type: int, length: int) -> None:
+        """A unit's header against what this direction accepts and the caps (ProtocolError)."""
         if unit_type in CONTROL_TYPES:
             msg_type = MsgType(unit_type)
             if msg_type not in self.accepted_control:
@@ -254,6 +299,3 @@ class UnitFramer:
             raise ProtocolError("unit_too_large",
                                 f"unit of type {unit_type} declares {length} bytes; the cap is {self.max_unit_bytes}"
                                 " (raise --max-unit-bytes on the remote node if this is legitimate)")
-        if unit_type not in CONTROL_TYPES or unit_type == MsgType.JSON_BASELINE:
-            # A JSON-baseline unit is announced too, so that a receiver can refuse it before buffering it.
-            yield UnitStart(unit_type, length, pack_header(unit_type, length))

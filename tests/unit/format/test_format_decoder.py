@@ -170,6 +170,32 @@ def test_decoder_copies_what_it_is_fed() -> None:
     assert np.array_equal(events[1].tensors[0], X)
 
 
+def _comparable(events: list) -> list:
+    return [(type(e).__name__, e.aips_id, e.tensor_ids, [t.tobytes() for t in e.tensors], e.unit_size,
+             e.payload_sizes, e.stream_offset) if isinstance(e, TensorsDecoded) else e for e in events]
+
+
+def test_units_fed_one_per_feed_decode_as_any_split() -> None:
+    """A unit that comes whole in one feed (the edge's data unit on a fast link) is framed at once: the same
+    events, offsets and copies as the stream in one feed or byte by byte, and the cap still holds."""
+    units = [encode_aips(AIPS), encode_data_bytes(AIPS, [X]), encode_unit(77, b"abc"), encode_unit(0, b""),
+             encode_data_bytes(AIPS, [X])]
+    stream = b"".join(units)
+    whole = decode_all([stream])
+    assert kinds(whole) == ["AipsActivated", "TensorsDecoded", "UnknownUnit", "FormatErrorEvent", "TensorsDecoded"]
+    expected = _comparable(whole)
+    assert _comparable(decode_all([stream[i:i + 1] for i in range(len(stream))])) == expected
+    dec, buffer, events = Decoder(), bytearray(len(stream)), []
+    for unit in units:  # one receive buffer, reused for every read: what the decoder keeps is its own copy
+        view = memoryview(buffer)[:len(unit)]
+        view[:] = unit
+        dec.feed(view)
+        view[:] = bytes(len(unit))
+        events += dec.events()
+    assert _comparable(events) == expected
+    assert decode_all([units[1]], Decoder(max_unit_size=len(units[1]) - 6))[-1].code is ErrorCode.UNIT_TOO_LARGE
+
+
 def test_feed_accepts_any_buffer() -> None:
     floats = np.frombuffer(STREAM[:len(STREAM) // 4 * 4], np.float32)  # a non-byte memoryview format
     rest = STREAM[len(STREAM) // 4 * 4:]

@@ -69,9 +69,10 @@ def _result_body(**changes: Any) -> dict[str, Any]:
 
 def test_a_good_result_is_read_whole() -> None:
     result = m.Result.from_body(_result_body())
-    assert (result.after_unit, result.partition_id, result.last_byte_kernel, result.uplink_end_reason) == (3, 5, 9, None)
-    assert result.stamps["remote_result_send"] == 20 and result.remote_inference_ms == 7.5
-    assert result.remote_queue_wait_ms == 0.0 and result.aips_events == [{"event": "activated", "aips_id": 1}]
+    figures = result.figures
+    assert (result.after_unit, result.partition_id, figures.last_byte_kernel, figures.uplink_end_reason) == (3, 5, 9, None)
+    assert figures.stamps["remote_result_send"] == 20 and figures.remote_inference_ms == 7.5
+    assert figures.remote_queue_wait_ms == 0.0 and result.aips_events == [{"event": "activated", "aips_id": 1}]
     assert result.predictions("full", 2) == [(999, 0.75), (998, 0.25)]
     assert result.predictions("topk", 1) == [(999, 0.75)]
     assert m.decode(MsgType.RESULT, encode_control(MsgType.RESULT, _result_body())[HEADER_SIZE:]) == result
@@ -91,6 +92,14 @@ def test_a_result_that_contradicts_itself_is_refused(changes: dict[str, Any], fr
     with pytest.raises(ProtocolError) as caught:
         m.Result.from_body(_result_body(**changes))
     assert caught.value.code == "bad_control_message" and fragment in caught.value.message
+    # received off the wire, its unit and predictions are read at once and its figures when the record takes them
+    # (after local_end): refused then, with the same error
+    received = m.decode(MsgType.RESULT, encode_control(MsgType.RESULT, _result_body(**changes))[HEADER_SIZE:])
+    assert isinstance(received, m.Result) and received.after_unit == 3
+    assert received.predictions("topk", 1) == [(999, 0.75)]
+    with pytest.raises(ProtocolError) as later:
+        received.figures  # noqa: B018
+    assert later.value.message == caught.value.message
 
 
 @pytest.mark.parametrize(("changes", "mode", "fragment"), [
