@@ -247,6 +247,10 @@ class SocketInfo:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._algorithm: str | None = None
+        try:  # now, with the connection: a state decoded later (after a window, or the socket closed) needs it
+            self._algorithm = congestion_control(sock)
+        except (OSError, AttributeError):
+            pass  # not TCP (then there is no state), or asked again at the first state()
 
     def read(self) -> bytes | None:
         """The TCP_INFO buffer now, None where the socket has none (not TCP, not Linux)."""

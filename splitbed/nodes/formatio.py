@@ -90,6 +90,11 @@ class FormatSession:
             event = self.decoder.next_event()
             if event is NEED_DATA:
                 break
+            if isinstance(event, TensorsDecoded):  # the usual event, first: it sits between the last byte and the tail
+                complete = DecodedTensors(event.partition_id, list(event.tensors), event.aips_id,
+                                          {"payload_bytes": list(event.payload_sizes),
+                                           "unit_bytes": event.unit_size})
+                continue
             record = event_record(event)
             if record is not None:
                 events.append(record)
@@ -98,10 +103,6 @@ class FormatSession:
                 errors.append(ProtocolError(event.code.value, event.message, fatal=fatal))
                 if fatal:
                     break
-            elif isinstance(event, TensorsDecoded):
-                complete = DecodedTensors(event.partition_id, list(event.tensors), event.aips_id,
-                                          {"payload_bytes": list(event.payload_sizes),
-                                           "unit_bytes": event.unit_size})
         return DrainOutcome(events, errors, complete)
 
     def unit_bytes(self, unit_type: int, length: int) -> int:

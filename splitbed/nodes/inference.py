@@ -37,6 +37,7 @@ class Inference:
         self.transport_before: dict[str, Any] = {}
         self._local: tuple[Any, list[Any], int] | None = None  # (the prepared input, the pieces sent, AIPS bytes)
         self._local_done = False
+        self._marked = False  # the transport took the TCP state before the first send (uplink_tcp)
         self.record = record.blank(session.machine, job=job, plan=plan, repetition=repetition, clock=session.clock,
                                    link=job.link if job.link is not None else node.config.link,
                                    local_weights=node.runner.weights_info(job.model),
@@ -98,9 +99,10 @@ class Inference:
             stamps["local_encoded"] = now_ns()
             self._local = (prepared, pieces, aips_bytes)  # the record's figures of them: _local_figures()
             s.machine.sent(units=2 if aips_bytes else 1, aips=aips if aips_bytes else None)
-            # before the first byte: the window this transfer starts with; the RESULT's out-of-order packets are
-            # counted from here
-            rec["uplink_tcp"] = s.transport.mark()
+            # before the first byte: the window this transfer starts with (decoded into uplink_tcp after the
+            # windows, _local_figures), and the RESULT's out-of-order packets are counted from here
+            s.transport.mark()
+            self._marked = True
             self.transport_before = s.transport.counters()
             stamps["local_first_send"] = now_ns()
             s.transport.send(pieces, node.timeout(node.config.send_timeout_s))
@@ -117,6 +119,8 @@ class Inference:
             return
         self._local_done = True
         rec, arrays = self.record, self.arrays
+        if self._marked:
+            rec["uplink_tcp"] = self.s.transport.marked_state()
         cut = self.plan.cut
         rec["tensors"] = [record.tensor_figures(cut, i, a, None) for i, a in enumerate(arrays)]  # sizes: run()
         self._ue_device()
@@ -186,8 +190,6 @@ class Inference:
                 earlier.append(message)
                 continue
             self.stamps["local_result_received"] = t_read
-            kernel_ns, rec["downlink_out_of_order_packets"], rec["downlink_end_reason"] = s.transport.arrival()
-            self.stamps["local_result_received_kernel"] = kernel_ns
             return reply.final, earlier
 
     def _retransmissions(self) -> None:
@@ -206,7 +208,12 @@ class Inference:
         rec, s, stamps = self.record, self.s, self.stamps
         rec["predictions"] = record.predictions(result.predictions(s.choices.result_mode, s.choices.top_k))
         stamps["local_end"] = now_ns()
-        # The rest is bookkeeping on figures already taken: after local_end, outside every figure.
+        # The rest is bookkeeping on figures already taken: after local_end, outside every figure. The RESULT's
+        # arrival comes first: its kernel stamp is the read's (kept by the transport), and its out-of-order count
+        # is the socket's now; only a CHECKSUM (verify) can have come since, and packets of it out of order could
+        # only drop the stamp, never keep a wrong one.
+        kernel_ns, rec["downlink_out_of_order_packets"], rec["downlink_end_reason"] = s.transport.arrival()
+        stamps["local_result_received_kernel"] = kernel_ns
         self._local_figures()
         first_send, result_in = stamps["local_first_send"], stamps["local_result_received"]
         assert first_send is not None and result_in is not None

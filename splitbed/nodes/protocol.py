@@ -48,6 +48,7 @@ class MsgType(IntEnum):
 
 
 CONTROL_TYPES = frozenset(t for t in MsgType if t >= 0xF0)
+_CONTROL_BY_CODE = {int(t): t for t in CONTROL_TYPES}  # MsgType(code) without the enum's call machinery
 FORMAT_TYPES = frozenset({MsgType.AIPS, MsgType.DATA})
 UPLINK_CONTROL = frozenset({MsgType.HELLO, MsgType.SELECT, MsgType.CLOCK_PING, MsgType.RESET, MsgType.PREPARE,
                             MsgType.ERROR})
@@ -258,7 +259,7 @@ class UnitFramer:
             elif unit_type != MsgType.JSON_BASELINE:
                 self._check_start(unit_type, length)
                 self._cutter.take_whole(length)
-                yield ControlUnit(MsgType(unit_type), bytearray(view[HEADER_SIZE:]))
+                yield ControlUnit(_CONTROL_BY_CODE[unit_type], bytearray(view[HEADER_SIZE:]))
                 return
         for piece in self._cutter.feed(view):
             if type(piece) is UnitValue:
@@ -287,7 +288,7 @@ class UnitFramer:
     def _check_start(self, unit_type: int, length: int) -> None:
         """A unit's header against what this direction accepts and the caps (ProtocolError)."""
         if unit_type in CONTROL_TYPES:
-            msg_type = MsgType(unit_type)
+            msg_type = _CONTROL_BY_CODE[unit_type]
             if msg_type not in self.accepted_control:
                 raise ProtocolError("unexpected_message",
                                     f"{msg_type.name} (type 0x{unit_type:02X}) is not valid in this direction")

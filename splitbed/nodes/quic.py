@@ -409,7 +409,10 @@ class QuicTransport:
     def arrival(self) -> tuple[int | None, int | None, str | None]:
         return None, None, rxstamp.USERSPACE_TRANSPORT
 
-    def mark(self) -> dict[str, Any] | None:
+    def mark(self) -> None:
+        pass
+
+    def marked_state(self) -> dict[str, Any] | None:
         return None
 
     def tcp_state(self) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.models import labels
 from splitbed.nodes import messages as m
 from splitbed.nodes.metrics import SCHEMA_VERSION, InferenceRecord, Prediction, software_versions
 from splitbed.nodes.timing import Transfer
@@ -91,8 +92,6 @@ def add_result(rec: InferenceRecord, result: m.Result, transfer: Transfer, earli
 def predictions(pairs: list[tuple[int, float]]) -> list[Prediction]:
     """(class, score) pairs as labelled predictions, decoded on the local side as the testbed contribution does
     (decode_predictions)."""
-    from splitbed.models import labels
-
     index = labels.class_index()
     return [Prediction(rank=r + 1, class_index=i, wnid=index[i][0], label=index[i][1], score=score)
             for r, (i, score) in enumerate(pairs)]

@@ -40,7 +40,7 @@ from typing import TypedDict
 
 import psutil
 
-from netem.hostload import PROC_STAT, PSI_CPU, HostCpuCounters, parse_counters, read_counters
+from netem.hostload import PROC_STAT, PSI_CPU, raw_counters, read_counters
 from netem.procfile import KeptFile
 from splitbed.host import cgroup
 
@@ -224,7 +224,7 @@ class WindowStart:
     sampler: _RssSampler | None
     rapl: RaplReading
     throttled_ns: int | None = None
-    host: HostCpuCounters | None = None
+    host: tuple[int | None, int | None, int | None] = (None, None, None)  # netem.hostload.raw_counters
     pauses: tuple[int, int, int, int] = (0, 0, 0, 0)  # gc collections, gc ns, minor faults, major faults
 
 
@@ -279,11 +279,13 @@ class ResourceMeter:
         return self._files
 
     def start(self) -> WindowStart:
-        files = self.files()
+        files = self._files
+        if files is None or files.pid != os.getpid():
+            files = self.files()
         # Reset first, then read the resident size the window starts from (statm: the same counter as VmRSS,
         # without the rest of /proc/self/status); the high-water mark's presence was checked once (_ProcFiles).
         hwm_reset = files.clear_refs.write(b"5") and files.has_hwm
-        if self.peak_method == "vmhwm-reset" and not hwm_reset:
+        if not hwm_reset and self.peak_method == "vmhwm-reset":
             raise OSError(f"cannot reset the resident high-water mark through {CLEAR_REFS}")
         rss = files.rss_bytes()
         if rss is None:
@@ -293,8 +295,7 @@ class ResourceMeter:
             sampler = _RssSampler()
             sampler.start()
         rapl = self.rapl.read()
-        throttled = files.throttled_ns()
-        host = files.host_counters()
+        throttled, host = files.counters()
         return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled,
                            host, _pauses())
 
@@ -302,64 +303,51 @@ class ResourceMeter:
         cpu_ns = time.process_time_ns() - start.cpu_ns
         wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
         files = self.files()
-        throttled = files.throttled_ns()
-        host = files.host_counters()
+        throttled, host = files.counters()
         pauses = _pauses()
         rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, self.rapl.read())
         if start.sampler is not None:
             peak = start.sampler.finish()
             method = SAMPLER_METHOD
         else:
-            peak = _status_kb(files.status.read_bytes(), _HWM_RE) or current_rss_bytes()
+            hwm_kb = _number_after(files.status.read_bytes(), b"VmHWM:")
+            peak = current_rss_bytes() if not hwm_kb else hwm_kb * 1024
             method = VMHWM_METHOD
         cpu_ms = cpu_ns / 1e6
         utilisation = 100.0 * cpu_ns / wall_ns
-        return ResourceFigures(
-            wall_ms=wall_ns / 1e6,
-            cpu_time_ms=cpu_ms,
-            cpu_utilisation_pct=utilisation,
-            cpu_utilisation_of_host_pct=utilisation / self.cores,
-            usable_cores=self.cores,
-            cpu_limit_cores=self.cpu_limit,
-            cpu_utilisation_of_limit_pct=utilisation / min(self.cores, self.cpu_limit or self.cores),
-            cpu_throttled_ms=None if throttled is None or start.throttled_ns is None
+        (steal0, all0, wait0), (steal1, all1, wait1) = start.host, host
+        both = None not in (steal0, steal1, all0, all1)
+        return {
+            "wall_ms": wall_ns / 1e6,
+            "cpu_time_ms": cpu_ms,
+            "cpu_utilisation_pct": utilisation,
+            "cpu_utilisation_of_host_pct": utilisation / self.cores,
+            "usable_cores": self.cores,
+            "cpu_limit_cores": self.cpu_limit,
+            "cpu_utilisation_of_limit_pct": utilisation / min(self.cores, self.cpu_limit or self.cores),
+            "cpu_throttled_ms": None if throttled is None or start.throttled_ns is None
             else (throttled - start.throttled_ns) / 1e6,
-            rss_start_bytes=start.rss_bytes,
-            peak_rss_bytes=max(peak, start.rss_bytes),
-            peak_rss_increase_bytes=max(peak - start.rss_bytes, 0),
-            peak_rss_method=method,
-            energy_rapl_mj=rapl_mj,
-            energy_rapl_reason=rapl_reason,
-            energy_estimate_mj=cpu_ms * self.power.watts_per_busy_core,
-            energy_estimate_method=self.estimate_method,
-            **host_cpu_figures(start.host, host),
-            gc_collections=pauses[0] - start.pauses[0],
-            gc_ms=(pauses[1] - start.pauses[1]) / 1e6,
-            minor_faults=pauses[2] - start.pauses[2],
-            major_faults=pauses[3] - start.pauses[3],
-        )
-
-
-class HostCpuFigures(TypedDict):
-    host_cpu_ms: float | None
-    host_cpu_stolen_ms: float | None
-    host_cpu_wait_ms: float | None
+            "rss_start_bytes": start.rss_bytes,
+            "peak_rss_bytes": max(peak, start.rss_bytes),
+            "peak_rss_increase_bytes": max(peak - start.rss_bytes, 0),
+            "peak_rss_method": method,
+            "energy_rapl_mj": rapl_mj,
+            "energy_rapl_reason": rapl_reason,
+            "energy_estimate_mj": cpu_ms * self.power.watts_per_busy_core,
+            "energy_estimate_method": self.estimate_method,
+            # all CPUs' time in the window as the kernel counted it (ticks of 10 ms: coarse for one short window,
+            # exact when summed over many), the part the hypervisor stole, and the CPU wait (PSI, microseconds)
+            "host_cpu_ms": (all1 - all0) * TICK_MS if both else None,  # type: ignore[operator]
+            "host_cpu_stolen_ms": (steal1 - steal0) * TICK_MS if both else None,  # type: ignore[operator]
+            "host_cpu_wait_ms": None if wait0 is None or wait1 is None else (wait1 - wait0) / 1000.0,
+            "gc_collections": pauses[0] - start.pauses[0],
+            "gc_ms": (pauses[1] - start.pauses[1]) / 1e6,
+            "minor_faults": pauses[2] - start.pauses[2],
+            "major_faults": pauses[3] - start.pauses[3],
+        }
 
 
 TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts in USER_HZ ticks (100 per second)
-
-
-def host_cpu_figures(start: HostCpuCounters | None, stop: HostCpuCounters) -> HostCpuFigures:
-    """All CPUs' time in the window as the kernel counted it (ticks of 10 ms: coarse for one short window, exact
-    when summed over many), the part the hypervisor stole, and the CPU wait (PSI, microsecond resolution)."""
-    if start is None:
-        return HostCpuFigures(host_cpu_ms=None, host_cpu_stolen_ms=None, host_cpu_wait_ms=None)
-    every = steal = None
-    if None not in (start.all_jiffies, stop.all_jiffies, start.steal_jiffies, stop.steal_jiffies):
-        every = (stop.all_jiffies - start.all_jiffies) * TICK_MS  # type: ignore[operator]
-        steal = (stop.steal_jiffies - start.steal_jiffies) * TICK_MS  # type: ignore[operator]
-    return HostCpuFigures(host_cpu_ms=every, host_cpu_stolen_ms=steal,
-                          host_cpu_wait_ms=stop.since(start).cpu_wait_ms)
 
 
 class _ProcFiles:
@@ -388,23 +376,34 @@ class _ProcFiles:
         except (IndexError, ValueError):
             return None
 
-    def throttled_ns(self) -> int | None:
+    def counters(self) -> tuple[int | None, tuple[int | None, int | None, int | None]]:
+        """(the cgroup's throttled time in ns or None, the host's netem.hostload.raw_counters) now: what both
+        edges of a window read, in that order."""
         data = self.cpu_stat.read_bytes()
-        if not data or b"nr_throttled" not in data:
-            return None  # no file, or one without the counters (cgroup v2's root): cgroup.parse_cpu_stat's None
-        match = _THROTTLED_RE.search(data)
-        if match is None:
-            return 0
-        return int(match.group(2)) * (1000 if match.group(1) == b"usec" else 1)
-
-    def host_counters(self) -> HostCpuCounters:
+        throttled = None
+        if data and b"nr_throttled" in data:  # else none: cgroup.parse_cpu_stat's reading (v2's root has none)
+            usec = _number_after(data, b"\nthrottled_usec ")  # cgroup v2, in us; v1: throttled_time, in ns
+            throttled = usec * 1000 if usec is not None else _number_after(data, b"\nthrottled_time ") or 0
         if not self.stat.open:
-            return read_counters()
-        return parse_counters(self.stat.read_bytes(), self.psi.read_bytes())
+            counters = read_counters()
+            return throttled, (counters.steal_jiffies, counters.all_jiffies, counters.cpu_wait_us)
+        return throttled, raw_counters(self.stat.read_bytes(), self.psi.read_bytes())
 
 
-# cpu.stat's throttled time: throttled_usec (cgroup v2) or throttled_time in ns (v1), as cgroup.parse_cpu_stat reads it
-_THROTTLED_RE = re.compile(rb"^throttled_(usec|time) (\d+)$", re.MULTILINE)
+def _number_after(data: bytes | None, key: bytes) -> int | None:
+    """The integer that follows `key` in the text of a /proc or cgroup file (to the end of its line, a unit such
+    as ' kB' after it left out), or None. A search and a slice: no regular expression to wake on a cold cache."""
+    if not data:
+        return None
+    start = data.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = data.find(b"\n", start)
+    try:
+        return int(data[start:end if end >= 0 else len(data)].split(None, 1)[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _status_kb(status: bytes | None, pattern: re.Pattern[bytes]) -> int | None:

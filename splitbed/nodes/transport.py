@@ -33,9 +33,14 @@ class UeTransport(Protocol):
         stamp)."""
         ...
 
-    def mark(self) -> dict[str, Any] | None:
-        """A transfer starts now: the next reply's out-of-order count begins here. Returns the sender's
-        congestion state at this moment, as tcp_state() does (TCP reads both with one TCP_INFO call)."""
+    def mark(self) -> None:
+        """A transfer starts now: the next reply's out-of-order count begins here, and the sender's congestion
+        state is taken (TCP: one TCP_INFO reading for both)."""
+        ...
+
+    def marked_state(self) -> dict[str, Any] | None:
+        """The sender's congestion state taken by the last mark() (what tcp_state() said then), None where the
+        transport has none; it may be decoded only now, after the measured windows."""
         ...
 
     def tcp_state(self) -> dict[str, Any] | None:
