@@ -233,6 +233,13 @@ class UnitFramer:
                 self.frames.append(Frame(piece.unit_type, piece.length, self._value, piece.offset))
                 self._value = None
 
+    def take_whole(self, length: int) -> int:
+        """Count a whole unit of `length` value bytes that its caller took as it is (Decoder.decode_whole) as
+        read; its stream offset. Only at a unit boundary, with nothing pending."""
+        offset = self._cutter.offset
+        self._cutter.take_whole(length)
+        return offset
+
     def end_of_stream(self) -> None:
         """No more bytes will come: a partly received unit is a fatal truncation."""
         cutter = self._cutter

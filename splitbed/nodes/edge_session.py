@@ -225,6 +225,8 @@ class EdgeSession:
     def _on_frame(self, frame: proto.Frame) -> None:
         if isinstance(frame, UnitWhole):  # start, value and end of a format unit at once: as the three below
             if self._start_format_unit(frame.unit_type, frame.length, whole=True):
+                if self._decode_whole(frame):
+                    return
                 self._feed_format(frame.unit)
             self._end_format_unit()
         elif isinstance(frame, UnitStart):
@@ -255,6 +257,18 @@ class EdgeSession:
                                 "for the json-baseline carriage")
         return self._hold(self.fmt.unit_bytes(unit_type, length), f"type {unit_type} unit of {length} bytes",
                           skip=not whole)
+
+    def _decode_whole(self, frame: UnitWhole) -> bool:
+        """A data unit in the steady state decoded at once (FormatSession.decode_whole), ended and asked to be
+        inferred as _end_format_unit would; False (nothing done) when it must be fed and drained."""
+        start = self.perf()
+        decoded = self.fmt.decode_whole(frame.unit_type, frame.unit)
+        self._decode_ns += self.perf() - start
+        if decoded is None:
+            return False
+        self.units += 1
+        self._infer(decoded)
+        return True
 
     def _end_format_unit(self) -> None:
         self.units += 1

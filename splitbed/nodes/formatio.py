@@ -82,6 +82,17 @@ class FormatSession:
     def feed(self, data: bytes | memoryview) -> None:
         self.decoder.feed(data)
 
+    def decode_whole(self, unit_type: int, unit: memoryview) -> DecodedTensors | None:
+        """A whole data unit decoded at once in the steady state (fmt.Decoder.decode_whole: the active AIPS's
+        fixed layout, nothing pending): what feeding it and drain() would give, which is what to do on None."""
+        if unit_type != fmt.UnitType.INTERMEDIATE_DATA:
+            return None
+        event = self.decoder.decode_whole(unit)
+        if event is None:
+            return None
+        return DecodedTensors(event.partition_id, list(event.tensors), event.aips_id,
+                              {"payload_bytes": list(event.payload_sizes), "unit_bytes": event.unit_size})
+
     def drain(self) -> DrainOutcome:
         events: list[dict[str, Any]] = []
         errors: list[ProtocolError] = []
