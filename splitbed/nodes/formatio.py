@@ -163,6 +163,7 @@ def compression_profiles() -> list[dict[str, Any]]:
             for p in PROFILES.values()]
 
 
+@functools.lru_cache(maxsize=64)  # looked up for every inference the local node encodes
 def profile_id(name_or_id: str | int) -> tuple[int, str]:
     try:
         profile = get_profile(int(name_or_id) if isinstance(name_or_id, str) and name_or_id.isdigit()

@@ -545,14 +545,14 @@ def tcp_state_field(value: Any) -> dict[str, Any] | None:
 
 Message = (Hello | Offer | Select | Accept | ClockPing | ClockPong | Reset | ResetDone | Prepare | Prepared | Error
            | Checksum | Result)
-TYPES: dict[MsgType, Any] = {cls.TYPE: cls for cls in (Hello, Offer, Select, Accept, ClockPing, ClockPong, Reset,
+TYPES: dict[int, Any] = {cls.TYPE: cls for cls in (Hello, Offer, Select, Accept, ClockPing, ClockPong, Reset,
                                                         ResetDone, Prepare, Prepared, Error, Checksum, Result)}
 
 
 def decode(unit_type: int, payload: bytes | bytearray | memoryview) -> Message:
     """The typed message of a received control unit (not JSON_BASELINE, which carries tensors)."""
     body = proto.decode_control(unit_type, payload)
-    kind = TYPES.get(MsgType(unit_type))
+    kind = TYPES.get(unit_type)  # keyed by MsgType, an IntEnum: its plain code finds it too
     if kind is None:
         raise ProtocolError("unexpected_message", f"{MsgType(unit_type).name} is not a control message")
     message: Message = kind.received(body) if kind is Result else kind.from_body(body)
