@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from splitbed.models import registry
@@ -112,6 +113,39 @@ def test_predictions_are_checked_for_the_result_mode(changes: dict[str, Any], mo
     result = m.Result.from_body(_result_body(**changes))
     with pytest.raises(ProtocolError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         result.predictions(mode, 5)
+
+
+def _argsort_top(row: np.ndarray, k: int) -> list[tuple[int, float]]:
+    return [(int(i), float(row[i])) for i in np.argsort(row, kind="stable")[::-1][:k]]
+
+
+def _row(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    if kind == "distinct":
+        return rng.random(n)
+    if kind == "few-values":  # ties everywhere, across the cut too
+        return rng.integers(0, 4, n).astype(np.float64)
+    if kind == "one-hot":  # a confident softmax that underflowed: one score, the rest 0
+        return np.eye(1, n, int(rng.integers(0, n)))[0]
+    if kind == "nan":
+        return np.where(rng.random(n) < 0.01, np.nan, rng.random(n)).astype(np.float32)
+    if kind == "float16":
+        return rng.random(n).astype(np.float16)
+    return np.exp(rng.normal(0, 3, n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["distinct", "few-values", "one-hot", "nan", "float16", "softmax"])
+def test_top_classes_ranks_exactly_as_the_full_sort(kind: str) -> None:
+    """The edge's partial sort gives the full sort's k best, in its order: equal scores by descending index
+    (ties across the cut included), and rows with NaN as the full sort ranks them."""
+    rng = np.random.default_rng(len(kind))
+    for _ in range(300):
+        n = int(rng.integers(1, 1100))
+        row = _row(kind, rng, n)
+        for k in {0, 1, 5, n - 1, n, n + 3}:
+            top, expected = m.top_classes(row, k), _argsort_top(row, k)
+            assert [i for i, _ in top] == [i for i, _ in expected]
+            assert np.array_equal(np.array([s for _, s in top]), np.array([s for _, s in expected]), equal_nan=True)
+            assert all(type(i) is int and type(s) is float for i, s in top)
 
 
 def test_select_is_refused_in_the_order_the_remote_checks() -> None:

@@ -13,6 +13,7 @@ import pytest
 from splitbed.host import cgroup
 from splitbed.nodes.resources import (
     PowerFigure,
+    RaplCounters,
     ResourceMeter,
     host_info,
     load_power_figure,
@@ -121,6 +122,33 @@ def test_rapl_absent_gives_null_and_reason(tmp_path: Path) -> None:
     reading = read_rapl(tmp_path / "nope")
     assert rapl_delta_mj(reading, reading) == (None, reading.reason)
     assert "does not exist" in reading.reason
+
+
+def test_the_meter_looks_for_rapl_zones_once(tmp_path: Path) -> None:
+    """The zones found by the first probe are re-read at every edge (kept open); none found: the reason, and
+    nothing read however the directory changes afterwards (a driver does not appear while a node runs)."""
+    _zone(tmp_path, "intel-rapl:0", 1_000_000, 10_000_000)
+    counters = RaplCounters(tmp_path)
+    start = counters.read()
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("1250000\n")
+    assert rapl_delta_mj(start, counters.read())[0] == pytest.approx(250.0)
+    absent = RaplCounters(tmp_path / "later")
+    _zone(tmp_path / "later", "intel-rapl:0", 5, 10)
+    reading = absent.read()
+    assert reading.counters_uj == {} and "does not exist" in reading.reason
+
+
+def test_counters_are_read_from_cgroup_and_status_texts() -> None:
+    from splitbed.nodes.resources import _number_after
+
+    v1 = b"nr_periods 10\nnr_throttled 2\nthrottled_time 123456\nnr_bursts 0\nburst_time 0\n"
+    v2 = b"usage_usec 9\nnr_periods 10\nnr_throttled 2\nthrottled_usec 7\n"
+    assert cgroup.parse_cpu_stat(v1.decode())["throttled_ns"] == _number_after(v1, b"\nthrottled_time ") == 123456
+    assert cgroup.parse_cpu_stat(v2.decode())["throttled_ns"] == 1000 * _number_after(v2, b"\nthrottled_usec ")
+    status = Path("/proc/self/status").read_bytes()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith(b"VmHWM:"))
+    assert _number_after(status, b"VmHWM:") == hwm
+    assert _number_after(b"VmHWM:\n", b"VmHWM:") is None and _number_after(None, b"x") is None
 
 
 def test_power_figure_comes_from_the_data_file() -> None:

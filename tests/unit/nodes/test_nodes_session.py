@@ -311,3 +311,25 @@ def test_the_shared_secret_handshake_through_both_machines() -> None:
     with pytest.raises(ProtocolError) as caught:
         early.next_action()
     assert caught.value.code == "unauthenticated"
+
+
+def test_the_quick_reused_plan_is_the_one_aips_plan_gives() -> None:
+    """The UE decides `reused` without building the AIPS its arrays would need; for any change it says nothing
+    and aips_plan, which builds and compares, decides: both agree on every case."""
+    ue = UeSession(Choices(MODEL, "tlv", "full", 3, "s", WEIGHTS))
+    arrays = [np.zeros((1, 4, 4, 2), np.float32)]
+    assert ue.reused_plan(PARTITION, arrays, 0, "auto") is None  # no AIPS active yet
+    ue.sent(units=2, aips=formatio.build_aips(ue.next_aips_id, PARTITION, arrays, 0))
+    cases = [(PARTITION, arrays, 0, "auto"), (PARTITION, [arrays[0].astype(">f4")], 0, "auto"),
+             (PARTITION + 1, arrays, 0, "auto"), (PARTITION, [np.zeros((1, 4, 4, 3), np.float32)], 0, "auto"),
+             (PARTITION, [arrays[0].astype(np.float16)], 0, "auto"), (PARTITION, arrays * 2, 0, "auto"),
+             (PARTITION, arrays, formatio.profile_id("fp16")[0], "auto"), (PARTITION, arrays, 0, "omit"),
+             (PARTITION, arrays, 0, "resend-same-id"), (PARTITION, arrays, 0, "resend-new-id")]
+    reasons = []
+    for partition_id, case, profile, policy in cases:
+        full = ue.aips_plan(formatio.build_aips(ue.next_aips_id, partition_id, case, profile), policy)
+        assert ue.reused_plan(partition_id, case, profile, policy) == (full if full.reason == "reused" else None)
+        reasons.append(full.reason)
+    assert reasons == ["reused", "reused", "partition_changed", "shape_changed", "shape_changed",
+                       "tensor_count_changed", "compression_changed", "omitted_on_request", "forced_same_id",
+                       "forced_new_id"]
