@@ -80,7 +80,7 @@ def raw_counters(stat: str | bytes | None, psi: str | bytes | None) -> tuple[int
             line = stat.encode() if isinstance(stat, str) else stat
             fields = line.split(b"\n", 1)[0].split(None, STEAL_FIELD + 2)[1:STEAL_FIELD + 2]
             if len(fields) > STEAL_FIELD:
-                numbers = [int(x) for x in fields]
+                numbers = list(map(int, fields))
                 steal, every = numbers[STEAL_FIELD], sum(numbers)
     except ValueError:
         pass

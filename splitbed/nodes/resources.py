@@ -282,6 +282,11 @@ class ResourceMeter:
         files = self._files
         if files is None or files.pid != os.getpid():
             files = self.files()
+        if files.fds is not None:
+            try:
+                return _start_fast(files.fds, self.rapl.read())
+            except (OSError, ValueError, IndexError):
+                pass  # anything unexpected in a file: the general path below reads it and says what is missing
         # Reset first, then read the resident size the window starts from (statm: the same counter as VmRSS,
         # without the rest of /proc/self/status); the high-water mark's presence was checked once (_ProcFiles).
         hwm_reset = files.clear_refs.write(b"5") and files.has_hwm
@@ -303,16 +308,26 @@ class ResourceMeter:
         cpu_ns = time.process_time_ns() - start.cpu_ns
         wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
         files = self.files()
-        throttled, host = files.counters()
-        pauses = _pauses()
-        rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, self.rapl.read())
-        if start.sampler is not None:
-            peak = start.sampler.finish()
-            method = SAMPLER_METHOD
-        else:
-            hwm_kb = _number_after(files.status.read_bytes(), b"VmHWM:")
-            peak = current_rss_bytes() if not hwm_kb else hwm_kb * 1024
+        fast = None
+        if files.fds is not None and start.sampler is None:
+            try:
+                fast = _stop_fast(files.fds)
+            except (OSError, ValueError, IndexError):
+                pass  # the general path below
+        if fast is not None:
+            throttled, host, pauses, peak = fast
             method = VMHWM_METHOD
+        else:
+            throttled, host = files.counters()
+            pauses = _pauses()
+            if start.sampler is not None:
+                peak = start.sampler.finish()
+                method = SAMPLER_METHOD
+            else:
+                hwm_kb = _number_after(files.status.read_bytes(), b"VmHWM:")
+                peak = current_rss_bytes() if not hwm_kb else hwm_kb * 1024
+                method = VMHWM_METHOD
+        rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, self.rapl.read())
         cpu_ms = cpu_ns / 1e6
         utilisation = 100.0 * cpu_ns / wall_ns
         (steal0, all0, wait0), (steal1, all1, wait1) = start.host, host
@@ -367,6 +382,13 @@ class _ProcFiles:
         self.psi = KeptFile(PSI_CPU)
         # the kernel keeps a high-water mark (Linux >= 2.6.31 has VmHWM): whether it does never changes
         self.has_hwm = _status_kb(self.status.read_bytes(), _HWM_RE) is not None
+        # Every file there and the high-water mark kept (the usual Linux host or container): the edges read the
+        # descriptors themselves (_start_fast, _stop_fast), in one frame each.
+        kept = (self.clear_refs, self.statm, self.cpu_stat, self.stat, self.psi, self.status)
+        fds = tuple(k.fd for k in kept)
+        self.fds: tuple[int, int, int, int, int, int] | None = None
+        if self.has_hwm and None not in fds:
+            self.fds = fds  # type: ignore[assignment]
 
     def rss_bytes(self) -> int | None:
         """Resident bytes now: statm's second field (pages), the counter status reports as VmRSS."""
@@ -379,15 +401,55 @@ class _ProcFiles:
     def counters(self) -> tuple[int | None, tuple[int | None, int | None, int | None]]:
         """(the cgroup's throttled time in ns or None, the host's netem.hostload.raw_counters) now: what both
         edges of a window read, in that order."""
-        data = self.cpu_stat.read_bytes()
-        throttled = None
-        if data and b"nr_throttled" in data:  # else none: cgroup.parse_cpu_stat's reading (v2's root has none)
-            usec = _number_after(data, b"\nthrottled_usec ")  # cgroup v2, in us; v1: throttled_time, in ns
-            throttled = usec * 1000 if usec is not None else _number_after(data, b"\nthrottled_time ") or 0
+        throttled = _throttled_ns(self.cpu_stat.read_bytes())
         if not self.stat.open:
             counters = read_counters()
             return throttled, (counters.steal_jiffies, counters.all_jiffies, counters.cpu_wait_us)
         return throttled, raw_counters(self.stat.read_bytes(), self.psi.read_bytes())
+
+
+def _start_fast(fds: tuple[int, int, int, int, int, int], rapl: RaplReading) -> WindowStart:
+    """ResourceMeter.start's readings where every file is open (_ProcFiles.fds), read and parsed in this one frame:
+    at this edge, after the decode and before the tail, every call counts. The same figures as the general path:
+    the reset, the start RSS (statm), RAPL (`rapl`, read by the caller), cpu.stat's throttled time, the host's
+    counters, GC and page faults, then the clocks. Raises on anything unexpected (the caller takes the general
+    path)."""
+    clear_refs, statm, cpu_stat, stat, psi, _status = fds
+    if os.pwrite(clear_refs, b"5", 0) != 1:
+        raise OSError("clear_refs not reset")
+    rss = int(os.pread(statm, 4096, 0).split(None, 2)[1]) * PAGE_BYTES
+    throttled = _throttled_ns(os.pread(cpu_stat, 4096, 0))
+    host = raw_counters(os.pread(stat, 4096, 0), os.pread(psi, 4096, 0))
+    if _GC_CLOCK not in gc.callbacks:
+        gc.callbacks.append(_GC_CLOCK)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    pauses = (_GC_CLOCK.collections, _GC_CLOCK.total_ns, usage.ru_minflt, usage.ru_majflt)
+    return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, True, None, rapl, throttled, host, pauses)
+
+
+def _stop_fast(fds: tuple[int, int, int, int, int, int]) -> tuple[int | None, tuple[int | None, int | None, int | None],
+                                                                 tuple[int, int, int, int], int]:
+    """ResourceMeter.stop's readings where every file is open, in this one frame (see _start_fast): (throttled
+    ns, host counters, GC and page faults, the peak RSS: VmHWM)."""
+    _clear_refs, _statm, cpu_stat, stat, psi, status = fds
+    throttled = _throttled_ns(os.pread(cpu_stat, 4096, 0))
+    host = raw_counters(os.pread(stat, 4096, 0), os.pread(psi, 4096, 0))
+    if _GC_CLOCK not in gc.callbacks:
+        gc.callbacks.append(_GC_CLOCK)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    hwm_kb = _number_after(os.pread(status, 1 << 16, 0), b"VmHWM:")
+    if not hwm_kb:
+        raise ValueError("no VmHWM")
+    return throttled, host, (_GC_CLOCK.collections, _GC_CLOCK.total_ns, usage.ru_minflt, usage.ru_majflt), \
+        hwm_kb * 1024
+
+
+def _throttled_ns(data: bytes | None) -> int | None:
+    """cpu.stat's throttled time in ns (cgroup.parse_cpu_stat's reading), None for no counters (v2's root)."""
+    if not data or b"nr_throttled" not in data:
+        return None
+    usec = _number_after(data, b"\nthrottled_usec ")  # cgroup v2, in us; v1: throttled_time, in ns
+    return usec * 1000 if usec is not None else _number_after(data, b"\nthrottled_time ") or 0
 
 
 def _number_after(data: bytes | None, key: bytes) -> int | None:
