@@ -186,3 +186,26 @@ def test_a_window_counts_its_garbage_collections_and_page_faults() -> None:
     assert stormy["gc_collections"] >= 1 and stormy["gc_ms"] > 0
     assert stormy["minor_faults"] + stormy["major_faults"] >= 2000
     assert quiet["gc_collections"] == 0 and quiet["minor_faults"] < 1000
+
+
+def test_the_edges_fast_path_and_the_general_path_give_the_same_figures() -> None:
+    """Where every file is open the edges read the descriptors themselves; the general path (no descriptors, or
+    anything unexpected in them) gives the same figures, both catching a 64 MiB peak."""
+    fast, general = ResourceMeter(POWER), ResourceMeter(POWER)
+    if fast.files().fds is None:
+        pytest.skip("this platform lacks a file the fast path reads (clear_refs, statm, cpu.stat, PSI)")
+    general.files().fds = None
+    figures = []
+    for meter in (fast, general):
+        window = meter.start()
+        block = _fresh_resident(64 << 20)
+        block.close()
+        figures.append(meter.stop(window))
+    assert figures[0].keys() == figures[1].keys()
+    for got in figures:
+        assert got["peak_rss_increase_bytes"] >= 60 << 20 and got["peak_rss_method"].startswith("vmhwm-reset")
+        assert got["minor_faults"] >= 10_000 and got["host_cpu_ms"] is not None
+        assert (got["cpu_throttled_ms"] is None) == (cgroup.cpu_throttling(fast.cpu_stat) is None)
+    broken = ResourceMeter(POWER)
+    broken.files().fds = (-1,) * 6  # a read that fails: the general path takes over at both edges
+    assert broken.stop(broken.start())["peak_rss_method"].startswith("vmhwm-reset")
