@@ -250,25 +250,35 @@ class UnitFramer:
         self._skipping = True
         self._control.clear()
 
-    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
-        # A control unit that came whole in one read (a RESULT on the local node) is taken at once: the same checks
-        # and the same ControlUnit as piece by piece, without the pieces (its parse is in the result decode).
+    def take_whole(self, data: bytes | bytearray | memoryview) -> ControlUnit | UnitWhole | None:
+        """The one frame of `data` when it is exactly one whole unit at a unit boundary, taken at once with the
+        checks feed() makes (ProtocolError): a control unit (not JSON-baseline) as its ControlUnit, a format unit
+        as one UnitWhole when the framer was made with `whole_units`. None, with nothing consumed, otherwise (then
+        feed() it). A RESULT on the local node, a data unit on the edge: one read each on a fast link, with their
+        parse and decode in the testbed's own share (docs/METRICS.md)."""
         view = memoryview(data)
         whole = self._cutter.whole(view) if view.format == "B" and view.ndim == 1 else None
+        if whole is None:
+            return None
+        unit_type, length = whole
+        if unit_type not in CONTROL_TYPES:
+            if not self.whole_units:
+                return None
+            self._check_start(unit_type, length)
+            self._cutter.take_whole(length)
+            return UnitWhole(unit_type, length, view)
+        if unit_type == MsgType.JSON_BASELINE:
+            return None
+        self._check_start(unit_type, length)
+        self._cutter.take_whole(length)
+        return ControlUnit(_CONTROL_BY_CODE[unit_type], bytearray(view[HEADER_SIZE:]))
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
+        whole = self.take_whole(data)
         if whole is not None:
-            unit_type, length = whole
-            if unit_type not in CONTROL_TYPES:
-                if self.whole_units:
-                    self._check_start(unit_type, length)
-                    self._cutter.take_whole(length)
-                    yield UnitWhole(unit_type, length, view)
-                    return
-            elif unit_type != MsgType.JSON_BASELINE:
-                self._check_start(unit_type, length)
-                self._cutter.take_whole(length)
-                yield ControlUnit(_CONTROL_BY_CODE[unit_type], bytearray(view[HEADER_SIZE:]))
-                return
-        for piece in self._cutter.feed(view):
+            yield whole
+            return
+        for piece in self._cutter.feed(data):
             if type(piece) is UnitValue:
                 if piece.unit_type in CONTROL_TYPES:
                     self._control += piece.data

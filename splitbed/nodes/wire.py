@@ -95,7 +95,12 @@ class ControlReader:
                 raise PeerClosed("remote node closed the connection"
                                  + (" in the middle of a message" if self.framer.mid_unit else ""))
             self.bytes_received += n
-            frames = list(self.framer.feed(memoryview(self._buf)[:n]))
+            read = memoryview(self._buf)[:n]
+            whole = self.framer.take_whole(read)  # a read that is one whole unit (the RESULT): no pieces, no list
+            if isinstance(whole, ControlUnit):
+                self._stamp_source = self.rx.last_read  # the unit ends the read: the read's stamp is its own
+                return whole, n, t_read
+            frames = list(self.framer.feed(read)) if whole is None else [whole]
             for index, frame in enumerate(frames):
                 if not isinstance(frame, ControlUnit):
                     raise ProtocolError("unexpected_message",
