@@ -64,24 +64,33 @@ def read_counters(stat: Path = PROC_STAT, psi: Path = PSI_CPU) -> HostCpuCounter
     return parse_counters(_read(stat), _read(psi))
 
 
-def parse_counters(stat_text: str | None, psi_text: str | None) -> HostCpuCounters:
-    """The counters from the texts of /proc/stat and /proc/pressure/cpu (None: unreadable), for a reader that
-    keeps those files open (netem.procfile)."""
+def parse_counters(stat_text: str | bytes | None, psi_text: str | bytes | None) -> HostCpuCounters:
+    """The counters from the texts of /proc/stat and /proc/pressure/cpu (None: unreadable)."""
+    return HostCpuCounters(*raw_counters(stat_text, psi_text))
+
+
+def raw_counters(stat: str | bytes | None, psi: str | bytes | None) -> tuple[int | None, int | None, int | None]:
+    """(steal jiffies, all jiffies, CPU wait us) from /proc/stat and /proc/pressure/cpu as read (None:
+    unreadable), for a reader that keeps those files open and reads them around every measured window
+    (netem.procfile): raw bytes are parsed as they are, and only their first lines (the rest of /proc/stat, a
+    per-CPU and per-interrupt breakdown, is not used)."""
     steal = every = wait = None
     try:
-        if stat_text is not None:
-            fields = [int(x) for x in stat_text.split("\n", 1)[0].split()[1:]]
+        if stat is not None:
+            line = stat.encode() if isinstance(stat, str) else stat
+            fields = line.split(b"\n", 1)[0].split(None, STEAL_FIELD + 2)[1:STEAL_FIELD + 2]
             if len(fields) > STEAL_FIELD:
-                steal, every = fields[STEAL_FIELD], sum(fields[: STEAL_FIELD + 1])
+                numbers = list(map(int, fields))
+                steal, every = numbers[STEAL_FIELD], sum(numbers)
     except ValueError:
         pass
     try:
-        if psi_text is not None:
-            some = psi_text.split("\n", 1)[0]
-            wait = int(some.rsplit("total=", 1)[1])
+        if psi is not None:
+            line = psi.encode() if isinstance(psi, str) else psi
+            wait = int(line.split(b"\n", 1)[0].rsplit(b"total=", 1)[1])
     except (IndexError, ValueError):
         pass
-    return HostCpuCounters(steal_jiffies=steal, all_jiffies=every, cpu_wait_us=wait)
+    return steal, every, wait
 
 
 def _read(path: Path) -> str | None:

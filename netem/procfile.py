@@ -30,6 +30,11 @@ class KeptFile:
     def open(self) -> bool:
         return self._fd is not None
 
+    @property
+    def fd(self) -> int | None:
+        """The descriptor, for a reader that preads it itself on a hot path (None: not open)."""
+        return self._fd
+
     def read_bytes(self) -> bytes | None:
         if self._fd is None:
             return None

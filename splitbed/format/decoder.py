@@ -34,7 +34,7 @@ from splitbed.format.events import (
 from splitbed.format.framing import Frame, UnitFramer
 from splitbed.format.limits import DEFAULT_MAX_DECODED_SIZE, DEFAULT_MAX_UNIT_SIZE, TLV_HEADER_SIZE
 from splitbed.format.profiles import get_profile
-from splitbed.format.tlv import UnitType
+from splitbed.format.tlv import TLV_HEADER, UnitType
 
 
 class Decoder:
@@ -94,6 +94,41 @@ class Decoder:
             self._fatal_delivered = True
             return self._fatal
         return STREAM_ENDED if self._ended else NEED_DATA
+
+    def decode_whole(self, unit: bytes | bytearray | memoryview) -> TensorsDecoded | None:
+        """The event feed(unit) and next_event() would give, at once, for the steady state of a stream: `unit` is
+        one whole intermediate data unit (header and value) whose table is the one the active AIPS implies (the
+        fixed-layout shortcut below), fed at a unit boundary with nothing pending; the decoder keeps its own copy,
+        as feed() does. None, with nothing consumed, for anything else (then feed() it): every check of the general
+        path holds by construction here, and a payload its transform refuses is left to the general path, which
+        reports it (tests compare both paths)."""
+        fast = self._fixed
+        framer = self._framer
+        if fast is None or self._events or self._fatal_delivered or self._ended or framer.failure is not None \
+                or framer.frames or framer.buffered:
+            return None
+        view = memoryview(unit)
+        if view.format != "B" or view.ndim != 1 or len(view) != TLV_HEADER_SIZE + fast.value_length \
+                or fast.value_length > self.max_unit_size:
+            return None
+        unit_type, length = TLV_HEADER.unpack_from(view, 0)
+        if unit_type != UnitType.INTERMEDIATE_DATA or length != fast.value_length \
+                or view[TLV_HEADER_SIZE:TLV_HEADER_SIZE + len(fast.table)] != fast.table:
+            return None
+        value = bytearray(view[TLV_HEADER_SIZE:])  # the decoder's own copy: the caller may reuse its buffer
+        if self._fixed_pad_spans and any(any(value[a:b]) for a, b in self._fixed_pad_spans):
+            return None
+        readonly = memoryview(value).toreadonly()
+        try:
+            tensors = tuple([step.transform.inverse(readonly[offset:offset + step.size], b"", step.spec.dtype,
+                                                    step.spec.shape)
+                             for step, offset in zip(self._plan, fast.payload_offsets, strict=True)])
+        except FormatError:
+            return None
+        aips = self._active
+        assert aips is not None
+        return TensorsDecoded(aips.aips_id, aips.partition_id, self._tensor_ids, tensors, TLV_HEADER_SIZE + length,
+                              fast.payload_lengths, self._inferred, framer.take_whole(length))
 
     def events(self) -> list[Event]:
         """Every event available now (stops at NEED_DATA / STREAM_ENDED / a fatal error)."""

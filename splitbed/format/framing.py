@@ -86,6 +86,21 @@ class TlvCutter:
         """Bytes of a header read so far (between units)."""
         return len(self._header)
 
+    def whole(self, view: memoryview) -> tuple[int, int] | None:
+        """(type, length) of the unit `view` holds when it is exactly one whole unit (header and value) and the
+        stream is at a unit boundary, without consuming it; None otherwise. A caller that takes the unit so
+        (`take_whole`) reads its value at view[TLV_HEADER_SIZE:] instead of feeding it piece by piece."""
+        if self._header or self._type >= 0 or len(view) < TLV_HEADER_SIZE:
+            return None
+        unit_type, length = TLV_HEADER.unpack_from(view, 0)
+        return (unit_type, length) if len(view) == TLV_HEADER_SIZE + length else None
+
+    def take_whole(self, length: int) -> None:
+        """Count a whole unit of `length` value bytes found by whole() as consumed, as feed() would have."""
+        self.units_started += 1
+        self._unit_offset = self.offset
+        self.offset += TLV_HEADER_SIZE + length
+
     def skip(self) -> None:
         """Count off the rest of the current unit's value: no more UnitValue for it; it still ends (UnitDone)."""
         if self._type < 0:
@@ -187,7 +202,16 @@ class UnitFramer:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self.failure is not None:
             return
-        for piece in self._cutter.feed(data):
+        view = memoryview(data)
+        whole = self._cutter.whole(view) if view.format == "B" and view.ndim == 1 else None
+        if whole is not None and whole[1] <= self.max_unit_size:  # one whole unit: one Frame, as piece by piece
+            unit_type, length = whole
+            offset = self._cutter.offset
+            self._cutter.take_whole(length)
+            value = bytearray(view[TLV_HEADER_SIZE:]) if unit_type in _STORED_TYPES else None
+            self.frames.append(Frame(unit_type, length, value, offset))
+            return
+        for piece in self._cutter.feed(view):
             if type(piece) is UnitValue:
                 if self._value is not None:
                     self._value += piece.data
@@ -208,6 +232,13 @@ class UnitFramer:
                 assert type(piece) is UnitDone
                 self.frames.append(Frame(piece.unit_type, piece.length, self._value, piece.offset))
                 self._value = None
+
+    def take_whole(self, length: int) -> int:
+        """Count a whole unit of `length` value bytes that its caller took as it is (Decoder.decode_whole) as
+        read; its stream offset. Only at a unit boundary, with nothing pending."""
+        offset = self._cutter.offset
+        self._cutter.take_whole(length)
+        return offset
 
     def end_of_stream(self) -> None:
         """No more bytes will come: a partly received unit is a fatal truncation."""

@@ -71,25 +71,7 @@ class TcpState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TcpState:
         """Back from a metrics record; ValueError names a missing or mistyped field."""
-        values: dict[str, Any] = {}
-        for name, kind in cls.__annotations__.items():
-            if name not in data:
-                raise ValueError(f"TCP state lacks {name!r}")
-            value = data[name]
-            optional = "None" in kind
-            if value is None and optional:
-                values[name] = None
-            elif kind == "str":
-                values[name] = str(value)
-            elif kind.startswith("int"):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"TCP state field {name!r} must be an integer, got {value!r}")
-                values[name] = value
-            else:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ValueError(f"TCP state field {name!r} must be a number, got {value!r}")
-                values[name] = float(value)
-        return cls(**values)
+        return cls(**checked_fields(data))
 
     def send_window_segments(self, *, slow_start_after_idle: bool, initial_window: int = 10) -> tuple[int, int | None]:
         """(cwnd, ssthresh) the next transfer starts with, after the kernel's restart-after-idle rule
@@ -99,6 +81,42 @@ class TcpState:
             return self.cwnd_segments, self.ssthresh_segments
         return restart_after_idle(self.cwnd_segments, self.ssthresh_segments, self.idle_ms, self.rto_ms,
                                   in_reduction=self.ca_state in ("cwr", "recovery"), initial_window=initial_window)
+
+
+def _field_kinds() -> tuple[tuple[str, str, bool], ...]:
+    """(name, str | int | float, None allowed) of each TcpState field, from its annotation."""
+    kinds = []
+    for name, kind in TcpState.__annotations__.items():
+        base = "str" if kind == "str" else "int" if kind.startswith("int") else "float"
+        kinds.append((name, base, "None" in kind))
+    return tuple(kinds)
+
+
+_KINDS = _field_kinds()
+
+
+def checked_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """TcpState's fields from a record's (or a RESULT's) `to_dict()` form, each checked against its type: the
+    fields TcpState(**...) takes, or what to_dict() of it gives back. ValueError names a missing or mistyped
+    field."""
+    values: dict[str, Any] = {}
+    for name, kind, optional in _KINDS:
+        if name not in data:
+            raise ValueError(f"TCP state lacks {name!r}")
+        value = data[name]
+        if value is None and optional:
+            values[name] = None
+        elif kind == "str":
+            values[name] = str(value)
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"TCP state field {name!r} must be an integer, got {value!r}")
+            values[name] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"TCP state field {name!r} must be a number, got {value!r}")
+            values[name] = float(value)
+    return values
 
 
 def restart_after_idle(cwnd: int, ssthresh: int | None, idle_ms: float, rto_ms: float, *, in_reduction: bool = False,
@@ -125,20 +143,48 @@ def restart_after_idle(cwnd: int, ssthresh: int | None, idle_ms: float, rto_ms: 
 
 # Compiled once: the nodes read the state around every inference, inside its measured windows.
 _LAYOUTS = tuple((name, struct.Struct("=" + fmt), offset) for name, fmt, offset in _FIELDS)
+_RCV_OOOPACK = struct.Struct("=I")
+_RCV_OOOPACK_OFFSET = 224  # tcpi_rcv_ooopack (Linux 5.4+)
+
+
+def _whole_layout() -> tuple[struct.Struct, tuple[str, ...]]:
+    """One struct for every field read (pad bytes between them), for a kernel that returns all of them: one
+    unpack instead of one per field."""
+    fmt, pos = "=", 0
+    for _name, code, offset in sorted(_FIELDS, key=lambda field: field[2]):
+        fmt += f"{offset - pos}x{code}" if offset > pos else code
+        pos = offset + struct.calcsize("=" + code)
+    return struct.Struct(fmt), tuple(name for name, _code, _offset in sorted(_FIELDS, key=lambda field: field[2]))
+
+
+_WHOLE, _WHOLE_NAMES = _whole_layout()
 
 
 def read_state(sock: socket.socket) -> TcpState:
     """The congestion state of a connected TCP socket (OSError if it is none)."""
     raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
-    fields: dict[str, int | None] = {}
-    for name, layout, offset in _LAYOUTS:
-        fields[name] = layout.unpack_from(raw, offset)[0] if len(raw) >= offset + layout.size else None
-    algorithm = sock.getsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, 16).split(b"\0", 1)[0].decode("ascii", "replace")
-    return parse_fields(fields, algorithm)
+    return parse_fields(raw_fields(raw), congestion_control(sock))
+
+
+def congestion_control(sock: socket.socket) -> str:
+    return sock.getsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, 16).split(b"\0", 1)[0].decode("ascii", "replace")
+
+
+def raw_fields(raw: bytes) -> dict[str, int | None]:
+    """The integers of the fields read, from a TCP_INFO buffer (None: past what this kernel returned)."""
+    if len(raw) >= _WHOLE.size:
+        return dict(zip(_WHOLE_NAMES, _WHOLE.unpack_from(raw), strict=True))
+    return {name: layout.unpack_from(raw, offset)[0] if len(raw) >= offset + layout.size else None
+            for name, layout, offset in _LAYOUTS}
 
 
 def parse_fields(fields: dict[str, int | None], algorithm: str) -> TcpState:
     """TcpState from the raw tcp_info integers (split out so that it can be checked without a socket)."""
+    return TcpState(**state_fields(fields, algorithm))
+
+
+def state_fields(fields: dict[str, int | None], algorithm: str) -> dict[str, Any]:
+    """TcpState's fields (its to_dict(), the record's form) from the raw tcp_info integers."""
 
     def need(name: str) -> int:
         value = fields.get(name)
@@ -149,25 +195,28 @@ def parse_fields(fields: dict[str, int | None], algorithm: str) -> TcpState:
     ssthresh = need("snd_ssthresh")
     min_rtt = fields.get("min_rtt_us")
     ca_state = need("ca_state")
-    return TcpState(
-        congestion_control=algorithm,
-        ca_state=CA_STATES[ca_state] if ca_state < len(CA_STATES) else str(ca_state),
-        cwnd_segments=need("snd_cwnd"),
-        ssthresh_segments=None if ssthresh >= INFINITE_SSTHRESH else ssthresh,
-        mss_bytes=need("snd_mss"),
-        rtt_ms=need("rtt_us") / 1000,
-        rttvar_ms=need("rttvar_us") / 1000,
-        min_rtt_ms=None if min_rtt in (None, 0xFFFFFFFF) else min_rtt / 1000,
-        rto_ms=need("rto_us") / 1000,
-        idle_ms=float(need("last_data_sent_ms")),
-        unacked_segments=need("unacked"),
-        total_retrans=need("total_retrans"),
-        peer_window_bytes=fields.get("snd_wnd"),
-    )
+    return {
+        "congestion_control": algorithm,
+        "ca_state": CA_STATES[ca_state] if ca_state < len(CA_STATES) else str(ca_state),
+        "cwnd_segments": need("snd_cwnd"),
+        "ssthresh_segments": None if ssthresh >= INFINITE_SSTHRESH else ssthresh,
+        "mss_bytes": need("snd_mss"),
+        "rtt_ms": need("rtt_us") / 1000,
+        "rttvar_ms": need("rttvar_us") / 1000,
+        "min_rtt_ms": None if min_rtt in (None, 0xFFFFFFFF) else min_rtt / 1000,
+        "rto_ms": need("rto_us") / 1000,
+        "idle_ms": float(need("last_data_sent_ms")),
+        "unacked_segments": need("unacked"),
+        "total_retrans": need("total_retrans"),
+        "peer_window_bytes": fields.get("snd_wnd"),
+    }
 
 
-_RCV_OOOPACK = struct.Struct("=I")
-_RCV_OOOPACK_OFFSET = 224  # tcpi_rcv_ooopack (Linux 5.4+)
+def out_of_order_in(raw: bytes | None) -> int | None:
+    """tcpi_rcv_ooopack of a TCP_INFO buffer; None without one, or where the kernel does not count."""
+    if raw is None or len(raw) < _RCV_OOOPACK_OFFSET + _RCV_OOOPACK.size:
+        return None
+    return int(_RCV_OOOPACK.unpack_from(raw, _RCV_OOOPACK_OFFSET)[0])
 
 
 def out_of_order_packets(sock: socket.socket) -> int | None:
@@ -177,9 +226,7 @@ def out_of_order_packets(sock: socket.socket) -> int | None:
         raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
     except (OSError, AttributeError):
         return None
-    if len(raw) < _RCV_OOOPACK_OFFSET + _RCV_OOOPACK.size:
-        return None
-    return int(_RCV_OOOPACK.unpack_from(raw, _RCV_OOOPACK_OFFSET)[0])
+    return out_of_order_in(raw)
 
 
 def try_read_state(sock: socket.socket) -> dict[str, Any] | None:
@@ -188,3 +235,37 @@ def try_read_state(sock: socket.socket) -> dict[str, Any] | None:
         return read_state(sock).to_dict()
     except (OSError, AttributeError, struct.error):
         return None
+
+
+class SocketInfo:
+    """TCP_INFO of one connected socket, read the way the nodes read it around every inference, inside the
+    testbed's own share of it (docs/METRICS.md): each reading is one getsockopt, and the sender's state and the
+    receiver's out-of-order count both come from that one buffer. The congestion control's name is read once: a
+    socket keeps the algorithm it was given when it was created unless a program sets another on it
+    (TCP_CONGESTION), which the nodes never do."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._algorithm: str | None = None
+        try:  # now, with the connection: a state decoded later (after a window, or the socket closed) needs it
+            self._algorithm = congestion_control(sock)
+        except (OSError, AttributeError):
+            pass  # not TCP (then there is no state), or asked again at the first state()
+
+    def read(self) -> bytes | None:
+        """The TCP_INFO buffer now, None where the socket has none (not TCP, not Linux)."""
+        try:
+            return self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+        except (OSError, AttributeError):
+            return None
+
+    def state(self, raw: bytes | None) -> dict[str, Any] | None:
+        """The sender's state in a buffer `read()` returned, as a record field (try_read_state's form)."""
+        if raw is None:
+            return None
+        try:
+            if self._algorithm is None:
+                self._algorithm = congestion_control(self.sock)
+            return state_fields(raw_fields(raw), self._algorithm)
+        except (OSError, AttributeError, struct.error):
+            return None

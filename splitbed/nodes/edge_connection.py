@@ -16,7 +16,6 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from splitbed.host.tcpinfo import try_read_state
 from splitbed.nodes import messages as m
 from splitbed.nodes import rxstamp
 from splitbed.nodes.admission import Slot
@@ -177,7 +176,6 @@ class EdgeConnection:
     def _infer(self, request: Infer) -> None:
         """The tail on the decoded tensors, under the node's model lock (its wait is remote_queue_wait_ms)."""
         state, decoded = self.state, request.decoded
-        last_byte_kernel, out_of_order, no_stamp_reason = self.rx.arrival(self.rx.kernel_ns)
         t_lock = now_ns()
         with state.runner.lock:
             t_locked = now_ns()
@@ -199,11 +197,15 @@ class EdgeConnection:
             t_tail_end = now_ns()
             resources = state.meter.stop(window)
             edge_run = ModelRunner.device_run(plan)  # under the lock: this run's outcome (None: nothing emulated)
+        # One TCP_INFO reading: the window the RESULT starts with, and the uplink's out-of-order packets since the
+        # previous reply (the local node sends nothing between its data unit and this RESULT, so the count is the
+        # one at the data's last byte; the kernel stamp of that byte is the read's, kept by the ReceiveClock).
+        tcp_info = self.rx.info.read()
+        last_byte_kernel, out_of_order, no_stamp_reason = self.rx.arrival(self.rx.kernel_ns, tcp_info=tcp_info)
         self.machine.result(request, partition_id=plan.partition_id, partition_name=plan.name, preds=preds,
                             tail_start_ns=t_tail, tail_end_ns=t_tail_end, lock_request_ns=t_lock,
-                            queue_ms=(t_locked - t_lock) / 1e6, built_ms=built_now, resources=dict(resources),
-                            concurrent_sessions=state.active_sessions(),
-                            downlink_tcp=try_read_state(self.conn),  # the window the RESULT starts with
+                            queue_ms=(t_locked - t_lock) / 1e6, built_ms=built_now, resources=cast(dict[str, Any], resources),
+                            concurrent_sessions=state.active_sessions(), downlink_tcp=self.rx.info.state(tcp_info),
                             last_byte_kernel=last_byte_kernel, out_of_order=out_of_order, end_reason=no_stamp_reason,
                             inference_call=state.runner.inference_call(self.machine.model), edge_run=edge_run)
 

@@ -45,7 +45,7 @@ from splitbed.nodes.formatio import (
     json_baseline_bytes,
     tensor_crc32,
 )
-from splitbed.nodes.protocol import ControlUnit, MsgType, UnitChunk, UnitEnd, UnitFramer, UnitStart
+from splitbed.nodes.protocol import ControlUnit, MsgType, UnitChunk, UnitEnd, UnitFramer, UnitStart, UnitWhole
 from splitbed.nodes.runner import INFERENCE_CALL
 
 UPLINK = proto.UPLINK_CONTROL | {MsgType.JSON_BASELINE}
@@ -103,7 +103,8 @@ class EdgeSession:
         self.peer = peer
         self.max_unit_bytes = max_unit_bytes
         self.clock, self.perf, self.new_session_id = clock, perf, new_session_id
-        self.framer = UnitFramer(max_unit_bytes=max_unit_bytes, accepted_control=frozenset(UPLINK))
+        self.framer = UnitFramer(max_unit_bytes=max_unit_bytes, accepted_control=frozenset(UPLINK),
+                                 whole_units=True)
         self.fmt = FormatSession(max_unit_bytes)
         self.hello_seen = False
         self.configured = False
@@ -173,15 +174,15 @@ class EdgeSession:
         self._answered(request)
         self._release_unit()
         select = self._selection()
-        row = np.asarray(preds, dtype=np.float64).reshape(preds.shape[0], -1)[0]
-        order = np.argsort(row, kind="stable")[::-1][: select.top_k]
+        row = np.asarray(preds).reshape(preds.shape[0], -1)[0]  # the scores as the tail gave them: float(x) is exact
+        top = m.top_classes(row, select.top_k)
         stamps = {"remote_first_byte": request.first_byte_ns, "remote_last_byte": request.last_byte_ns,
                   "remote_lock_request": lock_request_ns, "remote_tail_start": tail_start_ns,
                   "remote_tail_end": tail_end_ns, "remote_last_byte_kernel": last_byte_kernel}
         body: dict[str, Any] = {
             "after_unit": request.after_unit, "seq": request.seq, "model": select.model,
             "partition_id": partition_id, "partition_name": partition_name,
-            "top": [[int(i), float(row[i])] for i in order],
+            "top": [[i, score] for i, score in top],
             "remote_model_inference_time": (tail_end_ns - tail_start_ns) / 1e9,
             "remote_inference_ms": (tail_end_ns - tail_start_ns) / 1e6,
             "remote_decode_ms": request.decode_ms, "remote_queue_wait_ms": queue_ms,
@@ -222,30 +223,23 @@ class EdgeSession:
     # --- frames ------------------------------------------------------------------------------------------
 
     def _on_frame(self, frame: proto.Frame) -> None:
-        if isinstance(frame, UnitStart):
+        if isinstance(frame, UnitWhole):  # start, value and end of a format unit at once: as the three below
+            if self._start_format_unit(frame.unit_type, frame.length, whole=True):
+                if self._decode_whole(frame):
+                    return
+                self._feed_format(frame.unit)
+            self._end_format_unit()
+        elif isinstance(frame, UnitStart):
             if frame.unit_type == MsgType.JSON_BASELINE:
                 self._start_json_unit(frame)
                 return
-            self._require_configured(f"unit of type {frame.unit_type}")
-            self._mark_first_byte(self._t_recv)
-            if self._selection().encoding != "tlv":
-                raise ProtocolError("unexpected_message", "AIPS/intermediate data units on a session configured "
-                                    "for the json-baseline carriage")
-            if self._hold(self.fmt.unit_bytes(frame.unit_type, frame.length),
-                          f"type {frame.unit_type} unit of {frame.length} bytes"):
+            if self._start_format_unit(frame.unit_type, frame.length, whole=False):
                 self._feed_format(frame.header)
         elif isinstance(frame, UnitChunk):
             if self._refused is None:
                 self._feed_format(frame.data)
         elif isinstance(frame, UnitEnd):
-            self.units += 1
-            if self._refused is not None:
-                refused, self._refused = self._refused, None
-                self._out.append(Send(self.error_reply(refused.code, refused.message, fatal=False)))
-                return
-            self._drain_format()
-            if self._pending is None:
-                self._release_unit()  # an AIPS, an unknown type, an error: nothing of it is held any more
+            self._end_format_unit()
         elif frame.unit_type == MsgType.JSON_BASELINE:
             self._on_json_baseline(frame)
         else:
@@ -253,20 +247,55 @@ class EdgeSession:
             if self._pending is None:
                 self._release_unit()
 
-    def _hold(self, nbytes: int, what: str) -> bool:
+    def _start_format_unit(self, unit_type: int, length: int, *, whole: bool) -> bool:
+        """A format unit's header: whether its bytes are to be fed to the format decoder (False: refused, answered
+        at its end). `whole`: the unit came whole (UnitWhole), so there is nothing left for the framer to skip."""
+        self._require_configured(f"unit of type {unit_type}")
+        self._mark_first_byte(self._t_recv)
+        if self._selection().encoding != "tlv":
+            raise ProtocolError("unexpected_message", "AIPS/intermediate data units on a session configured "
+                                "for the json-baseline carriage")
+        return self._hold(self.fmt.unit_bytes(unit_type, length), f"type {unit_type} unit of {length} bytes",
+                          skip=not whole)
+
+    def _decode_whole(self, frame: UnitWhole) -> bool:
+        """A data unit in the steady state decoded at once (FormatSession.decode_whole), ended and asked to be
+        inferred as _end_format_unit would; False (nothing done) when it must be fed and drained."""
+        start = self.perf()
+        decoded = self.fmt.decode_whole(frame.unit_type, frame.unit)
+        self._decode_ns += self.perf() - start
+        if decoded is None:
+            return False
+        self.units += 1
+        self._infer(decoded)
+        return True
+
+    def _end_format_unit(self) -> None:
+        self.units += 1
+        if self._refused is not None:
+            refused, self._refused = self._refused, None
+            self._out.append(Send(self.error_reply(refused.code, refused.message, fatal=False)))
+            return
+        self._drain_format()
+        if self._pending is None:
+            self._release_unit()  # an AIPS, an unknown type, an error: nothing of it is held any more
+
+    def _hold(self, nbytes: int, what: str, *, skip: bool = True) -> bool:
         """Reserve the unit's memory from the node's budget before keeping a byte of it; if it does not fit,
-        skip the unit (answered `memory_budget` at its end) and return False."""
+        skip the unit (answered `memory_budget` at its end; `skip`: tell the framer to count off the rest of it)
+        and return False."""
         try:
             self._held = self.budget.reserve(nbytes, what)
         except BudgetRefused as exc:
             log.warning("session %s from %s: refused a unit: %s", self.session_id or "-", self.peer, exc.message)
-            self._skip_unit(exc)
+            self._skip_unit(exc, framer=skip)
             return False
         return True
 
-    def _skip_unit(self, reason: ProtocolError) -> None:
+    def _skip_unit(self, reason: ProtocolError, *, framer: bool = True) -> None:
         self._refused = reason
-        self.framer.skip_unit()
+        if framer:
+            self.framer.skip_unit()
 
     def _release_unit(self) -> None:
         if self._held is not None:

@@ -7,6 +7,7 @@ Local side: AIPS and data-unit encoding, and the JSON baseline carriage.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,9 +77,21 @@ class FormatSession:
 
     def __init__(self, max_unit_bytes: int) -> None:
         self.decoder = fmt.Decoder(max_unit_size=max_unit_bytes)
+        self._cost: tuple[Aips, int] | None = None
 
     def feed(self, data: bytes | memoryview) -> None:
         self.decoder.feed(data)
+
+    def decode_whole(self, unit_type: int, unit: memoryview) -> DecodedTensors | None:
+        """A whole data unit decoded at once in the steady state (fmt.Decoder.decode_whole: the active AIPS's
+        fixed layout, nothing pending): what feeding it and drain() would give, which is what to do on None."""
+        if unit_type != fmt.UnitType.INTERMEDIATE_DATA:
+            return None
+        event = self.decoder.decode_whole(unit)
+        if event is None:
+            return None
+        return DecodedTensors(event.partition_id, list(event.tensors), event.aips_id,
+                              {"payload_bytes": list(event.payload_sizes), "unit_bytes": event.unit_size})
 
     def drain(self) -> DrainOutcome:
         events: list[dict[str, Any]] = []
@@ -88,6 +101,11 @@ class FormatSession:
             event = self.decoder.next_event()
             if event is NEED_DATA:
                 break
+            if isinstance(event, TensorsDecoded):  # the usual event, first: it sits between the last byte and the tail
+                complete = DecodedTensors(event.partition_id, list(event.tensors), event.aips_id,
+                                          {"payload_bytes": list(event.payload_sizes),
+                                           "unit_bytes": event.unit_size})
+                continue
             record = event_record(event)
             if record is not None:
                 events.append(record)
@@ -96,10 +114,6 @@ class FormatSession:
                 errors.append(ProtocolError(event.code.value, event.message, fatal=fatal))
                 if fatal:
                     break
-            elif isinstance(event, TensorsDecoded):
-                complete = DecodedTensors(event.partition_id, list(event.tensors), event.aips_id,
-                                          {"payload_bytes": list(event.payload_sizes),
-                                           "unit_bytes": event.unit_size})
         return DrainOutcome(events, errors, complete)
 
     def unit_bytes(self, unit_type: int, length: int) -> int:
@@ -111,8 +125,16 @@ class FormatSession:
         held = length + (length >> 3) + 64
         aips = self.decoder.active_aips
         if unit_type == fmt.UnitType.INTERMEDIATE_DATA and aips is not None:
-            held += decode_bytes(aips) + aips.decoded_size
+            held += self._decode_cost(aips)
         return held
+
+    def _decode_cost(self, aips: Aips) -> int:
+        """decode_bytes(aips) + aips.decoded_size, worked out once per AIPS: every data unit of a session
+        usually refers to the same one, and this sits between its last byte and the tail."""
+        cached = self._cost
+        if cached is None or cached[0] is not aips:
+            cached = self._cost = (aips, decode_bytes(aips) + aips.decoded_size)
+        return cached[1]
 
     def _lifecycle(self) -> list[dict[str, Any]]:
         return self.drain().events
@@ -141,6 +163,7 @@ def compression_profiles() -> list[dict[str, Any]]:
             for p in PROFILES.values()]
 
 
+@functools.lru_cache(maxsize=64)  # looked up for every inference the local node encodes
 def profile_id(name_or_id: str | int) -> tuple[int, str]:
     try:
         profile = get_profile(int(name_or_id) if isinstance(name_or_id, str) and name_or_id.isdigit()
@@ -153,6 +176,15 @@ def profile_id(name_or_id: str | int) -> tuple[int, str]:
 def profile_lossless(name_or_id: str | int) -> bool:
     pid, _ = profile_id(name_or_id)
     return bool(PROFILES[pid].lossless)
+
+
+@functools.lru_cache(maxsize=32)
+def wire_dtype(dtype: np.dtype) -> fmt.DType | None:
+    """The format's element type of a numpy dtype (None where it has none: building an AIPS then says why)."""
+    try:
+        return fmt.DType.from_numpy(dtype)
+    except FormatError:
+        return None
 
 
 def build_aips(aips_id: int, partition_id: int, arrays: Sequence[np.ndarray], profile: int) -> Aips:

@@ -35,6 +35,9 @@ class Inference:
         self.arrays: list[np.ndarray] = []
         self.data_pieces: list[Any] = []
         self.transport_before: dict[str, Any] = {}
+        self._local: tuple[Any, list[Any], int] | None = None  # (the prepared input, the pieces sent, AIPS bytes)
+        self._local_done = False
+        self._marked = False  # the transport took the TCP state before the first send (uplink_tcp)
         self.record = record.blank(session.machine, job=job, plan=plan, repetition=repetition, clock=session.clock,
                                    link=job.link if job.link is not None else node.config.link,
                                    local_weights=node.runner.weights_info(job.model),
@@ -57,6 +60,7 @@ class Inference:
             self._fail(exc.code, exc.message + note, True, "local")
         except (PeerClosed, OSError) as exc:
             self._fail("connection_lost", str(exc), True, "local")
+        self._local_figures()  # after a failure (an inference that completed filled them at local_end)
         if self.data_pieces:  # after every measured window: reading sizes back costs a copy of the unit
             for figures, size in zip(rec["tensors"], formatio.payload_sizes(self.data_pieces), strict=True):
                 figures["serialized_bytes"] = size
@@ -91,57 +95,80 @@ class Inference:
             stamps["local_preprocessed"] = now_ns()
             arrays = self.arrays = ModelRunner.run_head(self.plan, prepared.array)
             stamps["local_head_done"] = now_ns()
-            self._ue_device()
             pieces, aips, aips_bytes = self._encode(arrays)
             stamps["local_encoded"] = now_ns()
-            rec["input_shape"] = list(prepared.array.shape)
-            rec["input_data_bytes"] = prepared.input_bytes
-            rec["preprocessed_input_bytes"] = prepared.preprocessed_bytes
-            rec["raw_intermediate_bytes"] = sum(a.nbytes for a in arrays)
-            rec["aips_bytes"] = aips_bytes
-            rec["uplink_bytes"] = sum(len(memoryview(p).cast("B")) for p in pieces)
-            rec["serialized_intermediate_bytes"] = rec["uplink_bytes"] - aips_bytes
-            rec["compression_ratio"] = rec["raw_intermediate_bytes"] / max(rec["serialized_intermediate_bytes"], 1)
-            seg = LocalSegments.derive(stamps)
-            rec["preprocess_ms"], rec["local_inference_ms"], rec["encode_ms"] = \
-                seg.preprocess_ms, seg.local_inference_ms, seg.encode_ms
+            self._local = (prepared, pieces, aips_bytes)  # the record's figures of them: _local_figures()
             s.machine.sent(units=2 if aips_bytes else 1, aips=aips if aips_bytes else None)
-            rec["uplink_tcp"] = s.transport.tcp_state()  # before the first byte: the window this transfer starts with
-            s.transport.mark()  # the RESULT's out-of-order packets are counted from here
+            # before the first byte: the window this transfer starts with (decoded into uplink_tcp after the
+            # windows, _local_figures), and the RESULT's out-of-order packets are counted from here
+            s.transport.mark()
+            self._marked = True
             self.transport_before = s.transport.counters()
             stamps["local_first_send"] = now_ns()
             s.transport.send(pieces, node.timeout(node.config.send_timeout_s))
             stamps["local_send_done"] = now_ns()
-            rec["send_ms"] = LocalSegments.derive(stamps).send_ms or 0.0
         finally:
             rec["local_resources"] = node.meter.stop(window)
+
+    def _local_figures(self) -> None:
+        """The record's figures of the local half (sizes, the tensors, the device's head run, the local segments):
+        bookkeeping, filled once the inference's windows are over (at local_end, or after a failure) so that none
+        of it sits between the head and the first send, or in the result decode (docs/METRICS.md, "The testbed's
+        own share"). Nothing is filled before the head has run."""
+        if self._local_done or not self.arrays:
+            return
+        self._local_done = True
+        rec, arrays = self.record, self.arrays
+        if self._marked:
+            rec["uplink_tcp"] = self.s.transport.marked_state()
+        cut = self.plan.cut
+        rec["tensors"] = [record.tensor_figures(cut, i, a, None) for i, a in enumerate(arrays)]  # sizes: run()
+        self._ue_device()
+        rec["raw_intermediate_bytes"] = sum(a.nbytes for a in arrays)
+        if self._local is not None:
+            prepared, pieces, aips_bytes = self._local
+            rec["input_shape"] = list(prepared.array.shape)
+            rec["input_data_bytes"] = prepared.input_bytes
+            rec["preprocessed_input_bytes"] = prepared.preprocessed_bytes
+            rec["aips_bytes"] = aips_bytes
+            rec["uplink_bytes"] = sum(len(memoryview(p).cast("B")) for p in pieces)
+            rec["serialized_intermediate_bytes"] = rec["uplink_bytes"] - aips_bytes
+            rec["compression_ratio"] = rec["raw_intermediate_bytes"] / max(rec["serialized_intermediate_bytes"], 1)
+            seg = LocalSegments.derive(self.stamps)
+            rec["preprocess_ms"], rec["local_inference_ms"], rec["encode_ms"] = \
+                seg.preprocess_ms, seg.local_inference_ms, seg.encode_ms
+            rec["send_ms"] = seg.send_ms or 0.0
 
     def _ue_device(self) -> None:
         """The UE device's figures for this head run (splitbed.devices; docs/METRICS.md "Devices")."""
         rec, plan = self.record, self.plan
         device = rec["ue_device"] = self.node.runner.device_figures(plan)
         outcome = plan.last_outcome if plan.device is not None else None
+        preprocessed, head_done = self.stamps["local_preprocessed"], self.stamps["local_head_done"]
+        assert preprocessed is not None and head_done is not None  # the head ran: _local_figures()
         rec["local_inference_measured_ms"] = (outcome.measured_ms if outcome is not None else
-                                              LocalSegments.derive(self.stamps).local_inference_ms)
+                                              (head_done - preprocessed) / 1e6)
         rec["local_inference_modelled_ms"] = None if device is None else device["device_ms"]
 
     def _encode(self, arrays: list[np.ndarray]) -> tuple[list[Any], Any, int]:
         """(pieces to send, the AIPS sent or None, bytes of that AIPS unit). Changes no session state, so an
         encoding error leaves the session as it was."""
         rec, job, machine, pid = self.record, self.job, self.s.machine, self.plan.partition_id
-        cut = self.plan.cut
-        rec["tensors"] = [record.tensor_figures(cut, i, a, None) for i, a in enumerate(arrays)]  # sizes: run()
         if job.encoding == "json-baseline":
             rec["aips_reason"] = "none: the json-baseline carriage has no AIPS"
             return [formatio.json_baseline_unit(arrays, pid)], None, 0
         profile_id, profile_name = formatio.profile_id(job.compression)
         rec["compression_profile"], rec["compression_profile_id"] = profile_name, profile_id
-        wanted = formatio.build_aips(machine.next_aips_id, pid, arrays, profile_id)
-        plan = machine.aips_plan(wanted, job.aips)
-        if plan.rebuild:
-            aips = formatio.build_aips(plan.aips_id, pid, arrays, profile_id)
+        plan = machine.reused_plan(pid, arrays, profile_id, job.aips)
+        if plan is not None and machine.aips is not None:
+            aips = machine.aips
         else:
-            aips = machine.aips if not plan.send and machine.aips is not None else wanted
+            wanted = formatio.build_aips(machine.next_aips_id, pid, arrays, profile_id)
+            plan = machine.aips_plan(wanted, job.aips)
+            if plan.rebuild:
+                aips = formatio.build_aips(plan.aips_id, pid, arrays, profile_id)
+            else:
+                aips = machine.aips if not plan.send and machine.aips is not None else wanted
         head = [formatio.aips_unit(aips)] if plan.send else []
         self.data_pieces = formatio.data_unit(aips, arrays)
         rec["aips_sent"], rec["aips_reason"], rec["aips_id"] = plan.send, plan.reason, aips.aips_id
@@ -163,8 +190,6 @@ class Inference:
                 earlier.append(message)
                 continue
             self.stamps["local_result_received"] = t_read
-            kernel_ns, rec["downlink_out_of_order_packets"], rec["downlink_end_reason"] = s.transport.arrival()
-            self.stamps["local_result_received_kernel"] = kernel_ns
             return reply.final, earlier
 
     def _retransmissions(self) -> None:
@@ -181,24 +206,32 @@ class Inference:
 
     def _remote_part(self, result: m.Result, earlier: list[m.Message]) -> None:
         rec, s, stamps = self.record, self.s, self.stamps
-        first_send, result_in = stamps["local_first_send"], stamps["local_result_received"]
-        assert first_send is not None and result_in is not None
-        transfer = Transfer.derive(first_send=first_send, result_read=result_in,
-                                   result_kernel=stamps.get("local_result_received_kernel"),
-                                   last_byte_read=result.stamps["remote_last_byte"],
-                                   last_byte_kernel=result.last_byte_kernel,
-                                   result_send=result.stamps["remote_result_send"],
-                                   offset_ns=s.clock["offset_ns"], uncertainty_ns=s.clock["offset_uncertainty_ns"])
-        record.add_result(rec, result, transfer, earlier)
         rec["predictions"] = record.predictions(result.predictions(s.choices.result_mode, s.choices.top_k))
         stamps["local_end"] = now_ns()
+        # The rest is bookkeeping on figures already taken: after local_end, outside every figure. The RESULT's
+        # arrival comes first: its kernel stamp is the read's (kept by the transport), and its out-of-order count
+        # is the socket's now; only a CHECKSUM (verify) can have come since, and packets of it out of order could
+        # only drop the stamp, never keep a wrong one.
+        kernel_ns, rec["downlink_out_of_order_packets"], rec["downlink_end_reason"] = s.transport.arrival()
+        stamps["local_result_received_kernel"] = kernel_ns
+        self._local_figures()
+        first_send, result_in = stamps["local_first_send"], stamps["local_result_received"]
+        assert first_send is not None and result_in is not None
+        figures = result.figures  # the RESULT's own checks (ProtocolError: an error record, as before local_end)
+        transfer = Transfer.derive(first_send=first_send, result_read=result_in,
+                                   result_kernel=stamps.get("local_result_received_kernel"),
+                                   last_byte_read=figures.stamps["remote_last_byte"],
+                                   last_byte_kernel=figures.last_byte_kernel,
+                                   result_send=figures.stamps["remote_result_send"],
+                                   offset_ns=s.clock["offset_ns"], uncertainty_ns=s.clock["offset_uncertainty_ns"])
+        record.add_result(rec, result, transfer, earlier)
         seg = LocalSegments.derive(stamps)
         rec["result_decode_ms"], rec["e2e_latency_ms"] = seg.result_decode_ms, seg.e2e_latency_ms
         self._retransmissions()
         rec["delivery_check"] = self._delivery_check()  # after local_end: not part of any figure
         try:
             rec["edge_device"] = with_run(s.edge_devices.get((self.plan.partition_id, self.plan.input_size)),
-                                          result.body.get("edge_run"), result.remote_inference_ms)
+                                          result.body.get("edge_run"), figures.remote_inference_ms)
         except ValueError as exc:
             raise ProtocolError("bad_control_message", f"edge device (PREPARED, RESULT edge_run): {exc}") from None
         runner_device = self.node.runner.device

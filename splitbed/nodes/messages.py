@@ -13,12 +13,13 @@ remote's timestamps, its kernel receive stamp and why it may have none, its TCP 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from splitbed.host.tcpinfo import TcpState
+from splitbed.host.tcpinfo import checked_fields
 from splitbed.nodes import protocol as proto
 from splitbed.nodes import rxstamp
 from splitbed.nodes.errors import ProtocolError
@@ -377,14 +378,10 @@ class Checksum:
 
 
 @dataclass(frozen=True)
-class Result:
-    """A RESULT, every field the local node's record takes from it checked (see the module docstring).
+class ResultFigures:
+    """What a RESULT says about the inference's timing, transfer and TCP state, every field checked: what the
+    local node's record takes from it besides the predictions."""
 
-    `body` keeps the whole object as received, for the fields recorded as they came (resources, extra)."""
-
-    TYPE: ClassVar[MsgType] = MsgType.RESULT
-    after_unit: int | None
-    partition_id: int
     stamps: dict[str, int]              # RESULT_STAMPS, all integers
     last_byte_kernel: int | None        # the remote kernel's receive stamp of the last byte, if any
     uplink_end_reason: str | None       # why there is no such stamp (rxstamp.END_REASONS), None when there is
@@ -394,14 +391,9 @@ class Result:
     remote_queue_wait_ms: float
     remote_tail_build_ms: float
     downlink_tcp: dict[str, Any] | None
-    aips_events: list[dict[str, Any]]
-    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def to_body(self) -> dict[str, Any]:
-        return dict(self.body)
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Result:
+    def from_body(cls, body: dict[str, Any]) -> ResultFigures:
         raw_stamps = require(body, "timestamps_ns", dict, msg="RESULT")
         stamps: dict[str, int] = {}
         for key in RESULT_STAMPS:
@@ -410,27 +402,60 @@ class Result:
                 raise _bad(f"RESULT timestamps_ns lacks an integer {key}")
             stamps[key] = value
         kernel = kernel_stamp(raw_stamps, "remote_last_byte_kernel", not_after=stamps["remote_last_byte"])
-        partition_id = _optional_int(body, "partition_id")
         return cls(
-            after_unit=_optional_int(body, "after_unit"), partition_id=-1 if partition_id is None else partition_id,
             stamps=stamps, last_byte_kernel=kernel,
             uplink_end_reason=end_reason(body.get("uplink_end_reason"), stamped=kernel is not None),
             uplink_out_of_order_packets=count_field(body.get("uplink_out_of_order_packets")),
             remote_inference_ms=float(require(body, "remote_inference_ms", (int, float), msg="RESULT")),
             remote_decode_ms=_float(body, "remote_decode_ms"), remote_queue_wait_ms=_float(body, "remote_queue_wait_ms"),
             remote_tail_build_ms=_float(body, "remote_tail_build_ms"),
-            downlink_tcp=tcp_state_field(body.get("downlink_tcp")), aips_events=_events(body), body=body)
+            downlink_tcp=tcp_state_field(body.get("downlink_tcp")))
+
+
+@dataclass(frozen=True)
+class Result:
+    """A RESULT. What the local node needs to know which unit it answers and what it predicts is read at once:
+    `after_unit`, `partition_id`, `aips_events`, and the predictions when asked (`predictions()`, checked for the
+    result mode). Everything else the record takes from it, `figures` (the remote's stamps, its kernel receive
+    stamp and why it may have none, its timings and TCP state), is checked whole when first read: the local node
+    reads it after `local_end`, so that checking the testbed's own measurements is not part of the inference's
+    end-to-end latency (docs/METRICS.md, "The testbed's own share"); a RESULT that contradicts itself is refused
+    all the same. `from_body` checks everything at once.
+
+    `body` keeps the whole object as received, for the fields recorded as they came (resources, extra)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.RESULT
+    after_unit: int | None
+    partition_id: int
+    aips_events: list[dict[str, Any]]
+    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_body(self) -> dict[str, Any]:
+        return dict(self.body)
+
+    @classmethod
+    def received(cls, body: dict[str, Any]) -> Result:
+        """A received RESULT; its `figures` are checked when first read."""
+        partition_id = _optional_int(body, "partition_id")
+        return cls(_optional_int(body, "after_unit"), -1 if partition_id is None else partition_id, _events(body),
+                   body)
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Result:
+        """A received RESULT checked whole now."""
+        result = cls.received(body)
+        result.figures  # noqa: B018 -- raises on a RESULT that contradicts itself
+        return result
 
     @classmethod
     def outgoing(cls, body: dict[str, Any]) -> Result:
-        """A RESULT this node builds to send: carried as it is (the receiver checks it with from_body)."""
-        stamps = body.get("timestamps_ns", {})
-        return cls(body.get("after_unit"), body.get("partition_id", -1),
-                   {k: v for k, v in stamps.items() if k in RESULT_STAMPS}, stamps.get("remote_last_byte_kernel"),
-                   body.get("uplink_end_reason"), body.get("uplink_out_of_order_packets"),
-                   float(body.get("remote_inference_ms", 0.0)), float(body.get("remote_decode_ms", 0.0)),
-                   float(body.get("remote_queue_wait_ms", 0.0)), float(body.get("remote_tail_build_ms", 0.0)),
-                   body.get("downlink_tcp"), list(body.get("aips_events", [])), body)
+        """A RESULT this node builds to send: carried as it is (the receiver checks it)."""
+        return cls(body.get("after_unit"), body.get("partition_id", -1), list(body.get("aips_events", [])), body)
+
+    @functools.cached_property
+    def figures(self) -> ResultFigures:
+        """The RESULT's stamps, timings, transfer and TCP figures, checked (ProtocolError if they contradict)."""
+        return ResultFigures.from_body(self.body)
 
     def predictions(self, result_mode: str, top_k: int) -> list[tuple[int, float]]:
         """(class, score) of the best `top_k`: ranked here from all the scores (full mode) or as the remote
@@ -439,9 +464,7 @@ class Result:
             preds = require(self.body, "preds", list, msg="RESULT")
             if len(preds) != NUM_CLASSES or not all(isinstance(p, (int, float)) for p in preds):
                 raise _bad(f"RESULT preds must be {NUM_CLASSES} numbers")
-            row = np.asarray(preds, dtype=np.float64)
-            order = np.argsort(row, kind="stable")[::-1][:top_k]
-            return [(int(i), float(row[i])) for i in order]
+            return top_classes(np.asarray(preds, dtype=np.float64), top_k)
         pairs = []
         for item in require(self.body, "top", list, msg="RESULT")[:top_k]:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
@@ -449,6 +472,23 @@ class Result:
                 raise _bad(f"RESULT top entry {item!r} is not [class, score]")
             pairs.append((item[0], float(item[1])))
         return pairs
+
+
+def top_classes(row: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """(index, score) of the `k` best scores of a 1-D row, best first, equal scores in descending index order:
+    exactly what `np.argsort(row, kind="stable")[::-1][:k]` ranks, without sorting the whole row. The edge ranks
+    with it between the tail and the RESULT (the testbed's own share, docs/METRICS.md), after a model call that
+    left the caches cold, where every NumPy call counts: one partial sort puts the k+1 best last, and when the
+    k best are all strictly above the next (no tie across the cut, no NaN) they are the k best and Python sorts
+    those few pairs; otherwise the whole row is sorted. Scores are Python floats of the row's own values."""
+    n = row.shape[0]
+    if 0 < k < n:
+        part = row.argpartition(n - k - 1)[n - k - 1:]
+        scores = row[part].tolist()
+        below = scores[0]
+        if all(score > below for score in scores[1:]):  # False for a NaN on either side
+            return [(i, score) for score, i in sorted(zip(scores[1:], part[1:].tolist(), strict=True), reverse=True)]
+    return [(int(i), float(row[i])) for i in np.argsort(row, kind="stable")[::-1][:k]]
 
 
 def _float(body: dict[str, Any], key: str) -> float:
@@ -496,7 +536,7 @@ def tcp_state_field(value: Any) -> dict[str, Any] | None:
     try:
         if not isinstance(value, dict):
             raise ValueError(f"expected an object, got {type(value).__name__}")
-        return TcpState.from_dict(value).to_dict()
+        return checked_fields(value)  # TcpState.from_dict(value).to_dict(), without the dataclass between
     except ValueError as exc:
         raise _bad(f"RESULT downlink_tcp: {exc}") from None
 
@@ -505,17 +545,17 @@ def tcp_state_field(value: Any) -> dict[str, Any] | None:
 
 Message = (Hello | Offer | Select | Accept | ClockPing | ClockPong | Reset | ResetDone | Prepare | Prepared | Error
            | Checksum | Result)
-TYPES: dict[MsgType, Any] = {cls.TYPE: cls for cls in (Hello, Offer, Select, Accept, ClockPing, ClockPong, Reset,
+TYPES: dict[int, Any] = {cls.TYPE: cls for cls in (Hello, Offer, Select, Accept, ClockPing, ClockPong, Reset,
                                                         ResetDone, Prepare, Prepared, Error, Checksum, Result)}
 
 
 def decode(unit_type: int, payload: bytes | bytearray | memoryview) -> Message:
     """The typed message of a received control unit (not JSON_BASELINE, which carries tensors)."""
     body = proto.decode_control(unit_type, payload)
-    kind = TYPES.get(MsgType(unit_type))
+    kind = TYPES.get(unit_type)  # keyed by MsgType, an IntEnum: its plain code finds it too
     if kind is None:
         raise ProtocolError("unexpected_message", f"{MsgType(unit_type).name} is not a control message")
-    message: Message = kind.from_body(body)
+    message: Message = kind.received(body) if kind is Result else kind.from_body(body)
     return message
 
 

@@ -48,6 +48,7 @@ class MsgType(IntEnum):
 
 
 CONTROL_TYPES = frozenset(t for t in MsgType if t >= 0xF0)
+_CONTROL_BY_CODE = {int(t): t for t in CONTROL_TYPES}  # MsgType(code) without the enum's call machinery
 FORMAT_TYPES = frozenset({MsgType.AIPS, MsgType.DATA})
 UPLINK_CONTROL = frozenset({MsgType.HELLO, MsgType.SELECT, MsgType.CLOCK_PING, MsgType.RESET, MsgType.PREPARE,
                             MsgType.ERROR})
@@ -92,22 +93,36 @@ def encode_control(msg_type: MsgType, body: dict[str, Any]) -> bytes:
 
 def decode_control(msg_type: int, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Parse a control payload into a JSON object, with a specific error for each way it can be wrong."""
-    name = _type_name(msg_type)
     if len(payload) > MAX_CONTROL_BYTES:
-        raise ProtocolError("unit_too_large", f"{name} payload of {len(payload)} bytes exceeds {MAX_CONTROL_BYTES}")
+        raise ProtocolError("unit_too_large", f"{_type_name(msg_type)} payload of {len(payload)} bytes exceeds "
+                            f"{MAX_CONTROL_BYTES}")
     try:
-        body = json.loads(str(payload, "utf-8"), parse_constant=_refuse_constant)  # no bytes() copy first
+        text = str(payload, "utf-8")  # no bytes() copy first
+        try:  # a compact object from json.dumps, as every node sends: one scan, without decode()'s whitespace steps
+            body, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            body = _DECODER.decode(text)  # anything else: decode() says what is wrong with it, or reads it
     except UnicodeDecodeError as exc:
-        raise ProtocolError("bad_control_message", f"{name} payload is not UTF-8: {exc}") from None
+        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not UTF-8: {exc}") from None
     except (json.JSONDecodeError, ValueError, RecursionError) as exc:
-        raise ProtocolError("bad_control_message", f"{name} payload is not valid JSON: {exc}") from None
+        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not valid JSON: {exc}") \
+            from None
     if not isinstance(body, dict):
-        raise ProtocolError("bad_control_message", f"{name} payload must be a JSON object, got {type(body).__name__}")
+        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload must be a JSON object, got "
+                            f"{type(body).__name__}")
     return body
 
 
 def _refuse_constant(token: str) -> float:
     raise ValueError(f"non-standard JSON constant {token}")
+
+
+# json.loads(text, parse_constant=...) builds a decoder per call; this one is built once (the local node parses a
+# RESULT inside every inference's result decode).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_SCAN: Any = _DECODER.scan_once  # type: ignore[attr-defined]  # the (C) scanner decode() runs
 
 
 def _type_name(msg_type: int) -> str:
@@ -175,7 +190,18 @@ class ControlUnit:
     payload: bytes | bytearray
 
 
-Frame = UnitStart | UnitChunk | UnitEnd | ControlUnit
+@dataclass(frozen=True)
+class UnitWhole:
+    """A format (or unknown-type) unit that came whole in one feed, to a framer made with `whole_units`: what
+    UnitStart, UnitChunk and UnitEnd would carry, at once; `unit` is its header and value, zero-copy from the
+    receive buffer."""
+
+    unit_type: int
+    length: int
+    unit: memoryview
+
+
+Frame = UnitStart | UnitChunk | UnitEnd | ControlUnit | UnitWhole
 
 
 @dataclass
@@ -189,6 +215,9 @@ class UnitFramer:
     max_unit_bytes: int = DEFAULT_MAX_UNIT_BYTES
     max_control_bytes: int = MAX_CONTROL_BYTES
     accepted_control: frozenset[MsgType] = UPLINK_CONTROL | {MsgType.JSON_BASELINE}
+    # A format unit that came whole in one feed is one UnitWhole (for a receiver that takes it at once, the edge:
+    # its data unit arrives whole on a fast link, between the last byte and the tail), else Start, Chunk, End.
+    whole_units: bool = False
     _cutter: TlvCutter = field(default_factory=TlvCutter)
     _control: bytearray = field(default_factory=bytearray)
     _skipping: bool = False
@@ -221,7 +250,34 @@ class UnitFramer:
         self._skipping = True
         self._control.clear()
 
+    def take_whole(self, data: bytes | bytearray | memoryview) -> ControlUnit | UnitWhole | None:
+        """The one frame of `data` when it is exactly one whole unit at a unit boundary, taken at once with the
+        checks feed() makes (ProtocolError): a control unit (not JSON-baseline) as its ControlUnit, a format unit
+        as one UnitWhole when the framer was made with `whole_units`. None, with nothing consumed, otherwise (then
+        feed() it). A RESULT on the local node, a data unit on the edge: one read each on a fast link, with their
+        parse and decode in the testbed's own share (docs/METRICS.md)."""
+        view = memoryview(data)
+        whole = self._cutter.whole(view) if view.format == "B" and view.ndim == 1 else None
+        if whole is None:
+            return None
+        unit_type, length = whole
+        if unit_type not in CONTROL_TYPES:
+            if not self.whole_units:
+                return None
+            self._check_start(unit_type, length)
+            self._cutter.take_whole(length)
+            return UnitWhole(unit_type, length, view)
+        if unit_type == MsgType.JSON_BASELINE:
+            return None
+        self._check_start(unit_type, length)
+        self._cutter.take_whole(length)
+        return ControlUnit(_CONTROL_BY_CODE[unit_type], bytearray(view[HEADER_SIZE:]))
+
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
+        whole = self.take_whole(data)
+        if whole is not None:
+            yield whole
+            return
         for piece in self._cutter.feed(data):
             if type(piece) is UnitValue:
                 if piece.unit_type in CONTROL_TYPES:
@@ -241,8 +297,15 @@ class UnitFramer:
                     yield UnitEnd(piece.unit_type, piece.length)
 
     def _start_unit(self, unit_type: int, length: int) -> Iterator[Frame]:
+        self._check_start(unit_type, length)
+        if unit_type not in CONTROL_TYPES or unit_type == MsgType.JSON_BASELINE:
+            # A JSON-baseline unit is announced too, so that a receiver can refuse it before buffering it.
+            yield UnitStart(unit_type, length, pack_header(unit_type, length))
+
+    def _check_start(self, unit_type: int, length: int) -> None:
+        """A unit's header against what this direction accepts and the caps (ProtocolError)."""
         if unit_type in CONTROL_TYPES:
-            msg_type = MsgType(unit_type)
+            msg_type = _CONTROL_BY_CODE[unit_type]
             if msg_type not in self.accepted_control:
                 raise ProtocolError("unexpected_message",
                                     f"{msg_type.name} (type 0x{unit_type:02X}) is not valid in this direction")
@@ -254,6 +317,3 @@ class UnitFramer:
             raise ProtocolError("unit_too_large",
                                 f"unit of type {unit_type} declares {length} bytes; the cap is {self.max_unit_bytes}"
                                 " (raise --max-unit-bytes on the remote node if this is legitimate)")
-        if unit_type not in CONTROL_TYPES or unit_type == MsgType.JSON_BASELINE:
-            # A JSON-baseline unit is announced too, so that a receiver can refuse it before buffering it.
-            yield UnitStart(unit_type, length, pack_header(unit_type, length))

@@ -412,6 +412,9 @@ class QuicTransport:
     def mark(self) -> None:
         pass
 
+    def marked_state(self) -> dict[str, Any] | None:
+        return None
+
     def tcp_state(self) -> dict[str, Any] | None:
         return None
 

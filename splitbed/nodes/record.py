@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from splitbed.models import labels
 from splitbed.nodes import messages as m
 from splitbed.nodes.metrics import SCHEMA_VERSION, InferenceRecord, Prediction, software_versions
 from splitbed.nodes.timing import Transfer
@@ -72,26 +73,25 @@ def add_result(rec: InferenceRecord, result: m.Result, transfer: Transfer, earli
     for reply in earlier:
         rec["aips_events"].append({"event": "remote_error", "code": getattr(reply, "code", None),
                                    "message": getattr(reply, "message", None)})
-    rec["timestamps_ns"].update(result.stamps)
-    rec["timestamps_ns"]["remote_last_byte_kernel"] = result.last_byte_kernel
+    figures = result.figures
+    rec["timestamps_ns"].update(figures.stamps)
+    rec["timestamps_ns"]["remote_last_byte_kernel"] = figures.last_byte_kernel
     rec.update(transfer.figures())  # type: ignore[typeddict-item]
-    rec["delivery_end_reason"] = result.uplink_end_reason
-    rec["uplink_out_of_order_packets"] = result.uplink_out_of_order_packets
-    rec["remote_decode_ms"] = result.remote_decode_ms
-    rec["remote_queue_wait_ms"] = result.remote_queue_wait_ms
-    rec["remote_tail_build_ms"] = result.remote_tail_build_ms
-    rec["remote_inference_ms"] = result.remote_inference_ms
-    rec["total_inference_ms"] = rec["local_inference_ms"] + result.remote_inference_ms
+    rec["delivery_end_reason"] = figures.uplink_end_reason
+    rec["uplink_out_of_order_packets"] = figures.uplink_out_of_order_packets
+    rec["remote_decode_ms"] = figures.remote_decode_ms
+    rec["remote_queue_wait_ms"] = figures.remote_queue_wait_ms
+    rec["remote_tail_build_ms"] = figures.remote_tail_build_ms
+    rec["remote_inference_ms"] = figures.remote_inference_ms
+    rec["total_inference_ms"] = rec["local_inference_ms"] + figures.remote_inference_ms
     rec["remote_resources"] = result.body.get("remote_resources")
     rec["remote_concurrent_sessions"] = result.body.get("concurrent_sessions")
-    rec["downlink_tcp"] = result.downlink_tcp
+    rec["downlink_tcp"] = figures.downlink_tcp
 
 
 def predictions(pairs: list[tuple[int, float]]) -> list[Prediction]:
     """(class, score) pairs as labelled predictions, decoded on the local side as the testbed contribution does
     (decode_predictions)."""
-    from splitbed.models import labels
-
     index = labels.class_index()
     return [Prediction(rank=r + 1, class_index=i, wnid=index[i][0], label=index[i][1], score=score)
             for r, (i, score) in enumerate(pairs)]

@@ -40,7 +40,7 @@ from typing import TypedDict
 
 import psutil
 
-from netem.hostload import PROC_STAT, PSI_CPU, HostCpuCounters, parse_counters, read_counters
+from netem.hostload import PROC_STAT, PSI_CPU, raw_counters, read_counters
 from netem.procfile import KeptFile
 from splitbed.host import cgroup
 
@@ -52,9 +52,13 @@ except ModuleNotFoundError:  # Python 3.10
 POWERCAP_ROOT = Path("/sys/class/powercap")
 CLEAR_REFS = Path("/proc/self/clear_refs")
 PROC_STATUS = Path("/proc/self/status")
+PROC_STATM = Path("/proc/self/statm")
 POWER_DATA = Path(__file__).with_name("data") / "power.toml"
 SAMPLER_INTERVAL_S = 0.002
 _HWM_RE = re.compile(rb"VmHWM:\s+(\d+) kB")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+SAMPLER_METHOD = f"sampler: RSS polled every {SAMPLER_INTERVAL_S * 1000:g} ms (may miss shorter spikes)"
+VMHWM_METHOD = "vmhwm-reset: kernel high-water mark of resident memory, reset at window start"
 _RSS_RE = re.compile(rb"VmRSS:\s+(\d+) kB")
 
 
@@ -187,6 +191,30 @@ def rapl_delta_mj(start: RaplReading, stop: RaplReading) -> tuple[float | None, 
     return total_uj / 1000.0, "RAPL package energy over the window (whole package: every process on it)"
 
 
+class RaplCounters:
+    """The package counters a meter reads at both edges of every window. The zones are looked for once: a
+    powercap driver does not appear or vanish while a node runs, and neither does the right to read it. Where the
+    first probe found none (a VM here) the reason is fixed and no window reads anything; where it found some,
+    their files are kept open and re-read (netem.procfile)."""
+
+    def __init__(self, root: Path = POWERCAP_ROOT) -> None:
+        probe = read_rapl(root)
+        self._none = RaplReading({}, probe.reason) if not probe.counters_uj else None
+        self._files = {zone: KeptFile(zone / "energy_uj") for zone in probe.counters_uj}
+
+    def read(self) -> RaplReading:
+        if self._none is not None:
+            return self._none
+        counters: dict[Path, int] = {}
+        for zone, kept in self._files.items():
+            data = kept.read_bytes()
+            try:
+                counters[zone] = int(data or b"")
+            except ValueError:
+                return RaplReading({}, f"RAPL not readable: {zone / 'energy_uj'} gave {data!r}")
+        return RaplReading(counters, "")
+
+
 @dataclass
 class WindowStart:
     wall_ns: int
@@ -196,7 +224,7 @@ class WindowStart:
     sampler: _RssSampler | None
     rapl: RaplReading
     throttled_ns: int | None = None
-    host: HostCpuCounters | None = None
+    host: tuple[int | None, int | None, int | None] = (None, None, None)  # netem.hostload.raw_counters
     pauses: tuple[int, int, int, int] = (0, 0, 0, 0)  # gc collections, gc ns, minor faults, major faults
 
 
@@ -238,6 +266,9 @@ class ResourceMeter:
         self.cores = usable_cores()
         self.cpu_limit = cgroup.cpu_limit_cores()
         self.cpu_stat = cgroup.cpu_stat_file()  # found once: the window's edges only read it
+        self.rapl = RaplCounters()
+        self.estimate_method = (f"ESTIMATE, not a measurement: cpu_time_ms x {self.power.watts_per_busy_core} W "
+                                f"per busy core ({self.power.source})")
         self._files: _ProcFiles | None = None
 
     def files(self) -> _ProcFiles:
@@ -248,111 +279,193 @@ class ResourceMeter:
         return self._files
 
     def start(self) -> WindowStart:
-        files = self.files()
-        # Reset first, then one read of the status gives the start RSS and proves the high-water mark exists.
-        wrote = files.clear_refs.write(b"5")
-        status = files.status.read_bytes()
-        rss = _status_kb(status, _RSS_RE)
+        files = self._files
+        if files is None or files.pid != os.getpid():
+            files = self.files()
+        if files.fds is not None:
+            try:
+                return _start_fast(files.fds, self.rapl.read())
+            except (OSError, ValueError, IndexError):
+                pass  # anything unexpected in a file: the general path below reads it and says what is missing
+        # Reset first, then read the resident size the window starts from (statm: the same counter as VmRSS,
+        # without the rest of /proc/self/status); the high-water mark's presence was checked once (_ProcFiles).
+        hwm_reset = files.clear_refs.write(b"5") and files.has_hwm
+        if not hwm_reset and self.peak_method == "vmhwm-reset":
+            raise OSError(f"cannot reset the resident high-water mark through {CLEAR_REFS}")
+        rss = files.rss_bytes()
         if rss is None:
             rss = current_rss_bytes()
-        hwm_reset = wrote and _status_kb(status, _HWM_RE) is not None
-        if self.peak_method == "vmhwm-reset" and not hwm_reset:
-            raise OSError(f"cannot reset the resident high-water mark through {CLEAR_REFS}")
         sampler = None
         if not hwm_reset:
             sampler = _RssSampler()
             sampler.start()
-        rapl = read_rapl()
-        throttled = files.throttled_ns()
+        rapl = self.rapl.read()
+        throttled, host = files.counters()
         return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled,
-                           files.host_counters(), _pauses())
+                           host, _pauses())
 
     def stop(self, start: WindowStart) -> ResourceFigures:
         cpu_ns = time.process_time_ns() - start.cpu_ns
         wall_ns = max(time.monotonic_ns() - start.wall_ns, 1)
         files = self.files()
-        throttled = files.throttled_ns()
-        host = files.host_counters()
-        pauses = _pauses()
-        rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, read_rapl())
-        if start.sampler is not None:
-            peak = start.sampler.finish()
-            method = f"sampler: RSS polled every {SAMPLER_INTERVAL_S * 1000:g} ms (may miss shorter spikes)"
+        fast = None
+        if files.fds is not None and start.sampler is None:
+            try:
+                fast = _stop_fast(files.fds)
+            except (OSError, ValueError, IndexError):
+                pass  # the general path below
+        if fast is not None:
+            throttled, host, pauses, peak = fast
+            method = VMHWM_METHOD
         else:
-            peak = _status_kb(files.status.read_bytes(), _HWM_RE) or current_rss_bytes()
-            method = "vmhwm-reset: kernel high-water mark of resident memory, reset at window start"
+            throttled, host = files.counters()
+            pauses = _pauses()
+            if start.sampler is not None:
+                peak = start.sampler.finish()
+                method = SAMPLER_METHOD
+            else:
+                hwm_kb = _number_after(files.status.read_bytes(), b"VmHWM:")
+                peak = current_rss_bytes() if not hwm_kb else hwm_kb * 1024
+                method = VMHWM_METHOD
+        rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, self.rapl.read())
         cpu_ms = cpu_ns / 1e6
         utilisation = 100.0 * cpu_ns / wall_ns
-        return ResourceFigures(
-            wall_ms=wall_ns / 1e6,
-            cpu_time_ms=cpu_ms,
-            cpu_utilisation_pct=utilisation,
-            cpu_utilisation_of_host_pct=utilisation / self.cores,
-            usable_cores=self.cores,
-            cpu_limit_cores=self.cpu_limit,
-            cpu_utilisation_of_limit_pct=utilisation / min(self.cores, self.cpu_limit or self.cores),
-            cpu_throttled_ms=None if throttled is None or start.throttled_ns is None
+        (steal0, all0, wait0), (steal1, all1, wait1) = start.host, host
+        both = None not in (steal0, steal1, all0, all1)
+        return {
+            "wall_ms": wall_ns / 1e6,
+            "cpu_time_ms": cpu_ms,
+            "cpu_utilisation_pct": utilisation,
+            "cpu_utilisation_of_host_pct": utilisation / self.cores,
+            "usable_cores": self.cores,
+            "cpu_limit_cores": self.cpu_limit,
+            "cpu_utilisation_of_limit_pct": utilisation / min(self.cores, self.cpu_limit or self.cores),
+            "cpu_throttled_ms": None if throttled is None or start.throttled_ns is None
             else (throttled - start.throttled_ns) / 1e6,
-            rss_start_bytes=start.rss_bytes,
-            peak_rss_bytes=max(peak, start.rss_bytes),
-            peak_rss_increase_bytes=max(peak - start.rss_bytes, 0),
-            peak_rss_method=method,
-            energy_rapl_mj=rapl_mj,
-            energy_rapl_reason=rapl_reason,
-            energy_estimate_mj=cpu_ms * self.power.watts_per_busy_core,
-            energy_estimate_method=(f"ESTIMATE, not a measurement: cpu_time_ms x {self.power.watts_per_busy_core} W "
-                                    f"per busy core ({self.power.source})"),
-            **host_cpu_figures(start.host, host),
-            gc_collections=pauses[0] - start.pauses[0],
-            gc_ms=(pauses[1] - start.pauses[1]) / 1e6,
-            minor_faults=pauses[2] - start.pauses[2],
-            major_faults=pauses[3] - start.pauses[3],
-        )
-
-
-class HostCpuFigures(TypedDict):
-    host_cpu_ms: float | None
-    host_cpu_stolen_ms: float | None
-    host_cpu_wait_ms: float | None
+            "rss_start_bytes": start.rss_bytes,
+            "peak_rss_bytes": max(peak, start.rss_bytes),
+            "peak_rss_increase_bytes": max(peak - start.rss_bytes, 0),
+            "peak_rss_method": method,
+            "energy_rapl_mj": rapl_mj,
+            "energy_rapl_reason": rapl_reason,
+            "energy_estimate_mj": cpu_ms * self.power.watts_per_busy_core,
+            "energy_estimate_method": self.estimate_method,
+            # all CPUs' time in the window as the kernel counted it (ticks of 10 ms: coarse for one short window,
+            # exact when summed over many), the part the hypervisor stole, and the CPU wait (PSI, microseconds)
+            "host_cpu_ms": (all1 - all0) * TICK_MS if both else None,  # type: ignore[operator]
+            "host_cpu_stolen_ms": (steal1 - steal0) * TICK_MS if both else None,  # type: ignore[operator]
+            "host_cpu_wait_ms": None if wait0 is None or wait1 is None else (wait1 - wait0) / 1000.0,
+            "gc_collections": pauses[0] - start.pauses[0],
+            "gc_ms": (pauses[1] - start.pauses[1]) / 1e6,
+            "minor_faults": pauses[2] - start.pauses[2],
+            "major_faults": pauses[3] - start.pauses[3],
+        }
 
 
 TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts in USER_HZ ticks (100 per second)
 
 
-def host_cpu_figures(start: HostCpuCounters | None, stop: HostCpuCounters) -> HostCpuFigures:
-    """All CPUs' time in the window as the kernel counted it (ticks of 10 ms: coarse for one short window, exact
-    when summed over many), the part the hypervisor stole, and the CPU wait (PSI, microsecond resolution)."""
-    if start is None:
-        return HostCpuFigures(host_cpu_ms=None, host_cpu_stolen_ms=None, host_cpu_wait_ms=None)
-    every = steal = None
-    if None not in (start.all_jiffies, stop.all_jiffies, start.steal_jiffies, stop.steal_jiffies):
-        every = (stop.all_jiffies - start.all_jiffies) * TICK_MS  # type: ignore[operator]
-        steal = (stop.steal_jiffies - start.steal_jiffies) * TICK_MS  # type: ignore[operator]
-    return HostCpuFigures(host_cpu_ms=every, host_cpu_stolen_ms=steal,
-                          host_cpu_wait_ms=stop.since(start).cpu_wait_ms)
-
-
 class _ProcFiles:
     """What a meter reads at both edges of every window, kept open and re-read with pread (netem.procfile): the
     window's edges sit between the decoded tensors and the tail, and between the tail and the RESULT, so their
-    cost is part of the testbed's own share of each inference (docs/METRICS.md)."""
+    cost is part of the testbed's own share of each inference (docs/METRICS.md). Each read there follows a model
+    call that left the caches cold, so the edges read as few files as the figures need and parse only the lines
+    they use."""
 
     def __init__(self, cpu_stat: Path | None, *, clear_refs: bool) -> None:
         self.pid = os.getpid()
         self.status = KeptFile(PROC_STATUS)
+        self.statm = KeptFile(PROC_STATM)
         self.clear_refs = KeptFile(CLEAR_REFS if clear_refs else None, write=True)
         self.cpu_stat = KeptFile(cpu_stat)
         self.stat = KeptFile(PROC_STAT)
         self.psi = KeptFile(PSI_CPU)
+        # the kernel keeps a high-water mark (Linux >= 2.6.31 has VmHWM): whether it does never changes
+        self.has_hwm = _status_kb(self.status.read_bytes(), _HWM_RE) is not None
+        # Every file there and the high-water mark kept (the usual Linux host or container): the edges read the
+        # descriptors themselves (_start_fast, _stop_fast), in one frame each.
+        kept = (self.clear_refs, self.statm, self.cpu_stat, self.stat, self.psi, self.status)
+        fds = tuple(k.fd for k in kept)
+        self.fds: tuple[int, int, int, int, int, int] | None = None
+        if self.has_hwm and None not in fds:
+            self.fds = fds  # type: ignore[assignment]
 
-    def throttled_ns(self) -> int | None:
-        counters = cgroup.parse_cpu_stat(self.cpu_stat.read_text())
-        return None if counters is None else counters["throttled_ns"]
+    def rss_bytes(self) -> int | None:
+        """Resident bytes now: statm's second field (pages), the counter status reports as VmRSS."""
+        data = self.statm.read_bytes()
+        try:
+            return int(data.split(None, 2)[1]) * PAGE_BYTES if data else None
+        except (IndexError, ValueError):
+            return None
 
-    def host_counters(self) -> HostCpuCounters:
+    def counters(self) -> tuple[int | None, tuple[int | None, int | None, int | None]]:
+        """(the cgroup's throttled time in ns or None, the host's netem.hostload.raw_counters) now: what both
+        edges of a window read, in that order."""
+        throttled = _throttled_ns(self.cpu_stat.read_bytes())
         if not self.stat.open:
-            return read_counters()
-        return parse_counters(self.stat.read_text(), self.psi.read_text())
+            counters = read_counters()
+            return throttled, (counters.steal_jiffies, counters.all_jiffies, counters.cpu_wait_us)
+        return throttled, raw_counters(self.stat.read_bytes(), self.psi.read_bytes())
+
+
+def _start_fast(fds: tuple[int, int, int, int, int, int], rapl: RaplReading) -> WindowStart:
+    """ResourceMeter.start's readings where every file is open (_ProcFiles.fds), read and parsed in this one frame:
+    at this edge, after the decode and before the tail, every call counts. The same figures as the general path:
+    the reset, the start RSS (statm), RAPL (`rapl`, read by the caller), cpu.stat's throttled time, the host's
+    counters, GC and page faults, then the clocks. Raises on anything unexpected (the caller takes the general
+    path)."""
+    clear_refs, statm, cpu_stat, stat, psi, _status = fds
+    if os.pwrite(clear_refs, b"5", 0) != 1:
+        raise OSError("clear_refs not reset")
+    rss = int(os.pread(statm, 4096, 0).split(None, 2)[1]) * PAGE_BYTES
+    throttled = _throttled_ns(os.pread(cpu_stat, 4096, 0))
+    host = raw_counters(os.pread(stat, 4096, 0), os.pread(psi, 4096, 0))
+    if _GC_CLOCK not in gc.callbacks:
+        gc.callbacks.append(_GC_CLOCK)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    pauses = (_GC_CLOCK.collections, _GC_CLOCK.total_ns, usage.ru_minflt, usage.ru_majflt)
+    return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, True, None, rapl, throttled, host, pauses)
+
+
+def _stop_fast(fds: tuple[int, int, int, int, int, int]) -> tuple[int | None, tuple[int | None, int | None, int | None],
+                                                                 tuple[int, int, int, int], int]:
+    """ResourceMeter.stop's readings where every file is open, in this one frame (see _start_fast): (throttled
+    ns, host counters, GC and page faults, the peak RSS: VmHWM)."""
+    _clear_refs, _statm, cpu_stat, stat, psi, status = fds
+    throttled = _throttled_ns(os.pread(cpu_stat, 4096, 0))
+    host = raw_counters(os.pread(stat, 4096, 0), os.pread(psi, 4096, 0))
+    if _GC_CLOCK not in gc.callbacks:
+        gc.callbacks.append(_GC_CLOCK)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    hwm_kb = _number_after(os.pread(status, 1 << 16, 0), b"VmHWM:")
+    if not hwm_kb:
+        raise ValueError("no VmHWM")
+    return throttled, host, (_GC_CLOCK.collections, _GC_CLOCK.total_ns, usage.ru_minflt, usage.ru_majflt), \
+        hwm_kb * 1024
+
+
+def _throttled_ns(data: bytes | None) -> int | None:
+    """cpu.stat's throttled time in ns (cgroup.parse_cpu_stat's reading), None for no counters (v2's root)."""
+    if not data or b"nr_throttled" not in data:
+        return None
+    usec = _number_after(data, b"\nthrottled_usec ")  # cgroup v2, in us; v1: throttled_time, in ns
+    return usec * 1000 if usec is not None else _number_after(data, b"\nthrottled_time ") or 0
+
+
+def _number_after(data: bytes | None, key: bytes) -> int | None:
+    """The integer that follows `key` in the text of a /proc or cgroup file (to the end of its line, a unit such
+    as ' kB' after it left out), or None. A search and a slice: no regular expression to wake on a cold cache."""
+    if not data:
+        return None
+    start = data.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = data.find(b"\n", start)
+    try:
+        return int(data[start:end if end >= 0 else len(data)].split(None, 1)[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _status_kb(status: bytes | None, pattern: re.Pattern[bytes]) -> int | None:

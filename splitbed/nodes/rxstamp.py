@@ -27,7 +27,7 @@ import socket
 import struct
 import time
 
-from splitbed.host.tcpinfo import out_of_order_packets
+from splitbed.host.tcpinfo import SocketInfo, out_of_order_in
 from splitbed.nodes.clock import now_ns
 
 # SO_TIMESTAMPNS (= SCM_TIMESTAMPNS): 35 in asm-generic/socket.h, which x86, arm, arm64, riscv, powerpc, s390,
@@ -97,13 +97,31 @@ def recv_into(sock: socket.socket, buf: bytearray, enabled: bool) -> tuple[int, 
 def recv_into_explained(sock: socket.socket, buf: bytearray,
                         enabled: bool) -> tuple[int, int, int | None, str | None]:
     """`recv_into`, plus why no stamp came (one of END_REASONS; None when there is a stamp)."""
+    n, t_read, read = _recv_raw(sock, buf, enabled)
+    return (n, t_read, *decode_stamp(read))
+
+
+# What a read leaves for its kernel stamp: (the ancillary data, the REALTIME - MONOTONIC offset read right after the
+# call, the read's time), or (None, why there is none) where the socket does not stamp. Decoded (decode_stamp) when
+# the stamp is wanted: a node wants one stamp per transfer, often well after the read, outside its measured windows.
+StampSource = tuple[list[tuple[int, int, bytes]], int, int] | tuple[None, str | None]
+
+
+def _recv_raw(sock: socket.socket, buf: bytearray, enabled: bool) -> tuple[int, int, StampSource]:
+    """(bytes read, CLOCK_MONOTONIC ns of the read, what its stamp is decoded from)."""
     if not enabled:
         n = sock.recv_into(buf)
-        return n, now_ns(), None, STAMPING_OFF
+        return n, now_ns(), (None, STAMPING_OFF)
     n, ancillary, _flags, _addr = sock.recvmsg_into([buf], ANCILLARY_BYTES)
     t_read = now_ns()
-    stamp, why = _kernel_stamp(ancillary, wall_offset_ns(), t_read)
-    return n, t_read, stamp, why
+    return n, t_read, (ancillary, wall_offset_ns(), t_read)
+
+
+def decode_stamp(source: StampSource) -> tuple[int | None, str | None]:
+    """(the kernel stamp of a read's last packet on CLOCK_MONOTONIC, or None and why: END_REASONS)."""
+    if source[0] is None:
+        return None, source[1]
+    return _kernel_stamp(*source)
 
 
 def _kernel_stamp(ancillary: list[tuple[int, int, bytes]], realtime_minus_monotonic: int,
@@ -126,34 +144,54 @@ class ReceiveClock:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.info = SocketInfo(sock)  # TCP_INFO: out-of-order counts here, the sender's state for the nodes
         self.enabled = enable(sock)
         self.off_reason = STAMPING_OFF  # why there are no stamps when not enabled
-        self.kernel_ns: int | None = None  # the latest read's kernel stamp
-        self.no_stamp_reason: str | None = None  # why the latest read came without one (END_REASONS)
-        self._out_of_order_mark = out_of_order_packets(sock)
+        self.last_read: StampSource = (None, None)  # what the latest read's stamp is decoded from
+        self._stamp: tuple[int | None, str | None] | None = (None, None)  # decoded, once asked
+        self._out_of_order_mark = out_of_order_in(self.info.read())
         self._offset_mark = wall_offset_ns()
         self.clock_stepped = False  # the wall clock was stepped since mark(): no stamp can be converted
 
     def recv_into(self, buf: bytearray) -> tuple[int, int]:
         """``sock.recv_into(buf)``; returns (bytes read, CLOCK_MONOTONIC ns of the read)."""
-        n, t_read, self.kernel_ns, self.no_stamp_reason = recv_into_explained(self.sock, buf, self.enabled)
-        if abs(wall_offset_ns() - self._offset_mark) > STEP_TOLERANCE_NS:
+        n, t_read, self.last_read = _recv_raw(self.sock, buf, self.enabled)
+        self._stamp = None
+        offset = self.last_read[1] if self.last_read[0] is not None else wall_offset_ns()
+        if abs(offset - self._offset_mark) > STEP_TOLERANCE_NS:
             self.clock_stepped = True
         return n, t_read
 
-    def mark(self) -> None:
-        """A transfer begins: out-of-order packets and wall-clock steps are counted from here."""
-        self._out_of_order_mark = out_of_order_packets(self.sock)
+    @property
+    def kernel_ns(self) -> int | None:
+        """The latest read's kernel stamp (None: no usable one)."""
+        return self._decoded()[0]
+
+    @property
+    def no_stamp_reason(self) -> str | None:
+        """Why the latest read came without a kernel stamp (END_REASONS), None when it has one."""
+        return self._decoded()[1]
+
+    def _decoded(self) -> tuple[int | None, str | None]:
+        if self._stamp is None:
+            self._stamp = decode_stamp(self.last_read)
+        return self._stamp
+
+    def mark(self, tcp_info: bytes | None = None) -> None:
+        """A transfer begins: out-of-order packets and wall-clock steps are counted from here. ``tcp_info``: a
+        TCP_INFO buffer just read (``info.read()``) by a caller that also wants the sender's state now."""
+        self._out_of_order_mark = out_of_order_in(self.info.read() if tcp_info is None else tcp_info)
         self._offset_mark = wall_offset_ns()
         self.clock_stepped = False
 
-    def arrival(self, kernel_ns: int | None,
-                missing_reason: str | None = None) -> tuple[int | None, int | None, str | None]:
+    def arrival(self, kernel_ns: int | None, missing_reason: str | None = None,
+                tcp_info: bytes | None = None) -> tuple[int | None, int | None, str | None]:
         """(``kernel_ns`` if it is when the transfer's last byte arrived, else None; packets that arrived out of
         order since mark(), None where the kernel does not count them; why there is no stamp, one of END_REASONS,
         None when there is one). No stamp either when the wall clock was stepped since mark().
-        ``missing_reason``: why ``kernel_ns`` is None (default: why the latest read had no stamp)."""
-        now = out_of_order_packets(self.sock)
+        ``missing_reason``: why ``kernel_ns`` is None (default: why the latest read had no stamp). ``tcp_info``: a
+        TCP_INFO buffer just read (``info.read()``) by a caller that also wants the sender's state now."""
+        now = out_of_order_in(self.info.read() if tcp_info is None else tcp_info)
         late = None if now is None or self._out_of_order_mark is None else \
             (now - self._out_of_order_mark) & 0xFFFFFFFF  # a u32 counter
         if not self.enabled:

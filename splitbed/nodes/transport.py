@@ -34,7 +34,13 @@ class UeTransport(Protocol):
         ...
 
     def mark(self) -> None:
-        """A transfer starts now: the next reply's out-of-order count begins here."""
+        """A transfer starts now: the next reply's out-of-order count begins here, and the sender's congestion
+        state is taken (TCP: one TCP_INFO reading for both)."""
+        ...
+
+    def marked_state(self) -> dict[str, Any] | None:
+        """The sender's congestion state taken by the last mark() (what tcp_state() said then), None where the
+        transport has none; it may be decoded only now, after the measured windows."""
         ...
 
     def tcp_state(self) -> dict[str, Any] | None:

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from splitbed.format.aips import Aips
 from splitbed.nodes import messages as m
@@ -24,6 +27,7 @@ from splitbed.nodes import protocol as proto
 from splitbed.nodes.auth import ClientHandshake
 from splitbed.nodes.clock import PingSample
 from splitbed.nodes.errors import ConfigurationError, ProtocolError, RemoteError
+from splitbed.nodes.formatio import wire_dtype
 
 AIPS_ID_MODULO = 1 << 16  # ai_parameter_set_id is a u16 (docs/FORMAT.md)
 WEIGHTS_IDENTITY = ("source", "seed", "sha256")
@@ -200,6 +204,22 @@ class UeSession:
         if reason == "forced_same_id" and active is not None:
             return AipsPlan(reason, True, active.aips_id, rebuild=True)
         return AipsPlan(reason, True, wanted.aips_id)
+
+    def reused_plan(self, partition_id: int, arrays: Sequence[np.ndarray], profile_id: int,
+                    policy: str) -> AipsPlan | None:
+        """The plan aips_plan() gives when the active AIPS already describes `arrays` as they are (same partition,
+        count, shapes, element types and compression profile, under the `auto` policy): `reused`, decided without
+        building the AIPS they would need, which the local node would otherwise do for every inference between
+        its head and its first send. None when the AIPS must be built and compared (aips_plan)."""
+        active = self.aips
+        if policy != "auto" or active is None or active.partition_id != partition_id \
+                or len(active.tensors) != len(arrays):
+            return None
+        for spec, array in zip(active.tensors, arrays, strict=True):
+            if spec.shape != array.shape or spec.compression_profile_id != profile_id \
+                    or spec.dtype != wire_dtype(array.dtype):
+                return None
+        return AipsPlan("reused", False, active.aips_id)
 
     def _aips_reason(self, wanted: Aips, policy: str) -> str:
         active = self.aips

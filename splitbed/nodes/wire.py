@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from splitbed.host.tcpinfo import try_read_state
 from splitbed.nodes import messages, rxstamp
 from splitbed.nodes.errors import NodeTimeout, PeerClosed, ProtocolError, RemoteError
 from splitbed.nodes.messages import Message
@@ -59,12 +58,22 @@ class ControlReader:
         self.sock = sock
         self.framer = UnitFramer(max_unit_bytes=max_control_bytes, max_control_bytes=max_control_bytes,
                                  accepted_control=DOWNLINK_CONTROL)
-        self._pending: list[tuple[ControlUnit, int, int, int | None, str | None]] = []
+        self._pending: list[tuple[ControlUnit, int, int, rxstamp.StampSource]] = []
         self._buf = bytearray(RECV_CHUNK)
         self.bytes_received = 0
         self.rx = rxstamp.ReceiveClock(sock)
-        self.kernel_ns: int | None = None  # when the kernel received the last byte of the unit read() returned
-        self.no_stamp_reason: str | None = None  # why that unit has no kernel_ns (rxstamp.END_REASONS)
+        self._stamp_source: rxstamp.StampSource = (None, None)  # of the unit read() returned
+
+    @property
+    def kernel_ns(self) -> int | None:
+        """When the kernel received the last byte of the unit read() returned (None: unknown); decoded when asked,
+        after the inference's windows."""
+        return rxstamp.decode_stamp(self._stamp_source)[0]
+
+    @property
+    def no_stamp_reason(self) -> str | None:
+        """Why that unit has no kernel_ns (rxstamp.END_REASONS)."""
+        return rxstamp.decode_stamp(self._stamp_source)[1]
 
     def read(self, timeout_s: float) -> tuple[ControlUnit, int, int]:
         """The next control unit, its size on the wire and the CLOCK_MONOTONIC ns when its last byte was read
@@ -78,7 +87,6 @@ class ControlReader:
             self.sock.settimeout(remaining)
             try:
                 n, t_read = self.rx.recv_into(self._buf)
-                t_kernel, why = self.rx.kernel_ns, self.rx.no_stamp_reason
             except TimeoutError:
                 raise NodeTimeout(f"no complete message from the remote node within {timeout_s:g} s") from None
             except ConnectionResetError as exc:
@@ -87,7 +95,12 @@ class ControlReader:
                 raise PeerClosed("remote node closed the connection"
                                  + (" in the middle of a message" if self.framer.mid_unit else ""))
             self.bytes_received += n
-            frames = list(self.framer.feed(memoryview(self._buf)[:n]))
+            read = memoryview(self._buf)[:n]
+            whole = self.framer.take_whole(read)  # a read that is one whole unit (the RESULT): no pieces, no list
+            if isinstance(whole, ControlUnit):
+                self._stamp_source = self.rx.last_read  # the unit ends the read: the read's stamp is its own
+                return whole, n, t_read
+            frames = list(self.framer.feed(read)) if whole is None else [whole]
             for index, frame in enumerate(frames):
                 if not isinstance(frame, ControlUnit):
                     raise ProtocolError("unexpected_message",
@@ -98,9 +111,8 @@ class ControlReader:
                 # arrival is unknown, the record falls back to the read), never the CHECKSUM's.
                 ends_the_read = index == len(frames) - 1 and not self.framer.mid_unit
                 self._pending.append((frame, HEADER_SIZE + len(frame.payload), t_read,
-                                      t_kernel if ends_the_read else None,
-                                      why if ends_the_read else rxstamp.READ_CONTINUED))
-        unit, size, t_read, self.kernel_ns, self.no_stamp_reason = self._pending.pop(0)
+                                      self.rx.last_read if ends_the_read else (None, rxstamp.READ_CONTINUED)))
+        unit, size, t_read, self._stamp_source = self._pending.pop(0)
         return unit, size, t_read
 
     def expect(self, wanted: MsgType, timeout_s: float) -> tuple[ControlUnit, int, int]:
@@ -124,6 +136,7 @@ class TcpTransport:
         self.sock = sock
         self.reader = ControlReader(sock)
         self.handshake_ms = handshake_ms
+        self._marked: bytes | None = None  # TCP_INFO at the last mark()
 
     @classmethod
     def connect(cls, host: str, port: int, timeout_s: float) -> TcpTransport:
@@ -160,12 +173,19 @@ class TcpTransport:
         return self.reader.rx.arrival(self.reader.kernel_ns, self.reader.no_stamp_reason)
 
     def mark(self) -> None:
-        """A transfer starts: count the reply's out-of-order packets from here."""
-        self.reader.rx.mark()
+        """A transfer starts: count the reply's out-of-order packets from here; the TCP state at this moment is
+        kept for marked_state() (one TCP_INFO reading for both)."""
+        self._marked = self.reader.rx.info.read()
+        self.reader.rx.mark(self._marked)
+
+    def marked_state(self) -> dict[str, Any] | None:
+        """The TCP state read by the last mark() (tcp_state() then), decoded now: after the inference's windows."""
+        return self.reader.rx.info.state(self._marked)
 
     def tcp_state(self) -> dict[str, Any] | None:
         """TCP_INFO of the connection now (the window a transfer starts with), None where unreadable."""
-        return try_read_state(self.sock)
+        info = self.reader.rx.info
+        return info.state(info.read())
 
     def close(self) -> None:
         try:

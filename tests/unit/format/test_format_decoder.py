@@ -170,6 +170,32 @@ def test_decoder_copies_what_it_is_fed() -> None:
     assert np.array_equal(events[1].tensors[0], X)
 
 
+def _comparable(events: list) -> list:
+    return [(type(e).__name__, e.aips_id, e.tensor_ids, [t.tobytes() for t in e.tensors], e.unit_size,
+             e.payload_sizes, e.stream_offset) if isinstance(e, TensorsDecoded) else e for e in events]
+
+
+def test_units_fed_one_per_feed_decode_as_any_split() -> None:
+    """A unit that comes whole in one feed (the edge's data unit on a fast link) is framed at once: the same
+    events, offsets and copies as the stream in one feed or byte by byte, and the cap still holds."""
+    units = [encode_aips(AIPS), encode_data_bytes(AIPS, [X]), encode_unit(77, b"abc"), encode_unit(0, b""),
+             encode_data_bytes(AIPS, [X])]
+    stream = b"".join(units)
+    whole = decode_all([stream])
+    assert kinds(whole) == ["AipsActivated", "TensorsDecoded", "UnknownUnit", "FormatErrorEvent", "TensorsDecoded"]
+    expected = _comparable(whole)
+    assert _comparable(decode_all([stream[i:i + 1] for i in range(len(stream))])) == expected
+    dec, buffer, events = Decoder(), bytearray(len(stream)), []
+    for unit in units:  # one receive buffer, reused for every read: what the decoder keeps is its own copy
+        view = memoryview(buffer)[:len(unit)]
+        view[:] = unit
+        dec.feed(view)
+        view[:] = bytes(len(unit))
+        events += dec.events()
+    assert _comparable(events) == expected
+    assert decode_all([units[1]], Decoder(max_unit_size=len(units[1]) - 6))[-1].code is ErrorCode.UNIT_TOO_LARGE
+
+
 def test_feed_accepts_any_buffer() -> None:
     floats = np.frombuffer(STREAM[:len(STREAM) // 4 * 4], np.float32)  # a non-byte memoryview format
     rest = STREAM[len(STREAM) // 4 * 4:]
@@ -258,3 +284,78 @@ def test_fixed_layout_shortcut_agrees_with_the_general_path(monkeypatch: pytest.
     with_shortcut = run()
     monkeypatch.setattr(decoder_module, "fixed_layout", lambda aips: None)
     assert run() == with_shortcut
+
+
+def _unit_chunks(stream: bytes) -> list[bytes]:
+    """The stream cut at its unit boundaries as the headers say (a truncated or oversized last unit: the rest)."""
+    chunks, pos = [], 0
+    while pos < len(stream):
+        if len(stream) - pos < 5:
+            chunks.append(stream[pos:])
+            break
+        length = int.from_bytes(stream[pos + 1:pos + 5], "big")
+        chunks.append(stream[pos:pos + 5 + length])
+        pos += 5 + length
+    return chunks
+
+
+def test_decode_whole_reports_what_feeding_reports() -> None:
+    """decode_whole (the edge's steady state: a whole data unit of the active AIPS's fixed layout, taken at once)
+    gives the event feed() and next_event() give, or None and leaves the unit to them: over the corpus and every
+    single-byte change of fixed-layout units, each unit in a read of its own, the events are the same."""
+    import random
+
+    from format_vectors import GOLDEN, HOSTILE, event_to_json, vector_names
+
+    y = np.arange(3, dtype=np.uint8)
+    arrays = [X, y, X.astype(np.float16)]
+    multi = Aips.for_arrays(3, 1, arrays, profile=["none", "none", "fp16"])
+    stream = encode_aips(multi) + encode_data_bytes(multi, arrays) * 3 + encode_unit(77, b"x") \
+        + encode_data_bytes(multi, arrays)
+    rng = random.Random(7)
+    streams = [stream] + [(f / f"{n}.bin").read_bytes() for f in (GOLDEN, HOSTILE) for n in vector_names(f)]
+    data_start = len(encode_aips(multi))
+    for index in range(data_start, data_start + len(encode_data_bytes(multi, arrays))):
+        mutated = bytearray(stream)
+        mutated[index] ^= 1 << rng.randrange(8)
+        streams.append(bytes(mutated))
+    taken = 0
+    for case in streams:
+        chunks = _unit_chunks(case)
+        dec, events = Decoder(), []
+        for chunk in chunks:
+            event = dec.decode_whole(memoryview(bytearray(chunk)))
+            if event is not None:
+                taken += 1
+                events.append(event)
+                continue
+            dec.feed(chunk)
+            events += dec.events()
+            if events and isinstance(events[-1], FormatErrorEvent) and not events[-1].recoverable:
+                break
+        else:
+            dec.end_of_stream()
+            events += dec.events()
+        assert [event_to_json(e) for e in events] == [event_to_json(e) for e in decode_all(chunks)]
+    assert taken >= 4 + len(streams) // 2  # the clean stream's four data units, and most mutated ones' later units
+
+
+def test_decode_whole_leaves_anything_else_to_feed() -> None:
+    unit = encode_data_bytes(AIPS, [X])
+    assert Decoder().decode_whole(unit) is None  # no AIPS active
+    dec = Decoder()
+    dec.feed(encode_aips(AIPS))
+    assert dec.decode_whole(unit) is None  # its AipsActivated event is still pending
+    assert kinds(dec.events()) == ["AipsActivated"]
+    assert dec.decode_whole(unit + b"x") is None and dec.decode_whole(unit[:-1]) is None  # not one whole unit
+    dec.feed(unit[:3])
+    assert dec.decode_whole(unit) is None  # mid-unit
+    dec.feed(unit[3:])
+    assert kinds(dec.events()) == ["TensorsDecoded"]
+    event = dec.decode_whole(unit)
+    assert isinstance(event, TensorsDecoded) and event.stream_offset == len(encode_aips(AIPS)) + len(unit)
+    assert np.array_equal(event.tensors[0], X) and not event.tensors[0].flags.writeable
+    zstd = Aips.for_arrays(6, 2, [X], profile="zstd")
+    dec.feed(encode_aips(zstd))
+    dec.events()
+    assert dec.decode_whole(encode_data_bytes(zstd, [X])) is None  # no fixed layout: the general path

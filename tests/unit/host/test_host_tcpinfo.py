@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from splitbed.host.tcpinfo import TcpState, parse_fields, read_state, try_read_state
+from splitbed.host.tcpinfo import (
+    SocketInfo,
+    TcpState,
+    out_of_order_packets,
+    parse_fields,
+    read_state,
+    try_read_state,
+)
 
 
 @pytest.fixture
@@ -60,6 +67,26 @@ def test_idle_time_grows_while_the_socket_sends_nothing(connected: tuple[socket.
 def test_a_socket_without_tcp_info_gives_none() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         assert try_read_state(udp) is None
+        info = SocketInfo(udp)
+        assert info.read() is None and info.state(info.read()) is None
+
+
+def test_one_reading_gives_what_the_separate_reads_give(connected: tuple[socket.socket, socket.socket]) -> None:
+    """SocketInfo: the state and the out-of-order count from one TCP_INFO buffer (one unpack of every field),
+    the congestion control's name read once, with the socket."""
+    client, peer = connected
+    _exchange(client, peer, 300_000)
+    info = SocketInfo(client)
+    raw = info.read()
+    assert raw is not None
+    state, separate = info.state(raw), read_state(client).to_dict()
+    assert state is not None and set(state) == set(separate)
+    assert {k: v for k, v in state.items() if k != "idle_ms"} == {k: v for k, v in separate.items() if k != "idle_ms"}
+    assert 0 <= separate["idle_ms"] - state["idle_ms"] <= 1000  # the separate read came a little later
+    assert TcpState.from_dict(state).to_dict() == state
+    assert out_of_order_packets(client) == 0
+    client.close()
+    assert info.state(raw) == state  # decoded later, even once the socket is gone: the name was read with it
 
 
 def _state(**changes: object) -> TcpState:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from netem.hostload import PROC_STAT, HostCpuCounters, read_counters
+from netem.hostload import PROC_STAT, HostCpuCounters, parse_counters, raw_counters, read_counters
 
 STAT = "cpu  {user} 0 {system} {idle} 0 0 0 {steal} 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
 PSI = "some avg10=0.00 avg60=0.00 avg300=0.00 total={total}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
@@ -56,3 +56,13 @@ def test_this_hosts_counters_move_forward() -> None:
     window = read_counters().since(before)
     assert window.stolen_share is not None and 0.0 <= window.stolen_share <= 1.0
     assert window.cpu_wait_ms is None or window.cpu_wait_ms >= 0.0
+
+
+def test_raw_bytes_read_as_their_text() -> None:
+    """A meter reads the kept-open files as bytes; the counters are those of the text."""
+    stat = STAT.format(user=7, system=3, idle=90, steal=4)
+    psi = PSI.format(total=123_456)
+    assert raw_counters(stat.encode(), psi.encode()) == raw_counters(stat, psi) == (4, 104, 123_456)
+    assert parse_counters(stat.encode(), None) == HostCpuCounters(4, 104, None)
+    if PROC_STAT.exists():
+        assert raw_counters(PROC_STAT.read_bytes(), None)[1] is not None

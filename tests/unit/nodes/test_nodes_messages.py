@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from splitbed.models import registry
@@ -69,9 +70,10 @@ def _result_body(**changes: Any) -> dict[str, Any]:
 
 def test_a_good_result_is_read_whole() -> None:
     result = m.Result.from_body(_result_body())
-    assert (result.after_unit, result.partition_id, result.last_byte_kernel, result.uplink_end_reason) == (3, 5, 9, None)
-    assert result.stamps["remote_result_send"] == 20 and result.remote_inference_ms == 7.5
-    assert result.remote_queue_wait_ms == 0.0 and result.aips_events == [{"event": "activated", "aips_id": 1}]
+    figures = result.figures
+    assert (result.after_unit, result.partition_id, figures.last_byte_kernel, figures.uplink_end_reason) == (3, 5, 9, None)
+    assert figures.stamps["remote_result_send"] == 20 and figures.remote_inference_ms == 7.5
+    assert figures.remote_queue_wait_ms == 0.0 and result.aips_events == [{"event": "activated", "aips_id": 1}]
     assert result.predictions("full", 2) == [(999, 0.75), (998, 0.25)]
     assert result.predictions("topk", 1) == [(999, 0.75)]
     assert m.decode(MsgType.RESULT, encode_control(MsgType.RESULT, _result_body())[HEADER_SIZE:]) == result
@@ -91,6 +93,14 @@ def test_a_result_that_contradicts_itself_is_refused(changes: dict[str, Any], fr
     with pytest.raises(ProtocolError) as caught:
         m.Result.from_body(_result_body(**changes))
     assert caught.value.code == "bad_control_message" and fragment in caught.value.message
+    # received off the wire, its unit and predictions are read at once and its figures when the record takes them
+    # (after local_end): refused then, with the same error
+    received = m.decode(MsgType.RESULT, encode_control(MsgType.RESULT, _result_body(**changes))[HEADER_SIZE:])
+    assert isinstance(received, m.Result) and received.after_unit == 3
+    assert received.predictions("topk", 1) == [(999, 0.75)]
+    with pytest.raises(ProtocolError) as later:
+        received.figures  # noqa: B018
+    assert later.value.message == caught.value.message
 
 
 @pytest.mark.parametrize(("changes", "mode", "fragment"), [
@@ -103,6 +113,39 @@ def test_predictions_are_checked_for_the_result_mode(changes: dict[str, Any], mo
     result = m.Result.from_body(_result_body(**changes))
     with pytest.raises(ProtocolError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         result.predictions(mode, 5)
+
+
+def _argsort_top(row: np.ndarray, k: int) -> list[tuple[int, float]]:
+    return [(int(i), float(row[i])) for i in np.argsort(row, kind="stable")[::-1][:k]]
+
+
+def _row(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    if kind == "distinct":
+        return rng.random(n)
+    if kind == "few-values":  # ties everywhere, across the cut too
+        return rng.integers(0, 4, n).astype(np.float64)
+    if kind == "one-hot":  # a confident softmax that underflowed: one score, the rest 0
+        return np.eye(1, n, int(rng.integers(0, n)))[0]
+    if kind == "nan":
+        return np.where(rng.random(n) < 0.01, np.nan, rng.random(n)).astype(np.float32)
+    if kind == "float16":
+        return rng.random(n).astype(np.float16)
+    return np.exp(rng.normal(0, 3, n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["distinct", "few-values", "one-hot", "nan", "float16", "softmax"])
+def test_top_classes_ranks_exactly_as_the_full_sort(kind: str) -> None:
+    """The edge's partial sort gives the full sort's k best, in its order: equal scores by descending index
+    (ties across the cut included), and rows with NaN as the full sort ranks them."""
+    rng = np.random.default_rng(len(kind))
+    for _ in range(300):
+        n = int(rng.integers(1, 1100))
+        row = _row(kind, rng, n)
+        for k in {0, 1, 5, n - 1, n, n + 3}:
+            top, expected = m.top_classes(row, k), _argsort_top(row, k)
+            assert [i for i, _ in top] == [i for i, _ in expected]
+            assert np.array_equal(np.array([s for _, s in top]), np.array([s for _, s in expected]), equal_nan=True)
+            assert all(type(i) is int and type(s) is float for i, s in top)
 
 
 def test_select_is_refused_in_the_order_the_remote_checks() -> None:

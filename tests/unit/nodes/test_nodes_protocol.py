@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from splitbed.nodes.errors import ProtocolError
 from splitbed.nodes.protocol import (
+    HEADER,
     HEADER_SIZE,
     MAX_CONTROL_BYTES,
     ControlUnit,
@@ -75,6 +76,22 @@ def test_framer_any_chunking_gives_the_same_units(cuts: list[int]) -> None:
     points = sorted({min(c, len(stream)) for c in cuts})
     chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     assert _collect(UnitFramer(), chunks) == expected
+
+
+def test_framer_units_one_per_read_give_the_same_units() -> None:
+    """Each unit in a read of its own: a control unit that came whole (the local node's RESULT) is taken at once,
+    with the same frames, checks and counts as in any other chunking."""
+    stream, expected = _stream()
+    chunks, pos = [], 0
+    while pos < len(stream):
+        _type, length = HEADER.unpack_from(stream, pos)
+        chunks.append(stream[pos:pos + HEADER_SIZE + length])
+        pos += HEADER_SIZE + length
+    framer = UnitFramer()
+    assert _collect(framer, chunks) == expected
+    assert framer.units_started == len(chunks) == 6 and not framer.mid_unit
+    with pytest.raises(ProtocolError, match="cap is 10"):
+        list(UnitFramer(max_control_bytes=10).feed(encode_control(MsgType.HELLO, {"protocol_version": 1})))
 
 
 def test_framer_refuses_oversize_data_unit_from_the_header_alone() -> None:

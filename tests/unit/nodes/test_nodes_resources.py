@@ -13,6 +13,7 @@ import pytest
 from splitbed.host import cgroup
 from splitbed.nodes.resources import (
     PowerFigure,
+    RaplCounters,
     ResourceMeter,
     host_info,
     load_power_figure,
@@ -123,6 +124,33 @@ def test_rapl_absent_gives_null_and_reason(tmp_path: Path) -> None:
     assert "does not exist" in reading.reason
 
 
+def test_the_meter_looks_for_rapl_zones_once(tmp_path: Path) -> None:
+    """The zones found by the first probe are re-read at every edge (kept open); none found: the reason, and
+    nothing read however the directory changes afterwards (a driver does not appear while a node runs)."""
+    _zone(tmp_path, "intel-rapl:0", 1_000_000, 10_000_000)
+    counters = RaplCounters(tmp_path)
+    start = counters.read()
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("1250000\n")
+    assert rapl_delta_mj(start, counters.read())[0] == pytest.approx(250.0)
+    absent = RaplCounters(tmp_path / "later")
+    _zone(tmp_path / "later", "intel-rapl:0", 5, 10)
+    reading = absent.read()
+    assert reading.counters_uj == {} and "does not exist" in reading.reason
+
+
+def test_counters_are_read_from_cgroup_and_status_texts() -> None:
+    from splitbed.nodes.resources import _number_after
+
+    v1 = b"nr_periods 10\nnr_throttled 2\nthrottled_time 123456\nnr_bursts 0\nburst_time 0\n"
+    v2 = b"usage_usec 9\nnr_periods 10\nnr_throttled 2\nthrottled_usec 7\n"
+    assert cgroup.parse_cpu_stat(v1.decode())["throttled_ns"] == _number_after(v1, b"\nthrottled_time ") == 123456
+    assert cgroup.parse_cpu_stat(v2.decode())["throttled_ns"] == 1000 * _number_after(v2, b"\nthrottled_usec ")
+    status = Path("/proc/self/status").read_bytes()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith(b"VmHWM:"))
+    assert _number_after(status, b"VmHWM:") == hwm
+    assert _number_after(b"VmHWM:\n", b"VmHWM:") is None and _number_after(None, b"x") is None
+
+
 def test_power_figure_comes_from_the_data_file() -> None:
     figure = load_power_figure()
     assert 0 < figure.watts_per_busy_core < 50 and figure.source
@@ -158,3 +186,26 @@ def test_a_window_counts_its_garbage_collections_and_page_faults() -> None:
     assert stormy["gc_collections"] >= 1 and stormy["gc_ms"] > 0
     assert stormy["minor_faults"] + stormy["major_faults"] >= 2000
     assert quiet["gc_collections"] == 0 and quiet["minor_faults"] < 1000
+
+
+def test_the_edges_fast_path_and_the_general_path_give_the_same_figures() -> None:
+    """Where every file is open the edges read the descriptors themselves; the general path (no descriptors, or
+    anything unexpected in them) gives the same figures, both catching a 64 MiB peak."""
+    fast, general = ResourceMeter(POWER), ResourceMeter(POWER)
+    if fast.files().fds is None:
+        pytest.skip("this platform lacks a file the fast path reads (clear_refs, statm, cpu.stat, PSI)")
+    general.files().fds = None
+    figures = []
+    for meter in (fast, general):
+        window = meter.start()
+        block = _fresh_resident(64 << 20)
+        block.close()
+        figures.append(meter.stop(window))
+    assert figures[0].keys() == figures[1].keys()
+    for got in figures:
+        assert got["peak_rss_increase_bytes"] >= 60 << 20 and got["peak_rss_method"].startswith("vmhwm-reset")
+        assert got["minor_faults"] >= 10_000 and got["host_cpu_ms"] is not None
+        assert (got["cpu_throttled_ms"] is None) == (cgroup.cpu_throttling(fast.cpu_stat) is None)
+    broken = ResourceMeter(POWER)
+    broken.files().fds = (-1,) * 6  # a read that fails: the general path takes over at both edges
+    assert broken.stop(broken.start())["peak_rss_method"].startswith("vmhwm-reset")

@@ -19,9 +19,10 @@ import pytest
 from splitbed.format import AipsActivated, AipsEnded, Decoder, TensorsDecoded, UnknownUnit
 from splitbed.nodes import formatio
 from splitbed.nodes import messages as m
+from splitbed.nodes.budget import MemoryBudget
 from splitbed.nodes.edge_session import Build, EdgeSession, Infer, PeerFailed, Send
 from splitbed.nodes.errors import ConfigurationError, ProtocolError, RemoteError
-from splitbed.nodes.protocol import DOWNLINK_CONTROL, ControlUnit, UnitFramer
+from splitbed.nodes.protocol import DOWNLINK_CONTROL, HEADER, HEADER_SIZE, ControlUnit, UnitFramer
 from splitbed.nodes.timing import Transfer
 from splitbed.nodes.ue_session import Choices, UeSession
 
@@ -45,14 +46,15 @@ class Wire:
     uplink: bytearray = field(default_factory=bytearray)
     tails: list[list[np.ndarray]] = field(default_factory=list)
     downlink: UnitFramer = field(default_factory=lambda: UnitFramer(accepted_control=DOWNLINK_CONTROL))
+    chunk: int = 7  # bytes per read of the edge; 0: one read per unit (each unit whole, as on a fast link)
 
-    def send(self, pieces: list[Any], chunk: int = 7) -> list[m.Message]:
+    def send(self, pieces: list[Any], chunk: int | None = None) -> list[m.Message]:
         """Send UE bytes to the edge (cut into `chunk`-byte reads), play the edge's actions, return its replies."""
         data = b"".join(bytes(memoryview(p).cast("B")) for p in pieces)
         self.uplink += data
         replies: list[m.Message] = []
-        for start in range(0, len(data), chunk):
-            self.edge.receive(memoryview(data)[start:start + chunk], next(self.clock))
+        for read in _reads(data, self.chunk if chunk is None else chunk):
+            self.edge.receive(read, next(self.clock))
             while (action := self.edge.next_action()) is not None:
                 replies += self._play(action)
         return replies
@@ -81,10 +83,25 @@ class Wire:
         return []
 
 
-def configured(encoding: str = "tlv", verify: bool = True) -> Wire:
+def _reads(data: bytes, chunk: int) -> list[memoryview]:
+    """`data` cut into reads of `chunk` bytes, or (0) at its unit boundaries."""
+    view = memoryview(data)
+    if chunk:
+        return [view[start:start + chunk] for start in range(0, len(data), chunk)]
+    reads, pos = [], 0
+    while pos < len(data):
+        _type, length = HEADER.unpack_from(data, pos)
+        reads.append(view[pos:pos + HEADER_SIZE + length])
+        pos += HEADER_SIZE + length
+    return reads
+
+
+def configured(encoding: str = "tlv", verify: bool = True, chunk: int = 7,
+               budget: MemoryBudget | None = None) -> Wire:
     clock = itertools.count(1_000_000, 1_000)
-    edge = EdgeSession(offer(), clock=lambda: next(clock), perf=lambda: next(clock))
-    wire = Wire(UeSession(Choices(MODEL, encoding, "full", 3, "session-1", WEIGHTS, verify)), edge, clock)
+    edge = EdgeSession(offer(), clock=lambda: next(clock), perf=lambda: next(clock), budget=budget)
+    wire = Wire(UeSession(Choices(MODEL, encoding, "full", 3, "session-1", WEIGHTS, verify)), edge, clock,
+                chunk=chunk)
     ue = wire.ue
     [offered] = wire.send([m.encode(ue.start(boot_id="ue-boot", client={}))])
     ue.offered(offered)
@@ -110,8 +127,9 @@ def infer(wire: Wire, arrays: list[np.ndarray], policy: str = "auto") -> tuple[s
     return plan.reason, wire.send(pieces)
 
 
-def test_a_whole_session_through_both_machines() -> None:
-    wire = configured()
+@pytest.mark.parametrize("chunk", [7, 0], ids=["7-byte-reads", "unit-per-read"])
+def test_a_whole_session_through_both_machines(chunk: int) -> None:
+    wire = configured(chunk=chunk)
     ue, edge = wire.ue, wire.edge
 
     request = ue.prepare(PARTITION, None)
@@ -129,9 +147,10 @@ def test_a_whole_session_through_both_machines() -> None:
     assert [e["event"] for e in final.aips_events] == ["activated"] and final.aips_events[0]["aips_id"] == 1
     assert final.partition_id == PARTITION and final.predictions("full", 1)[0][0] == int(first[0].sum()) % 1000
     assert ue.checksum(checksum).tensor_crc32 == [formatio.tensor_crc32(first[0])]
-    transfer = Transfer.derive(first_send=final.stamps["remote_first_byte"] - 1, result_read=next(wire.clock),
-                               result_kernel=None, last_byte_read=final.stamps["remote_last_byte"],
-                               last_byte_kernel=final.last_byte_kernel, result_send=final.stamps["remote_result_send"],
+    figures = final.figures
+    transfer = Transfer.derive(first_send=figures.stamps["remote_first_byte"] - 1, result_read=next(wire.clock),
+                               result_kernel=None, last_byte_read=figures.stamps["remote_last_byte"],
+                               last_byte_kernel=figures.last_byte_kernel, result_send=figures.stamps["remote_result_send"],
                                offset_ns=0, uncertainty_ns=0)
     assert transfer.delivery_end == "kernel_rx" and transfer.remote_read_lag_ms == pytest.approx(100 / 1e6)
     assert 0 < transfer.remote_processing_ms < transfer.round_trip_ms
@@ -174,6 +193,24 @@ def test_a_whole_session_through_both_machines() -> None:
     assert sum(isinstance(e, TensorsDecoded) for e in events) == 4
     assert [e.aips.aips_id for e in events if isinstance(e, AipsActivated)] == [1, 2, 3]
     assert any(isinstance(e, AipsEnded) for e in events) and any(isinstance(e, UnknownUnit) for e in events)
+
+
+@pytest.mark.parametrize("chunk", [7, 0], ids=["7-byte-reads", "unit-per-read"])
+def test_a_unit_over_the_memory_budget_is_refused_and_the_session_goes_on(chunk: int) -> None:
+    """Refused at its header, whether its bytes come in pieces or whole: answered `memory_budget` at its end,
+    nothing held, and the next unit is served."""
+    wire = configured(chunk=chunk, budget=MemoryBudget(64 * 1024), verify=False)
+    request = wire.ue.prepare(PARTITION, None)
+    wire.ue.prepared(wire.send([m.encode(request)])[0], request, name="block_3_project_BN",
+                     cut=[("block_3_project_BN", (1, 28, 28, 24), "float32")])
+    reason, [refused] = infer(wire, [np.ones((1, 28, 28, 24), np.float32)])  # 75 kB: over the budget
+    assert reason == "first_data" and isinstance(refused, m.Error)
+    assert (refused.code, refused.fatal, refused.after_unit) == ("memory_budget", False, wire.ue.units_sent)
+    assert wire.edge.budget.stats().in_use == 0 and wire.edge.framer.units_started == wire.ue.units_sent + 3
+    small = [np.ones((1, 4, 4, 2), np.float32)]
+    reason, [result] = infer(wire, small)
+    assert isinstance(result, m.Result) and wire.ue.reply(result).final is not None
+    np.testing.assert_array_equal(wire.tails[-1][0], small[0])
 
 
 def test_a_json_baseline_session_and_its_result() -> None:
@@ -274,3 +311,25 @@ def test_the_shared_secret_handshake_through_both_machines() -> None:
     with pytest.raises(ProtocolError) as caught:
         early.next_action()
     assert caught.value.code == "unauthenticated"
+
+
+def test_the_quick_reused_plan_is_the_one_aips_plan_gives() -> None:
+    """The UE decides `reused` without building the AIPS its arrays would need; for any change it says nothing
+    and aips_plan, which builds and compares, decides: both agree on every case."""
+    ue = UeSession(Choices(MODEL, "tlv", "full", 3, "s", WEIGHTS))
+    arrays = [np.zeros((1, 4, 4, 2), np.float32)]
+    assert ue.reused_plan(PARTITION, arrays, 0, "auto") is None  # no AIPS active yet
+    ue.sent(units=2, aips=formatio.build_aips(ue.next_aips_id, PARTITION, arrays, 0))
+    cases = [(PARTITION, arrays, 0, "auto"), (PARTITION, [arrays[0].astype(">f4")], 0, "auto"),
+             (PARTITION + 1, arrays, 0, "auto"), (PARTITION, [np.zeros((1, 4, 4, 3), np.float32)], 0, "auto"),
+             (PARTITION, [arrays[0].astype(np.float16)], 0, "auto"), (PARTITION, arrays * 2, 0, "auto"),
+             (PARTITION, arrays, formatio.profile_id("fp16")[0], "auto"), (PARTITION, arrays, 0, "omit"),
+             (PARTITION, arrays, 0, "resend-same-id"), (PARTITION, arrays, 0, "resend-new-id")]
+    reasons = []
+    for partition_id, case, profile, policy in cases:
+        full = ue.aips_plan(formatio.build_aips(ue.next_aips_id, partition_id, case, profile), policy)
+        assert ue.reused_plan(partition_id, case, profile, policy) == (full if full.reason == "reused" else None)
+        reasons.append(full.reason)
+    assert reasons == ["reused", "reused", "partition_changed", "shape_changed", "shape_changed",
+                       "tensor_count_changed", "compression_changed", "omitted_on_request", "forced_same_id",
+                       "forced_new_id"]
