@@ -1,5 +1,5 @@
 """What the testbed itself adds to each inference, from the records of a real Testbed run (docs/METRICS.md,
-"The testbed's own share"; issue 18 item 3).
+"The testbed's own share").
 
 Starts a Testbed on `ideal` (no shaping, no delay, no loss) with the UE on the host's own compute
 (`ue_device="host"`: no device emulation), runs one job of `--repetitions` inferences of mobilenet_v2 cut at
