@@ -4,10 +4,7 @@ Every message in both directions is a TLV unit of the AI intermediate data forma
 format's own AIPS (type 1) and intermediate data (type 2) units, unchanged, and the protocol's control messages
 use types from the format's "undefined" range (0xF0-0xFD), which a format decoder skips by length. So a capture
 of the uplink stream decodes with the format decoder alone. Control payloads are UTF-8 JSON objects, capped at
-MAX_CONTROL_BYTES before anything is buffered; never pickle or eval. They are parsed with orjson (strict RFC 8259
-JSON, several times faster than the standard library's: the local node parses a RESULT inside every inference's
-result decode, docs/METRICS.md "The testbed's own share"); an integer beyond 64 bits reads as a float there, so
-a field that must be an integer refuses it.
+MAX_CONTROL_BYTES before anything is buffered; never pickle or eval.
 
 This module is sans-I/O: it builds and parses bytes; sockets live in wire.py, local.py and remote.py.
 """
@@ -19,8 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
-
-import orjson
 
 from splitbed.format.framing import TlvCutter, UnitDone, UnitHeader, UnitValue
 from splitbed.format.tlv import TLV_HEADER
@@ -102,19 +97,32 @@ def decode_control(msg_type: int, payload: bytes | bytearray | memoryview) -> di
         raise ProtocolError("unit_too_large", f"{_type_name(msg_type)} payload of {len(payload)} bytes exceeds "
                             f"{MAX_CONTROL_BYTES}")
     try:
-        body = orjson.loads(payload)  # strict RFC 8259: no NaN or Infinity, no number that overflows a double
-    except orjson.JSONDecodeError as exc:
-        try:  # orjson reads UTF-8 only: a payload that is not UTF-8 is told apart, with the codec's own words
-            str(payload, "utf-8")
-        except UnicodeDecodeError as bad:
-            raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not UTF-8: {bad}") \
-                from None
+        text = str(payload, "utf-8")  # no bytes() copy first
+        try:  # a compact object from json.dumps, as every node sends: one scan, without decode()'s whitespace steps
+            body, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            body = _DECODER.decode(text)  # anything else: decode() says what is wrong with it, or reads it
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not UTF-8: {exc}") from None
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not valid JSON: {exc}") \
             from None
     if not isinstance(body, dict):
         raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload must be a JSON object, got "
                             f"{type(body).__name__}")
     return body
+
+
+def _refuse_constant(token: str) -> float:
+    raise ValueError(f"non-standard JSON constant {token}")
+
+
+# json.loads(text, parse_constant=...) builds a decoder per call; this one is built once (the local node parses a
+# RESULT inside every inference's result decode).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_SCAN: Any = _DECODER.scan_once  # type: ignore[attr-defined]  # the (C) scanner decode() runs
 
 
 def _type_name(msg_type: int) -> str:

@@ -136,24 +136,12 @@ def test_control_round_trip() -> None:
     assert decode_control(MsgType.SELECT, unit[HEADER_SIZE:]) == body
 
 
-def test_control_payloads_as_a_peer_may_send_them() -> None:
-    """Whitespace around and inside the object, as any JSON encoder may write it; the RESULT's stamps as the
-    remote's integers, and an integer beyond 64 bits as a float, which a RESULT's stamp check refuses."""
-    assert decode_control(MsgType.HELLO, b' {"a" : [1, 2] ,\n "b": {"c": -0.5}} ') == {"a": [1, 2], "b": {"c": -0.5}}
-    stamp = 1_764_972_000_123_456_789
-    assert decode_control(MsgType.RESULT, memoryview(b'{"t": %d}' % stamp)) == {"t": stamp}
-    assert isinstance(decode_control(MsgType.RESULT, b'{"t": %d}' % (1 << 70))["t"], float)
-
-
 @pytest.mark.parametrize(("payload", "fragment"), [
     (b"\xff\xfe", "not UTF-8"),
     (b"{not json", "not valid JSON"),
     (b"[1, 2]", "must be a JSON object"),
     (b'{"x": NaN}', "not valid JSON"),
     (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
-    (b'{"x": 1e400}', "not valid JSON"),  # a number no double holds (the standard library read it as inf)
-    (b'{"x": 1} {"y": 2}', "not valid JSON"),
-    (b'{"x": "\\ud800"}', "not valid JSON"),  # a lone surrogate: no UTF-8 text holds it
 ])
 def test_decode_control_errors_are_specific(payload: bytes, fragment: str) -> None:
     with pytest.raises(ProtocolError) as info:
