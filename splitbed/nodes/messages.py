@@ -14,6 +14,7 @@ remote's timestamps, its kernel receive stamp and why it may have none, its TCP 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -476,18 +477,25 @@ class Result:
 
 def top_classes(row: np.ndarray, k: int) -> list[tuple[int, float]]:
     """(index, score) of the `k` best scores of a 1-D row, best first, equal scores in descending index order:
-    exactly what `np.argsort(row, kind="stable")[::-1][:k]` ranks, without sorting the whole row. The edge ranks
-    with it between the tail and the RESULT (the testbed's own share, docs/METRICS.md), after a model call that
-    left the caches cold, where every NumPy call counts: one partial sort puts the k+1 best last, and when the
-    k best are all strictly above the next (no tie across the cut, no NaN) they are the k best and Python sorts
-    those few pairs; otherwise the whole row is sorted. Scores are Python floats of the row's own values."""
+    exactly what `np.argsort(row, kind="stable")[::-1][:k]` ranks (NaN above every number), without sorting the
+    row. The edge ranks with it between the tail and the RESULT (the testbed's own share, docs/METRICS.md), after
+    a model call that left the caches cold, where each NumPy call counts: k argmax scans of a reversed copy (the
+    first maximum of the reversed row is the highest index among equal scores, and argmax takes the first NaN as
+    the maximum), each pick then lowered to -inf. A pick that reads -inf may be a lowered one, so then, as for a
+    row that is not floating point, the whole row is sorted. Scores are Python floats of the row's own values."""
     n = row.shape[0]
-    if 0 < k < n:
-        part = row.argpartition(n - k - 1)[n - k - 1:]
-        scores = row[part].tolist()
-        below = scores[0]
-        if all(score > below for score in scores[1:]):  # False for a NaN on either side
-            return [(i, score) for score, i in sorted(zip(scores[1:], part[1:].tolist(), strict=True), reverse=True)]
+    if 0 < k < n and row.dtype.kind == "f":
+        work = row[::-1].copy()
+        picks = []
+        for _ in range(k):
+            j = int(work.argmax())
+            score = float(work[j])
+            if score == -math.inf:
+                break
+            picks.append((n - 1 - j, float(row[n - 1 - j])))
+            work[j] = -math.inf
+        else:
+            return picks
     return [(int(i), float(row[i])) for i in np.argsort(row, kind="stable")[::-1][:k]]
 
 

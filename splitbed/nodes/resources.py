@@ -29,7 +29,6 @@ from __future__ import annotations
 import gc
 import os
 import platform
-import re
 import resource
 import socket
 import threading
@@ -41,7 +40,7 @@ from typing import TypedDict
 import psutil
 
 from netem.hostload import PROC_STAT, PSI_CPU, raw_counters, read_counters
-from netem.procfile import KeptFile
+from netem.procfile import MAX_READ_BYTES, KeptFile
 from splitbed.host import cgroup
 
 try:
@@ -55,11 +54,10 @@ PROC_STATUS = Path("/proc/self/status")
 PROC_STATM = Path("/proc/self/statm")
 POWER_DATA = Path(__file__).with_name("data") / "power.toml"
 SAMPLER_INTERVAL_S = 0.002
-_HWM_RE = re.compile(rb"VmHWM:\s+(\d+) kB")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 SAMPLER_METHOD = f"sampler: RSS polled every {SAMPLER_INTERVAL_S * 1000:g} ms (may miss shorter spikes)"
 VMHWM_METHOD = "vmhwm-reset: kernel high-water mark of resident memory, reset at window start"
-_RSS_RE = re.compile(rb"VmRSS:\s+(\d+) kB")
+HEAD_BYTES = 4096  # what the edges read of a file whose first lines they parse (/proc/stat goes on per CPU)
 
 
 class ResourceFigures(TypedDict):
@@ -112,16 +110,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _read_status_kb(pattern: re.Pattern[bytes]) -> int | None:
-    try:
-        match = pattern.search(PROC_STATUS.read_bytes())
-    except OSError:
-        return None
-    return int(match.group(1)) * 1024 if match else None
-
-
 def current_rss_bytes() -> int:
-    rss = _read_status_kb(_RSS_RE)
+    try:
+        rss = _status_bytes(PROC_STATUS.read_bytes(), b"VmRSS:")
+    except OSError:
+        rss = None
     return rss if rss is not None else int(psutil.Process().memory_info().rss)
 
 
@@ -157,19 +150,12 @@ def _rapl_zones(root: Path) -> list[Path]:
 
 
 def read_rapl(root: Path = POWERCAP_ROOT) -> RaplReading:
-    if not root.exists():
-        return RaplReading({}, f"RAPL not available: {root} does not exist (no powercap driver, or a VM)")
-    zones = _rapl_zones(root)
-    if not zones:
-        return RaplReading({}, f"RAPL not available: no package zone with energy_uj under {root}")
-    counters: dict[Path, int] = {}
-    for zone in zones:
-        try:
-            counters[zone] = int((zone / "energy_uj").read_text())
-        except (OSError, ValueError) as exc:
-            return RaplReading({}, f"RAPL not readable: {zone / 'energy_uj'}: {exc} (reading needs root on "
-                                   "kernels since 5.10)")
-    return RaplReading(counters, "")
+    """One reading of the package counters under `root` (a meter keeps them open instead: RaplCounters)."""
+    counters = RaplCounters(root)
+    try:
+        return counters.read()
+    finally:
+        counters.close()
 
 
 def rapl_delta_mj(start: RaplReading, stop: RaplReading) -> tuple[float | None, str]:
@@ -192,15 +178,27 @@ def rapl_delta_mj(start: RaplReading, stop: RaplReading) -> tuple[float | None, 
 
 
 class RaplCounters:
-    """The package counters a meter reads at both edges of every window. The zones are looked for once: a
-    powercap driver does not appear or vanish while a node runs, and neither does the right to read it. Where the
-    first probe found none (a VM here) the reason is fixed and no window reads anything; where it found some,
-    their files are kept open and re-read (netem.procfile)."""
+    """The package counters under a powercap root (read_rapl: one reading; a meter: both edges of every window).
+    The zones are looked for once: a powercap driver does not appear or vanish while a node runs, and neither does
+    the right to read it. Where the first reading found none (a VM here) or could not read one, its reason is
+    fixed and no later reading reads anything; where it read them, their files are kept open and re-read
+    (netem.procfile)."""
 
     def __init__(self, root: Path = POWERCAP_ROOT) -> None:
-        probe = read_rapl(root)
-        self._none = RaplReading({}, probe.reason) if not probe.counters_uj else None
-        self._files = {zone: KeptFile(zone / "energy_uj") for zone in probe.counters_uj}
+        self._none: RaplReading | None = None
+        self._files: dict[Path, KeptFile] = {}
+        if not root.exists():
+            self._none = RaplReading({}, f"RAPL not available: {root} does not exist (no powercap driver, or a VM)")
+            return
+        zones = _rapl_zones(root)
+        if not zones:
+            self._none = RaplReading({}, f"RAPL not available: no package zone with energy_uj under {root}")
+            return
+        self._files = {zone: KeptFile(zone / "energy_uj") for zone in zones}
+        first = self.read()
+        if not first.counters_uj:
+            self._none = first
+            self.close()
 
     def read(self) -> RaplReading:
         if self._none is not None:
@@ -209,10 +207,25 @@ class RaplCounters:
         for zone, kept in self._files.items():
             data = kept.read_bytes()
             try:
-                counters[zone] = int(data or b"")
+                counters[zone] = int(data if data is not None else b"")
             except ValueError:
-                return RaplReading({}, f"RAPL not readable: {zone / 'energy_uj'} gave {data!r}")
+                return RaplReading({}, _rapl_unreadable(zone / "energy_uj", data))
         return RaplReading(counters, "")
+
+    def close(self) -> None:
+        for kept in self._files.values():
+            kept.close()
+
+
+def _rapl_unreadable(path: Path, data: bytes | None) -> str:
+    """Why a zone's counter gave no number; for a file that could not be opened or read, the error a fresh read
+    gives (a permission error: reading needs root on kernels since 5.10)."""
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return f"RAPL not readable: {path}: {exc} (reading needs root on kernels since 5.10)"
+    return f"RAPL not readable: {path} gave {data!r}"
 
 
 @dataclass
@@ -292,7 +305,7 @@ class ResourceMeter:
         hwm_reset = files.clear_refs.write(b"5") and files.has_hwm
         if not hwm_reset and self.peak_method == "vmhwm-reset":
             raise OSError(f"cannot reset the resident high-water mark through {CLEAR_REFS}")
-        rss = files.rss_bytes()
+        rss = _statm_rss(files.statm.read_bytes())
         if rss is None:
             rss = current_rss_bytes()
         sampler = None
@@ -301,8 +314,9 @@ class ResourceMeter:
             sampler.start()
         rapl = self.rapl.read()
         throttled, host = files.counters()
+        pauses = _pauses()
         return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, hwm_reset, sampler, rapl, throttled,
-                           host, _pauses())
+                           host, pauses)
 
     def stop(self, start: WindowStart) -> ResourceFigures:
         cpu_ns = time.process_time_ns() - start.cpu_ns
@@ -324,8 +338,7 @@ class ResourceMeter:
                 peak = start.sampler.finish()
                 method = SAMPLER_METHOD
             else:
-                hwm_kb = _number_after(files.status.read_bytes(), b"VmHWM:")
-                peak = current_rss_bytes() if not hwm_kb else hwm_kb * 1024
+                peak = _status_bytes(files.status.read_bytes(), b"VmHWM:") or current_rss_bytes()
                 method = VMHWM_METHOD
         rapl_mj, rapl_reason = rapl_delta_mj(start.rapl, self.rapl.read())
         cpu_ms = cpu_ns / 1e6
@@ -381,7 +394,7 @@ class _ProcFiles:
         self.stat = KeptFile(PROC_STAT)
         self.psi = KeptFile(PSI_CPU)
         # the kernel keeps a high-water mark (Linux >= 2.6.31 has VmHWM): whether it does never changes
-        self.has_hwm = _status_kb(self.status.read_bytes(), _HWM_RE) is not None
+        self.has_hwm = _status_bytes(self.status.read_bytes(), b"VmHWM:") is not None
         # Every file there and the high-water mark kept (the usual Linux host or container): the edges read the
         # descriptors themselves (_start_fast, _stop_fast), in one frame each.
         kept = (self.clear_refs, self.statm, self.cpu_stat, self.stat, self.psi, self.status)
@@ -389,14 +402,6 @@ class _ProcFiles:
         self.fds: tuple[int, int, int, int, int, int] | None = None
         if self.has_hwm and None not in fds:
             self.fds = fds  # type: ignore[assignment]
-
-    def rss_bytes(self) -> int | None:
-        """Resident bytes now: statm's second field (pages), the counter status reports as VmRSS."""
-        data = self.statm.read_bytes()
-        try:
-            return int(data.split(None, 2)[1]) * PAGE_BYTES if data else None
-        except (IndexError, ValueError):
-            return None
 
     def counters(self) -> tuple[int | None, tuple[int | None, int | None, int | None]]:
         """(the cgroup's throttled time in ns or None, the host's netem.hostload.raw_counters) now: what both
@@ -409,21 +414,20 @@ class _ProcFiles:
 
 
 def _start_fast(fds: tuple[int, int, int, int, int, int], rapl: RaplReading) -> WindowStart:
-    """ResourceMeter.start's readings where every file is open (_ProcFiles.fds), read and parsed in this one frame:
-    at this edge, after the decode and before the tail, every call counts. The same figures as the general path:
-    the reset, the start RSS (statm), RAPL (`rapl`, read by the caller), cpu.stat's throttled time, the host's
-    counters, GC and page faults, then the clocks. Raises on anything unexpected (the caller takes the general
-    path)."""
+    """ResourceMeter.start's readings where every file is open (_ProcFiles.fds), read in this one frame: at this
+    edge, after the decode and before the tail, every call counts. The same readings and parsers as the general
+    path: the reset, the start RSS (statm), RAPL (`rapl`, read by the caller), cpu.stat's throttled time, the
+    host's counters, GC and page faults, then the clocks. Raises where the general path would fall back (the
+    caller takes it, and it says what is missing)."""
     clear_refs, statm, cpu_stat, stat, psi, _status = fds
     if os.pwrite(clear_refs, b"5", 0) != 1:
         raise OSError("clear_refs not reset")
-    rss = int(os.pread(statm, 4096, 0).split(None, 2)[1]) * PAGE_BYTES
-    throttled = _throttled_ns(os.pread(cpu_stat, 4096, 0))
-    host = raw_counters(os.pread(stat, 4096, 0), os.pread(psi, 4096, 0))
-    if _GC_CLOCK not in gc.callbacks:
-        gc.callbacks.append(_GC_CLOCK)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    pauses = (_GC_CLOCK.collections, _GC_CLOCK.total_ns, usage.ru_minflt, usage.ru_majflt)
+    rss = _statm_rss(os.pread(statm, HEAD_BYTES, 0))
+    if rss is None:
+        raise ValueError("no resident size in statm")
+    throttled = _throttled_ns(os.pread(cpu_stat, HEAD_BYTES, 0))
+    host = raw_counters(os.pread(stat, HEAD_BYTES, 0), os.pread(psi, HEAD_BYTES, 0))
+    pauses = _pauses()
     return WindowStart(time.monotonic_ns(), time.process_time_ns(), rss, True, None, rapl, throttled, host, pauses)
 
 
@@ -432,16 +436,29 @@ def _stop_fast(fds: tuple[int, int, int, int, int, int]) -> tuple[int | None, tu
     """ResourceMeter.stop's readings where every file is open, in this one frame (see _start_fast): (throttled
     ns, host counters, GC and page faults, the peak RSS: VmHWM)."""
     _clear_refs, _statm, cpu_stat, stat, psi, status = fds
-    throttled = _throttled_ns(os.pread(cpu_stat, 4096, 0))
-    host = raw_counters(os.pread(stat, 4096, 0), os.pread(psi, 4096, 0))
-    if _GC_CLOCK not in gc.callbacks:
-        gc.callbacks.append(_GC_CLOCK)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    hwm_kb = _number_after(os.pread(status, 1 << 16, 0), b"VmHWM:")
-    if not hwm_kb:
-        raise ValueError("no VmHWM")
-    return throttled, host, (_GC_CLOCK.collections, _GC_CLOCK.total_ns, usage.ru_minflt, usage.ru_majflt), \
-        hwm_kb * 1024
+    throttled = _throttled_ns(os.pread(cpu_stat, HEAD_BYTES, 0))
+    host = raw_counters(os.pread(stat, HEAD_BYTES, 0), os.pread(psi, HEAD_BYTES, 0))
+    pauses = _pauses()
+    peak = _status_bytes(os.pread(status, MAX_READ_BYTES, 0), b"VmHWM:")
+    if not peak:
+        raise ValueError("no VmHWM in status")
+    return throttled, host, pauses, peak
+
+
+# One parser per file, for both paths: the edges' fast path (_start_fast, _stop_fast) and the general one.
+
+def _statm_rss(data: bytes | None) -> int | None:
+    """Resident bytes from /proc/self/statm: its second field (pages), the counter status reports as VmRSS."""
+    try:
+        return int(data.split(None, 2)[1]) * PAGE_BYTES if data else None
+    except (IndexError, ValueError):
+        return None
+
+
+def _status_bytes(data: bytes | None, key: bytes) -> int | None:
+    """A `kB` line of /proc/self/status (b"VmHWM:", b"VmRSS:") in bytes, or None."""
+    kb = _number_after(data, key)
+    return None if kb is None else kb * 1024
 
 
 def _throttled_ns(data: bytes | None) -> int | None:
@@ -466,11 +483,6 @@ def _number_after(data: bytes | None, key: bytes) -> int | None:
         return int(data[start:end if end >= 0 else len(data)].split(None, 1)[0])
     except (IndexError, ValueError):
         return None
-
-
-def _status_kb(status: bytes | None, pattern: re.Pattern[bytes]) -> int | None:
-    match = None if status is None else pattern.search(status)
-    return int(match.group(1)) * 1024 if match else None
 
 
 class GpuInfo(TypedDict):

@@ -130,10 +130,14 @@ def _row(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.where(rng.random(n) < 0.01, np.nan, rng.random(n)).astype(np.float32)
     if kind == "float16":
         return rng.random(n).astype(np.float16)
+    if kind == "inf":  # infinities of both signs among the scores, NaN too: -inf picks are where the scan stops
+        return rng.choice(np.array([-np.inf, np.inf, np.nan, 0.5, 1.0], dtype=np.float32), n, p=[.3, .05, .05, .3, .3])
+    if kind == "integer":
+        return rng.integers(0, 5, n)
     return np.exp(rng.normal(0, 3, n)).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", ["distinct", "few-values", "one-hot", "nan", "float16", "softmax"])
+@pytest.mark.parametrize("kind", ["distinct", "few-values", "one-hot", "nan", "float16", "softmax", "inf", "integer"])
 def test_top_classes_ranks_exactly_as_the_full_sort(kind: str) -> None:
     """The edge's partial sort gives the full sort's k best, in its order: equal scores by descending index
     (ties across the cut included), and rows with NaN as the full sort ranks them."""

@@ -138,6 +138,31 @@ def test_the_meter_looks_for_rapl_zones_once(tmp_path: Path) -> None:
     assert reading.counters_uj == {} and "does not exist" in reading.reason
 
 
+def test_a_zone_that_gives_no_number_is_named_once(tmp_path: Path) -> None:
+    """read_rapl and the meter's counters share the zone handling: a zone whose counter is not a number gives no
+    energy and a reason naming its file, and the meter's counters keep that reason (they read nothing later)."""
+    _zone(tmp_path, "intel-rapl:0", 1_000_000, 10_000_000)
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("n/a\n")
+    one_shot, kept = read_rapl(tmp_path), RaplCounters(tmp_path)
+    for reading in (one_shot, kept.read()):
+        assert reading.counters_uj == {} and "energy_uj gave b'n/a" in reading.reason
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("5\n")
+    assert read_rapl(tmp_path).counters_uj == {tmp_path / "intel-rapl:0": 5}
+    assert kept.read().counters_uj == {}
+
+
+def test_one_parser_per_file_reads_the_live_files() -> None:
+    """statm's resident pages and status's VmRSS are one kernel counter (two reads of a live process: close, not
+    equal); a text without the field gives None, which the fast path turns into the general path."""
+    from splitbed.nodes.resources import _statm_rss, _status_bytes
+
+    statm = _statm_rss(Path("/proc/self/statm").read_bytes())
+    rss = _status_bytes(Path("/proc/self/status").read_bytes(), b"VmRSS:")
+    assert statm is not None and rss is not None and abs(statm - rss) < 16 << 20
+    assert _statm_rss(b"12") is None and _statm_rss(b"") is None and _statm_rss(None) is None
+    assert _status_bytes(b"VmRSS:\t  10 kB\n", b"VmRSS:") == 10240 and _status_bytes(b"Name: x\n", b"VmHWM:") is None
+
+
 def test_counters_are_read_from_cgroup_and_status_texts() -> None:
     from splitbed.nodes.resources import _number_after
 
