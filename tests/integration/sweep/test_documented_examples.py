@@ -155,14 +155,25 @@ def scratch(tmp_path: Path, shared_sweep: Path, request: pytest.FixtureRequest) 
     (tmp_path / "model.onnx").write_bytes(residual_model().SerializeToString())  # "your ONNX file"
     if not _needs_saved_benchmarks(request.node.callspec.params["source"]):
         return tmp_path  # two pytest runs cost seconds: only for the sources with `pytest-benchmark compare`
-    benchmarks = tmp_path / "bench"
+    saved = request.getfixturevalue("saved_benchmarks")
+    for name in ("bench", ".benchmarks"):
+        shutil.copytree(saved / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def saved_benchmarks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two saved runs (0001, 0002) of a tiny benchmark for the `pytest-benchmark compare 0001 0002` examples:
+    made once, copied into the scratch folder of each source that needs them."""
+    folder = tmp_path_factory.mktemp("saved-benchmarks")
+    benchmarks = folder / "bench"
     benchmarks.mkdir()
     (benchmarks / "test_tiny.py").write_text("def test_sum(benchmark):\n    benchmark(sum, range(100))\n")
-    for _ in range(2):  # two saved runs (0001, 0002) for the `pytest-benchmark compare 0001 0002` examples
+    for _ in range(2):
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-autosave",
-                        "--benchmark-storage", str(tmp_path / ".benchmarks"), str(benchmarks)], cwd=tmp_path,
+                        "--benchmark-storage", str(folder / ".benchmarks"), str(benchmarks)], cwd=folder,
                        capture_output=True, check=True, timeout=300)
-    return tmp_path
+    return folder
 
 
 #: Commands (as run, in a scratch folder) that already succeeded in this session: the `--help` Examples repeat
