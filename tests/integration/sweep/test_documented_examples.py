@@ -13,6 +13,8 @@ How an example runs, by what it is (`plan`):
   option and value type checked) and a sweep runs with `--dry-run` (every name checked, the points listed); a
   sweep of more than MAX_REAL_POINTS points (the whole matrix: hours) is a dry run even with `--full`;
 - a pytest example is collected (`--collect-only`: options checked, something selected), cwd the repository;
+- an example another default test runs with closer checks (COVERED) is parsed by default, run as printed with
+  `--full`;
 - not run, with the reason (EXCLUDED): `make sweep` / `make test` (the Quickstart: test_project.py runs `make
   test`), the user-namespace wrapper and sysctl settings of docs/INSTALL.md (they change the machine; the
   wrapper itself is test_doctor_nonroot.py's), `docker run` (a whole suite in a container) and the Dask
@@ -55,6 +57,12 @@ EXCLUDED = {
 #: Examples too long for the default run: parsed (and sweeps dry-run) by default, run as printed with --full.
 LONG = re.compile(r"^(splitbed (sweep|advise|scenario run|doctor|partitions vgg16|partitions resnet50)|netem doctor"
                   r"|netem shell .*iperf3|splitbed partitions \S+ .*--onnx)")
+#: Examples another default test runs, on the same inputs and with closer checks: parsed by default (run with --full).
+COVERED = {
+    "splitbed report results/sweep --out report-mine --budgets my-budgets.toml":
+        "test_report_user_budgets.py builds this report from the shared sweep with docs/REPORT.md's budgets file and "
+        "checks that it cites the budget",
+}
 MAX_REAL_POINTS = 12  # with --full, a documented sweep of more points runs as a dry run only (hours otherwise)
 NEVER_FOR_REAL = re.compile(r"splitbed sweep .*--full(?! --estimate)|splitbed sweep --full$")  # hours
 
@@ -132,6 +140,8 @@ def plan(command: str, full: bool) -> tuple[str, str]:
     text = bare(command)
     if " -m pytest" in command or text.startswith("pytest "):
         return "collect", f"{command.split('#')[0].strip()} --collect-only -q"
+    if text in COVERED and not full:
+        return "parse", command
     if LONG.match(text) and not (full and not NEVER_FOR_REAL.search(text)):
         if text.startswith("splitbed sweep") and "--estimate" not in text:
             return "run", f"{command.split('#')[0].strip()} --dry-run"
