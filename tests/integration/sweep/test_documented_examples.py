@@ -62,6 +62,9 @@ COVERED = {
     "splitbed report results/sweep --out report-mine --budgets my-budgets.toml":
         "test_report_user_budgets.py builds this report from the shared sweep with docs/REPORT.md's budgets file and "
         "checks that it cites the budget",
+    "netem shell --rate 20 --log link.log -- ping -c 20 -i 0.05 198.18.0.2":
+        "test_netem_cli.py's per-packet log test writes a log through a 20 Mbit/s quick link and checks its packets",
+    "netem graph link.log -o link.png": "test_netem_cli.py's per-packet log test draws its log and checks the PNG",
 }
 MAX_REAL_POINTS = 12  # with --full, a documented sweep of more points runs as a dry run only (hours otherwise)
 NEVER_FOR_REAL = re.compile(r"splitbed sweep .*--full(?! --estimate)|splitbed sweep --full$")  # hours
