@@ -267,7 +267,7 @@ def shell_command(
     Examples:
       netem shell --rate 20 --delay 10 --loss 0.1% -- ping -c 3 198.18.0.2
       netem shell -p lte --rate 20 --uplink-only -- ping -c 3 198.18.0.2
-      netem shell --rate 20 --log link.log -- ping -c 3 198.18.0.2
+      netem shell --rate 20 --log link.log -- ping -c 20 -i 0.05 198.18.0.2
     """
     argv = list(command or []) or [os.environ.get("SHELL", "/bin/sh")]
     refuse_nesting()

@@ -4,7 +4,12 @@
 For each binding: every inference is ok and delivered bit-exact (CRC-32 of each tensor, sent vs decoded), the
 record says which binding carried it (handshake, congestion controller, losses), and a capture on the UE side
 sees the session's bytes on that binding only: QUIC is encrypted, so what is counted is UDP packets and bytes,
-which must carry at least the TLV bytes the records say were sent (plus QUIC's and UDP's own headers)."""
+which must carry at least the TLV bytes the records say were sent (plus QUIC's and UDP's own headers).
+
+The default suite runs QUIC, the binding only this test takes through a testbed end to end; TCP runs with --full,
+its path being every other testbed's (delivered bit-exact: tests/e2e/test_e2e_correctness.py; captured and
+counted on the UE side: tests/integration/sweep/test_sweep_capture.py; started on the fixed port:
+tests/integration/sweep/test_sweep_run.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ MODEL, PARTITION, WEIGHTS = "mobilenet_v2", 3, "random:1"
 REPETITIONS = 3
 
 
-@pytest.mark.parametrize("transport", ["tcp", "quic"])
+@pytest.mark.parametrize("transport", [pytest.param("tcp", marks=pytest.mark.slow), "quic"])
 def test_binding_end_to_end(transport: str, tmp_path: Path) -> None:
     requires("netns")
     with Testbed("5g-split-ai", "userspace", models=(MODEL,), weights=WEIGHTS, transport=transport,

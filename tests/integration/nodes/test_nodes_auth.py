@@ -82,22 +82,44 @@ def test_the_right_proof_opens_the_session(guarded: tuple[RemoteProcess, Path]) 
         assert kind == MsgType.RESULT, body
 
 
-def _local(server: RemoteProcess, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _start_local(server: RemoteProcess, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "splitbed", "local-node", "--connect",
+                             f"{server.host}:{server.port}", "--weights", WEIGHTS, "--jobs", "-", *extra],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    """The local node's one job, its exit status and output (killed if it outlives the timeout)."""
     job = json.dumps({"partition": 5, "repetitions": 1}) + "\n"
-    return subprocess.run([sys.executable, "-m", "splitbed", "local-node", "--connect", f"{server.host}:{server.port}",
-                           "--weights", WEIGHTS, "--jobs", "-", *extra], input=job, capture_output=True, text=True,
-                          timeout=300, env=env)
+    try:
+        stdout, stderr = process.communicate(job, timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _local(server: RemoteProcess, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return _finish(_start_local(server, *extra, env=env))
 
 
 def test_the_local_node_authenticates_and_checks_the_remote(guarded: tuple[RemoteProcess, Path],
                                                             remote: RemoteProcess) -> None:
     server, secret = guarded
-    done = _local(server, "--secret-file", str(secret))
+    # Both local nodes at once (each loads its model first): the guarded remote, and one without the secret,
+    # which cannot pose as the guarded one: the local node sends it nothing.
+    started = [_start_local(server, "--secret-file", str(secret)), _start_local(remote, "--secret-file", str(secret))]
+    try:
+        done, impostor = [_finish(process) for process in started]
+    finally:
+        for process in started:  # the second, when the first failed
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["status"] for r in records if r["record_type"] == "inference"] == ["ok"]
-    # A remote without the secret cannot pose as the guarded one: the local node sends it nothing.
-    impostor = _local(remote, "--secret-file", str(secret))
     assert impostor.returncode != 0 and "did not authenticate itself" in impostor.stdout + impostor.stderr
 
 

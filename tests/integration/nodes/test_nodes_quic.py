@@ -16,7 +16,7 @@ import pytest
 
 from splitbed.nodes.errors import NodeError, RemoteError
 from splitbed.nodes.jobs import parse_job
-from splitbed.nodes.local import LocalConfig, LocalNode
+from splitbed.nodes.local import LocalConfig, LocalNode, ue_emulator
 from splitbed.nodes.metrics import check_record
 from splitbed.nodes.quic import make_certificate
 from splitbed.nodes.remote import RemoteConfig, RemoteNode
@@ -32,8 +32,15 @@ def runner() -> ModelRunner:
     return ModelRunner(weights=WEIGHTS)
 
 
+@pytest.fixture(scope="module")
+def ue_runner() -> ModelRunner:
+    """The local nodes' runner, as a LocalNode makes its own (device `host`), built once for the module."""
+    return ModelRunner(weights=WEIGHTS, engine=LocalConfig.engine, device=ue_emulator(LocalConfig.device))
+
+
 class Served:
-    def __init__(self, runner: ModelRunner, **options: Any) -> None:
+    def __init__(self, runner: ModelRunner, ue_runner: ModelRunner, **options: Any) -> None:
+        self.ue_runner = ue_runner
         self.node = RemoteNode(RemoteConfig(host="127.0.0.1", port=0, models=(MODEL,), weights=WEIGHTS,
                                             config_timeout_s=10, **options), runner=runner)
         self.node.prepare()
@@ -46,7 +53,8 @@ class Served:
         defaults: dict[str, Any] = {"transport": self.node.config.transport, "quic_ca_pem": cert,
                                     "verify_delivery": True, "config_timeout_s": 10, "result_timeout_s": 60}
         defaults.update(options)
-        return LocalNode(LocalConfig(host=self.host, port=self.port, weights=WEIGHTS, **defaults))
+        return LocalNode(LocalConfig(host=self.host, port=self.port, weights=WEIGHTS, **defaults),
+                         runner=self.ue_runner)
 
     def stop(self) -> None:
         self.node.shutdown()
@@ -55,8 +63,8 @@ class Served:
 
 
 @pytest.fixture
-def served(runner: ModelRunner, request: pytest.FixtureRequest) -> Iterator[Served]:
-    server = Served(runner, **getattr(request, "param", {}))
+def served(runner: ModelRunner, ue_runner: ModelRunner, request: pytest.FixtureRequest) -> Iterator[Served]:
+    server = Served(runner, ue_runner, **getattr(request, "param", {}))
     try:
         yield server
     finally:
@@ -73,11 +81,11 @@ JOBS = [{"partition": 3, "compression": "none", "repetitions": 2}, {"partition":
         {"partition": 5, "encoding": "json-baseline"}]
 
 
-def test_quic_carries_the_same_session_bytes_as_tcp(runner: ModelRunner) -> None:
+def test_quic_carries_the_same_session_bytes_as_tcp(runner: ModelRunner, ue_runner: ModelRunner) -> None:
     sizes: dict[str, list[tuple[int, int, int]]] = {}
     records: list[dict[str, Any]] = []
     for transport in ("tcp", "quic"):
-        server = Served(runner, transport=transport)
+        server = Served(runner, ue_runner, transport=transport)
         try:
             with server.local() as node:
                 records = [r for job in JOBS for r in _records(node, job)]

@@ -13,6 +13,8 @@ How an example runs, by what it is (`plan`):
   option and value type checked) and a sweep runs with `--dry-run` (every name checked, the points listed); a
   sweep of more than MAX_REAL_POINTS points (the whole matrix: hours) is a dry run even with `--full`;
 - a pytest example is collected (`--collect-only`: options checked, something selected), cwd the repository;
+- an example another default test runs with closer checks (COVERED) is parsed by default, run as printed with
+  `--full`;
 - not run, with the reason (EXCLUDED): `make sweep` / `make test` (the Quickstart: test_project.py runs `make
   test`), the user-namespace wrapper and sysctl settings of docs/INSTALL.md (they change the machine; the
   wrapper itself is test_doctor_nonroot.py's), `docker run` (a whole suite in a container) and the Dask
@@ -55,6 +57,15 @@ EXCLUDED = {
 #: Examples too long for the default run: parsed (and sweeps dry-run) by default, run as printed with --full.
 LONG = re.compile(r"^(splitbed (sweep|advise|scenario run|doctor|partitions vgg16|partitions resnet50)|netem doctor"
                   r"|netem shell .*iperf3|splitbed partitions \S+ .*--onnx)")
+#: Examples another default test runs, on the same inputs and with closer checks: parsed by default (run with --full).
+COVERED = {
+    "splitbed report results/sweep --out report-mine --budgets my-budgets.toml":
+        "test_report_user_budgets.py builds this report from the shared sweep with docs/REPORT.md's budgets file and "
+        "checks that it cites the budget",
+    "netem shell --rate 20 --log link.log -- ping -c 20 -i 0.05 198.18.0.2":
+        "test_netem_cli.py's per-packet log test writes a log through a 20 Mbit/s quick link and checks its packets",
+    "netem graph link.log -o link.png": "test_netem_cli.py's per-packet log test draws its log and checks the PNG",
+}
 MAX_REAL_POINTS = 12  # with --full, a documented sweep of more points runs as a dry run only (hours otherwise)
 NEVER_FOR_REAL = re.compile(r"splitbed sweep .*--full(?! --estimate)|splitbed sweep --full$")  # hours
 
@@ -132,6 +143,8 @@ def plan(command: str, full: bool) -> tuple[str, str]:
     text = bare(command)
     if " -m pytest" in command or text.startswith("pytest "):
         return "collect", f"{command.split('#')[0].strip()} --collect-only -q"
+    if text in COVERED and not full:
+        return "parse", command
     if LONG.match(text) and not (full and not NEVER_FOR_REAL.search(text)):
         if text.startswith("splitbed sweep") and "--estimate" not in text:
             return "run", f"{command.split('#')[0].strip()} --dry-run"
@@ -155,14 +168,25 @@ def scratch(tmp_path: Path, shared_sweep: Path, request: pytest.FixtureRequest) 
     (tmp_path / "model.onnx").write_bytes(residual_model().SerializeToString())  # "your ONNX file"
     if not _needs_saved_benchmarks(request.node.callspec.params["source"]):
         return tmp_path  # two pytest runs cost seconds: only for the sources with `pytest-benchmark compare`
-    benchmarks = tmp_path / "bench"
+    saved = request.getfixturevalue("saved_benchmarks")
+    for name in ("bench", ".benchmarks"):
+        shutil.copytree(saved / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def saved_benchmarks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two saved runs (0001, 0002) of a tiny benchmark for the `pytest-benchmark compare 0001 0002` examples:
+    made once, copied into the scratch folder of each source that needs them."""
+    folder = tmp_path_factory.mktemp("saved-benchmarks")
+    benchmarks = folder / "bench"
     benchmarks.mkdir()
     (benchmarks / "test_tiny.py").write_text("def test_sum(benchmark):\n    benchmark(sum, range(100))\n")
-    for _ in range(2):  # two saved runs (0001, 0002) for the `pytest-benchmark compare 0001 0002` examples
+    for _ in range(2):
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-autosave",
-                        "--benchmark-storage", str(tmp_path / ".benchmarks"), str(benchmarks)], cwd=tmp_path,
+                        "--benchmark-storage", str(folder / ".benchmarks"), str(benchmarks)], cwd=folder,
                        capture_output=True, check=True, timeout=300)
-    return tmp_path
+    return folder
 
 
 #: Commands (as run, in a scratch folder) that already succeeded in this session: the `--help` Examples repeat

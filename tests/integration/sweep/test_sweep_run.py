@@ -20,6 +20,7 @@ from splitbed.linkmodel import wire_bytes
 from splitbed.nodes.metrics import check_record
 from splitbed.sweep import points, read_records, run_sweep, summarise, write_csv
 from splitbed.sweep.store import is_measurement
+from splitbed.testbed import EDGE_PORT
 from tests.integration.sweep.conftest import (
     PROFILE,
     SWEEP_PARTITIONS,
@@ -49,6 +50,12 @@ def test_every_inference_is_a_valid_record_with_its_point_key_and_link(shared_sw
         assert record["partition_name"] in SWEEP_PARTITIONS and record["weights"]["source"] == "random"
         assert record["tags"]["point"].startswith(f"{PROFILE}|mobilenet_v2|{record['partition_name']}|"
                                                   f"{record['encoding']}|")
+
+
+def test_the_shared_tcp_testbed_started_both_nodes_at_once_on_the_fixed_port(shared_bed: Any) -> None:
+    """Over TCP the local node is given the edge's fixed port before the remote is ready, so both load their
+    models at once (a QUIC remote announces an ephemeral port: tests/e2e/test_e2e_transport.py)."""
+    assert shared_bed.transport == "tcp" and shared_bed.remote_port == EDGE_PORT
 
 
 def test_summary_csv_equals_statistics_recomputed_from_the_jsonl(shared_sweep: Path) -> None:
