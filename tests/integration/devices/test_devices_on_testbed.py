@@ -25,10 +25,7 @@ pytestmark = pytest.mark.root
 BAR = 0.10                 # the bar: emulated head within 10 % of profile latency x share
 STAMP_SLACK_MS = 0.2       # the stamps bracket the head call (plan lookup, list building): a little more than it
 REPETITIONS = 3
-# Three shares, small to almost all of the model (the order check below needs three). The whole model on the
-# phone (`predictions`) is checked here under --full (test_every_partition_follows_the_profile); by default a
-# whole-model head is stretched in test_devices_onnx.py.
-DEFAULT_PARTITIONS = ("Conv1_relu", "block_6_project_BN", "out_relu")
+DEFAULT_PARTITIONS = ("Conv1_relu", "block_6_project_BN", "out_relu", "predictions")
 
 
 @pytest.fixture(scope="module")
