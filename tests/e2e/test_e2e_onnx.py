@@ -2,7 +2,7 @@
 
 One testbed (5g-embb) whose remote node runs registered models on ONNX Runtime (`--engine onnxruntime`) and whose
 local node runs them on TensorFlow; it offers mobilenet_v2 and the converted MobileNetV2 `.onnx` file
-(random:0, converted in this test process first, so both nodes read it from the same cache):
+(random:0, converted in this test process first, or found in the ONNX cache that both nodes read):
 
 - the `.onnx` file at the cut that is Keras partition block_13_project_BN: both sides on ONNX Runtime; the uplink
   captured on the UE side, decoded with the format's Decoder alone, equals what the remote decoded (CRC-32) and an
@@ -16,7 +16,6 @@ cross-runtime tolerance of tests/integration/models/test_models_onnx.py, which s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,25 +35,19 @@ KERAS_PARTITION = "block_13_project_BN"
 
 
 @pytest.fixture(scope="module")
-def converted_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Any]]:
+def converted_file() -> tuple[Path, Any]:
+    """The converted file in the ONNX cache the node processes also read (the default one, as for a user: a
+    conversion is keyed by weights and versions, so a cached file is this one; converting into an empty cache
+    and finding the file again is tests/integration/models/test_models_onnx.py's)."""
     import warnings
 
     from splitbed.models import RandomWeightsWarning, load
-    from splitbed.models.onnx.convert import CACHE_ENV, converted
+    from splitbed.models.onnx.convert import converted
 
-    cache = tmp_path_factory.mktemp("onnx-cache")
-    old = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(cache)  # the node processes inherit it
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RandomWeightsWarning)
-            loaded = load("mobilenet_v2", WEIGHTS)
-        yield converted(loaded).path, loaded
-    finally:
-        if old is None:
-            os.environ.pop(CACHE_ENV, None)
-        else:
-            os.environ[CACHE_ENV] = old
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        loaded = load("mobilenet_v2", WEIGHTS)
+    return converted(loaded).path, loaded
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ says which scheme and which exact weights (digest) made it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -148,15 +149,20 @@ def test_calibration_images_are_a_pure_function_of_the_seed() -> None:
 
 def test_a_damaged_calibration_cache_is_refused_with_the_fix(  # type: ignore[no-untyped-def]
         mobilenet, tmp_path, monkeypatch) -> None:
-    """A cache file that is not ours, or values that do not fit the model, raise one line that says what to do."""
-    monkeypatch.setenv(calibration_cache.CACHE_ENV, str(tmp_path))
+    """A cache file that is not ours, or values that do not fit the model, raise one line that says what to do.
+    (A missing file is computed anew by the one-thread child: test_calibration_does_not_depend_on_thread_count.)"""
     spec = mobilenet.spec
-    path = tmp_path / f"{calibration_cache.cache_key(spec, 0)}.npz"
+    name = f"{calibration_cache.cache_key(spec, 0)}.npz"
+    good = calibration_cache.cache_dir() / name  # the `mobilenet` fixture's load calibrated into it
+    assert good.is_file(), good
+    monkeypatch.setenv(calibration_cache.CACHE_ENV, str(tmp_path))
+    path = tmp_path / name
     path.write_bytes(b"not a zip file")
     with pytest.raises(ModelError, match="not a readable calibration file.*delete it"):
         calibration_cache.calibration_for(spec, 0)
     path.unlink()
-    values = calibration_cache.calibration_for(spec, 0)  # computed anew by the one-thread child
+    shutil.copyfile(good, path)  # the good file, as the child would write it again (without its TensorFlow start)
+    values = calibration_cache.calibration_for(spec, 0)
     model = loading.seeded_build(spec, 0)
     bad = dict(values)
     key = next(k for k in bad if k.startswith("bn:"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splitbed.models import RandomWeightsWarning, WeightsError, load, registry, weights
+from splitbed.models import RandomWeightsWarning, WeightsError, calibration_cache, load, registry, weights
 from splitbed.models.labels import decode_predictions
 from splitbed.models.preprocess import load_image
 
@@ -114,6 +114,9 @@ def test_corrupt_and_wrong_files_are_clear_errors(mobilenet, tmp_path: Path) -> 
 
 def test_auto_offline_falls_back_loudly(mobilenet, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
                                         tmp_path: Path) -> None:
+    # The calibration cache stays where the `mobilenet` fixture filled it: moving HOME (to hide ~/.keras) would
+    # move it too, and calibrating anew in a child costs a TensorFlow start that this test does not check.
+    monkeypatch.setenv(calibration_cache.CACHE_ENV, str(calibration_cache.cache_dir()))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv(weights.OFFLINE_ENV, "1")
