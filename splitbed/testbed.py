@@ -204,7 +204,7 @@ class Testbed:
         """Start the remote node and one local node per UE side (`_ue_sides`), each local node's output pumped
         into its own queue; return when the remote is ready.
 
-        Over TCP both nodes load their models at once (each on its own CPUs when pinned): the local nodes learn
+        Over TCP the remote and the local nodes load their models at once (each on its own CPUs when pinned): they learn
         the remote's port before the remote is ready because the port is fixed in the edge's own namespace, and
         they connect only at their first job, after the ready line. Otherwise (QUIC: the local node needs the
         certificate of the ready line; a caller's runtime or port) the local nodes start after the ready line.
