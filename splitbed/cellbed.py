@@ -3,7 +3,8 @@
     with CellTestbed("5g-split-ai", ues=4, scheduler="rr", models=["mobilenet_v2"], weights="random:0") as bed:
         records = bed.run({"model": "mobilenet_v2", "partition": "block_6_expand", "repetitions": 5})
 
-A Testbed whose topology is a CellTopology: one remote (edge) node, one driven local node per UE namespace. `run`
+A Testbed whose topology is a CellTopology: one remote (edge) node, one driven local node per UE namespace,
+started by Testbed's own start step (over TCP every UE node beside the edge node, models preloaded). `run`
 sends the same job to every UE at the same moment and returns all their records, each with `cell`: which UE
 (`ue`, `ue_addr`), how many shared the cell (`ues`), the uplink scheduler, and whether the host's CPU rather
 than the cell was the bottleneck. The edge serves the sessions concurrently; its queueing is in each record
@@ -20,7 +21,6 @@ for a CPU (`host_cpu_pressure_share`, PSI), so a latency rise with N is not read
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -28,15 +28,12 @@ from typing import Any
 
 from netem.cell import CellTopology
 from splitbed.nodes.jobs import Job
-from splitbed.runtime import NodeHandle
 from splitbed.testbed import (
-    _PIPE,
     INFERENCE_TIMEOUT_S,
     JOB_BASE_TIMEOUT_S,
     Testbed,
     TestbedError,
     _job_dict,
-    _pump,
 )
 
 
@@ -72,34 +69,16 @@ class CellTestbed(Testbed):
         super().__init__(profile, "userspace", **kwargs)
         self.ues = ues
         self.scheduler = scheduler
-        self.locals: list[NodeHandle] = []
-        self._ue_lines: list[queue.Queue[bytes | BaseException | None]] = []
 
-    def _start(self) -> None:
-        self.topology = cell = CellTopology(self.profile, ues=self.ues, scheduler=self.scheduler,
-                                            tcp_congestion_control=self.tcp_congestion_control)
-        cell.start()
-        self._pin_link()
-        self.runtime = self._make_runtime(cell)
-        deadline = time.monotonic() + self.ready_timeout_s
-        self.remote = self._start_node(self.runtime, "edge", self._remote_argv(), stdin=None)
-        self.remote_port = self._await_ready(self.remote, deadline)
-        for i in range(self.ues):
-            node = self._start_node(self.runtime, f"ue{i}", self._local_argv(), stdin=_PIPE)
-            lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
-            threading.Thread(target=_pump, args=(node.stdout, lines), name=f"cellbed-ue{i}-stdout",
-                             daemon=True).start()
-            self.locals.append(node)
-            self._ue_lines.append(lines)
-        self.local, self._lines = self.locals[0], self._ue_lines[0]
-        if self.warmup:
-            for model in self.models:
-                job = {"model": model, "partition": self._warmup_partition(model), "repetitions": 1,
-                       "tags": {"warmup": True}}
-                self.warmup_records += self._run_all(job, deadline, f"warm-up of {model}")
-                bad = [r for r in self.warmup_records if r.get("status") != "ok"]
-                if bad:
-                    raise TestbedError(f"warm-up inference of {model} failed: {bad[0].get('error')}" + self._tails())
+    def _make_topology(self) -> CellTopology:
+        return CellTopology(self.profile, ues=self.ues, scheduler=self.scheduler,
+                            tcp_congestion_control=self.tcp_congestion_control)
+
+    def _ue_sides(self) -> list[str]:
+        return [f"ue{i}" for i in range(self.ues)]
+
+    def _run_everywhere(self, spec: dict[str, Any], deadline: float, what: str) -> list[dict[str, Any]]:
+        return self._run_all(spec, deadline, what)
 
     def run(self, job: Job | Mapping[str, Any]) -> list[dict[str, Any]]:
         """The job on every UE at once: all records (UE 0's first), each with its `cell` block."""
@@ -145,16 +124,3 @@ class CellTestbed(Testbed):
                 raise result
             out += result
         return out
-
-    def close(self) -> None:
-        for node in self.locals[1:]:
-            if node.stdin is not None:
-                try:
-                    node.stdin.close()
-                except OSError:
-                    pass
-            try:
-                node.stop(grace=5.0)
-            except Exception:  # the runtime's close stops it again and reports
-                pass
-        super().close()

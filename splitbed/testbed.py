@@ -146,10 +146,12 @@ class Testbed:
         self.topology: Topology | None = None
         self.runtime: NodeRuntime | None = None
         self.remote: NodeHandle | None = None
-        self.local: NodeHandle | None = None
+        self.local: NodeHandle | None = None      # the first (here the only) of `locals`
+        self.locals: list[NodeHandle] = []        # one local node per UE side
         self.remote_port: int | None = None
         self.warmup_records: list[dict[str, Any]] = []
-        self._lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
+        self._lines: queue.Queue[bytes | BaseException | None] = queue.Queue()  # the first local node's output
+        self._ue_lines: list[queue.Queue[bytes | BaseException | None]] = []  # each local node's output
         self._job_ids = itertools.count(1)
         self._broken: str | None = None
         self._started = False
@@ -182,55 +184,83 @@ class Testbed:
         return self
 
     def _start(self) -> None:
-        self.topology = Topology(self.profile, self.requested_backend,
-                                 tcp_congestion_control=self.tcp_congestion_control)
+        self.topology = self._make_topology()
         self.topology.start()
         self._pin_link()
         self.runtime = self._make_runtime(self.topology)
         deadline = time.monotonic() + self.ready_timeout_s
-        if self._overlapped_start():
-            # Both nodes load their models at once (each on its own CPUs when pinned): the local node learns the
-            # remote's port before the remote is ready because the port is fixed in the edge's own namespace,
-            # and it connects only at its first job, after the ready line below.
-            self.remote = self._start_node(self.runtime, "edge", self._remote_argv(EDGE_PORT), stdin=None)
-            self.remote_port = EDGE_PORT
-            preload = [arg for model in self.models for arg in ("--preload", model)]
-            self.local = local = self._start_node(self.runtime, "ue", self._local_argv() + preload, stdin=_PIPE)
-            announced = self._await_ready(self.remote, deadline)
-            if announced != EDGE_PORT:
-                raise TestbedError(f"the remote node listens on port {announced}, not the {EDGE_PORT} it was given"
-                                   + self._tails())
-        else:
-            self.remote = self._start_node(self.runtime, "edge", self._remote_argv(), stdin=None)
-            self.remote_port = self._await_ready(self.remote, deadline)
-            self.local = local = self._start_node(self.runtime, "ue", self._local_argv(), stdin=_PIPE)
-        threading.Thread(target=_pump, args=(local.stdout, self._lines), name="testbed-local-stdout",
-                         daemon=True).start()
+        self._start_nodes(self.runtime, deadline)
         if self.warmup:
             for model in self.models:
                 job = {"model": model, "partition": self._warmup_partition(model), "repetitions": 1,
                        "tags": {"warmup": True}}
-                self.warmup_records += self._run(job, deadline=deadline, what=f"warm-up of {model}")
+                self.warmup_records += self._run_everywhere(job, deadline, f"warm-up of {model}")
                 bad = [r for r in self.warmup_records if r.get("status") != "ok"]
                 if bad:
                     raise TestbedError(f"warm-up inference of {model} failed: {bad[0].get('error')}"
                                        + self._tails())
 
+    def _start_nodes(self, runtime: NodeRuntime, deadline: float) -> None:
+        """Start the remote node and one local node per UE side (`_ue_sides`), each local node's output pumped
+        into its own queue; return when the remote is ready.
+
+        Over TCP the remote and the local nodes load their models at once (each on its own CPUs when pinned): they learn
+        the remote's port before the remote is ready because the port is fixed in the edge's own namespace, and
+        they connect only at their first job, after the ready line. Otherwise (QUIC: the local node needs the
+        certificate of the ready line; a caller's runtime or port) the local nodes start after the ready line.
+        Every node started is in `self.remote` / `self.locals` at once, so `close` stops it if a later step
+        fails."""
+        overlapped = self._overlapped_start()
+        self.remote = self._start_node(runtime, "edge", self._remote_argv(EDGE_PORT if overlapped else 0),
+                                       stdin=None)
+        if overlapped:
+            self.remote_port = EDGE_PORT
+            self._start_locals(runtime, [arg for model in self.models for arg in ("--preload", model)])
+            announced = self._await_ready(self.remote, deadline)
+            if announced != EDGE_PORT:
+                raise TestbedError(f"the remote node listens on port {announced}, not the {EDGE_PORT} it was given"
+                                   + self._tails())
+        else:
+            self.remote_port = self._await_ready(self.remote, deadline)
+            self._start_locals(runtime, [])
+
+    def _start_locals(self, runtime: NodeRuntime, extra: list[str]) -> None:
+        argv = self._local_argv() + extra
+        for side in self._ue_sides():
+            node = self._start_node(runtime, side, argv, stdin=_PIPE)
+            self.locals.append(node)
+            lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
+            self._ue_lines.append(lines)
+            threading.Thread(target=_pump, args=(node.stdout, lines), name=f"testbed-{side}-stdout",
+                             daemon=True).start()
+            if self.local is None:
+                self.local, self._lines = node, lines
+
+    def _make_topology(self) -> Topology:
+        return Topology(self.profile, self.requested_backend, tcp_congestion_control=self.tcp_congestion_control)
+
+    def _ue_sides(self) -> list[str]:
+        """The sides a local node runs on: one UE here, a cell's `ue0`, `ue1`, ... in CellTestbed."""
+        return ["ue"]
+
+    def _run_everywhere(self, spec: dict[str, Any], deadline: float, what: str) -> list[dict[str, Any]]:
+        """A job on every local node (here the one): the warm-up's step, which CellTestbed runs on all its UEs."""
+        return self._run(spec, deadline=deadline, what=what)
+
     def close(self) -> None:
-        """Stop both nodes, the runtime and the topology. Idempotent."""
+        """Stop the nodes, the runtime and the topology. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         errors: list[str] = []
-        if self.local is not None and self.local.stdin is not None:
-            try:
-                self.local.stdin.close()  # the driven local node ends at end of input
-            except OSError:
-                pass
-        for node in (self.local, self.remote):
-            if node is None:
-                continue
+        for node in self.locals:
+            if node.stdin is not None:
+                try:
+                    node.stdin.close()  # a driven local node ends at end of input
+                except OSError:
+                    pass
+        for node in [*self.locals, *([self.remote] if self.remote is not None else [])]:
             try:
                 node.stop(grace=5.0)
             except Exception as exc:
@@ -297,7 +327,7 @@ class Testbed:
 
     def logs(self) -> dict[str, str]:
         """The last few kB of each node's log (stderr)."""
-        return {node.side: node.logs(LOG_TAIL_BYTES) for node in (self.remote, self.local) if node is not None}
+        return {node.side: node.logs(LOG_TAIL_BYTES) for node in (self.remote, *self.locals) if node is not None}
 
     # -- internals -------------------------------------------------------------------------------------------
     def _make_runtime(self, topology: Topology) -> NodeRuntime:

@@ -8,18 +8,18 @@ both sides and the downlink, is predicted and measured beside it, and both predi
 measurements.
 
 Budgets come from splitbed/data/budgets.toml through splitbed.report.budgets.get_budget (never copied). The
-link part of the prediction is splitbed.advise's model (TCP segments + headers at the profile's rate, one-way
-delay, round trips while the congestion window is smaller than the transfer and the bandwidth-delay product);
-the compute part comes from measured records:
+link part of the prediction is the advisor's model, splitbed.tcpflow (TCP segments + headers at the profile's
+rate, one-way delay, and the round trips a CUBIC window that does not yet cover the bandwidth-delay product
+costs); the compute part comes from measured records:
 
     predicted e2e = preprocess + head + encode + uplink(uplink_bytes) + remote processing
                     + downlink(downlink_bytes) + result decode
 
 (per record, then the median; network terms: `network_ms`). Each record carries the TCP state of both senders
 read just before their transfer (`uplink_tcp`, `downlink_tcp`: docs/METRICS.md, section "tcp"), so each
-transfer starts from the window the kernel really had, after its restart-after-idle rule. Records without it
-(older schema, a socket that cannot tell) fall back to the idle rule alone: full window unless the sender sat
-idle longer than the RTO, then the initial 10 segments.
+transfer starts from the window the kernel really had, after its restart-after-idle rule, and grows it as CUBIC
+does. Records without it (older schema, a socket that cannot tell) fall back to tcpflow's steady state of
+repeated transfers with the record's idle time between them (the window halved once per RTO of idle).
 
 Two predictions per figure: `predicted_*` from calibration inferences made before the measurement (the delivery
 one decides meets/misses ahead of measuring), and `predicted_same_run_*` from the measured inferences' own
@@ -44,28 +44,49 @@ def network_ms(uplink_bytes: int, downlink_bytes: int, idle_ms: float, profile: 
                downlink_tcp: dict[str, Any] | None = None) -> dict[str, float]:
     """Predicted uplink and downlink transfer times (first byte sent -> last byte delivered) on `profile`.
 
-    With a sender's TCP state (`uplink_tcp` / `downlink_tcp`, as recorded), its transfer starts from that
-    state's window (splitbed.linkmodel.SendWindow.from_tcp_state). Without: the window is taken as full unless the
-    sender sat idle (`idle_ms`) longer than the RTO, when it restarts at the initial 10 segments (RFC 5681 4.1);
-    both senders send once per inference, so the same idle period applies to both."""
-    from splitbed.linkmodel import INITIAL_WINDOW_SEGMENTS, LinkModel, SendWindow
+    Each transfer runs through splitbed.tcpflow, the advisor's model: CUBIC per round trip over the direction's
+    bottleneck (rate, RTT, queue limit). With a sender's TCP state (`uplink_tcp` / `downlink_tcp`, as recorded)
+    it starts from that state's window after Linux's restart-after-idle rule (SendWindow.from_tcp_state).
+    Without: the steady state of a stream of such transfers on one connection, the sender idle `idle_ms` between
+    them (tcpflow.steady_transfer: the window halved once per RTO of idle, not reset); both senders send once
+    per inference, so the same idle period is taken for both."""
+    from splitbed.linkmodel import LinkModel
 
     link = LinkModel.from_profile(profile)
-    idle_restart = link.restarts_after(idle_ms)
-    fallback = SendWindow(INITIAL_WINDOW_SEGMENTS) if idle_restart else None
-
-    def window(state: dict[str, Any] | None) -> SendWindow | None:
-        if state is None:
-            return fallback
-        return SendWindow.from_tcp_state(state, slow_start_after_idle=link.slow_start_after_idle)
-
-    up_window, down_window = window(uplink_tcp), window(downlink_tcp)
-    uplink = link.uplink.transfer_ms(uplink_bytes, rtt_ms=link.rtt_ms, slow_start=False, window=up_window)
-    downlink = link.downlink.transfer_ms(downlink_bytes, rtt_ms=link.rtt_ms, slow_start=False, window=down_window)
+    uplink, up_cwnd = _transfer_ms(link.uplink, uplink_bytes, link.rtt_ms, uplink_tcp, idle_ms,
+                                   link.slow_start_after_idle)
+    downlink, down_cwnd = _transfer_ms(link.downlink, downlink_bytes, link.rtt_ms, downlink_tcp, idle_ms,
+                                       link.slow_start_after_idle)
     return {"uplink_ms": uplink, "downlink_ms": downlink, "rtt_ms": link.rtt_ms,
-            "uplink_start_cwnd": float(up_window.cwnd_segments) if up_window else float("nan"),
-            "downlink_start_cwnd": float(down_window.cwnd_segments) if down_window else float("nan"),
+            "uplink_start_cwnd": up_cwnd, "downlink_start_cwnd": down_cwnd,
             "from_tcp_state": float(uplink_tcp is not None and downlink_tcp is not None)}
+
+
+def _transfer_ms(direction: Any, payload_bytes: int, rtt_ms: float, state: dict[str, Any] | None, idle_ms: float,
+                 restart: bool) -> tuple[float, float]:
+    """(time, window it starts with in segments) of one transfer over `direction` (a linkmodel.DirectionModel).
+
+    A recorded state gives the window and threshold but not CUBIC's own memory (the window at the last loss,
+    W_max, which TCP_INFO does not show): it is taken as the recorded threshold / beta, the window whose
+    reduction set that threshold (tcp_cubic.c: ssthresh = beta x cwnd at the loss), and no loss yet (0) without
+    a threshold; the CUBIC epoch starts with the transfer."""
+    from splitbed.linkmodel import SendWindow
+    from splitbed.tcpflow import CUBIC_BETA, Bottleneck, Window, transfer
+
+    if state is None:
+        steady = direction.steady_transfer(payload_bytes, rtt_ms=rtt_ms, between_ms=idle_ms,
+                                           slow_start_after_idle=restart)
+        return float(steady.ms), float(statistics.median(steady.start_cwnd))
+    start = SendWindow.from_tcp_state(state, slow_start_after_idle=restart)
+    recorded_ssthresh = state.get("ssthresh_segments")
+    w_max = float(recorded_ssthresh) / CUBIC_BETA if isinstance(recorded_ssthresh, int) else 0.0
+    window = Window(cwnd=float(start.cwnd_segments),
+                    ssthresh=None if start.ssthresh_segments is None else float(start.ssthresh_segments),
+                    w_max=w_max)
+    path = Bottleneck(direction.rate_mbit, rtt_ms, direction.queue_segments)
+    done = transfer(path, window, payload_bytes, delay_ms=direction.delay_ms,
+                    serialisation_ms=direction.serialisation_ms)
+    return done.ms, float(start.cwnd_segments)
 
 
 def compute_ms(record: dict[str, Any]) -> float:

@@ -1,6 +1,6 @@
 """The Testbed orchestrator for real: namespaces, the userspace link, both nodes as processes; jobs in, metrics
 records out (each naming the link that measured it); bad jobs refused without breaking it; live link change;
-a failed start reports the node's log and leaves nothing behind."""
+a failed start (of a cell too) reports the node's log and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 import pytest
 
+from splitbed.cellbed import CellTestbed
 from splitbed.nodes.errors import ConfigurationError
 from splitbed.nodes.metrics import check_record
 from splitbed.testbed import Testbed, TestbedError
@@ -72,9 +73,13 @@ def test_update_link_changes_the_link_live_and_later_records_say_so(shared_bed: 
     assert after["link"]["profile"]["name"] == PROFILE and after["delivery_ms"] < record["delivery_ms"] / 4
 
 
-def test_a_failed_start_names_the_node_and_its_log_and_leaves_nothing(offline: None) -> None:
+@pytest.mark.parametrize("ues", [None, 2], ids=["testbed", "cell-of-2"])
+def test_a_failed_start_names_the_node_and_its_log_and_leaves_nothing(offline: None, ues: int | None) -> None:
+    """A plain testbed and a cell (splitbed.cellbed), which start the same way: over TCP every UE node is started
+    beside the remote before the remote fails, and none of them, nor a namespace, outlives the failure."""
     before = netns_names()
-    bed = Testbed("ideal", backend="userspace", models=["nosuchmodel"], weights=WEIGHTS, warmup=False)
+    bed = (Testbed("ideal", backend="userspace", models=["nosuchmodel"], weights=WEIGHTS, warmup=False)
+           if ues is None else CellTestbed(PROFILE, ues=ues, models=["nosuchmodel"], weights=WEIGHTS, warmup=False))
     started = time.monotonic()
     with pytest.raises(TestbedError) as failure:
         bed.start()
@@ -84,8 +89,9 @@ def test_a_failed_start_names_the_node_and_its_log_and_leaves_nothing(offline: N
     assert bed.closed and bed.topology is not None
     prefix = bed.topology.prefix
     assert not {n for n in netns_names() - before if n.startswith(prefix)}
-    remote: Any = bed.remote
-    assert remote is not None and not psutil.pid_exists(remote.popen.pid)
+    nodes: list[Any] = [bed.remote, *bed.locals]
+    assert len(nodes) == 1 + (ues or 1) and None not in nodes  # the overlapped start: all started before the failure
+    assert not [node.side for node in nodes if psutil.pid_exists(node.popen.pid)]
     with pytest.raises(TestbedError, match="not running"):
         bed.run({"model": MODEL})
 

@@ -1,5 +1,5 @@
 """splitbed.plugin.budget's prediction by hand-computed cases: per-record compute + network, the network taken
-from each record's TCP states (or, without them, from the idle rule)."""
+from each record's TCP states (or, without them, from splitbed.tcpflow's steady state over the idle time)."""
 
 from __future__ import annotations
 
@@ -54,9 +54,24 @@ def test_a_window_restarted_after_idle_is_modelled_from_the_recorded_idle_time()
     assert net["uplink_ms"] == pytest.approx(2 * RTT + _line_rate_ms(69 - 30) + 16.3)
 
 
-def test_without_tcp_state_the_idle_rule_decides() -> None:
+def test_without_tcp_state_a_short_idle_keeps_the_window() -> None:
     short = network_ms(69 * MSS_BYTES, 1000, 100.0, LTE)
     assert short["uplink_ms"] == pytest.approx(16.3 + _line_rate_ms(69)) and short["from_tcp_state"] == 0.0
+
+
+def test_without_tcp_state_an_idle_past_the_rto_halves_the_window_it_does_not_reset_it() -> None:
+    """The steady state of splitbed.tcpflow: the connection's window (beta x (BDP + queue), 369 segments on lte)
+    halved once per RTO of idle. 400 ms idle (+ 16.3 ms one-way) is one RTO (232.6 ms) past the first: one halving
+    per cycle, which each transfer's slow start (below the threshold of 3/4 of the window the idle found) doubles
+    back, so every transfer starts with its 69 segments' worth and sends them in one flight, where a reset to 10
+    would charge two round trips; after 10 s the halvings reach the initial 10 segments: 10 and 20 in a round
+    trip each, the last 39 at the link's rate."""
+    once = network_ms(69 * MSS_BYTES, 1000, 400.0, LTE)
+    assert once["uplink_start_cwnd"] >= 69
+    assert once["uplink_ms"] == pytest.approx(16.3 + _line_rate_ms(69))
+    long = network_ms(69 * MSS_BYTES, 1000, 10_000.0, LTE)
+    assert long["uplink_start_cwnd"] == 10
+    assert long["uplink_ms"] == pytest.approx(2 * RTT + _line_rate_ms(69 - 30) + 16.3)
 
 
 def test_prediction_is_the_median_of_per_record_sums() -> None:
