@@ -6,6 +6,10 @@ scapy's L2ListenSocket (the AF_PACKET socket scapy's sniffers use, kernel timest
 writes raw frames with scapy's PcapWriter, without dissecting them: dissection in the capture path costs ~100 µs
 per packet, which would drop packets at 5G rates on a shared CPU. Dissection happens afterwards (netem.flows).
 
+Placement: `cpus` pins the child (it calls sched_setaffinity on itself before it opens its socket). The child
+reads every frame in Python, so it lags a large transfer and keeps reading after it: where that happens matters
+to whoever computes on the same CPU then (the caller chooses; its summary says where it ran).
+
 Honesty: the kernel's count of packets the capture socket dropped (PACKET_STATISTICS) is reported; a capture
 with drops says so (`Capture.complete` is False) instead of silently under-counting.
 
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -43,6 +48,7 @@ SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 64 << 20
 DEFAULT_MAX_PACKETS = 2_000_000
 DEFAULT_MAX_SECONDS = 3600.0
+MAX_CPU = 4095
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
 
@@ -64,6 +70,7 @@ class Capture:
         interface: str | None = None,
         max_packets: int = DEFAULT_MAX_PACKETS,
         max_seconds: float = DEFAULT_MAX_SECONDS,
+        cpus: Sequence[int] = (),
     ) -> None:
         if side not in ("ue", "edge"):
             raise CaptureError(f"capture side must be 'ue' or 'edge', not {side!r}")
@@ -71,6 +78,9 @@ class Capture:
             raise CaptureError(f"max_packets must be in 1..100000000, got {max_packets}")
         if not 0 < max_seconds <= 86_400:
             raise CaptureError(f"max_seconds must be in (0, 86400], got {max_seconds}")
+        if len(cpus) > MAX_CPU + 1 or not all(isinstance(c, int) and 0 <= c <= MAX_CPU for c in cpus):
+            raise CaptureError(f"capture CPUs must be CPU numbers 0..{MAX_CPU}, got {list(cpus)[:8]}")
+        self.cpus = tuple(sorted(set(cpus)))
         self.topology = topology
         self.side = side
         self.interface = interface or (topology.ue_ifname if side == "ue" else topology.edge_ifname)
@@ -97,7 +107,8 @@ class Capture:
 
     def start(self) -> None:
         argv = python_module("netem.capture", self.interface, str(self.pcap_path),
-                             "--max-packets", str(self.max_packets), "--max-seconds", str(self.max_seconds))
+                             "--max-packets", str(self.max_packets), "--max-seconds", str(self.max_seconds),
+                             *(["--cpus", ",".join(map(str, self.cpus))] if self.cpus else []))
         self._process = self.topology.popen(self.side, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             text=True)
         assert self._process.stdout is not None
@@ -114,6 +125,11 @@ class Capture:
             answer = lines[-1].strip()[:800] if lines else f"no answer within {READY_TIMEOUT_S:.0f} s"
             raise CaptureError(f"capture on {self.interface} in {self.topology.namespace(self.side)} did not start: "
                                f"{answer}")
+
+    @property
+    def pid(self) -> int | None:
+        """The capture child's process id while it runs."""
+        return self._process.pid if self._process is not None else None
 
     def stop(self) -> dict[str, Any]:
         """Stop capturing, wait for the pcap to be complete; returns the capture summary."""
@@ -161,7 +177,17 @@ def _capture_main(argv: list[str] | None = None) -> int:
     parser.add_argument("pcap")
     parser.add_argument("--max-packets", type=int, default=DEFAULT_MAX_PACKETS)
     parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS)
+    parser.add_argument("--cpus", default="", help="comma-separated CPU numbers this child runs on")
     args = parser.parse_args(argv)
+    if args.cpus:
+        try:
+            cpus = {int(c) for c in args.cpus.split(",", MAX_CPU + 1)}
+            if any(not 0 <= c <= MAX_CPU for c in cpus):
+                raise ValueError(f"CPU numbers are 0..{MAX_CPU}")
+            os.sched_setaffinity(0, cpus)
+        except (ValueError, OSError) as exc:
+            print(f"cannot run the capture on CPUs {args.cpus[:80]!r}: {exc}", file=sys.stderr)
+            return 2
 
     from scapy.arch.linux import L2ListenSocket
     from scapy.config import conf
@@ -224,7 +250,8 @@ def _capture_main(argv: list[str] | None = None) -> int:
         writer.close()
         listener.close()
     print(json.dumps({"interface": args.interface, "packets_written": packets, "kernel_drops": tp_drops,
-                      "truncated": truncated, "pcap": args.pcap}), flush=True)
+                      "truncated": truncated, "pcap": args.pcap, "cpus": sorted(os.sched_getaffinity(0))}),
+          flush=True)
     return 0
 
 

@@ -82,7 +82,7 @@ class Testbed:
     `remote_args` / `local_args` are extra command-line options for the nodes (e.g. `--verify-delivery`).
     `tcp_congestion_control`: the algorithm both nodes' TCP uses (netem.Topology; None = the host's default).
     `cpus`: where the UE node, the edge node and the userspace link run (splitbed.runtime.cpus: `auto` = the
-    default plan for this host's CPUs, `none`, `ue=0;edge=1;link=1`, a mapping or a CpuPlan); recorded in every
+    default plan for this host's CPUs, `none`, `ue=0;edge=1;link=1;capture=0`, a mapping or a CpuPlan); recorded in every
     record's `link.cpus`.
     `ue_device` / `edge_device`: the device profile each node emulates (splitbed.devices, docs/DEVICES.md; a name or
     a TOML path); default a mid-range phone for the UE and the host itself (no emulation) for the edge.
@@ -141,7 +141,10 @@ class Testbed:
         self.local_args = list(local_args)
         self.tcp_congestion_control = tcp_congestion_control
         self.cpu_plan = plan_from(cpus)  # CpuPlanError (a ValueError) for a bad plan, before anything starts
-        self.cpu_pinning: dict[str, Any] = {"ue": "not started", "edge": "not started", "link": "not started"}
+        self.cpu_pinning: dict[str, Any] = {"ue": "not started", "edge": "not started", "link": "not started",
+                                            "capture": (f"{format_cpus(self.cpu_plan.capture)} in each capture child "
+                                                        "(it pins itself at start)" if self.cpu_plan.capture
+                                                        else "not pinned")}
         self.python = python
         self.topology: Topology | None = None
         self.runtime: NodeRuntime | None = None

@@ -42,8 +42,8 @@ def sweep(
                                "statistics"),
     warmup_max: int = typer.Option(5, help="warm-ups go on up to this many until two in a row agree on the compute "
                                    "time within 5 % (= --warmup for a fixed count)"),
-    cpus: str = typer.Option("auto", help="CPUs of the UE node, edge node and link: auto (the default plan for "
-                             "this host), none, or ue=0;edge=1;link=1 (docs/SWEEP.md)"),
+    cpus: str = typer.Option("auto", help="CPUs of the UE node, edge node, link and packet captures: auto (the default plan for "
+                             "this host), none, or ue=0;edge=1;link=1;capture=0 (docs/SWEEP.md)"),
     weights: str = typer.Option("auto", help="auto, imagenet, random:SEED or a weights file (both nodes)"),
     backend: str = typer.Option("auto", help="link backend: auto, kernel, userspace"),
     runtime: str = typer.Option("process", help="node runtime: process or docker"),

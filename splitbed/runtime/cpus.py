@@ -1,4 +1,5 @@
-"""Which CPUs the UE node, the edge node and the userspace link run on (docs/SWEEP.md, "Repeatability").
+"""Which CPUs the UE node, the edge node, the userspace link and the packet captures run on (docs/SWEEP.md,
+"Repeatability").
 
 Unpinned, the scheduler moves the two nodes' TensorFlow threads and the link process over every CPU, so one
 node's compute competes with the other's stragglers and with the link in a way that changes from inference to
@@ -9,12 +10,16 @@ Default plan from the CPUs this process may use (its affinity, so a container's 
 - 1 CPU: nothing to separate; everything on it.
 - 2 CPUs: UE on the first, edge and link on the second. The UE's head and the edge's tail run one after the
   other, each alone on its CPU; the link is busy mostly while data crosses, when the UE sends (its CPU) and the edge
-  only receives (the link's CPU), and it runs SCHED_FIFO, so it preempts the edge there at once.
-- 3 or more: the link gets the last CPU alone; the others are split between the UE (first half, rounded down)
-  and the edge (the rest).
-A plan is given as text `ue=0;edge=1;link=1` (CPU lists like taskset's: `0-3,6`), `auto`, or `none` (no
-pinning). Processes are pinned at exec (`taskset`, so TensorFlow sizes its thread pools to the CPUs it has) or,
-once running, with `sched_setaffinity` on every thread (the link process).
+  only receives (the link's CPU), and it runs SCHED_FIFO, so it preempts the edge there at once. The packet
+  captures (one child per side, reading every frame) go with the UE: they lag the transfer of a large tensor and
+  so still read while the edge computes its tail, when the UE's CPU is idle; on the edge's CPU they took that time
+  from the tail.
+- 3 or more: the link gets the last CPU alone, the captures share it (both are busy while data crosses, neither
+  while a node computes); the others are split between the UE (first half, rounded down) and the edge (the rest).
+A plan is given as text `ue=0;edge=1;link=1;capture=0` (CPU lists like taskset's: `0-3,6`), `auto`, or `none`
+(no pinning). Processes are pinned at exec (`taskset`, so TensorFlow sizes its thread pools to the CPUs it has) or,
+once running, with `sched_setaffinity` on every thread (the link process); a capture child pins itself
+(netem.capture `--cpus`) before it opens its socket.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROLES = ("ue", "edge", "link")
+ROLES = ("ue", "edge", "link", "capture")
 MAX_CPU = 4095
 _LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
@@ -43,6 +48,7 @@ class CpuPlan:
     edge: tuple[int, ...]
     link: tuple[int, ...]
     source: str
+    capture: tuple[int, ...] = ()
 
     def cpus(self, role: str) -> tuple[int, ...]:
         if role not in ROLES:
@@ -51,11 +57,12 @@ class CpuPlan:
 
     @property
     def pinned(self) -> bool:
-        return bool(self.ue or self.edge or self.link)
+        return bool(self.ue or self.edge or self.link or self.capture)
 
     def to_dict(self) -> dict[str, Any]:
         """What a metrics record carries (`link.cpus`)."""
-        return {"ue": list(self.ue), "edge": list(self.edge), "link": list(self.link), "source": self.source,
+        return {"ue": list(self.ue), "edge": list(self.edge), "link": list(self.link),
+                "capture": list(self.capture), "source": self.source,
                 "host_cpus": os.cpu_count()}
 
     def text(self) -> str:
@@ -76,12 +83,14 @@ def default_plan(cpus: Sequence[int] | None = None) -> CpuPlan:
     if n == 0:
         return CpuPlan((), (), (), "no CPU list available: not pinned")
     if n == 1:
-        return CpuPlan(have, have, have, "default for 1 CPU: all on it")
+        return CpuPlan(have, have, have, "default for 1 CPU: all on it", have)
     if n == 2:
-        return CpuPlan(have[:1], have[1:], have[1:], "default for 2 CPUs: UE alone, edge with the link")
+        return CpuPlan(have[:1], have[1:], have[1:], "default for 2 CPUs: UE with the captures, edge with the link",
+                       have[:1])
     nodes = have[:-1]
     half = max(1, len(nodes) // 2)
-    return CpuPlan(nodes[:half], nodes[half:], have[-1:], f"default for {n} CPUs: link alone, nodes split")
+    return CpuPlan(nodes[:half], nodes[half:], have[-1:], f"default for {n} CPUs: link with the captures, nodes "
+                   "split", have[-1:])
 
 
 def parse_cpus(text: str) -> tuple[int, ...]:
@@ -120,7 +129,7 @@ def plan_from(spec: str | Mapping[str, Any] | CpuPlan | None, cpus: Sequence[int
             for part in filter(None, (p.strip() for p in spec.split(";"))):
                 role, sep, value = part.partition("=")
                 if not sep:
-                    raise CpuPlanError(f"CPU plan part {part!r} is not ROLE=CPUS (e.g. ue=0;edge=1;link=1)")
+                    raise CpuPlanError(f"CPU plan part {part!r} is not ROLE=CPUS (e.g. ue=0;edge=1;link=1;capture=0)")
                 items.append((role.strip(), value))
         elif isinstance(spec, Mapping):
             items = list(spec.items())
@@ -130,7 +139,8 @@ def plan_from(spec: str | Mapping[str, Any] | CpuPlan | None, cpus: Sequence[int
             if role not in ROLES:
                 raise CpuPlanError(f"unknown role {role!r} in the CPU plan; roles: {', '.join(ROLES)}")
             table[role] = parse_cpus(value) if isinstance(value, str) else tuple(sorted(int(c) for c in value))
-        plan = CpuPlan(table.get("ue", ()), table.get("edge", ()), table.get("link", ()), "given")
+        plan = CpuPlan(table.get("ue", ()), table.get("edge", ()), table.get("link", ()), "given",
+                       table.get("capture", ()))
     have = set(cpus if cpus is not None else available_cpus())
     for role in ROLES:
         outside = sorted(set(plan.cpus(role)) - have)

@@ -110,9 +110,12 @@ class PointCapture:
 
         self.directory.mkdir(parents=True, exist_ok=True)
         topology = self.bed.topology
+        plan = getattr(self.bed, "cpu_plan", None)  # the CPU plan's `capture` role (docs/SWEEP.md, "Repeatability")
+        cpus = plan.capture if plan is not None else ()
         try:
             for side in ("edge", "ue"):
-                capture = Capture(topology, side, path=self.pcaps[side], max_seconds=CAPTURE_MAX_SECONDS)
+                capture = Capture(topology, side, path=self.pcaps[side], max_seconds=CAPTURE_MAX_SECONDS,
+                                  cpus=cpus)
                 capture.start()
                 self._captures[side] = capture
         except BaseException:

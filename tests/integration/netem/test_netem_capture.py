@@ -79,3 +79,21 @@ def test_capture_side_is_checked() -> None:
         with pytest.raises(CaptureError, match="did not start"):
             failing.start()
         assert not failing.pcap_path.exists()  # its temporary pcap is not left behind
+
+
+def test_a_capture_child_runs_on_the_cpus_it_is_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    cpu = max(os.sched_getaffinity(0))  # one CPU this process may use; the child must have exactly it
+    with Topology("ideal") as topo:
+        with Capture(topo, "edge", path=tmp_path / "edge.pcap", cpus=[cpu]) as capture:
+            assert capture.pid is not None  # the child itself (topology.popen enters the namespace in-process)
+            assert "netem.capture" in open(f"/proc/{capture.pid}/cmdline").read()
+            affinity = os.sched_getaffinity(capture.pid)  # set before it said READY
+        assert affinity == {cpu}
+        assert capture.summary["cpus"] == [cpu]
+        with pytest.raises(CaptureError, match="CPU numbers"):
+            Capture(topo, "ue", cpus=[-1])
+        failing = Capture(topo, "ue", cpus=[4095])  # a CPU this host does not have: one clear line, no traceback
+        with pytest.raises(CaptureError, match="cannot run the capture on CPUs"):
+            failing.start()

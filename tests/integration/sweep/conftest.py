@@ -44,6 +44,10 @@ class SharedBed:
         return self.bed.topology
 
     @property
+    def cpu_plan(self) -> Any:  # where the captures run (its `capture` role)
+        return self.bed.cpu_plan
+
+    @property
     def remote_port(self) -> int:
         return int(self.bed.remote_port)
 

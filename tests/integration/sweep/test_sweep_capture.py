@@ -104,4 +104,6 @@ def test_a_pcap_over_the_cap_keeps_every_frame_header(lossy_sweep: Path) -> None
     with RawPcapReader(str(path)) as reader:
         lengths = [(len(data), meta.wirelen) for data, meta in reader]
     assert len(lengths) == summary["summaries"]["ue"]["packets_written"]
+    planned = records[0]["link"]["cpus"]["capture"]  # the CPU plan's capture role: where both children ran
+    assert planned and all(summary["summaries"][side]["cpus"] == planned for side in ("ue", "edge")), summary
     assert max(n for n, _ in lengths) == HEADER_SNAP_BYTES and max(w for _, w in lengths) > HEADER_SNAP_BYTES

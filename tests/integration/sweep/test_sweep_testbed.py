@@ -107,7 +107,9 @@ def test_the_nodes_and_the_link_run_on_the_cpus_the_plan_gives_them(shared_bed: 
     plan = default_plan()
     (record,) = shared_bed.run({"model": MODEL, "partition": "block_3_project_BN", "repetitions": 1})
     cpus = record["link"]["cpus"]
-    assert (cpus["ue"], cpus["edge"], cpus["link"]) == (list(plan.ue), list(plan.edge), list(plan.link))
+    assert (cpus["ue"], cpus["edge"], cpus["link"], cpus["capture"]) == (list(plan.ue), list(plan.edge),
+                                                                         list(plan.link), list(plan.capture))
+    assert cpus["applied"]["capture"].startswith(f"{','.join(map(str, plan.capture))} in each capture child")
     assert all(cpus["applied"][role].startswith("pinned to") for role in ("ue", "edge", "link")), cpus
     assert record["local_resources"]["usable_cores"] == len(plan.ue)
     assert record["remote_resources"]["usable_cores"] == len(plan.edge)

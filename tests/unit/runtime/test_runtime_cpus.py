@@ -20,17 +20,20 @@ from splitbed.runtime.cpus import (
 )
 
 
-@pytest.mark.parametrize(("cpus", "ue", "edge", "link"), [
-    ((0,), (0,), (0,), (0,)),
-    ((0, 1), (0,), (1,), (1,)),
-    ((0, 1, 2), (0,), (1,), (2,)),
-    ((0, 1, 2, 3), (0,), (1, 2), (3,)),
-    ((2, 3, 4, 5, 6, 7, 8, 9), (2, 3, 4), (5, 6, 7, 8), (9,)),
+@pytest.mark.parametrize(("cpus", "ue", "edge", "link", "capture"), [
+    ((0,), (0,), (0,), (0,), (0,)),
+    ((0, 1), (0,), (1,), (1,), (0,)),  # the captures with the UE, off the edge's CPU
+    ((0, 1, 2), (0,), (1,), (2,), (2,)),  # with the link
+    ((0, 1, 2, 3), (0,), (1, 2), (3,), (3,)),
+    ((2, 3, 4, 5, 6, 7, 8, 9), (2, 3, 4), (5, 6, 7, 8), (9,), (9,)),
 ])
 def test_the_default_plan_follows_the_cpu_count(cpus: tuple[int, ...], ue: tuple[int, ...], edge: tuple[int, ...],
-                                                link: tuple[int, ...]) -> None:
+                                                link: tuple[int, ...], capture: tuple[int, ...]) -> None:
     plan = default_plan(cpus)
-    assert (plan.ue, plan.edge, plan.link) == (ue, edge, link) and f"{len(cpus)} CPU" in plan.source
+    assert (plan.ue, plan.edge, plan.link, plan.capture) == (ue, edge, link, capture)
+    assert f"{len(cpus)} CPU" in plan.source and plan.to_dict()["capture"] == list(capture)
+    if len(cpus) > 1:
+        assert not set(plan.capture) & set(plan.edge)
     assert plan_from("auto", cpus) == plan and plan_from(None, cpus) == plan
 
 
@@ -41,6 +44,8 @@ def test_text_plans_parse_and_round_trip() -> None:
     assert plan_from("edge=0-1", (0, 1)).ue == () and parse_cpus("0-2,5") == (0, 1, 2, 5)
     assert not plan_from("none", (0, 1)).pinned and plan_from("none").text() == "none"
     assert plan_from({"ue": [1], "link": "0"}, (0, 1)).link == (0,)
+    assert plan_from("edge=1;capture=0", (0, 1)).capture == (0,) and plan_from("capture=0", (0, 1)).pinned
+    assert plan_from("ue=0;capture=0-1", (0, 1)).text() == "ue=0;capture=0,1"
     assert plan.to_dict()["ue"] == [0] and plan.to_dict()["host_cpus"] == os.cpu_count()
     assert exec_prefix((0, 2)) == ["taskset", "-c", "0,2"] and exec_prefix(()) == []
 
