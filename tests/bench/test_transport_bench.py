@@ -1,5 +1,5 @@
-"""Goodput of each transport binding (docs/PROTOCOL.md, section 8) on 5g-split-ai (and `ideal` with --full), as a ratio to
-TCP in the same run (never an absolute figure from another machine).
+"""Goodput of each transport binding (docs/PROTOCOL.md, section 8) on 5g-split-ai and `ideal` (with --full), as a ratio
+to TCP in the same run (never an absolute figure from another machine).
 
 One testbed per profile and binding (userspace link in namespaces, real nodes); pytest-benchmark times one
 inference of a large partition (mobilenet_v2 block_1_project_BN: 301 110 session bytes up per inference); the goodput is the
@@ -17,13 +17,15 @@ import pytest
 from splitbed.pytest_plugin import requires
 from splitbed.testbed import Testbed
 
-pytestmark = [pytest.mark.bench, pytest.mark.root]
+# Two testbeds per profile: with --full. The default suite carries QUIC end to end elsewhere (tests/e2e/
+# test_e2e_transport.py, tests/integration/nodes/test_nodes_quic.py: the same session bytes as TCP).
+pytestmark = [pytest.mark.bench, pytest.mark.root, pytest.mark.slow]
 
 MODEL, PARTITION, WEIGHTS = "mobilenet_v2", 3, "random:1"
 ROUNDS = 8
-# The default suite benchmarks the profile that matters (5g-split-ai); `ideal` (an unshaped link, where the ratio
-# is aioquic's Python against the kernel's TCP) runs with --full.
-PROFILES = (pytest.param("ideal", marks=pytest.mark.slow), "5g-split-ai")
+# The profile that matters (5g-split-ai) and `ideal` (an unshaped link, where the ratio is aioquic's Python
+# against the kernel's TCP).
+PROFILES = ("ideal", "5g-split-ai")
 RESULTS: dict[tuple[str, str], dict[str, Any]] = {}
 
 
