@@ -152,6 +152,10 @@ class Testbed:
         self.local: NodeHandle | None = None      # the first (here the only) of `locals`
         self.locals: list[NodeHandle] = []        # one local node per UE side
         self.remote_port: int | None = None
+        # time.monotonic() when the first local node had been launched and when the remote's ready line was read
+        # (as it came, by the remote's output pump): their order shows whether the local node started while the
+        # remote was still loading (`_start_nodes`); kept for tests, in no record.
+        self.start_stamps: dict[str, float] = {}
         self.warmup_records: list[dict[str, Any]] = []
         self._lines: queue.Queue[bytes | BaseException | None] = queue.Queue()  # the first local node's output
         self._ue_lines: list[queue.Queue[bytes | BaseException | None]] = []  # each local node's output
@@ -216,15 +220,19 @@ class Testbed:
         overlapped = self._overlapped_start()
         self.remote = self._start_node(runtime, "edge", self._remote_argv(EDGE_PORT if overlapped else 0),
                                        stdin=None)
+        lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
+        arrivals: list[float] = []  # read as the remote writes, so its ready line's time is when it came
+        threading.Thread(target=_pump, args=(self.remote.stdout, lines, arrivals), name="testbed-remote-stdout",
+                         daemon=True).start()
         if overlapped:
             self.remote_port = EDGE_PORT
             self._start_locals(runtime, [arg for model in self.models for arg in ("--preload", model)])
-            announced = self._await_ready(self.remote, deadline)
+            announced = self._await_ready(self.remote, lines, arrivals, deadline)
             if announced != EDGE_PORT:
                 raise TestbedError(f"the remote node listens on port {announced}, not the {EDGE_PORT} it was given"
                                    + self._tails())
         else:
-            self.remote_port = self._await_ready(self.remote, deadline)
+            self.remote_port = self._await_ready(self.remote, lines, arrivals, deadline)
             self._start_locals(runtime, [])
 
     def _start_locals(self, runtime: NodeRuntime, extra: list[str]) -> None:
@@ -238,6 +246,7 @@ class Testbed:
                              daemon=True).start()
             if self.local is None:
                 self.local, self._lines = node, lines
+                self.start_stamps["local_launched"] = time.monotonic()
 
     def _make_topology(self) -> Topology:
         return Topology(self.profile, self.requested_backend, tcp_congestion_control=self.tcp_congestion_control)
@@ -415,13 +424,14 @@ class Testbed:
             kwargs["limits"] = self.limits[side]
         return runtime.start_node(side, argv, **kwargs)
 
-    def _await_ready(self, remote: NodeHandle, deadline: float) -> int:
-        """The remote node's port, from its `{"event": "ready", ...}` line on stdout."""
-        lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
-        threading.Thread(target=_pump, args=(remote.stdout, lines), name="testbed-remote-stdout",
-                         daemon=True).start()
+    def _await_ready(self, remote: NodeHandle, lines: queue.Queue[bytes | BaseException | None],
+                     arrivals: list[float], deadline: float) -> int:
+        """The remote node's port, from its `{"event": "ready", ...}` line on stdout (pumped into `lines`, each
+        line's arrival time in `arrivals`); the line's arrival is `start_stamps["remote_ready"]`."""
+        seen = 0
         while True:
             item = self._next(lines, deadline, remote, "the remote node's ready line")
+            seen += 1
             try:
                 message = json.loads(item)
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -431,6 +441,7 @@ class Testbed:
                 port = message.get("port")
                 if not isinstance(port, int) or not 0 < port < 65536:
                     raise TestbedError(f"the remote node announced a bad port {port!r}" + self._tails())
+                self.start_stamps["remote_ready"] = arrivals[seen - 1]
                 if self.transport == "quic":
                     self._keep_certificate(message.get("quic_cert_pem"))
                 return port
@@ -561,8 +572,11 @@ def _job_dict(job: Job | Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in job.items() if k != "job_id"}
 
 
-def _pump(stream: IO[bytes] | None, into: queue.Queue[bytes | BaseException | None]) -> None:
-    """Move lines from a node's stdout into a queue; None marks the end, an exception a broken read."""
+def _pump(stream: IO[bytes] | None, into: queue.Queue[bytes | BaseException | None],
+          arrivals: list[float] | None = None) -> None:
+    """Move lines from a node's stdout into a queue; None marks the end, an exception a broken read. With
+    `arrivals`, the time.monotonic() each line was read is appended there before the line is queued (the n-th
+    line's time is `arrivals[n]`)."""
     if stream is None:
         into.put(None)
         return
@@ -575,6 +589,8 @@ def _pump(stream: IO[bytes] | None, into: queue.Queue[bytes | BaseException | No
                 into.put(ValueError(f"a line longer than {MAX_LINE_BYTES} bytes"))
                 return
             if line.strip():
+                if arrivals is not None:
+                    arrivals.append(time.monotonic())
                 into.put(line)
     except (OSError, ValueError) as exc:
         into.put(exc)

@@ -44,6 +44,8 @@ def test_binding_end_to_end(transport: str, tmp_path: Path) -> None:
         # Over TCP both nodes started at once (the local node was given the fixed port before the remote's ready
         # line); a QUIC local node needs that line's certificate, so its remote announced an ephemeral port.
         assert (port == EDGE_PORT) == (transport == "tcp"), port
+        stamps = bed.start_stamps  # the order of two stamps: the local node launched before that line came, or after
+        assert (stamps["local_launched"] < stamps["remote_ready"]) == (transport == "tcp"), stamps
     assert [r["status"] for r in records] == ["ok"] * REPETITIONS, [r["error"] for r in records]
     for record in records:
         check_record(record)

@@ -54,8 +54,11 @@ def test_every_inference_is_a_valid_record_with_its_point_key_and_link(shared_sw
 
 def test_the_shared_tcp_testbed_started_both_nodes_at_once_on_the_fixed_port(shared_bed: Any) -> None:
     """Over TCP the local node is given the edge's fixed port before the remote is ready, so both load their
-    models at once (a QUIC remote announces an ephemeral port: tests/e2e/test_e2e_transport.py)."""
+    models at once (a QUIC remote announces an ephemeral port: tests/e2e/test_e2e_transport.py): the local node
+    had been launched before the remote's ready line came (an order of two stamps, no duration)."""
     assert shared_bed.transport == "tcp" and shared_bed.remote_port == EDGE_PORT
+    stamps = shared_bed.start_stamps
+    assert stamps["local_launched"] < stamps["remote_ready"], stamps
 
 
 def test_summary_csv_equals_statistics_recomputed_from_the_jsonl(shared_sweep: Path) -> None:
