@@ -141,10 +141,9 @@ class Testbed:
         self.local_args = list(local_args)
         self.tcp_congestion_control = tcp_congestion_control
         self.cpu_plan = plan_from(cpus)  # CpuPlanError (a ValueError) for a bad plan, before anything starts
+        # `capture`: a captured sweep point's records say where its children ran (splitbed.sweep.capture).
         self.cpu_pinning: dict[str, Any] = {"ue": "not started", "edge": "not started", "link": "not started",
-                                            "capture": (f"{format_cpus(self.cpu_plan.capture)} in each capture child "
-                                                        "(it pins itself at start)" if self.cpu_plan.capture
-                                                        else "not pinned")}
+                                            "capture": "not captured"}
         self.python = python
         self.topology: Topology | None = None
         self.runtime: NodeRuntime | None = None

@@ -126,6 +126,11 @@ class PointCapture:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         summaries, stop_error = self._stop_all()
+        ran_on = reported_capture_cpus(summaries)
+        for record in self.held:
+            cpus = (record.get("link") or {}).get("cpus")
+            if isinstance(cpus, dict) and isinstance(cpus.get("applied"), dict):
+                cpus["applied"]["capture"] = ran_on  # where the children ran, as they reported, not the plan
         try:
             if exc_type is None and stop_error is None:
                 self._attach(summaries)
@@ -300,6 +305,18 @@ def _counts(record: dict[str, Any], key: str) -> bool:
     from splitbed.sweep.store import counts_for_point, point_key
 
     return counts_for_point(record) and point_key(record) == key
+
+
+def reported_capture_cpus(summaries: dict[str, dict[str, Any]]) -> str:
+    """`link.cpus.applied.capture` of a captured point's records: the CPUs each capture child reported it ran on
+    (its own affinity at stop, netem.capture), per side; a side without a report says so."""
+    from splitbed.runtime.cpus import format_cpus
+
+    if not summaries:
+        return "captured, but no capture child reported its CPUs"
+    ran = [f"{side} child on {format_cpus(cpus)}" if isinstance(cpus := summaries.get(side, {}).get("cpus"), list)
+           else f"{side} child: no report of its CPUs" for side in ("ue", "edge")]
+    return "; ".join(ran) + " (as each reported)"
 
 
 def _unavailable(reason: str, capture: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -106,4 +106,7 @@ def test_a_pcap_over_the_cap_keeps_every_frame_header(lossy_sweep: Path) -> None
     assert len(lengths) == summary["summaries"]["ue"]["packets_written"]
     planned = records[0]["link"]["cpus"]["capture"]  # the CPU plan's capture role: where both children ran
     assert planned and all(summary["summaries"][side]["cpus"] == planned for side in ("ue", "edge")), summary
+    ran = ",".join(map(str, planned))  # and the records say so from the children's own reports
+    assert {r["link"]["cpus"]["applied"]["capture"] for r in records} == {
+        f"ue child on {ran}; edge child on {ran} (as each reported)"}
     assert max(n for n, _ in lengths) == HEADER_SNAP_BYTES and max(w for _, w in lengths) > HEADER_SNAP_BYTES

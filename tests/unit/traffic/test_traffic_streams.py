@@ -16,7 +16,7 @@ from scapy.packet import Raw
 from scapy.utils import RawPcapReader, wrpcap
 
 from netem.flows import flow_stats
-from splitbed.sweep.capture import point_dir_name, snap_pcap
+from splitbed.sweep.capture import point_dir_name, reported_capture_cpus, snap_pcap
 from splitbed.traffic.inference import inference_units, match, peak_mbit, point_traffic
 from splitbed.traffic.streams import connections, walk_units
 
@@ -172,6 +172,14 @@ def test_snap_keeps_every_frame_header_and_its_original_length(tmp_path: Path) -
     assert [f.to_dict() for f in flow_stats(snapped)] == [f.to_dict() for f in flow_stats(full)]
     [conn] = connections(snapped, EDGE, PORT)
     assert conn.up.cut and sum(conn.up.repeated) == 1000 and sum(conn.up.payload) == 23 + 33 + 2 * 2505 + 1200 + 1000
+
+
+def test_captured_records_say_where_each_capture_child_reported_it_ran() -> None:
+    assert reported_capture_cpus({"edge": {"cpus": [1]}, "ue": {"cpus": [0, 1]}}) == \
+        "ue child on 0,1; edge child on 1 (as each reported)"
+    assert reported_capture_cpus({"ue": {"cpus": [0]}}) == \
+        "ue child on 0; edge child: no report of its CPUs (as each reported)"  # its stop failed
+    assert reported_capture_cpus({}) == "captured, but no capture child reported its CPUs"
 
 
 def test_point_folder_names_are_readable_and_distinct() -> None:
