@@ -48,14 +48,18 @@ class HostSpeedError(RuntimeError):
 
 @dataclass(frozen=True)
 class SpeedSample:
-    """One run of the reference: CPU and wall time (ms) and the CPUs its child was allowed (read by the child)."""
+    """One run of the reference: CPU and wall time (ms), its start and end on CLOCK_MONOTONIC (the clock of the
+    nodes' `timestamps_ns`: one host, one kernel) and the CPUs its child was allowed (read by the child)."""
 
     cpu_ms: float
     wall_ms: float
     cpus: tuple[int, ...]
+    start_ns: int = 0
+    end_ns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cpu_ms": round(self.cpu_ms, 4), "wall_ms": round(self.wall_ms, 4), "cpus": list(self.cpus)}
+        return {"cpu_ms": round(self.cpu_ms, 4), "wall_ms": round(self.wall_ms, 4), "cpus": list(self.cpus),
+                "start_ns": self.start_ns, "end_ns": self.end_ns}
 
 
 def coefficient_of_variation_pct(values: Iterable[float | None]) -> float | None:
@@ -120,8 +124,9 @@ class ReferenceChild:
     def collect(self) -> list[SpeedSample]:
         answer = self._read(RUN_TIMEOUT_S)
         cpus = tuple(int(c) for c in answer.get("affinity", ()))
-        return [SpeedSample(float(c), float(w), cpus) for c, w in zip(answer["cpu_ms"], answer["wall_ms"],
-                                                                        strict=True)]
+        return [SpeedSample(float(c), float(w), cpus, int(s), int(e))
+                for c, w, s, e in zip(answer["cpu_ms"], answer["wall_ms"], answer["start_ns"], answer["end_ns"],
+                                      strict=True)]
 
     def run(self, runs: int = 1) -> list[SpeedSample]:
         self.request(runs)
@@ -217,14 +222,18 @@ def _serve(cpus_arg: str) -> int:
             print(json.dumps({"error": f"not a run count: {line[:40]!r}"}), flush=True)
             continue
         runs = max(1, min(runs, MAX_RUNS))
-        cpu, wall = [], []
+        cpu, wall, starts, ends = [], [], [], []
         for _ in range(runs):
             c0, w0 = time.process_time_ns(), time.monotonic_ns()
             for _ in range(MATMULS_PER_RUN):
                 np.matmul(a, b, out=out)
-            cpu.append((time.process_time_ns() - c0) / 1e6)
-            wall.append((time.monotonic_ns() - w0) / 1e6)
-        print(json.dumps({"cpu_ms": cpu, "wall_ms": wall, "affinity": affinity()}), flush=True)
+            c1, w1 = time.process_time_ns(), time.monotonic_ns()
+            cpu.append((c1 - c0) / 1e6)
+            wall.append((w1 - w0) / 1e6)
+            starts.append(w0)
+            ends.append(w1)
+        print(json.dumps({"cpu_ms": cpu, "wall_ms": wall, "start_ns": starts, "end_ns": ends,
+                          "affinity": affinity()}), flush=True)
     return 0
 
 
