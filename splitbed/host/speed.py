@@ -110,7 +110,7 @@ class ReferenceChild:
         return answer
 
     def request(self, runs: int = 1) -> None:
-        """Start `runs` runs; collect them with `collect` (two children can run at once on different CPUs)."""
+        """Start `runs` runs; `collect` gives them."""
         if not 1 <= runs <= MAX_RUNS:
             raise ValueError(f"runs must be 1..{MAX_RUNS}, not {runs}")
         stdin = self.proc.stdin
@@ -153,9 +153,9 @@ class ReferenceChild:
 
 
 class HostSpeedProbe:
-    """The reference on each role's CPUs (e.g. {"ue": (0,), "edge": (1,)}): one child per distinct CPU set, run
-    at once where the sets do not overlap (no role's CPU is disturbed by another's run), one after the other where
-    they do. `sample()` gives one run per role."""
+    """The reference on each role's CPUs (e.g. {"ue": (0,), "edge": (1,)}): one child per distinct CPU set, run one
+    after the other, never at once: on a VM whose virtual CPUs share a physical core, a run beside another busy CPU
+    measures that sharing, not the speed a node computing alone sees. `sample()` gives `runs` runs per role."""
 
     def __init__(self, roles: Mapping[str, Sequence[int]]) -> None:
         self.roles = {role: tuple(sorted(cpus)) for role, cpus in roles.items()}
@@ -168,22 +168,8 @@ class HostSpeedProbe:
             raise
 
     def sample(self, runs: int = 1) -> dict[str, list[SpeedSample]]:
-        """`runs` runs of the reference per distinct CPU set, keyed by role."""
-        sets = list(self.children)
-        batches: list[list[tuple[int, ...]]] = []
-        for cpus in sets:  # group the sets into batches of mutually disjoint ones
-            for batch in batches:
-                if all(not set(cpus) & set(other) and cpus and other for other in batch):
-                    batch.append(cpus)
-                    break
-            else:
-                batches.append([cpus])
-        results: dict[tuple[int, ...], list[SpeedSample]] = {}
-        for batch in batches:
-            for cpus in batch:
-                self.children[cpus].request(runs)
-            for cpus in batch:
-                results[cpus] = self.children[cpus].collect()
+        """`runs` runs of the reference per distinct CPU set, one set after the other, keyed by role."""
+        results = {cpus: child.run(runs) for cpus, child in self.children.items()}
         return {role: results[cpus] for role, cpus in self.roles.items()}
 
     def close(self) -> None:

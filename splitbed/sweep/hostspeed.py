@@ -2,7 +2,7 @@
 on the edge's and on the UE's CPUs (the CPU plan, splitbed.runtime.cpus) between the point's inferences, never
 during one, and its spread per point.
 
-Back to back (`single`), the reference runs once per role right before each measured inference (after the
+Back to back (`single`), the reference runs once per role (one role after the other) right before each measured inference (after the
 previous one's record came back, so no inference runs meanwhile); under a paced workload it runs only in the idle
 time before a frame's arrival, when that time is long enough for it with a margin (`fits`), so the pacing is not
 disturbed: a point whose frames arrive while the UE is still busy gets no run. Each run goes into the following

@@ -79,3 +79,13 @@ def test_the_probe_gives_each_role_a_run_on_its_own_cpus() -> None:
         assert result["edge"] == result["link"]  # the same child's runs
         children = list(probe.children.values())
     assert all(child.proc.poll() is not None for child in children)
+
+
+@pytest.mark.skipif(len(CPUS) < 2, reason="needs two CPUs")
+def test_the_roles_runs_never_overlap() -> None:
+    """Two virtual CPUs may share a physical core: a run beside another would measure that, so they take turns."""
+    with HostSpeedProbe({"edge": (CPUS[1],), "ue": (CPUS[0],)}) as probe:
+        for _ in range(3):
+            result = probe.sample(1)
+            [edge], [ue] = result["edge"], result["ue"]
+            assert edge.end_ns <= ue.start_ns or ue.end_ns <= edge.start_ns
