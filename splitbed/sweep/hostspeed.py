@@ -33,6 +33,9 @@ FIRST_GUESS_S = 0.1
 CV_TARGET_PCT = 3.0
 # the outlier lines name the host's speed when its CV is at least this share of e2e's
 COMPARABLE_SHARE = 0.5
+# an outlier's run counts as slower only beyond this (and beyond the point's own scatter of runs): on a quiet host
+# single 30 ms runs scatter by a few percent (docs/SWEEP.md, "Host speed")
+MIN_SLOWDOWN = 0.10
 
 
 class SweepSpeedProbe:
@@ -130,15 +133,31 @@ def host_speed(records: Iterable[Mapping[str, Any]]) -> HostSpeed:
     return HostSpeed(n, cv, median)
 
 
-def slower_reference(record: Mapping[str, Any], usual: Mapping[str, float | None]) -> tuple[str, float] | None:
-    """The role whose reference run before this record was slowest relative to the point's usual (median), and by
-    how much (a fraction: 0.1 = 10 % more CPU time); None without runs."""
-    best: tuple[str, float] | None = None
+def usual_runs(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Per role, the point's usual reference CPU time (median) and the slowdown beyond which a run stands out: at
+    least MIN_SLOWDOWN and 3 scaled MADs of the point's runs (the reference's own scatter on a quiet host)."""
+    items = list(records)
+    usual: dict[str, tuple[float, float]] = {}
     for role in ROLES:
-        value, base = reference_cpu_ms(record, role), usual.get(role)
-        if value is None or not base:
+        values = [v for v in (reference_cpu_ms(r, role) for r in items) if v is not None]
+        if len(values) < 3:
+            continue
+        median = statistics.median(values)
+        mad = statistics.median(abs(v - median) for v in values)
+        if median > 0:
+            usual[role] = (median, max(MIN_SLOWDOWN, 3 * 1.4826 * mad / median))
+    return usual
+
+
+def slower_reference(record: Mapping[str, Any], usual: Mapping[str, tuple[float, float]]) -> tuple[str, float] | None:
+    """The role whose reference run before this record stood out most (beyond `usual_runs`' bound), and by how much
+    (a fraction: 0.2 = 20 % more CPU time than the point's median); None when none stood out."""
+    best: tuple[str, float] | None = None
+    for role, (base, bound) in usual.items():
+        value = reference_cpu_ms(record, role)
+        if value is None:
             continue
         slower = value / base - 1.0
-        if best is None or slower > best[1]:
+        if slower > bound and (best is None or slower > best[1]):
             best = (role, slower)
     return best
