@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 HOST_SPEED_VERSION = "1.0"
 ROLES = ("edge", "ue")
 # a run in a paced point's idle time needs this many times the last run's wall time, plus the margin, left
-FIT_FACTOR = 2.0
-FIT_MARGIN_S = 0.05
+FIT_FACTOR = 1.5
+FIT_MARGIN_S = 0.03
 FIRST_GUESS_S = 0.1
 # the CV of e2e per point a quiet host should reach (the sweep's repeatability target, docs/SWEEP.md)
 CV_TARGET_PCT = 3.0

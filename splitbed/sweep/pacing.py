@@ -73,6 +73,8 @@ def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, s
         delay = (capture_ns - time.monotonic_ns()) / 1e9
         speed = idle(delay) if idle is not None and delay > 0 else None
         delay = (capture_ns - time.monotonic_ns()) / 1e9
+        if speed is not None:  # it was to end before the frame's arrival; say by how much it did not
+            speed = {**speed, "frame_delayed_ms": max(0.0, -1000.0 * delay)}
         if delay > 0:
             time.sleep(delay)
         realisation = place_link()

@@ -72,6 +72,7 @@ def test_a_paced_point_runs_it_only_in_the_idle_time_before_a_frame(tmp_path: Pa
     records = _sweep(tmp_path / "paced", workloads=("periodic:2/queue:1",))  # 500 ms between frames, jobs of ~2 ms
     assert len(records) == 3 and any("host_speed" in r for r in records)
     _never_during_an_inference(records)
+    assert all(r["host_speed"]["frame_delayed_ms"] >= 0 for r in records if "host_speed" in r)
 
 
 def test_switched_off_no_record_has_it(tmp_path: Path) -> None:
