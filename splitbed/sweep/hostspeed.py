@@ -29,6 +29,9 @@ ROLES = ("edge", "ue")
 FIT_FACTOR = 1.5
 FIT_MARGIN_S = 0.03
 FIRST_GUESS_S = 0.1
+# what the runs add to a back-to-back inference: two runs of ~30 ms, one after the other, and their hand-over
+# (measured here, 2026-12-06: 29-33 ms per run at the median; docs/SWEEP.md, "Host speed"); paced points use idle time
+COST_PER_INFERENCE_MS = 65.0
 # the CV of e2e per point a quiet host should reach (the sweep's repeatability target, docs/SWEEP.md)
 CV_TARGET_PCT = 3.0
 # the outlier lines name the host's speed when its CV is at least this share of e2e's
