@@ -490,6 +490,7 @@ def host_speed_line(summaries: list[Any]) -> str | None:
     probed = [s for s in summaries if s.host_speed is not None and s.host_speed.n]
     if not probed:
         return None
+    missing = len(summaries) - len(probed)
     parts = []
     for role, who in (("edge", "edge"), ("ue", "UE")):
         cvs = [s.host_speed.cv_pct[role] for s in probed if s.host_speed.cv_pct[role] is not None]
@@ -499,7 +500,9 @@ def host_speed_line(summaries: list[Any]) -> str | None:
     return (f"Host speed, measured: a fixed reference workload (float32 {MATRIX_SIZE}x{MATRIX_SIZE} matrix product x "
             f"{MATMULS_PER_RUN}, one thread) run on each node's CPUs between the inferences of {len(probed)} point(s): "
             + "; ".join(parts) + " per point (summary.csv: host_speed_*; a CV near e2e's means the host's speed, "
-            "not the testbed, set the spread)")
+            "not the testbed, set the spread)" + (f"; none in {missing} point(s): paced frames with no idle time "
+                                                  "before them, or measured without it"
+                                                  if missing else ""))
 
 
 def _late_dropped(summary: Any) -> str:

@@ -125,3 +125,21 @@ def test_no_note_and_no_cause_when_the_host_was_steady() -> None:
     assert outlier.repetition == 9 and not outlier.causes
     quiet = summarise([_record(k, 600.0 + 0.1 * k, 30.0 + k) for k in range(10)])[0]
     assert quiet.host_speed_note is None  # the host varied, but e2e stayed within the target
+
+
+def test_the_sweep_prints_the_range_the_spread_line_and_the_points_without_runs() -> None:
+    from splitbed.commands.sweep import host_speed_line, outlier_lines
+
+    edge = [30.0, 31.0, 29.0, 30.5, 29.5, 30.0, 31.5, 28.5, 30.0, 39.0]
+    unsteady = summarise([_record(k, 20.0 * ms, ms) for k, ms in enumerate(edge)])[0]
+    bare = [{**_record(k, 600.0, 30.0), "tags": {"point": "q", "rep": k}} for k in range(6)]
+    for record in bare:
+        del record["host_speed"]
+    without = summarise(bare)[0]
+    line = host_speed_line([unsteady, without]) or ""
+    assert line.startswith("Host speed, measured: a fixed reference workload (float32 512x512 matrix product x 10")
+    assert f"edge's CPU CV {unsteady.host_speed.cv_pct['edge']:.1f}-" in line  # type: ignore[union-attr]
+    assert line.endswith("none in 1 point(s): paced frames with no idle time before them, or measured without it")
+    assert host_speed_line([without]) is None
+    spread = [x for x in outlier_lines([unsteady]) if x.startswith("spread ")]
+    assert spread == [f"spread {unsteady.profile}/vgg16/block2_conv1/{unsteady.carriage}: {unsteady.host_speed_note}"]
