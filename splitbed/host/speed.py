@@ -79,7 +79,7 @@ class ReferenceChild:
         self.cpus = tuple(sorted(cpus))
         env = {**os.environ, **THREAD_ENV}
         arg = ",".join(str(c) for c in self.cpus) or "-"
-        self.proc = subprocess.Popen([python, "-m", "splitbed.host.speed", "--serve", arg], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(_module_argv(python, "--serve", arg), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
                                      bufsize=1)
         try:
@@ -150,6 +150,17 @@ class ReferenceChild:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _module_argv(python: str, *args: str) -> list[str]:
+    """`python -m splitbed.host.speed ARGS` without the working directory on sys.path (a `json.py` lying there
+    would be imported instead of the standard module): as netem.pyexec.python_module does, which this layer-0
+    package may not import."""
+    if sys.version_info >= (3, 11):
+        return [python, "-P", "-m", "splitbed.host.speed", *args]
+    bootstrap = ("import sys; del sys.path[0]; import runpy; "
+                 "runpy.run_module('splitbed.host.speed', run_name='__main__', alter_sys=True)")
+    return [python, "-c", bootstrap, *args]
 
 
 class HostSpeedProbe:

@@ -89,3 +89,14 @@ def test_the_roles_runs_never_overlap() -> None:
             result = probe.sample(1)
             [edge], [ue] = result["edge"], result["ue"]
             assert edge.end_ns <= ue.start_ns or ue.end_ns <= edge.start_ns
+
+
+def test_the_child_never_imports_from_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `json.py` where the sweep was started must not replace the standard module in the child."""
+    from tests.unit.netem.test_pyexec import marker_dir
+
+    cwd, hits = marker_dir(tmp_path)
+    monkeypatch.chdir(cwd)
+    with ReferenceChild((CPUS[0],)) as child:
+        assert child.run(1)[0].cpu_ms > 0
+    assert not hits.exists(), hits.read_text()
