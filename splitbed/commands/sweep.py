@@ -70,6 +70,9 @@ def sweep(
     offload_baseline: bool = typer.Option(True, help="add each model's full offload of the camera image as points: "
                                           "the uint8 image at the model's input size raw and as a JPEG of quality "
                                           "90 (the `camera` partition; docs/SWEEP.md)"),
+    host_speed_probe: bool = typer.Option(True, help="run a fixed reference workload on the UE's and the edge's "
+                                          "CPUs between inferences (never during one) and give its spread per point "
+                                          "(summary.csv host_speed_*; docs/SWEEP.md, 'Host speed')"),
     capture: bool = typer.Option(True, help="capture every point on the UE and edge sides and add per-inference "
                                  "traffic figures to the records (OUT/captures/, docs/SWEEP.md)"),
     max_pcap_mb: float = typer.Option(64.0, help="size cap of each pcap kept, MB: a larger capture keeps only the "
@@ -116,7 +119,7 @@ def sweep(
     options: dict[str, Any] = {k: tuple(v) for k, v in given.items() if v}
     options.update(repetitions=repetitions, warmup=warmup, warmup_max=max(warmup, warmup_max), weights=weights,
                    backend=backend, runtime=runtime, engine=engine, image=image, cpus=cpus, capture=capture,
-                   max_pcap_mb=max_pcap_mb, baselines=(("local",) if local_baseline else ())
+                   max_pcap_mb=max_pcap_mb, host_speed_probe=host_speed_probe, baselines=(("local",) if local_baseline else ())
                    + (("jpeg", "raw") if offload_baseline else ()))
     if rate:
         options["rates"] = parse_rates(rate)
@@ -280,6 +283,9 @@ def finish(out: Path, keys: set[str], console: Any, *, write_report: bool, budge
     note = dropped_note(hidden, width)
     if note:
         console.print(note)
+    speed = host_speed_line(shown)
+    if speed:
+        console.print(speed, soft_wrap=True, markup=False)
     for line in outlier_lines(shown):
         console.print(line, soft_wrap=True, markup=False)
     draws = draws_line(shown)
@@ -471,7 +477,32 @@ def outlier_lines(summaries: list[Any]) -> list[str]:
     for s in summaries:
         for outlier in s.outliers:
             lines.append(f"outlier {s.profile}/{s.model}/{s.partition}/{s.carriage} {outlier.describe()}")
+        note = s.host_speed_note
+        if note:
+            lines.append(f"spread {s.profile}/{s.model}/{s.partition}/{s.carriage}: {note}")
     return lines
+
+
+def host_speed_line(summaries: list[Any]) -> str | None:
+    """How fast the host itself was during the points (splitbed.sweep.hostspeed); None when no record says."""
+    from splitbed.host.speed import MATMULS_PER_RUN, MATRIX_SIZE
+
+    probed = [s for s in summaries if s.host_speed is not None and s.host_speed.n]
+    if not probed:
+        return None
+    missing = len(summaries) - len(probed)
+    parts = []
+    for role, who in (("edge", "edge"), ("ue", "UE")):
+        cvs = [s.host_speed.cv_pct[role] for s in probed if s.host_speed.cv_pct[role] is not None]
+        ms = [s.host_speed.median_ms[role] for s in probed if s.host_speed.median_ms[role] is not None]
+        if cvs and ms:
+            parts.append(f"{who}'s CPU CV {min(cvs):.1f}-{max(cvs):.1f} % (median {min(ms):.1f}-{max(ms):.1f} ms)")
+    return (f"Host speed, measured: a fixed reference workload (float32 {MATRIX_SIZE}x{MATRIX_SIZE} matrix product x "
+            f"{MATMULS_PER_RUN}, one thread) run on each node's CPUs between the inferences of {len(probed)} point(s): "
+            + "; ".join(parts) + " per point (summary.csv: host_speed_*; a CV near e2e's means the host's speed, "
+            "not the testbed, set the spread)" + (f"; none in {missing} point(s): paced frames with no idle time "
+                                                  "before them, or measured without it"
+                                                  if missing else ""))
 
 
 def _late_dropped(summary: Any) -> str:

@@ -16,7 +16,7 @@ from splitbed.devices.figures import DeviceFigures, EdgeEnergy, HeadMemory, UeEn
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.8"
+SCHEMA_VERSION = "2.9"
 
 
 class TensorFigures(TypedDict):
@@ -147,8 +147,9 @@ RECORD_FIELDS: tuple[str, ...] = tuple(InferenceRecord.__annotations__)
 # Added to a record after the node wrote it, by the orchestrator that has the figures (docs/METRICS.md, "Added by
 # the sweep"): `traffic`, the packet-level figures of the sweep's captures (splitbed.traffic); `workload`, the
 # frame's capture time, wait and latency from capture under a paced workload (splitbed.sweep.pacing); `cell`, which UE of how many
-# sharing one emulated cell (splitbed.cellbed). Optional.
-ORCHESTRATOR_FIELDS: tuple[str, ...] = ("traffic", "workload", "cell")
+# sharing one emulated cell (splitbed.cellbed); `host_speed`, the host-speed reference run right before the inference
+# (splitbed.sweep.hostspeed). Optional.
+ORCHESTRATOR_FIELDS: tuple[str, ...] = ("traffic", "workload", "cell", "host_speed")
 
 
 def ns_to_ms(ns: int | None) -> float | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from splitbed.sweep.hostspeed import COST_PER_INFERENCE_MS as HOST_SPEED_COST_MS
 from splitbed.sweep.plan import SINGLE_WORKLOAD, Point, SweepSpec, link_profile, points
 
 # Orchestration costs beyond the inferences' own end-to-end latency, fitted to two real sweeps on this machine
@@ -81,6 +82,8 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
                                       point.compression, point.ue_device, point.edge_device))]
         per_frame_s = (e2e + OVERHEAD_PER_INFERENCE_MS) / 1000
         seconds = OVERHEAD_PER_POINT_S + spec.warmup * per_frame_s + paced_s(point, spec.repetitions, per_frame_s)
+        if spec.host_speed_probe and point.workload == SINGLE_WORKLOAD:  # the reference before each measured one
+            seconds += spec.repetitions * HOST_SPEED_COST_MS / 1000
         costs.append((seconds, point.key))
         result.by_profile_s[point.profile] = result.by_profile_s.get(point.profile, 0.0) + seconds
     for profile in result.by_profile_s:
@@ -89,6 +92,9 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
     result.slowest = sorted(costs, reverse=True)[:5]
     result.notes = ["estimate from the advisor's model (docs/SWEEP.md): no loss or retransmissions, traces at "
                     "the median start phase; compute timed now on this machine"]
+    if spec.host_speed_probe and any(p.workload == SINGLE_WORKLOAD for p in matrix):
+        result.notes.append(f"the host-speed reference: {HOST_SPEED_COST_MS:g} ms before each measured inference of "
+                            "a back-to-back point (--no-host-speed-probe: none)")
     if any(p.workload != SINGLE_WORKLOAD for p in matrix):
         result.notes.append("paced workloads: each point's frames at their capture times, each run frame taking "
                             "the predicted e2e plus orchestration, dropped frames none (splitbed.workload)")

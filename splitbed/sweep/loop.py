@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from netem.errors import NetemError
 from netem.profile import LinkProfile
 from splitbed.nodes.metrics import DROPPED_STATUS
+from splitbed.sweep.hostspeed import SweepSpeedProbe
 from splitbed.sweep.pacing import run_paced
 from splitbed.sweep.plan import SINGLE_WORKLOAD, WARMUP_TOLERANCE, Point, SweepSpec, engine_args, link_profile
 from splitbed.sweep.realisations import link_for, varies
@@ -38,6 +39,10 @@ from splitbed.sweep.store import ResultStore
 from splitbed.testbed import JobRefusedError, TestbedError
 
 log = logging.getLogger(__name__)
+
+
+BEFORE_BACK_TO_BACK = "right before this inference, after the previous one's record came back"
+BEFORE_PACED = "in the idle time before this frame's arrival, after the previous frame's record came back"
 
 
 class SweepError(RuntimeError):
@@ -102,6 +107,7 @@ class ProfileRun:
         self.spec, self.profile, self.store, self.progress, self.outcome = spec, profile, store, progress, outcome
         self.factory = factory
         self.bed: SweepTestbed | None = None
+        self.speed: SweepSpeedProbe | None = None  # the host-speed reference on the nodes' CPUs, with the testbed
         link = link_profile(profile)
         self.varying_link = link if varies(link) else None  # each inference gets its own draw / trace place
 
@@ -114,9 +120,21 @@ class ProfileRun:
             for point in batch:
                 self._point_with_rebuild(point, models)
         finally:
+            self._close_speed()
             if self.bed is not None:
                 self.bed.close()
                 self.bed = None
+
+    def _close_speed(self) -> None:
+        if self.speed is not None:
+            self.speed.close()
+            self.speed = None
+
+    def _speed_block(self, when: str) -> dict[str, Any] | None:
+        """One run of the host-speed reference per node role (no inference runs now), or None when off."""
+        if self.speed is None or not self.speed.alive:
+            return None
+        return self.speed.block(when)
 
     def _point_with_rebuild(self, point: Point, models: list[str]) -> None:
         for attempt in (1, 2):
@@ -156,6 +174,9 @@ class ProfileRun:
         except BaseException:
             self._close_quietly(bed)
             raise
+        if spec.host_speed_probe:
+            self._close_speed()
+            self.speed = SweepSpeedProbe.for_plan(spec.cpus)
         self.outcome.testbed_starts.append({"profile": self.profile, "ue_device": ue, "edge_device": edge,
                                             "models": models, **(options or {}),
 
@@ -164,6 +185,7 @@ class ProfileRun:
         return bed
 
     def _discard_bed(self) -> None:
+        self._close_speed()
         if self.bed is not None:
             self._close_quietly(self.bed)
         self.bed = None
@@ -237,14 +259,23 @@ class ProfileRun:
                 realisation = self._place_link(point, bed, store)
                 tags = {"rep": store.completed(point.key), "draw": realisation["draw"], "realisation": realisation,
                         **warm}
+                speed = self._speed_block(BEFORE_BACK_TO_BACK)
                 for record in bed.run(point.job(tags=tags)):
+                    if speed is not None:
+                        record["host_speed"] = speed
                     store.append(record)
                     self._counted(point, record)
         else:  # frames captured at their arrival times (splitbed.sweep.pacing)
             run_paced(point, spec.repetitions, bed, store, warm, lambda: self._place_link(point, bed, store),
-                      lambda record: self._counted(point, record))
+                      lambda record: self._counted(point, record), self._paced_speed)
         if store.completed(point.key) < point.wanted(spec.repetitions):
             outcome.incomplete.append(point.key)
+
+    def _paced_speed(self, idle_s: float) -> dict[str, Any] | None:
+        """The host-speed reference in a paced point's idle time before a frame, when it fits there."""
+        if self.speed is None or not self.speed.fits(idle_s):
+            return None
+        return self._speed_block(BEFORE_PACED)
 
     def _counted(self, point: Point, record: dict[str, Any]) -> None:
         """The outcome's and the progress bar's count of one measured record (a dropped frame is neither an

@@ -9,7 +9,12 @@ each taken relative to the point's own median of that figure, so that what every
 - `steal`: CPU time the hypervisor took from the VM (host_cpu_stolen_ms) beyond the point's usual;
 - `CPU wait`: time runnable tasks waited for a CPU (host_cpu_wait_ms, PSI), beyond the usual;
 - `GC pause`: the nodes' Python garbage collections (gc_ms), beyond the usual;
-- `page-fault storm`: the nodes' page faults, several times the usual.
+- `page-fault storm`: the nodes' page faults, several times the usual;
+- `host speed`: the reference workload run on a node's CPUs right before this inference (`host_speed`,
+  splitbed.sweep.hostspeed) took more CPU time than the point's usual, by at least 10 % and beyond the scatter of
+  the point's runs (3 scaled MADs): the host itself computed slower then. Its
+  share of the excess is the inference's median e2e scaled by how much slower the reference was (what the whole
+  inference would have lost at that speed).
 
 A cause is named when it accounts for at least a quarter of the excess (a storm: at least 4x the usual faults
 and 1000 more); none found says so ("no cause in the record"): compute that was simply slower, or something the
@@ -22,6 +27,8 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from splitbed.sweep.hostspeed import slower_reference, usual_runs
 
 MAD_SCALE = 1.4826  # makes the MAD estimate the standard deviation of normal data
 MAD_FACTOR = 3.0
@@ -83,6 +90,7 @@ def find_outliers(records: list[dict[str, Any]]) -> list[Outlier]:
         "gc": _median([_sum(r, "gc_ms") for r in records]),
         "faults": _median([_faults(r) for r in records]),
     }
+    usual_reference = usual_runs(records)
     found = []
     for record, value in zip(records, e2e, strict=True):
         if value is None or value - median <= threshold:
@@ -98,6 +106,11 @@ def find_outliers(records: list[dict[str, Any]]) -> list[Outlier]:
         if faults is not None and faults >= STORM_FACTOR * usual["faults"] and \
                 faults - usual["faults"] >= STORM_MIN_FAULTS:
             outlier.causes.append(f"page-fault storm ({faults:.0f} faults, usually {usual['faults']:.0f})")
+        slower = slower_reference(record, usual_reference)
+        if slower is not None and slower[1] * median >= CAUSE_SHARE * excess:
+            where = "edge's" if slower[0] == "edge" else "UE's"
+            outlier.causes.append(f"host speed: the reference workload took {100 * slower[1]:.0f} % more CPU time "
+                                  f"than usual on the {where} CPU right before it")
         found.append(outlier)
     return sorted(found, key=lambda o: -o.excess_ms)
 

@@ -36,10 +36,13 @@ def stream_seed(point_key: str, first_frame: int) -> int:
 
 
 def run_paced(point: Point, repetitions: int, bed: Any, store: Any, tags: dict[str, Any],
-              place_link: Callable[[], dict[str, Any]], on_record: Callable[[dict[str, Any]], None]) -> None:
+              place_link: Callable[[], dict[str, Any]], on_record: Callable[[dict[str, Any]], None],
+              idle: Callable[[float], dict[str, Any] | None] | None = None) -> None:
     """Streams of frames until the point has `repetitions` frames accounted for (ok or dropped) or MAX_STREAMS ran.
     `store` has `append` and `completed` (ok + dropped records); `place_link` runs before each inference and gives
-    its realisation tag; `on_record` sees every appended measured record."""
+    its realisation tag; `on_record` sees every appended measured record; `idle`, given the seconds until the next
+    frame arrives, may use them (the host-speed reference, splitbed.sweep.hostspeed) and gives the block that frame's
+    records carry as `host_speed`, or None."""
     workload = parse(point.workload)
     for stream in range(MAX_STREAMS):
         first = store.completed(point.key)
@@ -53,12 +56,13 @@ def run_paced(point: Point, repetitions: int, bed: Any, store: Any, tags: dict[s
                 "description": workload.describe(), "stream": stream,
                 "seed": seed if workload.kind == "poisson" else None,
                 "deadline_ms": None if workload.deadline_s is None else 1000.0 * workload.deadline_s}
-        _stream(point, workload, arrivals, bed, store, first, base, tags, place_link, on_record)
+        _stream(point, workload, arrivals, bed, store, first, base, tags, place_link, on_record, idle)
 
 
 def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, store: Any, first: int,
             base: dict[str, Any], tags: dict[str, Any], place_link: Callable[[], dict[str, Any]],
-            on_record: Callable[[dict[str, Any]], None]) -> None:
+            on_record: Callable[[dict[str, Any]], None],
+            idle: Callable[[float], dict[str, Any] | None] | None = None) -> None:
     pacer = Pacer(arrivals, workload.queue)
     t0 = time.monotonic_ns()
     for _ in range(len(arrivals)):  # each pass starts one frame; the frames dropped meanwhile are placed too
@@ -67,6 +71,10 @@ def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, s
             return
         capture_ns = t0 + round(arrivals[frame] * 1e9)
         delay = (capture_ns - time.monotonic_ns()) / 1e9
+        speed = idle(delay) if idle is not None and delay > 0 else None
+        delay = (capture_ns - time.monotonic_ns()) / 1e9
+        if speed is not None:  # it was to end before the frame's arrival; say by how much it did not
+            speed = {**speed, "frame_delayed_ms": max(0.0, -1000.0 * delay)}
         if delay > 0:
             time.sleep(delay)
         realisation = place_link()
@@ -77,6 +85,8 @@ def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, s
         for record in records:
             record["workload"] = frame_block(base, first + frame, arrivals[frame], capture_ns, dispatch_ns, end_ns,
                                              frame in pacer.queued, record)
+            if speed is not None:
+                record["host_speed"] = speed
             store.append(record)
             on_record(record)
         host = next((r["host"] for r in records if isinstance(r.get("host"), dict)), None)

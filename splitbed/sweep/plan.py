@@ -165,6 +165,7 @@ class SweepSpec:
     max_pcap_mb: float = 64.0  # size cap of each pcap kept (MB = 10^6 bytes), splitbed.sweep.capture
     ues: tuple[int, ...] = ()  # UEs per cell to sweep (splitbed.cellbed); () = the one-UE testbed, no cell
     workloads: tuple[str, ...] = (SINGLE_WORKLOAD,)  # splitbed.workload specs, part of the point key
+    host_speed_probe: bool = True  # the reference workload between inferences (splitbed.sweep.hostspeed); not in the key
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

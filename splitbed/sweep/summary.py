@@ -36,6 +36,7 @@ from splitbed.sweep.distribution import (
 )
 from splitbed.sweep.figures import BY_KEY, FIGURES, LATENCY_SEGMENTS, segment_value
 from splitbed.sweep.hosts import cpu_model, machine
+from splitbed.sweep.hostspeed import CV_TARGET_PCT, HostSpeed, host_speed
 from splitbed.sweep.outliers import Outlier, find_outliers
 from splitbed.sweep.plan import SINGLE_WORKLOAD
 from splitbed.sweep.realisations import independent_draws
@@ -47,7 +48,9 @@ IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend",
                     "image", "weights", "random_weights", "runtimes", "transport", "cpu_model", "hosts", "n", "n_errors",
                     "ci_coverage", "host_cpu_stolen_pct", "ue_late_records", "independent_draws", "e2e_cv_pct",
                     "outliers",
-                    "outlier_causes", "workload", "frames_dropped", "frames_late")
+                    "outlier_causes", "workload", "frames_dropped", "frames_late", "host_speed_n",
+                    "host_speed_edge_cv_pct", "host_speed_ue_cv_pct", "host_speed_edge_ms", "host_speed_ue_ms",
+                    "host_speed_note")
 
 
 @dataclass
@@ -91,6 +94,12 @@ class PointSummary:
     workload: str = SINGLE_WORKLOAD  # the records' workload.spec (splitbed.workload)
     frames_dropped: int = 0   # frames the workload's overload policy dropped (records with status dropped)
     frames_late: int = 0      # good frames whose latency from capture exceeded the frame deadline (workload.late)
+    host_speed: HostSpeed | None = None  # the reference workload's runs between the inferences (sweep.hostspeed)
+
+    @property
+    def host_speed_note(self) -> str | None:
+        """A sentence when e2e's CV is above the target and the host's speed varied comparably."""
+        return self.host_speed.note(self.e2e_cv_pct, CV_TARGET_PCT) if self.host_speed is not None else None
 
     @property
     def carriage(self) -> str:
@@ -221,6 +230,7 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False,
         summary.independent_draws = independent_draws(good)
         summary.e2e_cv_pct = coefficient_of_variation_pct(BY_KEY["e2e_latency_ms"].value(r) for r in good)
         summary.outliers = find_outliers(good)
+        summary.host_speed = host_speed(good)
         summary.percentiles = {f.key: percentiles(f.value(r) for r in good) for f in FIGURES
                                if f.group in PERCENTILE_GROUPS}
         summary.budget_shares = budget_shares(good, budgets, dropped=dropped)
@@ -306,7 +316,7 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
                               _cell(s.host_cpu_stolen_pct), s.ue_late_records,
                               _cell(s.independent_draws), _cell(s.e2e_cv_pct), len(s.outliers),
                               " | ".join(o.describe() for o in s.outliers), s.workload, s.frames_dropped,
-                              s.frames_late]
+                              s.frames_late, *_host_speed_cells(s)]
             for figure in FIGURES:
                 stats = s.figures[figure.key]
                 row += [_cell(stats.median), _cell(stats.low), _cell(stats.high)]
@@ -323,6 +333,14 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
             writer.writerow(row)
     tmp.replace(path)
     return path
+
+
+def _host_speed_cells(summary: PointSummary) -> list[Any]:
+    speed = summary.host_speed
+    if speed is None or not speed.n:
+        return [0, "", "", "", "", ""]
+    return [speed.n, _cell(speed.cv_pct["edge"]), _cell(speed.cv_pct["ue"]), _cell(speed.median_ms["edge"]),
+            _cell(speed.median_ms["ue"]), summary.host_speed_note or ""]
 
 
 def _cell(value: Any) -> Any:

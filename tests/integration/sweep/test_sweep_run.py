@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import statistics
 from collections import Counter
@@ -78,6 +79,33 @@ def test_summary_csv_equals_statistics_recomputed_from_the_jsonl(shared_sweep: P
         assert float(row["ci_coverage"]) == pytest.approx(1 - 2 / 64)
     assert int(rows[("block_3_project_BN", "json-baseline")]["serialized_intermediate_bytes_median"]) > \
         3 * int(rows[("block_3_project_BN", "tlv")]["serialized_intermediate_bytes_median"])
+
+
+def test_the_host_speed_reference_ran_pinned_between_the_inferences_and_fills_its_columns(shared_sweep: Path) -> None:
+    """The sweep ran the host-speed reference (splitbed.sweep.hostspeed, on by default) on the CPU plan's UE and edge
+    CPUs right before each measured inference, after the previous one ended, and summary.csv has its figures."""
+    from splitbed.runtime.cpus import default_plan
+
+    plan = default_plan()
+    measured = _measured(shared_sweep)
+    for point in {r["tags"]["point"] for r in measured}:
+        mine = [r for r in measured if r["tags"]["point"] == point]
+        previous_end = 0
+        for record in mine:
+            stamps = record["timestamps_ns"]
+            for role, cpus in (("edge", plan.edge), ("ue", plan.ue)):
+                run = record["host_speed"][role]
+                assert run["cpus"] == list(cpus)  # what the child read of its own affinity
+                assert previous_end <= run["start_ns"] < run["end_ns"] <= stamps["local_start"]
+            previous_end = max(stamps["local_end"], stamps["local_start"])
+    path = write_csv(summarise(read_records(shared_sweep).records), shared_sweep / "summary.csv")
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        assert int(row["host_speed_n"]) == 6
+        for column in ("host_speed_edge_cv_pct", "host_speed_ue_cv_pct", "host_speed_edge_ms", "host_speed_ue_ms"):
+            value = float(row[column])
+            assert math.isfinite(value) and value > 0, (column, row[column])
 
 
 def test_a_finished_sweep_resumes_without_redoing_anything(shared_sweep: Path, shared_bed: object) -> None:

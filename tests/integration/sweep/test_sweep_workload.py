@@ -76,6 +76,11 @@ def test_a_ue_that_keeps_up_runs_every_frame_at_its_capture_time(paced_sweep: Pa
         assert block["frame_latency_ms"] >= record["e2e_latency_ms"] >= 60  # latency from capture includes the wait
         assert block["frame_latency_ms"] == pytest.approx(block["wait_ms"] + record["e2e_latency_ms"], abs=1e-3)
         assert block["late"] == (block["frame_latency_ms"] > 500)
+        speed = record.get("host_speed")  # the host-speed reference, in the idle time before the frame only
+        if speed is not None:
+            assert speed["edge"]["end_ns"] <= record["timestamps_ns"]["local_start"]
+            assert speed["ue"]["end_ns"] <= record["timestamps_ns"]["local_start"]
+            assert speed["frame_delayed_ms"] >= 0
 
 
 def test_an_overloaded_ue_drops_the_frames_its_policy_drops(paced_sweep: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from splitbed.latency import ModelTiming, PartitionTiming, predict
 from splitbed.linkmodel import LinkModel
 from splitbed.sweep.estimate import (
+    HOST_SPEED_COST_MS,
     OVERHEAD_PER_INFERENCE_MS,
     OVERHEAD_PER_POINT_S,
     TESTBED_START_S,
@@ -35,6 +36,7 @@ def test_estimate_adds_up_predicted_points_overheads_and_testbed_starts() -> Non
     for profile in ("lte", "5g-split-ai"):
         predictions = predict(timings["mobilenet_v2"][("tlv", "none")], LinkModel.from_profile(profile))
         per_profile = sum(OVERHEAD_PER_POINT_S + 5 * (p.e2e_ms + OVERHEAD_PER_INFERENCE_MS) / 1000
+                          + 4 * HOST_SPEED_COST_MS / 1000  # the host-speed reference before each measured one
                           for p in predictions)
         per_profile += TESTBED_START_S
         assert result.by_profile_s[profile] == pytest.approx(per_profile)
@@ -43,7 +45,9 @@ def test_estimate_adds_up_predicted_points_overheads_and_testbed_starts() -> Non
     assert result.slowest[0][1].startswith("lte|mobilenet_v2|out_relu|")  # 251 kB over 46 Mbit/s
     lines = describe(result)
     assert lines[0].startswith("4 points, 20 inferences: estimated ")
-    assert any("no loss" in line for line in lines)
+    assert any("no loss" in line for line in lines) and any("host-speed" in line for line in lines)
+    off = estimate(SweepSpec(**{**spec.to_dict(), "host_speed_probe": False}), timings=timings)
+    assert result.total_s - off.total_s == pytest.approx(4 * 4 * HOST_SPEED_COST_MS / 1000)
 
 
 def test_estimate_predicts_each_point_on_its_devices() -> None:
@@ -71,7 +75,8 @@ def test_a_paced_point_takes_at_least_its_frames_over_its_rate() -> None:
     single = estimate(SweepSpec(**options), timings=timings)
     slow = estimate(SweepSpec(**options, workloads=("periodic:1",)), timings=timings)
     fast = estimate(SweepSpec(**options, workloads=("periodic:60/skip",)), timings=timings)
-    frame_s = (single.total_s - TESTBED_START_S - OVERHEAD_PER_POINT_S) / 11  # warm-up + 10 frames back to back
+    # warm-up + 10 frames back to back, each measured one after a host-speed run (a paced point runs it in idle time)
+    frame_s = (single.total_s - TESTBED_START_S - OVERHEAD_PER_POINT_S - 10 * HOST_SPEED_COST_MS / 1000) / 11
     assert slow.total_s == pytest.approx(TESTBED_START_S + OVERHEAD_PER_POINT_S + frame_s + 9.0 + frame_s)
     assert slow.total_s >= TESTBED_START_S + 9.0 and any("paced" in note for note in slow.notes)
     assert fast.total_s <= single.total_s  # at 60 frames/s the UE drops what it cannot serve

@@ -1,0 +1,145 @@
+"""The host's speed during a point (splitbed.sweep.hostspeed): the sweep runs the real reference workload between
+inferences, never during one, on the CPU plan's UE and edge CPUs, and the summary, the outlier causes and the
+spread note read it."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from splitbed.runtime.cpus import default_plan
+from splitbed.sweep import SweepSpec, read_records, run_sweep, summarise, write_csv
+from splitbed.sweep.outliers import find_outliers
+from splitbed.sweep.store import is_measurement
+from tests.unit.sweep.test_sweep_realisations import RecordingBed
+
+
+class StampingBed(RecordingBed):
+    """Stamps each job's start and end on CLOCK_MONOTONIC as a node's `local_start` / `local_end`."""
+
+    def run(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        start = time.monotonic_ns()
+        (record,) = super().run(job)
+        time.sleep(0.002)
+        record["timestamps_ns"] = {"local_start": start, "local_end": time.monotonic_ns()}
+        return [record]
+
+
+def _sweep(tmp_path: Path, **spec: Any) -> list[dict[str, Any]]:
+    options = {"profiles": ("5g-split-ai",), "models": ("vgg16",), "partitions": ("fc1",), "repetitions": 3,
+               "warmup": 1, "warmup_max": 1, "weights": "random:0", "baselines": (), **spec}
+    run_sweep(SweepSpec(**options), tmp_path, testbed_factory=lambda **o: StampingBed(o["profile"]))
+    return [r for r in read_records(tmp_path).records if is_measurement(r)]
+
+
+def _never_during_an_inference(records: list[dict[str, Any]]) -> None:
+    """Each run lies after the previous job ended and before this record's job started."""
+    plan = default_plan()
+    previous_end = 0
+    for record in records:
+        stamps = record["timestamps_ns"]
+        block = record.get("host_speed")
+        if block is not None:
+            assert block["source"] == "measured" and "matrix product" in block["reference"]
+            for role, cpus in (("edge", plan.edge), ("ue", plan.ue)):
+                run = block[role]
+                assert run["cpus"] == run["asked_cpus"] == list(cpus)
+                assert previous_end <= run["start_ns"] < run["end_ns"] <= stamps["local_start"]
+                assert math.isfinite(run["cpu_ms"]) and run["cpu_ms"] > 0
+        previous_end = stamps["local_end"]
+
+
+def test_back_to_back_every_measured_inference_has_a_run_right_before_it(tmp_path: Path) -> None:
+    records = _sweep(tmp_path / "single")
+    assert len(records) == 3 and all("host_speed" in r for r in records)
+    _never_during_an_inference(records)
+    [summary] = summarise(records)
+    speed = summary.host_speed
+    assert speed is not None and speed.n == 3
+    for role in ("edge", "ue"):
+        values = [r["host_speed"][role]["cpu_ms"] for r in records]
+        assert speed.cv_pct[role] == pytest.approx(100 * statistics.stdev(values) / statistics.fmean(values))
+        assert speed.median_ms[role] == pytest.approx(statistics.median(values))
+
+
+def test_a_paced_point_runs_it_only_in_the_idle_time_before_a_frame(tmp_path: Path) -> None:
+    records = _sweep(tmp_path / "paced", workloads=("periodic:2/queue:1",))  # 500 ms between frames, jobs of ~2 ms
+    assert len(records) == 3 and any("host_speed" in r for r in records)
+    _never_during_an_inference(records)
+    assert all(r["host_speed"]["frame_delayed_ms"] >= 0 for r in records if "host_speed" in r)
+
+
+def test_switched_off_no_record_has_it(tmp_path: Path) -> None:
+    records = _sweep(tmp_path / "off", host_speed_probe=False)
+    assert records and not any("host_speed" in r for r in records)
+    path = write_csv(summarise(records), tmp_path / "summary.csv")
+    with path.open() as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row["host_speed_n"] == "0" and row["host_speed_edge_cv_pct"] == "" and row["host_speed_note"] == ""
+
+
+def _record(rep: int, e2e: float, edge_ms: float, ue_ms: float = 30.0) -> dict[str, Any]:
+    return {"record_type": "inference", "status": "ok", "tags": {"point": "p", "rep": rep}, "model": "vgg16",
+            "partition_name": "block2_conv1", "partition_id": 4, "encoding": "tlv", "e2e_latency_ms": e2e,
+            "host_speed": {"edge": {"cpu_ms": edge_ms, "cpus": [1]}, "ue": {"cpu_ms": ue_ms, "cpus": [0]}}}
+
+
+def test_the_summary_the_note_and_the_outlier_cause_read_the_runs(tmp_path: Path) -> None:
+    # e2e follows the edge's reference: the host was slower on rep 9 (reference +30 %), and e2e CV is high
+    edge = [30.0, 31.0, 29.0, 30.5, 29.5, 30.0, 31.5, 28.5, 30.0, 39.0]
+    records = [_record(k, 20.0 * ms, ms) for k, ms in enumerate(edge)]
+    [summary] = summarise(records)
+    assert summary.host_speed is not None
+    assert summary.host_speed.cv_pct["edge"] == pytest.approx(100 * statistics.stdev(edge) / statistics.fmean(edge))
+    assert summary.host_speed.cv_pct["ue"] == 0.0
+    assert summary.e2e_cv_pct is not None and summary.e2e_cv_pct > 3
+    note = summary.host_speed_note
+    assert note is not None and note.startswith(f"host speed varied {summary.host_speed.cv_pct['edge']:.1f} %")
+    assert "edge's CPU" in note
+    [outlier] = find_outliers(records)
+    assert outlier.repetition == 9 and any(c.startswith("host speed: the reference workload took 30 % more")
+                                           for c in outlier.causes)
+    path = write_csv([summary], tmp_path / "summary.csv")
+    with path.open() as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row["host_speed_n"] == "10" and float(row["host_speed_edge_ms"]) == pytest.approx(30.0)
+    assert float(row["host_speed_edge_cv_pct"]) == pytest.approx(summary.host_speed.cv_pct["edge"])
+    assert row["host_speed_note"] == note
+
+
+def test_no_note_and_no_cause_when_the_host_was_steady() -> None:
+    records = [_record(k, 600.0 + (60.0 if k == 9 else k), 30.0 + 0.01 * k) for k in range(10)]
+    [summary] = summarise(records)
+    assert summary.host_speed_note is None  # e2e CV is high, the host's speed was not
+    [outlier] = find_outliers(records)
+    assert not outlier.causes and "no cause in the record" in outlier.describe()
+    # a run 6 % slower than usual is within the reference's own scatter: no cause, however slow the inference
+    within = [_record(k, 600.0 + (60.0 if k == 9 else k), 31.8 if k == 9 else 30.0 + 0.01 * k) for k in range(10)]
+    [outlier] = find_outliers(within)
+    assert outlier.repetition == 9 and not outlier.causes
+    quiet = summarise([_record(k, 600.0 + 0.1 * k, 30.0 + k) for k in range(10)])[0]
+    assert quiet.host_speed_note is None  # the host varied, but e2e stayed within the target
+
+
+def test_the_sweep_prints_the_range_the_spread_line_and_the_points_without_runs() -> None:
+    from splitbed.commands.sweep import host_speed_line, outlier_lines
+
+    edge = [30.0, 31.0, 29.0, 30.5, 29.5, 30.0, 31.5, 28.5, 30.0, 39.0]
+    unsteady = summarise([_record(k, 20.0 * ms, ms) for k, ms in enumerate(edge)])[0]
+    bare = [{**_record(k, 600.0, 30.0), "tags": {"point": "q", "rep": k}} for k in range(6)]
+    for record in bare:
+        del record["host_speed"]
+    without = summarise(bare)[0]
+    line = host_speed_line([unsteady, without]) or ""
+    assert line.startswith("Host speed, measured: a fixed reference workload (float32 512x512 matrix product x 10")
+    assert f"edge's CPU CV {unsteady.host_speed.cv_pct['edge']:.1f}-" in line  # type: ignore[union-attr]
+    assert line.endswith("none in 1 point(s): paced frames with no idle time before them, or measured without it")
+    assert host_speed_line([without]) is None
+    spread = [x for x in outlier_lines([unsteady]) if x.startswith("spread ")]
+    assert spread == [f"spread {unsteady.profile}/vgg16/block2_conv1/{unsteady.carriage}: {unsteady.host_speed_note}"]
