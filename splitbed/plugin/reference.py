@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from collections import OrderedDict
 from functools import cached_property
 from typing import Any
@@ -15,16 +17,42 @@ from typing import Any
 import numpy as np
 
 MAX_LOADED_MODELS = 2
+# Models with seeded random weights alive in this process, by (model, seed, scheme): a second fixture asking for the
+# same weights shares the Keras model instead of building it again. Weak: sharing never keeps a model in memory.
+_RANDOM_LIVE: weakref.WeakValueDictionary[tuple[str, int | None, int | None], Any] = weakref.WeakValueDictionary()
+
+
+def shared_load(model: str, weights: str) -> Any:
+    """`splitbed.models.load(model, weights)` for test fixtures: `random:SEED` weights (or `auto` resolving to them)
+    reuse the Keras model of a LoadedModel still alive in this process with the same seed and scheme. Those
+    weights are bit-identical in every process (their hash is checked by tests/integration/models), so the result
+    does not depend on which fixture loaded first; the record (WeightsInfo) is this request's own."""
+    from splitbed.models import load, registry
+    from splitbed.models import weights as wts
+    from splitbed.models.loading import LoadedModel
+
+    spec = registry.get(model)
+    info = wts.resolve(weights, spec.imagenet_weights_file)
+    if info.source != "random":
+        return load(model, weights)
+    key = (model, info.seed, info.scheme)
+    live = _RANDOM_LIVE.get(key)
+    if live is None:
+        loaded = load(model, weights)
+    else:
+        wts.announce(info, spec.name)
+        loaded = LoadedModel(keras_model=live.keras_model, spec=live.spec,
+                             weights=dataclasses.replace(info, sha256=live.weights.sha256))
+    _RANDOM_LIVE[key] = loaded
+    return loaded
 
 
 class Reference:
     """One model loaded in the test process with the nodes' weights spec (same seed or file: same weights)."""
 
     def __init__(self, model: str, weights: str) -> None:
-        from splitbed.models import load
-
         self.model = model
-        self.loaded = load(model, weights)
+        self.loaded = shared_load(model, weights)
         self._inputs: dict[str, Any] = {}
         self._unsplit: dict[str, np.ndarray] = {}
 

@@ -1,8 +1,11 @@
-"""The real testbed that the scenario and sweep packages each share among their tests (TensorFlow start-up and
-model builds cost most of a minute on this machine, so they are paid once per package): namespaces, the
-userspace link on 5g-split-ai, a remote node and a driven local node with MobileNetV2 and seeded random weights.
+"""The real testbed that the scenario and sweep tests share (TensorFlow start-up and model builds cost most of a
+minute on this machine, so they are paid once per session): namespaces, the userspace link on 5g-split-ai, a remote
+node and a driven local node with MobileNetV2 and seeded random weights.
 
-Imported into each package's conftest.py, so each package gets its own instance (package scope)."""
+Registered once, by tests/integration/conftest.py: a fixture imported into two conftest files is two fixtures
+with two testbeds (and without __init__.py files, "package" scope meant the session: both stayed up to the end).
+A scenario run leaves the link at its last step; tests/integration/scenario/conftest.py puts the base profile
+back after each of its tests, as the sweep tests do after changing it."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ WEIGHTS = "random:0"
 PROFILE = "5g-split-ai"
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def offline() -> Iterator[None]:
     """Nodes never look for weights online (SPLITBED_OFFLINE, read by splitbed.models.weights)."""
     with pytest.MonkeyPatch.context() as patch:
@@ -26,7 +29,7 @@ def offline() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def shared_bed(offline: None) -> Iterator[Any]:
     requires("root_or_userns", "netns")
     from splitbed.testbed import Testbed

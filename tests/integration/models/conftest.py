@@ -15,11 +15,12 @@ CHELSEA_JPG = Path(__file__).resolve().parents[3] / "fixtures" / "images" / "che
 
 
 def _load(name: str):  # type: ignore[no-untyped-def]
-    from splitbed.models import RandomWeightsWarning, load
+    from splitbed.models import RandomWeightsWarning
+    from splitbed.plugin.reference import shared_load
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
-        return load(name, "random:0")
+        return shared_load(name, "random:0")  # the same Keras model as a test reference's, when one is alive
 
 
 @pytest.fixture(scope="session")

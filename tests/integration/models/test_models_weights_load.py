@@ -14,6 +14,7 @@ import pytest
 from splitbed.models import RandomWeightsWarning, WeightsError, calibration_cache, load, registry, weights
 from splitbed.models.labels import decode_predictions
 from splitbed.models.preprocess import load_image
+from splitbed.plugin.reference import shared_load
 
 DIGEST_SCRIPT = """
 import hashlib, sys, warnings
@@ -127,6 +128,11 @@ def test_auto_offline_falls_back_loudly(mobilenet, monkeypatch: pytest.MonkeyPat
         loaded = load("mobilenet_v2")
     assert (loaded.weights.source, loaded.weights.seed, loaded.weights.requested) == ("random", 0, "auto")
     assert _digest(loaded.keras_model) == _digest(mobilenet.keras_model)
+    # A test fixture asking for the same weights shares the live Keras model, with this request's own record.
+    with pytest.warns(RandomWeightsWarning, match="RANDOM WEIGHTS"):
+        shared = shared_load("mobilenet_v2", "auto")
+    assert shared.keras_model is mobilenet.keras_model  # the fixture's (conftest.py loads with shared_load)
+    assert shared.weights == loaded.weights and shared.spec == loaded.spec
 
 
 def test_decode_matches_keras_decode_predictions(mobilenet, chelsea_path) -> None:  # type: ignore[no-untyped-def]

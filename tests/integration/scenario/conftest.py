@@ -1,18 +1,27 @@
-"""The scenario tests share one real testbed (tests/integration/shared_bed.py). Each scenario run puts the link
-back to its base profile first."""
+"""The scenario tests share one real testbed with the sweep tests (tests/integration/shared_bed.py). Each scenario
+run puts the link on its base profile first and leaves it at its last step; `base_link_after` puts the shared
+base profile back after each test, so the sweep tests find it as they expect."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.shared_bed import MODEL, PROFILE, WEIGHTS, offline, shared_bed
-
-__all__ = ["offline", "shared_bed"]  # fixtures of this package (one testbed for all its tests)
+from tests.integration.shared_bed import MODEL, PROFILE, WEIGHTS
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(autouse=True)
+def base_link_after(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "shared_bed" in request.fixturenames:  # the test or one of its fixtures ran scenarios on the shared testbed
+        bed = request.getfixturevalue("shared_bed")
+        if bed.profile.name != PROFILE:
+            bed.update_link(PROFILE)
+
+
+@pytest.fixture(scope="session")
 def reference(offline: None) -> Any:
     """The whole model with the nodes' weights, in the test process: what every answer must equal."""
     from splitbed.plugin.reference import Reference

@@ -1,5 +1,5 @@
-"""The sweep, report and advisor tests share one real testbed (tests/integration/shared_bed.py). Tests that
-change the link put it back.
+"""The sweep, report and advisor tests share one real testbed with the scenario tests
+(tests/integration/shared_bed.py). Tests that change the link put it back.
 
 `shared_sweep` runs one small real sweep into a directory the report and resume tests read."""
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from splitbed.sweep import SweepSpec, run_sweep
-from tests.integration.shared_bed import MODEL, PROFILE, WEIGHTS, offline, shared_bed
+from tests.integration.shared_bed import MODEL, PROFILE, WEIGHTS
 
-__all__ = ["MODEL", "PROFILE", "WEIGHTS", "offline", "shared_bed"]  # fixtures and constants its tests use
+__all__ = ["MODEL", "PROFILE", "WEIGHTS"]  # constants its tests use (shared_bed comes from ../conftest.py)
 
 # Two partitions whose tensors differ 3x in size (100,352 and 31,360 bytes raw) and both carriages.
 SWEEP_PARTITIONS = ("block_3_project_BN", "block_13_project_BN")
