@@ -22,6 +22,8 @@ pytestmark = pytest.mark.root
 # allowed for an inference in flight at the moment of the drop, whose sample is only partly slow.
 REACTION_BOUND = 2
 DROP_AT_S = 3.0
+# 5.5 s after the drop: under load 7 (five test runs beside it) 4 s left only 2 inferences after the switch.
+DURATION_S = 8.5
 # Raw sizes 602,112 / 50,176 / 31,360 bytes. With a UE UE_SLOWDOWN x slower than this host the input wins at
 # 144 Mbit/s and loses by far at 5 Mbit/s (~1 s on the wire). The slowdown balances the two on a loaded host, where
 # head times grow: quiet, block_6's head is ~15 ms (150 ms on the UE: 183 ms predicted against the input's 96); in
@@ -35,7 +37,7 @@ UE_SLOWDOWN = 10.0
 @pytest.fixture(scope="module")
 def drop_run(shared_bed: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     table = scenario_table(
-        name="drop-test", workload={"partition": "adaptive", "duration_s": 7.0, "inferences": 200, "gap_ms": 150},
+        name="drop-test", workload={"partition": "adaptive", "duration_s": DURATION_S, "inferences": 200, "gap_ms": 150},
         policy={"candidates": CANDIDATES, "ue_slowdown": UE_SLOWDOWN, "probe_repetitions": 3},
         step=[{"at_s": DROP_AT_S, "label": "144 -> 5 Mbit/s", "uplink": {"rate_mbit": 5.0, "queue_bytes": 62500}}])
     return run(parse(table), tmp_path_factory.mktemp("drop"), testbed=shared_bed)
