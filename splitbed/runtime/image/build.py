@@ -64,6 +64,7 @@ class ImageInfo:
     built: bool  # False: the cached image was used
     seconds: float  # time to make it available (build, or just the cache check)
     log: list[str] = field(default_factory=list)
+    base: str = ""  # the tag of the base layer it is built on (shared by environments with the same content)
 
 
 def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = False) -> ImageInfo:
@@ -76,18 +77,20 @@ def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = Fals
     inputs = key_inputs(recipe)
     key = content_key(recipe, inputs)
     tag = image_tag(recipe, key)
+    base = image_tag(recipe, content_key(recipe, base_key_inputs(inputs)), BASE_SUFFIX)
     if not rebuild and _exists(client, tag):
-        return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
+        return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started, base=base)
     with build_lock():
         if not rebuild and _exists(client, tag):  # another process built it while we waited
-            return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
+            return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started, base=base)
         # The engine answers an import only after it has stored the layer (tens of seconds on a busy host).
         with contextlib.closing(engine.connect(timeout=BUILD_API_TIMEOUT_S)) as build_client:
-            log = _build(build_client, recipe, inputs, key, tag)
-    return ImageInfo(tag, key, built=True, seconds=time.monotonic() - started, log=log)
+            log = _build(build_client, recipe, inputs, key, tag, rebuild)
+    return ImageInfo(tag, key, built=True, seconds=time.monotonic() - started, log=log, base=base)
 
 
-def _build(client: docker.DockerClient, recipe: Recipe, inputs: dict[str, object], key: str, tag: str) -> list[str]:
+def _build(client: docker.DockerClient, recipe: Recipe, inputs: dict[str, object], key: str, tag: str,
+           rebuild_base: bool = False) -> list[str]:
     """Base layer (rootfs, closure, import; skipped when cached), the environment's layer on top, smoke test,
     final tags, prune; returns the build log. A base is tagged only once an image made from it passed."""
     log: list[str] = [f"why: {reason}" for reason in why_rebuild(inputs)]
@@ -96,7 +99,7 @@ def _build(client: docker.DockerClient, recipe: Recipe, inputs: dict[str, object
     base_tag = image_tag(recipe, base_key, BASE_SUFFIX)
     tmp_tag = f"{recipe.repository}{TMP_SUFFIX}:sb{os.getpid()}-{key[:12]}"
     tmp_base = f"{recipe.repository}{TMP_SUFFIX}:sb{os.getpid()}-base-{base_key[:12]}"
-    built_base = not _exists(client, base_tag)
+    built_base = rebuild_base or not _exists(client, base_tag)
     try:
         if built_base:
             rootfs = ensure_rootfs(recipe, log)
