@@ -36,6 +36,7 @@ from splitbed.runtime.image.closure import (
     env_specific_paths,
     python_payload,
     rootfs_members,
+    symlink_chain,
 )
 from splitbed.runtime.image.key import base_key_inputs, content_key, image_tag, key_diff, key_inputs
 from splitbed.runtime.image.recipe import Recipe, cache_dir, load_recipe
@@ -170,6 +171,11 @@ def env_layer_tar() -> bytes:
                 out.addfile(info)
             for path in env_specific_paths():
                 out.add(path, arcname=_arc(IMAGE_VENV / path.relative_to(venv)))
+            # bin/python's links outside the venv (python3 -> python3.11) depend on how this venv was made; the
+            # base has the interpreter's real file, from sys._base_executable.
+            for path in symlink_chain(Path(sys.executable)):
+                if path.is_symlink() and venv not in path.parents and Path(sys.prefix) not in path.parents:
+                    out.add(path, arcname=_arc(path), recursive=False)
     return buffer.getvalue()
 
 

@@ -65,8 +65,8 @@ def python_payload(recipe: Recipe) -> Payload:
     if not in_venv:  # no venv: the packages live in the interpreter's own site-packages
         exclude = tuple(p for p in exclude if p != "site-packages")
     payload.trees.append(Tree(stdlib, exclude))
-    payload.files += _symlink_chain(Path(sys.executable))
-    payload.files += _symlink_chain(Path(getattr(sys, "_base_executable", sys.executable)))
+    payload.files += symlink_chain(Path(sys.executable))
+    payload.files += symlink_chain(Path(getattr(sys, "_base_executable", sys.executable)))
     if sysconfig.get_config_var("Py_ENABLE_SHARED"):
         payload.files += _libpython()
     if in_venv:
@@ -128,11 +128,11 @@ def _libpython() -> list[Path]:
     names = {sysconfig.get_config_var("LDLIBRARY"), sysconfig.get_config_var("INSTSONAME")}
     found = []
     for name in sorted(n for n in names if n):
-        found += _symlink_chain(libdir / str(name)) if (libdir / str(name)).exists() else []
+        found += symlink_chain(libdir / str(name)) if (libdir / str(name)).exists() else []
     return found
 
 
-def _symlink_chain(path: Path) -> list[Path]:
+def symlink_chain(path: Path) -> list[Path]:
     """`path`, each symlink it passes through, and the final file (all absolute)."""
     chain: list[Path] = []
     current = Path(os.path.abspath(path))
