@@ -54,6 +54,8 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _CHUNK = 1024 * 1024
 BUILD_API_TIMEOUT_S = 1800.0
 _TMP_TAG_RE = re.compile(r"^sb(\d+)-")
+_LAYER_NAME = "-layer-"
+_LAYER_RE = re.compile(r"^/?sb(\d+)-layer-\d+$")
 
 
 @dataclass
@@ -95,6 +97,7 @@ def _build(client: docker.DockerClient, recipe: Recipe, inputs: dict[str, object
     """Base layer (rootfs, closure, import; skipped when cached), the environment's layer on top, smoke test,
     final tags, prune; returns the build log. A base is tagged only once an image made from it passed."""
     log: list[str] = [f"why: {reason}" for reason in why_rebuild(inputs)]
+    sweep_stale_layer_containers(client)
     sweep_stale_tmp_images(client, recipe)
     base_key = content_key(recipe, base_key_inputs(inputs))
     base_tag = image_tag(recipe, base_key, BASE_SUFFIX)
@@ -141,8 +144,10 @@ def _add_env_layer(client: docker.DockerClient, key: str, base: str, tmp_tag: st
     changes = [f"ENV PATH={Path(sys.prefix) / 'bin'}:{SYSTEM_PATH}",
                f"LABEL {engine.LABEL_IMAGE}={IMAGE_KIND_NODE}", f"LABEL {engine.LABEL_IMAGE_KEY}={key}",
                f"LABEL {engine.LABEL_IMAGE_ENV}={sys.prefix}", f'CMD ["{sys.executable}"]']
-    container = client.containers.create(base, ["true"], network_mode="none", labels=engine.owner_labels("layer"),
-                                         name=f"sb{os.getpid()}-layer-{int(time.time())}")
+    # No owner labels: a commit copies the container's labels into the image, and every container of the image
+    # would carry this builder's pid. A leftover of a killed build is swept by name (sweep_stale_layer_containers).
+    container = client.containers.create(base, ["true"], network_mode="none",
+                                         name=f"sb{os.getpid()}{_LAYER_NAME}{int(time.time())}")
     try:
         if not container.put_archive("/", env_layer_tar()):
             raise ImageBuildError("the engine refused the environment layer's files")
@@ -417,6 +422,17 @@ def _remove_quietly(client: docker.DockerClient, tag: str) -> None:
         client.images.remove(tag, force=True)
     except docker.errors.ImageNotFound:
         pass
+
+
+def sweep_stale_layer_containers(client: docker.DockerClient) -> list[str]:
+    """Remove the (created, never started) containers of environment-layer commits whose builder is dead."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"name": _LAYER_NAME}):
+        match = _LAYER_RE.match(container.name or "")
+        if match and not psutil.pid_exists(int(match.group(1))):
+            container.remove(force=True)
+            removed.append(container.name)
+    return removed
 
 
 def sweep_stale_tmp_images(client: docker.DockerClient, recipe: Recipe | None = None) -> list[str]:
