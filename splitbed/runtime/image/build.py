@@ -11,6 +11,7 @@ swept by the next build).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -28,13 +29,16 @@ from splitbed.models import tfboot
 from splitbed.runtime import engine
 from splitbed.runtime.errors import ImageBuildError
 from splitbed.runtime.image.closure import (
+    IMAGE_VENV,
     Payload,
     Tree,
     add_missing_libraries,
+    env_specific_paths,
     python_payload,
     rootfs_members,
+    symlink_chain,
 )
-from splitbed.runtime.image.key import content_key, image_tag, key_diff, key_inputs
+from splitbed.runtime.image.key import base_key_inputs, content_key, image_tag, key_diff, key_inputs
 from splitbed.runtime.image.recipe import Recipe, cache_dir, load_recipe
 from splitbed.runtime.image.rootfs import build_lock, ensure_rootfs
 from splitbed.runtime.mounts import default_mounts
@@ -43,10 +47,15 @@ if TYPE_CHECKING:
     import docker
 
 IMAGE_KIND_NODE = "node"
+IMAGE_KIND_BASE = "node-base"
 TMP_SUFFIX = "-tmp"
+BASE_SUFFIX = "-base"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _CHUNK = 1024 * 1024
 BUILD_API_TIMEOUT_S = 1800.0
 _TMP_TAG_RE = re.compile(r"^sb(\d+)-")
+_LAYER_NAME = "-layer-"
+_LAYER_RE = re.compile(r"^/?sb(\d+)-layer-\d+$")
 
 
 @dataclass
@@ -58,6 +67,7 @@ class ImageInfo:
     built: bool  # False: the cached image was used
     seconds: float  # time to make it available (build, or just the cache check)
     log: list[str] = field(default_factory=list)
+    base: str = ""  # the tag of the base layer it is built on (shared by environments with the same content)
 
 
 def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = False) -> ImageInfo:
@@ -70,42 +80,108 @@ def ensure_image(client: docker.DockerClient | None = None, rebuild: bool = Fals
     inputs = key_inputs(recipe)
     key = content_key(recipe, inputs)
     tag = image_tag(recipe, key)
+    base = image_tag(recipe, content_key(recipe, base_key_inputs(inputs)), BASE_SUFFIX)
     if not rebuild and _exists(client, tag):
-        return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
+        return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started, base=base)
     with build_lock():
         if not rebuild and _exists(client, tag):  # another process built it while we waited
-            return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started)
+            return ImageInfo(tag, key, built=False, seconds=time.monotonic() - started, base=base)
         # The engine answers an import only after it has stored the layer (tens of seconds on a busy host).
         with contextlib.closing(engine.connect(timeout=BUILD_API_TIMEOUT_S)) as build_client:
-            log = _build(build_client, recipe, inputs, key, tag)
-    return ImageInfo(tag, key, built=True, seconds=time.monotonic() - started, log=log)
+            log = _build(build_client, recipe, inputs, key, tag, rebuild)
+    return ImageInfo(tag, key, built=True, seconds=time.monotonic() - started, log=log, base=base)
 
 
-def _build(client: docker.DockerClient, recipe: Recipe, inputs: dict[str, object], key: str, tag: str) -> list[str]:
-    """rootfs, closure, import under a temporary tag, smoke test, final tag, prune; returns the build log."""
+def _build(client: docker.DockerClient, recipe: Recipe, inputs: dict[str, object], key: str, tag: str,
+           rebuild_base: bool = False) -> list[str]:
+    """Base layer (rootfs, closure, import; skipped when cached), the environment's layer on top, smoke test,
+    final tags, prune; returns the build log. A base is tagged only once an image made from it passed."""
     log: list[str] = [f"why: {reason}" for reason in why_rebuild(inputs)]
+    sweep_stale_layer_containers(client)
     sweep_stale_tmp_images(client, recipe)
-    rootfs = ensure_rootfs(recipe, log)
-    step = time.monotonic()
-    payload = add_missing_libraries(python_payload(recipe), rootfs)
-    log.append(f"closure: {len(payload.libs)} host libraries added, {len(payload.unresolved)} unresolved "
-               f"on the host too, in {time.monotonic() - step:.1f} s")
+    base_key = content_key(recipe, base_key_inputs(inputs))
+    base_tag = image_tag(recipe, base_key, BASE_SUFFIX)
     tmp_tag = f"{recipe.repository}{TMP_SUFFIX}:sb{os.getpid()}-{key[:12]}"
-    step = time.monotonic()
-    _import(client, recipe, key, rootfs, payload, tmp_tag)
-    log.append(f"import: {time.monotonic() - step:.1f} s")
+    tmp_base = f"{recipe.repository}{TMP_SUFFIX}:sb{os.getpid()}-base-{base_key[:12]}"
+    built_base = rebuild_base or not _exists(client, base_tag)
     try:
+        if built_base:
+            rootfs = ensure_rootfs(recipe, log)
+            step = time.monotonic()
+            payload = add_missing_libraries(python_payload(recipe), rootfs)
+            log.append(f"closure: {len(payload.libs)} host libraries added, {len(payload.unresolved)} unresolved "
+                       f"on the host too, in {time.monotonic() - step:.1f} s")
+            step = time.monotonic()
+            _import(client, recipe, base_key, rootfs, payload, tmp_base)
+            log.append(f"import of the base layer: {time.monotonic() - step:.1f} s")
+        else:
+            log.append(f"base layer cached: {base_tag}")
+        step = time.monotonic()
+        _add_env_layer(client, key, tmp_base if built_base else base_tag, tmp_tag)
+        log.append(f"environment layer: {time.monotonic() - step:.1f} s")
         step = time.monotonic()
         _smoke_test(client, recipe, tmp_tag)
         log.append(f"smoke test: {time.monotonic() - step:.1f} s")
+        if built_base:
+            client.images.get(tmp_base).tag(base_tag)
         client.images.get(tmp_tag).tag(tag)
     finally:
         _remove_quietly(client, tmp_tag)
+        if built_base:
+            _remove_quietly(client, tmp_base)
     _keys_file().write_text(json.dumps(inputs, sort_keys=True, indent=1))
-    pruned = prune_other_images(client, keep=tag)
+    pruned = prune_other_images(client, keep=tag) + prune_other_bases(client, keep=base_tag)
     if pruned:
         log.append(f"removed older node images: {', '.join(pruned)}")
     return log
+
+
+def _add_env_layer(client: docker.DockerClient, key: str, base: str, tmp_tag: str) -> None:
+    """Commit the environment's own files on top of `base`: the venv's path as a symlink to IMAGE_VENV, and the
+    files that name that path (bin/, pyvenv.cfg, editable installs) under IMAGE_VENV. A few MB, a few seconds."""
+    import sys
+
+    changes = [f"ENV PATH={Path(sys.prefix) / 'bin'}:{SYSTEM_PATH}",
+               f"LABEL {engine.LABEL_IMAGE}={IMAGE_KIND_NODE}", f"LABEL {engine.LABEL_IMAGE_KEY}={key}",
+               f"LABEL {engine.LABEL_IMAGE_ENV}={sys.prefix}", f'CMD ["{sys.executable}"]']
+    # No owner labels: a commit copies the container's labels into the image, and every container of the image
+    # would carry this builder's pid. A leftover of a killed build is swept by name (sweep_stale_layer_containers).
+    container = client.containers.create(base, ["true"], network_mode="none",
+                                         name=f"sb{os.getpid()}{_LAYER_NAME}{int(time.time())}")
+    try:
+        if not container.put_archive("/", env_layer_tar()):
+            raise ImageBuildError("the engine refused the environment layer's files")
+        repository, tag = tmp_tag.split(":", 1)
+        container.commit(repository=repository, tag=tag, changes=changes)
+    except ImageBuildError:
+        raise
+    except Exception as exc:
+        raise ImageBuildError(f"committing the environment layer of the node image failed: {exc}") from exc
+    finally:
+        container.remove(force=True)
+
+
+def env_layer_tar() -> bytes:
+    """The top layer's tar (in memory: bin/ and a few small files): symlinks from the venv's path (as given and
+    resolved) to IMAGE_VENV, then `env_specific_paths()` under IMAGE_VENV. Empty outside a venv."""
+    import sys
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as out:
+        if sys.prefix != sys.base_prefix:
+            venv = Path(sys.prefix).resolve()
+            for path in sorted({Path(os.path.abspath(sys.prefix)), venv}):
+                info = tarfile.TarInfo(_arc(path))
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, str(IMAGE_VENV), 0o777
+                out.addfile(info)
+            for path in env_specific_paths():
+                out.add(path, arcname=_arc(IMAGE_VENV / path.relative_to(venv)))
+            # bin/python's links outside the venv (python3 -> python3.11) depend on how this venv was made; the
+            # base has the interpreter's real file, from sys._base_executable.
+            for path in symlink_chain(Path(sys.executable)):
+                if path.is_symlink() and venv not in path.parents and Path(sys.prefix) not in path.parents:
+                    out.add(path, arcname=_arc(path), recursive=False)
+    return buffer.getvalue()
 
 
 def _keys_file() -> Path:
@@ -119,6 +195,24 @@ def why_rebuild(inputs: dict[str, object]) -> list[str]:
     except (OSError, ValueError):
         return ["no earlier build recorded in the cache"]
     return key_diff(previous, inputs) or ["forced rebuild (same key inputs)"]
+
+
+def prune_other_bases(client: docker.DockerClient, keep: str) -> list[str]:
+    """Remove base layers other than `keep` that no image is built on (the engine refuses to remove a parent of
+    another image, another checkout's included, and refuses one a container uses)."""
+    import docker
+
+    kept_id = client.images.get(keep).id
+    removed: list[str] = []
+    for image in client.images.list(filters={"label": f"{engine.LABEL_IMAGE}={IMAGE_KIND_BASE}"}):
+        if image.id == kept_id or image.labels.get(engine.LABEL_IMAGE) != IMAGE_KIND_BASE:
+            continue  # (an image built on a base inherits its label filter match only if not overridden)
+        try:
+            client.images.remove(image.id, force=False)
+            removed += image.tags or [image.short_id]
+        except docker.errors.APIError:
+            continue
+    return removed
 
 
 def prune_other_images(client: docker.DockerClient, keep: str, env: str | None = None) -> list[str]:
@@ -158,11 +252,10 @@ def _import(client: docker.DockerClient, recipe: Recipe, key: str, rootfs: Path,
             tmp_tag: str) -> None:
     import sys
 
-    venv_bin = Path(sys.prefix) / "bin"
-    changes = [f"ENV PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    changes = [f"ENV PATH={IMAGE_VENV / 'bin'}:{SYSTEM_PATH}"]
     changes += [f"ENV {name}={value}" for name, value in sorted(recipe.env.items())]
-    changes += [f"LABEL {engine.LABEL_IMAGE}={IMAGE_KIND_NODE}", f"LABEL {engine.LABEL_IMAGE_KEY}={key}",
-                f"LABEL {engine.LABEL_IMAGE_ENV}={sys.prefix}", "WORKDIR /", f'CMD ["{sys.executable}"]']
+    changes += [f"LABEL {engine.LABEL_IMAGE}={IMAGE_KIND_BASE}", f"LABEL {engine.LABEL_IMAGE_KEY}={key}",
+                "WORKDIR /", f'CMD ["{sys.base_prefix}/bin/python3"]']
     read_fd, write_fd = os.pipe()
     writer_error: list[BaseException] = []
     writer = threading.Thread(target=_write_tar, args=(write_fd, rootfs, payload, writer_error), daemon=True)
@@ -204,10 +297,14 @@ def _write_tar(fd: int, rootfs: Path, payload: Payload, errors: list[BaseExcepti
             files = [p for p in payload.files if not any(root in p.parents for root in tree_roots)]
             members = rootfs_members(rootfs)
             written: set[str] = set()
-            for path in tree_roots + files + [real for real, _ in payload.libs]:
+            for tree in payload.trees:
+                if tree.arc_root is not None:
+                    _add_dirs(out, tree.arc_root.parent, members, written)
+            host_placed = [tree.root for tree in payload.trees if tree.arc_root is None]
+            for path in host_placed + files + [real for real, _ in payload.libs]:
                 _add_parents(out, path, members, written)
             for tree in payload.trees:
-                out.add(tree.root, arcname=_arc(tree.root), filter=_tree_filter(tree))
+                out.add(tree.root, arcname=_arc(tree.arc_root or tree.root), filter=_tree_filter(tree))
             for path in files:  # files inside a tree are already in it
                 out.add(path, arcname=_arc(path), recursive=False)
             for real, link in payload.libs:
@@ -234,6 +331,18 @@ def _add_parents(out: tarfile.TarFile, path: Path, members: set[str], written: s
         written.add(arc)
 
 
+def _add_dirs(out: tarfile.TarFile, path: Path, members: set[str], written: set[str]) -> None:
+    """Directory entries (root, 0755) for `path` and its parents that the rootfs lacks: for image-only paths."""
+    for parent in [*reversed(path.parents), path]:
+        arc = _arc(parent)
+        if not arc or arc in members or arc in written or _through_rootfs_symlink(arc, members):
+            continue
+        info = tarfile.TarInfo(arc)
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+        out.addfile(info)
+        written.add(arc)
+
+
 def _through_rootfs_symlink(arc: str, members: set[str]) -> bool:
     """Paths like lib/x86_64-linux-gnu exist in a merged-/usr rootfs through the `lib` symlink."""
     first = arc.split("/", 1)[0]
@@ -245,8 +354,10 @@ def _arc(path: Path) -> str:
 
 
 def _tree_filter(tree: Tree) -> Any:
+    arc_root = Path("/" + _arc(tree.arc_root or tree.root))
+
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        path = Path("/" + info.name)
+        path = tree.root / Path("/" + info.name).relative_to(arc_root)
         if path != tree.root and tree.excluded(path):
             return None
         return info
@@ -313,6 +424,17 @@ def _remove_quietly(client: docker.DockerClient, tag: str) -> None:
         pass
 
 
+def sweep_stale_layer_containers(client: docker.DockerClient) -> list[str]:
+    """Remove the (created, never started) containers of environment-layer commits whose builder is dead."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"name": _LAYER_NAME}):
+        match = _LAYER_RE.match(container.name or "")
+        if match and not psutil.pid_exists(int(match.group(1))):
+            container.remove(force=True)
+            removed.append(container.name)
+    return removed
+
+
 def sweep_stale_tmp_images(client: docker.DockerClient, recipe: Recipe | None = None) -> list[str]:
     """Remove temporary build tags whose building process is dead."""
     recipe = recipe or load_recipe()
@@ -339,7 +461,10 @@ def list_images(client: docker.DockerClient) -> list[dict[str, Any]]:
 
 
 def remove_images(client: docker.DockerClient, keep_current: bool = False) -> list[str]:
-    """Remove node images (all, or all but the current environment's); returns the removed tags/ids."""
+    """Remove node images and their base layers (all, or all but the current environment's); returns the removed
+    tags/ids."""
+    import docker
+
     removed = []
     recipe = load_recipe()
     for row in list_images(client):
@@ -348,4 +473,14 @@ def remove_images(client: docker.DockerClient, keep_current: bool = False) -> li
         _remove_quietly(client, row["tag"] if row["tag"] != "<untagged>" else row["id"])
         removed.append(row["tag"])
     removed += sweep_stale_tmp_images(client, recipe)
+    keep = {image_tag(recipe, content_key(recipe, base_key_inputs(key_inputs(recipe))), BASE_SUFFIX)} \
+        if keep_current else set()
+    for image in client.images.list(filters={"label": f"{engine.LABEL_IMAGE}={IMAGE_KIND_BASE}"}):
+        tags = [t for t in image.tags if t not in keep]
+        if image.labels.get(engine.LABEL_IMAGE) == IMAGE_KIND_BASE and tags and len(tags) == len(image.tags):
+            try:
+                _remove_quietly(client, image.id)
+                removed += tags
+            except docker.errors.APIError:  # another environment's node image is built on it
+                continue
     return removed

@@ -1,8 +1,11 @@
 """What of this host goes into the node image: the interpreter, the environment, and the shared libraries
 they need that the Debian rootfs lacks.
 
-The interpreter and the virtualenv are copied at their own absolute paths, so `sys.executable` of the host is a
-valid command inside the container and the venv's symlinks and `pyvenv.cfg` stay true. Shared libraries come
+The interpreter is copied at its own absolute path. The virtualenv is copied to one fixed path, `IMAGE_VENV`, minus
+the files that name the host's venv or checkout (`bin/` with its shebangs, `pyvenv.cfg`, editable installs: see
+`env_specific_paths`), so two checkouts with the same distributions share that base layer. Those files and a
+symlink from the host's venv path to `IMAGE_VENV` go into a small layer of their own (build.py), so
+`sys.executable` of the host is a valid command inside the container and `sys.prefix` equals the host's. Shared libraries come
 from `ldd` over every ELF file copied (interpreter, libpython, lib-dynload, extension modules): any library
 that resolves outside the copied trees and is absent from the rootfs is added from the host at its real path,
 with its soname link beside it.
@@ -11,6 +14,9 @@ with its soname link beside it.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import importlib.metadata
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +29,8 @@ from splitbed.runtime.errors import ImageBuildError
 from splitbed.runtime.image.recipe import Recipe
 
 LDD_BATCH = 64
+IMAGE_VENV = Path("/opt/splitbed/venv")  # where every image holds the virtualenv, whatever the host's path
+_VENV_SPECIFIC = ("bin", "pyvenv.cfg")  # name the host's venv path (shebangs, `command = ... venv <path>`)
 
 
 @dataclass
@@ -31,6 +39,7 @@ class Tree:
 
     root: Path
     exclude: tuple[str, ...] = ()
+    arc_root: Path | None = None  # where the tree goes in the image (default: its own path)
 
     def excluded(self, path: Path) -> bool:
         rel = path.relative_to(self.root).as_posix()
@@ -56,14 +65,62 @@ def python_payload(recipe: Recipe) -> Payload:
     if not in_venv:  # no venv: the packages live in the interpreter's own site-packages
         exclude = tuple(p for p in exclude if p != "site-packages")
     payload.trees.append(Tree(stdlib, exclude))
-    payload.files += _symlink_chain(Path(sys.executable))
-    payload.files += _symlink_chain(Path(getattr(sys, "_base_executable", sys.executable)))
+    payload.files += symlink_chain(Path(sys.executable))
+    payload.files += symlink_chain(Path(getattr(sys, "_base_executable", sys.executable)))
     if sysconfig.get_config_var("Py_ENABLE_SHARED"):
         payload.files += _libpython()
     if in_venv:
-        payload.trees.append(Tree(Path(sys.prefix).resolve()))
+        venv = Path(sys.prefix).resolve()
+        specific = tuple(path.relative_to(venv).as_posix() for path in env_specific_paths())
+        payload.trees.append(Tree(venv, specific, arc_root=IMAGE_VENV))
+        # bin/python* live in the venv: they come with the environment's own layer, not the base.
+        payload.files = [p for p in payload.files if not _under(p, venv) and not _under(p, Path(sys.prefix))]
     payload.files = _unique(payload.files)
     return payload
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def env_specific_paths() -> list[Path]:
+    """Paths in the active venv (resolved) whose content names this venv or checkout: `bin/`, `pyvenv.cfg`, and
+    every file of an editable install (its dist-info with `direct_url.json`, its `.pth` and finder module).
+    Empty outside a venv."""
+    if sys.prefix == sys.base_prefix:
+        return []
+    venv = Path(sys.prefix).resolve()
+    found = [venv / name for name in _VENV_SPECIFIC if (venv / name).exists()]
+    site_dirs = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for dist in importlib.metadata.distributions(path=site_dirs):
+        direct = dist.read_text("direct_url.json")
+        try:
+            editable = bool(direct and json.loads(direct).get("dir_info", {}).get("editable"))
+        except ValueError:
+            editable = False
+        if not editable:
+            continue
+        for file in dist.files or []:
+            real = Path(os.path.realpath(str(dist.locate_file(file))))
+            if _under(real, venv) and real.exists() and real.relative_to(venv).parts[0] == "lib":
+                # (bin/ is listed whole above); a dist-info directory goes whole, not file by file
+                found.append(real.parent if real.parent.name.endswith(".dist-info") else real)
+    return sorted(set(found))
+
+
+def env_specific_digest() -> str:
+    """sha256 over the names and bytes (symlinks: targets) of `env_specific_paths()`, for the image key."""
+    digest = hashlib.sha256()
+    for top in env_specific_paths():
+        walk = [top] if not top.is_dir() or top.is_symlink() else sorted(
+            [top] + [Path(d) / n for d, dirs, names in os.walk(top) for n in dirs + names])
+        for path in walk:
+            digest.update(str(path).encode() + b"\0")
+            if path.is_symlink():
+                digest.update(b"->" + os.readlink(path).encode())
+            elif path.is_file():
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _libpython() -> list[Path]:
@@ -71,11 +128,11 @@ def _libpython() -> list[Path]:
     names = {sysconfig.get_config_var("LDLIBRARY"), sysconfig.get_config_var("INSTSONAME")}
     found = []
     for name in sorted(n for n in names if n):
-        found += _symlink_chain(libdir / str(name)) if (libdir / str(name)).exists() else []
+        found += symlink_chain(libdir / str(name)) if (libdir / str(name)).exists() else []
     return found
 
 
-def _symlink_chain(path: Path) -> list[Path]:
+def symlink_chain(path: Path) -> list[Path]:
     """`path`, each symlink it passes through, and the final file (all absolute)."""
     chain: list[Path] = []
     current = Path(os.path.abspath(path))

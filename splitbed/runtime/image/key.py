@@ -1,11 +1,16 @@
 """The content key of the node image: a hash of everything that decides what goes into it.
 
 Same key, same image: the build is skipped and the cached tag is used. Inputs: the recipe file, the builder's
-own code, the interpreter (version, path, machine), splitbed's version, the dependency declarations of the
+own code, the interpreter (version, path, machine), the venv's path and the files that name it (closure.py:
+`env_specific_paths`), splitbed's version, the dependency declarations of the
 checkout's pyproject.toml (`requires-python`, `dependencies`, `optional-dependencies`: other edits, such as a
 lint rule, do not decide the image's content and do not force a rebuild), and the name and version of every
 distribution installed in the environment (so a `pip install` anywhere changes it). The project's own code is
 not in the image (it is mounted, see splitbed.runtime.mounts), so editing it never forces a rebuild.
+
+The image is two layers (build.py): a base with everything but the venv's path-specific files, keyed by
+`base_key_inputs` (the same inputs without the venv's path and those files), and a small layer on top with them.
+A second checkout with the same distributions (a fresh clone and `make setup`) reuses the base.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sysconfig
 from pathlib import Path
 
 import splitbed
+from splitbed.runtime.image.closure import IMAGE_VENV, env_specific_digest
 from splitbed.runtime.image.recipe import Recipe, tomllib
 from splitbed.runtime.mounts import source_checkout
 
@@ -49,12 +55,23 @@ def key_inputs(recipe: Recipe) -> dict[str, object]:
         "python": sys.version,
         # Not sys.executable: `python`, `python3` and a console script's shebang name the same interpreter.
         "python_prefix": sys.prefix,
+        "env_files_sha256": env_specific_digest(),
         "python_base": os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
         "machine": platform.machine(),
         "splitbed_version": splitbed.__version__,
         "pyproject_dependencies": declared,
         "distributions": distributions,
     }
+
+
+ENV_ONLY_INPUTS = ("python_prefix", "env_files_sha256")
+
+
+def base_key_inputs(inputs: dict[str, object]) -> dict[str, object]:
+    """The inputs of the base layer: all but the venv's own path and path-naming files (they go in the top layer)."""
+    base = {name: value for name, value in inputs.items() if name not in ENV_ONLY_INPUTS}
+    base["venv_in_image"] = str(IMAGE_VENV)
+    return base
 
 
 def _declared_dependencies(pyproject: Path) -> dict[str, object]:
@@ -83,8 +100,8 @@ def key_diff(old: dict[str, object], new: dict[str, object]) -> list[str]:
     return lines
 
 
-def image_tag(recipe: Recipe, key: str | None = None) -> str:
-    """`splitbed-node:<splitbed version>-py<X.Y.Z>-<key[:12]>`."""
+def image_tag(recipe: Recipe, key: str | None = None, suffix: str = "") -> str:
+    """`splitbed-node<suffix>:<splitbed version>-py<X.Y.Z>-<key[:12]>` (suffix "-base": the base layer's tag)."""
     key = key or content_key(recipe)
     py = ".".join(str(part) for part in sys.version_info[:3])
-    return f"{recipe.repository}:{splitbed.__version__}-py{py}-{key[:12]}"
+    return f"{recipe.repository}{suffix}:{splitbed.__version__}-py{py}-{key[:12]}"

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from splitbed.runtime.engine import LABEL_IMAGE, LABEL_IMAGE_ENV, LABEL_IMAGE_KEY, owner_labels
+from splitbed.runtime.engine import LABEL_IMAGE, LABEL_IMAGE_ENV, LABEL_IMAGE_KEY, LABEL_OWNER, owner_labels
 from splitbed.runtime.image import ensure_image, sweep_stale_tmp_images
 from splitbed.runtime.image.build import IMAGE_KIND_NODE, prune_other_images
 from splitbed.runtime.image.recipe import cache_dir, load_recipe
@@ -145,3 +145,44 @@ def test_cli_shows_the_current_image_and_a_build_finds_it_cached(node_image: Any
     build = CliRunner().invoke(app, ["docker-image", "--build"])
     assert build.exit_code == 0, build.output
     assert f"cached: {node_image.tag}" in " ".join(build.output.split())
+
+
+def test_the_venv_is_in_a_shared_base_and_only_its_paths_in_the_top_layer(node_image: Any, docker_client: Any) -> None:
+    """The base layer holds the venv at IMAGE_VENV and nothing that names this venv's path (so another checkout with
+    the same distributions reuses it); the node image adds a few MB on top: the symlink and the path-naming files."""
+    from splitbed.runtime.image.build import IMAGE_KIND_BASE
+    from splitbed.runtime.image.closure import IMAGE_VENV
+
+    base, node = docker_client.images.get(node_image.base), docker_client.images.get(node_image.tag)
+    assert base.labels[LABEL_IMAGE] == IMAGE_KIND_BASE and LABEL_IMAGE_ENV not in base.labels
+    assert node.history()[1]["Id"] == base.id  # built directly on the base
+    assert LABEL_OWNER not in node.labels  # else every container of the image would name the builder as owner
+    assert node.attrs["Size"] - base.attrs["Size"] < 100_000_000 < base.attrs["Size"]
+    probe = (f"import os, sys; print(os.path.exists({sys.prefix!r}), os.path.isdir({str(IMAGE_VENV / 'lib')!r}),"
+             f" os.path.exists({str(IMAGE_VENV / 'pyvenv.cfg')!r}), os.path.exists({str(IMAGE_VENV / 'bin')!r}))")
+    python = f"{sys.base_prefix}/bin/python3"  # the base has the interpreter, not the venv's bin/
+    out = docker_client.containers.run(base.id, [python, "-c", probe], network_mode="none", remove=True,
+                                       labels=owner_labels("probe"))
+    assert out.decode().split() == ["False", "True", "False", "False"]
+    link = docker_client.containers.run(node.id, ["readlink", sys.prefix], network_mode="none", remove=True,
+                                        labels=owner_labels("probe"))
+    assert link.decode().strip() == str(IMAGE_VENV)
+
+
+def test_a_dead_builders_layer_container_is_swept(docker_client: Any) -> None:
+    from splitbed.runtime.image.build import sweep_stale_layer_containers
+
+    image = _tiny_image(docker_client, f"{load_recipe().repository}-tmp:sb{os.getpid()}-layertest", {})
+    dead = docker_client.containers.create(image.id, ["/marker"], name=f"sb{dead_pid()}-layer-1", network_mode="none")
+    live = docker_client.containers.create(image.id, ["/marker"], name=f"sb{os.getpid()}-layer-1", network_mode="none")
+    try:
+        assert sweep_stale_layer_containers(docker_client) == [dead.name]
+        names = {c.name for c in docker_client.containers.list(all=True)}
+        assert dead.name not in names and live.name in names
+    finally:
+        for container in (dead, live):
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass
+        docker_client.images.remove(image.id, force=True)
