@@ -446,11 +446,15 @@ class Result:
     def to_body(self) -> dict[str, Any]:
         return dict(self.body)
 
-    @functools.cached_property
+    @property
     def body(self) -> dict[str, Any]:
-        """The whole object (for a RESULT parsed in two steps: parsed now, and held to its leading members)."""
-        if self.text is None:
-            return self.given
+        """The whole object (for a RESULT parsed in two steps: parsed when first read, and held to its leading
+        members). A plain property where the body is at hand: the edge encodes its RESULT through it."""
+        return self.given if self.text is None else self._whole
+
+    @functools.cached_property
+    def _whole(self) -> dict[str, Any]:
+        assert self.text is not None
         body = proto.decode_control_text(MsgType.RESULT, self.text)
         for key, value in self.leading.items():
             if body.get(key) != value:

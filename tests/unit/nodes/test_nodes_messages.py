@@ -114,9 +114,9 @@ def test_a_result_in_the_edges_order_is_read_in_two_steps() -> None:
     one read whole."""
     body = _leading_first(_result_body())
     received = m.decode(MsgType.RESULT, encode_control(MsgType.RESULT, body)[HEADER_SIZE:])
-    assert isinstance(received, m.Result) and received.text is not None and "body" not in vars(received)
+    assert isinstance(received, m.Result) and received.text is not None and "_whole" not in vars(received)
     assert (received.after_unit, received.partition_id, received.aips_events) == (3, 5, body["aips_events"])
-    assert received.predictions("topk", 2) == [(999, 0.75), (998, 0.25)] and "body" not in vars(received)
+    assert received.predictions("topk", 2) == [(999, 0.75), (998, 0.25)] and "_whole" not in vars(received)
     assert received.body == body and received == m.Result.from_body(body)
     assert received.figures == m.Result.from_body(body).figures
 
