@@ -179,17 +179,17 @@ class EdgeSession:
         stamps = {"remote_first_byte": request.first_byte_ns, "remote_last_byte": request.last_byte_ns,
                   "remote_lock_request": lock_request_ns, "remote_tail_start": tail_start_ns,
                   "remote_tail_end": tail_end_ns, "remote_last_byte_kernel": last_byte_kernel}
-        body: dict[str, Any] = {
-            "after_unit": request.after_unit, "seq": request.seq, "model": select.model,
-            "partition_id": partition_id, "partition_name": partition_name,
+        body: dict[str, Any] = {  # m.RESULT_LEADING first, in that order: the local node reads them at once
+            "after_unit": request.after_unit, "partition_id": partition_id, "aips_events": self._take_events(),
             "top": [[i, score] for i, score in top],
+            "seq": request.seq, "model": select.model, "partition_name": partition_name,
             "remote_model_inference_time": (tail_end_ns - tail_start_ns) / 1e9,
             "remote_inference_ms": (tail_end_ns - tail_start_ns) / 1e6,
             "remote_decode_ms": request.decode_ms, "remote_queue_wait_ms": queue_ms,
             "remote_tail_build_ms": built_ms,  # non-zero only when no PREPARE preceded the first inference
             "server_physical_gpus": self.server.get("gpu", {}).get("count"),
             "remote_resources": resources, "concurrent_sessions": concurrent_sessions,
-            "aips_events": self._take_events(), "carriage_extra": request.decoded.extra, "timestamps_ns": stamps,
+            "carriage_extra": request.decoded.extra, "timestamps_ns": stamps,
             "inference_call": inference_call, "downlink_tcp": downlink_tcp,
             "uplink_out_of_order_packets": out_of_order, "uplink_end_reason": end_reason,
             "edge_run": edge_run,  # this run of the tail on the edge's device (None: nothing emulated)

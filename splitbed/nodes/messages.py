@@ -413,6 +413,11 @@ class ResultFigures:
             downlink_tcp=tcp_state_field(body.get("downlink_tcp")))
 
 
+# The members a RESULT's receiver needs before `local_end` (which unit it answers, its events, what it predicts):
+# the edge writes them first, so that the local node reads them at once and parses the rest after `local_end`.
+RESULT_LEADING = ("after_unit", "partition_id", "aips_events", "top")
+
+
 @dataclass(frozen=True)
 class Result:
     """A RESULT. What the local node needs to know which unit it answers and what it predicts is read at once:
@@ -423,16 +428,38 @@ class Result:
     end-to-end latency (docs/METRICS.md, "The testbed's own share"); a RESULT that contradicts itself is refused
     all the same. `from_body` checks everything at once.
 
+    A RESULT received as a unit (`decode`) whose payload begins with the RESULT_LEADING members, as the edge writes
+    it, is parsed in two steps: those members at once, the whole payload when `body` is first read (after
+    `local_end`), which then also refuses a payload that is not one valid JSON object, or that repeats one of
+    those members with another value (a ProtocolError there, as from `figures`).
+
     `body` keeps the whole object as received, for the fields recorded as they came (resources, extra)."""
 
     TYPE: ClassVar[MsgType] = MsgType.RESULT
     after_unit: int | None
     partition_id: int
     aips_events: list[dict[str, Any]]
-    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    given: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the body, when parsed whole
+    text: str | None = field(default=None, compare=False, repr=False)  # else its payload, parsed when first read
+    leading: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # RESULT_LEADING of `text`
 
     def to_body(self) -> dict[str, Any]:
         return dict(self.body)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The whole object (for a RESULT parsed in two steps: parsed when first read, and held to its leading
+        members). A plain property where the body is at hand: the edge encodes its RESULT through it."""
+        return self.given if self.text is None else self._whole
+
+    @functools.cached_property
+    def _whole(self) -> dict[str, Any]:
+        assert self.text is not None
+        body = proto.decode_control_text(MsgType.RESULT, self.text)
+        for key, value in self.leading.items():
+            if body.get(key) != value:
+                raise _bad(f"RESULT repeats {key} with another value")
+        return body
 
     @classmethod
     def received(cls, body: dict[str, Any]) -> Result:
@@ -440,6 +467,18 @@ class Result:
         partition_id = _optional_int(body, "partition_id")
         return cls(_optional_int(body, "after_unit"), -1 if partition_id is None else partition_id, _events(body),
                    body)
+
+    @classmethod
+    def received_unit(cls, payload: bytes | bytearray | memoryview) -> Result:
+        """A RESULT from its unit's payload: in two steps where it begins with the RESULT_LEADING members (see
+        the class), else parsed whole now."""
+        text = proto.control_text(MsgType.RESULT, payload)
+        leading = proto.leading_members(text, RESULT_LEADING)
+        if leading is None:
+            return cls.received(proto.decode_control_text(MsgType.RESULT, text))
+        partition_id = _optional_int(leading, "partition_id")
+        return cls(_optional_int(leading, "after_unit"), -1 if partition_id is None else partition_id,
+                   _events(leading), text=text, leading=leading)
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Result:
@@ -467,7 +506,7 @@ class Result:
                 raise _bad(f"RESULT preds must be {NUM_CLASSES} numbers")
             return top_classes(np.asarray(preds, dtype=np.float64), top_k)
         pairs = []
-        for item in require(self.body, "top", list, msg="RESULT")[:top_k]:
+        for item in require(self.leading if "top" in self.leading else self.body, "top", list, msg="RESULT")[:top_k]:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
                     and 0 <= item[0] < NUM_CLASSES and isinstance(item[1], (int, float))):
                 raise _bad(f"RESULT top entry {item!r} is not [class, score]")
@@ -559,11 +598,13 @@ TYPES: dict[int, Any] = {cls.TYPE: cls for cls in (Hello, Offer, Select, Accept,
 
 def decode(unit_type: int, payload: bytes | bytearray | memoryview) -> Message:
     """The typed message of a received control unit (not JSON_BASELINE, which carries tensors)."""
+    if unit_type == MsgType.RESULT:
+        return Result.received_unit(payload)
     body = proto.decode_control(unit_type, payload)
     kind = TYPES.get(unit_type)  # keyed by MsgType, an IntEnum: its plain code finds it too
     if kind is None:
         raise ProtocolError("unexpected_message", f"{MsgType(unit_type).name} is not a control message")
-    message: Message = kind.received(body) if kind is Result else kind.from_body(body)
+    message: Message = kind.from_body(body)
     return message
 
 

@@ -91,21 +91,52 @@ def encode_control(msg_type: MsgType, body: dict[str, Any]) -> bytes:
     return pack_header(msg_type, len(payload)) + payload
 
 
-def decode_control(msg_type: int, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """Parse a control payload into a JSON object, with a specific error for each way it can be wrong."""
+def control_text(msg_type: int, payload: bytes | bytearray | memoryview) -> str:
+    """A control payload's text (size and UTF-8 checked), for a reader that parses it in parts (leading_members)
+    and later whole (decode_control_text)."""
     if len(payload) > MAX_CONTROL_BYTES:
         raise ProtocolError("unit_too_large", f"{_type_name(msg_type)} payload of {len(payload)} bytes exceeds "
                             f"{MAX_CONTROL_BYTES}")
     try:
-        text = str(payload, "utf-8")  # no bytes() copy first
+        return str(payload, "utf-8")  # no bytes() copy first
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not UTF-8: {exc}") from None
+
+
+def decode_control(msg_type: int, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """Parse a control payload into a JSON object, with a specific error for each way it can be wrong."""
+    return decode_control_text(msg_type, control_text(msg_type, payload))
+
+
+def leading_members(text: str, wanted: tuple[str, ...]) -> dict[str, Any] | None:
+    """The members `wanted` of a compact JSON object (as json.dumps with separators (",", ":") writes it) that
+    come first in `text`, in that order, read value by value with the scanner decode() runs and nothing after
+    them; None where the text does not begin so (then parse it whole: decode_control_text). A sender that puts
+    the members a receiver needs at once first lets the receiver parse the rest later (the local node: a RESULT's
+    predictions before `local_end`, its figures after). Whether the whole text is one valid object, and whether a
+    member is repeated further on, is for the whole parse to tell."""
+    members: dict[str, Any] = {}
+    index = 0
+    try:
+        for key in wanted:
+            opener = ("{" if index == 0 else ",") + '"' + key + '":'
+            if not text.startswith(opener, index):
+                return None
+            members[key], index = _SCAN(text, index + len(opener))
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    return members if index < len(text) and text[index] in ",}" else None
+
+
+def decode_control_text(msg_type: int, text: str) -> dict[str, Any]:
+    """decode_control on the payload's text (control_text)."""
+    try:
         try:  # a compact object from json.dumps, as every node sends: one scan, without decode()'s whitespace steps
             body, end = _SCAN(text, 0)
         except StopIteration:
             end = -1
         if end != len(text):
             body = _DECODER.decode(text)  # anything else: decode() says what is wrong with it, or reads it
-    except UnicodeDecodeError as exc:
-        raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not UTF-8: {exc}") from None
     except (json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError("bad_control_message", f"{_type_name(msg_type)} payload is not valid JSON: {exc}") \
             from None

@@ -3,6 +3,7 @@ checked field by field (bad_control_message naming the message and the field); a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from splitbed.models import registry
 from splitbed.models.registry import CAMERA_PARTITION_ID
 from splitbed.nodes import messages as m
 from splitbed.nodes.errors import ProtocolError
-from splitbed.nodes.protocol import HEADER_SIZE, MsgType, encode_control
+from splitbed.nodes.protocol import HEADER_SIZE, MsgType, encode_control, leading_members
 from splitbed.nodes.remote import offered_partitions
 
 SAMPLES: list[m.Message] = [
@@ -101,6 +102,57 @@ def test_a_result_that_contradicts_itself_is_refused(changes: dict[str, Any], fr
     with pytest.raises(ProtocolError) as later:
         received.figures  # noqa: B018
     assert later.value.message == caught.value.message
+
+
+def _leading_first(body: dict[str, Any]) -> dict[str, Any]:
+    """The body in the edge's order: m.RESULT_LEADING first."""
+    return {**{key: body[key] for key in m.RESULT_LEADING}, **body}
+
+
+def test_a_result_in_the_edges_order_is_read_in_two_steps() -> None:
+    """Its unit, events and predictions at once; the whole payload when the record takes it; the same RESULT as
+    one read whole."""
+    body = _leading_first(_result_body())
+    received = m.decode(MsgType.RESULT, encode_control(MsgType.RESULT, body)[HEADER_SIZE:])
+    assert isinstance(received, m.Result) and received.text is not None and "_whole" not in vars(received)
+    assert (received.after_unit, received.partition_id, received.aips_events) == (3, 5, body["aips_events"])
+    assert received.predictions("topk", 2) == [(999, 0.75), (998, 0.25)] and "_whole" not in vars(received)
+    assert received.body == body and received == m.Result.from_body(body)
+    assert received.figures == m.Result.from_body(body).figures
+
+
+@pytest.mark.parametrize(("tail", "fragment"), [
+    (',"top":[[1,0.5]]}', "repeats top with another value"),
+    (',"after_unit":4}', "repeats after_unit with another value"),
+    (',"remote_inference_ms":}', "not valid JSON"),
+    (',"x":NaN}', "not valid JSON"),
+    ("}]", "not valid JSON"),
+])
+def test_a_two_step_result_whose_rest_is_wrong_is_refused_when_read(tail: str, fragment: str) -> None:
+    """What comes after the leading members is checked when the body is first read (after local_end): a payload
+    that is not one valid object, or that gives a leading member again with another value, is refused then."""
+    text = json.dumps(_leading_first(_result_body()), separators=(",", ":"))[:-1] + tail
+    received = m.decode(MsgType.RESULT, text.encode())
+    assert isinstance(received, m.Result) and received.predictions("topk", 1) == [(999, 0.75)]
+    with pytest.raises(ProtocolError, match=fragment) as caught:
+        received.figures  # noqa: B018
+    assert caught.value.code == "bad_control_message"
+
+
+@pytest.mark.parametrize("text", [
+    '{"partition_id":5,"after_unit":3,"aips_events":[],"top":[]}',  # another order
+    '{"after_unit":3,"partition_id":5,"aips_events":[]}',  # one missing
+    '{"after_unit":3, "partition_id":5,"aips_events":[],"top":[]}',  # not compact
+    '{"after_unit":NaN,"partition_id":5,"aips_events":[],"top":[]}',
+    '{"after_unit":3,"partition_id":5,"aips_events":[],"top":[]x',
+    '{"after_unit":3,"partition_id":5,"aips_events":[],"top":[',
+    '[{"after_unit":3}]', "",
+])
+def test_leading_members_only_from_a_compact_object_that_begins_with_them(text: str) -> None:
+    assert leading_members(text, m.RESULT_LEADING) is None
+    assert leading_members('{"after_unit":3,"partition_id":5,"aips_events":[],"top":[[1,0.5]],"x":1}',
+                           m.RESULT_LEADING) == {"after_unit": 3, "partition_id": 5, "aips_events": [],
+                                                 "top": [[1, 0.5]]}
 
 
 @pytest.mark.parametrize(("changes", "mode", "fragment"), [

@@ -221,6 +221,10 @@ def test_a_json_baseline_session_and_its_result() -> None:
     final = wire.ue.reply(result).final
     assert final is not None and final.partition_id == PARTITION and final.aips_events == []
     np.testing.assert_array_equal(wire.tails[0][0], arrays[0])
+    # the edge writes the members the local node needs at once first: it reads those, the rest after local_end
+    assert final.text is not None and list(final.leading) == list(m.RESULT_LEADING)
+    assert final.predictions("full", 3) == final.predictions("topk", 3)
+    assert final.body["after_unit"] == final.after_unit and final.figures.stamps["remote_result_send"] > 0
 
 
 def test_what_the_edge_refuses_before_and_during_configuration() -> None:
