@@ -11,6 +11,7 @@ its actual coverage (>= 0.95, reported) is exact, not asymptotic. Below n = 6 no
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -74,3 +75,12 @@ def median_ci(values: Iterable[float | int | None], level: float = CI_LEVEL) -> 
         k, upper, coverage = ranks
         low, high = data[k - 1], data[upper - 1]
     return MedianCI(n, median(data), low, high, coverage, data[0], data[-1])
+
+
+def coefficient_of_variation_pct(values: Iterable[float | None]) -> float | None:
+    """Sample standard deviation over mean, in percent, of the finite values; None below two values."""
+    data = [v for v in values if v is not None and math.isfinite(v)]
+    if len(data) < 2:
+        return None
+    mean = statistics.fmean(data)
+    return 100.0 * statistics.stdev(data) / mean if mean > 0 else None

@@ -19,14 +19,12 @@ Standard library in the parent; numpy in the child only.
 from __future__ import annotations
 
 import json
-import math
 import os
 import select
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,15 +58,6 @@ class SpeedSample:
     def to_dict(self) -> dict[str, Any]:
         return {"cpu_ms": round(self.cpu_ms, 4), "wall_ms": round(self.wall_ms, 4), "cpus": list(self.cpus),
                 "start_ns": self.start_ns, "end_ns": self.end_ns}
-
-
-def coefficient_of_variation_pct(values: Iterable[float | None]) -> float | None:
-    """Sample standard deviation over mean, in percent, of the finite values; None below two values."""
-    data = [v for v in values if v is not None and math.isfinite(v)]
-    if len(data) < 2:
-        return None
-    mean = statistics.fmean(data)
-    return 100.0 * statistics.stdev(data) / mean if mean > 0 else None
 
 
 class ReferenceChild:

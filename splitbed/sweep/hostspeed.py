@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from splitbed.host.speed import REFERENCE, HostSpeedError, HostSpeedProbe, coefficient_of_variation_pct
+from splitbed.host.speed import REFERENCE, HostSpeedError, HostSpeedProbe
+from splitbed.stats import coefficient_of_variation_pct
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,6 @@ pooling them would give a median of neither. `pool_hosts=True` pools them anyway
 from __future__ import annotations
 
 import csv
-import math
-import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from splitbed.nodes.metrics import DROPPED_STATUS
-from splitbed.stats import MedianCI, median_ci
+from splitbed.stats import MedianCI, coefficient_of_variation_pct, median_ci
 from splitbed.sweep.distribution import (
     PERCENTILE_GROUPS,
     PERCENTILES,
@@ -180,15 +178,6 @@ def host_cpu_stolen_pct(records: Iterable[dict[str, Any]]) -> float | None:
             if isinstance(steal, (int, float)) and isinstance(total, (int, float)):
                 stolen, every = stolen + steal, every + total
     return 100.0 * stolen / every if every > 0 else None
-
-
-def coefficient_of_variation_pct(values: Iterable[float | None]) -> float | None:
-    """Sample standard deviation over mean, in percent, of the finite values; None below two values."""
-    data = [v for v in values if v is not None and math.isfinite(v)]
-    if len(data) < 2:
-        return None
-    mean = statistics.fmean(data)
-    return 100.0 * statistics.stdev(data) / mean if mean > 0 else None
 
 
 def record_key(record: dict[str, Any]) -> str:

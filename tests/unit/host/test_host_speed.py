@@ -11,12 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from splitbed.host.speed import (
-    MAX_RUNS,
-    HostSpeedProbe,
-    ReferenceChild,
-    coefficient_of_variation_pct,
-)
+from splitbed.host.speed import MAX_RUNS, HostSpeedProbe, ReferenceChild
+from splitbed.stats import coefficient_of_variation_pct
 
 CPUS = sorted(os.sched_getaffinity(0))
 
