@@ -153,15 +153,29 @@ def usual_runs(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[float, f
     return usual
 
 
-def slower_reference(record: Mapping[str, Any], usual: Mapping[str, tuple[float, float]]) -> tuple[str, float] | None:
-    """The role whose reference run before this record stood out most (beyond `usual_runs`' bound), and by how much
-    (a fraction: 0.2 = 20 % more CPU time than the point's median); None when none stood out."""
-    best: tuple[str, float] | None = None
+def slower_references(record: Mapping[str, Any], usual: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Per role whose reference run before this record stood out (beyond `usual_runs`' bound), by how much (a
+    fraction: 0.2 = 20 % more CPU time than the point's median); empty when none stood out."""
+    found: dict[str, float] = {}
     for role, (base, bound) in usual.items():
         value = reference_cpu_ms(record, role)
         if value is None:
             continue
         slower = value / base - 1.0
-        if slower > bound and (best is None or slower > best[1]):
-            best = (role, slower)
-    return best
+        if slower > bound:
+            found[role] = slower
+    return found
+
+
+def host_compute_ms(record: Mapping[str, Any], role: str) -> float | None:
+    """The role's own compute on the host's CPU in this inference, what a slower host stretches: the edge's tail
+    call (`remote_inference_ms`) and the UE's head call before any device stretch (`local_inference_measured_ms`;
+    `local_inference_ms` holds the stretched, device's time when the UE emulates a phone). Where a device block
+    says what the host measured (`measured_ms`), that is it."""
+    device = record.get("edge_device" if role == "edge" else "ue_device")
+    measured = device.get("measured_ms") if isinstance(device, Mapping) else None
+    keys = ("remote_inference_ms",) if role == "edge" else ("local_inference_measured_ms", "local_inference_ms")
+    for value in (measured, *(record.get(k) for k in keys)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
