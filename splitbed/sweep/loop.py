@@ -31,12 +31,13 @@ from typing import Any, Protocol
 from netem.errors import NetemError
 from netem.profile import LinkProfile
 from splitbed.nodes.metrics import DROPPED_STATUS
-from splitbed.sweep.hostspeed import SweepSpeedProbe
+from splitbed.sweep.hostspeed import StreamBursts, SweepSpeedProbe
 from splitbed.sweep.pacing import run_paced
 from splitbed.sweep.plan import SINGLE_WORKLOAD, WARMUP_TOLERANCE, Point, SweepSpec, engine_args, link_profile
 from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
 from splitbed.testbed import JobRefusedError, TestbedError
+from splitbed.workload import parse as parse_workload
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +237,15 @@ class ProfileRun:
         realisation = self._place_link(point, bed, store)
         computes: list[float | None] = []
         settled: bool | None = None if spec.warmup else True
+        warm_s: float | None = None  # the last warm-up's job, wall time: what a paced frame will take
+        warm_host: Any = None
         while len(computes) < (spec.warmup_max if spec.warmup else 0):
             tags = {"warmup": True, "warmup_index": len(computes), "draw": realisation["draw"],
                     "realisation": realisation}
+            begin = time.monotonic()
             records = bed.run(point.job(tags=tags))
+            warm_s = time.monotonic() - begin
+            warm_host = next((r["host"] for r in records if isinstance(r.get("host"), dict)), warm_host)
             for record in records:
                 store.append(record)
                 progress.advance(record)
@@ -266,8 +272,12 @@ class ProfileRun:
                     store.append(record)
                     self._counted(point, record)
         else:  # frames captured at their arrival times (splitbed.sweep.pacing)
+            around = None
+            interval = parse_workload(point.workload).deadline_s  # the mean time between frames
+            if self.speed is not None and interval is not None:  # bursts around a stream short of room between frames
+                around = StreamBursts(self.speed, self.store, point.key, interval, warm_s, warm_host)
             run_paced(point, spec.repetitions, bed, store, warm, lambda: self._place_link(point, bed, store),
-                      lambda record: self._counted(point, record), self._paced_speed)
+                      lambda record: self._counted(point, record), self._paced_speed, around)
         if store.completed(point.key) < point.wanted(spec.repetitions):
             outcome.incomplete.append(point.key)
 

@@ -15,6 +15,7 @@ import pytest
 
 from splitbed.runtime.cpus import default_plan
 from splitbed.sweep import SweepSpec, read_records, run_sweep, summarise, write_csv
+from splitbed.sweep.hostspeed import AFTER_STREAM, BEFORE_STREAM, BURST_RUNS, is_burst
 from splitbed.sweep.outliers import find_outliers
 from splitbed.sweep.store import is_measurement
 from tests.unit.sweep.test_sweep_realisations import RecordingBed
@@ -36,6 +37,29 @@ def _sweep(tmp_path: Path, **spec: Any) -> list[dict[str, Any]]:
                "warmup": 1, "warmup_max": 1, "weights": "random:0", "baselines": (), **spec}
     run_sweep(SweepSpec(**options), tmp_path, testbed_factory=lambda **o: StampingBed(o["profile"]))
     return [r for r in read_records(tmp_path).records if is_measurement(r)]
+
+
+def _bursts(tmp_path: Path) -> list[dict[str, Any]]:
+    return [r for r in read_records(tmp_path).records if is_burst(r)]
+
+
+def _burst_runs_lie_around_the_stream(bursts: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
+    """A burst before the stream ends before its first frame's job starts; one after starts after its last job."""
+    plan = default_plan()
+    first = min(r["timestamps_ns"]["local_start"] for r in records)
+    last = max(r["timestamps_ns"]["local_end"] for r in records)
+    for burst in bursts:
+        block = burst["host_speed"]
+        assert burst["tags"]["point"] == records[0]["tags"]["point"] and block["source"] == "measured"
+        for role, cpus in (("edge", plan.edge), ("ue", plan.ue)):
+            runs = block[role]["runs"]
+            assert len(runs) == BURST_RUNS and block[role]["asked_cpus"] == list(cpus)
+            for run in runs:
+                assert run["cpus"] == list(cpus) and math.isfinite(run["cpu_ms"]) and run["cpu_ms"] > 0
+                if block["when"] == BEFORE_STREAM:
+                    assert run["end_ns"] <= first
+                else:
+                    assert block["when"] == AFTER_STREAM and run["start_ns"] >= last
 
 
 def _never_during_an_inference(records: list[dict[str, Any]]) -> None:
@@ -73,11 +97,52 @@ def test_a_paced_point_runs_it_only_in_the_idle_time_before_a_frame(tmp_path: Pa
     assert len(records) == 3 and any("host_speed" in r for r in records)
     _never_during_an_inference(records)
     assert all(r["host_speed"]["frame_delayed_ms"] >= 0 for r in records if "host_speed" in r)
+    # frame 0 is due when the stream starts, so at most 2 of 3 frames had a run: fewer than a spread needs, and the
+    # stream got a burst after it; none before (the warm-up left room between frames)
+    between = sum(1 for r in records if "host_speed" in r)
+    [burst] = _bursts(tmp_path / "paced")
+    assert burst["host_speed"]["when"] == AFTER_STREAM and burst["tags"]["stream"] == 0
+    _burst_runs_lie_around_the_stream([burst], records)
+    [summary] = summarise(read_records(tmp_path / "paced").records)
+    speed = summary.host_speed
+    assert speed is not None and (speed.n, speed.between, speed.burst_runs) == (between + BURST_RUNS, between,
+                                                                                BURST_RUNS)
+    assert speed.source == f"{between} between the inferences; {BURST_RUNS} in burst after the stream"
+    edge = [r["host_speed"]["edge"]["cpu_ms"] for r in records if "host_speed" in r]
+    edge += [run["cpu_ms"] for run in burst["host_speed"]["edge"]["runs"]]
+    assert speed.median_ms["edge"] == pytest.approx(statistics.median(edge))
+
+
+def test_a_paced_point_with_no_room_between_frames_gets_bursts_before_and_after_its_stream(tmp_path: Path) -> None:
+    """Frames every 16.7 ms, jobs of ~2 ms: no run fits between them, so the stream gets a burst right before its
+    first frame (the warm-up showed no room) and one right after its last; no record carries a run, so no
+    outlier can be put down to one, and the summary says where its runs came from."""
+    out = tmp_path / "busy"
+    records = _sweep(out, workloads=("periodic:60/queue:1",))
+    assert len(records) == 3 and not any("host_speed" in r for r in records)
+    bursts = _bursts(out)
+    assert [b["host_speed"]["when"] for b in bursts] == [BEFORE_STREAM, AFTER_STREAM]
+    _burst_runs_lie_around_the_stream(bursts, [r for r in records if r["status"] == "ok"])
+    [summary] = summarise(read_records(out).records)
+    speed = summary.host_speed
+    assert speed is not None and (speed.n, speed.between, speed.burst_runs) == (2 * BURST_RUNS, 0, 2 * BURST_RUNS)
+    assert speed.bursts == ("before", "after")
+    assert speed.source == f"{2 * BURST_RUNS} in bursts before and after the stream"
+    for role in ("edge", "ue"):
+        values = [run["cpu_ms"] for b in bursts for run in b["host_speed"][role]["runs"]]
+        assert speed.cv_pct[role] == pytest.approx(100 * statistics.stdev(values) / statistics.fmean(values))
+    path = write_csv([summary], tmp_path / "summary.csv")
+    with path.open() as handle:
+        [row] = list(csv.DictReader(handle))
+    assert (row["host_speed_n"], row["host_speed_between_n"], row["host_speed_burst_n"]) == (
+        str(2 * BURST_RUNS), "0", str(2 * BURST_RUNS))
 
 
 def test_switched_off_no_record_has_it(tmp_path: Path) -> None:
     records = _sweep(tmp_path / "off", host_speed_probe=False)
     assert records and not any("host_speed" in r for r in records)
+    busy = _sweep(tmp_path / "off-paced", host_speed_probe=False, workloads=("periodic:60/queue:1",))
+    assert busy and not any("host_speed" in r for r in busy) and not _bursts(tmp_path / "off-paced")
     path = write_csv(summarise(records), tmp_path / "summary.csv")
     with path.open() as handle:
         [row] = list(csv.DictReader(handle))
@@ -151,7 +216,7 @@ def test_the_sweep_prints_the_range_the_spread_line_and_the_points_without_runs(
     line = host_speed_line([unsteady, without]) or ""
     assert line.startswith("Host speed, measured: a fixed reference workload (float32 512x512 matrix product x 10")
     assert f"edge's CPU CV {unsteady.host_speed.cv_pct['edge']:.1f}-" in line  # type: ignore[union-attr]
-    assert line.endswith("none in 1 point(s): paced frames with no idle time before them, or measured without it")
+    assert line.endswith("none in 1 point(s): measured without it")
     assert host_speed_line([without]) is None
     spread = [x for x in outlier_lines([unsteady]) if x.startswith("spread ")]
     assert spread == [f"spread {unsteady.profile}/vgg16/block2_conv1/{unsteady.carriage}: {unsteady.host_speed_note}"]
