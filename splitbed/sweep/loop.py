@@ -9,6 +9,8 @@ stay up across them), and what happens when a point cannot be measured.
 - an inference that fails (an error record) is kept, and the point tries again, at most `repetitions` extra times;
 - a paced workload (`--workload periodic:FPS`, `poisson:RATE`) captures the frames at their arrival times and
   drops what its overload policy drops (splitbed.sweep.pacing); warm-ups still run back to back;
+- the host-speed reference (splitbed.sweep.hostspeed) runs right before each back-to-back inference, in a paced
+  point's idle time before a frame, and in bursts around a paced stream that left no room for it;
 - warm-ups first (`warmup`, and more up to `warmup_max` until two in a row agree on the compute time within
   WARMUP_TOLERANCE); the measured records say how many ran and whether the compute settled;
 - on a link with random loss or jitter each measured inference draws its own realisation, and on a trace-driven
