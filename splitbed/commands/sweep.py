@@ -497,11 +497,14 @@ def host_speed_line(summaries: list[Any]) -> str | None:
         ms = [s.host_speed.median_ms[role] for s in probed if s.host_speed.median_ms[role] is not None]
         if cvs and ms:
             parts.append(f"{who}'s CPU CV {min(cvs):.1f}-{max(cvs):.1f} % (median {min(ms):.1f}-{max(ms):.1f} ms)")
+    bursts = sum(1 for s in probed if s.host_speed.burst_runs)
+    where = ("between the inferences" if not bursts else
+             f"between the inferences, and in bursts before/after the stream of {bursts} paced point(s) with no "
+             "room between their frames")
     return (f"Host speed, measured: a fixed reference workload (float32 {MATRIX_SIZE}x{MATRIX_SIZE} matrix product x "
-            f"{MATMULS_PER_RUN}, one thread) run on each node's CPUs between the inferences of {len(probed)} point(s): "
+            f"{MATMULS_PER_RUN}, one thread) run on each node's CPUs {where}, {len(probed)} point(s): "
             + "; ".join(parts) + " per point (summary.csv: host_speed_*; a CV near e2e's means the host's speed, "
-            "not the testbed, set the spread)" + (f"; none in {missing} point(s): paced frames with no idle time "
-                                                  "before them, or measured without it"
+            "not the testbed, set the spread)" + (f"; none in {missing} point(s): measured without it"
                                                   if missing else ""))
 
 

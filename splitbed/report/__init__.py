@@ -15,6 +15,7 @@ from splitbed.report.kpi_tables import tail_tables, traffic_line, traffic_tables
 from splitbed.report.plots import all_plots
 from splitbed.report.provenance import provenance
 from splitbed.report.render import ReportContent, render_html, render_markdown
+from splitbed.report.repeatability import repeatability_tables
 from splitbed.report.tables import Table, best_table, metric_tables
 from splitbed.report.traffic_plots import traffic_plots
 from splitbed.sweep.store import ResultsError, read_records, results_path
@@ -73,7 +74,8 @@ def build_report(results: str | Path, out_dir: str | Path | None = None, *, budg
                             skipped_lines=read.skipped, method_notes=notes,
                             tail_tables=tail_tables(summaries, chosen), traffic_tables=traffic_tables(models),
                             traffic_line=traffic_line(read.records), plot_notes=plot_notes,
-                            baseline_tables=baseline_tables(read.records, summaries))
+                            baseline_tables=baseline_tables(read.records, summaries),
+                            repeatability_tables=_per_host_titles(hosts, repeatability_tables))
     markdown = report_dir / "report.md"
     page = report_dir / "report.html"
     _write(markdown, render_markdown(content))
@@ -112,6 +114,19 @@ def _per_host(hosts: dict[str, list[PointSummary]], budget: Budget, report_dir: 
         notes += [n for n in host_notes if n not in notes]
     assert best is not None
     return best, tables, plots, notes
+
+
+def _per_host_titles(hosts: dict[str, list[PointSummary]], make: Any) -> list[Table]:
+    """`make(summaries)`'s tables, per host (CPU model) when the records come from several."""
+    if len(hosts) <= 1:
+        return list(make([s for members in hosts.values() for s in members]))
+    tables: list[Table] = []
+    for index, (cpu_model, members) in enumerate(hosts.items(), start=1):
+        for table in make(members):
+            table.title += f"; host {host_label(cpu_model, members)}"
+            table.anchor += f"-host{index}"
+            tables.append(table)
+    return tables
 
 
 def profile_dicts(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,12 @@ class ReportContent:
     traffic_line: str | None = None                            # how many records carry capture figures
     plot_notes: list[str] = field(default_factory=list)         # figures not drawn, and why
     baseline_tables: list[Table] = field(default_factory=list)  # full local inference vs the best split
+    repeatability_tables: list[Table] = field(default_factory=list)  # e2e CV beside the host's speed (repeatability)
+
+
+REPEATABILITY_TEXT = ("Per point: the spread of the end-to-end latency (CV, outliers) beside the host's own speed in the "
+                      "same minutes (a reference workload's CPU time on each node's CPUs, and where its runs came "
+                      "from), and the spread note where e2e varied above the target while the host varied comparably.")
 
 
 def weights_warning(content: ReportContent) -> str | None:
@@ -234,6 +240,10 @@ def render_markdown(content: ReportContent) -> str:
                 "bound of the budget with its 95 % interval.", ""]
         for table in content.tail_tables:
             out += _md_table(table)
+    if content.repeatability_tables:
+        out += ["## Repeatability and host speed", "", REPEATABILITY_TEXT, ""]
+        for table in content.repeatability_tables:
+            out += _md_table(table)
     if content.traffic_tables:
         out += ["## Uplink traffic model per point", "",
                 "Measured from the packet captures (UE side: what the UE offered the link); also in "
@@ -318,6 +328,10 @@ def render_html(content: ReportContent, report_dir: Path) -> str:
                   "<p>Median, p90, p95, p99 and maximum per partition (ms), and the share of inferences within each "
                   "bound of the budget with its 95 % interval.</p>"]
         for table in content.tail_tables:
+            parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
+    if content.repeatability_tables:
+        parts += ['<h2 id="repeatability">Repeatability and host speed</h2>', f"<p>{e(REPEATABILITY_TEXT)}</p>"]
+        for table in content.repeatability_tables:
             parts += [f"<h3>{e(table.title)}</h3>", _html_table(table)]
     if content.traffic_tables:
         parts += ['<h2 id="traffic">Uplink traffic model per point</h2>',

@@ -26,6 +26,7 @@ from typing import Any
 
 from splitbed.nodes.metrics import DROPPED_STATUS
 from splitbed.sweep import runstate
+from splitbed.sweep.hostspeed import is_burst
 from splitbed.sweep.plan import SweepSpec, SweepSpecError, points
 from splitbed.sweep.pointwire import PointRequest, PointResult, WireError, parse_result, request_text
 from splitbed.sweep.runner import SWEEP_META_NAME, Progress, SweepError, SweepOutcome, _Silent, _write_meta
@@ -241,6 +242,8 @@ def _keep(result: PointResult, store: ResultStore, progress: Progress, outcome: 
     """Append one point's records (the client is the only writer) and count them as a local sweep does."""
     for record in result.records:
         store.append(record)
+        if is_burst(record):  # host-speed runs around a paced stream (splitbed.sweep.hostspeed): no inference
+            continue
         tags = record.get("tags")
         warmup = isinstance(tags, dict) and bool(tags.get("warmup"))
         if not warmup and record.get("record_type") == "inference":

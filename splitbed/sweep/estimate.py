@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from splitbed.sweep.hostspeed import BURST_COST_MS, predicted_bursts
 from splitbed.sweep.hostspeed import COST_PER_INFERENCE_MS as HOST_SPEED_COST_MS
 from splitbed.sweep.plan import SINGLE_WORKLOAD, Point, SweepSpec, link_profile, points
 
@@ -84,6 +85,12 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
         seconds = OVERHEAD_PER_POINT_S + spec.warmup * per_frame_s + paced_s(point, spec.repetitions, per_frame_s)
         if spec.host_speed_probe and point.workload == SINGLE_WORKLOAD:  # the reference before each measured one
             seconds += spec.repetitions * HOST_SPEED_COST_MS / 1000
+        elif spec.host_speed_probe:  # paced: bursts before and after a stream that leaves no room between frames
+            from splitbed.workload import parse
+
+            interval = parse(point.workload).deadline_s
+            if interval is not None:
+                seconds += predicted_bursts(interval, per_frame_s) * BURST_COST_MS / 1000
         costs.append((seconds, point.key))
         result.by_profile_s[point.profile] = result.by_profile_s.get(point.profile, 0.0) + seconds
     for profile in result.by_profile_s:
@@ -95,6 +102,9 @@ def estimate(spec: SweepSpec, *, repeats: int = 3, on_model: Callable[[str], Non
     if spec.host_speed_probe and any(p.workload == SINGLE_WORKLOAD for p in matrix):
         result.notes.append(f"the host-speed reference: {HOST_SPEED_COST_MS:g} ms before each measured inference of "
                             "a back-to-back point (--no-host-speed-probe: none)")
+    if spec.host_speed_probe and any(p.workload != SINGLE_WORKLOAD for p in matrix):
+        result.notes.append(f"the host-speed reference under a paced workload: in the idle time between frames, "
+                            f"or {BURST_COST_MS:g} ms before and after a stream that leaves none")
     if any(p.workload != SINGLE_WORKLOAD for p in matrix):
         result.notes.append("paced workloads: each point's frames at their capture times, each run frame taking "
                             "the predicted e2e plus orchestration, dropped frames none (splitbed.workload)")

@@ -9,6 +9,8 @@ stay up across them), and what happens when a point cannot be measured.
 - an inference that fails (an error record) is kept, and the point tries again, at most `repetitions` extra times;
 - a paced workload (`--workload periodic:FPS`, `poisson:RATE`) captures the frames at their arrival times and
   drops what its overload policy drops (splitbed.sweep.pacing); warm-ups still run back to back;
+- the host-speed reference (splitbed.sweep.hostspeed) runs right before each back-to-back inference, in a paced
+  point's idle time before a frame, and in bursts around a paced stream that left no room for it;
 - warm-ups first (`warmup`, and more up to `warmup_max` until two in a row agree on the compute time within
   WARMUP_TOLERANCE); the measured records say how many ran and whether the compute settled;
 - on a link with random loss or jitter each measured inference draws its own realisation, and on a trace-driven
@@ -31,12 +33,13 @@ from typing import Any, Protocol
 from netem.errors import NetemError
 from netem.profile import LinkProfile
 from splitbed.nodes.metrics import DROPPED_STATUS
-from splitbed.sweep.hostspeed import SweepSpeedProbe
+from splitbed.sweep.hostspeed import StreamBursts, SweepSpeedProbe
 from splitbed.sweep.pacing import run_paced
 from splitbed.sweep.plan import SINGLE_WORKLOAD, WARMUP_TOLERANCE, Point, SweepSpec, engine_args, link_profile
 from splitbed.sweep.realisations import link_for, varies
 from splitbed.sweep.store import ResultStore
 from splitbed.testbed import JobRefusedError, TestbedError
+from splitbed.workload import parse as parse_workload
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +239,14 @@ class ProfileRun:
         realisation = self._place_link(point, bed, store)
         computes: list[float | None] = []
         settled: bool | None = None if spec.warmup else True
+        warm_s: float | None = None  # the last warm-up's e2e: about what a paced frame will keep the UE busy
+        warm_host: Any = None
         while len(computes) < (spec.warmup_max if spec.warmup else 0):
             tags = {"warmup": True, "warmup_index": len(computes), "draw": realisation["draw"],
                     "realisation": realisation}
             records = bed.run(point.job(tags=tags))
+            warm_s = _service_s(records)
+            warm_host = next((r["host"] for r in records if isinstance(r.get("host"), dict)), warm_host)
             for record in records:
                 store.append(record)
                 progress.advance(record)
@@ -266,8 +273,12 @@ class ProfileRun:
                     store.append(record)
                     self._counted(point, record)
         else:  # frames captured at their arrival times (splitbed.sweep.pacing)
+            around = None
+            interval = parse_workload(point.workload).deadline_s  # the mean time between frames
+            if self.speed is not None and interval is not None:  # bursts around a stream short of room between frames
+                around = StreamBursts(self.speed, self.store, point.key, interval, warm_s, warm_host)
             run_paced(point, spec.repetitions, bed, store, warm, lambda: self._place_link(point, bed, store),
-                      lambda record: self._counted(point, record), self._paced_speed)
+                      lambda record: self._counted(point, record), self._paced_speed, around)
         if store.completed(point.key) < point.wanted(spec.repetitions):
             outcome.incomplete.append(point.key)
 
@@ -300,6 +311,13 @@ def compute_ms(records: list[dict[str, Any]]) -> float | None:
     if not isinstance(local, (int, float)) or not isinstance(remote, (int, float)):
         return None
     return float(local) + float(remote)
+
+
+def _service_s(records: list[dict[str, Any]]) -> float | None:
+    """A warm-up's e2e in seconds (None when it failed): not its job's wall time, which on a partition's first job
+    includes building it."""
+    e2e = records[0].get("e2e_latency_ms") if len(records) == 1 else None
+    return float(e2e) / 1000 if isinstance(e2e, (int, float)) and not isinstance(e2e, bool) else None
 
 
 def compute_settled(computes: list[float | None], tolerance: float = WARMUP_TOLERANCE) -> bool:

@@ -12,9 +12,13 @@ each taken relative to the point's own median of that figure, so that what every
 - `page-fault storm`: the nodes' page faults, several times the usual;
 - `host speed`: the reference workload run on a node's CPUs right before this inference (`host_speed`,
   splitbed.sweep.hostspeed) took more CPU time than the point's usual, by at least 10 % and beyond the scatter of
-  the point's runs (3 scaled MADs): the host itself computed slower then. Its
-  share of the excess is the inference's median e2e scaled by how much slower the reference was (what the whole
-  inference would have lost at that speed).
+  the point's runs (3 scaled MADs): the host itself computed slower then. Its share of the excess is, per role
+  whose run stood out, the point's median of that role's own host compute scaled by how much slower the reference
+  was: the edge's tail call (`remote_inference_ms`), the UE's head call as the host computed it
+  (`local_inference_measured_ms`, without the wait of a UE stretched to a phone's time), never the whole e2e,
+  whose delivery, waits and stretch a slower CPU does not lengthen (splitbed.sweep.hostspeed.host_compute_ms).
+  Only a record with a run right before it can have this cause: the bursts of runs before and after a paced
+  point's stream (docs/SWEEP.md, "Host speed") say how the host varied over the point, not before which frame.
 
 A cause is named when it accounts for at least a quarter of the excess (a storm: at least 4x the usual faults
 and 1000 more); none found says so ("no cause in the record"): compute that was simply slower, or something the
@@ -28,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from splitbed.sweep.hostspeed import slower_reference, usual_runs
+from splitbed.sweep.hostspeed import host_compute_ms, slower_references, usual_runs
 
 MAD_SCALE = 1.4826  # makes the MAD estimate the standard deviation of normal data
 MAD_FACTOR = 3.0
@@ -91,6 +95,7 @@ def find_outliers(records: list[dict[str, Any]]) -> list[Outlier]:
         "faults": _median([_faults(r) for r in records]),
     }
     usual_reference = usual_runs(records)
+    usual_compute = {role: _median([host_compute_ms(r, role) for r in records]) for role in usual_reference}
     found = []
     for record, value in zip(records, e2e, strict=True):
         if value is None or value - median <= threshold:
@@ -106,13 +111,31 @@ def find_outliers(records: list[dict[str, Any]]) -> list[Outlier]:
         if faults is not None and faults >= STORM_FACTOR * usual["faults"] and \
                 faults - usual["faults"] >= STORM_MIN_FAULTS:
             outlier.causes.append(f"page-fault storm ({faults:.0f} faults, usually {usual['faults']:.0f})")
-        slower = slower_reference(record, usual_reference)
-        if slower is not None and slower[1] * median >= CAUSE_SHARE * excess:
-            where = "edge's" if slower[0] == "edge" else "UE's"
-            outlier.causes.append(f"host speed: the reference workload took {100 * slower[1]:.0f} % more CPU time "
-                                  f"than usual on the {where} CPU right before it")
+        cause = _host_speed_cause(slower_references(record, usual_reference), usual_compute, excess)
+        if cause is not None:
+            outlier.causes.append(cause)
         found.append(outlier)
     return sorted(found, key=lambda o: -o.excess_ms)
+
+
+def _host_speed_cause(slower: Mapping[str, float], usual_compute: Mapping[str, float], excess: float) -> str | None:
+    """The `host speed` cause when the roles whose reference stood out, each at its usual host compute, account for
+    a quarter of the excess (the module docstring)."""
+    lost = {role: fraction * usual_compute.get(role, 0.0) for role, fraction in slower.items()}
+    if not lost or sum(lost.values()) < CAUSE_SHARE * excess:
+        return None
+    parts = [f"{100 * slower[role]:.0f} % more CPU time than usual on the {_who(role)} CPU right before it "
+             f"(~{lost[role]:.1f} ms of its usual {usual_compute[role]:.1f} ms {_work(role)})"
+             for role in sorted(lost, key=lambda r: -lost[r])]
+    return "host speed: the reference workload took " + "; ".join(parts)
+
+
+def _who(role: str) -> str:
+    return "edge's" if role == "edge" else "UE's"
+
+
+def _work(role: str) -> str:
+    return "tail" if role == "edge" else "head"
 
 
 def _repetition(record: Mapping[str, Any]) -> Any:

@@ -19,7 +19,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from splitbed.nodes.metrics import DROPPED_RECORD_FIELDS, DROPPED_STATUS, SCHEMA_VERSION
 from splitbed.sweep.plan import Point
@@ -27,6 +27,17 @@ from splitbed.workload import Pacer, Workload, parse
 
 WORKLOAD_VERSION = "1.0"
 MAX_STREAMS = 3
+
+
+class AroundStream(Protocol):
+    """What runs right before a stream's first frame is due and right after its last is done (the host-speed
+    bursts, splitbed.sweep.hostspeed): no frame is waiting then."""
+
+    def before(self, stream: int) -> None: ...
+
+    def after(self, stream: int, runs_between: int, host: dict[str, Any] | None) -> None:
+        """`runs_between`: the stream's frames that got an `idle` block; `host`: its records' machine."""
+        ...
 
 
 def stream_seed(point_key: str, first_frame: int) -> int:
@@ -37,7 +48,8 @@ def stream_seed(point_key: str, first_frame: int) -> int:
 
 def run_paced(point: Point, repetitions: int, bed: Any, store: Any, tags: dict[str, Any],
               place_link: Callable[[], dict[str, Any]], on_record: Callable[[dict[str, Any]], None],
-              idle: Callable[[float], dict[str, Any] | None] | None = None) -> None:
+              idle: Callable[[float], dict[str, Any] | None] | None = None,
+              around: AroundStream | None = None) -> None:
     """Streams of frames until the point has `repetitions` frames accounted for (ok or dropped) or MAX_STREAMS ran.
     `store` has `append` and `completed` (ok + dropped records); `place_link` runs before each inference and gives
     its realisation tag; `on_record` sees every appended measured record; `idle`, given the seconds until the next
@@ -56,25 +68,32 @@ def run_paced(point: Point, repetitions: int, bed: Any, store: Any, tags: dict[s
                 "description": workload.describe(), "stream": stream,
                 "seed": seed if workload.kind == "poisson" else None,
                 "deadline_ms": None if workload.deadline_s is None else 1000.0 * workload.deadline_s}
-        _stream(point, workload, arrivals, bed, store, first, base, tags, place_link, on_record, idle)
+        if around is not None:
+            around.before(stream)
+        runs, host = _stream(point, workload, arrivals, bed, store, first, base, tags, place_link, on_record, idle)
+        if around is not None:
+            around.after(stream, runs, host)
 
 
 def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, store: Any, first: int,
             base: dict[str, Any], tags: dict[str, Any], place_link: Callable[[], dict[str, Any]],
             on_record: Callable[[dict[str, Any]], None],
-            idle: Callable[[float], dict[str, Any] | None] | None = None) -> None:
+            idle: Callable[[float], dict[str, Any] | None] | None = None) -> tuple[int, dict[str, Any] | None]:
+    """One stream; gives how many of its frames got an `idle` block and the machine its records name."""
     pacer = Pacer(arrivals, workload.queue)
+    runs, last_host = 0, None
     t0 = time.monotonic_ns()
     for _ in range(len(arrivals)):  # each pass starts one frame; the frames dropped meanwhile are placed too
         frame = pacer.next_frame()
         if frame is None:
-            return
+            break
         capture_ns = t0 + round(arrivals[frame] * 1e9)
         delay = (capture_ns - time.monotonic_ns()) / 1e9
         speed = idle(delay) if idle is not None and delay > 0 else None
         delay = (capture_ns - time.monotonic_ns()) / 1e9
         if speed is not None:  # it was to end before the frame's arrival; say by how much it did not
             speed = {**speed, "frame_delayed_ms": max(0.0, -1000.0 * delay)}
+            runs += 1
         if delay > 0:
             time.sleep(delay)
         realisation = place_link()
@@ -90,6 +109,7 @@ def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, s
             store.append(record)
             on_record(record)
         host = next((r["host"] for r in records if isinstance(r.get("host"), dict)), None)
+        last_host = host or last_host
         for dropped in pacer.during_service((end_ns - t0) / 1e9):
             record = dropped_record(point, {**tags, "rep": first + dropped}, host,
                                     {**base, "frame": first + dropped, "arrival_s": arrivals[dropped],
@@ -99,6 +119,7 @@ def _stream(point: Point, workload: Workload, arrivals: list[float], bed: Any, s
                                      "clock": "orchestrator"})
             store.append(record)
             on_record(record)
+    return runs, last_host
 
 
 def frame_block(base: dict[str, Any], frame: int, arrival_s: float, capture_ns: int, dispatch_ns: int, end_ns: int,

@@ -34,7 +34,7 @@ from splitbed.sweep.distribution import (
 )
 from splitbed.sweep.figures import BY_KEY, FIGURES, LATENCY_SEGMENTS, segment_value
 from splitbed.sweep.hosts import cpu_model, machine
-from splitbed.sweep.hostspeed import CV_TARGET_PCT, HostSpeed, host_speed
+from splitbed.sweep.hostspeed import CV_TARGET_PCT, HostSpeed, host_speed, is_burst
 from splitbed.sweep.outliers import Outlier, find_outliers
 from splitbed.sweep.plan import SINGLE_WORKLOAD
 from splitbed.sweep.realisations import independent_draws
@@ -47,7 +47,7 @@ IDENTITY_COLUMNS = ("profile", "uplink_rate_mbit", "uplink_delay_ms", "backend",
                     "ci_coverage", "host_cpu_stolen_pct", "ue_late_records", "independent_draws", "e2e_cv_pct",
                     "outliers",
                     "outlier_causes", "workload", "frames_dropped", "frames_late", "host_speed_n",
-                    "host_speed_edge_cv_pct", "host_speed_ue_cv_pct", "host_speed_edge_ms", "host_speed_ue_ms",
+                    "host_speed_between_n", "host_speed_burst_n", "host_speed_edge_cv_pct", "host_speed_ue_cv_pct", "host_speed_edge_ms", "host_speed_ue_ms",
                     "host_speed_note")
 
 
@@ -92,7 +92,7 @@ class PointSummary:
     workload: str = SINGLE_WORKLOAD  # the records' workload.spec (splitbed.workload)
     frames_dropped: int = 0   # frames the workload's overload policy dropped (records with status dropped)
     frames_late: int = 0      # good frames whose latency from capture exceeded the frame deadline (workload.late)
-    host_speed: HostSpeed | None = None  # the reference workload's runs between the inferences (sweep.hostspeed)
+    host_speed: HostSpeed | None = None  # the reference workload's runs: between the inferences, bursts (sweep.hostspeed)
 
     @property
     def host_speed_note(self) -> str | None:
@@ -197,12 +197,15 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False,
     whose shares each summary counts (the sweep and the report pass budgets.toml's or the user's; None: none)."""
     budgets = list(budgets or [])
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    bursts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)  # host-speed runs around a paced stream
     for record in records:
-        if not is_measurement(record):
-            continue
-        groups[(record_key(record), "" if pool_hosts else cpu_model(record))].append(record)
+        where = (record_key(record), "" if pool_hosts else cpu_model(record))
+        if is_burst(record):
+            bursts[where].append(record)
+        elif is_measurement(record):
+            groups[where].append(record)
     summaries = []
-    for (key, _), group in groups.items():
+    for (key, model), group in groups.items():
         good = [r for r in group if r.get("status") == "ok"]
         dropped = sum(1 for r in group if r.get("status") == DROPPED_STATUS)
         ident = _identity((good or group)[0])
@@ -219,12 +222,20 @@ def summarise(records: Iterable[dict[str, Any]], *, pool_hosts: bool = False,
         summary.independent_draws = independent_draws(good)
         summary.e2e_cv_pct = coefficient_of_variation_pct(BY_KEY["e2e_latency_ms"].value(r) for r in good)
         summary.outliers = find_outliers(good)
-        summary.host_speed = host_speed(good)
+        summary.host_speed = host_speed(good, _bursts_of(bursts, groups, key, model))
         summary.percentiles = {f.key: percentiles(f.value(r) for r in good) for f in FIGURES
                                if f.group in PERCENTILE_GROUPS}
         summary.budget_shares = budget_shares(good, budgets, dropped=dropped)
         summaries.append(summary)
     return summaries
+
+
+def _bursts_of(bursts: dict[tuple[str, str], list[dict[str, Any]]], groups: dict[tuple[str, str], Any], key: str,
+               model: str) -> list[dict[str, Any]]:
+    """A point's host-speed bursts on its machine; a burst whose machine no record of the point names (none known)
+    goes with every summary of the point."""
+    orphans = [b for (k, m), found in bursts.items() if k == key and (k, m) not in groups for b in found]
+    return bursts.get((key, model), []) + orphans
 
 
 def by_cpu_model(summaries: Iterable[PointSummary]) -> dict[str, list[PointSummary]]:
@@ -327,8 +338,8 @@ def write_csv(summaries: Iterable[PointSummary], path: str | Path) -> Path:
 def _host_speed_cells(summary: PointSummary) -> list[Any]:
     speed = summary.host_speed
     if speed is None or not speed.n:
-        return [0, "", "", "", "", ""]
-    return [speed.n, _cell(speed.cv_pct["edge"]), _cell(speed.cv_pct["ue"]), _cell(speed.median_ms["edge"]),
+        return [0, 0, 0, "", "", "", "", ""]
+    return [speed.n, speed.between, speed.burst_runs, _cell(speed.cv_pct["edge"]), _cell(speed.cv_pct["ue"]), _cell(speed.median_ms["edge"]),
             _cell(speed.median_ms["ue"]), summary.host_speed_note or ""]
 
 

@@ -44,7 +44,7 @@ window.addEventListener('load', () => {
     widths: images.map(i => i.naturalWidth),
     tables: document.querySelectorAll('table').length,
     kinds: Array.from(document.querySelectorAll('figure')).map(f => f.dataset.kind),
-    sections: ['tails', 'traffic', 'plots'].filter(id => document.getElementById(id) !== null),
+    sections: ['tails', 'repeatability', 'traffic', 'plots'].filter(id => document.getElementById(id) !== null),
     plotNotes: Array.from(document.querySelectorAll('.plot-note')).map(p => p.textContent),
     rows: document.querySelectorAll('tbody tr').length,
     best: document.querySelectorAll('tr.best').length,
@@ -138,6 +138,20 @@ def test_markdown_has_tails_budget_shares_and_the_traffic_model(report: object, 
     assert "24 of 24 measured inferences carry traffic figures" in text
 
 
+def test_markdown_shows_each_points_spread_beside_the_hosts_speed(report: object, shared_sweep: Path) -> None:
+    """The repeatability section: per point the e2e CV and the host-speed reference's CV per node CPU from the
+    sweep's real runs (one right before each of the 6 inferences), the same figures as summary.csv."""
+    text = report.markdown.read_text()  # type: ignore[attr-defined]
+    assert "## Repeatability and host speed" in text
+    for s in summarise(read_records(shared_sweep).records):
+        speed = s.host_speed
+        assert speed is not None and (speed.n, speed.between, speed.burst_runs) == (6, 6, 0)
+        cells = [f"{s.partition} ({s.partition_id})", str(s.n), f"{s.e2e_cv_pct:.2f} %"]
+        assert "| " + " | ".join(cells) + " |" in text
+        assert f"| 6: 6 between the inferences | {speed.cv_pct['edge']:.2f} % ({speed.median_ms['edge']:.1f} ms) | " \
+               f"{speed.cv_pct['ue']:.2f} % ({speed.median_ms['ue']:.1f} ms) |" in text
+
+
 class _Refs(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -169,9 +183,11 @@ def test_chromium_renders_the_page_with_every_table_and_image(report: object, tm
     state = json.loads(html.unescape(match.group(1)))
     assert state["images"] == len(report.plots) and state["decoded"] == state["images"]  # type: ignore[attr-defined]
     assert min(state["widths"]) > 1500  # 300 dpi
-    # best, two seed tables, two tail tables (one per carriage), four traffic-model tables (one per point)
-    assert state["tables"] == 1 + 2 + 2 + 4 and state["best"] == 2 and state["rows"] >= 1 + 4 + 4 + 4 * 7
-    assert state["sections"] == ["tails", "traffic", "plots"]
+    # best, two seed tables, two tail tables and two repeatability tables (one per carriage), four traffic-model
+    # tables (one per point)
+    assert state["tables"] == 1 + 2 + 2 + 2 + 4 and state["best"] == 2
+    assert state["rows"] >= 1 + 4 + 4 + 4 + 4 * 7
+    assert state["sections"] == ["tails", "repeatability", "traffic", "plots"]
     # per carriage: stacked latency, latency CDF, bitrate over time, burst sizes; per model: sizes. One profile,
     # so no latency-vs-rate figure, and the page says why
     assert sorted(state["kinds"]) == sorted(["latency", "cdf", "bitrate", "burst"] * 2 + ["size"])

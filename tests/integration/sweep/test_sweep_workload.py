@@ -103,6 +103,43 @@ def test_an_overloaded_ue_drops_the_frames_its_policy_drops(paced_sweep: Path) -
     assert by_workload[KEEPS_UP].frames_dropped == 0 and by_workload[KEEPS_UP].n == 6
 
 
+def test_an_overloaded_point_gets_host_speed_bursts_around_its_stream(paced_sweep: Path) -> None:
+    """At 60 frames/s no run of the host-speed reference fits between frames (each inference takes >= 60 ms), so
+    the stream got a burst before its first frame (the warm-up left no room) and one after its last (no frame had
+    a run): real runs on the CPU plan's CPUs, none while a frame ran, and the summary says they came from bursts.
+    The point that keeps up got no burst before its stream (its warm-up left room between frames)."""
+    from splitbed.sweep.hostspeed import AFTER_STREAM, BEFORE_STREAM, BURST_RUNS, is_burst
+
+    records = read_records(paced_sweep).records
+    frames = _frames(paced_sweep, OVERLOADED)
+    key = frames[0]["tags"]["point"]
+    assert not any("host_speed" in r for r in frames.values())
+    bursts = [r for r in records if is_burst(r) and r["tags"]["point"] == key]
+    assert [b["host_speed"]["when"] for b in bursts] == [BEFORE_STREAM, AFTER_STREAM]
+    warmup_end = max(r["timestamps_ns"]["local_end"] for r in records if r.get("record_type") == "inference"
+                     and r["tags"]["point"] == key and r["tags"].get("warmup"))
+    ran = [r for r in frames.values() if r["status"] == "ok"]
+    first_start = min(r["timestamps_ns"]["local_start"] for r in ran)
+    last_end = max(r["timestamps_ns"]["local_end"] for r in ran)
+    cpus = ran[0]["link"]["cpus"]
+    for burst, (lower, upper) in zip(bursts, ((warmup_end, first_start), (last_end, None)), strict=True):
+        assert burst["host"] == ran[0]["host"]  # the machine, as the point's records name it
+        for role in ("edge", "ue"):
+            runs = burst["host_speed"][role]["runs"]
+            assert len(runs) == BURST_RUNS
+            for run in runs:
+                assert run["cpus"] == cpus[role] and 0 < run["cpu_ms"] <= run["wall_ms"] * 1.05 + 1
+                assert lower <= run["start_ns"] < run["end_ns"] and (upper is None or run["end_ns"] <= upper)
+    by_workload = {s.workload: s for s in summarise(records)}
+    speed = by_workload[OVERLOADED].host_speed
+    assert speed is not None and (speed.n, speed.between, speed.burst_runs) == (2 * BURST_RUNS, 0, 2 * BURST_RUNS)
+    assert speed.source == f"{2 * BURST_RUNS} in bursts before and after the stream"
+    assert speed.cv_pct["edge"] is not None and speed.cv_pct["ue"] is not None
+    keeps_up = _frames(paced_sweep, KEEPS_UP)[0]["tags"]["point"]
+    assert not any(is_burst(r) and r["tags"]["point"] == keeps_up and r["host_speed"]["when"] == BEFORE_STREAM
+                   for r in records)
+
+
 # --- Poisson arrivals: the capture times are the recorded, reproducible draws --------------------------------------
 POISSON = "poisson:10/queue:3"  # mean 100 ms between frames; 3 may wait, so none of the 4 frames is dropped
 POISSON_FRAMES = 4
@@ -110,9 +147,12 @@ POISSON_FRAMES = 4
 
 @pytest.fixture(scope="module")
 def poisson_runs(shared_bed: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The same two-point Poisson sweep run twice, into two directories (no captures: the arrivals are the point)."""
+    """The same two-point Poisson sweep run twice, into two directories (no captures, no host-speed reference: the
+    arrivals are the point)."""
+    # no host-speed reference: with no warm-up each 4-frame stream would get bursts around it (about 0.2-0.5 s
+    # each, 8 in all); the 60 frames/s point above tests them
     spec = sweep_spec(encodings=("tlv",), workloads=(POISSON,), repetitions=POISSON_FRAMES, capture=False,
-                      warmup=0, warmup_max=0)
+                      warmup=0, warmup_max=0, host_speed_probe=False)
     runs = []
     for name in ("first", "again"):
         out = tmp_path_factory.mktemp(f"poisson-{name}")
@@ -175,7 +215,7 @@ def test_the_reports_capture_cdf_of_real_poisson_frames(poisson_runs: tuple[Path
     each frame at its wait + e2e (the unit tests hold the dropped frames' place in it)."""
     records = read_records(poisson_runs[0]).records
     for summary in summarise(records):
-        mine = [r for r in records if r["tags"]["point"] == summary.key and r["status"] == "ok"
+        mine = [r for r in records if r["tags"]["point"] == summary.key and r.get("status") == "ok"
                 and not r["tags"].get("warmup")]
         curve = cdf_curve(mine, summary, "frame_latency_ms")
         assert curve is not None

@@ -16,6 +16,7 @@ from splitbed.sweep.estimate import (
     describe,
     estimate,
 )
+from splitbed.sweep.hostspeed import BURST_COST_MS
 from splitbed.sweep.plan import SweepSpec
 
 
@@ -80,3 +81,11 @@ def test_a_paced_point_takes_at_least_its_frames_over_its_rate() -> None:
     assert slow.total_s == pytest.approx(TESTBED_START_S + OVERHEAD_PER_POINT_S + frame_s + 9.0 + frame_s)
     assert slow.total_s >= TESTBED_START_S + 9.0 and any("paced" in note for note in slow.notes)
     assert fast.total_s <= single.total_s  # at 60 frames/s the UE drops what it cannot serve
+    # the host-speed reference: none at 1 frame/s (idle time between frames), a burst before and after the stream
+    # at 60 frames/s (no room between them)
+    off = {"host_speed_probe": False}
+    assert slow.total_s == pytest.approx(estimate(SweepSpec(**options, workloads=("periodic:1",), **off),
+                                                  timings=timings).total_s)
+    assert fast.total_s - estimate(SweepSpec(**options, workloads=("periodic:60/skip",), **off),
+                                   timings=timings).total_s == pytest.approx(2 * BURST_COST_MS / 1000)
+    assert any("before and after a stream" in note for note in fast.notes)
