@@ -67,9 +67,7 @@ def read_lock(path: Path) -> Lock:
 def lock_path() -> Path | None:
     """constraints.txt of the source checkout this splitbed runs from; None for a wheel install (the package
     inside the environment) or a checkout without one."""
-    import splitbed
-
-    checkout = Path(splitbed.__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parent.parent  # this module lives in the splitbed package
     prefix = Path(sys.prefix).resolve()
     if checkout == prefix or prefix in checkout.parents:
         return None
