@@ -2,7 +2,7 @@
 # Idempotent set-up for a fresh Debian machine (root): system packages, then a virtualenv in .venv with
 # splitbed installed editable, every distribution (pip included) at the exact version of constraints.txt (the
 # lock, `make lock`; docs/INSTALL.md). Fast the second time: apt runs only for missing packages, pip only when
-# pyproject.toml or constraints.txt changed since the last install.
+# pyproject.toml or constraints.txt changed since the last install or an installed version drifted from the lock.
 # `bash scripts/setup.sh --stamp` prints the install stamp this checkout wants, and does nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,10 +59,23 @@ if ! .venv/bin/python -c 'pass' 2>/dev/null; then   # missing, or its interprete
 fi
 stamp=.venv/.splitbed-installed
 want=$(stamp_wanted)
+locked_for=$(sed -n 's/^# python: *//p' "$LOCK")
+running=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+install=no
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  install=yes
+elif [ "$locked_for" = "$running" ]; then
+  # Same lock, but a version may have been changed by hand since (pip install X): compare the installed
+  # distributions with the lock (splitbed.envlock; exit 1: a re-install fixes it, 2: only unpinned extras).
+  # Not on another Python, where markers can leave pins out for good (docs/INSTALL.md, "Other machines").
+  drift=0
+  .venv/bin/python -m splitbed.envlock || drift=$?
+  if [ "$drift" -ne 0 ] && [ "$drift" -ne 2 ]; then
+    install=yes
+  fi
+fi
+if [ "$install" = yes ]; then
   echo "setup: installing splitbed and its dependencies into .venv at the versions of $LOCK"
-  locked_for=$(sed -n 's/^# python: *//p' "$LOCK")
-  running=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   if [ -n "$locked_for" ] && [ "$locked_for" != "$running" ]; then
     echo "setup: warning: $LOCK was resolved for Python $locked_for, .venv has $running; if pip cannot satisfy" \
          "it, resolve one for this Python with: make lock (docs/INSTALL.md, \"Other machines\")" >&2

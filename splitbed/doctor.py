@@ -48,7 +48,6 @@ def probe_environment_lock() -> Probe:
     from splitbed import envlock
 
     name = "environment_lock"
-    fix = "make setup (installs the versions pinned in constraints.txt; docs/INSTALL.md, \"Locked versions\")"
     path = envlock.lock_path()
     if path is None:
         return Probe(name, False, False, f"no {envlock.LOCK_NAME} next to this splitbed (not a source checkout)",
@@ -67,7 +66,7 @@ def probe_environment_lock() -> Probe:
         return Probe(name, True, False, f"every installed version matches {where}{other_python}",
                      meaning="records say lock_match: yes (the locked, reproducible environment)")
     return Probe(name, False, False, f"installed versions drift from {where}: {drift.describe()}{other_python}",
-                 fix=fix, meaning="records say lock_match: no; a fresh checkout may not reproduce these figures")
+                 fix=envlock.fix(drift), meaning="records say lock_match: no; a fresh checkout may not reproduce these figures")
 
 
 def probe_cpus() -> Probe:

@@ -101,6 +101,11 @@ class Drift:
     def matches(self) -> bool:
         return not (self.differ or self.missing or self.extra)
 
+    @property
+    def reinstall_fixes(self) -> bool:
+        """`make setup` (pip install -c) puts differing and missing pins right; it removes nothing."""
+        return bool(self.differ or self.missing)
+
     def describe(self, limit: int = 4) -> str:
         """One line: what differs, capped at `limit` names per kind ("" when it matches)."""
         parts = []
@@ -136,3 +141,34 @@ def status() -> dict[str, str]:
         return {"lock_sha256": "", "lock_match": f"unknown: {exc}"}
     drift = compare(lock, installed())
     return {"lock_sha256": lock.sha256, "lock_match": "yes" if drift.matches else f"no: {drift.describe()}"}
+
+
+def fix(drift: Drift) -> str:
+    """The one command that makes this venv match the lock."""
+    if drift.reinstall_fixes:
+        return f"make setup (installs the versions pinned in {LOCK_NAME}; docs/INSTALL.md, \"Locked versions\")"
+    names = " ".join(name for name, _ in drift.extra)
+    return f".venv/bin/pip uninstall {names} (not in {LOCK_NAME}; make setup removes nothing)"
+
+
+def main() -> int:
+    """`python -m splitbed.envlock`, run by scripts/setup.sh when its stamp is current: exit 0 when the venv
+    matches the lock, 1 when a re-install would fix it (differing or missing pins, or no readable lock), 2 when
+    only unpinned distributions are installed (a re-install would not remove them); one line on stderr if not 0."""
+    path = lock_path()
+    if path is None:
+        print(f"envlock: no {LOCK_NAME} beside this splitbed (not a source checkout)", file=sys.stderr)
+        return 1
+    try:
+        drift = compare(read_lock(path), installed())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        print(f"envlock: {exc}", file=sys.stderr)
+        return 1
+    if drift.matches:
+        return 0
+    print(f"envlock: .venv drifts from {LOCK_NAME}: {drift.describe()}; fix: {fix(drift)}", file=sys.stderr)
+    return 1 if drift.reinstall_fixes else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -103,7 +103,9 @@ def test_drift_is_found_on_real_metadata_and_the_doctor_names_it_with_the_fix(tm
     probe = sb_doctor.probe_environment_lock()
     assert not probe.ok and not probe.must_have
     assert f"numpy 1.26.4 (lock {numpy})" in probe.detail and lock.sha256[:12] in probe.detail
-    assert probe.fix.startswith("make setup")
+    assert probe.fix.startswith("make setup") and probe.fix == envlock.fix(drift)
+    extras_only = envlock.Drift(extra=[("lz4", lz4)])
+    assert not extras_only.reinstall_fixes and envlock.fix(extras_only).startswith(".venv/bin/pip uninstall lz4")
     envlock.status.cache_clear()
     try:
         status = envlock.status()
@@ -122,6 +124,10 @@ def test_this_venv_matches_the_lock_or_the_doctor_says_how_it_drifts() -> None:
     assert envlock.status()["lock_match"] == ("yes" if drift.matches else f"no: {drift.describe()}")
     if not drift.matches:
         assert probe.fix.startswith("make setup") and drift.describe() in probe.detail
+    # What scripts/setup.sh asks when its stamp is current: 0 matches, 1 a re-install fixes it, 2 extras only.
+    done = subprocess.run([sys.executable, "-m", "splitbed.envlock"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == (0 if drift.matches else 1 if drift.reinstall_fixes else 2), done.stderr
+    assert done.stderr.count("\n") == (0 if drift.matches else 1)
     if is_ci():  # a fresh `make setup` installed exactly the lock
         assert drift.matches, f"the venv drifts from constraints.txt: {drift.describe()}"
 
@@ -160,7 +166,8 @@ def test_the_setup_stamp_changes_with_the_lock_and_pyproject(tmp_path: Path) -> 
 
 def test_everything_that_installs_the_project_uses_the_lock() -> None:
     setup = (REPO / "scripts" / "setup.sh").read_text()
-    installs = [line for line in setup.splitlines() if re.search(r"\bpip install\b", line)]
+    installs = [line for line in setup.splitlines()
+                if re.search(r"\bpip install\b", line) and not line.lstrip().startswith("#")]
     assert installs and all('-c "$LOCK"' in line for line in installs), installs
     assert re.search(r"^lock:\n\t@bash scripts/lock\.sh$", (REPO / "Makefile").read_text(), flags=re.M)
     tox = configparser.ConfigParser(interpolation=None)
