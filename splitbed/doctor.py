@@ -66,7 +66,8 @@ def probe_environment_lock() -> Probe:
         return Probe(name, True, False, f"every installed version matches {where}{other_python}",
                      meaning="records say lock_match: yes (the locked, reproducible environment)")
     return Probe(name, False, False, f"installed versions drift from {where}: {drift.describe()}{other_python}",
-                 fix=envlock.fix(drift), meaning="records say lock_match: no; a fresh checkout may not reproduce these figures")
+                 fix=envlock.fix(drift),
+                 meaning="records say lock_match: no; a fresh checkout may not reproduce these figures")
 
 
 def probe_cpus() -> Probe:

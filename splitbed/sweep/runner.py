@@ -132,8 +132,7 @@ def stale_runs(out_dir: Path) -> list[str]:
 def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | None, state: str,
                 outcome: SweepOutcome) -> list[dict[str, Any]]:
     """sweep.json: every run of this directory (options, state, wall time, owner, whether the environment was the
-    locked one), newest last. Earlier runs
-    left `running` by a killed process are marked `killed`; returns those."""
+    locked one), newest last. Earlier runs left `running` by a killed process are marked `killed`; returns those."""
     path = out_dir / SWEEP_META_NAME
     meta: dict[str, Any] = {"runs": []}
     if path.exists():
