@@ -2,10 +2,15 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup sweep test lint type
+.PHONY: setup lock sweep test lint type
 
 setup:
 	@bash scripts/setup.sh
+
+# Re-resolve pyproject.toml's ranges from the registry in a throw-away venv and rewrite constraints.txt (the lock
+# `make setup` installs). Review `git diff constraints.txt`, run the tests, commit (docs/INSTALL.md).
+lock:
+	@bash scripts/lock.sh
 
 # The main job runs a camera at 1 frame/s, queue of one frame (docs/SWEEP.md, "Workloads": why this rate).
 sweep: setup

@@ -42,6 +42,34 @@ def probe_tensorflow() -> Probe:
     return Probe(name, True, True, detail, meaning="versions are recorded in every metrics record")
 
 
+def probe_environment_lock() -> Probe:
+    """The installed versions against constraints.txt: a drifted venv makes figures that a fresh `make setup`
+    (the locked versions) may not reproduce."""
+    from splitbed import envlock
+
+    name = "environment_lock"
+    path = envlock.lock_path()
+    if path is None:
+        return Probe(name, False, False, f"no {envlock.LOCK_NAME} next to this splitbed (not a source checkout)",
+                     meaning="records cannot say whether the software is the locked one (lock_match: unknown)")
+    try:
+        lock = envlock.read_lock(path)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return Probe(name, False, False, f"unreadable lock: {exc}", fix="git checkout constraints.txt, then make setup",
+                     meaning="records cannot say whether the software is the locked one")
+    drift = envlock.compare(lock, envlock.installed())
+    where = f"{path} (sha256 {lock.sha256[:12]}, {len(lock.pins)} pins)"
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    other_python = f"; the lock was resolved for Python {lock.python}, this is {here}" \
+        if lock.python and lock.python != here else ""
+    if drift.matches:
+        return Probe(name, True, False, f"every installed version matches {where}{other_python}",
+                     meaning="records say lock_match: yes (the locked, reproducible environment)")
+    return Probe(name, False, False, f"installed versions drift from {where}: {drift.describe()}{other_python}",
+                 fix=envlock.fix(drift),
+                 meaning="records say lock_match: no; a fresh checkout may not reproduce these figures")
+
+
 def probe_cpus() -> Probe:
     """Inference times depend on how many cores the process may use and how busy they are right now."""
     usable = len(os.sched_getaffinity(0))
@@ -117,6 +145,7 @@ def probe_gpu() -> Probe:
 
 PROBES: dict[str, Callable[[], Probe]] = {
     "tensorflow": probe_tensorflow,
+    "environment_lock": probe_environment_lock,
     "cpus": probe_cpus,
     "imagenet_weights": probe_imagenet_weights,
     "rapl": probe_rapl,

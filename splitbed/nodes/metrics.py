@@ -12,6 +12,7 @@ import platform
 import sys
 from typing import Any, TypedDict
 
+from splitbed import envlock
 from splitbed.devices.figures import DeviceFigures, EdgeEnergy, HeadMemory, UeEnergy
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
@@ -157,7 +158,8 @@ def ns_to_ms(ns: int | None) -> float | None:
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of everything that can change a figure; TensorFlow/Keras only if this process loaded them."""
+    """Versions of everything that can change a figure, and whether the whole environment is the locked one
+    (constraints.txt); TensorFlow/Keras only if this process loaded them."""
     versions = {
         "python": platform.python_version(),
         "numpy": _dist_version("numpy"),
@@ -173,6 +175,7 @@ def software_versions() -> dict[str, str]:
     }
     from splitbed.nodes import protocol
 
+    versions.update(envlock.status())  # lock_sha256, lock_match: was this the locked environment (docs/INSTALL.md)
     versions["protocol_version"] = str(protocol.PROTOCOL_VERSION)
     versions["format_version"] = str(protocol.format_version())
     if "keras" in sys.modules:

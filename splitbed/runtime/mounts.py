@@ -15,6 +15,7 @@ from pathlib import Path
 
 import netem
 import splitbed
+from splitbed import envlock
 from splitbed.runtime.errors import NodeStartError
 
 PACKAGES = (splitbed, netem)
@@ -46,7 +47,8 @@ def source_checkout() -> Path | None:
 
 
 def default_mounts() -> list[Mount]:
-    """Source packages (editable installs), the checkout's fixtures/, and ~/.keras/models when present."""
+    """Source packages (editable installs), the checkout's fixtures/ and lock (constraints.txt), and
+    ~/.keras/models when present."""
     mounts: list[Mount] = []
     checkout = source_checkout()
     if checkout is not None:
@@ -54,6 +56,9 @@ def default_mounts() -> list[Mount]:
         fixtures = checkout / "fixtures"
         if fixtures.is_dir():
             mounts.append(Mount(fixtures))
+        lock = checkout / envlock.LOCK_NAME
+        if lock.is_file():  # so a container node's records say whether its (copied) venv is the locked one
+            mounts.append(Mount(lock))
     keras_models = Path.home() / ".keras" / "models"
     if keras_models.is_dir():
         mounts.append(Mount(keras_models.resolve()))

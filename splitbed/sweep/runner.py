@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from netem.profile import LinkProfile
+from splitbed import envlock
 from splitbed.sweep import runstate
 from splitbed.sweep.loop import (
     ProfileRun,
@@ -130,8 +131,8 @@ def stale_runs(out_dir: Path) -> list[str]:
 
 def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | None, state: str,
                 outcome: SweepOutcome) -> list[dict[str, Any]]:
-    """sweep.json: every run of this directory (options, state, wall time, owner), newest last. Earlier runs
-    left `running` by a killed process are marked `killed`; returns those."""
+    """sweep.json: every run of this directory (options, state, wall time, owner, whether the environment was the
+    locked one), newest last. Earlier runs left `running` by a killed process are marked `killed`; returns those."""
     path = out_dir / SWEEP_META_NAME
     meta: dict[str, Any] = {"runs": []}
     if path.exists():
@@ -144,7 +145,7 @@ def _write_meta(out_dir: Path, spec: SweepSpec, started: str, finished: str | No
     runs = [r for r in meta["runs"] if not (isinstance(r, dict) and r.get("started_utc") == started)]
     killed = runstate.mark_killed(runs)
     runs.append({"started_utc": started, "finished_utc": finished, "state": state, **runstate.owner(),
-                 "spec": spec.to_dict(),
+                 "spec": spec.to_dict(), "environment": envlock.status(),
                  "points": len(outcome.points), "skipped_points": outcome.skipped_points,
                  "inferences": outcome.inferences, "errors": outcome.errors, "frames_dropped": outcome.dropped, "wall_s": round(outcome.wall_s, 3),
                  "testbed_starts": outcome.testbed_starts, "incomplete_points": outcome.incomplete})

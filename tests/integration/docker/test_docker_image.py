@@ -42,9 +42,10 @@ def test_cached_image_is_found_by_its_key(node_image: Any, docker_client: Any) -
 
 
 def test_image_runs_this_hosts_interpreter_and_environment(node_image: Any, docker_client: Any) -> None:
-    probe = ("import json, sys, numpy, zstandard, splitbed\n"
+    probe = ("import json, sys, numpy, zstandard, splitbed\nfrom splitbed import envlock\n"
              "print(json.dumps({'exe': sys.executable, 'version': sys.version, 'numpy': numpy.__version__,"
-             " 'zstd': zstandard.__version__, 'splitbed_file': splitbed.__file__, 'prefix': sys.prefix}))")
+             " 'zstd': zstandard.__version__, 'splitbed_file': splitbed.__file__, 'prefix': sys.prefix,"
+             " 'lock': envlock.status()}))")
     out = docker_client.containers.run(node_image.tag, [sys.executable, "-c", probe], network_mode="none",
                                        remove=True, labels=owner_labels("probe"),
                                        volumes=[m.docker_bind() for m in default_mounts()])
@@ -52,10 +53,14 @@ def test_image_runs_this_hosts_interpreter_and_environment(node_image: Any, dock
     import zstandard
 
     import splitbed
+    from splitbed import envlock
 
     seen = json.loads(out)
+    # the lock is mounted too: a container node's records say whether its (copied) venv is the locked one
     assert seen == {"exe": sys.executable, "version": sys.version, "numpy": numpy.__version__,
-                    "zstd": zstandard.__version__, "splitbed_file": splitbed.__file__, "prefix": sys.prefix}
+                    "zstd": zstandard.__version__, "splitbed_file": splitbed.__file__, "prefix": sys.prefix,
+                    "lock": envlock.status()}
+    assert seen["lock"]["lock_sha256"]
 
 
 def _tiny_image(client: Any, tag: str, labels: dict[str, str]) -> Any:

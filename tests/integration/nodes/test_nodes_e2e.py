@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from nodes_harness import MODEL, WEIGHTS, RecordingProxy, RemoteProcess
 
+from splitbed import envlock
 from splitbed.nodes.metrics import check_record
 
 LINK = {"profile": "loopback", "backend": "none", "note": "test: plain loopback TCP"}
@@ -152,6 +153,9 @@ def _check_consistent(rec: dict[str, Any]) -> None:
     assert rec["remote_weights"] == rec["weights"]
     assert rec["link"] == LINK
     assert rec["versions"]["local"]["tensorflow"] and rec["versions"]["remote"]["format_version"]
+    # both nodes say whether their software is the lock's (same checkout and venv here: the same answer)
+    lock = envlock.status()
+    assert {k: rec["versions"][side][k] for side in ("local", "remote") for k in lock} == lock and lock["lock_sha256"]
     assert rec["host"]["remote"]["cpu_count"] >= 1
     # both senders' TCP state, read off their sockets before the transfer (a connected socket always has one)
     for side in ("uplink_tcp", "downlink_tcp"):

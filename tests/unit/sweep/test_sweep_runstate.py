@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from splitbed import envlock
 from splitbed.nodes.clock import boot_id
 from splitbed.sweep import runstate
 from splitbed.sweep.plan import SweepSpec
@@ -48,6 +49,7 @@ def test_the_next_run_marks_them_killed_and_records_its_owner(tmp_path: Path) ->
     assert runs[0]["state"] == runstate.KILLED and "stopped without recording its end" in runs[0]["note"]
     assert runs[1]["state"] == "running" and runs[1]["owner_pid"] == os.getpid()
     assert runs[1]["owner_boot_id"] == boot_id()
+    assert runs[1]["environment"] == envlock.status() and runs[1]["environment"]["lock_match"]  # which software
     assert stale_runs(tmp_path) == []  # this process is alive
 
 
