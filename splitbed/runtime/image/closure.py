@@ -63,7 +63,7 @@ def python_payload(recipe: Recipe) -> Payload:
     stdlib = Path(os.__file__).resolve().parent
     exclude = tuple(recipe.exclude_stdlib) + ("lib-dynload/_tkinter*",)
     if not in_venv:  # no venv: the packages live in the interpreter's own site-packages
-        exclude = tuple(p for p in exclude if p != "site-packages")
+        exclude = tuple(p for p in exclude if p != "site-packages") + site_packages_excludes(recipe, stdlib)
     payload.trees.append(Tree(stdlib, exclude))
     payload.files += symlink_chain(Path(sys.executable))
     payload.files += symlink_chain(Path(getattr(sys, "_base_executable", sys.executable)))
@@ -72,11 +72,22 @@ def python_payload(recipe: Recipe) -> Payload:
     if in_venv:
         venv = Path(sys.prefix).resolve()
         specific = tuple(path.relative_to(venv).as_posix() for path in env_specific_paths())
-        payload.trees.append(Tree(venv, specific, arc_root=IMAGE_VENV))
+        payload.trees.append(Tree(venv, specific + site_packages_excludes(recipe, venv), arc_root=IMAGE_VENV))
         # bin/python* live in the venv: they come with the environment's own layer, not the base.
         payload.files = [p for p in payload.files if not _under(p, venv) and not _under(p, Path(sys.prefix))]
     payload.files = _unique(payload.files)
     return payload
+
+
+def site_packages_excludes(recipe: Recipe, root: Path) -> tuple[str, ...]:
+    """The recipe's `exclude_site_packages` entries as globs relative to `root` (the tree that holds this
+    environment's site-packages: the venv, or the interpreter's standard library directory)."""
+    found: list[str] = []
+    for site in sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}):
+        site_dir = Path(site).resolve()
+        if _under(site_dir, root):
+            found += [(site_dir / entry).relative_to(root).as_posix() for entry in recipe.exclude_site_packages]
+    return tuple(dict.fromkeys(found))
 
 
 def _under(path: Path, root: Path) -> bool:

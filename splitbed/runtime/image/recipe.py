@@ -28,6 +28,7 @@ class Recipe:
     mirror: str
     drop: tuple[str, ...]
     exclude_stdlib: tuple[str, ...]
+    exclude_site_packages: tuple[str, ...]
     smoke_imports: tuple[str, ...]
     smoke_timeout_s: float
     env: dict[str, str]
@@ -49,6 +50,7 @@ def load_recipe(path: Path = RECIPE_PATH) -> Recipe:
             mirror=os.environ.get("SPLITBED_DEBIAN_MIRROR") or str(rootfs["mirror"]),
             drop=tuple(str(p) for p in rootfs.get("drop", [])),
             exclude_stdlib=tuple(str(p) for p in python.get("exclude_stdlib", [])),
+            exclude_site_packages=tuple(str(p) for p in python.get("exclude_site_packages", [])),
             smoke_imports=tuple(str(m) for m in python["smoke_imports"]),
             smoke_timeout_s=float(python.get("smoke_timeout_s", 300)),
             env={str(k): str(v) for k, v in data.get("env", {}).items()},

@@ -4,6 +4,7 @@ CLI share one cached image), different when an input that decides the image's co
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import subprocess
 import sys
@@ -97,5 +98,11 @@ def test_the_venv_goes_to_a_fixed_path_without_its_path_naming_files() -> None:
     assert not tree.excluded(venv / "lib")
     numpy_dir = Path(__import__("numpy").__file__).resolve().parent
     assert not tree.excluded(numpy_dir)
+    # TensorFlow's C++ headers stay out (recipe.toml, exclude_site_packages); its Python code and libraries go in
+    spec = importlib.util.find_spec("tensorflow")
+    assert spec is not None and spec.origin is not None
+    tensorflow_dir = Path(spec.origin).resolve().parent
+    assert tree.excluded(tensorflow_dir / "include")
+    assert not tree.excluded(tensorflow_dir) and not tree.excluded(tensorflow_dir / "python")
     inputs = key_inputs(load_recipe())
     assert "python_prefix" not in base_key_inputs(inputs) and "env_files_sha256" not in base_key_inputs(inputs)
