@@ -214,6 +214,10 @@ class Inference:
         # only drop the stamp, never keep a wrong one.
         kernel_ns, rec["downlink_out_of_order_packets"], rec["downlink_end_reason"] = s.transport.arrival()
         stamps["local_result_received_kernel"] = kernel_ns
+        if s.machine.result_split:  # the rest of the RESULT (its figures), read after every figure was taken
+            message, size, _ = s.transport.receive(self.node.timeout(self.node.config.result_timeout_s))
+            rec["result_rest_bytes"] = size
+            result = s.machine.rest(message, result)
         self._local_figures()
         first_send, result_in = stamps["local_first_send"], stamps["local_result_received"]
         assert first_send is not None and result_in is not None

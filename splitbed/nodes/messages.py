@@ -168,23 +168,29 @@ class Select:
     session_id: str | None = None
     weights: dict[str, Any] | None = None
     verify: bool = False
+    result_split: bool = False  # each RESULT in two units: its leading members, then RESULT_REST (PROTOCOL.md 3.6)
 
     def to_body(self) -> dict[str, Any]:
-        return {"model": self.model, "encoding": self.encoding, "result_mode": self.result_mode,
+        body = {"model": self.model, "encoding": self.encoding, "result_mode": self.result_mode,
                 "top_k": self.top_k, "session_id": self.session_id, "weights": self.weights, "verify": self.verify}
+        if self.result_split:  # absent otherwise: the SELECT of a node that predates the split
+            body["result_split"] = True
+        return body
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Select:
         model = require(body, "model", str, msg="SELECT")
         encoding = require(body, "encoding", str, msg="SELECT")
-        verify = body.get("verify", False)
+        verify, split = body.get("verify", False), body.get("result_split", False)
         if not isinstance(verify, bool):
             raise _bad(f"verify must be true or false, got {verify!r}")
+        if not isinstance(split, bool):
+            raise _bad(f"result_split must be true or false, got {split!r}")
         session_id = body.get("session_id")
         weights = body.get("weights")
         return cls(model, encoding, str(body.get("result_mode", "full")), body.get("top_k", 5),
                    session_id if isinstance(session_id, str) else None,
-                   weights if isinstance(weights, dict) else None, verify)
+                   weights if isinstance(weights, dict) else None, verify, split)
 
     def refusal(self, offered: tuple[str, ...]) -> ProtocolError | None:
         """Why the remote cannot serve this selection, in the order the remote checks it; None when it can."""
@@ -211,18 +217,23 @@ class Accept:
     verify: bool
     weights: dict[str, Any] | None = None
     server: dict[str, Any] = field(default_factory=dict)  # the remote's host, software and GPU, for the records
+    result_split: bool = False  # the remote splits each RESULT (it was asked to, and knows how): PROTOCOL.md 3.6
 
     def to_body(self) -> dict[str, Any]:
-        return {"session_id": self.session_id, "model": self.model, "encoding": self.encoding,
+        body = {"session_id": self.session_id, "model": self.model, "encoding": self.encoding,
                 "result_mode": self.result_mode, "top_k": self.top_k, "verify": self.verify, "weights": self.weights,
                 "server": self.server}
+        if self.result_split:
+            body["result_split"] = True
+        return body
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Accept:
         weights, server = body.get("weights"), body.get("server")
         return cls(str(body.get("session_id", "")), str(body.get("model", "")), str(body.get("encoding", "")),
                    str(body.get("result_mode", "")), _optional_int(body, "top_k") or 0, body.get("verify") is True,
-                   weights if isinstance(weights, dict) else None, server if isinstance(server, dict) else {})
+                   weights if isinstance(weights, dict) else None, server if isinstance(server, dict) else {},
+                   body.get("result_split") is True)
 
 
 @dataclass(frozen=True)
@@ -480,6 +491,17 @@ class Result:
         return cls(_optional_int(leading, "after_unit"), -1 if partition_id is None else partition_id,
                    _events(leading), text=text, leading=leading)
 
+    def completed(self, rest: ResultRest) -> Result:
+        """A split RESULT (its leading unit, this one) joined with the RESULT_REST behind it: one RESULT whose body
+        holds the members of both. A RESULT_REST that answers another unit, or repeats a member of the leading
+        unit with another value, is refused (its `figures` are checked when first read, as for any RESULT)."""
+        body = dict(self.body)
+        for key, value in rest.body.items():
+            if key in body and body[key] != value:
+                raise _bad(f"RESULT_REST repeats {key} with another value than its RESULT")
+            body[key] = value
+        return Result.received(body)
+
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Result:
         """A received RESULT checked whole now."""
@@ -512,6 +534,24 @@ class Result:
                 raise _bad(f"RESULT top entry {item!r} is not [class, score]")
             pairs.append((item[0], float(item[1])))
         return pairs
+
+
+@dataclass(frozen=True)
+class ResultRest:
+    """The members of a split RESULT that its leading unit (a RESULT of RESULT_LEADING alone, and `preds` in full
+    mode) left out: the remote's stamps, timings, resources and TCP state, sent once the remote has read its
+    resource counters (docs/PROTOCOL.md 3.6). `after_unit` names the unit both answer."""
+
+    TYPE: ClassVar[MsgType] = MsgType.RESULT_REST
+    after_unit: int | None
+    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_body(self) -> dict[str, Any]:
+        return dict(self.body)
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> ResultRest:
+        return cls(_optional_int(body, "after_unit"), body)
 
 
 def top_classes(row: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -591,9 +631,10 @@ def tcp_state_field(value: Any) -> dict[str, Any] | None:
 # --- units <-> messages --------------------------------------------------------------------------------------
 
 Message = (Hello | Offer | Select | Accept | ClockPing | ClockPong | Reset | ResetDone | Prepare | Prepared | Error
-           | Checksum | Result)
+           | Checksum | Result | ResultRest)
 TYPES: dict[int, Any] = {cls.TYPE: cls for cls in (Hello, Offer, Select, Accept, ClockPing, ClockPong, Reset,
-                                                        ResetDone, Prepare, Prepared, Error, Checksum, Result)}
+                                                        ResetDone, Prepare, Prepared, Error, Checksum, Result,
+                                                        ResultRest)}
 
 
 def decode(unit_type: int, payload: bytes | bytearray | memoryview) -> Message:

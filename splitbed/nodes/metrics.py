@@ -16,7 +16,7 @@ from splitbed.devices.figures import DeviceFigures, EdgeEnergy, HeadMemory, UeEn
 from splitbed.nodes.clock import ClockRecord
 from splitbed.nodes.resources import GpuInfo, HostInfo, ResourceFigures
 
-SCHEMA_VERSION = "2.9"
+SCHEMA_VERSION = "2.10"
 
 
 class TensorFigures(TypedDict):
@@ -77,6 +77,7 @@ class InferenceRecord(TypedDict):
     compression_ratio: float | None
     tensors: list[TensorFigures]
     downlink_bytes: int
+    result_rest_bytes: int | None
     # times
     preprocess_ms: float
     local_inference_ms: float

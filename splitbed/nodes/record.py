@@ -40,7 +40,7 @@ def blank(session: UeSession, *, job: Any, plan: Any, repetition: int, clock: An
         compression_profile=None, compression_profile_id=None, image=job.image, input_shape=[],
         input_data_bytes=0, preprocessed_input_bytes=0, raw_intermediate_bytes=0,
         serialized_intermediate_bytes=0, aips_sent=False, aips_reason="", aips_id=None, aips_bytes=0,
-        uplink_bytes=0, compression_ratio=None, tensors=[], downlink_bytes=0,
+        uplink_bytes=0, compression_ratio=None, tensors=[], downlink_bytes=0, result_rest_bytes=None,
         preprocess_ms=0.0, local_inference_ms=0.0, encode_ms=0.0, send_ms=0.0, delivery_ms=None,
         delivery_end=None, delivery_end_reason=None, delivery_read_ms=None, remote_read_lag_ms=None,
         delivery_uncertainty_ms=None, remote_decode_ms=None, remote_queue_wait_ms=None, remote_tail_build_ms=None,
