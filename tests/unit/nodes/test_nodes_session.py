@@ -261,7 +261,7 @@ def test_a_split_result_joins_to_the_whole_one(chunk: int) -> None:
     with pytest.raises(RemoteError):
         split.ue.rest(m.Error("internal_error", "the remote failed", True), final)
     with pytest.raises(ProtocolError):  # a RESULT_REST whose figures are broken: refused when the record reads them
-        split.ue.rest(m.ResultRest(final.after_unit, dict(rest.body, timestamps_ns={})), final).figures
+        split.ue.rest(m.ResultRest(final.after_unit, dict(rest.body, timestamps_ns={})), final).figures  # noqa: B018
 
 
 def test_a_remote_that_predates_the_split_sends_whole_results() -> None:
