@@ -196,17 +196,17 @@ class EdgeConnection:
             preds = ModelRunner.run_tail(plan, arrays)
             t_tail_end = now_ns()
             ended = state.meter.end(window)
+            # One TCP_INFO reading, decoded below: the window the RESULT starts with, and the uplink's out-of-order
+            # packets since the previous reply (the local node sends nothing between its data unit and the RESULT,
+            # so the count is the one at the data's last byte; the kernel stamp of that byte is the read's, kept by
+            # the ReceiveClock). Read before a split RESULT's leading unit goes: its bytes are not in the state.
+            tcp_info = self.rx.info.read()
             # A session that asked for split RESULTs gets the leading unit now, before the meter reads its
             # counters (still under the lock: the high-water mark is the process's); the rest follows them.
             if self.machine.result_lead(request, partition_id=plan.partition_id, preds=preds):
                 self._send_queued()
             resources = state.meter.finish(window, ended)
             edge_run = ModelRunner.device_run(plan)  # under the lock: this run's outcome (None: nothing emulated)
-        # One TCP_INFO reading: the window the RESULT starts with (after a split RESULT's leading unit: its bytes
-        # may be in flight), and the uplink's out-of-order packets since the previous reply (the local node sends
-        # nothing between its data unit and the RESULT's last unit, so the count is the one at the data's last
-        # byte; the kernel stamp of that byte is the read's, kept by the ReceiveClock).
-        tcp_info = self.rx.info.read()
         last_byte_kernel, out_of_order, no_stamp_reason = self.rx.arrival(self.rx.kernel_ns, tcp_info=tcp_info)
         self.machine.result(request, partition_id=plan.partition_id, partition_name=plan.name, preds=preds,
                             tail_start_ns=t_tail, tail_end_ns=t_tail_end, lock_request_ns=t_lock,
