@@ -173,7 +173,7 @@ class EdgeSession:
                inference_call: str = INFERENCE_CALL, edge_run: dict[str, Any] | None = None) -> None:
         """The tail ran: the RESULT (and with verify, the CHECKSUM behind it, outside every figure). After
         `result_lead()` (a session that asked for split RESULTs) the RESULT_REST with every member the leading
-        unit left out, stamped with the leading unit's `remote_result_send`."""
+        unit left out, stamped with the leading unit's `remote_result_send` and its own `remote_result_rest_send`."""
         lead, self._lead = self._lead, None
         if lead is not None and lead[0] is not request:
             raise RuntimeError("the rest of a RESULT for another request than its leading unit")
@@ -202,6 +202,7 @@ class EdgeSession:
         })
         if lead is not None:
             stamps["remote_result_send"] = lead[1]
+            stamps[m.REST_STAMP] = self.clock()  # as remote_result_send: just before it is serialised and sent
             self._out.append(Send(m.ResultRest(request.after_unit, body)))
         else:
             stamps["remote_result_send"] = self.clock()

@@ -29,6 +29,7 @@ from splitbed.nodes.protocol import MsgType, require
 NUM_CLASSES = 1000  # ImageNet classes: a full-mode RESULT carries one score each (splitbed.models.labels)
 RESULT_STAMPS = ("remote_first_byte", "remote_last_byte", "remote_tail_start", "remote_tail_end",
                  "remote_result_send", "remote_lock_request")
+REST_STAMP = "remote_result_rest_send"  # a split RESULT's: when its RESULT_REST went (docs/PROTOCOL.md 3.6)
 
 
 def _bad(message: str) -> ProtocolError:
@@ -403,6 +404,7 @@ class ResultFigures:
     remote_queue_wait_ms: float
     remote_tail_build_ms: float
     downlink_tcp: dict[str, Any] | None
+    rest_send: int | None = None        # a split RESULT's `remote_result_rest_send` (in `stamps` too), if sent
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> ResultFigures:
@@ -414,8 +416,14 @@ class ResultFigures:
                 raise _bad(f"RESULT timestamps_ns lacks an integer {key}")
             stamps[key] = value
         kernel = kernel_stamp(raw_stamps, "remote_last_byte_kernel", not_after=stamps["remote_last_byte"])
+        rest_send = raw_stamps.get(REST_STAMP)  # optional: whole RESULTs, and remotes before it, have none
+        if rest_send is not None:
+            if not isinstance(rest_send, int) or isinstance(rest_send, bool) \
+                    or rest_send < stamps["remote_result_send"]:
+                raise _bad(f"RESULT timestamps_ns {REST_STAMP} must be an integer no earlier than remote_result_send")
+            stamps[REST_STAMP] = rest_send
         return cls(
-            stamps=stamps, last_byte_kernel=kernel,
+            stamps=stamps, last_byte_kernel=kernel, rest_send=rest_send,
             uplink_end_reason=end_reason(body.get("uplink_end_reason"), stamped=kernel is not None),
             uplink_out_of_order_packets=count_field(body.get("uplink_out_of_order_packets")),
             remote_inference_ms=float(require(body, "remote_inference_ms", (int, float), msg="RESULT")),
@@ -602,10 +610,10 @@ def end_reason(value: Any, *, stamped: bool) -> str | None:
     """The remote's reason for ending the delivery at its read: null with a kernel stamp, else a known reason."""
     if stamped and value is None:
         return None
-    if not stamped and value in rxstamp.END_REASONS:
+    if not stamped and value in rxstamp.READ_REASONS:
         return str(value)
     raise _bad("RESULT uplink_end_reason must be null with a kernel stamp and one of "
-               f"{', '.join(rxstamp.END_REASONS)} without one, got {str(value)[:40]!r}")
+               f"{', '.join(rxstamp.READ_REASONS)} without one, got {str(value)[:40]!r}")
 
 
 def count_field(value: Any) -> int | None:

@@ -235,7 +235,8 @@ def test_a_json_baseline_session_and_its_result() -> None:
 @pytest.mark.parametrize("chunk", [7, 0], ids=["7-byte-reads", "unit-per-read"])
 def test_a_split_result_joins_to_the_whole_one(chunk: int) -> None:
     """SELECT result_split (docs/PROTOCOL.md 3.6): the RESULT's leading members, then RESULT_REST with the rest,
-    then the CHECKSUM; joined, they are the members of a whole RESULT, with the leading unit's send stamp."""
+    then the CHECKSUM; joined, they are the members of a whole RESULT, with the leading unit's send stamp (and
+    the RESULT_REST's own)."""
     whole, split = configured(chunk=chunk), configured(chunk=chunk, split=True)
     assert not whole.ue.result_split and split.ue.result_split
     arrays = [np.full((1, 28, 28, 24), 0.5, np.float32)]
@@ -248,6 +249,10 @@ def test_a_split_result_joins_to_the_whole_one(chunk: int) -> None:
     joined = split.ue.rest(rest, final)
     assert set(joined.body) == set(result.body) and joined.after_unit == final.after_unit == split.ue.units_sent
     assert joined.figures.stamps["remote_tail_end"] < joined.figures.stamps["remote_result_send"]
+    # the RESULT_REST's own send, after the leading unit's (what a downlink bounded by it can be late by)
+    assert joined.figures.rest_send is not None
+    assert joined.figures.rest_send >= joined.figures.stamps["remote_result_send"]
+    assert whole.ue.reply(result).final.figures.rest_send is None  # type: ignore[union-attr]
     assert split.ue.checksum(checksum_after).tensor_crc32 == [formatio.tensor_crc32(arrays[0])]
 
     # what the local node refuses in place of the RESULT_REST
