@@ -80,7 +80,8 @@ class ControlReader:
     def read(self, timeout_s: float) -> tuple[ControlUnit, int, int]:
         """The next control unit, its size on the wire and the CLOCK_MONOTONIC ns when its last byte was read
         (``kernel_ns``: when the kernel received it, where the kernel stamps received data and the unit's last
-        byte was the last byte of its read; else None)."""
+        byte was the last byte of its read, or a bound from above, ``bounded_by_rest``, for a RESULT whose
+        RESULT_REST ended the read; else None)."""
         deadline = time.monotonic() + timeout_s
         while not self._pending:
             remaining = deadline - time.monotonic()
