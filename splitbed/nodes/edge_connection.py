@@ -195,12 +195,18 @@ class EdgeConnection:
             t_tail = now_ns()
             preds = ModelRunner.run_tail(plan, arrays)
             t_tail_end = now_ns()
-            resources = state.meter.stop(window)
+            ended = state.meter.end(window)
+            # One TCP_INFO reading, decoded below: the window the RESULT starts with, and the uplink's out-of-order
+            # packets since the previous reply (the local node sends nothing between its data unit and the RESULT,
+            # so the count is the one at the data's last byte; the kernel stamp of that byte is the read's, kept by
+            # the ReceiveClock). Read before a split RESULT's leading unit goes: its bytes are not in the state.
+            tcp_info = self.rx.info.read()
+            # A session that asked for split RESULTs gets the leading unit now, before the meter reads its
+            # counters (still under the lock: the high-water mark is the process's); the rest follows them.
+            if self.machine.result_lead(request, partition_id=plan.partition_id, preds=preds):
+                self._send_queued()
+            resources = state.meter.finish(window, ended)
             edge_run = ModelRunner.device_run(plan)  # under the lock: this run's outcome (None: nothing emulated)
-        # One TCP_INFO reading: the window the RESULT starts with, and the uplink's out-of-order packets since the
-        # previous reply (the local node sends nothing between its data unit and this RESULT, so the count is the
-        # one at the data's last byte; the kernel stamp of that byte is the read's, kept by the ReceiveClock).
-        tcp_info = self.rx.info.read()
         last_byte_kernel, out_of_order, no_stamp_reason = self.rx.arrival(self.rx.kernel_ns, tcp_info=tcp_info)
         self.machine.result(request, partition_id=plan.partition_id, partition_name=plan.name, preds=preds,
                             tail_start_ns=t_tail, tail_end_ns=t_tail_end, lock_request_ns=t_lock,
@@ -209,7 +215,14 @@ class EdgeConnection:
                             last_byte_kernel=last_byte_kernel, out_of_order=out_of_order, end_reason=no_stamp_reason,
                             inference_call=state.runner.inference_call(self.machine.model), edge_run=edge_run)
 
-    def _send(self, message: m.Message) -> None:
+    def _send_queued(self) -> None:
+        """Send what the machine queued while its request is still open (a split RESULT's leading unit). Not a
+        reply's end: the out-of-order count goes on to the RESULT_REST, which reads it."""
+        while (action := self.machine.next_action()) is not None:
+            assert isinstance(action, Send), action
+            self._send(action.message, mark=False)
+
+    def _send(self, message: m.Message, *, mark: bool = True) -> None:
         try:
             send_pieces(self.conn, [m.encode(message)], self.cfg.send_timeout_s)
         except (NodeError, OSError) as exc:
@@ -217,4 +230,5 @@ class EdgeConnection:
                 log.info("session %s: could not send the error reply (%s)", self.session_id or "-", exc)
                 raise _Abort from None
             raise
-        self.rx.mark()  # the local node's next transfer follows a reply: count its out-of-order packets afresh
+        if mark:
+            self.rx.mark()  # the local node's next transfer follows a reply: count its out-of-order packets afresh

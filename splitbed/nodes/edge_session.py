@@ -119,6 +119,7 @@ class EdgeSession:
         self._t_recv = 0
         self._out: deque[Action] = deque()
         self._pending: Infer | Build | None = None
+        self._lead: tuple[Infer, int] | None = None   # a split RESULT's leading unit queued: its request, send stamp
         self._held: Reservation | None = None          # memory of the unit being received, until its reply
         self._refused: ProtocolError | None = None     # why the unit being received is skipped (answered at its end)
 
@@ -170,18 +171,23 @@ class EdgeSession:
                resources: dict[str, Any], concurrent_sessions: int, downlink_tcp: dict[str, Any] | None,
                last_byte_kernel: int | None, out_of_order: int | None, end_reason: str | None,
                inference_call: str = INFERENCE_CALL, edge_run: dict[str, Any] | None = None) -> None:
-        """The tail ran: the RESULT (and with verify, the CHECKSUM behind it, outside every figure)."""
+        """The tail ran: the RESULT (and with verify, the CHECKSUM behind it, outside every figure). After
+        `result_lead()` (a session that asked for split RESULTs) the RESULT_REST with every member the leading
+        unit left out, stamped with the leading unit's `remote_result_send` and its own `remote_result_rest_send`."""
+        lead, self._lead = self._lead, None
+        if lead is not None and lead[0] is not request:
+            raise RuntimeError("the rest of a RESULT for another request than its leading unit")
         self._answered(request)
         self._release_unit()
         select = self._selection()
         row = np.asarray(preds).reshape(preds.shape[0], -1)[0]  # the scores as the tail gave them: float(x) is exact
-        top = m.top_classes(row, select.top_k)
         stamps = {"remote_first_byte": request.first_byte_ns, "remote_last_byte": request.last_byte_ns,
                   "remote_lock_request": lock_request_ns, "remote_tail_start": tail_start_ns,
                   "remote_tail_end": tail_end_ns, "remote_last_byte_kernel": last_byte_kernel}
-        body: dict[str, Any] = {  # m.RESULT_LEADING first, in that order: the local node reads them at once
-            "after_unit": request.after_unit, "partition_id": partition_id, "aips_events": self._take_events(),
-            "top": [[i, score] for i, score in top],
+        body: dict[str, Any] = (  # m.RESULT_LEADING first, in that order: the local node reads them at once
+            {"after_unit": request.after_unit} if lead is not None else
+            self._leading(request, partition_id, row, select))
+        body.update({
             "seq": request.seq, "model": select.model, "partition_name": partition_name,
             "remote_model_inference_time": (tail_end_ns - tail_start_ns) / 1e9,
             "remote_inference_ms": (tail_end_ns - tail_start_ns) / 1e6,
@@ -193,14 +199,42 @@ class EdgeSession:
             "inference_call": inference_call, "downlink_tcp": downlink_tcp,
             "uplink_out_of_order_packets": out_of_order, "uplink_end_reason": end_reason,
             "edge_run": edge_run,  # this run of the tail on the edge's device (None: nothing emulated)
-        }
-        if select.result_mode == "full":
-            body["preds"] = row.tolist()  # the testbed contribution's json.dumps({'preds': ...}): Python floats
-        stamps["remote_result_send"] = self.clock()
-        self._out.append(Send(m.Result.outgoing(body)))
+        })
+        if lead is not None:
+            stamps["remote_result_send"] = lead[1]
+            stamps[m.REST_STAMP] = self.clock()  # as remote_result_send: just before it is serialised and sent
+            self._out.append(Send(m.ResultRest(request.after_unit, body)))
+        else:
+            stamps["remote_result_send"] = self.clock()
+            self._out.append(Send(m.Result.outgoing(body)))
         if select.verify:
             self._out.append(Send(m.Checksum(request.after_unit,
                                              [tensor_crc32(a) for a in request.decoded.arrays])))
+
+    def result_lead(self, request: Infer, *, partition_id: int, preds: np.ndarray) -> bool:
+        """The tail ran, and the session asked for split RESULTs (SELECT `result_split`): the RESULT's leading
+        unit now, with what the local node needs before `local_end` (docs/PROTOCOL.md 3.6); `result()` sends the
+        rest when the node has its figures. False (nothing queued) when the session did not ask: `result()` then
+        sends the whole RESULT."""
+        if self._pending is not request:
+            raise RuntimeError("a RESULT for a request the session is not waiting for")
+        select = self._selection()
+        if not select.result_split:
+            return False
+        row = np.asarray(preds).reshape(preds.shape[0], -1)[0]
+        body = self._leading(request, partition_id, row, select)
+        self._lead = (request, self.clock())  # remote_result_send: taken as the leading unit goes out
+        self._out.append(Send(m.Result.outgoing(body)))
+        return True
+
+    def _leading(self, request: Infer, partition_id: int, row: np.ndarray, select: m.Select) -> dict[str, Any]:
+        """A RESULT's m.RESULT_LEADING members, in that order, and in full mode every score."""
+        top = m.top_classes(row, select.top_k)
+        body: dict[str, Any] = {"after_unit": request.after_unit, "partition_id": partition_id,
+                                "aips_events": self._take_events(), "top": [[i, score] for i, score in top]}
+        if select.result_mode == "full":
+            body["preds"] = row.tolist()  # the testbed contribution's json.dumps({'preds': ...}): Python floats
+        return body
 
     def built(self, request: Build, *, partition_id: int, name: str, build_ms: float,
               cut: list[dict[str, Any]], edge_device: dict[str, Any] | None = None) -> None:
@@ -434,7 +468,7 @@ class EdgeSession:
                  select.encoding)
         self._out.append(Send(m.Accept(self.session_id, select.model, select.encoding, str(select.result_mode),
                                        int(select.top_k), select.verify, None if model is None else model.weights,
-                                       self.server)))
+                                       self.server, select.result_split)))
 
     # --- helpers ---------------------------------------------------------------------------------------
 

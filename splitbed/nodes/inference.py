@@ -12,7 +12,7 @@ import numpy as np
 
 from splitbed.devices.figures import complete as complete_devices
 from splitbed.devices.figures import with_run
-from splitbed.nodes import formatio, record
+from splitbed.nodes import formatio, record, rxstamp
 from splitbed.nodes import messages as m
 from splitbed.nodes.clock import now_ns
 from splitbed.nodes.errors import ConfigurationError, NodeTimeout, PeerClosed, ProtocolError, RemoteError
@@ -210,10 +210,14 @@ class Inference:
         stamps["local_end"] = now_ns()
         # The rest is bookkeeping on figures already taken: after local_end, outside every figure. The RESULT's
         # arrival comes first: its kernel stamp is the read's (kept by the transport), and its out-of-order count
-        # is the socket's now; only a CHECKSUM (verify) can have come since, and packets of it out of order could
-        # only drop the stamp, never keep a wrong one.
+        # is the socket's now; only the RESULT_REST (split) and a CHECKSUM (verify) can have come since, and packets
+        # of them out of order could only drop the stamp, never keep a wrong one.
         kernel_ns, rec["downlink_out_of_order_packets"], rec["downlink_end_reason"] = s.transport.arrival()
         stamps["local_result_received_kernel"] = kernel_ns
+        if s.machine.result_split:  # the rest of the RESULT (its figures), read after every figure was taken
+            message, size, _ = s.transport.receive(self.node.timeout(self.node.config.result_timeout_s))
+            rec["result_rest_bytes"] = size
+            result = s.machine.rest(message, result)
         self._local_figures()
         first_send, result_in = stamps["local_first_send"], stamps["local_result_received"]
         assert first_send is not None and result_in is not None
@@ -223,7 +227,8 @@ class Inference:
                                    last_byte_read=figures.stamps["remote_last_byte"],
                                    last_byte_kernel=figures.last_byte_kernel,
                                    result_send=figures.stamps["remote_result_send"],
-                                   offset_ns=s.clock["offset_ns"], uncertainty_ns=s.clock["offset_uncertainty_ns"])
+                                   offset_ns=s.clock["offset_ns"], uncertainty_ns=s.clock["offset_uncertainty_ns"],
+                                   result_bounded=rec["downlink_end_reason"] == rxstamp.BOUNDED_BY_REST)
         record.add_result(rec, result, transfer, earlier)
         seg = LocalSegments.derive(stamps)
         rec["result_decode_ms"], rec["e2e_latency_ms"] = seg.result_decode_ms, seg.e2e_latency_ms

@@ -29,6 +29,7 @@ from splitbed.nodes.protocol import MsgType, require
 NUM_CLASSES = 1000  # ImageNet classes: a full-mode RESULT carries one score each (splitbed.models.labels)
 RESULT_STAMPS = ("remote_first_byte", "remote_last_byte", "remote_tail_start", "remote_tail_end",
                  "remote_result_send", "remote_lock_request")
+REST_STAMP = "remote_result_rest_send"  # a split RESULT's: when its RESULT_REST went (docs/PROTOCOL.md 3.6)
 
 
 def _bad(message: str) -> ProtocolError:
@@ -168,23 +169,29 @@ class Select:
     session_id: str | None = None
     weights: dict[str, Any] | None = None
     verify: bool = False
+    result_split: bool = False  # each RESULT in two units: its leading members, then RESULT_REST (PROTOCOL.md 3.6)
 
     def to_body(self) -> dict[str, Any]:
-        return {"model": self.model, "encoding": self.encoding, "result_mode": self.result_mode,
+        body = {"model": self.model, "encoding": self.encoding, "result_mode": self.result_mode,
                 "top_k": self.top_k, "session_id": self.session_id, "weights": self.weights, "verify": self.verify}
+        if self.result_split:  # absent otherwise: the SELECT of a node that predates the split
+            body["result_split"] = True
+        return body
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Select:
         model = require(body, "model", str, msg="SELECT")
         encoding = require(body, "encoding", str, msg="SELECT")
-        verify = body.get("verify", False)
+        verify, split = body.get("verify", False), body.get("result_split", False)
         if not isinstance(verify, bool):
             raise _bad(f"verify must be true or false, got {verify!r}")
+        if not isinstance(split, bool):
+            raise _bad(f"result_split must be true or false, got {split!r}")
         session_id = body.get("session_id")
         weights = body.get("weights")
         return cls(model, encoding, str(body.get("result_mode", "full")), body.get("top_k", 5),
                    session_id if isinstance(session_id, str) else None,
-                   weights if isinstance(weights, dict) else None, verify)
+                   weights if isinstance(weights, dict) else None, verify, split)
 
     def refusal(self, offered: tuple[str, ...]) -> ProtocolError | None:
         """Why the remote cannot serve this selection, in the order the remote checks it; None when it can."""
@@ -211,18 +218,23 @@ class Accept:
     verify: bool
     weights: dict[str, Any] | None = None
     server: dict[str, Any] = field(default_factory=dict)  # the remote's host, software and GPU, for the records
+    result_split: bool = False  # the remote splits each RESULT (it was asked to, and knows how): PROTOCOL.md 3.6
 
     def to_body(self) -> dict[str, Any]:
-        return {"session_id": self.session_id, "model": self.model, "encoding": self.encoding,
+        body = {"session_id": self.session_id, "model": self.model, "encoding": self.encoding,
                 "result_mode": self.result_mode, "top_k": self.top_k, "verify": self.verify, "weights": self.weights,
                 "server": self.server}
+        if self.result_split:
+            body["result_split"] = True
+        return body
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Accept:
         weights, server = body.get("weights"), body.get("server")
         return cls(str(body.get("session_id", "")), str(body.get("model", "")), str(body.get("encoding", "")),
                    str(body.get("result_mode", "")), _optional_int(body, "top_k") or 0, body.get("verify") is True,
-                   weights if isinstance(weights, dict) else None, server if isinstance(server, dict) else {})
+                   weights if isinstance(weights, dict) else None, server if isinstance(server, dict) else {},
+                   body.get("result_split") is True)
 
 
 @dataclass(frozen=True)
@@ -392,6 +404,7 @@ class ResultFigures:
     remote_queue_wait_ms: float
     remote_tail_build_ms: float
     downlink_tcp: dict[str, Any] | None
+    rest_send: int | None = None        # a split RESULT's `remote_result_rest_send` (in `stamps` too), if sent
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> ResultFigures:
@@ -403,8 +416,14 @@ class ResultFigures:
                 raise _bad(f"RESULT timestamps_ns lacks an integer {key}")
             stamps[key] = value
         kernel = kernel_stamp(raw_stamps, "remote_last_byte_kernel", not_after=stamps["remote_last_byte"])
+        rest_send = raw_stamps.get(REST_STAMP)  # optional: whole RESULTs, and remotes before it, have none
+        if rest_send is not None:
+            if not isinstance(rest_send, int) or isinstance(rest_send, bool) \
+                    or rest_send < stamps["remote_result_send"]:
+                raise _bad(f"RESULT timestamps_ns {REST_STAMP} must be an integer no earlier than remote_result_send")
+            stamps[REST_STAMP] = rest_send
         return cls(
-            stamps=stamps, last_byte_kernel=kernel,
+            stamps=stamps, last_byte_kernel=kernel, rest_send=rest_send,
             uplink_end_reason=end_reason(body.get("uplink_end_reason"), stamped=kernel is not None),
             uplink_out_of_order_packets=count_field(body.get("uplink_out_of_order_packets")),
             remote_inference_ms=float(require(body, "remote_inference_ms", (int, float), msg="RESULT")),
@@ -480,6 +499,17 @@ class Result:
         return cls(_optional_int(leading, "after_unit"), -1 if partition_id is None else partition_id,
                    _events(leading), text=text, leading=leading)
 
+    def completed(self, rest: ResultRest) -> Result:
+        """A split RESULT (its leading unit, this one) joined with the RESULT_REST behind it: one RESULT whose body
+        holds the members of both. A RESULT_REST that answers another unit, or repeats a member of the leading
+        unit with another value, is refused (its `figures` are checked when first read, as for any RESULT)."""
+        body = dict(self.body)
+        for key, value in rest.body.items():
+            if key in body and body[key] != value:
+                raise _bad(f"RESULT_REST repeats {key} with another value than its RESULT")
+            body[key] = value
+        return Result.received(body)
+
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Result:
         """A received RESULT checked whole now."""
@@ -512,6 +542,24 @@ class Result:
                 raise _bad(f"RESULT top entry {item!r} is not [class, score]")
             pairs.append((item[0], float(item[1])))
         return pairs
+
+
+@dataclass(frozen=True)
+class ResultRest:
+    """The members of a split RESULT that its leading unit (a RESULT of RESULT_LEADING alone, and `preds` in full
+    mode) left out: the remote's stamps, timings, resources and TCP state, sent once the remote has read its
+    resource counters (docs/PROTOCOL.md 3.6). `after_unit` names the unit both answer."""
+
+    TYPE: ClassVar[MsgType] = MsgType.RESULT_REST
+    after_unit: int | None
+    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_body(self) -> dict[str, Any]:
+        return dict(self.body)
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> ResultRest:
+        return cls(_optional_int(body, "after_unit"), body)
 
 
 def top_classes(row: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -562,10 +610,10 @@ def end_reason(value: Any, *, stamped: bool) -> str | None:
     """The remote's reason for ending the delivery at its read: null with a kernel stamp, else a known reason."""
     if stamped and value is None:
         return None
-    if not stamped and value in rxstamp.END_REASONS:
+    if not stamped and value in rxstamp.READ_REASONS:
         return str(value)
     raise _bad("RESULT uplink_end_reason must be null with a kernel stamp and one of "
-               f"{', '.join(rxstamp.END_REASONS)} without one, got {str(value)[:40]!r}")
+               f"{', '.join(rxstamp.READ_REASONS)} without one, got {str(value)[:40]!r}")
 
 
 def count_field(value: Any) -> int | None:
@@ -591,9 +639,10 @@ def tcp_state_field(value: Any) -> dict[str, Any] | None:
 # --- units <-> messages --------------------------------------------------------------------------------------
 
 Message = (Hello | Offer | Select | Accept | ClockPing | ClockPong | Reset | ResetDone | Prepare | Prepared | Error
-           | Checksum | Result)
+           | Checksum | Result | ResultRest)
 TYPES: dict[int, Any] = {cls.TYPE: cls for cls in (Hello, Offer, Select, Accept, ClockPing, ClockPong, Reset,
-                                                        ResetDone, Prepare, Prepared, Error, Checksum, Result)}
+                                                        ResetDone, Prepare, Prepared, Error, Checksum, Result,
+                                                        ResultRest)}
 
 
 def decode(unit_type: int, payload: bytes | bytearray | memoryview) -> Message:

@@ -78,6 +78,7 @@ class InferenceRecord(TypedDict):
     compression_ratio: float | None
     tensors: list[TensorFigures]
     downlink_bytes: int
+    result_rest_bytes: int | None
     # times
     preprocess_ms: float
     local_inference_ms: float
@@ -98,6 +99,7 @@ class InferenceRecord(TypedDict):
     downlink_ms: float | None
     downlink_end: str | None
     downlink_end_reason: str | None
+    downlink_rest_gap_ms: float | None
     local_read_lag_ms: float | None
     round_trip_ms: float | None
     result_decode_ms: float | None

@@ -2,7 +2,7 @@
 
 Every message in both directions is a TLV unit of the AI intermediate data format: the uplink data are the
 format's own AIPS (type 1) and intermediate data (type 2) units, unchanged, and the protocol's control messages
-use types from the format's "undefined" range (0xF0-0xFD), which a format decoder skips by length. So a capture
+use types from the format's "undefined" range (0xF0-0xFE), which a format decoder skips by length. So a capture
 of the uplink stream decodes with the format decoder alone. Control payloads are UTF-8 JSON objects, capped at
 MAX_CONTROL_BYTES before anything is buffered; never pickle or eval.
 
@@ -45,6 +45,7 @@ class MsgType(IntEnum):
     PREPARE = 0xFB        # local -> remote: build the tail of a partition now, outside any measured window
     PREPARED = 0xFC       # remote -> local: tail ready; its cut (tensor names, shapes, dtypes) and build time
     CHECKSUM = 0xFD       # remote -> local, after a RESULT when verify is on: CRC-32 of each decoded tensor
+    RESULT_REST = 0xFE    # remote -> local, after a split RESULT (SELECT result_split): the rest of its members
 
 
 CONTROL_TYPES = frozenset(t for t in MsgType if t >= 0xF0)
@@ -53,7 +54,8 @@ FORMAT_TYPES = frozenset({MsgType.AIPS, MsgType.DATA})
 UPLINK_CONTROL = frozenset({MsgType.HELLO, MsgType.SELECT, MsgType.CLOCK_PING, MsgType.RESET, MsgType.PREPARE,
                             MsgType.ERROR})
 DOWNLINK_CONTROL = frozenset({MsgType.OFFER, MsgType.ACCEPT, MsgType.CLOCK_PONG, MsgType.RESET_DONE,
-                              MsgType.RESULT, MsgType.PREPARED, MsgType.CHECKSUM, MsgType.ERROR})
+                              MsgType.RESULT, MsgType.PREPARED, MsgType.CHECKSUM, MsgType.ERROR,
+                              MsgType.RESULT_REST})
 ENCODINGS = ("tlv", "json-baseline")
 RESULT_MODES = ("full", "topk")
 # The default: the best `top_k` [class, score] pairs. `full` (all 1000 scores as JSON, the testbed contribution's

@@ -13,7 +13,7 @@ import numpy as np
 from splitbed.models import labels
 from splitbed.nodes import messages as m
 from splitbed.nodes.metrics import SCHEMA_VERSION, InferenceRecord, Prediction, software_versions
-from splitbed.nodes.timing import Transfer
+from splitbed.nodes.timing import KERNEL_RX_BOUND, Transfer
 from splitbed.nodes.ue_session import UeSession
 
 
@@ -40,12 +40,13 @@ def blank(session: UeSession, *, job: Any, plan: Any, repetition: int, clock: An
         compression_profile=None, compression_profile_id=None, image=job.image, input_shape=[],
         input_data_bytes=0, preprocessed_input_bytes=0, raw_intermediate_bytes=0,
         serialized_intermediate_bytes=0, aips_sent=False, aips_reason="", aips_id=None, aips_bytes=0,
-        uplink_bytes=0, compression_ratio=None, tensors=[], downlink_bytes=0,
+        uplink_bytes=0, compression_ratio=None, tensors=[], downlink_bytes=0, result_rest_bytes=None,
         preprocess_ms=0.0, local_inference_ms=0.0, encode_ms=0.0, send_ms=0.0, delivery_ms=None,
         delivery_end=None, delivery_end_reason=None, delivery_read_ms=None, remote_read_lag_ms=None,
         delivery_uncertainty_ms=None, remote_decode_ms=None, remote_queue_wait_ms=None, remote_tail_build_ms=None,
         remote_inference_ms=None, total_inference_ms=None, remote_processing_ms=None, downlink_ms=None,
-        downlink_end=None, downlink_end_reason=None, local_read_lag_ms=None, uplink_out_of_order_packets=None,
+        downlink_end=None, downlink_end_reason=None, downlink_rest_gap_ms=None,
+        local_read_lag_ms=None, uplink_out_of_order_packets=None,
         downlink_out_of_order_packets=None, uplink_retransmitted_segments=None, transport=None,
         round_trip_ms=None, result_decode_ms=None, e2e_latency_ms=None, timestamps_ns=stamps,
         uplink_tcp=None, downlink_tcp=None,
@@ -77,6 +78,9 @@ def add_result(rec: InferenceRecord, result: m.Result, transfer: Transfer, earli
     rec["timestamps_ns"].update(figures.stamps)
     rec["timestamps_ns"]["remote_last_byte_kernel"] = figures.last_byte_kernel
     rec.update(transfer.figures())  # type: ignore[typeddict-item]
+    rest_send = figures.rest_send
+    if transfer.downlink_end == KERNEL_RX_BOUND and rest_send is not None:  # how far apart the two units left
+        rec["downlink_rest_gap_ms"] = (rest_send - figures.stamps["remote_result_send"]) / 1e6
     rec["delivery_end_reason"] = figures.uplink_end_reason
     rec["uplink_out_of_order_packets"] = figures.uplink_out_of_order_packets
     rec["remote_decode_ms"] = figures.remote_decode_ms

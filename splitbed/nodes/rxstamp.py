@@ -41,7 +41,8 @@ CONVERSION_SLACK_NS = 50_000
 STEP_TOLERANCE_NS = 20_000
 
 
-# Why a transfer's end fell back from the kernel's stamp to the node's read (the record's `delivery_end_reason`,
+# Why a transfer's end fell back from the kernel's stamp of its own last byte to the node's read (or, one reason, to
+# a later unit's stamp) (the record's `delivery_end_reason`,
 # `downlink_end_reason`; docs/METRICS.md, "Receive stamps").
 STAMPING_OFF = "stamping_off"          # this socket cannot have its received data stamped (platform, setsockopt)
 UNSTAMPED = "unstamped"                # the packet holding the last byte came without a stamp
@@ -51,8 +52,12 @@ NO_ORDER_COUNT = "no_order_count"      # the kernel does not count out-of-order 
 CLOCK_STEP = "clock_step"              # the wall clock was stepped during the transfer
 READ_CONTINUED = "read_continued"      # the unit's last byte was not the last byte of its read (local node)
 USERSPACE_TRANSPORT = "userspace_transport"  # a userspace stack (QUIC) hands the bytes over: no kernel stamp of them
-END_REASONS = (STAMPING_OFF, UNSTAMPED, STAMP_AFTER_READ, OUT_OF_ORDER, NO_ORDER_COUNT, CLOCK_STEP, READ_CONTINUED,
-               USERSPACE_TRANSPORT)
+# Not a fall back to the read: a split RESULT's leading unit read with its RESULT_REST, which ended the read. The
+# read's stamp (the RESULT_REST's arrival) is an upper bound on the leading unit's, and the transfer ends there.
+BOUNDED_BY_REST = "bounded_by_rest"
+READ_REASONS = (STAMPING_OFF, UNSTAMPED, STAMP_AFTER_READ, OUT_OF_ORDER, NO_ORDER_COUNT, CLOCK_STEP, READ_CONTINUED,
+                USERSPACE_TRANSPORT)  # the transfer ends at the read
+END_REASONS = (*READ_REASONS, BOUNDED_BY_REST)
 
 
 OFFSET_READ_TRIES = 5

@@ -7,7 +7,8 @@ the arrival of data (SO_TIMESTAMPNS, splitbed.nodes.rxstamp), a transfer ends wh
 when the reading node got round to it ("Receive stamps"):
 
 - delivery   = remote kernel's last-byte stamp (else the remote's read) - offset - local first send
-- downlink   = local kernel's stamp of the RESULT (else the local read) - (remote result send - offset)
+- downlink   = local kernel's stamp of the RESULT (or of its RESULT_REST read with it, a bound; else the local
+               read) - (remote result send - offset)
 - remote processing = remote result send - the delivery's end (both on the remote's clock)
 - round trip = local read of the RESULT - local first send
 - end to end = local end (predictions decoded) - local start (opening the image)
@@ -20,6 +21,7 @@ from typing import Any
 
 APP_READ = "app_read"    # the transfer ended when the receiving node read it
 KERNEL_RX = "kernel_rx"  # ... when the receiving host's kernel received its last byte
+KERNEL_RX_BOUND = "kernel_rx_bound"  # ... when it received a later unit's, read with it: a bound from above
 
 
 def ms(start_ns: int, end_ns: int) -> float:
@@ -43,10 +45,12 @@ class Transfer:
 
     @classmethod
     def derive(cls, *, first_send: int, result_read: int, result_kernel: int | None, last_byte_read: int,
-               last_byte_kernel: int | None, result_send: int, offset_ns: int, uncertainty_ns: int) -> Transfer:
+               last_byte_kernel: int | None, result_send: int, offset_ns: int, uncertainty_ns: int,
+               result_bounded: bool = False) -> Transfer:
         """`first_send`, `result_read`, `result_kernel`: local stamps (the first byte of the inference sent, the
         RESULT read, its kernel arrival or None); `last_byte_read`, `last_byte_kernel`, `result_send`: the
-        remote's (its read of the data unit's last byte, that byte's kernel arrival or None, the RESULT sent)."""
+        remote's (its read of the data unit's last byte, that byte's kernel arrival or None, the RESULT sent).
+        `result_bounded`: `result_kernel` is the arrival of the RESULT_REST read with the RESULT (a bound)."""
         delivered = last_byte_read if last_byte_kernel is None else last_byte_kernel
         result_at = result_read if result_kernel is None else result_kernel
         return cls(
@@ -56,7 +60,7 @@ class Transfer:
             remote_read_lag_ms=None if last_byte_kernel is None else (last_byte_read - last_byte_kernel) / 1e6,
             delivery_uncertainty_ms=uncertainty_ns / 1e6,
             downlink_ms=(result_at - (result_send - offset_ns)) / 1e6,
-            downlink_end=APP_READ if result_kernel is None else KERNEL_RX,
+            downlink_end=APP_READ if result_kernel is None else KERNEL_RX_BOUND if result_bounded else KERNEL_RX,
             local_read_lag_ms=None if result_kernel is None else (result_read - result_kernel) / 1e6,
             remote_processing_ms=(result_send - delivered) / 1e6,
             round_trip_ms=(result_read - first_send) / 1e6,

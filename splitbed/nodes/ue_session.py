@@ -54,6 +54,7 @@ class Choices:
     verify: bool = False
     allow_weights_mismatch: bool = False
     secret: bytes | None = field(default=None, repr=False)  # shared with the remote (splitbed.nodes.auth)
+    result_split: bool = True  # ask for each RESULT in two units (docs/PROTOCOL.md 3.6); a remote may not know it
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,8 @@ class UeSession:
         self._expect_stage(Stage.OFFERED, "SELECT")
         self.stage = Stage.SELECT_SENT
         c = self.choices
-        return m.Select(c.model, c.encoding, c.result_mode, c.top_k, c.session_id, c.weights, c.verify)
+        return m.Select(c.model, c.encoding, c.result_mode, c.top_k, c.session_id, c.weights, c.verify,
+                        c.result_split)
 
     def accepted(self, message: m.Message) -> m.Accept:
         self._expect_stage(Stage.SELECT_SENT, "ACCEPT")
@@ -268,6 +270,20 @@ class UeSession:
         if after is None or after > self.units_sent:
             raise ProtocolError("bad_control_message", f"reply answers unit {after!r}; we sent {self.units_sent}")
         return Reply(message)
+
+    @property
+    def result_split(self) -> bool:
+        """Whether each RESULT comes in two units: asked for in SELECT and granted in ACCEPT (a remote that
+        predates the split grants nothing and sends whole RESULTs)."""
+        return self.accept is not None and self.accept.result_split and self.choices.result_split
+
+    def rest(self, message: m.Message, result: m.Result) -> m.Result:
+        """The RESULT_REST behind a split RESULT (`result`, its leading unit), joined with it."""
+        rest = _expect(message, m.ResultRest)
+        if rest.after_unit != result.after_unit:
+            raise ProtocolError("bad_control_message", f"RESULT_REST answers unit {rest.after_unit!r}, its RESULT "
+                                f"{result.after_unit!r}")
+        return result.completed(rest)
 
     def checksum(self, message: m.Message) -> m.Checksum:
         """With verify on, a CHECKSUM follows each RESULT, answering the same unit."""

@@ -58,16 +58,18 @@ class ControlReader:
         self.sock = sock
         self.framer = UnitFramer(max_unit_bytes=max_control_bytes, max_control_bytes=max_control_bytes,
                                  accepted_control=DOWNLINK_CONTROL)
-        self._pending: list[tuple[ControlUnit, int, int, rxstamp.StampSource]] = []
+        self._pending: list[tuple[ControlUnit, int, int, rxstamp.StampSource, bool]] = []
         self._buf = bytearray(RECV_CHUNK)
         self.bytes_received = 0
         self.rx = rxstamp.ReceiveClock(sock)
         self._stamp_source: rxstamp.StampSource = (None, None)  # of the unit read() returned
+        self.bounded_by_rest = False  # that unit's stamp is its RESULT_REST's: an upper bound (rxstamp.BOUNDED_BY_REST)
 
     @property
     def kernel_ns(self) -> int | None:
-        """When the kernel received the last byte of the unit read() returned (None: unknown); decoded when asked,
-        after the inference's windows."""
+        """When the kernel received the last byte of the unit read() returned (None: unknown; with
+        `bounded_by_rest`, when it received the RESULT_REST's, a bound from above); decoded when asked, after the
+        inference's windows."""
         return rxstamp.decode_stamp(self._stamp_source)[0]
 
     @property
@@ -78,7 +80,8 @@ class ControlReader:
     def read(self, timeout_s: float) -> tuple[ControlUnit, int, int]:
         """The next control unit, its size on the wire and the CLOCK_MONOTONIC ns when its last byte was read
         (``kernel_ns``: when the kernel received it, where the kernel stamps received data and the unit's last
-        byte was the last byte of its read; else None)."""
+        byte was the last byte of its read, or a bound from above, ``bounded_by_rest``, for a RESULT whose
+        RESULT_REST ended the read; else None)."""
         deadline = time.monotonic() + timeout_s
         while not self._pending:
             remaining = deadline - time.monotonic()
@@ -99,20 +102,29 @@ class ControlReader:
             whole = self.framer.take_whole(read)  # a read that is one whole unit (the RESULT): no pieces, no list
             if isinstance(whole, ControlUnit):
                 self._stamp_source = self.rx.last_read  # the unit ends the read: the read's stamp is its own
+                self.bounded_by_rest = False
                 return whole, n, t_read
-            frames = list(self.framer.feed(read)) if whole is None else [whole]
-            for index, frame in enumerate(frames):
+            frames: list[ControlUnit] = []
+            for frame in (self.framer.feed(read) if whole is None else [whole]):
                 if not isinstance(frame, ControlUnit):
                     raise ProtocolError("unexpected_message",
                                         f"unit of type {frame.unit_type} on the downlink; only control messages "
                                         "are valid there")
+                frames.append(frame)
+            ended = not self.framer.mid_unit  # the read's last byte is the last frame's
+            for index, frame in enumerate(frames):
                 # The kernel stamp is the arrival of the last byte this recv returned: it belongs to a unit only
                 # if that unit ends there. A RESULT read together with the CHECKSUM behind it gets none (its
-                # arrival is unknown, the record falls back to the read), never the CHECKSUM's.
-                ends_the_read = index == len(frames) - 1 and not self.framer.mid_unit
+                # arrival is unknown, the record falls back to the read), never the CHECKSUM's. One exception: a
+                # split RESULT's leading unit whose RESULT_REST ends the read gets the read's stamp as a bound
+                # (the RESULT_REST's arrival: no earlier than its own), marked so.
+                ends_the_read = index == len(frames) - 1 and ended
+                bounded = ended and index == len(frames) - 2 and frame.unit_type == MsgType.RESULT \
+                    and frames[-1].unit_type == MsgType.RESULT_REST
                 self._pending.append((frame, HEADER_SIZE + len(frame.payload), t_read,
-                                      self.rx.last_read if ends_the_read else (None, rxstamp.READ_CONTINUED)))
-        unit, size, t_read, self._stamp_source = self._pending.pop(0)
+                                      self.rx.last_read if ends_the_read or bounded
+                                      else (None, rxstamp.READ_CONTINUED), bounded))
+        unit, size, t_read, self._stamp_source, self.bounded_by_rest = self._pending.pop(0)
         return unit, size, t_read
 
     def expect(self, wanted: MsgType, timeout_s: float) -> tuple[ControlUnit, int, int]:
@@ -169,8 +181,12 @@ class TcpTransport:
 
     def arrival(self) -> tuple[int | None, int | None, str | None]:
         """When the kernel received the last message's last byte (None: unknown), the out-of-order packets since
-        mark(), and why there is no stamp (rxstamp.END_REASONS)."""
-        return self.reader.rx.arrival(self.reader.kernel_ns, self.reader.no_stamp_reason)
+        mark(), and why there is no stamp (rxstamp.END_REASONS), or `bounded_by_rest` where the stamp is the
+        RESULT_REST's that came in the same read (it passed the same checks: order, clock steps)."""
+        kernel_ns, late, why = self.reader.rx.arrival(self.reader.kernel_ns, self.reader.no_stamp_reason)
+        if kernel_ns is not None and self.reader.bounded_by_rest:
+            why = rxstamp.BOUNDED_BY_REST
+        return kernel_ns, late, why
 
     def mark(self) -> None:
         """A transfer starts: count the reply's out-of-order packets from here; the TCP state at this moment is

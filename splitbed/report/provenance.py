@@ -39,7 +39,7 @@ class Provenance:
     host_cpu_stolen_ms: float = 0.0
     host_cpu_wait_ms: list[float] = field(default_factory=list)
     # what ended each measured transfer: "kernel_rx", or the reason it ended at the node's read (schema >= 2.2;
-    # "app_read" alone for older records)
+    # "app_read" alone for older records), or "bounded_by_rest" (a downlink ended at its RESULT_REST's stamp)
     delivery_ends: Counter[str] = field(default_factory=Counter)
     downlink_ends: Counter[str] = field(default_factory=Counter)
     # trace-driven profiles: (profile, direction, trace file name) -> the start_s each measured record ran at

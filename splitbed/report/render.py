@@ -79,9 +79,13 @@ def transfer_ends_line(info: Provenance) -> str:
         total = sum(ends.values())
         if not total:
             continue
-        stamped = ends.get("kernel_rx", 0)
-        reads = ", ".join(f"{n} {reason}" for reason, n in sorted(ends.items()) if reason != "kernel_rx")
+        # bounded_by_rest: at the kernel's stamp of the RESULT_REST read with the RESULT, a bound from above
+        bounded = ends.get("bounded_by_rest", 0)
+        stamped = ends.get("kernel_rx", 0) + bounded
+        reads = ", ".join(f"{n} {reason}" for reason, n in sorted(ends.items())
+                          if reason not in ("kernel_rx", "bounded_by_rest"))
         parts.append(f"{stamped} of {total} {what} end at the kernel's receive stamp"
+                     + (f" ({bounded} at the RESULT_REST's, read with the RESULT: a bound)" if bounded else "")
                      + (f" (at the node's read: {reads})" if reads else ""))
     if not parts:
         return "-"

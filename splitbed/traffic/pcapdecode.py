@@ -2,7 +2,7 @@
 
 Every TCP conversation of the pcap is reassembled per direction (splitbed.traffic.streams: sequence numbers,
 duplicates dropped, holes reported); a direction whose bytes walk as TLV units of known types (the format's 0-2
-and the session protocol's 0xF0-0xFD, docs/PROTOCOL.md) is a unit stream, decoded with splitbed.format.Decoder
+and the session protocol's 0xF0-0xFE, docs/PROTOCOL.md) is a unit stream, decoded with splitbed.format.Decoder
 like any stream file. The session's control units are named and their JSON shown. A direction that does not walk
 (other traffic, or a capture that starts inside a unit) is listed and left alone.
 """
@@ -21,7 +21,7 @@ from splitbed.traffic.streams import UNIT_HEADER, Connection, Direction, walk_un
 ACK = 0x10
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
                b"\x0a\x0d\x0d\x0a")
-KNOWN_TYPES = frozenset({0, 1, 2} | set(range(0xF0, 0xFE)))
+KNOWN_TYPES = frozenset({0, 1, 2} | set(range(0xF0, 0xFF)))
 CONTROL_PREVIEW_CHARS = 400
 MAX_CONTROL_JSON = 1 << 20
 

@@ -60,6 +60,10 @@ def test_testbed_share_stays_small_against_compute(ideal_bed: Any, benchmark: An
         parts_median={k: statistics.median(float(p[k] or 0.0) for p in parts) for k in parts[0]})
     assert all(r["result_mode"] == "topk" for r in records), "the default RESULT is no longer the compact one"
     assert max(int(r["downlink_bytes"]) for r in records) < COMPACT_RESULT_BYTES
+    # the RESULT comes split (docs/PROTOCOL.md 3.6): local_end waits for its leading unit only, and the remote read
+    # its meter's counters after sending it
+    assert all(r["result_rest_bytes"] and r["downlink_bytes"] < r["result_rest_bytes"] for r in records)
+    assert all(r["remote_resources"]["counters_late_ms"] > 0 for r in records)
     assert ratio < SHARE_TO_COMPUTE_LIMIT, (
         f"the testbed's own share (lower quartile {lower_quartile:.2f} ms, median {statistics.median(shares):.2f}) "
         f"is {ratio:.1%} of the fastest compute ({fastest_compute:.1f} ms); limit {SHARE_TO_COMPUTE_LIMIT:.0%}")

@@ -1,6 +1,6 @@
 -- Wireshark dissector for the AI intermediate data format (AI Parameter Set + TLV units, 3GPP SA4
 -- contribution S4-260189; byte-exact spec in splitbed's docs/FORMAT.md) and the control units of the splitbed
--- session protocol (types 0xF0-0xFD, JSON values; docs/PROTOCOL.md).
+-- session protocol (types 0xF0-0xFE, JSON values; docs/PROTOCOL.md).
 --
 -- Load it (docs/FORMAT.md, "Wireshark"):
 --   wireshark -X lua_script:$(splitbed format dissector --path) capture.pcap
@@ -22,7 +22,7 @@ local unit_names = {
   [0x00] = "reserved", [0x01] = "AIPS", [0x02] = "DATA",
   [0xF0] = "HELLO", [0xF1] = "OFFER", [0xF2] = "SELECT", [0xF3] = "ACCEPT", [0xF4] = "CLOCK_PING",
   [0xF5] = "CLOCK_PONG", [0xF6] = "RESET", [0xF7] = "RESET_DONE", [0xF8] = "JSON_BASELINE", [0xF9] = "RESULT",
-  [0xFA] = "ERROR", [0xFB] = "PREPARE", [0xFC] = "PREPARED", [0xFD] = "CHECKSUM",
+  [0xFA] = "ERROR", [0xFB] = "PREPARE", [0xFC] = "PREPARED", [0xFD] = "CHECKSUM", [0xFE] = "RESULT_REST",
 }
 local dtype_names = {
   [1] = "float32", [2] = "float16", [3] = "bfloat16", [4] = "float64", [5] = "int8", [6] = "uint8",

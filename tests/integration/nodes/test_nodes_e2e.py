@@ -107,21 +107,31 @@ def _check_consistent(rec: dict[str, Any]) -> None:
     # times: each a part of the one after it
     assert 0 < rec["delivery_ms"] <= rec["round_trip_ms"] <= rec["e2e_latency_ms"]
     # the transfers end at the kernels' receive stamps; the nodes' reads come at or after them. The RESULT keeps
-    # its stamp unless the CHECKSUM (--verify-delivery) was already behind it when the node read: then the
-    # stamp is the CHECKSUM's arrival and the record ends the downlink at the read instead (docs/METRICS.md)
+    # its stamp unless the RESULT_REST of the split RESULT, or the CHECKSUM (--verify-delivery), was already behind
+    # it when the node read: then the stamp is the later unit's arrival. A RESULT_REST that ended the read bounds
+    # the leading unit's arrival from above, and the downlink ends at that bound (kernel_rx_bound); with the
+    # CHECKSUM behind, the record ends the downlink at the read instead (docs/METRICS.md)
     # (and a transfer during a wall-clock step keeps no stamp either: docs/METRICS.md, "Receive stamps")
-    assert rec["delivery_end"] in ("kernel_rx", "app_read") and rec["downlink_end"] in ("kernel_rx", "app_read")
+    assert rec["delivery_end"] in ("kernel_rx", "app_read")
+    assert rec["downlink_end"] in ("kernel_rx", "kernel_rx_bound", "app_read")
     local_lag, remote_lag = rec["local_read_lag_ms"], rec["remote_read_lag_ms"]
     assert (local_lag is None) == (rec["downlink_end"] == "app_read")
     assert (remote_lag is None) == (rec["delivery_end"] == "app_read")
     # every read-based end says why; on this machine (stamps on, Linux >= 5.4, loopback) only a wall-clock
-    # step, packets out of order, or (downlink) the CHECKSUM in the same read can cause one
+    # step, packets out of order, or (downlink) the RESULT_REST or CHECKSUM in the same read can cause one
     assert (rec["delivery_end_reason"] is None) == (rec["delivery_end"] == "kernel_rx")
     assert (rec["downlink_end_reason"] is None) == (rec["downlink_end"] == "kernel_rx")
     assert rec["delivery_end_reason"] in (None, "clock_step", "stamp_after_read", "out_of_order")
-    assert rec["downlink_end_reason"] in (None, "clock_step", "stamp_after_read", "out_of_order", "read_continued")
+    assert rec["downlink_end_reason"] in (None, "clock_step", "stamp_after_read", "out_of_order", "read_continued",
+                                          "bounded_by_rest")
+    bounded = rec["downlink_end"] == "kernel_rx_bound"
+    assert bounded == (rec["downlink_end_reason"] == "bounded_by_rest") == (rec["downlink_rest_gap_ms"] is not None)
     assert (remote_lag is None or remote_lag >= 0) and (local_lag is None or local_lag >= 0)
     assert rec["delivery_ms"] + (remote_lag or 0.0) == pytest.approx(rec["delivery_read_ms"], abs=1e-6)
+    # the RESULT came split (both nodes know it: docs/PROTOCOL.md 3.6): the remote read its meter's counters after
+    # sending the leading unit, the local node's at once (no timing asserted: a stall may come between any two)
+    assert rec["result_rest_bytes"] > 0 and rec["remote_resources"]["counters_late_ms"] > 0
+    assert rec["local_resources"]["counters_late_ms"] >= 0
     assert rec["delivery_ms"] + rec["remote_processing_ms"] + rec["downlink_ms"] + (local_lag or 0.0) \
         == pytest.approx(rec["round_trip_ms"], abs=1e-6)
     assert rec["send_ms"] <= rec["round_trip_ms"]
@@ -135,6 +145,11 @@ def _check_consistent(rec: dict[str, Any]) -> None:
         assert stamps["local_first_send"] < stamps["remote_last_byte_kernel"] <= stamps["remote_last_byte"]
     if local_lag is not None:
         assert stamps["remote_result_send"] < stamps["local_result_received_kernel"] <= stamps["local_result_received"]
+    assert stamps["remote_result_send"] <= stamps["remote_result_rest_send"]  # the RESULT_REST goes after the lead
+    if bounded:  # the bound is the RESULT_REST's arrival: after its send, the gap between the two sends recorded
+        assert stamps["remote_result_rest_send"] < stamps["local_result_received_kernel"]
+        assert rec["downlink_rest_gap_ms"] == pytest.approx(
+            (stamps["remote_result_rest_send"] - stamps["remote_result_send"]) / 1e6, abs=1e-9)
     assert stamps["local_start"] < stamps["local_first_send"] <= stamps["remote_first_byte"] \
         <= stamps["remote_last_byte"] <= stamps["remote_tail_start"] < stamps["remote_tail_end"] \
         <= stamps["remote_result_send"] <= stamps["local_result_received"] <= stamps["local_end"]
@@ -179,8 +194,9 @@ def test_driven_local_nodes(driven: list[list[dict[str, Any]]]) -> None:
             _check_consistent(rec)
     ends = [r["downlink_end"] for r in records if r["status"] == "ok"]
     reasons = [r["downlink_end_reason"] for r in records if r["status"] == "ok" and r["downlink_end_reason"]]
-    print(f"downlink ends: {ends.count('kernel_rx')} at the RESULT's kernel stamp, {ends.count('app_read')} at the "
-          f"read ({', '.join(f'{reasons.count(r)} {r}' for r in sorted(set(reasons))) or 'none'})")
+    print(f"downlink ends: {ends.count('kernel_rx')} at the RESULT's kernel stamp, {ends.count('kernel_rx_bound')} "
+          f"at its RESULT_REST's, {ends.count('app_read')} at the read "
+          f"({', '.join(f'{reasons.count(r)} {r}' for r in sorted(set(reasons))) or 'none'})")
     assert "kernel_rx" in ends  # the downlink keeps its stamp in most records (8-13 of 13 per run when measured)
     assert any(r["delivery_end"] == "kernel_rx" for r in records if r["status"] == "ok")
 

@@ -75,6 +75,10 @@ def test_a_good_result_is_read_whole() -> None:
     assert (result.after_unit, result.partition_id, figures.last_byte_kernel, figures.uplink_end_reason) == (3, 5, 9, None)
     assert figures.stamps["remote_result_send"] == 20 and figures.remote_inference_ms == 7.5
     assert figures.remote_queue_wait_ms == 0.0 and result.aips_events == [{"event": "activated", "aips_id": 1}]
+    assert figures.rest_send is None and m.REST_STAMP not in figures.stamps  # a whole RESULT has none
+    split = m.Result.from_body(_result_body(timestamps_ns=dict(_result_body()["timestamps_ns"],
+                                                               remote_result_rest_send=20))).figures
+    assert split.rest_send == split.stamps[m.REST_STAMP] == 20
     assert result.predictions("full", 2) == [(999, 0.75), (998, 0.25)]
     assert result.predictions("topk", 1) == [(999, 0.75)]
     assert m.decode(MsgType.RESULT, encode_control(MsgType.RESULT, _result_body())[HEADER_SIZE:]) == result
@@ -85,10 +89,15 @@ def test_a_good_result_is_read_whole() -> None:
     ({"timestamps_ns": {"remote_first_byte": 1}}, "lacks an integer remote_last_byte"),
     ({"timestamps_ns": dict(_result_body()["timestamps_ns"], remote_last_byte_kernel=11)}, "no later than"),
     ({"uplink_end_reason": "stamping_off"}, "uplink_end_reason"),
+    ({"uplink_end_reason": "bounded_by_rest",  # a downlink's bound, never an uplink's reason
+      "timestamps_ns": {k: v for k, v in _result_body()["timestamps_ns"].items() if k != "remote_last_byte_kernel"}},
+     "uplink_end_reason"),
     ({"uplink_out_of_order_packets": -1}, "uplink_out_of_order_packets"),
     ({"remote_inference_ms": "7"}, "remote_inference_ms"),
     ({"remote_decode_ms": [1]}, "remote_decode_ms"),
     ({"downlink_tcp": {"cwnd_segments": 10}}, "downlink_tcp"),
+    ({"timestamps_ns": dict(_result_body()["timestamps_ns"], remote_result_rest_send=19)}, "remote_result_rest_send"),
+    ({"timestamps_ns": dict(_result_body()["timestamps_ns"], remote_result_rest_send=True)}, "remote_result_rest_send"),
 ])
 def test_a_result_that_contradicts_itself_is_refused(changes: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ProtocolError) as caught:

@@ -234,3 +234,20 @@ def test_the_edges_fast_path_and_the_general_path_give_the_same_figures() -> Non
     broken = ResourceMeter(POWER)
     broken.files().fds = (-1,) * 6  # a read that fails: the general path takes over at both edges
     assert broken.stop(broken.start())["peak_rss_method"].startswith("vmhwm-reset")
+
+
+def test_a_window_ended_before_its_counters_are_read() -> None:
+    """end() takes the clocks, finish() the counters later (the remote sends a split RESULT's leading unit in
+    between): wall and CPU time stop at end(), what the counters saw after it counts (a 64 MiB peak there) and the
+    figures say by how much later they were read."""
+    meter = ResourceMeter(POWER)
+    window = meter.start()
+    ended = meter.end(window)
+    _burn_cpu(0.05)
+    block = _fresh_resident(64 << 20)
+    block.close()
+    figures = meter.finish(window, ended)
+    assert figures["wall_ms"] == ended.wall_ns / 1e6 and figures["cpu_time_ms"] == ended.cpu_ns / 1e6
+    assert figures["counters_late_ms"] >= 50  # 50 ms of CPU burnt after the end: at least that much wall time
+    assert figures["peak_rss_increase_bytes"] >= 60 << 20
+    assert meter.stop(meter.start())["counters_late_ms"] >= 0  # at once: the clocks, then the counters

@@ -13,7 +13,7 @@ from splitbed.nodes.clock import now_ns
 from splitbed.nodes.errors import ProtocolError
 from splitbed.nodes.messages import end_reason, kernel_stamp
 from splitbed.nodes.protocol import MsgType, encode_control
-from splitbed.nodes.wire import ControlReader
+from splitbed.nodes.wire import ControlReader, TcpTransport
 
 READ_DELAY_S = 0.05
 STEP_ATTEMPTS = 5
@@ -134,6 +134,76 @@ def test_a_unit_read_together_with_the_next_one_gets_no_stamp(pair: tuple[socket
         assert reader.kernel_ns is not None and before_send <= reader.kernel_ns <= t_read_3
 
     without_wall_clock_step(accepted, attempt)
+
+
+def test_a_leading_result_read_with_its_rest_gets_the_rests_stamp_as_a_bound(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """A split RESULT (docs/PROTOCOL.md 3.6): its leading unit and, READ_DELAY_S later, the RESULT_REST, both sent
+    before the local node reads. One recv returns both, and its stamp (the RESULT_REST's arrival) is the leading
+    unit's end as a bound from above: `bounded_by_rest`, not the read. Read apart, each unit keeps its own stamp;
+    with a CHECKSUM behind the RESULT_REST in the same read, the leading unit has none (`read_continued`)."""
+    client, accepted = pair
+
+    def attempt() -> None:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = TcpTransport(accepted)
+        reader = transport.reader
+        transport.mark()
+        client.sendall(encode_control(MsgType.RESULT, {"after_unit": 1}))
+        time.sleep(READ_DELAY_S)
+        rest_send = now_ns()
+        client.sendall(encode_control(MsgType.RESULT_REST, {"after_unit": 1}))
+        time.sleep(0.05)
+        lead, _, t_read = reader.read(timeout_s=5)
+        assert lead.unit_type == MsgType.RESULT and reader.bounded_by_rest
+        bound = reader.kernel_ns
+        assert bound is not None and rest_send <= bound <= t_read  # the RESULT_REST's arrival, not the RESULT's
+        assert transport.arrival() == (bound, 0, rxstamp.BOUNDED_BY_REST)
+        rest, _, t_read_2 = reader.read(timeout_s=5)
+        assert rest.unit_type == MsgType.RESULT_REST and t_read_2 == t_read and not reader.bounded_by_rest
+        assert transport.arrival() == (bound, 0, None)  # the RESULT_REST's own stamp
+
+        transport.mark()  # read apart: the leading unit's own arrival, before the RESULT_REST was sent
+        before_send = now_ns()
+        client.sendall(encode_control(MsgType.RESULT, {"after_unit": 2}))
+        time.sleep(0.05)
+        lead, _, _ = reader.read(timeout_s=5)
+        rest_send = now_ns()
+        client.sendall(encode_control(MsgType.RESULT_REST, {"after_unit": 2}))
+        assert lead.unit_type == MsgType.RESULT and not reader.bounded_by_rest
+        own = reader.kernel_ns
+        assert own is not None and before_send <= own < rest_send
+        assert transport.arrival() == (own, 0, None)
+        assert reader.read(timeout_s=5)[0].unit_type == MsgType.RESULT_REST
+
+        transport.mark()  # a CHECKSUM behind the RESULT_REST ends the read: no stamp for the leading unit
+        for unit_type in (MsgType.RESULT, MsgType.RESULT_REST, MsgType.CHECKSUM):
+            client.sendall(encode_control(unit_type, {"after_unit": 3}))
+            time.sleep(0.01)
+        time.sleep(0.05)
+        lead, _, _ = reader.read(timeout_s=5)
+        assert lead.unit_type == MsgType.RESULT and not reader.bounded_by_rest and reader.kernel_ns is None
+        assert transport.arrival() == (None, 0, rxstamp.READ_CONTINUED)
+        assert [reader.read(timeout_s=5)[0].unit_type for _ in range(2)] == [MsgType.RESULT_REST, MsgType.CHECKSUM]
+
+    without_wall_clock_step(accepted, attempt)
+
+
+def test_a_rest_stamp_is_still_checked_for_order_and_clock_steps(pair: tuple[socket.socket, socket.socket],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound passes the same checks as any stamp: across a wall-clock step it is dropped (`clock_step`),
+    never kept as a bound. (The step is simulated as in the test below.)"""
+    client, accepted = pair
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    transport = TcpTransport(accepted)
+    steady = rxstamp.wall_offset_ns
+    transport.mark()
+    monkeypatch.setattr(rxstamp, "wall_offset_ns", lambda: steady() + 500_000)
+    client.sendall(encode_control(MsgType.RESULT, {"after_unit": 1}) + encode_control(MsgType.RESULT_REST, {}))
+    time.sleep(0.05)
+    lead, _, _ = transport.reader.read(timeout_s=5)
+    assert lead.unit_type == MsgType.RESULT and transport.reader.bounded_by_rest
+    assert transport.arrival()[0::2] == (None, rxstamp.CLOCK_STEP)
 
 
 def test_a_wall_clock_step_during_a_transfer_drops_its_stamp(pair: tuple[socket.socket, socket.socket],

@@ -76,11 +76,16 @@ class Wire:
         preds = np.zeros((1, 1000), np.float32)
         preds[0, int(sum(float(a.sum()) for a in action.decoded.arrays)) % 1000] = 1.0  # the fake tail's answer
         start = next(self.clock)
+        # as the remote node does: a session that asked for split RESULTs gets the leading unit first
+        out = []
+        if self.edge.result_lead(action, partition_id=action.decoded.partition_id, preds=preds):
+            while (queued := self.edge.next_action()) is not None:
+                out += self._play(queued)
         self.edge.result(action, partition_id=action.decoded.partition_id, partition_name="block_3_project_BN",
                          preds=preds, tail_start_ns=start, tail_end_ns=start + 500, lock_request_ns=start,
                          queue_ms=0.0, built_ms=0.0, resources={}, concurrent_sessions=1, downlink_tcp=None,
                          last_byte_kernel=action.last_byte_ns - 100, out_of_order=0, end_reason=None)
-        return []
+        return out
 
 
 def _reads(data: bytes, chunk: int) -> list[memoryview]:
@@ -97,11 +102,11 @@ def _reads(data: bytes, chunk: int) -> list[memoryview]:
 
 
 def configured(encoding: str = "tlv", verify: bool = True, chunk: int = 7,
-               budget: MemoryBudget | None = None) -> Wire:
+               budget: MemoryBudget | None = None, split: bool = False) -> Wire:
     clock = itertools.count(1_000_000, 1_000)
     edge = EdgeSession(offer(), clock=lambda: next(clock), perf=lambda: next(clock), budget=budget)
-    wire = Wire(UeSession(Choices(MODEL, encoding, "full", 3, "session-1", WEIGHTS, verify)), edge, clock,
-                chunk=chunk)
+    wire = Wire(UeSession(Choices(MODEL, encoding, "full", 3, "session-1", WEIGHTS, verify, result_split=split)),
+                edge, clock, chunk=chunk)
     ue = wire.ue
     [offered] = wire.send([m.encode(ue.start(boot_id="ue-boot", client={}))])
     ue.offered(offered)
@@ -225,6 +230,57 @@ def test_a_json_baseline_session_and_its_result() -> None:
     assert final.text is not None and list(final.leading) == list(m.RESULT_LEADING)
     assert final.predictions("full", 3) == final.predictions("topk", 3)
     assert final.body["after_unit"] == final.after_unit and final.figures.stamps["remote_result_send"] > 0
+
+
+@pytest.mark.parametrize("chunk", [7, 0], ids=["7-byte-reads", "unit-per-read"])
+def test_a_split_result_joins_to_the_whole_one(chunk: int) -> None:
+    """SELECT result_split (docs/PROTOCOL.md 3.6): the RESULT's leading members, then RESULT_REST with the rest,
+    then the CHECKSUM; joined, they are the members of a whole RESULT, with the leading unit's send stamp (and
+    the RESULT_REST's own)."""
+    whole, split = configured(chunk=chunk), configured(chunk=chunk, split=True)
+    assert not whole.ue.result_split and split.ue.result_split
+    arrays = [np.full((1, 28, 28, 24), 0.5, np.float32)]
+    result, checksum = infer(whole, arrays)[1]
+    lead, rest, checksum_after = infer(split, arrays)[1]
+    assert isinstance(lead, m.Result) and isinstance(rest, m.ResultRest) and isinstance(checksum_after, m.Checksum)
+    final = split.ue.reply(lead).final
+    assert final is not None and set(final.body) == {*m.RESULT_LEADING, "preds"}
+    assert final.predictions("full", 3) == whole.ue.reply(result).final.predictions("full", 3)  # type: ignore[union-attr]
+    joined = split.ue.rest(rest, final)
+    assert set(joined.body) == set(result.body) and joined.after_unit == final.after_unit == split.ue.units_sent
+    assert joined.figures.stamps["remote_tail_end"] < joined.figures.stamps["remote_result_send"]
+    # the RESULT_REST's own send, after the leading unit's (what a downlink bounded by it can be late by)
+    assert joined.figures.rest_send is not None
+    assert joined.figures.rest_send >= joined.figures.stamps["remote_result_send"]
+    assert whole.ue.reply(result).final.figures.rest_send is None  # type: ignore[union-attr]
+    assert split.ue.checksum(checksum_after).tensor_crc32 == [formatio.tensor_crc32(arrays[0])]
+
+    # what the local node refuses in place of the RESULT_REST
+    with pytest.raises(ProtocolError, match="answers unit"):
+        split.ue.rest(m.ResultRest(final.after_unit - 1, dict(rest.body, after_unit=final.after_unit - 1)), final)
+    with pytest.raises(ProtocolError, match="repeats partition_id"):
+        split.ue.rest(m.ResultRest(final.after_unit, dict(rest.body, partition_id=PARTITION + 1)), final)
+    with pytest.raises(ProtocolError) as caught:
+        split.ue.rest(checksum_after, final)
+    assert caught.value.code == "unexpected_message"
+    with pytest.raises(RemoteError):
+        split.ue.rest(m.Error("internal_error", "the remote failed", True), final)
+    with pytest.raises(ProtocolError):  # a RESULT_REST whose figures are broken: refused when the record reads them
+        split.ue.rest(m.ResultRest(final.after_unit, dict(rest.body, timestamps_ns={})), final).figures  # noqa: B018
+
+
+def test_a_remote_that_predates_the_split_sends_whole_results() -> None:
+    """A local node that asks for split RESULTs expects them only where ACCEPT grants them; a remote that predates
+    the split ignores the SELECT member (protocol version 1 both ways)."""
+    select = m.Select(MODEL, "tlv", "topk", 5, "s", WEIGHTS, False, True)
+    assert m.Select.from_body(select.to_body()).result_split
+    assert "result_split" not in m.Select(MODEL, "tlv").to_body()  # what an old local node sends
+    with pytest.raises(ProtocolError, match="result_split must be true or false"):
+        m.Select.from_body(dict(select.to_body(), result_split="yes"))
+    wire = configured(split=True)
+    wire.ue.accept = m.Accept.from_body({k: v for k, v in wire.ue.accept.to_body().items()  # type: ignore[union-attr]
+                                         if k != "result_split"})
+    assert not wire.ue.result_split
 
 
 def test_what_the_edge_refuses_before_and_during_configuration() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from splitbed.nodes.timing import APP_READ, KERNEL_RX, LocalSegments, Transfer
+from splitbed.nodes.timing import APP_READ, KERNEL_RX, KERNEL_RX_BOUND, LocalSegments, Transfer
 
 MS = 1_000_000  # ns
 
@@ -37,6 +37,20 @@ def test_without_kernel_stamps_the_reads_end_the_transfers() -> None:
     assert set(t.figures()) == {"delivery_ms", "delivery_end", "delivery_read_ms", "remote_read_lag_ms",
                                 "delivery_uncertainty_ms", "downlink_ms", "downlink_end", "local_read_lag_ms",
                                 "remote_processing_ms", "round_trip_ms"}
+
+
+def test_a_bound_from_the_result_rest_ends_the_downlink_and_leaves_the_read_lag_out() -> None:
+    """The leading unit read with its RESULT_REST: the downlink ends at the RESULT_REST's kernel stamp (a bound),
+    named as such, and the rest of the wait up to the read stays the local read lag (the testbed's share)."""
+    t = Transfer.derive(first_send=0, result_read=20 * MS, result_kernel=17 * MS, last_byte_read=8 * MS,
+                        last_byte_kernel=7 * MS, result_send=15 * MS, offset_ns=0, uncertainty_ns=0,
+                        result_bounded=True)
+    assert (t.downlink_ms, t.local_read_lag_ms, t.downlink_end) == (2.0, 3.0, KERNEL_RX_BOUND)
+    assert t.delivery_ms + t.remote_processing_ms + t.downlink_ms + t.local_read_lag_ms == t.round_trip_ms
+    unbounded = Transfer.derive(first_send=0, result_read=20 * MS, result_kernel=None, last_byte_read=8 * MS,
+                                last_byte_kernel=7 * MS, result_send=15 * MS, offset_ns=0, uncertainty_ns=0,
+                                result_bounded=True)
+    assert unbounded.downlink_end == APP_READ  # no stamp to bound with: the read, as before
 
 
 def test_local_segments_and_what_is_missing_after_a_failure() -> None:

@@ -48,6 +48,11 @@ def test_transfer_ends_are_counted_with_the_reason_each_fell_back_to_a_read() ->
         "2 of 4 uplink deliveries end at the kernel's receive stamp (at the node's read: 1 clock_step, "
         "1 out_of_order); 3 of 4 downlinks end at the kernel's receive stamp (at the node's read: 1 read_continued) "
         '(docs/METRICS.md, "Receive stamps")')
+    bounded = provenance([_ends("kernel_rx", None, "kernel_rx_bound", "bounded_by_rest"),
+                          _ends("kernel_rx", None, "kernel_rx", None), _ends("kernel_rx", None, "app_read", "unstamped")])
+    assert transfer_ends_line(bounded).split("; ")[1] == (
+        "2 of 3 downlinks end at the kernel's receive stamp (1 at the RESULT_REST's, read with the RESULT: a bound) "
+        '(at the node\'s read: 1 unstamped) (docs/METRICS.md, "Receive stamps")')
     older = provenance([{**_ends("app_read", None, "kernel_rx", None)}])  # schema 2.0/2.1: no reason field
     assert "at the node's read: 1 app_read" in transfer_ends_line(older)
     assert transfer_ends_line(provenance([])) == "-"
