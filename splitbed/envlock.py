@@ -85,7 +85,10 @@ def installed(paths: Iterable[str] | None = None) -> dict[str, str]:
     """Normalized name -> version of every distribution in `paths` (default: `site_dirs()`)."""
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions(path=list(paths) if paths is not None else site_dirs()):
-        name = dist.metadata["Name"]
+        try:
+            name = dist.metadata["Name"]
+        except FileNotFoundError:  # a *.dist-info without METADATA: importlib_metadata's finder (once anything
+            continue               # imported it, it is on sys.meta_path too) raises where the stdlib's gives none
         if name:
             found.setdefault(normalize(name), dist.version)  # first on the path wins, as for an import
     return found

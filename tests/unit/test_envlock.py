@@ -71,12 +71,18 @@ def test_read_lock_rejects_a_range_with_one_line_naming_the_fix(tmp_path: Path) 
         envlock.read_lock(bad)
 
 
+VENV_SITE = envlock.site_dirs()  # before any test replaces it
+
+
 def _site_with(tmp_path: Path, versions: dict[str, str]) -> Path:
     """A site-packages holding real dist-info metadata: each named installed distribution's own METADATA, with
     its Version line set to `versions[name]`."""
     site = tmp_path / "site-packages"
     for name, version in versions.items():
-        text = importlib.metadata.distribution(name).read_text("METADATA") or ""
+        # the installed distribution's, from this venv's site-packages: on sys.path a checkout's *.egg-info (no
+        # METADATA) can come first
+        [text] = [t for t in (d.read_text("METADATA") for d in importlib.metadata.distributions(
+            name=name, path=VENV_SITE)) if t][:1]
         text = re.sub(r"^Version: .*$", f"Version: {version}", text, count=1, flags=re.M)
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir(parents=True)
@@ -185,3 +191,11 @@ def test_everything_that_installs_the_project_uses_the_lock() -> None:
 @pytest.mark.skipif(not IN_CHECKOUT, reason=NOT_A_CHECKOUT)
 def test_the_lock_of_a_source_checkout_is_found_next_to_the_package() -> None:
     assert envlock.lock_path() == LOCK
+
+
+def test_a_dist_info_without_metadata_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    """importlib_metadata's finder, on sys.meta_path once anything imported it, raises on such a directory."""
+    importlib.import_module("importlib_metadata")
+    site = _site_with(tmp_path, {"numpy": "1.26.4"})
+    (site / "broken-1.0.dist-info").mkdir()
+    assert envlock.installed([str(site)]) == {"numpy": "1.26.4"}
